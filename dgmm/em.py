@@ -1,0 +1,135 @@
+"""The distributed EM loop and the initial pass, on an :class:`~dgmm.execution.Executor`.
+
+Orchestration only: the maths is in :mod:`dgmm.stats`, :mod:`dgmm.mstep` and
+:mod:`dgmm.init`. One iteration is one pass over the data::
+
+    1. broadcast θ_t to every worker (once per worker)
+    2. map      chunk_stats(X_chunk, θ_t) -> Stats centred on μ_t
+    3. reduce   Stats + Stats in a tree of fan-in split_every
+    4. M-step   θ_{t+1} = params_from_stats(Stats, μ_t, reg_covar), on the client
+    5. stop when |mean loglik_t − mean loglik_{t−1}| < tol
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import FitError
+from .execution import Executor
+from .gaussian import CovarianceType
+from .init import InitMethod, InitPlan, choose_centres, init_chunk_stats, sample_size
+from .mstep import params_from_stats
+from .params import MixtureParams
+from .stats import Stats, chunk_stats
+
+IterationCallback = Callable[[int, float, float, float], None]
+
+
+@dataclass
+class EMResult:
+    """Outcome of one EM run.
+
+    ``lower_bound`` is the mean log-likelihood computed in the last iteration's
+    E-step, i.e. of the parameters *before* its M-step, as scikit-learn reports it.
+    """
+
+    params: MixtureParams
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    lower_bounds: list[float] = field(default_factory=list)
+
+
+def em_kernel(block: np.ndarray, params: MixtureParams, row_offset: int) -> Stats:
+    return chunk_stats(block, params)
+
+
+def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
+    return init_chunk_stats(block, plan, row_offset)
+
+
+def initial_params(
+    executor: Executor,
+    X,
+    *,
+    n_components: int,
+    covariance_type: CovarianceType,
+    method: InitMethod,
+    reg_covar: float,
+    seed: int,
+    split_every: int,
+    weights_init: np.ndarray | None = None,
+    means_init: np.ndarray | None = None,
+    precisions_init: np.ndarray | None = None,
+) -> MixtureParams:
+    """Starting parameters: user-given ones where present, the init method for the rest.
+
+    Costs two computes (a row sample, then one statistics pass) unless all three
+    of ``weights_init``, ``means_init`` and ``precisions_init`` are given, which costs none.
+    """
+    if weights_init is not None and means_init is not None and precisions_init is not None:
+        return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
+    rng = np.random.default_rng(seed)
+    n_rows = X.shape[0]
+    # 1. a uniform sample of rows -> K centres
+    indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, method), replace=False)
+    centres = choose_centres(executor.gather_rows(X, indices), n_components, method, rng)
+    # 2. one statistics pass under the initial responsibilities -> ordinary M-step
+    plan = InitPlan(method, centres, seed, covariance_type)
+    stats = executor.map_reduce(X, init_kernel, plan, split_every)
+    fitted = params_from_stats(stats, centres, covariance_type, reg_covar)
+    weights = fitted.weights if weights_init is None else weights_init
+    means = fitted.means if means_init is None else means_init
+    if precisions_init is None:
+        return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
+    given = MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+    return given
+
+
+def run_em(
+    executor: Executor,
+    X,
+    params: MixtureParams,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    split_every: int,
+    lower_bound: float = -math.inf,
+    on_iteration: IterationCallback | None = None,
+) -> EMResult:
+    """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+
+    Raises
+    ------
+    FitError
+        The log-likelihood or a parameter became NaN or infinite, or a
+        covariance stopped being positive definite.
+    """
+    lower_bounds: list[float] = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        started = time.perf_counter()
+        previous = lower_bound
+        stats = executor.map_reduce(X, em_kernel, params, split_every)
+        lower_bound = stats.loglik / stats.n_rows
+        if not np.isfinite(lower_bound):
+            raise FitError(
+                f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
+                "scale the input data or increase reg_covar"
+            )
+        params = params_from_stats(stats, params.means, params.covariance_type, reg_covar)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        if on_iteration is not None:
+            on_iteration(n_iter, lower_bound, change, time.perf_counter() - started)
+        if abs(change) < tol:
+            converged = True
+            break
+    return EMResult(params, converged, n_iter, lower_bound, lower_bounds)

@@ -1,0 +1,31 @@
+"""The errors and warnings dgmm raises on purpose.
+
+Every user-facing problem is one of these, with a one-line message that names
+what is wrong (file, column, parameter, value) and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class DgmmError(Exception):
+    """Base class of every error dgmm raises on purpose."""
+
+
+class DataError(DgmmError, ValueError):
+    """The input data cannot be used: missing file, bad column, null, NaN or inf."""
+
+
+class ParameterError(DgmmError, ValueError):
+    """An estimator parameter or an initial parameter has a bad value or shape."""
+
+
+class FitError(DgmmError, RuntimeError):
+    """EM could not continue: a covariance stopped being positive definite or a NaN appeared."""
+
+
+class NotFittedError(DgmmError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the log-likelihood changed by less than ``tol``."""

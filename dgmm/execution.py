@@ -1,0 +1,178 @@
+"""Where and how passes over the data run: broadcast -> map -> tree-reduce -> one compute.
+
+No maths here. A *pass* applies a pure chunk kernel ``kernel(block, payload,
+row_offset) -> Stats`` to every row chunk of a Dask array and merges the results
+with :func:`dgmm.stats.merge_stats` in a tree of fan-in ``split_every``.
+
+Which scheduler runs a pass, when ``fit`` is not handed a client:
+
+=====================================  =========================================
+situation                              executor
+=====================================  =========================================
+``client=`` given                      that ``distributed`` client
+a ``distributed`` client is current    that client
+Parquet input, no client               a LocalCluster of worker processes on
+                                       127.0.0.1, closed when ``fit`` returns
+NumPy / pandas input, no client        Dask's threaded scheduler in-process:
+                                       no cluster start-up for small fits
+Dask array / DataFrame, no client      Dask's configured default scheduler
+=====================================  =========================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import uuid
+from typing import Any, Callable, Iterator, Literal
+
+import numpy as np
+
+from .errors import DataError
+from .stats import Stats, merge_stats
+
+InputKind = Literal["numpy", "dask", "parquet"]
+Kernel = Callable[[np.ndarray, Any, int], Stats]
+
+
+def current_client():
+    """The current ``distributed`` client, or None (never imports distributed itself)."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import default_client
+
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def check_finite_block(block: np.ndarray, row_offset: int) -> None:
+    """Refuse a chunk holding NaN or infinities, naming the first bad row."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise DataError(
+            f"input row {row_offset + int(row)}, column {int(col)} is {block[row, col]}; "
+            "drop or impute NaN and infinite values before fitting"
+        )
+
+
+def run_kernel(kernel: Kernel, block: np.ndarray, payload: Any, row_offset: int) -> Stats:
+    """The map task: validate the chunk, then apply the pure kernel."""
+    check_finite_block(block, row_offset)
+    return kernel(block, payload, row_offset)
+
+
+class Executor:
+    """Runs passes over Dask arrays, on a ``distributed`` client or a local scheduler.
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+    scheduler : local Dask scheduler name ("threads", "sync", ...) used without a client;
+        None means Dask's configured default.
+    """
+
+    def __init__(self, client=None, scheduler: str | None = None):
+        self.client = client
+        self.scheduler = scheduler
+
+    def __repr__(self) -> str:
+        where = self.client.scheduler.address if self.client is not None else self.scheduler or "dask default"
+        return f"Executor({where})"
+
+    def keep_in_memory(self, X):
+        """Place an in-memory array on the cluster once, so passes do not resend it."""
+        if self.client is None:
+            return X
+        from distributed import wait
+
+        X = self.client.persist(X)
+        wait(X)
+        return X
+
+    def broadcast(self, payload: Any):
+        """Send ``payload`` once to every worker (a single graph key without a client)."""
+        if self.client is not None:
+            return self.client.scatter(payload, broadcast=True, hash=False)
+        from dask import delayed
+
+        return delayed(payload, name=f"payload-{uuid.uuid4().hex}", traverse=False)
+
+    def map_reduce(self, X, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
+        """One pass: ``merge(kernel(chunk_i, payload, offset_i) for every row chunk)``.
+
+        Exactly one compute. Chunks must span all columns.
+        """
+        from dask import delayed
+
+        # 1. broadcast the payload once per worker
+        shared = self.broadcast(payload)
+        # 2. map the kernel over the row chunks
+        blocks = X.to_delayed(optimize_graph=True).ravel()
+        offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+        token = uuid.uuid4().hex
+        level = [
+            delayed(run_kernel, pure=True)(kernel, block, shared, int(off), dask_key_name=(f"stats-{token}", i))
+            for i, (block, off) in enumerate(zip(blocks, offsets))
+        ]
+        # 3. tree-reduce with fan-in split_every, depth ceil(log_b(chunks))
+        depth = 0
+        while len(level) > 1:
+            depth += 1
+            level = [
+                delayed(merge_stats, pure=True)(level[i : i + split_every], dask_key_name=(f"merge-{token}-{depth}", j))
+                for j, i in enumerate(range(0, len(level), split_every))
+            ]
+        # 4. one compute
+        return self.compute(level[0])
+
+    def compute(self, collection):
+        """Compute one Dask collection (a single graph submission)."""
+        if self.client is not None:
+            return self.client.compute(collection).result()
+        import dask
+
+        return dask.compute(collection, scheduler=self.scheduler)[0]
+
+    def gather_rows(self, X, indices: np.ndarray) -> np.ndarray:
+        """Rows ``X[indices]`` as NumPy, in the order given (one compute)."""
+        order = np.argsort(indices, kind="stable")
+        rows = np.asarray(self.compute(X[np.asarray(indices)[order]]))
+        out = np.empty_like(rows)
+        out[order] = rows
+        return out
+
+
+def default_worker_count() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@contextlib.contextmanager
+def executor_for(client, kind: InputKind) -> Iterator[Executor]:
+    """The executor a fit runs on; a local cluster it starts is closed on exit."""
+    client = client if client is not None else current_client()
+    if client is not None:
+        yield Executor(client)
+        return
+    if kind == "numpy":
+        yield Executor(scheduler="threads")
+        return
+    if kind == "dask":
+        yield Executor()
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=default_worker_count(),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    ) as cluster, Client(cluster, set_as_default=False) as local_client:
+        yield Executor(local_client)

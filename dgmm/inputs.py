@@ -1,0 +1,103 @@
+"""Turn what users pass to ``fit``/``predict`` into a row-chunked Dask array of float64.
+
+Accepted: NumPy arrays (and array-likes), pandas DataFrames, Dask arrays, Dask
+DataFrames, and Parquet paths (a str / PathLike or a list of them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .execution import InputKind, check_finite_block
+from .io import ParquetDataset, is_path_input
+
+IN_MEMORY_CHUNK_ROWS = 65_536
+
+
+@dataclass
+class Input:
+    """Validated input.
+
+    Attributes
+    ----------
+    array : dask.array.Array of shape (n, d), float64, chunked along rows only
+    kind : "numpy" (in memory), "dask" or "parquet"
+    feature_names : column names, or None when the input has none
+    values : the NumPy array itself for in-memory input, else None
+    """
+
+    array: Any
+    kind: InputKind
+    feature_names: np.ndarray | None
+    values: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.array.shape[1])
+
+
+def _names(columns) -> np.ndarray | None:
+    names = list(columns)
+    if names and all(isinstance(c, str) for c in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def _check_numeric_frame(dtypes, where: str) -> None:
+    for name, dtype in dtypes.items():
+        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            raise DataError(f"{where}: column {name!r} has dtype {dtype}, not a number; select numeric columns")
+
+
+def _check_2d(shape: tuple, what: str) -> None:
+    if len(shape) != 2:
+        raise DataError(
+            f"expected a 2-D {what} of shape (n_samples, n_features), got shape {shape}; "
+            "reshape 1-D data with X.reshape(-1, 1)"
+        )
+
+
+def _from_numpy(values: np.ndarray, names: np.ndarray | None) -> Input:
+    import dask.array as da
+
+    _check_2d(values.shape, "array")
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
+    check_finite_block(values, 0)
+    array = da.from_array(values, chunks=(IN_MEMORY_CHUNK_ROWS, values.shape[1]), name=False)
+    return Input(array, "numpy", names, values)
+
+
+def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
+    """Validate and convert ``X``; ``columns`` selects Parquet columns."""
+    if is_path_input(X):
+        dataset = ParquetDataset.open(X, columns)
+        return Input(dataset.to_dask(), "parquet", np.asarray(dataset.columns, dtype=object))
+    if columns is not None:
+        raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
+    module = type(X).__module__.split(".")[0]
+    if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
+        _check_numeric_frame(X.dtypes, "DataFrame")
+        return _from_numpy(X.to_numpy(dtype=np.float64), _names(X.columns))
+    if module in ("dask", "dask_expr"):
+        if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
+            _check_numeric_frame(X.dtypes, "Dask DataFrame")
+            names = _names(X.columns)
+            X = X.to_dask_array(lengths=True)
+        else:
+            names = None
+        _check_2d(X.shape, "Dask array")
+        return Input(X.astype(np.float64).rechunk({1: -1}), "dask", names)
+    try:
+        values = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
+    return _from_numpy(values, None)

@@ -1,0 +1,365 @@
+"""``GaussianMixture``: scikit-learn's estimator API over the distributed EM of dgmm."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import posterior
+from ._estimator import EstimatorMixin
+from .em import EMResult, initial_params, run_em
+from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from .execution import check_finite_block, executor_for
+from .gaussian import COVARIANCE_TYPES
+from .init import INIT_METHODS
+from .inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
+from .params import MixtureParams
+
+_LATER_INITS = ("kmeans", "k-means||")
+
+
+def check_random_state(seed: Any) -> np.random.RandomState:
+    """None, an int or a RandomState -> RandomState (scikit-learn's convention)."""
+    if seed is None:
+        return np.random.RandomState()
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ParameterError(f"random_state={seed!r} must be None, an int or a numpy RandomState")
+
+
+def _param_error(name: str, value: Any, allowed: str) -> ParameterError:
+    return ParameterError(f"{name}={value!r} is invalid; expected {allowed}")
+
+
+class GaussianMixture(EstimatorMixin):
+    """Gaussian mixture fitted by exact EM, one pass over the data per iteration.
+
+    Parameters have scikit-learn's names and meanings, plus:
+
+    client : distributed.Client, optional
+        Cluster to fit on. Defaults: the current client if there is one; else a
+        local cluster of worker processes on 127.0.0.1 for Parquet input; else
+        Dask's threaded scheduler in this process (see :mod:`dgmm.execution`).
+    split_every : int, default 8
+        Fan-in of the tree reduce of the per-chunk statistics.
+
+    ``init_params`` defaults to "k-means++" (k-means++ on a row sample, then one
+    pass assigning rows to the nearest centre); "random" and "random_from_data"
+    are also available.
+
+    Attributes
+    ----------
+    weights_ : (K,), means_ : (K, d), covariances_, precisions_, precisions_cholesky_
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "k-means++",
+        weights_init: np.ndarray | None = None,
+        means_init: np.ndarray | None = None,
+        precisions_init: np.ndarray | None = None,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        client: Any = None,
+        split_every: int = 8,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.client = client
+        self.split_every = split_every
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise _param_error(name, value, f"an int >= {low}")
+
+        def real(name: str) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
+                raise _param_error(name, value, "a float >= 0")
+
+        integer("n_components", 1)
+        integer("max_iter", 0)
+        integer("n_init", 1)
+        integer("split_every", 2)
+        integer("verbose", 0)
+        integer("verbose_interval", 1)
+        real("tol")
+        real("reg_covar")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise _param_error("covariance_type", self.covariance_type, f"one of {', '.join(COVARIANCE_TYPES)}")
+        if self.init_params in _LATER_INITS:
+            raise _param_error("init_params", self.init_params, f"one of {', '.join(INIT_METHODS)} (not available yet)")
+        if self.init_params not in INIT_METHODS:
+            raise _param_error("init_params", self.init_params, f"one of {', '.join(INIT_METHODS)}")
+
+    def _checked_inits(self, n_features: int) -> tuple[np.ndarray | None, ...]:
+        K, d = self.n_components, n_features
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (K,):
+                raise _param_error("weights_init", weights.shape, f"shape ({K},)")
+            if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ParameterError(f"weights_init must be in [0, 1] and sum to 1, got sum {weights.sum():.6f}")
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+            if means.shape != (K, d):
+                raise _param_error("means_init", means.shape, f"shape ({K}, {d})")
+        if self.precisions_init is not None:
+            precisions = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
+            if precisions.shape != expected:
+                raise _param_error("precisions_init", precisions.shape, f"shape {expected} for {self.covariance_type}")
+            if self.covariance_type in ("full", "tied"):
+                stack = precisions.reshape(-1, d, d)
+                if not np.allclose(stack, np.swapaxes(stack, 1, 2), atol=1e-12 * np.abs(stack).max()):
+                    raise ParameterError("precisions_init: every precision matrix must be symmetric")
+            elif np.any(precisions <= 0):
+                raise ParameterError("precisions_init: every precision must be positive")
+        return weights, means, precisions
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None) -> "GaussianMixture":
+        """Fit by EM, keeping the best of ``n_init`` runs.
+
+        Parameters
+        ----------
+        X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, or Parquet path(s)
+        columns : feature columns to read from Parquet input (default: all)
+        """
+        self._fit(X, columns)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None):
+        """Fit, then label ``X`` with the fitted model (NumPy, or lazy Dask for Dask/Parquet)."""
+        data = self._fit(X, columns)
+        return self._apply(data, posterior.labels, n_out=None, dtype=np.int64)
+
+    def _fit(self, X: Any, columns: Sequence[str] | None) -> Input:
+        self._validate_params()
+        data = as_input(X, columns)
+        if data.n_rows < max(2, self.n_components):
+            raise DataError(
+                f"expected n_samples >= max(2, n_components) but got n_components = "
+                f"{self.n_components}, n_samples = {data.n_rows}"
+            )
+        weights_init, means_init, precisions_init = self._checked_inits(data.n_features)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init and self.means_.shape[1] != data.n_features:
+            raise DataError(f"X has {data.n_features} features, but the warm-started model has {self.means_.shape[1]}")
+        random_state = check_random_state(self.random_state)
+        best: EMResult | None = None
+        with executor_for(self.client, data.kind) as executor:
+            array = executor.keep_in_memory(data.array) if data.kind == "numpy" else data.array
+            for init in range(self.n_init if do_init else 1):
+                seed = int(random_state.randint(np.iinfo(np.int32).max))
+                if self.verbose:
+                    print(f"Initialization {init}")
+                if do_init:
+                    params = initial_params(
+                        executor,
+                        array,
+                        n_components=self.n_components,
+                        covariance_type=self.covariance_type,
+                        method=self.init_params,
+                        reg_covar=self.reg_covar,
+                        seed=seed,
+                        split_every=self.split_every,
+                        weights_init=weights_init,
+                        means_init=means_init,
+                        precisions_init=precisions_init,
+                    )
+                    start = -math.inf
+                else:
+                    params, start = self._params(), self.lower_bound_
+                if self.max_iter == 0:
+                    result = EMResult(params, False, 0, -math.inf, [])
+                else:
+                    result = run_em(
+                        executor,
+                        array,
+                        params,
+                        tol=self.tol,
+                        max_iter=self.max_iter,
+                        reg_covar=self.reg_covar,
+                        split_every=self.split_every,
+                        lower_bound=start,
+                        on_iteration=self._iteration_printer(),
+                    )
+                    if self.verbose:
+                        state = "converged" if result.converged else "did not converge"
+                        print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
+                if best is None or result.lower_bound > best.lower_bound:
+                    best = result
+        self._set_fitted(best, data)
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return data
+
+    def _iteration_printer(self) -> Callable[[int, float, float, float], None] | None:
+        if self.verbose < 2:
+            return None
+
+        def report(n_iter: int, lower_bound: float, change: float, seconds: float) -> None:
+            if n_iter % self.verbose_interval == 0 or n_iter == 1:
+                print(f"  Iteration {n_iter}\t time lapse {seconds:.5f}s\t ll change {change:.5f}")
+
+        return report
+
+    def _set_fitted(self, result: EMResult, data: Input) -> None:
+        p = result.params
+        self.weights_ = p.weights
+        self.means_ = p.means
+        self.covariances_ = p.covariances
+        self.precisions_cholesky_ = p.precisions_cholesky
+        self.precisions_ = p.precisions
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.lower_bound_ = result.lower_bound
+        self.lower_bounds_ = list(result.lower_bounds)
+        self.n_features_in_ = data.n_features
+        if data.feature_names is not None:
+            self.feature_names_in_ = data.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
+    def _params(self) -> MixtureParams:
+        if not hasattr(self, "means_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        return MixtureParams(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    # ------------------------------------------------------------------ inference
+    def _scoring_input(self, X: Any) -> Input:
+        self._params()
+        names = getattr(self, "feature_names_in_", None)
+        from .io import is_path_input
+
+        data = as_input(X, list(names) if names is not None and is_path_input(X) else None)
+        if data.n_features != self.n_features_in_:
+            raise DataError(
+                f"X has {data.n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        if names is not None and data.feature_names is not None and list(data.feature_names) != list(names):
+            raise DataError(
+                f"feature names {list(data.feature_names)} differ from those seen in fit {list(names)}"
+            )
+        return data
+
+    def _apply(self, data: Input, kernel: Callable, n_out: int | None, dtype) -> Any:
+        """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out."""
+        params = self._params()
+        if data.kind == "numpy":
+            values = data.values
+            step = IN_MEMORY_CHUNK_ROWS
+            return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
+        from dask import delayed
+
+        shared = delayed(params, traverse=False)
+        chunks = {"drop_axis": 1} if n_out is None else {"chunks": (data.array.chunks[0], (n_out,))}
+        return data.array.map_blocks(_posterior_block, shared, kernel=kernel, dtype=dtype, **chunks)
+
+    def predict(self, X: Any):
+        """Most probable component of each row, shape (n,)."""
+        return self._apply(self._scoring_input(X), posterior.labels, None, np.int64)
+
+    def predict_proba(self, X: Any):
+        """Posterior probability of each component, shape (n, K)."""
+        return self._apply(self._scoring_input(X), posterior.responsibilities, self.n_components, np.float64)
+
+    def score_samples(self, X: Any):
+        """Log-likelihood ``log p(x_n)`` of each row, shape (n,)."""
+        return self._apply(self._scoring_input(X), posterior.log_density, None, np.float64)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood per row (a float; lazy input is computed)."""
+        return self._score_and_rows(X)[0]
+
+    def _score_and_rows(self, X: Any) -> tuple[float, int]:
+        data = self._scoring_input(X)
+        values = self._apply(data, posterior.log_density, None, np.float64)
+        mean = values.mean() if data.kind == "numpy" else values.mean().compute()
+        return float(mean), data.n_rows
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion; lower is better."""
+        score, n = self._score_and_rows(X)
+        return -2 * score * n + self._params().n_free_parameters() * math.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion; lower is better."""
+        score, n = self._score_and_rows(X)
+        return -2 * score * n + 2 * self._params().n_free_parameters()
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` rows from the fitted mixture.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, d)
+        y : ndarray of shape (n_samples,), the component of each row
+        """
+        params = self._params()
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise _param_error("n_samples", n_samples, "an int >= 1")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, params.weights)
+        d = params.n_features
+        parts = []
+        for k, count in enumerate(counts):
+            if self.covariance_type in ("full", "tied"):
+                cov = params.covariances[k] if self.covariance_type == "full" else params.covariances
+                parts.append(rng.multivariate_normal(params.means[k], cov, int(count)))
+            else:
+                scale = np.sqrt(params.covariances[k])
+                parts.append(params.means[k] + rng.standard_normal(size=(int(count), d)) * scale)
+        y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
+        return np.vstack(parts), y
+
+
+def _posterior_block(block: np.ndarray, params: MixtureParams, kernel: Callable, block_info=None) -> np.ndarray:
+    """One Dask block of a posterior kernel, refusing NaN/inf with the global row number."""
+    row_offset = block_info[0]["array-location"][0][0] if block_info else 0
+    check_finite_block(block, row_offset)
+    return kernel(block, params)

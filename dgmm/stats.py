@@ -1,0 +1,134 @@
+"""Sufficient statistics of EM: the E-step of one chunk and the associative merge.
+
+Pure NumPy. The statistics of a chunk are centred on reference points ``c_k``
+(the broadcast *old* means during EM)::
+
+    S0_k = Σ_n r_nk
+    S1_k = Σ_n r_nk (x_n − c_k)
+    S2_k = Σ_n r_nk (x_n − c_k)(x_n − c_k)ᵀ      (full; summed over k for tied;
+                                                  diagonal only for diag/spherical)
+
+so a single pass per iteration suffices, chunks merge by addition, and no raw
+``E[xxᵀ] − μμᵀ`` cancellation ever happens. Everything accumulates in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from typing import Sequence
+
+import numpy as np
+
+from .gaussian import CovarianceType
+from .params import MixtureParams
+from .posterior import log_responsibilities
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Additive EM statistics of a set of rows.
+
+    Attributes
+    ----------
+    n_rows : int
+        Rows seen.
+    loglik : float
+        Σ_n log p(x_n | θ), the log-likelihood of the rows under the parameters
+        the responsibilities came from (0 where that is undefined, as in init passes).
+    s0 : ndarray of shape (K,)
+    s1 : ndarray of shape (K, d)
+    s2 : ndarray of shape (K, d, d) for "full", (d, d) for "tied", (K, d) otherwise
+    """
+
+    n_rows: int
+    loglik: float
+    s0: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+
+    def __add__(self, other: "Stats") -> "Stats":
+        return Stats(
+            self.n_rows + other.n_rows,
+            self.loglik + other.loglik,
+            self.s0 + other.s0,
+            self.s1 + other.s1,
+            self.s2 + other.s2,
+        )
+
+
+def s2_shape(n_components: int, n_features: int, covariance_type: CovarianceType) -> tuple[int, ...]:
+    """Shape of ``S2`` for a covariance type."""
+    if covariance_type == "full":
+        return (n_components, n_features, n_features)
+    if covariance_type == "tied":
+        return (n_features, n_features)
+    return (n_components, n_features)
+
+
+def zero_stats(n_components: int, n_features: int, covariance_type: CovarianceType) -> Stats:
+    """The neutral element of :func:`merge_stats`."""
+    return Stats(
+        0,
+        0.0,
+        np.zeros(n_components),
+        np.zeros((n_components, n_features)),
+        np.zeros(s2_shape(n_components, n_features, covariance_type)),
+    )
+
+
+def merge_stats(parts: Sequence[Stats]) -> Stats:
+    """Sum of statistics in the given order (the tree reduce's combine step)."""
+    if not parts:
+        raise ValueError("merge_stats needs at least one Stats")
+    return reduce(lambda a, b: a + b, parts)
+
+
+def accumulate(
+    X: np.ndarray,
+    resp: np.ndarray,
+    centres: np.ndarray,
+    covariance_type: CovarianceType,
+    loglik: float = 0.0,
+) -> Stats:
+    """Statistics of rows ``X`` with responsibilities ``resp``, centred on ``centres``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    resp : ndarray of shape (n, K)
+    centres : ndarray of shape (K, d)
+    """
+    n, d = X.shape
+    K = resp.shape[1]
+    s1 = np.empty((K, d))
+    s2 = np.zeros(s2_shape(K, d, covariance_type))
+    for k in range(K):
+        diff = X - centres[k]
+        r = resp[:, k]
+        s1[k] = r @ diff
+        if covariance_type in ("full", "tied"):
+            scatter = (diff * r[:, None]).T @ diff
+            if covariance_type == "full":
+                s2[k] = scatter
+            else:
+                s2 += scatter
+        else:
+            s2[k] = r @ (diff * diff)
+    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2)
+
+
+def chunk_stats(X: np.ndarray, params: MixtureParams) -> Stats:
+    """E-step of one chunk: responsibilities under ``params`` and their statistics.
+
+    The responsibilities live only inside this call (shape (n, K) for a chunk of
+    n rows); what leaves is O(K·d²).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    params : the current (old) parameters; statistics are centred on ``params.means``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    log_prob_norm, log_resp = log_responsibilities(X, params)
+    return accumulate(X, np.exp(log_resp), params.means, params.covariance_type, log_prob_norm.sum())
