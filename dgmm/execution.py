@@ -102,32 +102,8 @@ class Executor:
         return delayed(payload, name=f"payload-{uuid.uuid4().hex}", traverse=False)
 
     def map_reduce(self, X, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
-        """One pass: ``merge(kernel(chunk_i, payload, offset_i) for every row chunk)``.
-
-        Exactly one compute. Chunks must span all columns.
-        """
-        from dask import delayed
-
-        # 1. broadcast the payload once per worker
-        shared = self.broadcast(payload)
-        # 2. map the kernel over the row chunks
-        blocks = X.to_delayed(optimize_graph=True).ravel()
-        offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
-        token = uuid.uuid4().hex
-        level = [
-            delayed(run_kernel, pure=True)(kernel, block, shared, int(off), dask_key_name=(f"stats-{token}", i))
-            for i, (block, off) in enumerate(zip(blocks, offsets))
-        ]
-        # 3. tree-reduce with fan-in split_every, depth ceil(log_b(chunks))
-        depth = 0
-        while len(level) > 1:
-            depth += 1
-            level = [
-                delayed(merge_stats, pure=True)(level[i : i + split_every], dask_key_name=(f"merge-{token}-{depth}", j))
-                for j, i in enumerate(range(0, len(level), split_every))
-            ]
-        # 4. one compute
-        return self.compute(level[0])
+        """One pass: ``merge(kernel(chunk_i, payload, offset_i) for every row chunk)``, one compute."""
+        return self.compute(build_pass(X, kernel, self.broadcast(payload), split_every))
 
     def compute(self, collection):
         """Compute one Dask collection (a single graph submission)."""
@@ -144,6 +120,32 @@ class Executor:
         out = np.empty_like(rows)
         out[order] = rows
         return out
+
+
+def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
+    """The lazy graph of one pass; ``shared`` is the broadcast payload (a Future or Delayed).
+
+    Chunks must span all columns. Returns a Delayed whose value is the merged Stats.
+    """
+    from dask import delayed
+
+    # 1. map the kernel over the row chunks, each task referencing the one shared payload
+    blocks = X.to_delayed(optimize_graph=True).ravel()
+    offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
+    token = uuid.uuid4().hex
+    level = [
+        delayed(run_kernel, pure=True)(kernel, block, shared, int(off), dask_key_name=(f"stats-{token}", i))
+        for i, (block, off) in enumerate(zip(blocks, offsets))
+    ]
+    # 2. tree-reduce with fan-in split_every: depth ceil(log_b(chunks))
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        level = [
+            delayed(merge_stats, pure=True)(level[i : i + split_every], dask_key_name=(f"merge-{token}-{depth}", j))
+            for j, i in enumerate(range(0, len(level), split_every))
+        ]
+    return level[0]
 
 
 def default_worker_count() -> int:

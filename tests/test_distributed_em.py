@@ -1,0 +1,176 @@
+"""The EM loop on real schedulers: chunking invariance, one compute per iteration, broadcast, defaults."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import dask.array as da
+import numpy as np
+import pytest
+from dask.callbacks import Callback
+
+import dgmm
+from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.em import em_kernel
+from dgmm.execution import Executor, build_pass, current_client
+
+from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
+
+PARAM_ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_")
+
+
+@pytest.fixture(scope="module")
+def mixture_data():
+    X, _ = sample_mixture(random_mixture(3, 3, seed=5, separation=4.0), 1500, seed=5)
+    return X
+
+
+def uneven_chunks(n: int) -> tuple[int, ...]:
+    sizes, rng = [], np.random.default_rng(0)
+    while sum(sizes) < n:
+        sizes.append(int(min(rng.integers(1, 300), n - sum(sizes))))
+    return tuple(sizes)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_fit_does_not_depend_on_chunking(mixture_data, parquet_dir, cluster_client, covariance_type):
+    X = mixture_data
+    kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=15, random_state=0)
+    one_chunk = dgmm.GaussianMixture(3, **kwargs).fit(X)
+    chunks = uneven_chunks(len(X))
+    assert len(chunks) > 5 and len(set(chunks)) > 3
+    uneven = dgmm.GaussianMixture(3, split_every=3, **kwargs).fit(da.from_array(X, chunks=(chunks, 3)))
+    path = parquet_dir(X, row_group_size=97, n_files=3)
+    from_parquet = dgmm.GaussianMixture(3, client=cluster_client, **kwargs).fit(path)
+    for fitted in (uneven, from_parquet):
+        for attr in PARAM_ATTRS:
+            assert_close(getattr(fitted, attr), getattr(one_chunk, attr), 1e-10, attr)
+    assert list(from_parquet.feature_names_in_) == ["x0", "x1", "x2"]
+
+
+def test_fixed_chunking_is_bit_identical_across_runs_and_schedulers(mixture_data, cluster_client):
+    X = da.from_array(mixture_data, chunks=(200, 3))
+    kwargs = dict(tol=0.0, max_iter=8, random_state=3)
+    runs = [
+        dgmm.GaussianMixture(3, **kwargs).fit(X),
+        dgmm.GaussianMixture(3, **kwargs).fit(X),
+        dgmm.GaussianMixture(3, client=cluster_client, **kwargs).fit(X),
+    ]
+    for other in runs[1:]:
+        for attr in PARAM_ATTRS:
+            np.testing.assert_array_equal(getattr(other, attr), getattr(runs[0], attr))
+
+
+class ComputeCounter(Callback):
+    def __init__(self):
+        super().__init__()
+        self.computes = 0
+
+    def _start(self, dsk):
+        self.computes += 1
+
+
+def test_one_compute_per_iteration_on_local_scheduler(mixture_data):
+    X = da.from_array(mixture_data, chunks=(100, 3))
+    init = initial_params(mixture_data, 3, "full")
+    with ComputeCounter() as counter:
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=7, **init).fit(X)
+    assert model.n_iter_ == 7
+    assert counter.computes == 7
+    with ComputeCounter() as counter:
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0).fit(X)
+    assert counter.computes == 2 * (2 + 4)  # per init: a row sample and one init pass, then 4 iterations
+
+
+class GraphCounter:
+    """Counts graph submissions (update_graph calls) in the scheduler."""
+
+    def __init__(self, client):
+        from distributed.diagnostics.plugin import SchedulerPlugin
+
+        class Plugin(SchedulerPlugin):
+            name = "dgmm-graph-counter"
+
+            def __init__(self):
+                self.count = 0
+
+            def update_graph(self, scheduler, *args, **kwargs):
+                self.count += 1
+
+        self.client = client
+        self.name = Plugin.name
+        client.register_plugin(Plugin())
+
+    @property
+    def count(self) -> int:
+        name = self.name
+        return self.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins[name].count)
+
+    def close(self) -> None:
+        self.client.unregister_scheduler_plugin(self.name)
+
+
+def test_one_graph_submission_per_iteration_on_a_cluster(mixture_data, parquet_dir, cluster_client):
+    counter = GraphCounter(cluster_client)
+    path = parquet_dir(mixture_data, row_group_size=150)
+    init = initial_params(mixture_data, 3, "diag")
+    model = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, **init)
+    model.fit(path)
+    assert model.n_iter_ == 6
+    assert counter.count == 6
+    counter.close()
+
+
+def test_payload_is_shared_not_copied_per_chunk(cluster_client):
+    X = da.zeros((4000, 64), chunks=(100, 64))
+    params = random_params(np.random.default_rng(0), 8, 64, "full")
+    payload_bytes = len(pickle.dumps(params))
+    local = build_pass(X, em_kernel, Executor().broadcast(params), 4)
+    local_graph = len(pickle.dumps(dict(local.__dask_graph__())))
+    assert payload_bytes < local_graph < payload_bytes + 400_000  # once, not 40 times
+    future = Executor(cluster_client).broadcast(params)
+    remote = build_pass(X, em_kernel, future, 4)
+    assert len(pickle.dumps(dict(remote.__dask_graph__()))) < 400_000  # the params travel outside the graph
+    assert len(cluster_client.who_has([future])[future.key]) == 2  # on every worker
+
+
+@pytest.mark.parametrize("n_chunks, split_every", [(1, 8), (8, 8), (9, 8), (40, 3), (100, 10)])
+def test_tree_reduce_depth_is_log_b_of_chunks(n_chunks, split_every):
+    X = da.zeros((n_chunks * 5, 2), chunks=(5, 2))
+    graph = dict(build_pass(X, em_kernel, None, split_every).__dask_graph__())
+    levels = {k[0].rsplit("-", 1)[1] for k in graph if isinstance(k, tuple) and k[0].startswith("merge-")}
+    expected = 0 if n_chunks == 1 else math.ceil(math.log(n_chunks, split_every) - 1e-12)
+    assert len(levels) == expected
+
+
+def test_fit_uses_the_current_client(mixture_data, cluster_client):
+    X = da.from_array(mixture_data, chunks=(300, 3))
+    counter = GraphCounter(cluster_client)
+    with cluster_client.as_current():
+        assert current_client() is cluster_client
+        dgmm.GaussianMixture(3, tol=0.0, max_iter=3, random_state=0).fit(X)
+    assert counter.count == 3 + 2  # a row sample, the init pass, 3 iterations
+    counter.close()
+
+
+def test_parquet_without_client_runs_on_a_local_cluster_that_is_closed(mixture_data, parquet_dir):
+    path = parquet_dir(mixture_data, row_group_size=500, n_files=1)
+    assert current_client() is None
+    model = dgmm.GaussianMixture(3, tol=0.0, max_iter=5, random_state=0).fit(path)
+    assert current_client() is None
+    reference = dgmm.GaussianMixture(3, tol=0.0, max_iter=5, random_state=0).fit(
+        da.from_array(mixture_data, chunks=(500, 3))
+    )
+    for attr in PARAM_ATTRS:
+        np.testing.assert_array_equal(getattr(model, attr), getattr(reference, attr))
+    labels = model.predict(path)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(labels.compute(), reference.predict(mixture_data))
+
+
+def test_nan_inside_a_dask_chunk_is_a_clear_error(mixture_data):
+    X = mixture_data.copy()
+    X[777, 1] = np.nan
+    with pytest.raises(dgmm.DataError, match=r"input row 777, column 1 is nan"):
+        dgmm.GaussianMixture(2, max_iter=2).fit(da.from_array(X, chunks=(100, 3)))

@@ -1,0 +1,110 @@
+"""dgmm.read_parquet: chunks from row-group metadata, and clear errors naming file and column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import dgmm
+from dgmm.errors import DataError
+
+
+def write(path, columns: dict, row_group_size: int = 10) -> str:
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return str(path)
+
+
+def test_file_chunks_follow_row_groups_and_values_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(35, 3))
+    path = write(tmp_path / "a.parquet", {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}, row_group_size=10)
+    array = dgmm.read_parquet(path)
+    assert array.chunks == ((10, 10, 10, 5), (3,))
+    assert array.dtype == np.float64
+    np.testing.assert_array_equal(array.compute(), X)
+    np.testing.assert_array_equal(dgmm.read_parquet(path, columns=["c", "a"]).compute(), X[:, [2, 0]])
+
+
+def test_directory_and_list_in_sorted_order_with_integer_columns(tmp_path):
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d" / "part-1.parquet", {"x": np.arange(5, 10, dtype=np.int32), "y": np.ones(5, np.float32)})
+    write(tmp_path / "d" / "part-0.parquet", {"x": np.arange(5, dtype=np.int64), "y": np.zeros(5, np.float32)})
+    (tmp_path / "d" / "_SUCCESS").write_text("")
+    (tmp_path / "d" / ".part-0.parquet.crc").write_text("x")
+    expected = np.c_[np.arange(10.0), np.r_[np.zeros(5), np.ones(5)]]
+    np.testing.assert_array_equal(dgmm.read_parquet(tmp_path / "d").compute(), expected)
+    files = [tmp_path / "d" / "part-1.parquet", tmp_path / "d" / "part-0.parquet"]
+    np.testing.assert_array_equal(dgmm.read_parquet(files).compute(), expected[[5, 6, 7, 8, 9, 0, 1, 2, 3, 4]])
+
+
+def test_chunk_sizes_come_from_metadata_without_reading_data(tmp_path, monkeypatch):
+    path = write(tmp_path / "a.parquet", {"a": np.arange(25.0)}, row_group_size=10)
+    import dgmm.io
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("data was read while building the array")
+
+    monkeypatch.setattr(dgmm.io, "read_row_group", forbidden)
+    array = dgmm.read_parquet(path)
+    assert array.shape == (25, 1) and array.chunks[0] == (10, 10, 5)
+
+
+def test_non_numeric_column_names_file_and_column(tmp_path):
+    path = write(tmp_path / "a.parquet", {"a": np.arange(3.0), "name": ["x", "y", "z"]})
+    with pytest.raises(DataError, match=r"a\.parquet: column 'name' has type string, not a number"):
+        dgmm.read_parquet(path)
+    assert dgmm.read_parquet(path, columns=["a"]).shape == (3, 1)
+
+
+def test_missing_column_lists_the_columns(tmp_path):
+    path = write(tmp_path / "a.parquet", {"a": np.arange(3.0)})
+    with pytest.raises(DataError, match=r"column 'b' not found; columns are a"):
+        dgmm.read_parquet(path, columns=["b"])
+
+
+def test_nulls_are_found_in_metadata(tmp_path):
+    path = write(tmp_path / "a.parquet", {"a": pa.array([1.0, None, 3.0]), "b": [1.0, 2.0, 3.0]})
+    with pytest.raises(DataError, match=r"a\.parquet: column 'a' has 1 null values in row group 0"):
+        dgmm.read_parquet(path)
+
+
+def test_nulls_without_statistics_are_found_when_read(tmp_path):
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"a": pa.array([1.0, None, 3.0])}), path, write_statistics=False)
+    array = dgmm.read_parquet(path)
+    with pytest.raises(DataError, match=r"column 'a' has 1 null values"):
+        array.compute()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_name_file_column_and_row(tmp_path, bad):
+    values = np.arange(30.0)
+    values[17] = bad
+    path = write(tmp_path / "a.parquet", {"ok": np.arange(30.0), "v": values}, row_group_size=10)
+    array = dgmm.read_parquet(path)
+    with pytest.raises(DataError, match=r"a\.parquet: column 'v' has 1 NaN or infinite values in row group 1 \(first: row 7"):
+        array.compute()
+
+
+def test_missing_path_and_empty_directory(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.parquet: no such file or directory"):
+        dgmm.read_parquet(tmp_path / "nope.parquet")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="directory holds no Parquet files"):
+        dgmm.read_parquet(tmp_path / "empty")
+
+
+def test_not_a_parquet_file(tmp_path):
+    path = tmp_path / "x.parquet"
+    path.write_text("hello")
+    with pytest.raises(DataError, match=r"x\.parquet: not a readable Parquet file"):
+        dgmm.read_parquet(path)
+
+
+def test_empty_row_groups_are_skipped(tmp_path):
+    write(tmp_path / "a.parquet", {"a": np.zeros(0)})
+    write(tmp_path / "b.parquet", {"a": np.arange(4.0)})
+    array = dgmm.read_parquet([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    assert array.chunks[0] == (4,)

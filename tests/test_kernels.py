@@ -1,0 +1,124 @@
+"""Pure kernels against naive references: scipy densities, two-pass statistics, hypothesis chunkings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
+
+from dgmm.gaussian import precision_cholesky, precision_cholesky_from_precisions
+from dgmm.mstep import params_from_stats
+from dgmm.params import MixtureParams
+from dgmm.posterior import log_density, log_responsibilities, weighted_log_prob
+from dgmm.stats import accumulate, chunk_stats, merge_stats, zero_stats
+
+from conftest import COVARIANCE_TYPES, assert_close, random_params
+
+
+def dense_covariance(params: MixtureParams, k: int) -> np.ndarray:
+    d = params.n_features
+    cov = params.covariances
+    return {
+        "full": lambda: cov[k],
+        "tied": lambda: cov,
+        "diag": lambda: np.diag(cov[k]),
+        "spherical": lambda: cov[k] * np.eye(d),
+    }[params.covariance_type]()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("d", [1, 3, 8])
+def test_log_densities_match_scipy(covariance_type, d):
+    rng = np.random.default_rng(d)
+    params = random_params(rng, 3, d, covariance_type)
+    X = rng.normal(size=(50, d)) * 3
+    weighted = weighted_log_prob(X, params)
+    for k in range(3):
+        expected = multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
+        assert_close(weighted[:, k] - np.log(params.weights[k]), expected, 1e-12)
+    mixture = np.log(sum(
+        params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X) for k in range(3)
+    ))
+    assert_close(log_density(X, params), mixture, 1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_precision_cholesky_round_trips(covariance_type):
+    rng = np.random.default_rng(1)
+    params = random_params(rng, 2, 4, covariance_type)
+    again = MixtureParams.from_precisions(params.weights, params.means, params.precisions, covariance_type)
+    assert_close(again.precisions_cholesky, params.precisions_cholesky, 1e-12)
+    assert_close(again.covariances, params.covariances, 1e-12)
+    assert_close(precision_cholesky_from_precisions(params.precisions, covariance_type), params.precisions_cholesky, 1e-12)
+
+
+def test_responsibilities_survive_far_outliers():
+    params = random_params(np.random.default_rng(2), 3, 2, "full")
+    X = np.array([[1e6, -1e6], [0.0, 0.0]])
+    log_norm, log_resp = log_responsibilities(X, params)
+    assert np.all(np.isfinite(log_norm)) and np.all(np.isfinite(log_resp))
+    np.testing.assert_allclose(np.exp(log_resp).sum(axis=1), 1.0)
+
+
+def two_pass_params(X, resp, covariance_type, reg_covar):
+    """Textbook M-step: means first, then covariances about them (float64)."""
+    nk = resp.sum(axis=0) + 10 * np.finfo(float).eps
+    means = resp.T @ X / nk[:, None]
+    K, d = means.shape
+    full = np.stack([((X - means[k]) * resp[:, [k]]).T @ (X - means[k]) / nk[k] for k in range(K)])
+    cov = {
+        "full": full + reg_covar * np.eye(d),
+        "tied": np.einsum("k,kij->ij", nk, full) / nk.sum() + reg_covar * np.eye(d),
+        "diag": np.diagonal(full, axis1=1, axis2=2) + reg_covar,
+        "spherical": np.diagonal(full, axis1=1, axis2=2).mean(axis=1) + reg_covar,
+    }[covariance_type]
+    return nk / nk.sum(), means, cov
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_mstep_matches_two_pass_reference(covariance_type, offset):
+    rng = np.random.default_rng(3)
+    params = random_params(rng, 3, 4, covariance_type)
+    X = rng.normal(size=(400, 4)) * 2
+    resp = np.exp(log_responsibilities(X, params)[1])
+    shifted = MixtureParams(params.weights, params.means + offset, params.covariances, params.precisions_cholesky, covariance_type)
+    stats = accumulate(X + offset, resp, shifted.means, covariance_type)
+    new = params_from_stats(stats, shifted.means, covariance_type, 1e-6)
+    weights, means, cov = two_pass_params(X + offset, resp, covariance_type, 1e-6)
+    assert_close(new.weights, weights, 1e-12)
+    assert_close(new.means - offset, means - offset, 1e-6 if offset else 1e-12)
+    assert_close(new.covariances, cov, 1e-6 if offset else 1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(2, 120),
+    d=st.integers(1, 4),
+    K=st.integers(1, 3),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+)
+def test_merge_of_any_chunking_equals_stats_of_concatenation(data, n, d, K, covariance_type):
+    rng = np.random.default_rng(n * 31 + d * 7 + K)
+    params = random_params(rng, K, d, covariance_type)
+    X = rng.normal(size=(n, d)) * 2
+    cuts = sorted(data.draw(st.lists(st.integers(1, n - 1), max_size=8, unique=True)))
+    pieces = np.split(X, cuts)
+    merged = merge_stats([zero_stats(K, d, covariance_type)] + [chunk_stats(p, params) for p in pieces])
+    whole = chunk_stats(X, params)
+    assert merged.n_rows == whole.n_rows == n
+    assert_close(merged.loglik, whole.loglik, 1e-10)
+    for name in ("s0", "s1", "s2"):
+        assert_close(getattr(merged, name), getattr(whole, name), 1e-10, name)
+
+
+def test_singular_covariance_is_a_clear_error():
+    from dgmm.errors import FitError
+
+    with pytest.raises(FitError, match="increase reg_covar"):
+        precision_cholesky(np.zeros((1, 2, 2)), "full")
+    with pytest.raises(FitError, match="increase reg_covar"):
+        precision_cholesky(np.array([1.0, 0.0]), "spherical")
