@@ -13,8 +13,8 @@ situation                              executor
 a ``distributed`` client is current    that client
 Parquet input, no client               a LocalCluster of worker processes on
                                        127.0.0.1, closed when ``fit`` returns
-NumPy / pandas input, no client        Dask's threaded scheduler in-process:
-                                       no cluster start-up for small fits
+NumPy / pandas input, no client        in this process, chunk by chunk, no
+                                       Dask graph: small fits cost no start-up
 Dask array / DataFrame, no client      Dask's configured default scheduler
 =====================================  =========================================
 """
@@ -33,6 +33,7 @@ from .errors import DataError
 from .stats import Stats, merge_stats
 
 InputKind = Literal["numpy", "dask", "parquet"]
+IN_MEMORY_CHUNK_ROWS = 65_536
 Kernel = Callable[[np.ndarray, Any, int], Stats]
 
 
@@ -138,14 +139,51 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
         for i, (block, off) in enumerate(zip(blocks, offsets))
     ]
     # 2. tree-reduce with fan-in split_every: depth ceil(log_b(chunks))
-    depth = 0
+    return tree_reduce(
+        level,
+        split_every,
+        lambda group, depth, j: delayed(merge_stats, pure=True)(group, dask_key_name=(f"merge-{token}-{depth}", j)),
+    )
+
+
+def tree_reduce(leaves: list, split_every: int, combine: Callable[[list, int, int], Any]) -> Any:
+    """Merge ``leaves`` in groups of ``split_every``, level by level, until one is left.
+
+    ``combine(group, depth, index)`` merges one group. Both executors use this one
+    tree, so a fixed chunking gives bit-identical results everywhere.
+    """
+    level, depth = list(leaves), 0
     while len(level) > 1:
         depth += 1
-        level = [
-            delayed(merge_stats, pure=True)(level[i : i + split_every], dask_key_name=(f"merge-{token}-{depth}", j))
-            for j, i in enumerate(range(0, len(level), split_every))
-        ]
+        level = [combine(level[i : i + split_every], depth, j) for j, i in enumerate(range(0, len(level), split_every))]
     return level[0]
+
+
+class InProcessExecutor:
+    """Runs passes over an in-memory NumPy array in this process, chunk by chunk.
+
+    No graph and no scheduler: a small fit costs what its arithmetic costs. BLAS
+    threads still use every core inside each chunk.
+    """
+
+    client = None
+
+    def __init__(self, chunk_rows: int):
+        self.chunk_rows = chunk_rows
+
+    def __repr__(self) -> str:
+        return "InProcessExecutor()"
+
+    def keep_in_memory(self, X):
+        return X
+
+    def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
+        starts = range(0, X.shape[0], self.chunk_rows)
+        leaves = [kernel(X[i : i + self.chunk_rows], payload, i) for i in starts]
+        return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
+
+    def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        return X[np.asarray(indices)]
 
 
 def default_worker_count() -> int:
@@ -160,7 +198,7 @@ def executor_for(client, kind: InputKind) -> Iterator[Executor]:
         yield Executor(client)
         return
     if kind == "numpy":
-        yield Executor(scheduler="threads")
+        yield InProcessExecutor(IN_MEMORY_CHUNK_ROWS)
         return
     if kind == "dask":
         yield Executor()

@@ -187,7 +187,9 @@ def log_gaussian_prob(
     n, d = X.shape
     K = means.shape[0]
     log_det = log_det_cholesky(precisions_cholesky, covariance_type, d)
-    out = np.empty((n, K), dtype=np.float64)
+    # Column-major: each component writes a contiguous column, and the per-row
+    # reductions over components that follow run as vector operations.
+    out = np.empty((n, K), dtype=np.float64, order="F")
     for k in range(K):
         out[:, k] = scaled_deviation_sq(X - means[k], precisions_cholesky, k, covariance_type)
     return -0.5 * (d * np.log(2.0 * np.pi) + out) + log_det

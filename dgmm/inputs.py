@@ -12,10 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import DataError
-from .execution import InputKind, check_finite_block
+from .execution import IN_MEMORY_CHUNK_ROWS, InputKind, check_finite_block
 from .io import ParquetDataset, is_path_input
-
-IN_MEMORY_CHUNK_ROWS = 65_536
 
 
 @dataclass
@@ -24,24 +22,37 @@ class Input:
 
     Attributes
     ----------
-    array : dask.array.Array of shape (n, d), float64, chunked along rows only
     kind : "numpy" (in memory), "dask" or "parquet"
     feature_names : column names, or None when the input has none
-    values : the NumPy array itself for in-memory input, else None
+    values : the NumPy array (n, d) itself for in-memory input, else None
+    lazy : dask.array.Array (n, d), float64, chunked along rows only
     """
 
-    array: Any
     kind: InputKind
     feature_names: np.ndarray | None
     values: np.ndarray | None = None
+    lazy: Any = None
+
+    @property
+    def array(self):
+        """The data as a Dask array (built on first use for in-memory input)."""
+        if self.lazy is None:
+            import dask.array as da
+
+            self.lazy = da.from_array(self.values, chunks=(IN_MEMORY_CHUNK_ROWS, self.values.shape[1]), name=False)
+        return self.lazy
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.values.shape if self.values is not None else self.lazy.shape)
 
     @property
     def n_rows(self) -> int:
-        return int(self.array.shape[0])
+        return int(self.shape[0])
 
     @property
     def n_features(self) -> int:
-        return int(self.array.shape[1])
+        return int(self.shape[1])
 
 
 def _names(columns) -> np.ndarray | None:
@@ -66,21 +77,18 @@ def _check_2d(shape: tuple, what: str) -> None:
 
 
 def _from_numpy(values: np.ndarray, names: np.ndarray | None) -> Input:
-    import dask.array as da
-
     _check_2d(values.shape, "array")
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
     check_finite_block(values, 0)
-    array = da.from_array(values, chunks=(IN_MEMORY_CHUNK_ROWS, values.shape[1]), name=False)
-    return Input(array, "numpy", names, values)
+    return Input("numpy", names, values)
 
 
 def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
     """Validate and convert ``X``; ``columns`` selects Parquet columns."""
     if is_path_input(X):
         dataset = ParquetDataset.open(X, columns)
-        return Input(dataset.to_dask(), "parquet", np.asarray(dataset.columns, dtype=object))
+        return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask())
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     module = type(X).__module__.split(".")[0]
@@ -95,7 +103,7 @@ def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
         else:
             names = None
         _check_2d(X.shape, "Dask array")
-        return Input(X.astype(np.float64).rechunk({1: -1}), "dask", names)
+        return Input("dask", names, lazy=X.astype(np.float64).rechunk({1: -1}))
     try:
         values = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:

@@ -13,10 +13,10 @@ from . import posterior
 from ._estimator import EstimatorMixin
 from .em import EMResult, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
-from .execution import check_finite_block, executor_for
+from .execution import IN_MEMORY_CHUNK_ROWS, check_finite_block, executor_for
 from .gaussian import COVARIANCE_TYPES
 from .init import INIT_METHODS
-from .inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
+from .inputs import Input, as_input
 from .params import MixtureParams
 
 _LATER_INITS = ("kmeans", "k-means||")
@@ -181,7 +181,10 @@ class GaussianMixture(EstimatorMixin):
         random_state = check_random_state(self.random_state)
         best: EMResult | None = None
         with executor_for(self.client, data.kind) as executor:
-            array = executor.keep_in_memory(data.array) if data.kind == "numpy" else data.array
+            if data.kind != "numpy":
+                array = data.array
+            else:
+                array = data.values if executor.client is None else executor.keep_in_memory(data.array)
             for init in range(self.n_init if do_init else 1):
                 seed = int(random_state.randint(np.iinfo(np.int32).max))
                 if self.verbose:

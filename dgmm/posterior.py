@@ -6,10 +6,17 @@ All functions take ``X`` of shape (n, d) and :class:`~dgmm.params.MixtureParams`
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 
 from .gaussian import log_gaussian_prob
 from .params import MixtureParams
+
+
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log Σ_k exp(a_nk)`` per row, shape (n,), stable for any finite or -inf entries."""
+    peak = np.max(a, axis=1)
+    peak[~np.isfinite(peak)] = 0.0
+    with np.errstate(under="ignore", divide="ignore"):
+        return np.log(np.sum(np.exp(a - peak[:, None]), axis=1)) + peak
 
 
 def weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
@@ -28,14 +35,14 @@ def log_responsibilities(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarr
     log_resp : ndarray of shape (n, K), ``log γ_nk``
     """
     weighted = weighted_log_prob(X, params)
-    log_prob_norm = logsumexp(weighted, axis=1)
+    log_prob_norm = logsumexp_rows(weighted)
     with np.errstate(under="ignore"):
         return log_prob_norm, weighted - log_prob_norm[:, None]
 
 
 def log_density(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """``log p(x_n | θ)``, shape (n,)."""
-    return logsumexp(weighted_log_prob(X, params), axis=1)
+    return logsumexp_rows(weighted_log_prob(X, params))
 
 
 def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
