@@ -62,9 +62,16 @@ def _names(columns) -> np.ndarray | None:
     return None
 
 
+def _is_number(dtype) -> bool:
+    try:
+        return np.dtype(dtype).kind in "iuf"
+    except TypeError:  # pandas extension dtypes (strings, categories, nullable)
+        return False
+
+
 def _check_numeric_frame(dtypes, where: str) -> None:
     for name, dtype in dtypes.items():
-        if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        if not _is_number(dtype):
             raise DataError(f"{where}: column {name!r} has dtype {dtype}, not a number; select numeric columns")
 
 
