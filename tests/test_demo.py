@@ -1,0 +1,38 @@
+"""`make demo` end to end at a small size, and its config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dgmm.demo import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_generates_parquet_and_fits_on_a_local_cluster(tmp_path, capsys):
+    data = tmp_path / "demo-data"
+    code = main(["--config", str(ROOT / "configs" / "demo.yaml"), "--data", str(data), "--n-samples", "20000"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert len(list(data.glob("part-*.parquet"))) == 4
+    assert "fitted on a local Dask cluster" in out and "converged=True" in out
+    assert "mean log-likelihood per iteration" in out
+
+
+def test_demo_config_errors_exit_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n_components: three\n")
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dgmm demo: error: {bad}: key 'n_components' has value 'three'; expected a int"
+
+
+def test_notebook_runs(tmp_path, monkeypatch):
+    notebook = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), namespace)
+    assert namespace["model"].converged_
