@@ -87,8 +87,7 @@ def initial_params(
     means = fitted.means if means_init is None else means_init
     if precisions_init is None:
         return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
-    given = MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
-    return given
+    return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
 
 
 def run_em(
