@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +48,22 @@ def sample_mixture(params: MixtureParams, n_samples: int, *, seed: int = 0) -> t
     return X, y
 
 
+@contextlib.contextmanager
+def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden staging directory that replaces ``path`` only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    staging.rename(path)
+
+
 def write_parquet(
     X: np.ndarray,
     path: str | os.PathLike,
@@ -58,18 +76,38 @@ def write_parquet(
 
     Columns are named ``x0, x1, …`` unless ``columns`` is given.
     """
-    path = Path(path)
     columns = columns or [f"x{j}" for j in range(X.shape[1])]
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=parent))
     names = []
-    for i, rows in enumerate(np.array_split(np.arange(X.shape[0]), n_files)):
-        table = pa.table({c: X[rows, j] for j, c in enumerate(columns)})
-        name = f"part-{i:05d}.parquet"
-        pq.write_table(table, staging / name, row_group_size=row_group_size)
-        names.append(name)
-    if path.exists():
-        shutil.rmtree(path)
-    staging.rename(path)
-    return [str(path / n) for n in names]
+    with staged_directory(path) as staging:
+        for i, rows in enumerate(np.array_split(np.arange(X.shape[0]), n_files)):
+            table = pa.table({c: X[rows, j] for j, c in enumerate(columns)})
+            names.append(f"part-{i:05d}.parquet")
+            pq.write_table(table, staging / names[-1], row_group_size=row_group_size)
+    return [str(Path(path) / n) for n in names]
+
+
+def write_mixture_parquet(
+    path: str | os.PathLike,
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    *,
+    seed: int = 0,
+    row_group_size: int = 65_536,
+    n_files: int = 1,
+) -> MixtureParams:
+    """Sample a random mixture straight to Parquet, one row group at a time (memory: one group).
+
+    Returns the generating parameters.
+    """
+    truth = random_mixture(n_components, n_features, seed=seed)
+    columns = [f"x{j}" for j in range(n_features)]
+    schema = pa.schema([(c, pa.float64()) for c in columns])
+    with staged_directory(path) as staging:
+        for i, rows in enumerate(np.array_split(np.arange(n_samples), n_files)):
+            with pq.ParquetWriter(staging / f"part-{i:05d}.parquet", schema) as writer:
+                for j, start in enumerate(range(0, len(rows), row_group_size)):
+                    m = min(row_group_size, len(rows) - start)
+                    X, _ = sample_mixture(truth, m, seed=np.random.SeedSequence([seed, i, j]).generate_state(1)[0])
+                    writer.write_table(pa.table({c: X[:, k] for k, c in enumerate(columns)}, schema=schema))
+    return truth

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import yaml
 
+from .config import Setting, read_yaml, resolve
 from .errors import DgmmError
+from .gaussian import COVARIANCE_TYPES
 from .datasets import random_mixture, sample_mixture, write_parquet
 from .mixture import GaussianMixture
 
@@ -24,51 +24,28 @@ def _curve(values: list[float], width: int = 40) -> list[str]:
     return [f"{i + 1:>4}  {v:12.6f}  " + "#" * (1 + int((v - lo) / span * (width - 1))) for i, v in enumerate(values)]
 
 
-DEFAULTS = {
-    "data": "demo-data",
-    "n_samples": 300_000,
-    "n_features": 2,
-    "n_components": 3,
-    "covariance_type": "full",
-    "max_iter": 200,
-    "tol": 1e-6,
-    "seed": 0,
-}
-
-
-def load_config(path: str | None) -> dict:
-    """Settings from a YAML file over the defaults; unknown keys and wrong types are errors."""
-    settings = dict(DEFAULTS)
-    if path is None:
-        return settings
-    try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DgmmError(f"{path}: cannot read the config ({exc})") from None
-    if not isinstance(loaded, dict):
-        raise DgmmError(f"{path}: the config must be a mapping of key: value")
-    for key, value in loaded.items():
-        if key not in DEFAULTS:
-            raise DgmmError(f"{path}: unknown key {key!r}; allowed keys: {', '.join(DEFAULTS)}")
-        expected = type(DEFAULTS[key])
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise DgmmError(f"{path}: key {key!r} has value {value!r}; expected a {expected.__name__}")
-        settings[key] = value
-    return settings
+DEMO_SETTINGS = (
+    Setting("data", str, "demo-data", "directory for the generated Parquet files"),
+    Setting("n_samples", int, 300_000, "rows generated", minimum=1),
+    Setting("n_features", int, 2, "features generated", minimum=1),
+    Setting("n_components", int, 3, "components generated and fitted", minimum=1),
+    Setting("covariance_type", str, "full", "covariance of each component", choices=COVARIANCE_TYPES),
+    Setting("max_iter", int, 200, "most EM iterations", minimum=0),
+    Setting("tol", float, 1e-6, "stop when the mean log-likelihood changes by less", minimum=0),
+    Setting("seed", int, 0, "random seed", minimum=0),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dgmm.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file with any of the keys below")
-    for key, value in DEFAULTS.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=type(value), default=None)
+    for setting in DEMO_SETTINGS:
+        parser.add_argument(setting.option, dest=setting.name, type=setting.type, help=setting.help)
     args = parser.parse_args(argv)
     try:
-        settings = load_config(args.config)
-        settings.update({k: v for k, v in vars(args).items() if k in DEFAULTS and v is not None})
-        run(**settings)
+        config = read_yaml(args.config) if args.config else {}
+        overrides = {s.name: getattr(args, s.name) for s in DEMO_SETTINGS}
+        run(**resolve(DEMO_SETTINGS, config, overrides, where=args.config or "config"))
     except DgmmError as exc:
         print(f"dgmm demo: error: {exc}", file=sys.stderr)
         return 2
@@ -78,9 +55,6 @@ def main(argv: list[str] | None = None) -> int:
 def run(data: str, n_samples: int, n_features: int, n_components: int, covariance_type: str,
         max_iter: int, tol: float, seed: int) -> None:
     """Generate, write, fit and report."""
-    for key, value in (("n_samples", n_samples), ("n_features", n_features), ("n_components", n_components)):
-        if value < 1:
-            raise DgmmError(f"{key} is {value}; it must be at least 1")
     if n_samples < n_components:
         raise DgmmError(f"n_samples ({n_samples}) must be at least n_components ({n_components})")
     truth = random_mixture(n_components, n_features, seed=seed)

@@ -27,7 +27,20 @@ from .mstep import params_from_stats
 from .params import MixtureParams
 from .stats import Stats, chunk_stats
 
-IterationCallback = Callable[[int, float, float, float], None]
+
+
+@dataclass(frozen=True)
+class IterationReport:
+    """What one EM iteration did: sent to progress callbacks."""
+
+    n_iter: int
+    lower_bound: float
+    change: float
+    seconds: float
+    n_rows: int
+
+
+IterationCallback = Callable[[IterationReport], None]
 
 
 @dataclass
@@ -127,7 +140,7 @@ def run_em(
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
         if on_iteration is not None:
-            on_iteration(n_iter, lower_bound, change, time.perf_counter() - started)
+            on_iteration(IterationReport(n_iter, lower_bound, change, time.perf_counter() - started, stats.n_rows))
         if abs(change) < tol:
             converged = True
             break

@@ -203,16 +203,27 @@ def executor_for(client, kind: InputKind) -> Iterator[Executor]:
     if kind == "dask":
         yield Executor()
         return
+    with local_cluster() as local_client:
+        yield Executor(local_client)
+
+
+@contextlib.contextmanager
+def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto"):
+    """A client of a new LocalCluster of worker processes on 127.0.0.1, closed on exit.
+
+    Scheduler, workers and dashboard listen on 127.0.0.1 only; one thread per worker.
+    """
     import logging
 
     from distributed import Client, LocalCluster
 
     with LocalCluster(
-        n_workers=default_worker_count(),
+        n_workers=n_workers or default_worker_count(),
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
+        memory_limit=memory_limit,
         silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster, set_as_default=False) as local_client:
-        yield Executor(local_client)
+    ) as cluster, Client(cluster, set_as_default=False) as client:
+        yield client

@@ -138,6 +138,17 @@ class ParquetDataset:
             raise DataError(f"{', '.join(files)}: no rows")
         return cls(tuple(files), tuple(row_groups), tuple(selected))
 
+    def fingerprint(self) -> dict:
+        """What identifies this input: files with sizes and row counts, and the columns."""
+        rows: dict[str, int] = {}
+        for rg in self.row_groups:
+            rows[rg.path] = rows.get(rg.path, 0) + rg.n_rows
+        return {
+            "files": [{"path": os.path.abspath(f), "bytes": os.path.getsize(f), "rows": rows.get(f, 0)} for f in self.files],
+            "columns": list(self.columns),
+            "n_rows": self.n_rows,
+        }
+
     def to_dask(self):
         """Dask array of shape (n_rows, n_columns), float64, one chunk per row group."""
         import dask.array as da

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import posterior
 from ._estimator import EstimatorMixin
-from .em import EMResult, initial_params, run_em
+from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .execution import IN_MEMORY_CHUNK_ROWS, check_finite_block, executor_for
 from .gaussian import COVARIANCE_TYPES
@@ -150,15 +150,23 @@ class GaussianMixture(EstimatorMixin):
         return weights, means, precisions
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None) -> "GaussianMixture":
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        *,
+        columns: Sequence[str] | None = None,
+        on_iteration: IterationCallback | None = None,
+    ) -> "GaussianMixture":
         """Fit by EM, keeping the best of ``n_init`` runs.
 
         Parameters
         ----------
         X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, or Parquet path(s)
         columns : feature columns to read from Parquet input (default: all)
+        on_iteration : called with an :class:`~dgmm.em.IterationReport` after every iteration
         """
-        self._fit(X, columns)
+        self._fit(X, columns, on_iteration)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None):
@@ -166,7 +174,7 @@ class GaussianMixture(EstimatorMixin):
         data = self._fit(X, columns)
         return self._apply(data, posterior.labels, n_out=None, dtype=np.int64)
 
-    def _fit(self, X: Any, columns: Sequence[str] | None) -> Input:
+    def _fit(self, X: Any, columns: Sequence[str] | None, on_iteration: IterationCallback | None = None) -> Input:
         self._validate_params()
         data = as_input(X, columns)
         if data.n_rows < max(2, self.n_components):
@@ -218,7 +226,7 @@ class GaussianMixture(EstimatorMixin):
                         reg_covar=self.reg_covar,
                         split_every=self.split_every,
                         lower_bound=start,
-                        on_iteration=self._iteration_printer(),
+                        on_iteration=self._iteration_callback(on_iteration),
                     )
                     if self.verbose:
                         state = "converged" if result.converged else "did not converge"
@@ -235,13 +243,15 @@ class GaussianMixture(EstimatorMixin):
             )
         return data
 
-    def _iteration_printer(self) -> Callable[[int, float, float, float], None] | None:
+    def _iteration_callback(self, extra: IterationCallback | None) -> IterationCallback | None:
         if self.verbose < 2:
-            return None
+            return extra
 
-        def report(n_iter: int, lower_bound: float, change: float, seconds: float) -> None:
-            if n_iter % self.verbose_interval == 0 or n_iter == 1:
-                print(f"  Iteration {n_iter}\t time lapse {seconds:.5f}s\t ll change {change:.5f}")
+        def report(it: IterationReport) -> None:
+            if it.n_iter % self.verbose_interval == 0 or it.n_iter == 1:
+                print(f"  Iteration {it.n_iter}\t time lapse {it.seconds:.5f}s\t ll change {it.change:.5f}")
+            if extra is not None:
+                extra(it)
 
         return report
 
@@ -317,23 +327,28 @@ class GaussianMixture(EstimatorMixin):
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per row (a float; lazy input is computed)."""
-        return self._score_and_rows(X)[0]
+        return self.score_summary(X)["mean_log_likelihood"]
 
-    def _score_and_rows(self, X: Any) -> tuple[float, int]:
+    def score_summary(self, X: Any) -> dict[str, float]:
+        """Rows, mean log-likelihood, BIC and AIC of ``X`` in one pass."""
         data = self._scoring_input(X)
         values = self._apply(data, posterior.log_density, None, np.float64)
-        mean = values.mean() if data.kind == "numpy" else values.mean().compute()
-        return float(mean), data.n_rows
+        mean = float(values.mean() if data.kind == "numpy" else values.mean().compute())
+        n, n_params = data.n_rows, self._params().n_free_parameters()
+        return {
+            "n_samples": n,
+            "mean_log_likelihood": mean,
+            "bic": -2 * mean * n + n_params * math.log(n),
+            "aic": -2 * mean * n + 2 * n_params,
+        }
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion; lower is better."""
-        score, n = self._score_and_rows(X)
-        return -2 * score * n + self._params().n_free_parameters() * math.log(n)
+        return self.score_summary(X)["bic"]
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion; lower is better."""
-        score, n = self._score_and_rows(X)
-        return -2 * score * n + 2 * self._params().n_free_parameters()
+        return self.score_summary(X)["aic"]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture.

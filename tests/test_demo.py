@@ -25,7 +25,7 @@ def test_demo_config_errors_exit_2_with_one_line(tmp_path, capsys):
     bad.write_text("n_components: three\n")
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"dgmm demo: error: {bad}: key 'n_components' has value 'three'; expected a int"
+    assert err == f"dgmm demo: error: {bad}: key 'n_components' has value 'three'; expected an integer >= 1"
 
 
 def test_notebook_runs(tmp_path, monkeypatch):

@@ -1,0 +1,133 @@
+"""Typed run settings: one schema serves YAML configs and command-line options.
+
+A config file holds the same keys as the command's options (with ``_`` for
+``-``); options given on the command line override it. Every problem is a
+:class:`ConfigError` naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from .errors import DgmmError
+from .gaussian import COVARIANCE_TYPES
+from .init import INIT_METHODS
+
+
+class ConfigError(DgmmError, ValueError):
+    """A config file or option has an unknown key, a wrong type or a bad value."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a run: its type, default, allowed values and help text."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    is_list: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.type]
+        if self.is_list:
+            kind = "a list of strings (or a comma-separated string)"
+        if self.minimum is not None:
+            kind += f" >= {self.minimum:g}"
+        return kind
+
+    def convert(self, value: Any, where: str) -> Any:
+        """Check and normalise a value from YAML or the command line."""
+        if value is None:
+            return None
+        bad = ConfigError(f"{where}: key {self.name!r} has value {value!r}; expected {self.describe()}")
+        if self.is_list:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise bad
+            return value
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if isinstance(value, bool):
+            raise bad
+        if self.type is float and isinstance(value, int):
+            value = float(value)
+        if self.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, self.type):
+            raise bad
+        if self.choices and value not in self.choices:
+            raise bad
+        if self.minimum is not None and not value >= self.minimum:
+            raise bad
+        return value
+
+
+FIT_SETTINGS: tuple[Setting, ...] = (
+    Setting("data", str, None, "Parquet file or directory to fit"),
+    Setting("model", str, None, "where to write the fitted model (.npz)"),
+    Setting("n_components", int, 1, "number of mixture components", minimum=1),
+    Setting("covariance_type", str, "full", "covariance of each component", choices=COVARIANCE_TYPES),
+    Setting("max_iter", int, 100, "most EM iterations", minimum=0),
+    Setting("tol", float, 1e-3, "stop when the mean log-likelihood changes by less", minimum=0),
+    Setting("reg_covar", float, 1e-6, "added to every covariance diagonal", minimum=0),
+    Setting("init", str, "k-means++", "initialisation method", choices=INIT_METHODS),
+    Setting("n_init", int, 1, "initialisations; the best is kept", minimum=1),
+    Setting("seed", int, None, "random seed (fixes the initialisation)", minimum=0),
+    Setting("columns", str, None, "feature columns (default: all)", is_list=True),
+    Setting("scheduler", str, None, "address of a running Dask scheduler (default: a local cluster)"),
+    Setting("n_workers", int, None, "worker processes of the local cluster", minimum=1),
+    Setting("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),
+    Setting("split_every", int, 8, "fan-in of the tree reduce", minimum=2),
+    Setting("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
+    Setting("log_format", str, "text", "progress lines on stderr", choices=("text", "json")),
+)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path`` (safe_load: configs are data, never code)."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of key: value, not {type(loaded).__name__}")
+    return loaded
+
+
+def resolve(
+    settings: Sequence[Setting],
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    where: str = "config",
+) -> dict[str, Any]:
+    """Defaults, then the config file's values, then explicit overrides (command-line options)."""
+    by_name = {s.name: s for s in settings}
+    result = {s.name: s.default for s in settings}
+    for key, value in (config or {}).items():
+        if key not in by_name:
+            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(by_name)}")
+        result[key] = by_name[key].convert(value, where)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            result[key] = by_name[key].convert(value, by_name[key].option)
+    return result
