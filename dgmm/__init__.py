@@ -1,8 +1,17 @@
 """dgmm: Gaussian mixture models fitted by exact EM on larger-than-memory data, on Dask."""
 
-from .errors import ConvergenceWarning, DataError, DgmmError, FitError, NotFittedError, ParameterError
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    DgmmError,
+    FitError,
+    ModelFileError,
+    NotFittedError,
+    ParameterError,
+)
 from .io import read_parquet
 from .mixture import GaussianMixture
+from .model_io import load_model, save_model
 from .params import MixtureParams
 
 __all__ = [
@@ -11,9 +20,12 @@ __all__ = [
     "DgmmError",
     "FitError",
     "GaussianMixture",
+    "load_model",
+    "ModelFileError",
     "MixtureParams",
     "NotFittedError",
     "ParameterError",
     "read_parquet",
+    "save_model",
 ]
 __version__ = "0.1.0"

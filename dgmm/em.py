@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class IterationReport:
     change: float
     seconds: float
     n_rows: int
+    params: MixtureParams
+    lower_bounds: tuple[float, ...]
+    converged: bool
 
 
 IterationCallback = Callable[[IterationReport], None]
@@ -113,9 +116,14 @@ def run_em(
     reg_covar: float,
     split_every: int,
     lower_bound: float = -math.inf,
+    history: Sequence[float] = (),
     on_iteration: IterationCallback | None = None,
 ) -> EMResult:
     """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+
+    ``history`` holds the lower bounds of iterations already done from the same
+    start (when resuming), ``lower_bound`` the last of them; iterations continue
+    from ``len(history) + 1`` to ``max_iter``.
 
     Raises
     ------
@@ -123,10 +131,10 @@ def run_em(
         The log-likelihood or a parameter became NaN or infinite, or a
         covariance stopped being positive definite.
     """
-    lower_bounds: list[float] = []
+    lower_bounds = list(history)
     converged = False
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    n_iter = len(lower_bounds)
+    for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         started = time.perf_counter()
         previous = lower_bound
         stats = executor.map_reduce(X, em_kernel, params, split_every)
@@ -139,9 +147,12 @@ def run_em(
         params = params_from_stats(stats, params.means, params.covariance_type, reg_covar)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
+        converged = abs(change) < tol
         if on_iteration is not None:
-            on_iteration(IterationReport(n_iter, lower_bound, change, time.perf_counter() - started, stats.n_rows))
-        if abs(change) < tol:
-            converged = True
+            seconds = time.perf_counter() - started
+            on_iteration(
+                IterationReport(n_iter, lower_bound, change, seconds, stats.n_rows, params, tuple(lower_bounds), converged)
+            )
+        if converged:
             break
     return EMResult(params, converged, n_iter, lower_bound, lower_bounds)

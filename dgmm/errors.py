@@ -23,6 +23,10 @@ class FitError(DgmmError, RuntimeError):
     """EM could not continue: a covariance stopped being positive definite or a NaN appeared."""
 
 
+class ModelFileError(DgmmError, ValueError):
+    """A model or checkpoint file is missing, truncated, tampered with, of another version, or inconsistent."""
+
+
 class NotFittedError(DgmmError, AttributeError):
     """A method that needs a fitted model was called before ``fit``."""
 

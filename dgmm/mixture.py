@@ -350,6 +350,19 @@ class GaussianMixture(EstimatorMixin):
         """Akaike information criterion; lower is better."""
         return self.score_summary(X)["aic"]
 
+    def save(self, path: str, extra: dict | None = None) -> None:
+        """Write the fitted model to a safe, versioned ``.npz`` file (see :mod:`dgmm.model_io`)."""
+        from .model_io import save_model
+
+        save_model(self, path, extra)
+
+    @classmethod
+    def load(cls, path: str) -> "GaussianMixture":
+        """Read a model written by :meth:`save`; every inconsistency is a ModelFileError."""
+        from .model_io import load_model
+
+        return load_model(path)
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture.
 

@@ -1,0 +1,330 @@
+"""The ``dgmm`` command line: fit, predict, score, sample, inspect, generate.
+
+Exit codes: 0 success; 2 user error (bad option, config, input or model file);
+3 the fit ended at max_iter without converging and ``--require-convergence`` was
+given; 4 the fit failed numerically (see the message); 1 any other failure;
+130 interrupted. Errors are one line on stderr, without a traceback (set
+``DGMM_DEBUG=1`` to get one for unexpected failures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Any, Callable
+
+import click
+import numpy as np
+
+from .config import FIT_SETTINGS, ConfigError, read_yaml, resolve
+from .errors import ConvergenceWarning, DgmmError, FitError
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_CONVERGED = 3
+EXIT_FIT_FAILED = 4
+
+
+def fail(command: str, message: str, code: int) -> None:
+    click.echo(f"dgmm {command}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(command: str) -> Callable:
+    """Map exceptions to one stderr line and a documented exit code."""
+
+    def wrap(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except FitError as exc:
+                fail(command, str(exc), EXIT_FIT_FAILED)
+            except DgmmError as exc:
+                fail(command, str(exc), EXIT_USER_ERROR)
+            except KeyboardInterrupt:
+                click.echo(f"dgmm {command}: interrupted", err=True)
+                sys.exit(130)
+            except (click.exceptions.Exit, click.ClickException, SystemExit):
+                raise
+            except Exception as exc:  # unexpected: one line unless debugging
+                if os.environ.get("DGMM_DEBUG"):
+                    raise
+                fail(command, f"{type(exc).__name__}: {exc} (set DGMM_DEBUG=1 for a traceback)", 1)
+
+        return run
+
+    return wrap
+
+
+class ProgressLog:
+    """Per-iteration progress on stderr: an updating line on a terminal, else plain or JSON lines."""
+
+    def __init__(self, log_format: str, stream=None):
+        self.stream = stream or sys.stderr
+        self.json = log_format == "json"
+        self.live = not self.json and self.stream.isatty()
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.json:
+            self.stream.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
+        else:
+            self.end_live()
+            self.stream.write(f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
+        self.stream.flush()
+
+    def iteration(self, report) -> None:
+        rows_per_s = report.n_rows / report.seconds if report.seconds > 0 else float("inf")
+        if self.json:
+            self.event("iteration", iteration=report.n_iter, mean_log_likelihood=report.lower_bound,
+                       change=_finite(report.change), seconds=report.seconds, rows_per_second=rows_per_s)
+            return
+        line = (f"iteration {report.n_iter:4d}  mean log-likelihood {report.lower_bound:.8f}  "
+                f"change {report.change:+.3e}  {report.seconds:.2f} s  {rows_per_s:,.0f} rows/s")
+        self.stream.write(("\r" + line + "\033[K") if self.live else line + "\n")
+        self.stream.flush()
+
+    def end_live(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def cluster_client(settings: dict, log: ProgressLog):
+    """A client for ``--scheduler``, else a local cluster of worker processes on 127.0.0.1."""
+    if settings["scheduler"]:
+        from distributed import Client
+
+        try:
+            client = Client(settings["scheduler"], timeout="10s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--scheduler: cannot reach {settings['scheduler']} ({exc})") from None
+        with client:
+            log.event("cluster", scheduler=settings["scheduler"], workers=len(client.scheduler_info()["workers"]))
+            yield client
+        return
+    from .execution import local_cluster
+
+    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto") as client:
+        log.event("local cluster", workers=len(client.scheduler_info()["workers"]), dashboard=client.dashboard_link)
+        yield client
+
+
+def fit_options(func: Callable) -> Callable:
+    """Click options generated from the shared settings schema (values merge with --config)."""
+    for setting in reversed(FIT_SETTINGS):
+        if setting.name == "data":
+            continue
+        if setting.type is bool:
+            option = click.option(setting.option, setting.name, is_flag=True, default=None, help=setting.help)
+        else:
+            kind = click.Choice(setting.choices) if setting.choices else (str if setting.is_list else setting.type)
+            option = click.option(setting.option, setting.name, type=kind, default=None,
+                                  help=f"{setting.help} [default: {setting.default}]")
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dgmm")
+def main() -> None:
+    """Gaussian mixture models fitted by exact EM on Parquet data, on Dask clusters."""
+
+
+@main.command()
+@click.argument("data", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options")
+@fit_options
+@handle_errors("fit")
+def fit(data: str | None, config_path: str | None, **options: Any) -> None:
+    """Fit a mixture to Parquet DATA and write the model (--model)."""
+    from .io import ParquetDataset
+    from .mixture import GaussianMixture
+    from .model_io import save_model
+
+    config = read_yaml(config_path) if config_path else {}
+    settings = resolve(FIT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
+    for key in ("data", "model"):
+        if not settings[key]:
+            raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
+    dataset = ParquetDataset.open(settings["data"], settings["columns"])
+    log = ProgressLog(settings["log_format"])
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    model = GaussianMixture(
+        settings["n_components"],
+        covariance_type=settings["covariance_type"],
+        tol=settings["tol"],
+        reg_covar=settings["reg_covar"],
+        max_iter=settings["max_iter"],
+        n_init=settings["n_init"],
+        init_params=settings["init"],
+        random_state=settings["seed"],
+        split_every=settings["split_every"],
+    )
+    started = time.perf_counter()
+    with cluster_client(settings, log) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.set_params(client=client).fit(list(dataset.files), columns=list(dataset.columns), on_iteration=log.iteration)
+    model.set_params(client=None)
+    log.end_live()
+    save_model(model, settings["model"], extra={"input": dataset.fingerprint()})
+    log.event("done", converged=model.converged_, iterations=model.n_iter_,
+              mean_log_likelihood=_finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),
+              model=settings["model"])
+    if not model.converged_ and model.max_iter > 0:
+        click.echo(f"dgmm fit: warning: did not converge in {model.max_iter} iterations "
+                   "(raise --max-iter or --tol); the model was written", err=True)
+        if settings["require_convergence"]:
+            sys.exit(EXIT_NOT_CONVERGED)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--output", "-o", required=True, help="Parquet file to write")
+@click.option("--proba", is_flag=True, help="also write proba_0..proba_{K-1}")
+@click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@handle_errors("predict")
+def predict(model_path: str, data: str, output: str, proba: bool, keep_columns: str, overwrite: bool) -> None:
+    """Write the most probable component of every row of DATA, in input order."""
+    from .model_io import load_model
+    from .outputs import predict_to_parquet
+
+    model = load_model(model_path)
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
+    n = predict_to_parquet(model, data, output, proba=proba, keep_columns=keep, overwrite=overwrite)
+    click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@handle_errors("score")
+def score(model_path: str, data: str, as_json: bool) -> None:
+    """Mean log-likelihood, BIC and AIC of the model on DATA."""
+    from .model_io import load_model
+
+    summary = load_model(model_path).score_summary(data)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:20s} {value}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
+@click.option("--output", "-o", required=True, help="Parquet file to write")
+@click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@handle_errors("sample")
+def sample(model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool) -> None:
+    """Draw rows from the model; columns are its features plus `component`."""
+    import pyarrow as pa
+
+    from .model_io import load_model
+    from .outputs import check_destination, write_table
+
+    model = load_model(model_path)
+    check_destination(output, overwrite)
+    X, labels = model.set_params(random_state=seed).sample(n_samples)
+    names = getattr(model, "feature_names_in_", None)
+    names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
+    table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels})
+    write_table(table, output, overwrite)
+    click.echo(f"wrote {n_samples} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@handle_errors("inspect")
+def inspect(model_path: str, as_json: bool) -> None:
+    """Weights, means, covariance summaries, convergence and the input fingerprint of a model."""
+    from .model_io import load_model, read_metadata
+
+    model = load_model(model_path)
+    metadata = read_metadata(model_path)
+    components = []
+    for k in range(model.n_components):
+        cov = _dense_covariance(model, k)
+        eig = np.linalg.eigvalsh(cov)
+        components.append({
+            "weight": float(model.weights_[k]),
+            "mean": model.means_[k].tolist(),
+            "variances": np.diag(cov).tolist(),
+            "log_det_covariance": float(np.sum(np.log(eig))),
+            "condition_number": float(eig[-1] / eig[0]),
+        })
+    report = {
+        "covariance_type": model.covariance_type,
+        "n_components": model.n_components,
+        "n_features": model.n_features_in_,
+        "feature_names": list(getattr(model, "feature_names_in_", [])),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "mean_log_likelihood": _finite(model.lower_bound_),
+        "components": components,
+        "input": metadata.get("extra", {}).get("input"),
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
+               f"({', '.join(report['feature_names']) or 'unnamed'})")
+    click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
+               f"mean log-likelihood {report['mean_log_likelihood']}")
+    with np.printoptions(precision=4, suppress=True):
+        for k, c in enumerate(components):
+            click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "
+                       f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
+    if report["input"]:
+        source = report["input"]
+        click.echo(f"input: {source['n_rows']} rows in {len(source['files'])} files, columns {', '.join(source['columns'])}")
+
+
+def _dense_covariance(model, k: int) -> np.ndarray:
+    cov, d = model.covariances_, model.n_features_in_
+    return {
+        "full": lambda: cov[k],
+        "tied": lambda: cov,
+        "diag": lambda: np.diag(cov[k]),
+        "spherical": lambda: cov[k] * np.eye(d),
+    }[model.covariance_type]()
+
+
+@main.command()
+@click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
+@click.option("--n-features", "-d", type=click.IntRange(min=1), required=True)
+@click.option("--n-components", "-k", type=click.IntRange(min=1), required=True)
+@click.option("--output", "-o", required=True, help="directory to write the Parquet files to")
+@click.option("--seed", type=click.IntRange(min=0), default=0)
+@click.option("--row-group-size", type=click.IntRange(min=1), default=65_536)
+@click.option("--n-files", type=click.IntRange(min=1), default=1)
+@click.option("--overwrite", is_flag=True, help="replace an existing output directory")
+@handle_errors("generate")
+def generate(n_samples: int, n_features: int, n_components: int, output: str, seed: int,
+             row_group_size: int, n_files: int, overwrite: bool) -> None:
+    """Synthetic mixture data as Parquet (columns x0..x{d-1}), written in blocks."""
+    from .datasets import write_mixture_parquet
+
+    if os.path.exists(output) and not overwrite:
+        raise ConfigError(f"{output}: output exists; remove it or pass --overwrite")
+    write_mixture_parquet(output, n_samples, n_features, n_components, seed=seed,
+                          row_group_size=row_group_size, n_files=n_files)
+    click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The `dgmm` command, run for real in subprocesses on generated Parquet."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import dgmm
+from dgmm.model_io import load_model
+
+DGMM = str(Path(sys.executable).parent / "dgmm")
+
+
+def run(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([DGMM, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check_code is not None:
+        assert proc.returncode == check_code, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"dgmm {command}: error: ") or lines[0].startswith("Usage:") or "Error:" in lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "data"
+    run("generate", "-n", 30_000, "-d", 3, "-k", 3, "--output", out, "--seed", 4, "--row-group-size", 5_000, "--n-files", 2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scheduler_address(cluster_client):
+    return cluster_client.scheduler.address
+
+
+def test_generate_writes_parquet_in_row_groups(generated):
+    files = sorted(generated.glob("part-*.parquet"))
+    assert len(files) == 2
+    meta = pq.read_metadata(files[0])
+    assert meta.num_rows == 15_000 and meta.num_row_groups == 3
+    assert pq.read_schema(files[0]).names == ["x0", "x1", "x2"]
+
+
+def test_fit_inspect_predict_score_sample_on_a_local_cluster(generated, tmp_path):
+    model_path = tmp_path / "model.npz"
+    fit = run("fit", generated, "--n-components", 3, "--model", model_path, "--seed", 0, "--n-workers", 2, "--tol", "1e-6")
+    assert "local cluster: workers=2, dashboard=http://127.0.0.1:" in fit.stderr
+    assert "iteration    1  mean log-likelihood" in fit.stderr and "rows/s" in fit.stderr
+    assert "done: converged=True" in fit.stderr
+    model = load_model(model_path)
+    assert model.converged_ and list(model.feature_names_in_) == ["x0", "x1", "x2"]
+
+    inspect = json.loads(run("inspect", model_path, "--json").stdout)
+    assert inspect["n_components"] == 3 and inspect["converged"]
+    assert abs(sum(c["weight"] for c in inspect["components"]) - 1) < 1e-12
+    assert inspect["input"]["n_rows"] == 30_000 and inspect["input"]["columns"] == ["x0", "x1", "x2"]
+    assert "3 components, full covariances, 3 features (x0, x1, x2)" in run("inspect", model_path).stdout
+
+    out = tmp_path / "labels.parquet"
+    run("predict", model_path, generated, "--output", out, "--proba")
+    labels = pq.read_table(out)
+    assert labels.num_rows == 30_000 and labels.column_names == ["component", "proba_0", "proba_1", "proba_2"]
+    X = dgmm.read_parquet(generated).compute()
+    np.testing.assert_array_equal(labels.column("component").to_numpy(), model.predict(X))
+
+    score = json.loads(run("score", model_path, generated, "--json").stdout)
+    assert score["n_samples"] == 30_000
+    np.testing.assert_allclose(score["mean_log_likelihood"], model.score(X), rtol=1e-12)
+    np.testing.assert_allclose(score["bic"], model.bic(X), rtol=1e-12)
+
+    drawn = tmp_path / "sample.parquet"
+    run("sample", model_path, "-n", 5000, "--output", drawn, "--seed", 1)
+    table = pq.read_table(drawn)
+    assert table.num_rows == 5000 and table.column_names == ["x0", "x1", "x2", "component"]
+
+
+def test_predict_keeps_id_columns_in_row_order(tmp_path, scheduler_address):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (500, 2)), rng.normal(6, 1, (500, 2))])
+    order = rng.permutation(1000)
+    X = X[order]
+    table = pa.table({"id": np.arange(1000) * 10, "a": X[:, 0], "b": X[:, 1], "name": [f"r{i}" for i in range(1000)]})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=128)
+    model_path = tmp_path / "m.npz"
+    run("fit", tmp_path / "in.parquet", "-h")  # help works on every subcommand
+    run("fit", tmp_path / "in.parquet", "--n-components", 2, "--columns", "a,b", "--model", model_path,
+        "--scheduler", scheduler_address, "--seed", 0)
+    out = tmp_path / "out.parquet"
+    run("predict", model_path, tmp_path / "in.parquet", "--output", out, "--keep-columns", "id,name")
+    result = pq.read_table(out)
+    assert result.column_names == ["id", "name", "component"]
+    np.testing.assert_array_equal(result.column("id").to_numpy(), np.arange(1000) * 10)
+    truth = (order >= 500).astype(int)
+    labels = result.column("component").to_numpy()
+    assert max(np.mean(labels == truth), np.mean(labels != truth)) == 1.0
+    again = run("predict", model_path, tmp_path / "in.parquet", "--output", out, check_code=2)
+    assert one_line_error(again, "predict").endswith("out.parquet: output exists; remove it or pass --overwrite")
+    run("predict", model_path, tmp_path / "in.parquet", "--output", out, "--overwrite")
+
+
+def test_config_file_with_overrides_and_json_logs(generated, tmp_path, scheduler_address):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data: {generated}\nn_components: 2\ncovariance_type: diag\nmax_iter: 4\ntol: 0\n"
+                      f"scheduler: {scheduler_address}\nlog_format: json\n")
+    model_path = tmp_path / "m.npz"
+    proc = run("fit", "--config", config, "--n-components", 3, "--model", model_path)
+    events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    iterations = [e for e in events if e["event"] == "iteration"]
+    assert [e["iteration"] for e in iterations] == [1, 2, 3, 4]
+    assert all(e["rows_per_second"] > 0 for e in iterations)
+    model = load_model(model_path)
+    assert model.n_components == 3 and model.covariance_type == "diag" and model.n_iter_ == 4
+    assert "did not converge in 4 iterations" in proc.stderr
+    strict = run("fit", "--config", config, "--model", model_path, "--require-convergence", check_code=3)
+    assert "did not converge" in strict.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("n_components: 3\nbogus: 1\n", "unknown key 'bogus'; allowed keys: data, model, n_components"),
+        ("n_components: three\n", "key 'n_components' has value 'three'; expected an integer >= 1"),
+        ("covariance_type: banana\n", "key 'covariance_type' has value 'banana'; expected one of full, tied, diag, spherical"),
+        ("tol: -1\n", "key 'tol' has value -1; expected a number >= 0"),
+        ("- just\n- a list\n", "the config must be a mapping of key: value, not list"),
+        ("n_components: [\n", "not valid YAML"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line(tmp_path, content, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    proc = run("fit", "some-data", "--model", tmp_path / "m.npz", "--config", config, check_code=2)
+    assert message in one_line_error(proc, "fit")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, generated):
+    missing = run("fit", tmp_path / "nope", "--n-components", 2, "--model", tmp_path / "m.npz", check_code=2)
+    assert one_line_error(missing, "fit").endswith("nope: no such file or directory")
+    no_model = run("fit", generated, "--n-components", 2, check_code=2)
+    assert "missing --model" in one_line_error(no_model, "fit")
+    bad_column = run("fit", generated, "--columns", "x0,zz", "--model", tmp_path / "m.npz", check_code=2)
+    assert "column 'zz' not found; columns are x0, x1, x2" in one_line_error(bad_column, "fit")
+    bad_option = run("fit", generated, "--covariance-type", "banana", "--model", tmp_path / "m.npz", check_code=2)
+    assert "banana" in bad_option.stderr and "Traceback" not in bad_option.stderr
+    not_a_model = tmp_path / "model.npz"
+    not_a_model.write_text("hello")
+    broken = run("inspect", not_a_model, check_code=2)
+    assert str(not_a_model) in one_line_error(broken, "inspect")
+    exists = run("generate", "-n", 10, "-d", 1, "-k", 1, "--output", generated, check_code=2)
+    assert "output exists; remove it or pass --overwrite" in one_line_error(exists, "generate")
+    assert not list(tmp_path.glob(".*tmp"))
