@@ -146,6 +146,7 @@ def main() -> None:
 @handle_errors("fit")
 def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     """Fit a mixture to Parquet DATA and write the model (--model)."""
+    from .checkpoint import Checkpoint
     from .io import ParquetDataset
     from .mixture import GaussianMixture
     from .model_io import save_model
@@ -155,9 +156,15 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     for key in ("data", "model"):
         if not settings[key]:
             raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
+    if settings["resume"] and not settings["checkpoint"]:
+        raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
     dataset = ParquetDataset.open(settings["data"], settings["columns"])
     log = ProgressLog(settings["log_format"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    checkpoint = None
+    if settings["checkpoint"]:
+        checkpoint = Checkpoint(settings["checkpoint"], resume=settings["resume"])
+        log.event("checkpoint", path=str(checkpoint.path), resuming=settings["resume"] and checkpoint.path.exists())
     model = GaussianMixture(
         settings["n_components"],
         covariance_type=settings["covariance_type"],
@@ -172,7 +179,9 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     started = time.perf_counter()
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.set_params(client=client).fit(list(dataset.files), columns=list(dataset.columns), on_iteration=log.iteration)
+        model.set_params(client=client).fit(
+            list(dataset.files), columns=list(dataset.columns), on_iteration=log.iteration, checkpoint=checkpoint
+        )
     model.set_params(client=None)
     log.end_live()
     save_model(model, settings["model"], extra={"input": dataset.fingerprint()})

@@ -90,6 +90,8 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("n_init", int, 1, "initialisations; the best is kept", minimum=1),
     Setting("seed", int, None, "random seed (fixes the initialisation)", minimum=0),
     Setting("columns", str, None, "feature columns (default: all)", is_list=True),
+    Setting("checkpoint", str, None, "directory for a checkpoint written after every iteration"),
+    Setting("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)"),
     Setting("scheduler", str, None, "address of a running Dask scheduler (default: a local cluster)"),
     Setting("n_workers", int, None, "worker processes of the local cluster", minimum=1),
     Setting("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),

@@ -6,6 +6,7 @@ DataFrames, and Parquet paths (a str / PathLike or a list of them).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -32,6 +33,16 @@ class Input:
     feature_names: np.ndarray | None
     values: np.ndarray | None = None
     lazy: Any = None
+    dataset: ParquetDataset | None = None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
+        if self.dataset is not None:
+            return self.dataset.fingerprint()
+        if self.values is not None:
+            digest = hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest()
+            return {"sha256": digest, "shape": list(self.values.shape)}
+        return {"dask_name": self.lazy.name, "shape": list(self.lazy.shape)}
 
     @property
     def array(self):
@@ -95,7 +106,7 @@ def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
     """Validate and convert ``X``; ``columns`` selects Parquet columns."""
     if is_path_input(X):
         dataset = ParquetDataset.open(X, columns)
-        return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask())
+        return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     module = type(X).__module__.split(".")[0]

@@ -8,6 +8,7 @@ column and the row.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,10 @@ class ParquetDataset:
         for rg in self.row_groups:
             rows[rg.path] = rows.get(rg.path, 0) + rg.n_rows
         return {
-            "files": [{"path": os.path.abspath(f), "bytes": os.path.getsize(f), "rows": rows.get(f, 0)} for f in self.files],
+            "files": [
+                {"path": os.path.abspath(f), "bytes": os.path.getsize(f), "rows": rows.get(f, 0), "footer_sha256": _footer_hash(f)}
+                for f in self.files
+            ],
             "columns": list(self.columns),
             "n_rows": self.n_rows,
         }
@@ -166,6 +170,13 @@ class ParquetDataset:
             fancy=False,
             inline_array=False,
         )
+
+
+def _footer_hash(path: str, size: int = 65_536) -> str:
+    """SHA-256 of a file's last bytes: the Parquet footer, with per-column statistics."""
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - size))
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 import warnings
@@ -11,6 +12,7 @@ import numpy as np
 
 from . import posterior
 from ._estimator import EstimatorMixin
+from .checkpoint import Checkpoint, FitState
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .execution import IN_MEMORY_CHUNK_ROWS, check_finite_block, executor_for
@@ -157,6 +159,7 @@ class GaussianMixture(EstimatorMixin):
         *,
         columns: Sequence[str] | None = None,
         on_iteration: IterationCallback | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> "GaussianMixture":
         """Fit by EM, keeping the best of ``n_init`` runs.
 
@@ -165,8 +168,10 @@ class GaussianMixture(EstimatorMixin):
         X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, or Parquet path(s)
         columns : feature columns to read from Parquet input (default: all)
         on_iteration : called with an :class:`~dgmm.em.IterationReport` after every iteration
+        checkpoint : a :class:`~dgmm.checkpoint.Checkpoint`; the state is saved after every
+            iteration, and with ``resume`` an interrupted fit continues exactly where it stopped
         """
-        self._fit(X, columns, on_iteration)
+        self._fit(X, columns, on_iteration, checkpoint)
         return self
 
     def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None):
@@ -174,7 +179,13 @@ class GaussianMixture(EstimatorMixin):
         data = self._fit(X, columns)
         return self._apply(data, posterior.labels, n_out=None, dtype=np.int64)
 
-    def _fit(self, X: Any, columns: Sequence[str] | None, on_iteration: IterationCallback | None = None) -> Input:
+    def _fit(
+        self,
+        X: Any,
+        columns: Sequence[str] | None,
+        on_iteration: IterationCallback | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> Input:
         self._validate_params()
         data = as_input(X, columns)
         if data.n_rows < max(2, self.n_components):
@@ -182,59 +193,31 @@ class GaussianMixture(EstimatorMixin):
                 f"expected n_samples >= max(2, n_components) but got n_components = "
                 f"{self.n_components}, n_samples = {data.n_rows}"
             )
-        weights_init, means_init, precisions_init = self._checked_inits(data.n_features)
+        inits = self._checked_inits(data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:
             raise DataError(f"X has {data.n_features} features, but the warm-started model has {self.means_.shape[1]}")
+        if not do_init and checkpoint is not None:
+            raise ParameterError("checkpoint cannot be combined with a warm start; fit without warm_start")
         random_state = check_random_state(self.random_state)
-        best: EMResult | None = None
+        seeds = tuple(int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init if do_init else 1))
+        state = FitState(seeds, 0)
+        if checkpoint is not None:
+            checkpoint.bind(self._settings(inits), data.fingerprint())
+            state = checkpoint.load() or state
         with executor_for(self.client, data.kind) as executor:
             if data.kind != "numpy":
                 array = data.array
             else:
                 array = data.values if executor.client is None else executor.keep_in_memory(data.array)
-            for init in range(self.n_init if do_init else 1):
-                seed = int(random_state.randint(np.iinfo(np.int32).max))
-                if self.verbose:
-                    print(f"Initialization {init}")
-                if do_init:
-                    params = initial_params(
-                        executor,
-                        array,
-                        n_components=self.n_components,
-                        covariance_type=self.covariance_type,
-                        method=self.init_params,
-                        reg_covar=self.reg_covar,
-                        seed=seed,
-                        split_every=self.split_every,
-                        weights_init=weights_init,
-                        means_init=means_init,
-                        precisions_init=precisions_init,
-                    )
-                    start = -math.inf
-                else:
-                    params, start = self._params(), self.lower_bound_
-                if self.max_iter == 0:
-                    result = EMResult(params, False, 0, -math.inf, [])
-                else:
-                    result = run_em(
-                        executor,
-                        array,
-                        params,
-                        tol=self.tol,
-                        max_iter=self.max_iter,
-                        reg_covar=self.reg_covar,
-                        split_every=self.split_every,
-                        lower_bound=start,
-                        on_iteration=self._iteration_callback(on_iteration),
-                    )
-                    if self.verbose:
-                        state = "converged" if result.converged else "did not converge"
-                        print(f"Initialization {state}. lower bound {result.lower_bound:.5f}")
-                if best is None or result.lower_bound > best.lower_bound:
-                    best = result
-        self._set_fitted(best, data)
-        if not best.converged and self.max_iter > 0:
+            for init in range(state.init_index, len(state.seeds)):
+                result = self._run_init(executor, array, state, init, inits, do_init, on_iteration, checkpoint)
+                best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
+                state = FitState(state.seeds, init + 1, None, best)
+                if checkpoint is not None:
+                    checkpoint.save(state, self.covariance_type)
+        self._set_fitted(state.best, data)
+        if not state.best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
@@ -242,6 +225,65 @@ class GaussianMixture(EstimatorMixin):
                 stacklevel=3,
             )
         return data
+
+    def _run_init(self, executor, array, state: FitState, init: int, inits, do_init: bool,
+                  on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> EMResult:
+        """One initialisation and its EM run, or the rest of it when resuming."""
+        if self.verbose:
+            print(f"Initialization {init}")
+        current = state.current if state.init_index == init else None
+        if current is not None and (current.converged or current.n_iter >= self.max_iter):
+            return current
+        if current is not None:
+            params, start, history = current.params, current.lower_bound, current.lower_bounds
+        elif do_init:
+            weights_init, means_init, precisions_init = inits
+            params = initial_params(
+                executor,
+                array,
+                n_components=self.n_components,
+                covariance_type=self.covariance_type,
+                method=self.init_params,
+                reg_covar=self.reg_covar,
+                seed=state.seeds[init],
+                split_every=self.split_every,
+                weights_init=weights_init,
+                means_init=means_init,
+                precisions_init=precisions_init,
+            )
+            start, history = -math.inf, []
+        else:
+            params, start, history = self._params(), self.lower_bound_, []
+        if self.max_iter == 0:
+            return EMResult(params, False, 0, -math.inf, [])
+        callback = self._iteration_callback(on_iteration)
+        if checkpoint is not None:
+            callback = _saving(callback, checkpoint, state, init, self.covariance_type)
+        result = run_em(
+            executor,
+            array,
+            params,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            reg_covar=self.reg_covar,
+            split_every=self.split_every,
+            lower_bound=start,
+            history=history,
+            on_iteration=callback,
+        )
+        if self.verbose:
+            outcome = "converged" if result.converged else "did not converge"
+            print(f"Initialization {outcome}. lower bound {result.lower_bound:.5f}")
+        return result
+
+    def _settings(self, inits: tuple) -> dict[str, Any]:
+        """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
+        settings = {k: v for k, v in self.get_params().items() if k not in ("client", "verbose", "verbose_interval")}
+        for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
+            settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        if not (settings["random_state"] is None or isinstance(settings["random_state"], numbers.Integral)):
+            settings["random_state"] = "RandomState"
+        return settings
 
     def _iteration_callback(self, extra: IterationCallback | None) -> IterationCallback | None:
         if self.verbose < 2:
@@ -394,3 +436,16 @@ def _posterior_block(block: np.ndarray, params: MixtureParams, kernel: Callable,
     row_offset = block_info[0]["array-location"][0][0] if block_info else 0
     check_finite_block(block, row_offset)
     return kernel(block, params)
+
+
+def _saving(callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int,
+            covariance_type: str) -> IterationCallback:
+    """An iteration callback that also checkpoints the running initialisation."""
+
+    def save(report: IterationReport) -> None:
+        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound, list(report.lower_bounds))
+        checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
+        if callback is not None:
+            callback(report)
+
+    return save

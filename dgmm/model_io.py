@@ -21,7 +21,7 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from scipy import linalg
@@ -79,14 +79,14 @@ def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def _checksum(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the arrays named in ``_HASHED`` and of ``metadata`` minus its ``sha256``.
+def _checksum(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], names: Sequence[str] = _HASHED) -> str:
+    """SHA-256 (hex) of the arrays named in ``names`` and of ``metadata`` minus its ``sha256``.
 
     Each array adds its name, dtype, shape and C-order bytes, in the order of ``_HASHED``; the
     metadata adds its canonical JSON. Tests use this to forge self-consistent files.
     """
     digest = hashlib.sha256()
-    for name in _HASHED:
+    for name in names:
         array = np.asarray(arrays[name])
         digest.update(f"{name}:{array.dtype.str}:{array.shape}\n".encode())
         digest.update(array.tobytes(order="C"))

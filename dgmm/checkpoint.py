@@ -1,0 +1,161 @@
+"""Checkpoints of a fit, written after every iteration, so a killed fit resumes exactly.
+
+A checkpoint is one ``checkpoint.npz`` in its directory (written atomically, no
+pickle, checksummed like model files). It holds the seeds of every
+initialisation, the index of the running one, that run's parameters and
+log-likelihood history, the best finished run so far, the settings and a
+fingerprint of the input. EM iterations are deterministic for a fixed chunking,
+so resuming from iteration t gives exactly the parameters of an uninterrupted fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .em import EMResult
+from .errors import DgmmError
+from .model_io import _CORRUPT, _canonical_json, _checksum, _write_atomically
+from .params import MixtureParams
+
+FORMAT = "dgmm-checkpoint"
+FORMAT_VERSION = 1
+_PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
+
+
+class CheckpointError(DgmmError, ValueError):
+    """A checkpoint is corrupt, or belongs to other input or other settings."""
+
+
+@dataclass(frozen=True)
+class FitState:
+    """Where a fit stands.
+
+    Attributes
+    ----------
+    seeds : one seed per initialisation, drawn once from ``random_state``
+    init_index : the initialisation running (== len(seeds) when all are done)
+    current : the running initialisation after its last iteration, or None
+    best : the best finished initialisation so far, or None
+    """
+
+    seeds: tuple[int, ...]
+    init_index: int
+    current: EMResult | None = None
+    best: EMResult | None = None
+
+
+def _result_arrays(prefix: str, result: EMResult | None) -> dict[str, np.ndarray]:
+    if result is None:
+        return {}
+    arrays = {f"{prefix}_{name}": np.asarray(getattr(result.params, name)) for name in _PARAM_FIELDS}
+    arrays[f"{prefix}_lower_bounds"] = np.asarray(result.lower_bounds, dtype=np.float64)
+    return arrays
+
+
+def _result_meta(result: EMResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    lower_bound = result.lower_bound if math.isfinite(result.lower_bound) else None
+    return {"converged": result.converged, "n_iter": result.n_iter, "lower_bound": lower_bound}
+
+
+def _result_from(prefix: str, meta: dict | None, arrays: dict, covariance_type: str) -> EMResult | None:
+    if meta is None:
+        return None
+    params = MixtureParams(*(arrays[f"{prefix}_{name}"] for name in _PARAM_FIELDS), covariance_type)
+    lower_bound = -math.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
+    return EMResult(params, bool(meta["converged"]), int(meta["n_iter"]), lower_bound,
+                    arrays[f"{prefix}_lower_bounds"].tolist())
+
+
+class Checkpoint:
+    """The checkpoint of one fit in ``directory``.
+
+    Parameters
+    ----------
+    directory : created if missing
+    resume : continue from an existing checkpoint (when there is none, start afresh)
+    """
+
+    def __init__(self, directory: str | os.PathLike, resume: bool = False):
+        self.directory = Path(directory)
+        self.path = self.directory / "checkpoint.npz"
+        self.resume = resume
+        self.identity: dict[str, Any] = {}
+
+    def bind(self, settings: dict[str, Any], fingerprint: dict[str, Any]) -> None:
+        """What this fit is: a resumed checkpoint must have been written for exactly this."""
+        self.identity = json.loads(_canonical_json({"settings": settings, "input": fingerprint}))
+
+    def save(self, state: FitState, covariance_type: str) -> None:
+        """Write ``state`` atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        arrays = {"seeds": np.asarray(state.seeds, dtype=np.int64)}
+        arrays.update(_result_arrays("current", state.current))
+        arrays.update(_result_arrays("best", state.best))
+        metadata = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "covariance_type": covariance_type,
+            "init_index": state.init_index,
+            "current": _result_meta(state.current),
+            "best": _result_meta(state.best),
+            "identity": self.identity,
+        }
+        metadata["sha256"] = _checksum(arrays, metadata, sorted(arrays))
+        arrays["metadata"] = np.frombuffer(_canonical_json(metadata).encode(), dtype=np.uint8)
+        _write_atomically(str(self.path), arrays)
+
+    def peek_iteration(self) -> int:
+        """Iterations done by the running initialisation (0 when none is running); no identity check."""
+        current = self._read()[0]["current"]
+        return 0 if current is None else int(current["n_iter"])
+
+    def load(self) -> FitState | None:
+        """The saved state when resuming and one exists; refuses other input or settings."""
+        if not (self.resume and self.path.exists()):
+            return None
+        metadata, arrays = self._read()
+        self._check_identity(metadata["identity"])
+        kind = metadata["covariance_type"]
+        return FitState(
+            tuple(int(s) for s in arrays["seeds"]),
+            int(metadata["init_index"]),
+            _result_from("current", metadata["current"], arrays, kind),
+            _result_from("best", metadata["best"], arrays, kind),
+        )
+
+    def _read(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Metadata and arrays, format and checksum verified."""
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            metadata = json.loads(arrays.pop("metadata").tobytes().decode("utf-8"))
+            valid = (
+                metadata.get("format") == FORMAT
+                and metadata.get("format_version") == FORMAT_VERSION
+                and metadata.get("sha256") == _checksum(arrays, metadata, sorted(arrays))
+            )
+        except _CORRUPT + (AttributeError,) as exc:
+            raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over") from None
+        if not valid:
+            raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint; delete it to start over")
+        return metadata, arrays
+
+    def _check_identity(self, saved: dict[str, Any]) -> None:
+        for part in ("settings", "input"):
+            old, new = saved.get(part, {}), self.identity.get(part, {})
+            changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+            if changed:
+                key = changed[0]
+                raise CheckpointError(
+                    f"{self.path}: written for other {part} ({key}: {json.dumps(old.get(key))[:80]} "
+                    f"now {json.dumps(new.get(key))[:80]}); delete the checkpoint or run without resuming"
+                )

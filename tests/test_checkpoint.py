@@ -1,0 +1,106 @@
+"""Checkpoints: an interrupted fit resumes to exactly the uninterrupted result; mismatches are refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.checkpoint import Checkpoint, CheckpointError
+from dgmm.datasets import random_mixture, sample_mixture
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "n_iter_", "converged_")
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(n_calls: int):
+    calls = {"n": 0}
+
+    def callback(report):
+        calls["n"] += 1
+        if calls["n"] == n_calls:
+            raise Interrupt
+
+    return callback
+
+
+@pytest.fixture(scope="module")
+def X():
+    return sample_mixture(random_mixture(3, 2, seed=2, separation=3.0), 3000, seed=2)[0]
+
+
+def assert_same_fit(a, b):
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+@pytest.mark.parametrize("stop_at", [1, 4, 13])
+def test_interrupted_fit_resumes_exactly(X, tmp_path, stop_at):
+    kwargs = dict(tol=1e-8, max_iter=8, n_init=3, random_state=5)
+    reference = dgmm.GaussianMixture(3, **kwargs).fit(X)
+    with pytest.raises(Interrupt):
+        dgmm.GaussianMixture(3, **kwargs).fit(X, on_iteration=stop_after(stop_at), checkpoint=Checkpoint(tmp_path))
+    resumed = dgmm.GaussianMixture(3, **kwargs).fit(X, checkpoint=Checkpoint(tmp_path, resume=True))
+    assert_same_fit(resumed, reference)
+    # a finished checkpoint resumes to the same model without iterating
+    again = dgmm.GaussianMixture(3, **kwargs).fit(X, on_iteration=stop_after(1), checkpoint=Checkpoint(tmp_path, resume=True))
+    assert_same_fit(again, reference)
+
+
+def test_resume_without_a_checkpoint_starts_afresh(X, tmp_path):
+    fresh = dgmm.GaussianMixture(3, random_state=0).fit(X, checkpoint=Checkpoint(tmp_path / "new", resume=True))
+    assert_same_fit(fresh, dgmm.GaussianMixture(3, random_state=0).fit(X))
+    assert (tmp_path / "new" / "checkpoint.npz").exists()
+
+
+def test_resume_refuses_other_settings_or_data(X, tmp_path):
+    dgmm.GaussianMixture(3, random_state=0, max_iter=3).fit(X, checkpoint=Checkpoint(tmp_path))
+    with pytest.raises(CheckpointError, match=r"written for other settings \(n_components: 3 now 4\)"):
+        dgmm.GaussianMixture(4, random_state=0, max_iter=3).fit(X, checkpoint=Checkpoint(tmp_path, resume=True))
+    with pytest.raises(CheckpointError, match=r"written for other input \(sha256: "):
+        dgmm.GaussianMixture(3, random_state=0, max_iter=3).fit(X + 1, checkpoint=Checkpoint(tmp_path, resume=True))
+    (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+        dgmm.GaussianMixture(3, random_state=0, max_iter=3).fit(X, checkpoint=Checkpoint(tmp_path, resume=True))
+
+
+def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parquet_dir, cluster_client):
+    """A real `dgmm fit --checkpoint` process is killed with SIGKILL mid-fit, then resumed."""
+    data = parquet_dir(sample_mixture(random_mixture(4, 3, seed=3, separation=2.0), 60_000, seed=3)[0], row_group_size=5000)
+    dgmm_cmd = str(Path(sys.executable).parent / "dgmm")
+    common = ["fit", data, "--n-components", "4", "--seed", "1", "--tol", "0", "--max-iter", "30",
+              "--scheduler", cluster_client.scheduler.address]
+    subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "reference.npz"], check=True, capture_output=True, timeout=300)
+
+    checkpoint_dir = tmp_path / "ckpt"
+    proc = subprocess.Popen([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    path = checkpoint_dir / "checkpoint.npz"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.exists() and Checkpoint(checkpoint_dir).peek_iteration() >= 5:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the fit ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = Checkpoint(checkpoint_dir).peek_iteration()
+    assert 5 <= killed_at < 30 and not (tmp_path / "model.npz").exists()
+
+    resumed = subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir, "--resume"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming=True" in resumed.stderr
+    assert f"iteration {killed_at + 1:4d}" in resumed.stderr and "iteration    1 " not in resumed.stderr
+    assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))
