@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dgmm.demo import main
@@ -26,13 +25,3 @@ def test_demo_config_errors_exit_2_with_one_line(tmp_path, capsys):
     assert main(["--config", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"dgmm demo: error: {bad}: key 'n_components' has value 'three'; expected an integer >= 1"
-
-
-def test_notebook_runs(tmp_path, monkeypatch):
-    notebook = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for cell in notebook["cells"]:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), namespace)
-    assert namespace["model"].converged_
