@@ -335,5 +335,35 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
     click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)
 
 
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", required=False)
+@click.option("--output", "-o", required=True, help="PNG file to write")
+@click.option("--sample-rows", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="rows of DATA to draw (from randomly chosen row groups)")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the row sample")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@handle_errors("plot")
+def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, overwrite: bool) -> None:
+    """Plot the convergence curve and the components (over a sample of DATA) as a PNG."""
+    from .errors import DataError
+    from .model_io import load_model
+    from .outputs import check_destination
+    from .plots import plot_model, sample_rows as read_sample
+
+    model = load_model(model_path)
+    if not output.lower().endswith(".png"):
+        raise ConfigError(f"{output}: --output must be a .png file")
+    check_destination(output, overwrite)
+    X = None
+    if data is not None:
+        names = getattr(model, "feature_names_in_", None)
+        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed)
+        if X.shape[1] != model.n_features_in_:
+            raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
+    plot_model(model, X, output)
+    click.echo(f"wrote {output}", err=True)
+
+
 if __name__ == "__main__":
     main()

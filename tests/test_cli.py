@@ -84,6 +84,13 @@ def test_fit_inspect_predict_score_sample_on_a_local_cluster(generated, tmp_path
     table = pq.read_table(drawn)
     assert table.num_rows == 5000 and table.column_names == ["x0", "x1", "x2", "component"]
 
+    picture = tmp_path / "model.png"
+    run("plot", model_path, generated, "--output", picture, "--sample-rows", 3000)
+    import matplotlib.image
+
+    image = matplotlib.image.imread(picture)
+    assert image.shape[0] > 300 and image.shape[1] > 600 and image.std() > 0
+
 
 def test_predict_keeps_id_columns_in_row_order(tmp_path, scheduler_address):
     rng = np.random.default_rng(0)
