@@ -64,10 +64,12 @@ def handle_errors(command: str) -> Callable:
 class ProgressLog:
     """Per-iteration progress on stderr: an updating line on a terminal, else plain or JSON lines."""
 
-    def __init__(self, log_format: str, stream=None):
+    def __init__(self, log_format: str, max_iter: int = 0, stream=None):
         self.stream = stream or sys.stderr
         self.json = log_format == "json"
         self.live = not self.json and self.stream.isatty()
+        self.max_iter = max_iter
+        self.pending = False  # a live line waits for its newline
 
     def event(self, name: str, **fields: Any) -> None:
         if self.json:
@@ -85,12 +87,18 @@ class ProgressLog:
             return
         line = (f"iteration {report.n_iter:4d}  mean log-likelihood {report.lower_bound:.8f}  "
                 f"change {report.change:+.3e}  {report.seconds:.2f} s  {rows_per_s:,.0f} rows/s")
+        if self.live:
+            done = min(report.n_iter / self.max_iter, 1.0) if self.max_iter else 0.0
+            bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
+            line = f"[{bar}] {report.n_iter}/{self.max_iter}  " + line.removeprefix(f"iteration {report.n_iter:4d}  ")
         self.stream.write(("\r" + line + "\033[K") if self.live else line + "\n")
+        self.pending = self.live
         self.stream.flush()
 
     def end_live(self) -> None:
-        if self.live:
+        if self.pending:
             self.stream.write("\n")
+            self.pending = False
 
 
 def _finite(value: float) -> float | None:
@@ -159,7 +167,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
     dataset = ParquetDataset.open(settings["data"], settings["columns"])
-    log = ProgressLog(settings["log_format"])
+    log = ProgressLog(settings["log_format"], settings["max_iter"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
     checkpoint = None
     if settings["checkpoint"]:

@@ -405,6 +405,21 @@ class GaussianMixture(EstimatorMixin):
 
         return load_model(path)
 
+    def plot(self, X: Any = None, path: str | None = None):
+        """Convergence curve and components over a sample ``X`` (n, d) of the data; a PNG at ``path``.
+
+        Returns the matplotlib Figure (needs the ``plot`` extra). See :mod:`dgmm.plots`.
+        """
+        from .plots import plot_model
+
+        return plot_model(self, None if X is None else np.asarray(X, dtype=np.float64), path)
+
+    def plot_convergence(self, ax: Any = None):
+        """Mean log-likelihood per iteration on a matplotlib Axes."""
+        from .plots import plot_convergence
+
+        return plot_convergence(self, ax)
+
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture.
 

@@ -236,3 +236,14 @@ def test_dgmm_plot_command(tmp_path):
 
     assert "--output must be a .png file" in one_line_error(run("plot", model_path, "-o", tmp_path / "x.pdf", code=2))
     assert "model file" in one_line_error(run("plot", tmp_path / "nope.npz", "-o", tmp_path / "y.png", code=2))
+
+
+def test_estimator_plot_helpers(tmp_path):
+    import dgmm
+
+    X = np.random.default_rng(0).normal(size=(500, 2))
+    model = dgmm.GaussianMixture(2, random_state=0).fit(X)
+    figure = model.plot(X, path=tmp_path / "m.png")
+    assert (tmp_path / "m.png").stat().st_size > 0 and len(figure.axes) == 2
+    ax = model.plot_convergence()
+    assert list(ax.lines[0].get_ydata()) == model.lower_bounds_
