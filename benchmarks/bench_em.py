@@ -27,7 +27,6 @@ from dgmm.datasets import random_mixture, sample_mixture, write_parquet
 
 def start_params(X: np.ndarray, K: int, covariance_type: str, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    d = X.shape[1]
     cov = np.cov(X[:10_000].T)
     prec = np.linalg.inv(cov)
     precisions = {

@@ -34,6 +34,7 @@ from .stats import Stats, merge_stats
 
 InputKind = Literal["numpy", "dask", "parquet"]
 IN_MEMORY_CHUNK_ROWS = 65_536
+CACHE_FRACTION = 0.25
 Kernel = Callable[[np.ndarray, Any, int], Stats]
 
 
@@ -85,14 +86,34 @@ class Executor:
         return f"Executor({where})"
 
     def keep_in_memory(self, X):
-        """Place an in-memory array on the cluster once, so passes do not resend it."""
+        """Persist ``X`` once (on the cluster, or in this process), so passes do not recompute it."""
         if self.client is None:
-            return X
-        from distributed import wait
+            return X.persist(scheduler=self.scheduler)
+        from distributed import futures_of
+        from distributed.client import _wait
 
         X = self.client.persist(X)
-        wait(X)
+        self.client.sync(_wait, futures_of(X))  # distributed.wait() needs a default client
         return X
+
+    def free_memory(self) -> int:
+        """Bytes the workers could still hold: limits minus process memory (this machine's without a client)."""
+        if self.client is None:
+            import psutil
+
+            return int(psutil.virtual_memory().available)
+        workers = self.client.scheduler_info()["workers"].values()
+        return int(sum(max(0, (w["memory_limit"] or 0) - w["metrics"]["memory"]) for w in workers))
+
+    def cache(self, X, policy: str) -> tuple[Any, str]:
+        """Apply a cache policy ("auto", "memory", "none"); returns the array and what was chosen.
+
+        "auto" persists only when the data takes at most a quarter of the free memory.
+        """
+        chosen = policy
+        if policy == "auto":
+            chosen = "memory" if X.nbytes <= CACHE_FRACTION * self.free_memory() else "none"
+        return (self.keep_in_memory(X) if chosen == "memory" else X), chosen
 
     def broadcast(self, payload: Any):
         """Send ``payload`` once to every worker (a single graph key without a client)."""
@@ -191,14 +212,14 @@ def default_worker_count() -> int:
 
 
 @contextlib.contextmanager
-def executor_for(client, kind: InputKind) -> Iterator[Executor]:
+def executor_for(client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS) -> Iterator[Executor]:
     """The executor a fit runs on; a local cluster it starts is closed on exit."""
     client = client if client is not None else current_client()
     if client is not None:
         yield Executor(client)
         return
     if kind == "numpy":
-        yield InProcessExecutor(IN_MEMORY_CHUNK_ROWS)
+        yield InProcessExecutor(chunk_rows)
         return
     if kind == "dask":
         yield Executor()

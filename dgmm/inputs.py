@@ -34,6 +34,7 @@ class Input:
     values: np.ndarray | None = None
     lazy: Any = None
     dataset: ParquetDataset | None = None
+    chunk_rows: int = IN_MEMORY_CHUNK_ROWS
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
@@ -50,7 +51,7 @@ class Input:
         if self.lazy is None:
             import dask.array as da
 
-            self.lazy = da.from_array(self.values, chunks=(IN_MEMORY_CHUNK_ROWS, self.values.shape[1]), name=False)
+            self.lazy = da.from_array(self.values, chunks=(self.chunk_rows, self.values.shape[1]), name=False)
         return self.lazy
 
     @property
@@ -94,25 +95,25 @@ def _check_2d(shape: tuple, what: str) -> None:
         )
 
 
-def _from_numpy(values: np.ndarray, names: np.ndarray | None) -> Input:
+def _from_numpy(values: np.ndarray, names: np.ndarray | None, chunk_rows: int | None) -> Input:
     _check_2d(values.shape, "array")
     if values.shape[0] == 0 or values.shape[1] == 0:
         raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
     check_finite_block(values, 0)
-    return Input("numpy", names, values)
+    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS)
 
 
-def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
-    """Validate and convert ``X``; ``columns`` selects Parquet columns."""
+def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | None = None) -> Input:
+    """Validate and convert ``X``; ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes."""
     if is_path_input(X):
-        dataset = ParquetDataset.open(X, columns)
+        dataset = ParquetDataset.open(X, columns, chunk_rows)
         return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     module = type(X).__module__.split(".")[0]
     if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
         _check_numeric_frame(X.dtypes, "DataFrame")
-        return _from_numpy(X.to_numpy(dtype=np.float64), _names(X.columns))
+        return _from_numpy(X.to_numpy(dtype=np.float64), _names(X.columns), chunk_rows)
     if module in ("dask", "dask_expr"):
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
             _check_numeric_frame(X.dtypes, "Dask DataFrame")
@@ -121,9 +122,10 @@ def as_input(X: Any, columns: Sequence[str] | None = None) -> Input:
         else:
             names = None
         _check_2d(X.shape, "Dask array")
-        return Input("dask", names, lazy=X.astype(np.float64).rechunk({1: -1}))
+        X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
+        return Input("dask", names, lazy=X)
     try:
         values = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
-    return _from_numpy(values, None)
+    return _from_numpy(values, None, chunk_rows)

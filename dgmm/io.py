@@ -11,54 +11,16 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .sources import PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail
 
-PathLike = Union[str, os.PathLike]
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-
-
-def is_path_input(data: object) -> bool:
-    """True for a path or a list/tuple of paths."""
-    if isinstance(data, (str, os.PathLike)):
-        return True
-    return isinstance(data, (list, tuple)) and len(data) > 0 and all(
-        isinstance(p, (str, os.PathLike)) for p in data
-    )
-
-
-def _files_in_directory(directory: Path) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-        for name in sorted(files):
-            if not name.startswith((".", "_")) and name.endswith(PARQUET_SUFFIXES):
-                found.append(os.path.join(root, name))
-    return found
-
-
-def list_parquet_files(path: PathLike | Sequence[PathLike]) -> list[str]:
-    """The Parquet files behind a file, a directory (searched recursively) or a list of those."""
-    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    files: list[str] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            inside = _files_in_directory(p)
-            if not inside:
-                raise DataError(f"{p}: directory holds no Parquet files (*.parquet, *.parq, *.pq)")
-            files.extend(inside)
-        elif p.is_file():
-            files.append(str(p))
-        else:
-            raise DataError(f"{p}: no such file or directory")
-    return files
+__all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
 
 
 @dataclass(frozen=True)
@@ -68,20 +30,40 @@ class RowGroup:
     path: str
     index: int
     n_rows: int
+    partitions: tuple[tuple[str, str], ...] = ()
 
 
-def _check_columns(path: str, schema: pa.Schema, columns: list[str]) -> None:
+def _is_number(field_type: pa.DataType) -> bool:
+    return pa.types.is_integer(field_type) or pa.types.is_floating(field_type)
+
+
+def _check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None) -> None:
+    """Every selected column is a numeric column of the file or a numeric partition key."""
+    partitions = dict(source.partitions)
     for name in columns:
-        if name not in schema.names:
+        if name in schema.names:
+            field_type = schema.field(name).type
+            if not _is_number(field_type):
+                other = f" (it is {first[1].field(name).type} in {first[0]})" if first and name in first[1].names else ""
+                raise DataError(
+                    f"{source.path}: column {name!r} has type {field_type}, not a number{other}; "
+                    "select numeric feature columns with columns=[...]"
+                )
+        elif name in partitions:
+            try:
+                float(partitions[name])
+            except ValueError:
+                raise DataError(
+                    f"{source.path}: partition key {name!r} has value {partitions[name]!r}, not a number; "
+                    "leave it out of columns=[...]"
+                ) from None
+        elif first is not None and name in first[1].names:
             raise DataError(
-                f"{path}: column {name!r} not found; columns are {', '.join(schema.names)}"
+                f"schemas disagree: column {name!r} is in {first[0]} but not in {source.path}; "
+                "select columns every file has, or fix the data set"
             )
-        field_type = schema.field(name).type
-        if not (pa.types.is_integer(field_type) or pa.types.is_floating(field_type)):
-            raise DataError(
-                f"{path}: column {name!r} has type {field_type}, not a number; "
-                "select numeric feature columns with columns=[...]"
-            )
+        else:
+            raise DataError(f"{source.path}: column {name!r} not found; columns are {', '.join(schema.names)}")
 
 
 def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str]) -> None:
@@ -113,31 +95,57 @@ class ParquetDataset:
     def n_rows(self) -> int:
         return sum(rg.n_rows for rg in self.row_groups)
 
+    chunk_rows: int | None = None
+
     @classmethod
-    def open(cls, path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None) -> "ParquetDataset":
-        files = list_parquet_files(path)
+    def open(
+        cls,
+        path: PathLike | Sequence[PathLike],
+        columns: Sequence[str] | None = None,
+        chunk_rows: int | None = None,
+    ) -> "ParquetDataset":
+        """Find the files, read their footers and check the selected columns.
+
+        ``chunk_rows`` splits row groups larger than it into several chunks (each
+        chunk task still decodes its whole row group, then keeps its slice).
+        """
+        sources = find_parquet_files(path)
         selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
+        if chunk_rows is not None and chunk_rows < 1:
+            raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
         row_groups: list[RowGroup] = []
-        for f in files:
+        first: tuple[str, pa.Schema] | None = None
+        for source in sources:
             try:
-                metadata = pq.read_metadata(f)
+                with open_input(source.path) as handle:
+                    metadata = pq.read_metadata(handle)
             except (OSError, pa.ArrowException) as exc:
-                raise DataError(f"{f}: not a readable Parquet file ({exc})") from None
+                raise DataError(f"{source.path}: not a readable Parquet file ({exc})") from None
             schema = metadata.schema.to_arrow_schema()
             if selected is None:
                 selected = list(schema.names)
             if not selected:
-                raise DataError(f"{f}: no columns selected")
-            _check_columns(f, schema, selected)
-            _check_null_counts(f, metadata, selected)
+                raise DataError(f"{source.path}: no columns selected")
+            _check_columns(source, schema, selected, first)
+            _check_null_counts(source.path, metadata, selected)
+            first = first or (source.path, schema)
             row_groups.extend(
-                RowGroup(f, i, metadata.row_group(i).num_rows)
+                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions)
                 for i in range(metadata.num_row_groups)
                 if metadata.row_group(i).num_rows > 0
             )
         if not row_groups:
-            raise DataError(f"{', '.join(files)}: no rows")
-        return cls(tuple(files), tuple(row_groups), tuple(selected))
+            raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
+        return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Rows per chunk: one chunk per row group, split at ``chunk_rows``."""
+        sizes = []
+        for rg in self.row_groups:
+            step = self.chunk_rows or rg.n_rows
+            sizes.extend(min(step, rg.n_rows - start) for start in range(0, rg.n_rows, step))
+        return tuple(sizes)
 
     def fingerprint(self) -> dict:
         """What identifies this input: files with sizes and row counts, and the columns."""
@@ -146,7 +154,12 @@ class ParquetDataset:
             rows[rg.path] = rows.get(rg.path, 0) + rg.n_rows
         return {
             "files": [
-                {"path": os.path.abspath(f), "bytes": os.path.getsize(f), "rows": rows.get(f, 0), "footer_sha256": _footer_hash(f)}
+                {
+                    "path": f if "://" in f else os.path.abspath(f),
+                    "bytes": file_size(f),
+                    "rows": rows.get(f, 0),
+                    "footer_sha256": hashlib.sha256(read_tail(f, 65_536)).hexdigest(),
+                }
                 for f in self.files
             ],
             "columns": list(self.columns),
@@ -158,25 +171,18 @@ class ParquetDataset:
         import dask.array as da
         from dask.base import tokenize
 
-        stamps = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in self.files]
+        stamps = self.fingerprint()
         source = RowGroupReader(self.row_groups, self.columns)
         return da.from_array(
             source,
-            chunks=(tuple(rg.n_rows for rg in self.row_groups), (len(self.columns),)),
-            name="parquet-" + tokenize(stamps, self.row_groups, self.columns),
+            chunks=(self.chunks, (len(self.columns),)),
+            name="parquet-" + tokenize(stamps, self.row_groups, self.columns, self.chunks),
             meta=np.empty((0, 0), dtype=np.float64),
             asarray=False,
             lock=False,
             fancy=False,
             inline_array=False,
         )
-
-
-def _footer_hash(path: str, size: int = 65_536) -> str:
-    """SHA-256 of a file's last bytes: the Parquet footer, with per-column statistics."""
-    with open(path, "rb") as f:
-        f.seek(max(0, os.path.getsize(path) - size))
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:
@@ -186,9 +192,15 @@ def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:
     -------
     ndarray of shape (row_group.n_rows, len(columns))
     """
-    table = pq.ParquetFile(row_group.path).read_row_group(row_group.index, columns=list(columns))
-    out = np.empty((table.num_rows, len(columns)), dtype=np.float64)
+    partitions = dict(row_group.partitions)
+    in_file = [c for c in columns if c not in partitions]
+    with open_input(row_group.path) as handle:
+        table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=in_file)
+    out = np.empty((row_group.n_rows, len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
+        if name in partitions:
+            out[:, j] = float(partitions[name])
+            continue
         column = table.column(name)
         if column.null_count:
             raise DataError(
@@ -234,17 +246,22 @@ class RowGroupReader:
         return data[:, cols]
 
 
-def read_parquet(path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None):
+def read_parquet(
+    path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None
+):
     """Read Parquet data as a Dask array of float64 features.
 
     Parameters
     ----------
-    path : a file, a directory of Parquet files (searched recursively), or a list of those
-    columns : feature columns; all columns when None (all must then be numeric)
+    path : a file, a directory (searched recursively; ``key=value`` folders are hive
+        partitions), a glob, an fsspec URL, or a list of those
+    columns : feature columns (partition keys only when named here); all file columns when None
+    chunk_rows : split row groups larger than this into several chunks
 
     Returns
     -------
-    dask.array.Array of shape (n_rows, n_columns), one chunk per non-empty row group
+    dask.array.Array of shape (n_rows, n_columns), one chunk per non-empty row group (or per
+    ``chunk_rows`` slice of it)
 
     Raises
     ------
@@ -252,4 +269,4 @@ def read_parquet(path: PathLike | Sequence[PathLike], columns: Sequence[str] | N
         Missing file or column, non-numeric column, nulls recorded in the metadata.
         NaN and infinities raise the same error when the chunk is computed.
     """
-    return ParquetDataset.open(path, columns).to_dask()
+    return ParquetDataset.open(path, columns, chunk_rows).to_dask()

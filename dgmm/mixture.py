@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import numbers
 import warnings
@@ -22,6 +23,8 @@ from .inputs import Input, as_input
 from .params import MixtureParams
 
 _LATER_INITS = ("kmeans", "k-means||")
+CACHE_POLICIES = ("auto", "memory", "none")
+logger = logging.getLogger("dgmm")
 
 
 def check_random_state(seed: Any) -> np.random.RandomState:
@@ -50,6 +53,15 @@ class GaussianMixture(EstimatorMixin):
         Dask's threaded scheduler in this process (see :mod:`dgmm.execution`).
     split_every : int, default 8
         Fan-in of the tree reduce of the per-chunk statistics.
+    chunk_rows : int, optional
+        Most rows per chunk: Parquet row groups larger than this are split; in-memory
+        input is cut into chunks of this size (default 65,536).
+    cache : "auto", "memory" or "none", default "auto"
+        For Parquet and Dask input: "memory" persists the data in the cluster's memory
+        once, "none" reads it again every iteration (memory bounded by a few chunks),
+        "auto" persists only when it takes at most a quarter of the workers' free memory.
+        The choice is the fitted attribute ``cache_used_`` (and is logged and printed
+        when verbose). In-memory input on a cluster is always sent once.
 
     ``init_params`` defaults to "k-means++" (k-means++ on a row sample, then one
     pass assigning rows to the nearest centre); "random" and "random_from_data"
@@ -80,6 +92,8 @@ class GaussianMixture(EstimatorMixin):
         verbose_interval: int = 10,
         client: Any = None,
         split_every: int = 8,
+        chunk_rows: int | None = None,
+        cache: str = "auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -97,6 +111,8 @@ class GaussianMixture(EstimatorMixin):
         self.verbose_interval = verbose_interval
         self.client = client
         self.split_every = split_every
+        self.chunk_rows = chunk_rows
+        self.cache = cache
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -116,6 +132,10 @@ class GaussianMixture(EstimatorMixin):
         integer("split_every", 2)
         integer("verbose", 0)
         integer("verbose_interval", 1)
+        if self.chunk_rows is not None:
+            integer("chunk_rows", 1)
+        if self.cache not in CACHE_POLICIES:
+            raise _param_error("cache", self.cache, f"one of {', '.join(CACHE_POLICIES)}")
         real("tol")
         real("reg_covar")
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -187,7 +207,7 @@ class GaussianMixture(EstimatorMixin):
         checkpoint: Checkpoint | None = None,
     ) -> Input:
         self._validate_params()
-        data = as_input(X, columns)
+        data = as_input(X, columns, self.chunk_rows)
         if data.n_rows < max(2, self.n_components):
             raise DataError(
                 f"expected n_samples >= max(2, n_components) but got n_components = "
@@ -205,11 +225,8 @@ class GaussianMixture(EstimatorMixin):
         if checkpoint is not None:
             checkpoint.bind(self._settings(inits), data.fingerprint())
             state = checkpoint.load() or state
-        with executor_for(self.client, data.kind) as executor:
-            if data.kind != "numpy":
-                array = data.array
-            else:
-                array = data.values if executor.client is None else executor.keep_in_memory(data.array)
+        with executor_for(self.client, data.kind, data.chunk_rows) as executor:
+            array, self.cache_used_ = self._place_data(executor, data)
             for init in range(state.init_index, len(state.seeds)):
                 result = self._run_init(executor, array, state, init, inits, do_init, on_iteration, checkpoint)
                 best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
@@ -225,6 +242,19 @@ class GaussianMixture(EstimatorMixin):
                 stacklevel=3,
             )
         return data
+
+    def _place_data(self, executor, data: Input) -> tuple[Any, str]:
+        """The array passes run over, cached per ``cache``; and what was chosen."""
+        if data.kind == "numpy":
+            if executor.client is None:
+                return data.values, "memory"
+            return executor.keep_in_memory(data.array), "memory"
+        array, chosen = executor.cache(data.array, self.cache)
+        message = f"cache={self.cache}: {'persisted in memory' if chosen == 'memory' else 'streamed every iteration'}"
+        logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20)
+        if self.verbose:
+            print(message)
+        return array, chosen
 
     def _run_init(self, executor, array, state: FitState, init: int, inits, do_init: bool,
                   on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> EMResult:
@@ -278,7 +308,8 @@ class GaussianMixture(EstimatorMixin):
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
-        settings = {k: v for k, v in self.get_params().items() if k not in ("client", "verbose", "verbose_interval")}
+        ignored = ("client", "verbose", "verbose_interval", "cache")
+        settings = {k: v for k, v in self.get_params().items() if k not in ignored}
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
             settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
         if not (settings["random_state"] is None or isinstance(settings["random_state"], numbers.Integral)):

@@ -42,7 +42,6 @@ def parquet_dir(tmp_path):
 def initial_params(X: np.ndarray, n_components: int, covariance_type: str, seed: int = 0) -> dict:
     """Deterministic weights_init / means_init / precisions_init for parity tests."""
     rng = np.random.default_rng(seed)
-    d = X.shape[1]
     means = X[rng.choice(len(X), n_components, replace=False)]
     weights = np.full(n_components, 1.0 / n_components)
     cov = np.atleast_2d(np.cov(X.T))

@@ -75,12 +75,15 @@ def test_one_compute_per_iteration_on_local_scheduler(mixture_data):
     X = da.from_array(mixture_data, chunks=(100, 3))
     init = initial_params(mixture_data, 3, "full")
     with ComputeCounter() as counter:
-        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=7, **init).fit(X)
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=7, cache="none", **init).fit(X)
     assert model.n_iter_ == 7
     assert counter.computes == 7
     with ComputeCounter() as counter:
-        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0).fit(X)
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0, cache="none").fit(X)
     assert counter.computes == 2 * (2 + 4)  # per init: a row sample and one init pass, then 4 iterations
+    with ComputeCounter() as counter:
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=7, cache="memory", **init).fit(X)
+    assert model.cache_used_ == "memory" and counter.computes == 1 + 7  # persist once, then one per iteration
 
 
 class GraphCounter:
@@ -115,11 +118,28 @@ def test_one_graph_submission_per_iteration_on_a_cluster(mixture_data, parquet_d
     counter = GraphCounter(cluster_client)
     path = parquet_dir(mixture_data, row_group_size=150)
     init = initial_params(mixture_data, 3, "diag")
-    model = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, **init)
+    model = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="none", **init)
     model.fit(path)
-    assert model.n_iter_ == 6
+    assert model.n_iter_ == 6 and model.cache_used_ == "none"
     assert counter.count == 6
+    cached = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="memory", **init)
+    cached.fit(path)
+    assert cached.cache_used_ == "memory"
+    assert counter.count == 6 + 1 + 6  # the data is persisted once, then one graph per iteration
+    for attr in PARAM_ATTRS:
+        np.testing.assert_array_equal(getattr(cached, attr), getattr(model, attr))
     counter.close()
+
+
+def test_auto_cache_persists_only_what_fits(mixture_data, monkeypatch, caplog):
+    import logging
+
+    X = da.from_array(mixture_data, chunks=(300, 3))
+    with caplog.at_level(logging.INFO, logger="dgmm"):
+        assert dgmm.GaussianMixture(2, max_iter=2, cache="auto").fit(X).cache_used_ == "memory"
+    assert "cache=auto: persisted in memory" in caplog.text
+    monkeypatch.setattr("dgmm.execution.CACHE_FRACTION", 1e-12)
+    assert dgmm.GaussianMixture(2, max_iter=2, cache="auto").fit(X).cache_used_ == "none"
 
 
 def test_payload_is_shared_not_copied_per_chunk(cluster_client):
@@ -149,7 +169,7 @@ def test_fit_uses_the_current_client(mixture_data, cluster_client):
     counter = GraphCounter(cluster_client)
     with cluster_client.as_current():
         assert current_client() is cluster_client
-        dgmm.GaussianMixture(3, tol=0.0, max_iter=3, random_state=0).fit(X)
+        dgmm.GaussianMixture(3, tol=0.0, max_iter=3, random_state=0, cache="none").fit(X)
     assert counter.count == 3 + 2  # a row sample, the init pass, 3 iterations
     counter.close()
 

@@ -108,3 +108,75 @@ def test_empty_row_groups_are_skipped(tmp_path):
     write(tmp_path / "b.parquet", {"a": np.arange(4.0)})
     array = dgmm.read_parquet([tmp_path / "a.parquet", tmp_path / "b.parquet"])
     assert array.chunks[0] == (4,)
+
+
+def test_hive_partitions_are_not_features_unless_selected(tmp_path):
+    for region, day, values in ((1, "a", np.arange(3.0)), (2, "b", np.arange(3.0, 7.0))):
+        folder = tmp_path / f"region={region}" / f"day={day}"
+        folder.mkdir(parents=True)
+        write(folder / "part-0.parquet", {"v": values})
+    np.testing.assert_array_equal(dgmm.read_parquet(tmp_path).compute()[:, 0], np.arange(7.0))
+    with_key = dgmm.read_parquet(tmp_path, columns=["v", "region"]).compute()
+    np.testing.assert_array_equal(with_key[:, 1], [1, 1, 1, 2, 2, 2, 2])
+    with pytest.raises(DataError, match=r"partition key 'day' has value 'a', not a number"):
+        dgmm.read_parquet(tmp_path, columns=["v", "day"])
+
+
+def test_spark_output_directory(tmp_path):
+    out = tmp_path / "spark-out"
+    out.mkdir()
+    for i in range(2):
+        write(out / f"part-0000{i}-1f2e-c000.snappy.parquet", {"a": np.full(4, float(i))})
+        (out / f".part-0000{i}-1f2e-c000.snappy.parquet.crc").write_bytes(b"\x00crc")
+    (out / "_SUCCESS").write_text("")
+    (out / "_temporary").mkdir()
+    (out / "_temporary" / "part-9.parquet").write_text("half written")
+    np.testing.assert_array_equal(dgmm.read_parquet(out).compute()[:, 0], [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_globs_and_file_urls(tmp_path):
+    for i in range(3):
+        write(tmp_path / f"day-{i}.parquet", {"a": np.full(2, float(i))})
+    write(tmp_path / "other.parquet", {"a": np.full(2, 9.0)})
+    np.testing.assert_array_equal(dgmm.read_parquet(str(tmp_path / "day-*.parquet")).compute()[:, 0], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(dgmm.read_parquet(f"file://{tmp_path}/other.parquet").compute()[:, 0], [9, 9])
+    with pytest.raises(DataError, match="the pattern matches no files"):
+        dgmm.read_parquet(str(tmp_path / "nothing-*.parquet"))
+
+
+def test_fsspec_memory_filesystem():
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for i in range(2):
+        with fs.open(f"/dgmm-test/part-{i}.parquet", "wb") as f:
+            pq.write_table(pa.table({"a": np.arange(3.0) + 10 * i}), f, row_group_size=2)
+    array = dgmm.read_parquet("memory://dgmm-test")
+    assert array.chunks[0] == (2, 1, 2, 1)
+    np.testing.assert_array_equal(array.compute()[:, 0], [0, 1, 2, 10, 11, 12])
+    fs.rm("/dgmm-test", recursive=True)
+
+
+def test_any_numeric_width_is_cast_to_float64(tmp_path):
+    cols = {t: pa.array([1, 2, 3], type=getattr(pa, t)()) for t in ("int8", "uint16", "int32", "int64", "float16", "float32")}
+    array = dgmm.read_parquet(write(tmp_path / "a.parquet", cols))
+    assert array.dtype == np.float64
+    np.testing.assert_array_equal(array.compute(), np.tile([[1.0], [2.0], [3.0]], (1, 6)))
+
+
+def test_schema_disagreement_names_both_files(tmp_path):
+    first = write(tmp_path / "a.parquet", {"x": [1.0], "y": [2.0]})
+    second = write(tmp_path / "b.parquet", {"x": [1.0], "z": [2.0]})
+    with pytest.raises(DataError, match=r"schemas disagree: column 'y' is in .*a\.parquet but not in .*b\.parquet"):
+        dgmm.read_parquet([first, second])
+    third = write(tmp_path / "c.parquet", {"x": ["s"], "y": [2.0]})
+    with pytest.raises(DataError, match=r"c\.parquet: column 'x' has type string, not a number \(it is double in .*a\.parquet\)"):
+        dgmm.read_parquet([first, third])
+    np.testing.assert_array_equal(dgmm.read_parquet([first, second], columns=["x"]).compute(), [[1.0], [1.0]])
+
+
+def test_large_row_groups_split_at_chunk_rows(tmp_path):
+    path = write(tmp_path / "a.parquet", {"a": np.arange(25.0)}, row_group_size=10)
+    array = dgmm.read_parquet(path, chunk_rows=4)
+    assert array.chunks[0] == (4, 4, 2, 4, 4, 2, 4, 1)
+    np.testing.assert_array_equal(array.compute()[:, 0], np.arange(25.0))
