@@ -12,6 +12,7 @@ from .errors import (
 from .io import read_parquet
 from .mixture import GaussianMixture
 from .model_io import load_model, save_model
+from .outputs import predict_to_parquet
 from .params import MixtureParams
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MixtureParams",
     "NotFittedError",
     "ParameterError",
+    "predict_to_parquet",
     "read_parquet",
     "save_model",
 ]

@@ -109,13 +109,9 @@ def _finite(value: float) -> float | None:
 def cluster_client(settings: dict, log: ProgressLog):
     """A client for ``--scheduler``, else a local cluster of worker processes on 127.0.0.1."""
     if settings["scheduler"]:
-        from distributed import Client
+        from .execution import connect
 
-        try:
-            client = Client(settings["scheduler"], timeout="10s", set_as_default=False)
-        except (OSError, TimeoutError) as exc:
-            raise ConfigError(f"--scheduler: cannot reach {settings['scheduler']} ({exc})") from None
-        with client:
+        with connect(settings["scheduler"]) as client:
             log.event("cluster", scheduler=settings["scheduler"], workers=len(client.scheduler_info()["workers"]))
             yield client
         return
@@ -183,6 +179,8 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         init_params=settings["init"],
         random_state=settings["seed"],
         split_every=settings["split_every"],
+        chunk_rows=settings["chunk_rows"],
+        cache=settings["cache"],
     )
     started = time.perf_counter()
     with cluster_client(settings, log) as client, warnings.catch_warnings():
@@ -192,6 +190,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         )
     model.set_params(client=None)
     log.end_live()
+    log.event("cache", policy=settings["cache"], used=model.cache_used_)
     save_model(model, settings["model"], extra={"input": dataset.fingerprint()})
     log.event("done", converged=model.converged_, iterations=model.n_iter_,
               mean_log_likelihood=_finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),

@@ -96,6 +96,9 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("n_workers", int, None, "worker processes of the local cluster", minimum=1),
     Setting("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),
     Setting("split_every", int, 8, "fan-in of the tree reduce", minimum=2),
+    Setting("chunk_rows", int, None, "split Parquet row groups larger than this", minimum=1),
+    Setting("cache", str, "auto", "keep the data in cluster memory, or stream it every iteration",
+            choices=("auto", "memory", "none")),
     Setting("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
     Setting("log_format", str, "text", "progress lines on stderr", choices=("text", "json")),
 )

@@ -10,6 +10,7 @@ Which scheduler runs a pass, when ``fit`` is not handed a client:
 situation                              executor
 =====================================  =========================================
 ``client=`` given                      that ``distributed`` client
+``scheduler_address=`` given           a client of that scheduler, closed on exit
 a ``distributed`` client is current    that client
 Parquet input, no client               a LocalCluster of worker processes on
                                        127.0.0.1, closed when ``fit`` returns
@@ -212,8 +213,14 @@ def default_worker_count() -> int:
 
 
 @contextlib.contextmanager
-def executor_for(client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS) -> Iterator[Executor]:
-    """The executor a fit runs on; a local cluster it starts is closed on exit."""
+def executor_for(
+    client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None
+) -> Iterator[Executor]:
+    """The executor a fit runs on; a client or local cluster it starts is closed on exit."""
+    if client is None and scheduler_address:
+        with connect(scheduler_address) as remote:
+            yield Executor(remote)
+        return
     client = client if client is not None else current_client()
     if client is not None:
         yield Executor(client)
@@ -226,6 +233,16 @@ def executor_for(client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS
         return
     with local_cluster() as local_client:
         yield Executor(local_client)
+
+
+def connect(address: str, timeout: str = "10s"):
+    """A client of the scheduler at ``address``; an unreachable scheduler is a DataError."""
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise DataError(f"scheduler {address}: cannot connect within {timeout} ({exc}); check the address") from None
 
 
 @contextlib.contextmanager

@@ -51,6 +51,9 @@ class GaussianMixture(EstimatorMixin):
         Cluster to fit on. Defaults: the current client if there is one; else a
         local cluster of worker processes on 127.0.0.1 for Parquet input; else
         Dask's threaded scheduler in this process (see :mod:`dgmm.execution`).
+    scheduler_address : str, optional
+        Address of a running Dask scheduler (``tcp://host:8786``) to connect to for the
+        fit when no ``client`` is given; the connection is closed afterwards.
     split_every : int, default 8
         Fan-in of the tree reduce of the per-chunk statistics.
     chunk_rows : int, optional
@@ -91,6 +94,7 @@ class GaussianMixture(EstimatorMixin):
         verbose: int = 0,
         verbose_interval: int = 10,
         client: Any = None,
+        scheduler_address: str | None = None,
         split_every: int = 8,
         chunk_rows: int | None = None,
         cache: str = "auto",
@@ -110,6 +114,7 @@ class GaussianMixture(EstimatorMixin):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.client = client
+        self.scheduler_address = scheduler_address
         self.split_every = split_every
         self.chunk_rows = chunk_rows
         self.cache = cache
@@ -225,7 +230,7 @@ class GaussianMixture(EstimatorMixin):
         if checkpoint is not None:
             checkpoint.bind(self._settings(inits), data.fingerprint())
             state = checkpoint.load() or state
-        with executor_for(self.client, data.kind, data.chunk_rows) as executor:
+        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address) as executor:
             array, self.cache_used_ = self._place_data(executor, data)
             for init in range(state.init_index, len(state.seeds)):
                 result = self._run_init(executor, array, state, init, inits, do_init, on_iteration, checkpoint)
@@ -308,7 +313,7 @@ class GaussianMixture(EstimatorMixin):
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
-        ignored = ("client", "verbose", "verbose_interval", "cache")
+        ignored = ("client", "scheduler_address", "verbose", "verbose_interval", "cache")
         settings = {k: v for k, v in self.get_params().items() if k not in ignored}
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
             settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()

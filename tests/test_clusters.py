@@ -1,0 +1,119 @@
+"""Real clusters: a `dask scheduler` and `dask worker` processes, a worker killed mid-fit, worker counts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client, LocalCluster
+
+import dgmm
+from dgmm.datasets import random_mixture, sample_mixture
+
+BIN = Path(sys.executable).parent
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
+
+
+def assert_identical(a, b):
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from dgmm.datasets import write_parquet
+
+    X, _ = sample_mixture(random_mixture(3, 4, seed=8, separation=3.0), 240_000, seed=8)
+    path = tmp_path_factory.mktemp("clusters") / "data"
+    write_parquet(X, path, row_group_size=20_000, n_files=3)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def scheduler_and_workers(tmp_path_factory):
+    """`dask scheduler` plus two `dask worker` processes (with nannies) on 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", scheduler_file], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for _ in range(2):
+        procs.append(subprocess.Popen([BIN / "dask", "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
+                                       "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    address = json.loads(scheduler_file.read_text())["address"]
+    with Client(address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)
+    yield address
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_workers, tmp_path):
+    kwargs = dict(tol=0.0, max_iter=5, random_state=0, cache="none")
+    by_address = dgmm.GaussianMixture(3, scheduler_address=scheduler_and_workers, **kwargs).fit(dataset)
+    with Client(scheduler_and_workers, set_as_default=False) as client:
+        by_client = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset)
+        assert len(client.scheduler_info()["workers"]) == 2
+    assert_identical(by_address, by_client)
+    proc = subprocess.run([BIN / "dgmm", "fit", dataset, "--n-components", "3", "--tol", "0", "--max-iter", "5",
+                           "--seed", "0", "--scheduler", scheduler_and_workers, "--model", tmp_path / "m.npz"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "cluster: scheduler=" in proc.stderr and "workers=2" in proc.stderr
+    assert_identical(dgmm.load_model(tmp_path / "m.npz"), by_address)
+
+
+def test_unreachable_scheduler_is_a_clear_error(dataset):
+    with pytest.raises(dgmm.DataError, match=r"scheduler tcp://127.0.0.1:9: cannot connect within 2s"):
+        from dgmm.execution import connect
+
+        connect("tcp://127.0.0.1:9", timeout="2s")
+
+
+@pytest.mark.parametrize("cache", ["none", "memory"])
+def test_worker_killed_mid_fit_changes_nothing(dataset, scheduler_and_workers, cache):
+    kwargs = dict(tol=0.0, max_iter=8, random_state=1, cache=cache)
+    with Client(scheduler_and_workers, set_as_default=False) as client:
+        undisturbed = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset)
+        victim = next(iter(client.run(os.getpid).values()))
+        killed = threading.Event()
+
+        def kill_soon(report):
+            if report.n_iter == 2 and not killed.is_set():
+                killed.set()
+                threading.Timer(0.05, os.kill, (victim, signal.SIGKILL)).start()  # lands inside iteration 3
+
+        disturbed = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset, on_iteration=kill_soon)
+        assert killed.is_set()
+        client.wait_for_workers(2, timeout=60)
+        assert victim not in client.run(os.getpid).values()  # the nanny started a new worker process
+    assert_identical(disturbed, undisturbed)
+
+
+def test_bit_identical_across_1_2_and_4_workers(tmp_path):
+    from dgmm.datasets import write_parquet
+
+    X, _ = sample_mixture(random_mixture(3, 4, seed=9, separation=3.0), 40_000, seed=9)
+    dataset = str(tmp_path / "small")
+    write_parquet(X, dataset, row_group_size=2_500, n_files=2)
+    fits = []
+    for n_workers in (1, 2, 4):
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                          silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as client:
+            fits.append(dgmm.GaussianMixture(3, tol=0.0, max_iter=4, random_state=2, client=client).fit(dataset))
+    for other in fits[1:]:
+        assert_identical(other, fits[0])
