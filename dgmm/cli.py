@@ -207,17 +207,20 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
 @click.argument("data")
 @click.option("--output", "-o", required=True, help="Parquet file to write")
 @click.option("--proba", is_flag=True, help="also write proba_0..proba_{K-1}")
+@click.option("--log-likelihood", "log_likelihood", is_flag=True, help="also write each row's log-likelihood")
 @click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @handle_errors("predict")
-def predict(model_path: str, data: str, output: str, proba: bool, keep_columns: str, overwrite: bool) -> None:
+def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
+            overwrite: bool) -> None:
     """Write the most probable component of every row of DATA, in input order."""
     from .model_io import load_model
     from .outputs import predict_to_parquet
 
     model = load_model(model_path)
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
-    n = predict_to_parquet(model, data, output, proba=proba, keep_columns=keep, overwrite=overwrite)
+    n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
+                           overwrite=overwrite)
     click.echo(f"wrote {n} rows to {output}", err=True)
 
 

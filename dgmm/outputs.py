@@ -63,14 +63,16 @@ def predict_to_parquet(
     dest: PathLike,
     *,
     proba: bool = False,
+    log_likelihood: bool = False,
     keep_columns: Sequence[str] = (),
     overwrite: bool = False,
 ) -> int:
     """Label every row of a Parquet input and write the labels, in input order.
 
     Output columns: ``keep_columns`` copied from the input (e.g. ids), ``component``
-    (int64) and, with ``proba``, ``proba_0 … proba_{K-1}``. Memory holds one row
-    group at a time.
+    (int64, as ``predict``), with ``proba`` ``proba_0 … proba_{K-1}`` (as
+    ``predict_proba``), with ``log_likelihood`` the column ``log_likelihood`` (as
+    ``score_samples``). Memory holds one row group at a time.
 
     Returns
     -------
@@ -91,6 +93,7 @@ def predict_to_parquet(
     params = model._params()
     fields = [pq.read_schema(dataset.files[0]).field(n) for n in keep] + [pa.field("component", pa.int64())]
     fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
+    fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []
     n_rows = 0
     with atomic_parquet_writer(dest, pa.schema(fields), overwrite) as writer:
         for rg in dataset.row_groups:
@@ -99,12 +102,13 @@ def predict_to_parquet(
             if keep:
                 kept = pq.ParquetFile(rg.path).read_row_group(rg.index, columns=keep)
                 columns.update({n: kept.column(n) for n in keep})
+            log_norm, log_resp = posterior.log_responsibilities(X, params)
+            columns["component"] = np.argmax(log_resp, axis=1).astype(np.int64)
             if proba:
-                resp = posterior.responsibilities(X, params)
-                columns["component"] = np.argmax(resp, axis=1).astype(np.int64)
+                resp = np.exp(log_resp)
                 columns.update({f"proba_{k}": resp[:, k] for k in range(params.n_components)})
-            else:
-                columns["component"] = posterior.labels(X, params)
+            if log_likelihood:
+                columns["log_likelihood"] = log_norm
             writer.write_table(pa.table(columns, schema=writer.schema))
             n_rows += X.shape[0]
     return n_rows

@@ -143,16 +143,20 @@ def test_auto_cache_persists_only_what_fits(mixture_data, monkeypatch, caplog):
 
 
 def test_payload_is_shared_not_copied_per_chunk(cluster_client):
-    X = da.zeros((4000, 64), chunks=(100, 64))
-    params = random_params(np.random.default_rng(0), 8, 64, "full")
+    """K=32, d=256: 2 M doubles of covariance; the graph must not grow with chunks x parameters."""
+    params = random_params(np.random.default_rng(0), 32, 256, "full")
     payload_bytes = len(pickle.dumps(params))
-    local = build_pass(X, em_kernel, Executor().broadcast(params), 4)
-    local_graph = len(pickle.dumps(dict(local.__dask_graph__())))
-    assert payload_bytes < local_graph < payload_bytes + 400_000  # once, not 40 times
+    assert payload_bytes > 30e6
+    sizes = {}
+    for n_chunks in (20, 200):
+        X = da.zeros((n_chunks * 10, 256), chunks=(10, 256))
+        local = build_pass(X, em_kernel, Executor().broadcast(params), 8)
+        sizes[n_chunks] = len(pickle.dumps(dict(local.__dask_graph__())))
+        assert payload_bytes < sizes[n_chunks] < payload_bytes + 2e6  # once, whatever the chunk count
     future = Executor(cluster_client).broadcast(params)
-    remote = build_pass(X, em_kernel, future, 4)
-    assert len(pickle.dumps(dict(remote.__dask_graph__()))) < 400_000  # the params travel outside the graph
-    assert len(cluster_client.who_has([future])[future.key]) == 2  # on every worker
+    remote = build_pass(da.zeros((2000, 256), chunks=(10, 256)), em_kernel, future, 8)
+    assert len(pickle.dumps(dict(remote.__dask_graph__()))) < 2e6  # the parameters travel outside the graph
+    assert len(cluster_client.who_has([future])[future.key]) == 2  # one copy on every worker
 
 
 @pytest.mark.parametrize("n_chunks, split_every", [(1, 8), (8, 8), (9, 8), (40, 3), (100, 10)])
