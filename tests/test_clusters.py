@@ -117,3 +117,15 @@ def test_bit_identical_across_1_2_and_4_workers(tmp_path):
             fits.append(dgmm.GaussianMixture(3, tol=0.0, max_iter=4, random_state=2, client=client).fit(dataset))
     for other in fits[1:]:
         assert_identical(other, fits[0])
+
+
+def test_default_local_cluster_listens_on_loopback_only():
+    from urllib.parse import urlparse
+
+    from dgmm.execution import local_cluster
+
+    with local_cluster(n_workers=1) as client:
+        assert urlparse(client.scheduler.address).hostname == "127.0.0.1"
+        assert urlparse(client.dashboard_link).hostname == "127.0.0.1"
+        for address in client.scheduler_info()["workers"]:
+            assert urlparse(address).hostname == "127.0.0.1"
