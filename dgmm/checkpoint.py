@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .em import EMResult
+from .em import EMResult, IterationCallback, IterationReport
 from .errors import DgmmError
 from .model_io import _CORRUPT, _canonical_json, _checksum, _write_atomically
 from .params import MixtureParams
@@ -159,3 +159,16 @@ class Checkpoint:
                     f"{self.path}: written for other {part} ({key}: {json.dumps(old.get(key))[:80]} "
                     f"now {json.dumps(new.get(key))[:80]}); delete the checkpoint or run without resuming"
                 )
+
+
+def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int,
+            covariance_type: str) -> IterationCallback:
+    """An iteration callback that also checkpoints the running initialisation."""
+
+    def save(report: IterationReport) -> None:
+        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound, list(report.lower_bounds))
+        checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
+        if callback is not None:
+            callback(report)
+
+    return save

@@ -13,33 +13,15 @@ import numpy as np
 
 from . import posterior
 from ._estimator import EstimatorMixin
-from .checkpoint import Checkpoint, FitState
+from .checkpoint import Checkpoint, FitState, saving_callback
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from .validation import check_random_state, checked_inits, param_error, validate_params
 from .execution import IN_MEMORY_CHUNK_ROWS, check_finite_block, executor_for
-from .gaussian import COVARIANCE_TYPES
-from .init import INIT_METHODS
 from .inputs import Input, as_input
 from .params import MixtureParams
 
-_LATER_INITS = ("kmeans", "k-means||")
-CACHE_POLICIES = ("auto", "memory", "none")
 logger = logging.getLogger("dgmm")
-
-
-def check_random_state(seed: Any) -> np.random.RandomState:
-    """None, an int or a RandomState -> RandomState (scikit-learn's convention)."""
-    if seed is None:
-        return np.random.RandomState()
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return np.random.RandomState(int(seed))
-    if isinstance(seed, np.random.RandomState):
-        return seed
-    raise ParameterError(f"random_state={seed!r} must be None, an int or a numpy RandomState")
-
-
-def _param_error(name: str, value: Any, allowed: str) -> ParameterError:
-    return ParameterError(f"{name}={value!r} is invalid; expected {allowed}")
 
 
 class GaussianMixture(EstimatorMixin):
@@ -120,62 +102,6 @@ class GaussianMixture(EstimatorMixin):
         self.cache = cache
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self) -> None:
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise _param_error(name, value, f"an int >= {low}")
-
-        def real(name: str) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value >= 0:
-                raise _param_error(name, value, "a float >= 0")
-
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
-        integer("split_every", 2)
-        integer("verbose", 0)
-        integer("verbose_interval", 1)
-        if self.chunk_rows is not None:
-            integer("chunk_rows", 1)
-        if self.cache not in CACHE_POLICIES:
-            raise _param_error("cache", self.cache, f"one of {', '.join(CACHE_POLICIES)}")
-        real("tol")
-        real("reg_covar")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise _param_error("covariance_type", self.covariance_type, f"one of {', '.join(COVARIANCE_TYPES)}")
-        if self.init_params in _LATER_INITS:
-            raise _param_error("init_params", self.init_params, f"one of {', '.join(INIT_METHODS)} (not available yet)")
-        if self.init_params not in INIT_METHODS:
-            raise _param_error("init_params", self.init_params, f"one of {', '.join(INIT_METHODS)}")
-
-    def _checked_inits(self, n_features: int) -> tuple[np.ndarray | None, ...]:
-        K, d = self.n_components, n_features
-        weights = means = precisions = None
-        if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            if weights.shape != (K,):
-                raise _param_error("weights_init", weights.shape, f"shape ({K},)")
-            if np.any(weights < 0) or np.any(weights > 1) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ParameterError(f"weights_init must be in [0, 1] and sum to 1, got sum {weights.sum():.6f}")
-        if self.means_init is not None:
-            means = np.asarray(self.means_init, dtype=np.float64)
-            if means.shape != (K, d):
-                raise _param_error("means_init", means.shape, f"shape ({K}, {d})")
-        if self.precisions_init is not None:
-            precisions = np.asarray(self.precisions_init, dtype=np.float64)
-            expected = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
-            if precisions.shape != expected:
-                raise _param_error("precisions_init", precisions.shape, f"shape {expected} for {self.covariance_type}")
-            if self.covariance_type in ("full", "tied"):
-                stack = precisions.reshape(-1, d, d)
-                if not np.allclose(stack, np.swapaxes(stack, 1, 2), atol=1e-12 * np.abs(stack).max()):
-                    raise ParameterError("precisions_init: every precision matrix must be symmetric")
-            elif np.any(precisions <= 0):
-                raise ParameterError("precisions_init: every precision must be positive")
-        return weights, means, precisions
-
     # ------------------------------------------------------------------ fitting
     def fit(
         self,
@@ -211,14 +137,14 @@ class GaussianMixture(EstimatorMixin):
         on_iteration: IterationCallback | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> Input:
-        self._validate_params()
+        validate_params(self)
         data = as_input(X, columns, self.chunk_rows)
         if data.n_rows < max(2, self.n_components):
             raise DataError(
                 f"expected n_samples >= max(2, n_components) but got n_components = "
                 f"{self.n_components}, n_samples = {data.n_rows}"
             )
-        inits = self._checked_inits(data.n_features)
+        inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:
             raise DataError(f"X has {data.n_features} features, but the warm-started model has {self.means_.shape[1]}")
@@ -293,7 +219,7 @@ class GaussianMixture(EstimatorMixin):
             return EMResult(params, False, 0, -math.inf, [])
         callback = self._iteration_callback(on_iteration)
         if checkpoint is not None:
-            callback = _saving(callback, checkpoint, state, init, self.covariance_type)
+            callback = saving_callback(callback, checkpoint, state, init, self.covariance_type)
         result = run_em(
             executor,
             array,
@@ -466,7 +392,7 @@ class GaussianMixture(EstimatorMixin):
         """
         params = self._params()
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise _param_error("n_samples", n_samples, "an int >= 1")
+            raise param_error("n_samples", n_samples, "an int >= 1")
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, params.weights)
         d = params.n_features
@@ -488,15 +414,3 @@ def _posterior_block(block: np.ndarray, params: MixtureParams, kernel: Callable,
     check_finite_block(block, row_offset)
     return kernel(block, params)
 
-
-def _saving(callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int,
-            covariance_type: str) -> IterationCallback:
-    """An iteration callback that also checkpoints the running initialisation."""
-
-    def save(report: IterationReport) -> None:
-        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound, list(report.lower_bounds))
-        checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
-        if callback is not None:
-            callback(report)
-
-    return save
