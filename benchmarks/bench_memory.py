@@ -2,12 +2,15 @@
 
     python benchmarks/bench_memory.py [--base-rows 500000] [--scales 1,4,16] [--features 8]
         [--components 4] [--iters 5] [--row-group-size 100000] [--memory-limit 512MiB]
-        [--oversize | --no-oversize]
+        [--oversize | --no-oversize] [--cache none]
 
 For every scale s a mixture of s * base-rows rows is streamed to Parquet (one row group at a
 time, in a temporary directory deleted after its measurement) and fitted by dgmm with tol=0,
 so every fit runs exactly ``--iters`` EM iterations (each one pass over the files) on a
-LocalCluster of 2 worker processes (1 thread each, ``--memory-limit`` each). Reported:
+LocalCluster of 2 worker processes (1 thread each, ``--memory-limit`` each). The fits use
+``cache="none"`` (``--cache``) so every iteration streams the row groups from Parquet: with
+dgmm's default ``cache="auto"`` the small data sets would be persisted in worker memory and
+the large ones streamed, and the scales would not be comparable. Reported:
 
 - seconds per iteration: the median of the ``IterationReport.seconds`` of the EM iterations
   (the initialisation passes are not iterations and are not timed);
@@ -26,6 +29,7 @@ at least 3x the workers' total memory limit, fitted with 2 iterations.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 import os
@@ -107,6 +111,8 @@ class RssSampler(threading.Thread):
         self.peak_sum = 0
         self.peak_client = 0
         self.peak_worker = {address: 0 for address in workers}
+        self.later_iterations = False  # set after iteration 1: peaks of iterations 2.. kept apart
+        self.peak_worker_later = 0
         self.samples = 0
         self.stop_event = threading.Event()
 
@@ -117,7 +123,7 @@ class RssSampler(threading.Thread):
         except Exception:  # the process ended (e.g. a worker was restarted)
             return 0
 
-    def sample(self) -> int:
+    def processes(self) -> dict:
         procs = {self.me.pid: self.me}
         procs.update({p.pid: p for p in self.workers.values()})
         procs.update(self.nannies)
@@ -125,16 +131,36 @@ class RssSampler(threading.Thread):
             procs.update({p.pid: p for p in self.me.children(recursive=True)})  # restarted workers, trackers
         except self.psutil.Error:
             pass
+        return procs
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(CPU seconds of the whole machine so far, of our processes so far)."""
+        machine = self.psutil.cpu_times()
+        busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0) - getattr(machine, "steal", 0.0)
+        ours = 0.0
+        for proc in self.processes().values():
+            try:
+                t = proc.cpu_times()
+                ours += t.user + t.system
+            except self.psutil.Error:
+                pass
+        return busy, ours
+
+    def sample(self) -> int:
+        procs = self.processes()
         sizes = {pid: self.rss(p) for pid, p in procs.items()}
         total = sum(sizes.values())
         self.peak_sum = max(self.peak_sum, total)
         self.peak_client = max(self.peak_client, sizes[self.me.pid])
         for address, proc in self.workers.items():
             self.peak_worker[address] = max(self.peak_worker[address], sizes.get(proc.pid, 0))
+            if self.later_iterations:
+                self.peak_worker_later = max(self.peak_worker_later, sizes.get(proc.pid, 0))
         self.samples += 1
         return total
 
     def run(self) -> None:
+        self.cpu_start, self.wall_start = self.cpu_seconds(), time.perf_counter()
         while not self.stop_event.is_set():
             self.sample()
             self.stop_event.wait(SAMPLE_SECONDS)
@@ -143,6 +169,9 @@ class RssSampler(threading.Thread):
         self.stop_event.set()
         self.join()
         self.sample()
+        (busy0, ours0), (busy1, ours1) = self.cpu_start, self.cpu_seconds()
+        self.wall = time.perf_counter() - self.wall_start
+        self.cpu_ours, self.cpu_others = ours1 - ours0, max(0.0, (busy1 - busy0) - (ours1 - ours0))
 
     def describe(self) -> str:
         nannies = (f"{len(self.nannies)} nanny process(es)" if self.nannies
@@ -162,10 +191,15 @@ class Case:
     peak_sum: int = 0
     peak_client: int = 0
     peak_workers: dict[str, int] = field(default_factory=dict)
+    peak_worker_early: int = 0  # initialisation passes + iteration 1
+    peak_worker_later: int = 0  # iterations 2..
     restarted: bool | None = None
     spilled: float | None = None
     generate_seconds: float = 0.0
     fit_seconds: float = 0.0
+    cache_used: str = "n/a"
+    cpu_ours: float = 0.0
+    cpu_others: float = 0.0
 
     @property
     def mib(self) -> float:
@@ -191,16 +225,27 @@ def measure(client, tmp: str, label: str, n_rows: int, args, max_iter: int, seed
         case.baseline_sum = sampler.sample()
         sampler.peak_sum = sampler.peak_client = 0
         sampler.peak_worker = dict.fromkeys(sampler.peak_worker, 0)
+        extra = {"cache": args.cache} if "cache" in inspect.signature(dgmm.GaussianMixture).parameters else {}
         model = dgmm.GaussianMixture(K, covariance_type="full", tol=0.0, max_iter=max_iter, random_state=0,
-                                     client=client)
+                                     client=client, **extra)
+
+        def on_iteration(report) -> None:
+            case.iteration_seconds.append(report.seconds)
+            if not sampler.later_iterations:
+                case.peak_worker_early = max(sampler.peak_worker.values())
+                sampler.later_iterations = True
+
         sampler.start()
         started = time.perf_counter()
         try:
-            model.fit(path, on_iteration=lambda report: case.iteration_seconds.append(report.seconds))
+            model.fit(path, on_iteration=on_iteration)
         finally:
             case.fit_seconds = time.perf_counter() - started
             sampler.stop()
         case.peak_sum, case.peak_client, case.peak_workers = sampler.peak_sum, sampler.peak_client, sampler.peak_worker
+        case.peak_worker_later = sampler.peak_worker_later
+        case.cpu_ours, case.cpu_others = sampler.cpu_ours, sampler.cpu_others
+        case.cache_used = str(getattr(model, "cache_used_", "n/a (no cache option)"))
         case.restarted = worker_addresses(client) != addresses or worker_pids(client) != pids
         spilled_after = spilled_bytes(client)
         if case.restarted or any(v is None for v in (*spilled_before.values(), *spilled_after.values())):
@@ -243,10 +288,13 @@ def row(case: Case) -> str:
 
 def detail(case: Case) -> str:
     workers = ", ".join(f"{v / MiB:.0f}" for v in case.peak_workers.values())
-    return (f"  {case.label}: generate {case.generate_seconds:.1f} s, fit {case.fit_seconds:.1f} s "
+    return (f"  {case.label}: cache used {case.cache_used}; generate {case.generate_seconds:.1f} s, "
+            f"fit {case.fit_seconds:.1f} s "
             f"(iterations: {', '.join(f'{s:.2f}' for s in case.iteration_seconds)} s); RSS sum before fit "
             f"{case.baseline_sum / MiB:.0f} MiB, peak of this process {case.peak_client / MiB:.0f} MiB, "
-            f"worker peaks {workers} MiB")
+            f"worker peaks {workers} MiB (max during init passes + iteration 1: {case.peak_worker_early / MiB:.0f}, "
+            f"during iterations 2..: {case.peak_worker_later / MiB:.0f}); CPU during the fit: ours {case.cpu_ours:.0f} s, "
+            f"other processes {case.cpu_others:.0f} s of {case.fit_seconds * (os.cpu_count() or 1):.0f} available")
 
 
 # --------------------------------------------------------------------------- main
@@ -261,6 +309,8 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="512MiB", help="per worker (2 workers)")
     parser.add_argument("--oversize", action=argparse.BooleanOptionalAction, default=True,
                         help="add a data set of at least 3x the workers' total memory limit (2 iterations)")
+    parser.add_argument("--cache", default="none", choices=("none", "auto", "memory"),
+                        help="dgmm's cache policy (default none: stream from Parquet every iteration)")
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     warnings.simplefilter("ignore")
@@ -272,7 +322,7 @@ def main() -> None:
     limit = parse_bytes(args.memory_limit)
     print(f"cluster: LocalCluster, 2 worker processes x 1 thread, memory_limit {format_bytes(limit)} each; "
           f"d={args.features}, K={args.components}, full covariance, row groups of {args.row_group_size:,} rows; "
-          f"{args.iters} EM iterations (tol=0), s/iter = median over them", flush=True)
+          f"{args.iters} EM iterations (tol=0), s/iter = median over them; cache={args.cache}", flush=True)
 
     cases: list[Case] = []
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
