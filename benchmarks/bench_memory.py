@@ -49,6 +49,7 @@ from dgmm.datasets import write_mixture_parquet
 
 MiB = 2**20
 SAMPLE_SECONDS = 0.1
+N_WORKERS = 2
 
 
 # --------------------------------------------------------------------------- processes
@@ -219,6 +220,7 @@ def measure(client, tmp: str, label: str, n_rows: int, args, max_iter: int, seed
                           n_files=max(1, n_rows // 2_000_000))
     case.generate_seconds = time.perf_counter() - started
     try:
+        client.wait_for_workers(N_WORKERS, timeout=120)  # a worker restarted by an earlier case is back
         addresses, pids = worker_addresses(client), worker_pids(client)
         spilled_before = spilled_bytes(client)
         sampler = RssSampler(pids)
@@ -325,7 +327,7 @@ def main() -> None:
           f"{args.iters} EM iterations (tol=0), s/iter = median over them; cache={args.cache}", flush=True)
 
     cases: list[Case] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, memory_limit=args.memory_limit,
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client, \
@@ -337,7 +339,7 @@ def main() -> None:
             cases.append(measure(client, tmp, f"{scale}x", scale * args.base_rows, args, args.iters, seed=1 + i))
             print(row(cases[-1]), flush=True)
         if args.oversize:
-            n = math.ceil(3 * 2 * limit / (args.features * 8))
+            n = math.ceil(3 * N_WORKERS * limit / (args.features * 8))
             cases.append(measure(client, tmp, "oversize", n, args, 2, seed=100))
             print(row(cases[-1]), flush=True)
 
@@ -345,8 +347,8 @@ def main() -> None:
     for case in cases:
         print(detail(case))
     if args.oversize:
-        print(f"  oversize: {cases[-1].mib:.0f} MiB float64 = {cases[-1].mib * MiB / (2 * limit):.2f}x the "
-              f"workers' total memory limit ({format_bytes(2 * limit)}); 2 EM iterations")
+        print(f"  oversize: {cases[-1].mib:.0f} MiB float64 = {cases[-1].mib * MiB / (N_WORKERS * limit):.2f}x the "
+              f"workers' total memory limit ({format_bytes(N_WORKERS * limit)}); 2 EM iterations")
     by_scale = {scale: case for scale, case in zip(scales, cases)}
     small, large = min(scales), max(scales)
     if large != small:
