@@ -15,28 +15,19 @@ import logging
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture, write_parquet
 
-
-def start_params(X: np.ndarray, K: int, covariance_type: str, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    cov = np.cov(X[:10_000].T)
-    prec = np.linalg.inv(cov)
-    precisions = {
-        "full": np.repeat(prec[None], K, axis=0),
-        "tied": prec,
-        "diag": np.repeat(1.0 / np.diag(cov)[None], K, axis=0),
-        "spherical": np.full(K, 1.0 / np.diag(cov).mean()),
-    }[covariance_type]
-    means = X[rng.choice(len(X), K, replace=False)]
-    return {"weights_init": np.full(K, 1.0 / K), "means_init": means, "precisions_init": precisions}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import initial_params  # noqa: E402  (the starting parameters the parity tests use)
 
 
 def per_iteration(fit, iters: int, repeats: int) -> float:
@@ -72,7 +63,7 @@ def main() -> None:
             X, _ = sample_mixture(random_mixture(K, d, seed=1), N, seed=1)
             path = os.path.join(tmp, f"{N}x{d}")
             write_parquet(X, path, row_group_size=50_000, n_files=2)
-            kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=args.iters, **start_params(X, K, covariance_type))
+            kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=args.iters, **initial_params(X, K, covariance_type))
             sk = per_iteration(lambda: SklearnGM(K, **kwargs).fit(X), args.iters, args.repeats)
             ours = per_iteration(lambda: dgmm.GaussianMixture(K, **kwargs).fit(X), args.iters, args.repeats)
             parquet = per_iteration(lambda: dgmm.GaussianMixture(K, client=client, **kwargs).fit(path), args.iters, args.repeats)

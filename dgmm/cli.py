@@ -162,7 +162,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
             raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
-    dataset = ParquetDataset.open(settings["data"], settings["columns"])
+    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"])
     log = ProgressLog(settings["log_format"], settings["max_iter"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
     checkpoint = None
@@ -186,7 +186,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(client=client).fit(
-            list(dataset.files), columns=list(dataset.columns), on_iteration=log.iteration, checkpoint=checkpoint
+            dataset, on_iteration=log.iteration, checkpoint=checkpoint
         )
     model.set_params(client=None)
     log.end_live()
@@ -271,13 +271,11 @@ def sample(model_path: str, n_samples: int, output: str, seed: int | None, overw
 @handle_errors("inspect")
 def inspect(model_path: str, as_json: bool) -> None:
     """Weights, means, covariance summaries, convergence and the input fingerprint of a model."""
-    from .model_io import load_model, read_metadata
+    from .model_io import load_model_with_metadata
 
-    model = load_model(model_path)
-    metadata = read_metadata(model_path)
+    model, metadata = load_model_with_metadata(model_path)
     components = []
-    for k in range(model.n_components):
-        cov = _dense_covariance(model, k)
+    for k, cov in enumerate(model._params().dense_covariances):
         eig = np.linalg.eigvalsh(cov)
         components.append({
             "weight": float(model.weights_[k]),
@@ -311,16 +309,6 @@ def inspect(model_path: str, as_json: bool) -> None:
     if report["input"]:
         source = report["input"]
         click.echo(f"input: {source['n_rows']} rows in {len(source['files'])} files, columns {', '.join(source['columns'])}")
-
-
-def _dense_covariance(model, k: int) -> np.ndarray:
-    cov, d = model.covariances_, model.n_features_in_
-    return {
-        "full": lambda: cov[k],
-        "tied": lambda: cov,
-        "diag": lambda: np.diag(cov[k]),
-        "spherical": lambda: cov[k] * np.eye(d),
-    }[model.covariance_type]()
 
 
 @main.command()

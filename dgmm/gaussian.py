@@ -120,6 +120,20 @@ def covariances_from_precisions(
     return 1.0 / precisions
 
 
+def dense_covariances(
+    covariances: np.ndarray, covariance_type: CovarianceType, n_components: int, n_features: int
+) -> np.ndarray:
+    """Every component's covariance as a dense matrix, shape (K, d, d), for any covariance type."""
+    cov, K, d = np.asarray(covariances, dtype=np.float64), n_components, n_features
+    if covariance_type == "full":
+        return cov.reshape(K, d, d)
+    if covariance_type == "tied":
+        return np.broadcast_to(cov.reshape(d, d), (K, d, d)).copy()
+    if covariance_type == "diag":
+        return cov[:, :, None] * np.eye(d)
+    return cov[:, None, None] * np.eye(d)  # spherical: (K,)
+
+
 def log_det_cholesky(
     precisions_cholesky: np.ndarray, covariance_type: CovarianceType, n_features: int
 ) -> np.ndarray | float:

@@ -105,8 +105,8 @@ def _from_numpy(values: np.ndarray, names: np.ndarray | None, chunk_rows: int | 
 
 def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | None = None) -> Input:
     """Validate and convert ``X``; ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes."""
-    if is_path_input(X):
-        dataset = ParquetDataset.open(X, columns, chunk_rows)
+    if isinstance(X, ParquetDataset) or is_path_input(X):
+        dataset = X if isinstance(X, ParquetDataset) else ParquetDataset.open(X, columns, chunk_rows)
         return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")

@@ -8,6 +8,8 @@ column and the row.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -148,7 +150,12 @@ class ParquetDataset:
         return tuple(sizes)
 
     def fingerprint(self) -> dict:
-        """What identifies this input: files with sizes and row counts, and the columns."""
+        """What identifies this input: files with sizes, row counts and footer hashes, and the columns."""
+        return copy.deepcopy(self._fingerprint)
+
+    @functools.cached_property
+    def _fingerprint(self) -> dict:
+        # Reads each file's tail once per dataset; to_dask, checkpoints and model files share it.
         rows: dict[str, int] = {}
         for rg in self.row_groups:
             rows[rg.path] = rows.get(rg.path, 0) + rg.n_rows
@@ -171,7 +178,7 @@ class ParquetDataset:
         import dask.array as da
         from dask.base import tokenize
 
-        stamps = self.fingerprint()
+        stamps = self._fingerprint
         source = RowGroupReader(self.row_groups, self.columns)
         return da.from_array(
             source,

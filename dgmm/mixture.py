@@ -116,7 +116,8 @@ class GaussianMixture(EstimatorMixin):
 
         Parameters
         ----------
-        X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, or Parquet path(s)
+        X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, Parquet path(s),
+            or an opened :class:`~dgmm.io.ParquetDataset`
         columns : feature columns to read from Parquet input (default: all)
         on_iteration : called with an :class:`~dgmm.em.IterationReport` after every iteration
         checkpoint : a :class:`~dgmm.checkpoint.Checkpoint`; the state is saved after every

@@ -174,6 +174,12 @@ def load_model(path: str | os.PathLike[str]) -> GaussianMixture:
     return _build(*_load(os.fspath(path)))
 
 
+def load_model_with_metadata(path: str | os.PathLike[str]) -> tuple[GaussianMixture, dict[str, Any]]:
+    """The model and its metadata (``extra`` included), from one read of the file."""
+    arrays, metadata = _load(os.fspath(path))
+    return _build(arrays, metadata), metadata
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of a model file (format, versions, params, ``extra``, ...), checked as by load_model."""
     return _load(os.fspath(path))[1]

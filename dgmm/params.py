@@ -9,6 +9,7 @@ import numpy as np
 from .gaussian import (
     CovarianceType,
     covariances_from_precisions,
+    dense_covariances,
     precision_cholesky,
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
@@ -45,6 +46,11 @@ class MixtureParams:
     @property
     def precisions(self) -> np.ndarray:
         return precisions_from_cholesky(self.precisions_cholesky, self.covariance_type)
+
+    @property
+    def dense_covariances(self) -> np.ndarray:
+        """Covariances as dense matrices, shape (K, d, d)."""
+        return dense_covariances(self.covariances, self.covariance_type, self.n_components, self.n_features)
 
     @classmethod
     def from_covariances(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from . import gaussian
 from .errors import DataError, DgmmError, ParameterError
 from .io import ParquetDataset, PathLike, read_row_group
 
@@ -42,14 +43,7 @@ def _pyplot() -> Any:
 
 def dense_covariances(model: GaussianMixture) -> np.ndarray:
     """The covariance of every component as a dense matrix, shape (K, d, d), for any covariance type."""
-    cov, K, d = np.asarray(model.covariances_, dtype=np.float64), len(model.weights_), model.n_features_in_
-    if model.covariance_type == "full":
-        return cov.reshape(K, d, d)
-    if model.covariance_type == "tied":
-        return np.broadcast_to(cov.reshape(d, d), (K, d, d)).copy()
-    if model.covariance_type == "diag":
-        return cov[:, :, None] * np.eye(d)
-    return cov[:, None, None] * np.eye(d)  # spherical: (K,)
+    return gaussian.dense_covariances(model.covariances_, model.covariance_type, len(model.weights_), model.n_features_in_)
 
 
 def ellipse_geometry(cov: np.ndarray, n_sigma: float = 1.0) -> tuple[float, float, float]:

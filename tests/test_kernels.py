@@ -17,17 +17,6 @@ from dgmm.stats import accumulate, chunk_stats, merge_stats, zero_stats
 from conftest import COVARIANCE_TYPES, assert_close, random_params
 
 
-def dense_covariance(params: MixtureParams, k: int) -> np.ndarray:
-    d = params.n_features
-    cov = params.covariances
-    return {
-        "full": lambda: cov[k],
-        "tied": lambda: cov,
-        "diag": lambda: np.diag(cov[k]),
-        "spherical": lambda: cov[k] * np.eye(d),
-    }[params.covariance_type]()
-
-
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("d", [1, 3, 8])
 def test_log_densities_match_scipy(covariance_type, d):
@@ -36,10 +25,10 @@ def test_log_densities_match_scipy(covariance_type, d):
     X = rng.normal(size=(50, d)) * 3
     weighted = weighted_log_prob(X, params)
     for k in range(3):
-        expected = multivariate_normal(params.means[k], dense_covariance(params, k)).logpdf(X)
+        expected = multivariate_normal(params.means[k], params.dense_covariances[k]).logpdf(X)
         assert_close(weighted[:, k] - np.log(params.weights[k]), expected, 1e-12)
     mixture = np.log(sum(
-        params.weights[k] * multivariate_normal(params.means[k], dense_covariance(params, k)).pdf(X) for k in range(3)
+        params.weights[k] * multivariate_normal(params.means[k], params.dense_covariances[k]).pdf(X) for k in range(3)
     ))
     assert_close(log_density(X, params), mixture, 1e-12)
 

@@ -18,7 +18,6 @@ from matplotlib.patches import Ellipse  # noqa: E402
 
 import dgmm  # noqa: E402
 from dgmm import plots  # noqa: E402
-from dgmm.cli import _dense_covariance  # noqa: E402
 from dgmm.datasets import random_mixture, sample_mixture, write_parquet  # noqa: E402
 from dgmm.errors import DgmmError  # noqa: E402
 
@@ -109,8 +108,11 @@ def test_dense_covariances_match_every_covariance_type(models):
         model = models[("2d", kind)][0]
         dense = plots.dense_covariances(model)
         assert dense.shape == (3, 2, 2)
+        cov = model.covariances_
         for k in range(3):
-            np.testing.assert_array_equal(dense[k], _dense_covariance(model, k))
+            expected = {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
+                        "spherical": lambda: cov[k] * np.eye(2)}[kind]()
+            np.testing.assert_array_equal(dense[k], expected)
 
 
 @pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 135.0])
