@@ -62,12 +62,6 @@ def check_finite_block(block: np.ndarray, row_offset: int) -> None:
         )
 
 
-def run_kernel(kernel: Kernel, block: np.ndarray, payload: Any, row_offset: int) -> Stats:
-    """The map task: validate the chunk, then apply the pure kernel."""
-    check_finite_block(block, row_offset)
-    return kernel(block, payload, row_offset)
-
-
 class Executor:
     """Runs passes over Dask arrays, on a ``distributed`` client or a local scheduler.
 
@@ -157,7 +151,7 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     offsets = np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]]).tolist()
     token = uuid.uuid4().hex
     level = [
-        delayed(run_kernel, pure=True)(kernel, block, shared, int(off), dask_key_name=(f"stats-{token}", i))
+        delayed(kernel, pure=True)(block, shared, int(off), dask_key_name=(f"stats-{token}", i))
         for i, (block, off) in enumerate(zip(blocks, offsets))
     ]
     # 2. tree-reduce with fan-in split_every: depth ceil(log_b(chunks))

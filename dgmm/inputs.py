@@ -103,6 +103,16 @@ def _from_numpy(values: np.ndarray, names: np.ndarray | None, chunk_rows: int | 
     return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS)
 
 
+def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
+    """A Dask block, refused if it holds NaN or infinities (named by global row).
+
+    Parquet chunks are checked by the reader and NumPy input up front, so passes and
+    scoring never check again; a cached (persisted) array is checked once.
+    """
+    check_finite_block(block, block_info[0]["array-location"][0][0] if block_info else 0)
+    return block
+
+
 def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | None = None) -> Input:
     """Validate and convert ``X``; ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes."""
     if isinstance(X, ParquetDataset) or is_path_input(X):
@@ -123,7 +133,7 @@ def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | Non
             names = None
         _check_2d(X.shape, "Dask array")
         X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
-        return Input("dask", names, lazy=X)
+        return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
     try:
         values = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:

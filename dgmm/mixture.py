@@ -17,7 +17,7 @@ from .checkpoint import Checkpoint, FitState, saving_callback
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_random_state, checked_inits, param_error, validate_params
-from .execution import IN_MEMORY_CHUNK_ROWS, check_finite_block, executor_for
+from .execution import IN_MEMORY_CHUNK_ROWS, executor_for
 from .inputs import Input, as_input
 from .params import MixtureParams
 
@@ -316,7 +316,7 @@ class GaussianMixture(EstimatorMixin):
 
         shared = delayed(params, traverse=False)
         chunks = {"drop_axis": 1} if n_out is None else {"chunks": (data.array.chunks[0], (n_out,))}
-        return data.array.map_blocks(_posterior_block, shared, kernel=kernel, dtype=dtype, **chunks)
+        return data.array.map_blocks(kernel, shared, dtype=dtype, **chunks)
 
     def predict(self, X: Any):
         """Most probable component of each row, shape (n,)."""
@@ -407,11 +407,3 @@ class GaussianMixture(EstimatorMixin):
                 parts.append(params.means[k] + rng.standard_normal(size=(int(count), d)) * scale)
         y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
         return np.vstack(parts), y
-
-
-def _posterior_block(block: np.ndarray, params: MixtureParams, kernel: Callable, block_info=None) -> np.ndarray:
-    """One Dask block of a posterior kernel, refusing NaN/inf with the global row number."""
-    row_offset = block_info[0]["array-location"][0][0] if block_info else 0
-    check_finite_block(block, row_offset)
-    return kernel(block, params)
-

@@ -198,3 +198,6 @@ def test_nan_inside_a_dask_chunk_is_a_clear_error(mixture_data):
     X[777, 1] = np.nan
     with pytest.raises(dgmm.DataError, match=r"input row 777, column 1 is nan"):
         dgmm.GaussianMixture(2, max_iter=2).fit(da.from_array(X, chunks=(100, 3)))
+    model = dgmm.GaussianMixture(2, max_iter=2).fit(mixture_data)
+    with pytest.raises(dgmm.DataError, match=r"input row 777, column 1 is nan"):
+        model.predict(da.from_array(X, chunks=(100, 3))).compute()
