@@ -51,6 +51,10 @@ def handle_errors(command: str) -> Callable:
                 sys.exit(130)
             except (click.exceptions.Exit, click.ClickException, SystemExit):
                 raise
+            except OSError as exc:  # a path the user named cannot be read or written
+                where = f"{exc.filename}: " if exc.filename else ""
+                fail(command, f"{where}{exc.strerror or exc}; check the path, its permissions and free space",
+                     EXIT_USER_ERROR)
             except Exception as exc:  # unexpected: one line unless debugging
                 if os.environ.get("DGMM_DEBUG"):
                     raise
@@ -137,7 +141,31 @@ def fit_options(func: Callable) -> Callable:
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """A click group whose usage errors are one stderr line (exit 2), like every other user error."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            ctx = exc.ctx
+            name = ctx.info_name if ctx is not None and ctx.parent is not None else None
+            where = f"dgmm {name}" if name else "dgmm"
+            click.echo(f"{where}: error: {exc.format_message()} (see {where} --help)", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as exc:
+            click.echo(f"dgmm: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("dgmm: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dgmm")
 def main() -> None:
     """Gaussian mixture models fitted by exact EM on Parquet data, on Dask clusters."""
@@ -154,6 +182,8 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     from .io import ParquetDataset
     from .mixture import GaussianMixture
     from .model_io import save_model
+    from .outputs import check_destination
+    from .validation import check_n_samples, validate_params
 
     config = read_yaml(config_path) if config_path else {}
     settings = resolve(FIT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
@@ -162,13 +192,8 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
             raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
+    check_destination(settings["model"], settings["overwrite"])  # before any work that the failure would waste
     dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"])
-    log = ProgressLog(settings["log_format"], settings["max_iter"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
-    checkpoint = None
-    if settings["checkpoint"]:
-        checkpoint = Checkpoint(settings["checkpoint"], resume=settings["resume"])
-        log.event("checkpoint", path=str(checkpoint.path), resuming=settings["resume"] and checkpoint.path.exists())
     model = GaussianMixture(
         settings["n_components"],
         covariance_type=settings["covariance_type"],
@@ -182,6 +207,14 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         chunk_rows=settings["chunk_rows"],
         cache=settings["cache"],
     )
+    validate_params(model)  # every check that needs no cluster runs before one starts
+    check_n_samples(dataset.n_rows, model.n_components)
+    log = ProgressLog(settings["log_format"], settings["max_iter"])
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    checkpoint = None
+    if settings["checkpoint"]:
+        checkpoint = Checkpoint(settings["checkpoint"], resume=settings["resume"])
+        log.event("checkpoint", path=str(checkpoint.path), resuming=settings["resume"] and checkpoint.path.exists())
     started = time.perf_counter()
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

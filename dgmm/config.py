@@ -81,6 +81,7 @@ class Setting:
 FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("data", str, None, "Parquet file or directory to fit"),
     Setting("model", str, None, "where to write the fitted model (.npz)"),
+    Setting("overwrite", bool, False, "replace an existing model file"),
     Setting("n_components", int, 1, "number of mixture components", minimum=1),
     Setting("covariance_type", str, "full", "covariance of each component", choices=COVARIANCE_TYPES),
     Setting("max_iter", int, 100, "most EM iterations", minimum=0),

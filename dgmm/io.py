@@ -201,8 +201,20 @@ def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:
     """
     partitions = dict(row_group.partitions)
     in_file = [c for c in columns if c not in partitions]
-    with open_input(row_group.path) as handle:
-        table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=in_file)
+    try:
+        with open_input(row_group.path) as handle:
+            table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=in_file)
+    except (OSError, pa.ArrowException, IndexError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise DataError(
+            f"{row_group.path}: cannot read row group {row_group.index} ({reason}); the input was removed or "
+            "changed while in use: restore it and run again (a fit with a checkpoint can --resume)"
+        ) from None
+    if table.num_rows != row_group.n_rows:
+        raise DataError(
+            f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
+            f"{row_group.n_rows}; the input changed while in use: restore it and run again"
+        )
     out = np.empty((row_group.n_rows, len(columns)), dtype=np.float64)
     for j, name in enumerate(columns):
         if name in partitions:

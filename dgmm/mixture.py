@@ -16,7 +16,7 @@ from ._estimator import EstimatorMixin
 from .checkpoint import Checkpoint, FitState, saving_callback
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
-from .validation import check_random_state, checked_inits, param_error, validate_params
+from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .execution import IN_MEMORY_CHUNK_ROWS, executor_for
 from .inputs import Input, as_input
 from .params import MixtureParams
@@ -140,11 +140,7 @@ class GaussianMixture(EstimatorMixin):
     ) -> Input:
         validate_params(self)
         data = as_input(X, columns, self.chunk_rows)
-        if data.n_rows < max(2, self.n_components):
-            raise DataError(
-                f"expected n_samples >= max(2, n_components) but got n_components = "
-                f"{self.n_components}, n_samples = {data.n_rows}"
-            )
+        check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:

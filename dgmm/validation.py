@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import DataError, ParameterError
 from .gaussian import COVARIANCE_TYPES
 from .init import INIT_METHODS
 
@@ -29,6 +29,14 @@ def check_random_state(seed: Any) -> np.random.RandomState:
 def param_error(name: str, value: Any, allowed: str) -> ParameterError:
     return ParameterError(f"{name}={value!r} is invalid; expected {allowed}")
 
+
+def check_n_samples(n_samples: int, n_components: int) -> None:
+    """Refuse data with fewer rows than a fit needs (scikit-learn's wording, plus the fix)."""
+    if n_samples < max(2, n_components):
+        raise DataError(
+            f"expected n_samples >= max(2, n_components) but got n_components = {n_components}, "
+            f"n_samples = {n_samples}; fit fewer components or give more rows"
+        )
 
 
 def validate_params(est) -> None:

@@ -104,3 +104,42 @@ def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parque
     assert "resuming=True" in resumed.stderr
     assert f"iteration {killed_at + 1:4d}" in resumed.stderr and "iteration    1 " not in resumed.stderr
     assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))
+
+
+def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_checkpoint(tmp_path, parquet_dir,
+                                                                                       cluster_client):
+    """A Parquet file vanishes mid-fit: exit 2 naming it, the checkpoint survives, resume ends as if nothing happened."""
+    data = Path(parquet_dir(sample_mixture(random_mixture(3, 2, seed=4, separation=2.0), 40_000, seed=4)[0],
+                            row_group_size=4000, n_files=2))
+    victim = sorted(data.glob("*.parquet"))[1]
+    dgmm_cmd = str(Path(sys.executable).parent / "dgmm")
+    common = ["fit", data, "--n-components", "3", "--seed", "2", "--tol", "0", "--max-iter", "12", "--cache", "none",
+              "--scheduler", cluster_client.scheduler.address]
+    subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "reference.npz"], check=True, capture_output=True, timeout=300)
+
+    checkpoint_dir = tmp_path / "ckpt"
+    proc = subprocess.Popen([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (checkpoint_dir / "checkpoint.npz").exists() and Checkpoint(checkpoint_dir).peek_iteration() >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the fit ended before the file could be removed"
+    hidden = tmp_path / "hidden.parquet"
+    victim.rename(hidden)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith(f"dgmm fit: error: {victim}: cannot read row group ") and "Traceback" not in stderr
+    assert "the input was removed or changed while in use" in error and "--resume" in error
+    assert not (tmp_path / "model.npz").exists()
+    stopped_at = Checkpoint(checkpoint_dir).peek_iteration()
+    assert 3 <= stopped_at < 12
+
+    hidden.rename(victim)
+    resumed = subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir,
+                              "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"iteration {stopped_at + 1:4d}" in resumed.stderr
+    assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))
