@@ -21,12 +21,18 @@ import numpy as np
 
 from .em import EMResult, IterationCallback, IterationReport
 from .errors import DgmmError
-from .model_io import _CORRUPT, _canonical_json, _checksum, _write_atomically
+from .gaussian import COVARIANCE_TYPES
+from .model_io import (_CORRUPT, _INT, _NONE, _REAL, _STR, _canonical_json, _check_keys, _check_shapes, _checksum,
+                       _Invalid, _write_atomically)  # fmt: skip
 from .params import MixtureParams
 
 FORMAT = "dgmm-checkpoint"
 FORMAT_VERSION = 1
 _PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
+_RESULT = (dict, type(None))
+_METADATA = {"format": _STR, "format_version": _INT, "covariance_type": _STR, "init_index": _INT, "current": _RESULT,
+             "best": _RESULT, "identity": (dict,), "sha256": _STR}  # fmt: skip
+_RESULT_META = {"converged": (bool,), "n_iter": _INT, "lower_bound": _REAL + _NONE}
 
 
 class CheckpointError(DgmmError, ValueError):
@@ -133,20 +139,25 @@ class Checkpoint:
         )
 
     def _read(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Metadata and arrays, format and checksum verified."""
+        """Metadata and arrays, format, checksum and structure verified."""
         try:
             with np.load(self.path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             metadata = json.loads(arrays.pop("metadata").tobytes().decode("utf-8"))
             valid = (
-                metadata.get("format") == FORMAT
+                isinstance(metadata, dict)
+                and metadata.get("format") == FORMAT
                 and metadata.get("format_version") == FORMAT_VERSION
                 and metadata.get("sha256") == _checksum(arrays, metadata, sorted(arrays))
             )
-        except _CORRUPT + (AttributeError,) as exc:
+        except _CORRUPT + (AttributeError, RecursionError) as exc:
             raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over") from None
         if not valid:
             raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint; delete it to start over")
+        try:
+            _check_structure(metadata, arrays)
+        except _Invalid as exc:
+            raise CheckpointError(f"{self.path}: inconsistent checkpoint ({exc}); delete it to start over") from None
         return metadata, arrays
 
     def _check_identity(self, saved: dict[str, Any]) -> None:
@@ -159,6 +170,52 @@ class Checkpoint:
                     f"{self.path}: written for other {part} ({key}: {json.dumps(old.get(key))[:80]} "
                     f"now {json.dumps(new.get(key))[:80]}); delete the checkpoint or run without resuming"
                 )
+
+
+def _check_structure(metadata: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Keys and types of the metadata, the seeds, and the arrays of every saved result; raises _Invalid."""
+    _check_keys("metadata", metadata, _METADATA)
+    kind = metadata["covariance_type"]
+    if kind not in COVARIANCE_TYPES:
+        raise _Invalid(f"unknown covariance_type {kind!r:.80}")
+    for part in ("settings", "input"):
+        if not isinstance(metadata["identity"].get(part, {}), dict):
+            raise _Invalid(f"metadata identity {part} is not an object")
+    seeds = arrays.get("seeds")
+    if seeds is None or seeds.dtype.kind not in "iu" or seeds.ndim != 1 or not seeds.size:
+        raise _Invalid("array 'seeds' is missing or not a non-empty 1-D integer array")
+    if not 0 <= metadata["init_index"] <= len(seeds):
+        raise _Invalid(f"init_index {metadata['init_index']} is outside 0..{len(seeds)}")
+    expected = {"seeds"}
+    for prefix in ("current", "best"):
+        if metadata[prefix] is not None:
+            expected.update(_check_result(prefix, metadata[prefix], arrays, kind))
+    unknown = sorted(arrays.keys() - expected)
+    if unknown:
+        raise _Invalid(f"unknown array {unknown[0]!r:.80}")
+
+
+def _check_result(prefix: str, meta: dict[str, Any], arrays: dict[str, np.ndarray], kind: str) -> list[str]:
+    """One saved EM result: its metadata and its arrays' presence, dtypes, shapes and finiteness."""
+    _check_keys(f"metadata {prefix}", meta, _RESULT_META)
+    if meta["n_iter"] < 0:
+        raise _Invalid(f"metadata {prefix} n_iter={meta['n_iter']} is negative")
+    names = [f"{prefix}_{name}" for name in _PARAM_FIELDS + ("lower_bounds",)]
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise _Invalid(f"missing array {missing[0]!r}")
+    result = {name.removeprefix(prefix + "_"): arrays[name] for name in names}
+    means = result["means"]
+    if means.ndim != 2 or 0 in means.shape:
+        raise _Invalid(f"array '{prefix}_means' has shape {means.shape}, expected (n_components, n_features)")
+    try:
+        _check_shapes({**result, "feature_names": np.empty(0, dtype="U1")}, kind, *means.shape)
+    except _Invalid as exc:
+        raise _Invalid(f"{prefix}: {exc}") from None
+    for name in _PARAM_FIELDS:
+        if not np.all(np.isfinite(result[name])):
+            raise _Invalid(f"array '{prefix}_{name}' holds NaN or infinite values")
+    return names
 
 
 def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int,

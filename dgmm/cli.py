@@ -111,14 +111,19 @@ def _finite(value: float) -> float | None:
 
 @contextlib.contextmanager
 def cluster_client(settings: dict, log: ProgressLog):
-    """A client for ``--scheduler``, else a local cluster of worker processes on 127.0.0.1."""
+    """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on 127.0.0.1."""
+    tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
     if settings["scheduler"]:
         from .execution import connect
 
-        with connect(settings["scheduler"]) as client:
+        with connect(settings["scheduler"], **tls) as client:
             log.event("cluster", scheduler=settings["scheduler"], workers=len(client.scheduler_info()["workers"]))
             yield client
         return
+    given = [key for key, value in tls.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} given without --scheduler; TLS settings apply only to a tls:// "
+                          "scheduler: add --scheduler tls://HOST:PORT or drop them")
     from .execution import local_cluster
 
     with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto") as client:
@@ -165,6 +170,11 @@ class OneLineErrors(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+NAN_POLICY_OPTION = click.option(
+    "--nan-policy", type=click.Choice(("raise", "drop")), default=None,
+    help="rows with nulls or NaN: refuse them, or drop them [default: the model's, as fitted]")
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dgmm")
 def main() -> None:
@@ -193,7 +203,8 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
     check_destination(settings["model"], settings["overwrite"])  # before any work that the failure would waste
-    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"])
+    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
+                                  settings["weight_column"], settings["nan_policy"])
     model = GaussianMixture(
         settings["n_components"],
         covariance_type=settings["covariance_type"],
@@ -206,6 +217,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         split_every=settings["split_every"],
         chunk_rows=settings["chunk_rows"],
         cache=settings["cache"],
+        nan_policy=settings["nan_policy"],
     )
     validate_params(model)  # every check that needs no cluster runs before one starts
     check_n_samples(dataset.n_rows, model.n_components)
@@ -243,14 +255,16 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
 @click.option("--log-likelihood", "log_likelihood", is_flag=True, help="also write each row's log-likelihood")
 @click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@NAN_POLICY_OPTION
 @handle_errors("predict")
 def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
-            overwrite: bool) -> None:
-    """Write the most probable component of every row of DATA, in input order."""
+            overwrite: bool, nan_policy: str | None) -> None:
+    """Write the most probable component of every row of DATA, in input order (null for dropped rows)."""
     from .model_io import load_model
     from .outputs import predict_to_parquet
 
     model = load_model(model_path)
+    model.set_params(nan_policy=nan_policy or model.nan_policy)
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
     n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
                            overwrite=overwrite)
@@ -261,12 +275,14 @@ def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@NAN_POLICY_OPTION
 @handle_errors("score")
-def score(model_path: str, data: str, as_json: bool) -> None:
-    """Mean log-likelihood, BIC and AIC of the model on DATA."""
+def score(model_path: str, data: str, as_json: bool, nan_policy: str | None) -> None:
+    """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
     from .model_io import load_model
 
-    summary = load_model(model_path).score_summary(data)
+    model = load_model(model_path)
+    summary = model.set_params(nan_policy=nan_policy or model.nan_policy).score_summary(data)
     if as_json:
         click.echo(json.dumps(summary))
     else:

@@ -7,6 +7,7 @@ A config file holds the same keys as the command's options (with ``_`` for
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,6 +21,17 @@ from .init import INIT_METHODS
 
 class ConfigError(DgmmError, ValueError):
     """A config file or option has an unknown key, a wrong type or a bad value."""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 80
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 6, 6
+
+
+def _show(value: Any) -> str:
+    """A short one-line repr of a config key or value (a huge or deeply nested YAML value is cut)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ class Setting:
         """Check and normalise a value from YAML or the command line."""
         if value is None:
             return None
-        bad = ConfigError(f"{where}: key {self.name!r} has value {value!r}; expected {self.describe()}")
+        bad = ConfigError(f"{where}: key {self.name!r} has value {_show(value)}; expected {self.describe()}")
         if self.is_list:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -91,9 +103,14 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("n_init", int, 1, "initialisations; the best is kept", minimum=1),
     Setting("seed", int, None, "random seed (fixes the initialisation)", minimum=0),
     Setting("columns", str, None, "feature columns (default: all)", is_list=True),
+    Setting("weight_column", str, None, "column of per-row weights >= 0 (not a feature)"),
+    Setting("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=("raise", "drop")),
     Setting("checkpoint", str, None, "directory for a checkpoint written after every iteration"),
     Setting("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)"),
     Setting("scheduler", str, None, "address of a running Dask scheduler (default: a local cluster)"),
+    Setting("tls_ca_file", str, None, "PEM CA certificate of a tls:// scheduler (else Dask's TLS config)"),
+    Setting("tls_cert", str, None, "PEM client certificate for a tls:// scheduler"),
+    Setting("tls_key", str, None, "PEM private key of --tls-cert (unless that file holds it)"),
     Setting("n_workers", int, None, "worker processes of the local cluster", minimum=1),
     Setting("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),
     Setting("split_every", int, 8, "fan-in of the tree reduce", minimum=2),
@@ -108,16 +125,30 @@ FIT_SETTINGS: tuple[Setting, ...] = (
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from ``path`` (safe_load: configs are data, never code)."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text())
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
+                          "save the config as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply to read; a config is a flat mapping of key: value") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the config must be a mapping of key: value, not {type(loaded).__name__}")
     return loaded
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where, on one line."""
+    if isinstance(exc, yaml.MarkedYAMLError) and (exc.problem or exc.context):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return " ".join(f"{exc.problem or exc.context}{where}".split())[:200]
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def resolve(
@@ -131,7 +162,7 @@ def resolve(
     result = {s.name: s.default for s in settings}
     for key, value in (config or {}).items():
         if key not in by_name:
-            raise ConfigError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(by_name)}")
+            raise ConfigError(f"{where}: unknown key {_show(key)}; allowed keys: {', '.join(by_name)}")
         result[key] = by_name[key].convert(value, where)
     for key, value in (overrides or {}).items():
         if value is not None:

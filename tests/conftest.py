@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -25,6 +32,55 @@ def cluster_client():
         silence_logs=logging.ERROR,
     ) as cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+BIN = Path(sys.executable).parent
+
+
+@contextlib.contextmanager
+def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None = None,
+                   timeout: float = 60) -> Iterator[str]:
+    """`dask scheduler` plus ``n_workers`` `dask worker` processes (with nannies) on 127.0.0.1.
+
+    ``tls`` ({"ca": ..., "cert": ..., "key": ...}, PEM files) makes every process listen and
+    connect over TLS with that CA and certificate. Yields the scheduler address once all workers
+    have joined; terminates the processes on exit.
+    """
+    scheduler_file = folder / "scheduler.json"
+    tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host = "tls://127.0.0.1" if tls else "127.0.0.1"
+    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", host, "--port", "0", "--no-dashboard",
+                               "--scheduler-file", scheduler_file, *tls_args], **quiet)]
+    try:
+        deadline = time.monotonic() + timeout
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(n_workers):
+            procs.append(subprocess.Popen([BIN / "dask", "worker", "--scheduler-file", scheduler_file, "--nthreads",
+                                           "1", "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB",
+                                           *tls_args], **quiet))
+        address = json.loads(scheduler_file.read_text())["address"]
+        with client_of(address, tls) as client:
+            client.wait_for_workers(n_workers, timeout=timeout)
+        yield address
+    finally:  # workers first: a worker outliving its scheduler spends seconds trying to reconnect
+        for group in (procs[1:], procs[:1]):
+            for proc in group:
+                proc.terminate()
+            for proc in group:
+                proc.wait(timeout=30)
+
+
+def client_of(address: str, tls: dict[str, str] | None = None) -> Any:
+    """A plain ``distributed.Client`` of ``address`` (with the client side of ``tls``, if given)."""
+    from distributed import Client, Security
+
+    security = None
+    if tls:
+        security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+                            require_encryption=True)
+    return Client(address, set_as_default=False, security=security)
 
 
 @pytest.fixture

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +15,8 @@ from distributed import Client, LocalCluster
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 
-BIN = Path(sys.executable).parent
+from conftest import BIN, dask_processes
+
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
 
 
@@ -41,25 +38,8 @@ def dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scheduler_and_workers(tmp_path_factory):
     """`dask scheduler` plus two `dask worker` processes (with nannies) on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("dask")
-    scheduler_file = folder / "scheduler.json"
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", scheduler_file], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for _ in range(2):
-        procs.append(subprocess.Popen([BIN / "dask", "worker", "--scheduler-file", scheduler_file, "--nthreads", "1",
-                                       "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    address = json.loads(scheduler_file.read_text())["address"]
-    with Client(address, set_as_default=False) as client:
-        client.wait_for_workers(2, timeout=60)
-    yield address
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        proc.wait(timeout=30)
+    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=2) as address:
+        yield address
 
 
 def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_workers, tmp_path):

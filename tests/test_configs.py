@@ -16,7 +16,8 @@ from dgmm.model_io import load_model
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "large-out-of-core.yaml", "remote-scheduler.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "large-out-of-core.yaml", "remote-scheduler.yaml",
+                                  "remote-scheduler-tls.yaml"])
 def test_fit_configs_are_valid(name):
     settings = resolve(FIT_SETTINGS, read_yaml(CONFIGS / name), where=name)
     assert settings["data"] and settings["model"] and settings["n_components"] >= 1
