@@ -4,7 +4,7 @@ Orchestration only: the maths is in :mod:`dgmm.stats`, :mod:`dgmm.mstep` and
 :mod:`dgmm.init`. One iteration is one pass over the data::
 
     1. broadcast θ_t to every worker (once per worker)
-    2. map      chunk_stats(X_chunk, θ_t) -> Stats centred on μ_t
+    2. map      fused_chunk_stats(X_chunk, plan(θ_t)) -> Stats centred on μ_t
     3. reduce   Stats + Stats in a tree of fan-in split_every
     4. M-step   θ_{t+1} = params_from_stats(Stats, μ_t, reg_covar), on the client
     5. stop when |mean loglik_t − mean loglik_{t−1}| < tol
@@ -12,6 +12,7 @@ Orchestration only: the maths is in :mod:`dgmm.stats`, :mod:`dgmm.mstep` and
 
 from __future__ import annotations
 
+import builtins
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,14 +20,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import FitError
+from .errors import DataError, FitError
 from .execution import Executor
+from .fused import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from .gaussian import CovarianceType
-from .init import InitMethod, InitPlan, choose_centres, init_chunk_stats, sample_size
+from .init import InitMethod, InitPlan, init_chunk_stats
 from .mstep import params_from_stats
 from .params import MixtureParams
-from .stats import Stats, chunk_stats
-
+from .seeding import initial_centres
+from .stats import Stats
+from .weights import split_weights
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,26 @@ class EMResult:
     lower_bounds: list[float] = field(default_factory=list)
 
 
-def em_kernel(block: np.ndarray, params: MixtureParams, row_offset: int) -> Stats:
-    return chunk_stats(block, params)
+def em_kernel(
+    block: np.ndarray, plan: EStepPlan | MixtureParams, row_offset: int, map: Callable = builtins.map
+) -> Stats:
+    """E-step statistics of one chunk; ``plan`` from :func:`~dgmm.fused.plan_estep` (or raw parameters).
+
+    ``map`` runs the chunk's row tiles (the in-process executor passes a thread pool's);
+    the result does not depend on it.
+    """
+    if isinstance(plan, MixtureParams):
+        plan = plan_estep(plan)
+    X, weights = split_weights(block, plan.n_features)
+    return fused_chunk_stats(X, plan, map, weights)
+
+
+em_kernel.maps_tiles = True  # the in-process executor may hand it a thread pool's map
 
 
 def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
-    return init_chunk_stats(block, plan, row_offset)
+    X, weights = split_weights(block, plan.centres.shape[1])
+    return init_chunk_stats(X, plan, row_offset, weights)
 
 
 def initial_params(
@@ -79,22 +96,25 @@ def initial_params(
     reg_covar: float,
     seed: int,
     split_every: int,
+    n_features: int | None = None,
     weights_init: np.ndarray | None = None,
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
 ) -> MixtureParams:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
-    Costs two computes (a row sample, then one statistics pass) unless all three
-    of ``weights_init``, ``means_init`` and ``precisions_init`` are given, which costs none.
+    Costs two computes (a row sample, then one statistics pass) for the sample-based
+    methods, one small gather and ``rounds + 2`` passes for "k-means||" and up to 10
+    Lloyd passes more for "kmeans" (see :mod:`dgmm.seeding`); none when all three
+    of ``weights_init``, ``means_init`` and ``precisions_init`` are given.
+    ``X`` has ``n_features`` columns (default: all), plus a last one of row weights when
+    weighted (:mod:`dgmm.weights`).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
-    rng = np.random.default_rng(seed)
-    n_rows = X.shape[0]
-    # 1. a uniform sample of rows -> K centres
-    indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, method), replace=False)
-    centres = choose_centres(executor.gather_rows(X, indices), n_components, method, rng)
+    # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
+    centres = initial_centres(executor, X, n_components=n_components, n_features=n_features or X.shape[1],
+                              method=method, seed=seed, split_every=split_every)
     # 2. one statistics pass under the initial responsibilities -> ordinary M-step
     plan = InitPlan(method, centres, seed, covariance_type)
     stats = executor.map_reduce(X, init_kernel, plan, split_every)
@@ -118,12 +138,14 @@ def run_em(
     lower_bound: float = -math.inf,
     history: Sequence[float] = (),
     on_iteration: IterationCallback | None = None,
+    dtype: ComputeDType = "float64",
 ) -> EMResult:
     """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
 
     ``history`` holds the lower bounds of iterations already done from the same
     start (when resuming), ``lower_bound`` the last of them; iterations continue
-    from ``len(history) + 1`` to ``max_iter``.
+    from ``len(history) + 1`` to ``max_iter``. ``dtype`` is the compute dtype of the
+    E-step (statistics are accumulated in float64 either way).
 
     Raises
     ------
@@ -137,8 +159,11 @@ def run_em(
     for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         started = time.perf_counter()
         previous = lower_bound
-        stats = executor.map_reduce(X, em_kernel, params, split_every)
-        lower_bound = stats.loglik / stats.n_rows
+        stats = executor.map_reduce(X, em_kernel, plan_estep(params, dtype), split_every)
+        if not stats.weight > 0:
+            raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or given "
+                            "sample weight 0); check the input or nan_policy")
+        lower_bound = stats.loglik / stats.weight
         if not np.isfinite(lower_bound):
             raise FitError(
                 f"the log-likelihood became {lower_bound} at iteration {n_iter}; "

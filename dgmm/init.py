@@ -1,16 +1,25 @@
 """Starting parameters: pure kernels (no Dask).
 
-Every method picks K *centres* from a uniform sample of rows, then one pass over
-the data turns responsibilities into the first (π, μ, Σ) through the ordinary
-M-step, so initial covariances describe the data (scikit-learn's
-"random_from_data" and "k-means++" start every covariance at ``reg_covar``):
+Every method picks K *centres*, then one pass over the data turns
+responsibilities into the first (π, μ, Σ) through the ordinary M-step, so
+initial covariances describe the data (scikit-learn's "random_from_data" and
+"k-means++" start every covariance at ``reg_covar``):
 
-- ``"k-means++"``: greedy k-means++ seeding on the sample; hard assignment of
-  every row to its nearest centre.
+- ``"kmeans"``: k-means|| seeding, then up to 10 Lloyd passes over all rows;
+  hard assignment of every row to its nearest centre.
+- ``"k-means||"``: scalable k-means++ (Bahmani et al. 2012) over all rows, out
+  of core: ``rounds + 2`` passes in all (kernels in :mod:`dgmm.kmeans`,
+  orchestration in :mod:`dgmm.seeding`).
+- ``"k-means++"``: greedy k-means++ seeding on a uniform sample of
+  ``max(10_000, 100·K)`` rows (all rows when there are fewer), so on large data
+  it is k-means++ *of a sample*; hard assignment of every row to its nearest centre.
 - ``"random_from_data"``: K distinct random rows; hard assignment to the nearest.
 - ``"random"``: responsibilities drawn uniformly and normalised per row, as
   scikit-learn, from a counter-based hash of (seed, global row index, k), so they
   do not depend on how the rows are chunked.
+
+With sample weights, the statistics pass multiplies every row's
+responsibilities by its weight.
 """
 
 from __future__ import annotations
@@ -23,8 +32,8 @@ import numpy as np
 from .gaussian import CovarianceType
 from .stats import Stats, accumulate
 
-InitMethod = Literal["random", "random_from_data", "k-means++"]
-INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++")
+InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||"]
+INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++", "kmeans", "k-means||")
 
 
 @dataclass(frozen=True)
@@ -124,13 +133,16 @@ def random_resp(n_rows: int, n_components: int, row_offset: int, seed: int) -> n
     return uniform / uniform.sum(axis=1, keepdims=True)
 
 
-def init_chunk_stats(X: np.ndarray, plan: InitPlan, row_offset: int = 0) -> Stats:
+def init_chunk_stats(
+    X: np.ndarray, plan: InitPlan, row_offset: int = 0, weights: np.ndarray | None = None
+) -> Stats:
     """Statistics of one chunk under the initial responsibilities of ``plan``.
 
     Parameters
     ----------
     X : ndarray of shape (n, d)
     row_offset : global index of the chunk's first row
+    weights : ndarray of shape (n,) or None, sample weights multiplying the responsibilities
     """
     X = np.asarray(X, dtype=np.float64)
     K = plan.centres.shape[0]
@@ -140,4 +152,7 @@ def init_chunk_stats(X: np.ndarray, plan: InitPlan, row_offset: int = 0) -> Stat
         labels = np.argmin(squared_distances(X, plan.centres), axis=1)
         resp = np.zeros((X.shape[0], K))
         resp[np.arange(X.shape[0]), labels] = 1.0
-    return accumulate(X, resp, plan.centres, plan.covariance_type)
+    if weights is None:
+        return accumulate(X, resp, plan.centres, plan.covariance_type)
+    resp *= np.asarray(weights, dtype=np.float64)[:, None]
+    return accumulate(X, resp, plan.centres, plan.covariance_type, weight=float(np.sum(weights)))

@@ -10,8 +10,9 @@ import numpy as np
 from .errors import DataError, ParameterError
 from .gaussian import COVARIANCE_TYPES
 from .init import INIT_METHODS
+from .weights import NAN_POLICIES
 
-LATER_INITS = ("kmeans", "k-means||")
+LATER_INITS: tuple[str, ...] = ()  # init methods named but not available yet
 CACHE_POLICIES = ("auto", "memory", "none")
 
 
@@ -62,6 +63,8 @@ def validate_params(est) -> None:
         integer("chunk_rows", 1)
     if est.cache not in CACHE_POLICIES:
         raise param_error("cache", est.cache, f"one of {', '.join(CACHE_POLICIES)}")
+    if est.nan_policy not in NAN_POLICIES:
+        raise param_error("nan_policy", est.nan_policy, f"one of {', '.join(NAN_POLICIES)}")
     real("tol")
     real("reg_covar")
     if est.covariance_type not in COVARIANCE_TYPES:

@@ -1,0 +1,281 @@
+"""The fused EM kernel: E-step and centred statistics of a chunk in one pass, tile by tile.
+
+No Dask here: NumPy/BLAS for the GEMMs, the compiled row loops of
+:mod:`dgmm._tile_kernels` for the glue between them. A chunk of ``n`` rows is cut
+into row tiles of ``T`` rows that stay in cache; for each tile, in order:
+
+1. ``Z = X_tile − c`` in float64, then cast to the compute dtype. ``c`` is one
+   reference point for all components (the mean of the old means), so a large
+   common offset in the data never meets the expansions below.
+2. Squared Mahalanobis distances by one GEMM on ``Z``, with ``a_k = μ_k − c``:
+
+   * full: ``Y = [Z, 1] [[U_1 … U_K], −[a_1 U_1 … a_K U_K]]``, a (T, d+1) × (d+1, K·d)
+     GEMM, then ``m_nk = ‖Y_nk‖²`` per block of d columns;
+   * tied: ``Y = Z U``, then ``m_nk = ‖Y_n − a_k U‖²`` (a row loop);
+   * diag / spherical: ``m_nk = [Z, Z∘Z] [−2 a∘P ; P]ᵀ + Σ_j a_kj² P_kj``,
+     ``P = precisions`` (a row per component; the constant goes into ``log_norm``).
+
+3. log-sum-exp responsibilities ``r`` (T, K) and the tile's log-likelihood.
+4. Statistics about the old means, returned in float64:
+
+   * full / tied: per component ``D_k = [Z − a_k, 1]`` and ``W_k = r_k ∘ D_k`` (one
+     row loop writes all K), then one batched GEMM ``W_kᵀ D_k`` gives ``S2_k`` and
+     ``S1_k`` — exactly centred on the old means, no cancellation;
+   * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
+     ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
+     The expansion is about ``c``, not about zero, so its rounding is
+     ``eps · (a_kj² + σ_kj²)`` per entry — relative to the spread of the
+     components, never to the offset of the data.
+
+Tile results are summed in tile order into float64 totals, so the result is a
+pure function of the chunk and the tile size (whatever ``map`` runs the tiles).
+With ``dtype="float32"`` steps 1–4 run in float32 inside a tile (a tile sums at
+most ``T`` rows); everything across tiles, and the log-likelihood, is float64.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Literal
+
+import numpy as np
+
+from . import _tile_kernels as _k
+from .gaussian import CovarianceType, log_det_cholesky
+from .params import MixtureParams
+from .stats import Stats, s2_shape
+
+ComputeDType = Literal["float64", "float32"]
+COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
+TILE_ELEMENTS = 1 << 17  # (T × width of the widest tile intermediate) in elements, ~1 MiB of float64
+MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
+
+TileParts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
+MapFn = Callable[..., Iterable]
+
+
+def check_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype of a compute dtype name; ValueError for anything else."""
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"dtype={dtype!r} is invalid; expected one of {', '.join(COMPUTE_DTYPES)}")
+    return np.dtype(dtype)
+
+
+def default_tile_rows(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
+    """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
+    if covariance_type in ("full", "tied"):
+        width = 3 * n_components * (n_features + 1)  # Y, D and WD
+    else:
+        width = 2 * n_features + 2 * n_components
+    rows = TILE_ELEMENTS // max(width, 1)
+    return int(min(MAX_TILE_ROWS, max(MIN_TILE_ROWS, rows)))
+
+
+@dataclass(frozen=True)
+class EStepPlan:
+    """Everything a tile needs, derived once per iteration from the old parameters.
+
+    Attributes
+    ----------
+    covariance_type : "full", "tied", "diag" or "spherical"
+    dtype : compute dtype of the tile arithmetic
+    tile_rows : rows per tile, ``T``
+    centre : ndarray of shape (d,), float64, the reference ``c``
+    shift : ndarray of shape (K, d), float64, ``a_k = μ_k − c``
+    log_norm : ndarray of shape (K,), float64, ``log π_k + log det U_k − ½ d log 2π``
+        (for diag/spherical also ``− ½ Σ_j a_kj² P_kj``)
+    gemm : compute-dtype matrix the centred tile is multiplied by: (d + 1, K·d) full
+        (``[U_1 … U_K]`` over ``−[a_1 U_1 … a_K U_K]``), (d + 1, d) tied (``U`` over 0),
+        (2d, K) diag/spherical (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
+    shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
+    shift_c : ``shift`` in the compute dtype
+    """
+
+    covariance_type: CovarianceType
+    dtype: np.dtype
+    tile_rows: int
+    centre: np.ndarray
+    shift: np.ndarray
+    log_norm: np.ndarray
+    gemm: np.ndarray
+    shift_u: np.ndarray
+    shift_c: np.ndarray
+
+    @property
+    def n_components(self) -> int:
+        return int(self.shift.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.shift.shape[1])
+
+
+def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None) -> EStepPlan:
+    """Precompute the per-iteration constants of :func:`fused_chunk_stats` (O(K·d²) work).
+
+    Parameters
+    ----------
+    params : the old parameters; the statistics are centred on ``params.means``
+    dtype : "float64" or "float32", the dtype of the tile arithmetic
+    tile_rows : rows per tile; default from :func:`default_tile_rows`
+    """
+    ctype = check_dtype(dtype)
+    cov_type = params.covariance_type
+    means = np.asarray(params.means, dtype=np.float64)
+    K, d = means.shape
+    prec_chol = np.asarray(params.precisions_cholesky, dtype=np.float64)
+    centre = means.mean(axis=0)
+    shift = means - centre
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.asarray(params.weights, dtype=np.float64))
+    log_norm = log_weights + log_det_cholesky(prec_chol, cov_type, d) - 0.5 * d * np.log(2.0 * np.pi)
+    shift_u = np.zeros((0, d))
+    if cov_type == "full":
+        stacked = np.transpose(prec_chol, (1, 0, 2)).reshape(d, K * d)
+        offsets = np.einsum("ki,kij->kj", shift, prec_chol).reshape(1, K * d)
+        gemm = np.concatenate([stacked, -offsets], axis=0)
+    elif cov_type == "tied":
+        gemm = np.concatenate([prec_chol, np.zeros((1, d))], axis=0)
+        shift_u = shift @ prec_chol
+    else:
+        precisions = prec_chol**2 if cov_type == "diag" else np.repeat((prec_chol**2)[:, None], d, axis=1)
+        gemm = np.concatenate([-2.0 * (shift * precisions).T, precisions.T], axis=0)
+        log_norm = log_norm - 0.5 * np.sum(shift**2 * precisions, axis=1)
+    rows = tile_rows if tile_rows is not None else default_tile_rows(K, d, cov_type)
+    return EStepPlan(
+        cov_type,
+        ctype,
+        int(rows),
+        centre,
+        shift,
+        np.ascontiguousarray(log_norm, dtype=np.float64),
+        np.ascontiguousarray(gemm, dtype=ctype),
+        np.ascontiguousarray(shift_u, dtype=ctype),
+        np.ascontiguousarray(shift, dtype=ctype),
+    )
+
+
+_scratch = threading.local()
+
+
+def _buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A per-thread scratch array, reused across tiles (saves page faults on fresh memory)."""
+    key = (name, shape, dtype)
+    cache = getattr(_scratch, "arrays", None)
+    if cache is None or len(cache) > 32:
+        cache = _scratch.arrays = {}
+    if key not in cache:
+        cache[key] = np.empty(shape, dtype=dtype)
+    return cache[key]
+
+
+def _normalise(M: np.ndarray, peak: np.ndarray, s0: np.ndarray, weights: np.ndarray | None) -> float:
+    """In place: shifted log-probabilities M (T, K) -> responsibilities × row weights; adds Σ_n r_nk to s0.
+
+    Returns the tile's Σ_n w_n log p(x_n | θ) = Σ_n w_n (log Σ_k exp M_nk + peak_n), float64.
+    """
+    total = np.empty(M.shape[0])
+    with np.errstate(under="ignore"):
+        np.exp(M, out=M)
+    _k.normalise_rows(M, s0, total, np.ones(M.shape[0]) if weights is None else weights)
+    if weights is None:
+        return float(np.sum(np.log(total)) + np.sum(peak))
+    return float(weights @ (np.log(total) + peak))
+
+
+def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None) -> TileParts:
+    """E-step and centred statistics of one tile.
+
+    Parameters
+    ----------
+    X : ndarray of shape (T, d), any float dtype
+    weights : ndarray of shape (T,), float64, or None; row n counts ``weights[n]`` times
+
+    Returns
+    -------
+    loglik : float, Σ_n log p(x_n | θ)
+    s0 : ndarray of shape (K,), float64
+    s1 : ndarray of shape (K, d), float64
+    s2 : ndarray, :func:`~dgmm.stats.s2_shape`, float64
+    """
+    T, d = X.shape
+    K = plan.n_components
+    s0 = np.zeros(K)
+    if plan.covariance_type in ("diag", "spherical"):
+        pair = np.empty((T, 2 * d), dtype=plan.dtype)
+        _k.centre_rows(X, plan.centre, pair, True)
+        resp = pair @ plan.gemm
+        peak = np.empty(T)
+        _k.shifted_log_prob(resp, plan.log_norm, peak)
+        loglik = _normalise(resp, peak, s0, weights)
+        G = (resp.T @ pair).astype(np.float64)
+        first, second = G[:, :d], G[:, d:]
+        s1 = first - s0[:, None] * plan.shift
+        s2 = second - 2.0 * plan.shift * first + s0[:, None] * plan.shift**2
+        return loglik, s0, s1, s2
+    Z = _buffer("Z", (T, d + 1), plan.dtype)
+    _k.centre_rows(X, plan.centre, Z, False)
+    Y = np.matmul(Z, plan.gemm, out=_buffer("Y", (T, plan.gemm.shape[1]), plan.dtype))
+    resp = np.empty((T, K), dtype=plan.dtype)
+    peak = np.empty(T)
+    if plan.covariance_type == "full":
+        _k.full_log_prob(Y, plan.log_norm, resp, peak)
+    else:
+        _k.tied_maha(Y, plan.shift_u, resp)
+        _k.shifted_log_prob(resp, plan.log_norm, peak)
+    loglik = _normalise(resp, peak, s0, weights)
+    D = _buffer("D", (K, T, d + 1), plan.dtype)
+    WD = _buffer("WD", (K, T, d + 1), plan.dtype)
+    _k.centred_blocks(Z, plan.shift_c, resp, D, WD)
+    G = np.matmul(WD.transpose(0, 2, 1)[:, :d], D).astype(np.float64)
+    s1 = G[:, :, d]
+    s2 = G[:, :, :d]
+    if plan.covariance_type == "tied":
+        s2 = s2.sum(axis=0)
+    return loglik, s0, s1, s2
+
+
+def tile_bounds(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
+    """``[(start, stop), …]`` of consecutive tiles covering ``n_rows``."""
+    return [(i, min(i + tile_rows, n_rows)) for i in range(0, n_rows, max(1, tile_rows))]
+
+
+def fused_chunk_stats(
+    X: np.ndarray, plan: EStepPlan, map: MapFn = builtins.map, weights: np.ndarray | None = None
+) -> Stats:
+    """E-step and statistics of one chunk in one pass, centred on the old means.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    plan : from :func:`plan_estep`
+    map : how tiles are run, e.g. a thread pool's ``map``; results are summed in tile
+        order, so the value does not depend on it.
+    weights : ndarray of shape (n,) or None; row n counts ``weights[n]`` times
+
+    Returns
+    -------
+    Stats with float64 ``s0`` (K,), ``s1`` (K, d) and ``s2`` (``s2_shape``)
+    """
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    n, d = X.shape
+    K = plan.n_components
+    loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
+    s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
+    if weights is not None:
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+
+    def run(bounds: tuple[int, int]) -> TileParts:
+        start, stop = bounds
+        return tile_stats(X[start:stop], plan, None if weights is None else weights[start:stop])
+
+    for part_loglik, p0, p1, p2 in map(run, tile_bounds(n, plan.tile_rows)):
+        loglik += part_loglik
+        s0 += p0
+        s1 += p1
+        s2 += p2
+    return Stats(n, loglik, s0, s1, s2, float(n) if weights is None else float(weights.sum()))

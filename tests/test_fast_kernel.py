@@ -1,0 +1,153 @@
+"""The fused, tiled EM kernel against the naive reference (dgmm.stats.chunk_stats), and the dtype option."""
+
+from __future__ import annotations
+
+import builtins
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dgmm
+from dgmm.em import em_kernel
+from dgmm.errors import ParameterError
+from dgmm.execution import InProcessExecutor
+from dgmm.fused import fused_chunk_stats, plan_estep, tile_bounds
+from dgmm.params import MixtureParams
+from dgmm.stats import chunk_stats, merge_stats
+
+from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
+
+
+def assert_stats_close(got, ref, rtol: float) -> None:
+    assert got.n_rows == ref.n_rows
+    assert_close(got.loglik, ref.loglik, rtol, "loglik")
+    for name in ("s0", "s1", "s2"):
+        assert_close(getattr(got, name), getattr(ref, name), rtol, name)
+
+
+def shifted(params: MixtureParams, offset: float) -> MixtureParams:
+    return MixtureParams(params.weights, params.means + offset, params.covariances, params.precisions_cholesky,
+                         params.covariance_type)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("tile_rows", [1, 7, 64, None, 10_000])
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_fused_matches_reference(covariance_type, tile_rows, offset):
+    rng = np.random.default_rng(11)
+    params = shifted(random_params(rng, 4, 6, covariance_type), offset)
+    X = rng.normal(size=(1500, 6)) * 2 + offset
+    ref = chunk_stats(X, params)
+    got = fused_chunk_stats(X, plan_estep(params, "float64", tile_rows))
+    # with an offset the reference's own E-step rounds at ~1e-16 * 1e6 relative to the spread
+    assert_stats_close(got, ref, 1e-10 if offset == 0 else 1e-7)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("tile_rows", [5, None])
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_float32_compute_matches_reference_to_float32_precision(covariance_type, tile_rows, offset):
+    rng = np.random.default_rng(12)
+    params = shifted(random_params(rng, 3, 5, covariance_type), offset)
+    X = rng.normal(size=(2000, 5)) * 2 + offset
+    got = fused_chunk_stats(X, plan_estep(params, "float32", tile_rows))
+    assert got.s0.dtype == got.s1.dtype == got.s2.dtype == np.float64
+    assert_stats_close(got, chunk_stats(X, params), 2e-4)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_well_separated_offset_components_keep_their_small_variances(covariance_type):
+    """Components 100 σ apart at an offset of 1e6: centred statistics, no cancellation to speak of."""
+    rng = np.random.default_rng(13)
+    K, d = 3, 4
+    means = 1e6 + 100.0 * rng.normal(size=(K, d))
+    cov = {"full": np.repeat(0.01 * np.eye(d)[None], K, 0), "tied": 0.01 * np.eye(d),
+           "diag": np.full((K, d), 0.01), "spherical": np.full(K, 0.01)}[covariance_type]
+    params = MixtureParams.from_covariances(np.full(K, 1 / K), means, cov, covariance_type)
+    X = np.vstack([m + 0.1 * rng.normal(size=(400, d)) for m in means])
+    assert_stats_close(fused_chunk_stats(X, plan_estep(params, "float64", 97)), chunk_stats(X, params), 1e-7)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_tiles_on_a_thread_pool_give_bit_identical_results(covariance_type):
+    rng = np.random.default_rng(14)
+    params = random_params(rng, 5, 3, covariance_type)
+    X = rng.normal(size=(5000, 3)) * 3
+    plan = plan_estep(params, "float64", 300)
+    serial = fused_chunk_stats(X, plan, builtins.map)
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):
+            parallel = fused_chunk_stats(X, plan, pool.map)
+            assert parallel.loglik == serial.loglik
+            for name in ("s0", "s1", "s2"):
+                np.testing.assert_array_equal(getattr(parallel, name), getattr(serial, name))
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), n=st.integers(2, 300), K=st.integers(1, 4), d=st.integers(1, 5),
+       covariance_type=st.sampled_from(COVARIANCE_TYPES), tile_rows=st.integers(1, 64))
+def test_any_chunking_and_tiling_agree(data, n, K, d, covariance_type, tile_rows):
+    rng = np.random.default_rng(n * 17 + K * 5 + d)
+    params = random_params(rng, K, d, covariance_type)
+    X = rng.normal(size=(n, d)) * 2
+    cuts = sorted(data.draw(st.lists(st.integers(1, n - 1), max_size=6, unique=True)))
+    plan = plan_estep(params, "float64", tile_rows)
+    merged = merge_stats([fused_chunk_stats(piece, plan) for piece in np.split(X, cuts)])
+    assert_stats_close(merged, fused_chunk_stats(X, plan_estep(params)), 1e-10)
+
+
+def test_zero_weight_component_and_far_outliers_stay_finite():
+    rng = np.random.default_rng(15)
+    params = random_params(rng, 3, 2, "full")
+    params = MixtureParams(np.array([0.0, 0.5, 0.5]), params.means, params.covariances,
+                           params.precisions_cholesky, "full")
+    X = np.vstack([rng.normal(size=(50, 2)), [[1e6, -1e6]]])
+    got = fused_chunk_stats(X, plan_estep(params, "float64", 16))
+    assert np.isfinite(got.loglik) and got.s0[0] == 0.0
+    assert_stats_close(got, chunk_stats(X, params), 1e-10)
+
+
+def test_em_kernel_accepts_raw_parameters_and_tile_bounds_cover_the_chunk():
+    rng = np.random.default_rng(16)
+    params = random_params(rng, 2, 3, "diag")
+    X = rng.normal(size=(100, 3))
+    assert_stats_close(em_kernel(X, params, 0), chunk_stats(X, params), 1e-10)
+    assert tile_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)] and tile_bounds(0, 4) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_in_process_executor_result_does_not_depend_on_threads(threads):
+    rng = np.random.default_rng(17)
+    params = random_params(rng, 3, 4, "full")
+    X = rng.normal(size=(20_000, 4))
+    plan = plan_estep(params, "float64", 512)
+    for chunk_rows in (20_000, 1_000):  # few chunks (tiles in parallel) and many (chunks in parallel)
+        reference = InProcessExecutor(chunk_rows, threads=1).map_reduce(X, em_kernel, plan)
+        got = InProcessExecutor(chunk_rows, threads=threads).map_reduce(X, em_kernel, plan)
+        assert got.loglik == reference.loglik
+        np.testing.assert_array_equal(got.s2, reference.s2)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_fit_matches_float64_fit(covariance_type):
+    X, _ = dgmm.datasets.sample_mixture(dgmm.datasets.random_mixture(3, 4, seed=2), 6000, seed=2)
+    kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=20, **initial_params(X, 3, covariance_type))
+    f64 = dgmm.GaussianMixture(3, **kwargs).fit(X)
+    f32 = dgmm.GaussianMixture(3, dtype="float32", **kwargs).fit(X)
+    assert f32.means_.dtype == np.float64
+    assert abs(f32.lower_bound_ - f64.lower_bound_) <= 1e-4 * abs(f64.lower_bound_)
+    assert_close(f32.means_, f64.means_, 1e-3)
+
+
+def test_dtype_is_a_validated_estimator_parameter():
+    from sklearn.base import clone
+
+    model = dgmm.GaussianMixture(2, dtype="float32")
+    assert model.get_params()["dtype"] == "float32"
+    assert clone(model).dtype == "float32"
+    assert "dtype='float32'" in repr(model)
+    with pytest.raises(ParameterError, match="dtype='float16' is invalid"):
+        dgmm.GaussianMixture(2, dtype="float16").fit(np.random.default_rng(0).normal(size=(20, 2)))
