@@ -13,8 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import DataError
-from .execution import IN_MEMORY_CHUNK_ROWS, InputKind, check_finite_block
-from .io import ParquetDataset, is_path_input
+from .execution import IN_MEMORY_CHUNK_ROWS, InputKind
+from .io import NanPolicy, ParquetDataset, is_path_input
+from .weights import NAN_POLICIES, attach_weights, check_finite_block
 
 
 @dataclass
@@ -25,8 +26,10 @@ class Input:
     ----------
     kind : "numpy" (in memory), "dask" or "parquet"
     feature_names : column names, or None when the input has none
-    values : the NumPy array (n, d) itself for in-memory input, else None
-    lazy : dask.array.Array (n, d), float64, chunked along rows only
+    values : the NumPy array (n, d [+ 1]) itself for in-memory input, else None
+    lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
+    weighted : the last column holds row weights (sample weights, 0 for rows dropped by
+        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.stats.split_weights`
     """
 
     kind: InputKind
@@ -35,6 +38,7 @@ class Input:
     lazy: Any = None
     dataset: ParquetDataset | None = None
     chunk_rows: int = IN_MEMORY_CHUNK_ROWS
+    weighted: bool = False
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
@@ -64,7 +68,7 @@ class Input:
 
     @property
     def n_features(self) -> int:
-        return int(self.shape[1])
+        return int(self.shape[1]) - self.weighted
 
 
 def _names(columns) -> np.ndarray | None:
@@ -95,14 +99,6 @@ def _check_2d(shape: tuple, what: str) -> None:
         )
 
 
-def _from_numpy(values: np.ndarray, names: np.ndarray | None, chunk_rows: int | None) -> Input:
-    _check_2d(values.shape, "array")
-    if values.shape[0] == 0 or values.shape[1] == 0:
-        raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
-    check_finite_block(values, 0)
-    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS)
-
-
 def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     """A Dask block, refused if it holds NaN or infinities (named by global row).
 
@@ -113,18 +109,74 @@ def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     return block
 
 
-def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | None = None) -> Input:
-    """Validate and convert ``X``; ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes."""
+def _weighted_block(block: np.ndarray, weights: np.ndarray | None = None, nan_policy: NanPolicy = "raise",
+                    block_info=None) -> np.ndarray:
+    """:func:`attach_weights` on one Dask block (``weights`` of shape (n, 1) or None)."""
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    return attach_weights(block, None if weights is None else weights[:, 0], nan_policy, offset)
+
+
+def _weight_vector(sample_weight: Any, n_rows: int):
+    """A 1-D NumPy or Dask array of ``n_rows`` weights."""
+    if type(sample_weight).__module__.split(".")[0] in ("dask", "dask_expr"):
+        weights = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") else sample_weight
+    else:
+        try:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"sample_weight is not numeric: {exc}") from None
+    if weights.ndim != 1 or weights.shape[0] != n_rows:
+        raise DataError(f"sample_weight has shape {weights.shape}; expected ({n_rows},), one weight per row")
+    return weights
+
+
+def _frame_weights(X: Any, sample_weight: Any) -> tuple[Any, Any]:
+    """A column name as ``sample_weight`` of a DataFrame: that column, removed from the features."""
+    if isinstance(sample_weight, str) and hasattr(X, "columns"):
+        if sample_weight not in X.columns:
+            raise DataError(f"weight column {sample_weight!r} not found; columns are {', '.join(map(str, X.columns))}")
+        return X.drop(columns=[sample_weight]), X[sample_weight]
+    if isinstance(sample_weight, str):
+        raise DataError("sample_weight as a column name needs Parquet or DataFrame input; give an array of weights")
+    return X, sample_weight
+
+
+def as_input(
+    X: Any,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    sample_weight: Any = None,
+    nan_policy: NanPolicy = "raise",
+) -> Input:
+    """Validate and convert ``X``.
+
+    ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes; ``sample_weight``
+    is an array of per-row weights or, for Parquet and DataFrames, the name of a weight
+    column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
     if isinstance(X, ParquetDataset) or is_path_input(X):
-        dataset = X if isinstance(X, ParquetDataset) else ParquetDataset.open(X, columns, chunk_rows)
-        return Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset)
+        column = sample_weight if isinstance(sample_weight, str) else None
+        if isinstance(X, ParquetDataset):  # opened already: reopened only to change how rows are weighted
+            column = column or (X.weight_column if sample_weight is None else None)
+            dataset = X
+            if (column, nan_policy) != (X.weight_column, X.nan_policy):
+                dataset = ParquetDataset.open(list(X.files), list(X.columns), X.chunk_rows, column, nan_policy)
+        else:
+            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy)
+        data = Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset,
+                     weighted=dataset.weighted)
+        return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
+    X, sample_weight = _frame_weights(X, sample_weight)
+    weighted = sample_weight is not None or nan_policy == "drop"
     module = type(X).__module__.split(".")[0]
     if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
         _check_numeric_frame(X.dtypes, "DataFrame")
-        return _from_numpy(X.to_numpy(dtype=np.float64), _names(X.columns), chunk_rows)
-    if module in ("dask", "dask_expr"):
+        values, names = X.to_numpy(dtype=np.float64), _names(X.columns)
+    elif module in ("dask", "dask_expr"):
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
             _check_numeric_frame(X.dtypes, "Dask DataFrame")
             names = _names(X.columns)
@@ -133,9 +185,37 @@ def as_input(X: Any, columns: Sequence[str] | None = None, chunk_rows: int | Non
             names = None
         _check_2d(X.shape, "Dask array")
         X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
-        return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
-    try:
-        values = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
-    return _from_numpy(values, None, chunk_rows)
+        if not weighted:
+            return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
+        return _with_weight_array(Input("dask", names, lazy=X), sample_weight, nan_policy)
+    else:
+        try:
+            values, names = np.asarray(X, dtype=np.float64), None
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
+    _check_2d(values.shape, "array")
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
+    if weighted:
+        weights = None if sample_weight is None else np.asarray(_weight_vector(sample_weight, values.shape[0]))
+        values = attach_weights(values, weights, nan_policy)
+    else:
+        check_finite_block(values, 0)
+    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
+
+
+def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:
+    """Attach an array of weights to lazy input, chunk for chunk (features checked on the way)."""
+    import dask.array as da
+
+    X = data.lazy
+    weights = None
+    if sample_weight is not None:
+        weights = da.asarray(_weight_vector(sample_weight, X.shape[0])).astype(np.float64)
+        weights = weights.rechunk((X.chunks[0],))[:, None]
+    if data.weighted:  # Parquet read with nan_policy="drop": its rows of weight 0 stay dropped
+        X, kept = X[:, :-1], X[:, -1:]
+        weights = kept if weights is None else da.where(kept > 0, weights, 0.0)
+    lazy = da.map_blocks(_weighted_block, X, weights, nan_policy=nan_policy, dtype=np.float64,
+                         chunks=(X.chunks[0], (X.shape[1] + 1,)))
+    return Input(data.kind, data.feature_names, lazy=lazy, dataset=data.dataset, weighted=True)

@@ -13,14 +13,17 @@ import functools
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import DataError
+from .weights import NAN_POLICIES
 from .sources import PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail
+
+NanPolicy = Literal["raise", "drop"]
 
 __all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
 
@@ -68,7 +71,7 @@ def _check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], fi
             raise DataError(f"{source.path}: column {name!r} not found; columns are {', '.join(schema.names)}")
 
 
-def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str]) -> None:
+def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str], weight_column: str | None) -> None:
     arrow_schema = metadata.schema.to_arrow_schema()
     for rg in range(metadata.num_row_groups):
         row_group = metadata.row_group(rg)
@@ -79,15 +82,24 @@ def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str])
                 continue
             stats = column.statistics
             if stats is not None and stats.has_null_count and stats.null_count > 0:
-                raise DataError(
-                    f"{path}: column {name!r} has {stats.null_count} null values in row group {rg}; "
-                    "drop or impute them before fitting"
-                )
+                raise DataError(_null_message(path, name, stats.null_count, rg, name == weight_column))
+
+
+def _null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
+    if is_weight:
+        return (f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
+                "give every row a weight, or pass nan_policy='drop' to skip those rows")
+    return (f"{path}: column {name!r} has {count} null values in row group {row_group}; "
+            "drop or impute them before fitting, or pass nan_policy='drop' (--nan-policy drop) to skip those rows")
 
 
 @dataclass(frozen=True)
 class ParquetDataset:
-    """Validated Parquet input: its files, row groups and selected feature columns."""
+    """Validated Parquet input: its files, row groups, selected feature columns and how rows are weighted.
+
+    With a ``weight_column`` or ``nan_policy="drop"`` the data is *weighted*: chunks carry
+    one more column, the row weight (see :func:`read_row_group`).
+    """
 
     files: tuple[str, ...]
     row_groups: tuple[RowGroup, ...]
@@ -98,6 +110,13 @@ class ParquetDataset:
         return sum(rg.n_rows for rg in self.row_groups)
 
     chunk_rows: int | None = None
+    weight_column: str | None = None
+    nan_policy: NanPolicy = "raise"
+
+    @property
+    def weighted(self) -> bool:
+        """Whether chunks carry a last column of row weights."""
+        return self.weight_column is not None or self.nan_policy == "drop"
 
     @classmethod
     def open(
@@ -105,16 +124,24 @@ class ParquetDataset:
         path: PathLike | Sequence[PathLike],
         columns: Sequence[str] | None = None,
         chunk_rows: int | None = None,
+        weight_column: str | None = None,
+        nan_policy: NanPolicy = "raise",
     ) -> "ParquetDataset":
         """Find the files, read their footers and check the selected columns.
 
         ``chunk_rows`` splits row groups larger than it into several chunks (each
         chunk task still decodes its whole row group, then keeps its slice).
+        ``weight_column`` names a numeric column of per-row weights (never a feature);
+        ``nan_policy="drop"`` skips rows with nulls or NaN instead of refusing them.
         """
         sources = find_parquet_files(path)
         selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
         if chunk_rows is not None and chunk_rows < 1:
             raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
+        if nan_policy not in NAN_POLICIES:
+            raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+        if weight_column is not None and selected is not None and weight_column in selected:
+            raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
         row_groups: list[RowGroup] = []
         first: tuple[str, pa.Schema] | None = None
         for source in sources:
@@ -125,11 +152,13 @@ class ParquetDataset:
                 raise DataError(f"{source.path}: not a readable Parquet file ({exc})") from None
             schema = metadata.schema.to_arrow_schema()
             if selected is None:
-                selected = list(schema.names)
+                selected = [name for name in schema.names if name != weight_column]
             if not selected:
                 raise DataError(f"{source.path}: no columns selected")
-            _check_columns(source, schema, selected, first)
-            _check_null_counts(source.path, metadata, selected)
+            _check_columns(source, schema, selected + ([weight_column] if weight_column else []), first)
+            if nan_policy == "raise":
+                _check_null_counts(source.path, metadata, selected + ([weight_column] if weight_column else []),
+                                   weight_column)
             first = first or (source.path, schema)
             row_groups.extend(
                 RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions)
@@ -138,7 +167,8 @@ class ParquetDataset:
             )
         if not row_groups:
             raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
-        return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows)
+        return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows, weight_column,
+                   nan_policy)
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -171,19 +201,21 @@ class ParquetDataset:
             ],
             "columns": list(self.columns),
             "n_rows": self.n_rows,
+            **({"weight_column": self.weight_column} if self.weight_column else {}),
         }
 
     def to_dask(self):
-        """Dask array of shape (n_rows, n_columns), float64, one chunk per row group."""
+        """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group."""
         import dask.array as da
         from dask.base import tokenize
 
         stamps = self._fingerprint
-        source = RowGroupReader(self.row_groups, self.columns)
+        source = RowGroupReader(self.row_groups, self.columns, self.weight_column, self.nan_policy)
         return da.from_array(
             source,
-            chunks=(self.chunks, (len(self.columns),)),
-            name="parquet-" + tokenize(stamps, self.row_groups, self.columns, self.chunks),
+            chunks=(self.chunks, (source.shape[1],)),
+            name="parquet-" + tokenize(stamps, self.row_groups, self.columns, self.chunks, self.weight_column,
+                                       self.nan_policy),
             meta=np.empty((0, 0), dtype=np.float64),
             asarray=False,
             lock=False,
@@ -192,15 +224,24 @@ class ParquetDataset:
         )
 
 
-def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:
-    """Read one row group as float64, refusing nulls, NaN and infinities.
+def read_row_group(
+    row_group: RowGroup,
+    columns: Sequence[str],
+    weight_column: str | None = None,
+    nan_policy: NanPolicy = "raise",
+) -> np.ndarray:
+    """Read one row group as float64.
+
+    Infinite values, and negative weights, are always refused. Nulls and NaN are refused
+    with ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
 
     Returns
     -------
-    ndarray of shape (row_group.n_rows, len(columns))
+    ndarray of shape (n, d), or (n, d + 1) when weighted (a ``weight_column`` or
+    ``nan_policy="drop"``): the last column is the row weight (1 without a weight column).
     """
     partitions = dict(row_group.partitions)
-    in_file = [c for c in columns if c not in partitions]
+    in_file = [c for c in columns if c not in partitions] + ([weight_column] if weight_column else [])
     try:
         with open_input(row_group.path) as handle:
             table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=in_file)
@@ -215,37 +256,59 @@ def read_row_group(row_group: RowGroup, columns: Sequence[str]) -> np.ndarray:
             f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
             f"{row_group.n_rows}; the input changed while in use: restore it and run again"
         )
-    out = np.empty((row_group.n_rows, len(columns)), dtype=np.float64)
-    for j, name in enumerate(columns):
-        if name in partitions:
+    weighted = weight_column is not None or nan_policy == "drop"
+    d = len(columns)
+    out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
+    dropped = np.zeros(row_group.n_rows, dtype=bool)
+    for j, name in enumerate([*columns, weight_column] if weight_column else columns):
+        if name in partitions and j < d:
             out[:, j] = float(partitions[name])
             continue
         column = table.column(name)
-        if column.null_count:
-            raise DataError(
-                f"{row_group.path}: column {name!r} has {column.null_count} null values in row group "
-                f"{row_group.index}; drop or impute them before fitting"
-            )
-        out[:, j] = column.to_numpy()
-        bad = ~np.isfinite(out[:, j])
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise DataError(
-                f"{row_group.path}: column {name!r} has {int(bad.sum())} NaN or infinite values "
-                f"in row group {row_group.index} (first: row {row} of the group, value {out[row, j]}); "
-                "drop or impute them before fitting"
-            )
+        if column.null_count and nan_policy == "raise":
+            raise DataError(_null_message(row_group.path, name, column.null_count, row_group.index, j == d))
+        out[:, j] = column.cast(pa.float64()).fill_null(np.nan).to_numpy()
+        _check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
+        if nan_policy == "drop":
+            dropped |= np.isnan(out[:, j])
+    if weighted:
+        if weight_column is None:
+            out[:, d] = 1.0
+        out[dropped] = 0.0
     return out
+
+
+def _check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy: NanPolicy, is_weight: bool) -> None:
+    """Refuse infinities, negative weights, and NaN unless they are dropped."""
+    bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
+    if is_weight:
+        bad |= values < 0
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    where = f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} has {int(bad.sum())}"
+    first = f"in row group {row_group.index} (first: row {row} of the group, value {values[row]})"
+    if is_weight:
+        raise DataError(f"{where} negative, NaN or infinite weights {first}; weights must be finite and >= 0")
+    if nan_policy == "drop":
+        raise DataError(f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
+                        "replace or remove infinities before fitting")
+    raise DataError(f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
+                    "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN")
 
 
 class RowGroupReader:
     """Array-like over row groups for ``dask.array.from_array``; slices align with chunks."""
 
-    def __init__(self, row_groups: Sequence[RowGroup], columns: Sequence[str]):
+    def __init__(self, row_groups: Sequence[RowGroup], columns: Sequence[str], weight_column: str | None = None,
+                 nan_policy: NanPolicy = "raise"):
         self.row_groups = tuple(row_groups)
         self.columns = tuple(columns)
+        self.weight_column = weight_column
+        self.nan_policy = nan_policy
         self.starts = np.cumsum([0] + [rg.n_rows for rg in self.row_groups])
-        self.shape = (int(self.starts[-1]), len(self.columns))
+        weighted = weight_column is not None or nan_policy == "drop"
+        self.shape = (int(self.starts[-1]), len(self.columns) + weighted)
         self.dtype = np.dtype(np.float64)
         self.ndim = 2
 
@@ -256,7 +319,7 @@ class RowGroupReader:
         pieces = []
         i = first
         while i < len(self.row_groups) and self.starts[i] < stop:
-            block = read_row_group(self.row_groups[i], self.columns)
+            block = read_row_group(self.row_groups[i], self.columns, self.weight_column, self.nan_policy)
             lo = max(start - self.starts[i], 0)
             hi = min(stop, self.starts[i + 1]) - self.starts[i]
             pieces.append(block[lo:hi])

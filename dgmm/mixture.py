@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -17,9 +18,11 @@ from .checkpoint import Checkpoint, FitState, saving_callback
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
+from .fused import COMPUTE_DTYPES
 from .execution import IN_MEMORY_CHUNK_ROWS, executor_for
 from .inputs import Input, as_input
 from .params import MixtureParams
+from .weights import split_weights
 
 logger = logging.getLogger("dgmm")
 
@@ -47,6 +50,14 @@ class GaussianMixture(EstimatorMixin):
         "auto" persists only when it takes at most a quarter of the workers' free memory.
         The choice is the fitted attribute ``cache_used_`` (and is logged and printed
         when verbose). In-memory input on a cluster is always sent once.
+    nan_policy : "raise" or "drop", default "raise"
+        Rows holding nulls or NaN: "raise" refuses them (naming file, column and row);
+        "drop" leaves them out of the fit and of ``score``/``bic``/``aic``, and gives them
+        label -1 and NaN probabilities and log-likelihoods. Infinities are always refused.
+    dtype : "float64" or "float32", default "float64"
+        Compute dtype of the E-step (densities and responsibilities, tile by tile);
+        "float32" is faster, while the statistics are still accumulated in float64 and
+        the parameters stay float64 (see :mod:`dgmm.fused`).
 
     ``init_params`` defaults to "k-means++" (k-means++ on a row sample, then one
     pass assigning rows to the nearest centre); "random" and "random_from_data"
@@ -80,6 +91,8 @@ class GaussianMixture(EstimatorMixin):
         split_every: int = 8,
         chunk_rows: int | None = None,
         cache: str = "auto",
+        nan_policy: str = "raise",
+        dtype: str = "float64",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -100,6 +113,8 @@ class GaussianMixture(EstimatorMixin):
         self.split_every = split_every
         self.chunk_rows = chunk_rows
         self.cache = cache
+        self.nan_policy = nan_policy
+        self.dtype = dtype
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ fitting
@@ -109,6 +124,7 @@ class GaussianMixture(EstimatorMixin):
         y: Any = None,
         *,
         columns: Sequence[str] | None = None,
+        sample_weight: Any = None,
         on_iteration: IterationCallback | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> "GaussianMixture":
@@ -119,16 +135,19 @@ class GaussianMixture(EstimatorMixin):
         X : ndarray or DataFrame of shape (n, d), Dask array or DataFrame, Parquet path(s),
             or an opened :class:`~dgmm.io.ParquetDataset`
         columns : feature columns to read from Parquet input (default: all)
+        sample_weight : per-row weights >= 0, shape (n,) (NumPy or Dask), or the name of a
+            weight column of Parquet or DataFrame input (never a feature). A row of weight w
+            counts as w rows: integer weights fit exactly as rows repeated that often.
         on_iteration : called with an :class:`~dgmm.em.IterationReport` after every iteration
         checkpoint : a :class:`~dgmm.checkpoint.Checkpoint`; the state is saved after every
             iteration, and with ``resume`` an interrupted fit continues exactly where it stopped
         """
-        self._fit(X, columns, on_iteration, checkpoint)
+        self._fit(X, columns, on_iteration, checkpoint, sample_weight)
         return self
 
-    def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None):
+    def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None, sample_weight: Any = None):
         """Fit, then label ``X`` with the fitted model (NumPy, or lazy Dask for Dask/Parquet)."""
-        data = self._fit(X, columns)
+        data = self._fit(X, columns, sample_weight=sample_weight)
         return self._apply(data, posterior.labels, n_out=None, dtype=np.int64)
 
     def _fit(
@@ -137,9 +156,12 @@ class GaussianMixture(EstimatorMixin):
         columns: Sequence[str] | None,
         on_iteration: IterationCallback | None = None,
         checkpoint: Checkpoint | None = None,
+        sample_weight: Any = None,
     ) -> Input:
         validate_params(self)
-        data = as_input(X, columns, self.chunk_rows)
+        if self.dtype not in COMPUTE_DTYPES:
+            raise param_error("dtype", self.dtype, f"one of {', '.join(COMPUTE_DTYPES)}")
+        data = as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy)
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -156,7 +178,8 @@ class GaussianMixture(EstimatorMixin):
         with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address) as executor:
             array, self.cache_used_ = self._place_data(executor, data)
             for init in range(state.init_index, len(state.seeds)):
-                result = self._run_init(executor, array, state, init, inits, do_init, on_iteration, checkpoint)
+                result = self._run_init(executor, array, data.n_features, state, init, inits, do_init, on_iteration,
+                                        checkpoint)
                 best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
                 state = FitState(state.seeds, init + 1, None, best)
                 if checkpoint is not None:
@@ -184,7 +207,7 @@ class GaussianMixture(EstimatorMixin):
             print(message)
         return array, chosen
 
-    def _run_init(self, executor, array, state: FitState, init: int, inits, do_init: bool,
+    def _run_init(self, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,
                   on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> EMResult:
         """One initialisation and its EM run, or the rest of it when resuming."""
         if self.verbose:
@@ -200,6 +223,7 @@ class GaussianMixture(EstimatorMixin):
                 executor,
                 array,
                 n_components=self.n_components,
+                n_features=n_features,
                 covariance_type=self.covariance_type,
                 method=self.init_params,
                 reg_covar=self.reg_covar,
@@ -228,6 +252,7 @@ class GaussianMixture(EstimatorMixin):
             lower_bound=start,
             history=history,
             on_iteration=callback,
+            dtype=self.dtype,
         )
         if self.verbose:
             outcome = "converged" if result.converged else "did not converge"
@@ -289,7 +314,8 @@ class GaussianMixture(EstimatorMixin):
         names = getattr(self, "feature_names_in_", None)
         from .io import is_path_input
 
-        data = as_input(X, list(names) if names is not None and is_path_input(X) else None)
+        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
+                        nan_policy=getattr(self, "nan_policy", "raise"))
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -304,6 +330,8 @@ class GaussianMixture(EstimatorMixin):
     def _apply(self, data: Input, kernel: Callable, n_out: int | None, dtype) -> Any:
         """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out."""
         params = self._params()
+        if data.weighted:  # rows dropped by nan_policy get -1 / NaN
+            kernel = functools.partial(_kept_rows_only, kernel)
         if data.kind == "numpy":
             values = data.values
             step = IN_MEMORY_CHUNK_ROWS
@@ -334,8 +362,20 @@ class GaussianMixture(EstimatorMixin):
         """Rows, mean log-likelihood, BIC and AIC of ``X`` in one pass."""
         data = self._scoring_input(X)
         values = self._apply(data, posterior.log_density, None, np.float64)
-        mean = float(values.mean() if data.kind == "numpy" else values.mean().compute())
-        n, n_params = data.n_rows, self._params().n_free_parameters()
+        if data.kind == "numpy":  # rows dropped by nan_policy are NaN and not counted
+            kept = ~np.isnan(values)
+            total, n = float(values[kept].sum()), int(kept.sum())
+        else:
+            import dask
+            import dask.array as da
+
+            kept = ~da.isnan(values)
+            total, n = dask.compute(da.where(kept, values, 0.0).sum(), kept.sum())
+            total, n = float(total), int(n)
+        if n == 0:
+            raise DataError("every row holds nulls or NaN and was dropped; nothing to score")
+        mean = float(total) / n
+        n_params = self._params().n_free_parameters()
         return {
             "n_samples": n,
             "mean_log_likelihood": mean,
@@ -403,3 +443,15 @@ class GaussianMixture(EstimatorMixin):
                 parts.append(params.means[k] + rng.standard_normal(size=(int(count), d)) * scale)
         y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
         return np.vstack(parts), y
+
+
+def _kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``kernel`` on the features of a weighted block; rows of weight 0 give -1 (labels) or NaN."""
+    X, weights = split_weights(block, params.means.shape[1])
+    out = kernel(X, params)
+    dropped = weights == 0
+    if dropped.any():
+        out = out.astype(np.float64) if out.dtype.kind == "f" else out
+        out[dropped] = -1 if out.dtype.kind in "iu" else np.nan
+    return out
+

@@ -29,6 +29,7 @@ from scipy import linalg
 from .errors import ModelFileError, NotFittedError, ParameterError
 from .gaussian import COVARIANCE_TYPES, precision_cholesky
 from .params import MixtureParams
+from .weights import NAN_POLICIES
 
 if TYPE_CHECKING:
     from .mixture import GaussianMixture
@@ -41,7 +42,8 @@ _HASHED = _NUMERIC + ("feature_names",)
 _INT, _STR, _REAL, _NONE = (int,), (str,), (int, float), (type(None),)
 _PARAMS = {"n_components": _INT, "covariance_type": _STR, "tol": _REAL, "reg_covar": _REAL, "max_iter": _INT,
            "n_init": _INT, "init_params": _STR, "random_state": _INT + _NONE, "warm_start": (bool,),
-           "verbose": _INT, "verbose_interval": _INT, "split_every": _INT}  # fmt: skip
+           "verbose": _INT, "verbose_interval": _INT, "split_every": _INT, "nan_policy": _STR}  # fmt: skip
+_OPTIONAL_PARAMS = ("random_state", "nan_policy")  # nan_policy: absent from files of dgmm <= 0.1
 _METADATA = {"format": _STR, "format_version": _INT, "dgmm_version": _STR, "covariance_type": _STR,
              "n_components": _INT, "n_features": _INT, "converged": (bool,), "n_iter": _INT,
              "lower_bound": _REAL + _NONE, "params": (dict,), "extra": (dict,), "sha256": _STR}  # fmt: skip
@@ -62,13 +64,14 @@ def _has_type(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
 
 
-def _check_keys(where: str, mapping: Mapping[str, Any], spec: Mapping[str, tuple[type, ...]], optional: str = ""):
-    """Every key of ``spec`` but ``optional`` present, no other key, and each value of its types."""
+def _check_keys(where: str, mapping: Mapping[str, Any], spec: Mapping[str, tuple[type, ...]],
+                optional: tuple[str, ...] = ()):
+    """Every key of ``spec`` but the ``optional`` ones present, no other key, and each value of its types."""
     unknown = sorted(mapping.keys() - spec.keys())
     if unknown:
         raise _Invalid(f"{where} holds an unknown key {unknown[0]!r:.80}")
     for key, types in spec.items():
-        if key not in mapping and key != optional:
+        if key not in mapping and key not in optional:
             raise _Invalid(f"{where} lacks key {key!r}")
         if key in mapping and not _has_type(mapping[key], types):
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
@@ -276,7 +279,9 @@ def _validate(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> 
         raise _Invalid(f"unknown covariance_type {kind!r:.80}; expected one of {', '.join(COVARIANCE_TYPES)}")
     if K < 1 or d < 1 or metadata["n_iter"] < 0:
         raise _Invalid(f"metadata n_components={K}, n_features={d} or n_iter={metadata['n_iter']} is out of range")
-    _check_keys("metadata params", params, _PARAMS, optional="random_state")
+    _check_keys("metadata params", params, _PARAMS, optional=_OPTIONAL_PARAMS)
+    if params.get("nan_policy", "raise") not in NAN_POLICIES:
+        raise _Invalid(f"metadata params nan_policy={params['nan_policy']!r:.80} is not one of {', '.join(NAN_POLICIES)}")
     if params["n_components"] != K or params["covariance_type"] != kind:
         raise _Invalid(f"metadata params n_components or covariance_type differ from n_components={K}, {kind!r}")
     _check_shapes(arrays, kind, K, d)

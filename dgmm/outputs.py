@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from . import posterior
 from .errors import DataError
 from .io import ParquetDataset, PathLike, read_row_group
+from .weights import split_weights
 
 
 def check_destination(dest: PathLike, overwrite: bool) -> Path:
@@ -72,14 +73,16 @@ def predict_to_parquet(
     Output columns: ``keep_columns`` copied from the input (e.g. ids), ``component``
     (int64, as ``predict``), with ``proba`` ``proba_0 … proba_{K-1}`` (as
     ``predict_proba``), with ``log_likelihood`` the column ``log_likelihood`` (as
-    ``score_samples``). Memory holds one row group at a time.
+    ``score_samples``). Memory holds one row group at a time. With the model's
+    ``nan_policy="drop"``, rows holding nulls or NaN get null in every output column.
 
     Returns
     -------
     n_rows : rows written
     """
     names = getattr(model, "feature_names_in_", None)
-    dataset = ParquetDataset.open(source, list(names) if names is not None else None)
+    nan_policy = getattr(model, "nan_policy", "raise")
+    dataset = ParquetDataset.open(source, list(names) if names is not None else None, nan_policy=nan_policy)
     if len(dataset.columns) != model.n_features_in_:
         raise DataError(
             f"{dataset.files[0]}: input has {len(dataset.columns)} feature columns, the model expects {model.n_features_in_}"
@@ -97,18 +100,19 @@ def predict_to_parquet(
     n_rows = 0
     with atomic_parquet_writer(dest, pa.schema(fields), overwrite) as writer:
         for rg in dataset.row_groups:
-            X = read_row_group(rg, dataset.columns)
+            X, weights = split_weights(read_row_group(rg, dataset.columns, nan_policy=nan_policy), len(dataset.columns))
+            dropped = None if weights is None else weights == 0
             columns = {}
             if keep:
                 kept = pq.ParquetFile(rg.path).read_row_group(rg.index, columns=keep)
                 columns.update({n: kept.column(n) for n in keep})
             log_norm, log_resp = posterior.log_responsibilities(X, params)
-            columns["component"] = np.argmax(log_resp, axis=1).astype(np.int64)
+            columns["component"] = pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)
             if proba:
                 resp = np.exp(log_resp)
-                columns.update({f"proba_{k}": resp[:, k] for k in range(params.n_components)})
+                columns.update({f"proba_{k}": pa.array(resp[:, k], mask=dropped) for k in range(params.n_components)})
             if log_likelihood:
-                columns["log_likelihood"] = log_norm
+                columns["log_likelihood"] = pa.array(log_norm, mask=dropped)
             writer.write_table(pa.table(columns, schema=writer.schema))
             n_rows += X.shape[0]
     return n_rows

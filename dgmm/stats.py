@@ -39,6 +39,9 @@ class Stats:
     s0 : ndarray of shape (K,)
     s1 : ndarray of shape (K, d)
     s2 : ndarray of shape (K, d, d) for "full", (d, d) for "tied", (K, d) otherwise
+    weight : float
+        Σ_n w_n, the total row weight (``n_rows`` without sample weights); the mean
+        log-likelihood is ``loglik / weight``.
     """
 
     n_rows: int
@@ -46,6 +49,7 @@ class Stats:
     s0: np.ndarray
     s1: np.ndarray
     s2: np.ndarray
+    weight: float
 
     def __add__(self, other: "Stats") -> "Stats":
         return Stats(
@@ -54,6 +58,7 @@ class Stats:
             self.s0 + other.s0,
             self.s1 + other.s1,
             self.s2 + other.s2,
+            self.weight + other.weight,
         )
 
 
@@ -74,6 +79,7 @@ def zero_stats(n_components: int, n_features: int, covariance_type: CovarianceTy
         np.zeros(n_components),
         np.zeros((n_components, n_features)),
         np.zeros(s2_shape(n_components, n_features, covariance_type)),
+        0.0,
     )
 
 
@@ -90,6 +96,7 @@ def accumulate(
     centres: np.ndarray,
     covariance_type: CovarianceType,
     loglik: float = 0.0,
+    weight: float | None = None,
 ) -> Stats:
     """Statistics of rows ``X`` with responsibilities ``resp``, centred on ``centres``.
 
@@ -98,6 +105,8 @@ def accumulate(
     X : ndarray of shape (n, d)
     resp : ndarray of shape (n, K)
     centres : ndarray of shape (K, d)
+    weight : total weight of the rows (``resp`` already multiplied by the row weights);
+        ``n`` when None
     """
     n, d = X.shape
     K = resp.shape[1]
@@ -115,10 +124,10 @@ def accumulate(
                 s2 += scatter
         else:
             s2[k] = r @ (diff * diff)
-    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2)
+    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, float(n) if weight is None else float(weight))
 
 
-def chunk_stats(X: np.ndarray, params: MixtureParams) -> Stats:
+def chunk_stats(X: np.ndarray, params: MixtureParams, weights: np.ndarray | None = None) -> Stats:
     """E-step of one chunk: responsibilities under ``params`` and their statistics.
 
     The responsibilities live only inside this call (shape (n, K) for a chunk of
@@ -128,7 +137,12 @@ def chunk_stats(X: np.ndarray, params: MixtureParams) -> Stats:
     ----------
     X : ndarray of shape (n, d)
     params : the current (old) parameters; statistics are centred on ``params.means``.
+    weights : ndarray of shape (n,) or None; row n counts ``weights[n]`` times
     """
     X = np.asarray(X, dtype=np.float64)
     log_prob_norm, log_resp = log_responsibilities(X, params)
-    return accumulate(X, np.exp(log_resp), params.means, params.covariance_type, log_prob_norm.sum())
+    resp = np.exp(log_resp)
+    if weights is None:
+        return accumulate(X, resp, params.means, params.covariance_type, log_prob_norm.sum())
+    resp *= weights[:, None]
+    return accumulate(X, resp, params.means, params.covariance_type, weights @ log_prob_norm, weights.sum())

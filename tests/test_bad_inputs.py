@@ -148,6 +148,15 @@ CASES = [
          build=with_value(np.nan), found_mid_fit=True),
     Case("infinite values", "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value inf)",
          build=with_value(np.inf), found_mid_fit=True),
+    Case("negative sample weight", "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
+         "(first: row 123 of the group, value -1.0); weights must be finite and >= 0",
+         build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), -1.0, np.ones(476)]}),
+         fit_options=("--weight-column", "w"), fit_kwargs={"sample_weight": "w"}, found_mid_fit=True),
+    Case("NaN sample weight", "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
+         "(first: row 123 of the group, value nan)",
+         build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), np.nan, np.ones(476)]}),
+         fit_options=("--weight-column", "w"), fit_kwargs={"sample_weight": "w"}, found_mid_fit=True),
+    Case("unknown nan_policy", "maybe", fit_options=("--nan-policy", "maybe"), api={"nan_policy": "maybe"}),
     Case("files with mismatched schemas", "column 'x1' has type string, not a number (it is double in",
          build=mismatched_schemas),
     # ----------------------------------------------------------------- the parameters
