@@ -45,11 +45,11 @@ def test_failure_leaves_no_output(fitted, monkeypatch):
     calls = {"n": 0}
     real = dgmm.outputs.read_row_group
 
-    def failing(rg, columns):
+    def failing(rg, columns, **kwargs):
         calls["n"] += 1
         if calls["n"] == 4:
             raise OSError("disk went away")
-        return real(rg, columns)
+        return real(rg, columns, **kwargs)
 
     monkeypatch.setattr(dgmm.outputs, "read_row_group", failing)
     with pytest.raises(OSError, match="disk went away"):
