@@ -303,4 +303,8 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
         memory_limit=memory_limit,
         silence_logs=logging.ERROR,
     ) as cluster, Client(cluster, set_as_default=False) as client:
+        from ._worker_plugins import QuietUserErrors
+
+        client.register_plugin(QuietUserErrors(), name="dgmm-quiet-user-errors")
         yield client
+

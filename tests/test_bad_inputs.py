@@ -298,6 +298,15 @@ def test_one_row_row_groups_fit_like_one_chunk(tmp_path, cluster_client):
     np.testing.assert_allclose(ours.means_, reference.means_, rtol=1e-10)
 
 
+def test_bad_values_found_on_the_default_local_cluster_leave_no_worker_traceback(tmp_path):
+    """Workers of the cluster `dgmm fit` starts do not log a user's bad input with a traceback."""
+    data = with_value(np.nan)(tmp_path)
+    proc = run_cli(["fit", str(data), "--model", str(tmp_path / "model.npz"), "--n-workers", "1"])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Compute Failed" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"dgmm fit: error: {data}: column 'x1' has 1 NaN")
+    assert not (tmp_path / "model.npz").exists()
+
+
 def main() -> None:
     """Print the matrix from real command-line runs (a local cluster is started where a fit runs)."""
     import tempfile
