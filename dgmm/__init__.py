@@ -2,6 +2,7 @@
 
 from .errors import (
     ConvergenceWarning,
+    ReseedWarning,
     DataError,
     DgmmError,
     FitError,
@@ -17,6 +18,7 @@ from .params import MixtureParams
 
 __all__ = [
     "ConvergenceWarning",
+    "ReseedWarning",
     "DataError",
     "DgmmError",
     "FitError",

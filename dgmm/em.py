@@ -15,17 +15,18 @@ from __future__ import annotations
 import builtins
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import DataError, FitError
+from .errors import DataError, FitError, ReseedWarning
 from .execution import Executor
 from .fused import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from .gaussian import CovarianceType
 from .init import InitMethod, InitPlan, init_chunk_stats
-from .mstep import params_from_stats
+from .mstep import m_step
 from .params import MixtureParams
 from .seeding import initial_centres
 from .stats import Stats
@@ -118,12 +119,23 @@ def initial_params(
     # 2. one statistics pass under the initial responsibilities -> ordinary M-step
     plan = InitPlan(method, centres, seed, covariance_type)
     stats = executor.map_reduce(X, init_kernel, plan, split_every)
-    fitted = params_from_stats(stats, centres, covariance_type, reg_covar)
+    fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
+    warn_reseeded(reseeded, "the initialisation")
     weights = fitted.weights if weights_init is None else weights_init
     means = fitted.means if means_init is None else means_init
     if precisions_init is None:
         return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+
+
+def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
+    for k, h in reseeded:
+        warnings.warn(
+            f"component {k} died or collapsed at {when}; re-seeded by splitting component {h} along its "
+            "principal axis (fewer components or a larger reg_covar may suit the data better)",
+            ReseedWarning,
+            stacklevel=3,
+        )
 
 
 def run_em(
@@ -169,10 +181,11 @@ def run_em(
                 f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
                 "scale the input data or increase reg_covar"
             )
-        params = params_from_stats(stats, params.means, params.covariance_type, reg_covar)
+        params, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
+        warn_reseeded(reseeded, f"iteration {n_iter}")
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
-        converged = abs(change) < tol
+        converged = abs(change) < tol and not reseeded
         if on_iteration is not None:
             seconds = time.perf_counter() - started
             on_iteration(

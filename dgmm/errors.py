@@ -33,3 +33,7 @@ class NotFittedError(DgmmError, AttributeError):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the log-likelihood changed by less than ``tol``."""
+
+
+class ReseedWarning(UserWarning):
+    """A component died or collapsed during EM and was re-seeded (see :func:`dgmm.mstep.m_step`)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FitError
-from .gaussian import CovarianceType
+from .gaussian import CovarianceType, dense_covariances
 from .params import MixtureParams
 from .stats import Stats
 
@@ -68,6 +68,29 @@ def params_from_stats(
     FitError
         A covariance is not positive definite or a parameter is not finite.
     """
+    return m_step(stats, centres, covariance_type, reg_covar, reseed=False)[0]
+
+
+DEAD_FRACTION = 1e-3  # a component holding less than this share of one average row is dead
+
+
+def m_step(
+    stats: Stats, centres: np.ndarray, covariance_type: CovarianceType, reg_covar: float, reseed: bool = True
+) -> tuple[MixtureParams, list[tuple[int, int]]]:
+    """The M-step, re-seeding dead or collapsed components when ``reseed``.
+
+    A component is *dead* when its responsibility mass ``N_k`` is below
+    :data:`DEAD_FRACTION` of an average row's weight, and *collapsed* when its covariance
+    is not positive definite. Each such component k is re-seeded by splitting the
+    heaviest healthy component h along its principal axis: both get half of h's weight
+    and h's covariance, and means ``μ_h ± sqrt(λ_max) v_max``. No pass over the data is
+    needed; EM then separates the two halves.
+
+    Returns
+    -------
+    params : the new parameters
+    reseeded : ``[(k, h), …]``, each re-seeded component and the one it was split from
+    """
     nk = stats.s0 + 10.0 * np.finfo(np.float64).eps
     shift = stats.s1 / nk[:, None]
     means = centres + shift
@@ -78,4 +101,45 @@ def params_from_stats(
             "EM produced non-finite means or covariances; check the data for extreme values "
             "or scale it, and increase reg_covar."
         )
-    return MixtureParams.from_covariances(weights, means, covariances, covariance_type)
+    reseeded: list[tuple[int, int]] = []
+    if reseed and covariance_type != "tied" and len(weights) > 1:
+        row_weight = stats.weight / max(stats.n_rows, 1)
+        dead = (stats.s0 < DEAD_FRACTION * row_weight) | ~positive_definite(covariances, covariance_type)
+        if dead.any() and not dead.all():
+            weights, means, covariances, reseeded = split_heaviest(weights, means, covariances, dead, covariance_type)
+    return MixtureParams.from_covariances(weights, means, covariances, covariance_type), reseeded
+
+
+def positive_definite(covariances: np.ndarray, covariance_type: CovarianceType) -> np.ndarray:
+    """Per component: is the covariance symmetric positive definite? Shape (K,), bool."""
+    if covariance_type == "full":
+        ok = np.empty(len(covariances), dtype=bool)
+        for k, cov in enumerate(covariances):
+            try:
+                np.linalg.cholesky(cov)
+                ok[k] = True
+            except np.linalg.LinAlgError:
+                ok[k] = False
+        return ok
+    return np.all(covariances > 0, axis=-1) if covariance_type == "diag" else covariances > 0
+
+
+def split_heaviest(
+    weights: np.ndarray, means: np.ndarray, covariances: np.ndarray, dead: np.ndarray, covariance_type: CovarianceType
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Re-seed every ``dead`` component by splitting the heaviest healthy one (see :func:`m_step`)."""
+    weights, means, covariances = weights.copy(), means.copy(), covariances.copy()
+    alive = ~dead
+    reseeded = []
+    d = means.shape[1]
+    for k in np.flatnonzero(dead):
+        h = int(np.argmax(np.where(alive, weights, -np.inf)))
+        dense = dense_covariances(covariances[h : h + 1], covariance_type, 1, d)[0]
+        eigenvalues, eigenvectors = np.linalg.eigh(dense)
+        offset = np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
+        means[k], means[h] = means[h] + offset, means[h] - offset
+        weights[k] = weights[h] = weights[h] / 2
+        covariances[k] = covariances[h]
+        alive[k] = True
+        reseeded.append((int(k), h))
+    return weights, means, covariances, reseeded
