@@ -23,6 +23,7 @@ import numpy as np
 
 from .config import FIT_SETTINGS, ConfigError, read_yaml, resolve
 from .errors import ConvergenceWarning, DgmmError, FitError
+from .init import INIT_METHODS as INIT_CHOICES
 
 EXIT_USER_ERROR = 2
 EXIT_NOT_CONVERGED = 3
@@ -410,6 +411,79 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
     plot_model(model, X, output)
     click.echo(f"wrote {output}", err=True)
+
+
+def _int_list(text: str) -> list[int]:
+    """"1-10" or "2,4,8" -> a list of ints (ConfigError otherwise)."""
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            values.extend(range(int(low), int(high) + 1) if high else [int(low)])
+    except ValueError:
+        raise ConfigError(f"--n-components {text!r}: expected integers like 1-10 or 2,4,8") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--n-components {text!r}: expected integers >= 1, like 1-10 or 2,4,8")
+    return values
+
+
+@main.command("select")
+@click.argument("data")
+@click.option("--n-components", "n_components", default="1-10", show_default=True, help="K to try: 1-10 or 2,4,8")
+@click.option("--covariance-types", default="full", show_default=True, help="comma-separated covariance types")
+@click.option("--criterion", type=click.Choice(("bic", "aic", "heldout")), default="bic", show_default=True)
+@click.option("--heldout-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
+              help="rows held out (by a hash of the row index) for the held-out log-likelihood")
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--init", "init_params", type=click.Choice(INIT_CHOICES), default="k-means++", show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0.0), default=1e-3, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--columns", default=None, help="feature columns (default: all)")
+@click.option("--weight-column", default=None, help="column of per-row weights >= 0")
+@click.option("--nan-policy", type=click.Choice(("raise", "drop")), default="raise", show_default=True)
+@click.option("--scheduler", default=None, help="address of a running Dask scheduler (default: a local cluster)")
+@click.option("--n-workers", type=click.IntRange(min=1), default=None, help="worker processes of the local cluster")
+@click.option("--model", default=None, help="write the best model here (.npz)")
+@click.option("--overwrite", is_flag=True, help="replace an existing model file")
+@click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
+@handle_errors("select")
+def select_command(data: str, n_components: str, covariance_types: str, criterion: str, heldout_fraction: float,
+                   n_init: int, init_params: str, max_iter: int, tol: float, seed: int, columns: str | None,
+                   weight_column: str | None, nan_policy: str, scheduler: str | None, n_workers: int | None,
+                   model: str | None, overwrite: bool, as_json: bool) -> None:
+    """Fit every (K, covariance type) of a grid on DATA sharing each pass; print the table, save the best."""
+    from .io import ParquetDataset
+    from .model_io import save_model
+    from .outputs import check_destination
+    from .select import select
+
+    ks = _int_list(n_components)
+    types = [t.strip() for t in covariance_types.split(",") if t.strip()]
+    if model:
+        check_destination(model, overwrite)
+    dataset = ParquetDataset.open(data, [c.strip() for c in columns.split(",")] if columns else None, None,
+                                  weight_column, nan_policy)
+    log = ProgressLog("text")
+    settings = {"scheduler": scheduler, "n_workers": n_workers, "memory_limit": None,
+                "tls_ca_file": None, "tls_cert": None, "tls_key": None}
+    with cluster_client(settings, log) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = select(dataset, ks, types, criterion=criterion, heldout_fraction=heldout_fraction, n_init=n_init,
+                        init_params=init_params, tol=tol, max_iter=max_iter, random_state=seed,
+                        nan_policy=nan_policy, client=client)
+    if as_json:
+        click.echo(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
+                               "covariance_type": result.best.covariance_type}, "passes": result.passes,
+                               "table": [{k: _finite(v) if isinstance(v, float) else v for k, v in row.items()}
+                                         for row in result.table]}))
+    else:
+        click.echo(result.format())
+        click.echo(f"best by {criterion}: n_components={result.best.n_components}, "
+                   f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")
+    if model:
+        save_model(result.best, model, extra={"input": dataset.fingerprint(), "selection": criterion})
+        click.echo(f"wrote {model}", err=True)
 
 
 if __name__ == "__main__":

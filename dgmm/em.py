@@ -63,6 +63,7 @@ class EMResult:
     n_iter: int
     lower_bound: float
     lower_bounds: list[float] = field(default_factory=list)
+    weight: float = math.nan  # total row weight the last pass saw (run_em_together fills it)
 
 
 def em_kernel(
@@ -128,6 +129,74 @@ def initial_params(
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
 
 
+def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int) -> tuple[MixtureParams, float, bool]:
+    """The M-step after the pass of iteration ``n_iter``: (new parameters, mean log-likelihood of
+    ``params``, whether a component was re-seeded)."""
+    if not stats.weight > 0:
+        raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or given "
+                        "sample weight 0); check the input or nan_policy")
+    lower_bound = stats.loglik / stats.weight
+    if not np.isfinite(lower_bound):
+        raise FitError(
+            f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
+            "scale the input data or increase reg_covar"
+        )
+    new, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
+    warn_reseeded(reseeded, f"iteration {n_iter}")
+    return new, lower_bound, bool(reseeded)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The statistics of several models from one pass; bundles merge part by part."""
+
+    parts: tuple[Stats, ...]
+
+    def __add__(self, other: "Bundle") -> "Bundle":
+        return Bundle(tuple(a + b for a, b in zip(self.parts, other.parts)))
+
+
+def bundle_kernel(block: np.ndarray, plans: tuple[EStepPlan, ...], row_offset: int) -> Bundle:
+    """E-step statistics of one chunk under each of several models (the chunk is read once)."""
+    return Bundle(tuple(em_kernel(block, plan, row_offset) for plan in plans))
+
+
+def run_em_together(
+    executor: Executor,
+    X,
+    starts: Sequence[MixtureParams],
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    split_every: int,
+    dtype: ComputeDType = "float64",
+) -> list[EMResult]:
+    """EM from every start at once: each pass reads every chunk once for all runs still going.
+
+    Each run gives exactly what :func:`run_em` gives from the same start (the same kernel on
+    the same chunks, merged in the same tree); passes = the most iterations any run needs.
+    """
+    params = list(starts)
+    lower_bounds: list[list[float]] = [[] for _ in starts]
+    converged = [False] * len(starts)
+    weight = math.nan
+    for n_iter in range(1, max_iter + 1):
+        active = [i for i in range(len(starts)) if not converged[i]]
+        if not active:
+            break
+        plans = tuple(plan_estep(params[i], dtype) for i in active)
+        bundle = executor.map_reduce(X, bundle_kernel, plans, split_every)
+        weight = bundle.parts[0].weight
+        for i, stats in zip(active, bundle.parts):
+            previous = lower_bounds[i][-1] if lower_bounds[i] else -math.inf
+            params[i], lower_bound, reseeded = em_update(stats, params[i], reg_covar, n_iter)
+            lower_bounds[i].append(lower_bound)
+            converged[i] = abs(lower_bound - previous) < tol and not reseeded
+    return [EMResult(params[i], converged[i], len(lower_bounds[i]), lower_bounds[i][-1] if lower_bounds[i] else -math.inf,
+                     lower_bounds[i], weight) for i in range(len(starts))]
+
+
 def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
     for k, h in reseeded:
         warnings.warn(
@@ -172,17 +241,7 @@ def run_em(
         started = time.perf_counter()
         previous = lower_bound
         stats = executor.map_reduce(X, em_kernel, plan_estep(params, dtype), split_every)
-        if not stats.weight > 0:
-            raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or given "
-                            "sample weight 0); check the input or nan_policy")
-        lower_bound = stats.loglik / stats.weight
-        if not np.isfinite(lower_bound):
-            raise FitError(
-                f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
-                "scale the input data or increase reg_covar"
-            )
-        params, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
-        warn_reseeded(reseeded, f"iteration {n_iter}")
+        params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
         converged = abs(change) < tol and not reseeded

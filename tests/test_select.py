@@ -1,0 +1,74 @@
+"""dgmm.select: BIC over a grid shares passes and finds the generating K."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.errors import ParameterError
+from dgmm.select import select
+
+
+@pytest.fixture(scope="module")
+def five():
+    return sample_mixture(random_mixture(5, 2, seed=21, separation=6.0), 4000, seed=21)[0]
+
+
+def test_bic_picks_five_among_one_to_ten_sharing_passes(five):
+    result = select(five, n_components=range(1, 11), covariance_types=["full", "diag"], random_state=0)
+    assert result.best.n_components == 5
+    assert len(result.table) == 20 and {row["covariance_type"] for row in result.table} == {"full", "diag"}
+    best_row = min(result.table, key=lambda row: row["bic"])
+    assert (best_row["n_components"], best_row["covariance_type"]) == (5, result.best.covariance_type)
+    assert all(np.isfinite(row["heldout_log_likelihood"]) for row in result.table)
+    iterations = max(row["n_iter"] for row in result.table)
+    # init: a row-sample gather and one pass per cell; EM: one pass per iteration for all 20 cells;
+    # one held-out pass (20 cells one at a time would take 20x the EM passes)
+    assert result.passes == 20 + iterations + 1
+    labels = result.best.predict(five)
+    assert len(np.unique(labels)) == 5
+    assert "*" in result.format()
+
+
+def test_heldout_criterion_and_parquet(five, parquet_dir, cluster_client):
+    path = parquet_dir(five, row_group_size=500)
+    result = select(path, n_components=[3, 5], criterion="heldout", random_state=0, client=cluster_client)
+    assert result.best.n_components == 5 and list(result.best.feature_names_in_) == ["x0", "x1"]
+    in_memory = select(five, n_components=[3, 5], criterion="heldout", random_state=0)
+    for a, b in zip(result.table, in_memory.table):
+        assert a["heldout_log_likelihood"] == pytest.approx(b["heldout_log_likelihood"], rel=1e-9)
+
+
+def test_bad_selection_parameters():
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    with pytest.raises(ParameterError, match="criterion='best' is invalid"):
+        select(X, [1, 2], criterion="best")
+    with pytest.raises(ParameterError, match="covariance_type='banana' is invalid"):
+        select(X, [1, 2], ["banana"])
+    with pytest.raises(ParameterError, match="heldout_fraction=0.0 is invalid"):
+        select(X, [1, 2], criterion="heldout", heldout_fraction=0.0)
+    with pytest.raises(dgmm.DataError, match="n_samples >= max"):
+        select(X[:3], [1, 5])
+
+
+def test_select_command_prints_the_table_and_saves_the_best(five, parquet_dir, cluster_client, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = parquet_dir(five, row_group_size=1000)
+    command = [str(Path(sys.executable).parent / "dgmm"), "select", path, "--n-components", "3-6",
+               "--covariance-types", "full", "--scheduler", cluster_client.scheduler.address,
+               "--model", str(tmp_path / "best.npz"), "--json"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["best"] == {"n_components": 5, "covariance_type": "full"} and len(report["table"]) == 4
+    assert dgmm.load_model(tmp_path / "best.npz").n_components == 5
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "output exists; remove it or pass --overwrite" in again.stderr
+    bad = subprocess.run(command[:4] + ["0-3"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "expected integers >= 1" in bad.stderr
