@@ -197,6 +197,15 @@ def run_em_together(
                      lower_bounds[i], weight) for i in range(len(starts))]
 
 
+def best_run(runs: Sequence[EMResult]) -> EMResult:
+    """The run with the highest lower bound; the earliest wins ties (as one-at-a-time restarts keep it)."""
+    best = runs[0]
+    for run in runs[1:]:
+        if run.lower_bound > best.lower_bound:
+            best = run
+    return best
+
+
 def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
     for k, h in reseeded:
         warnings.warn(

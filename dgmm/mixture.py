@@ -15,7 +15,7 @@ import numpy as np
 from . import posterior
 from ._estimator import EstimatorMixin
 from .checkpoint import Checkpoint, FitState, saving_callback
-from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em, run_em_together
+from .em import EMResult, IterationCallback, IterationReport, best_run, initial_params, run_em, run_em_together
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fused import COMPUTE_DTYPES
@@ -279,11 +279,7 @@ class GaussianMixture(EstimatorMixin):
             return EMResult(starts[0], False, 0, -math.inf, [])
         results = run_em_together(executor, array, starts, tol=self.tol, max_iter=self.max_iter,
                                   reg_covar=self.reg_covar, split_every=self.split_every, dtype=self.dtype)
-        best = results[0]
-        for result in results[1:]:
-            if result.lower_bound > best.lower_bound:
-                best = result
-        return best
+        return best_run(results)
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .em import EMResult, bundle_kernel, initial_params, run_em_together
+from .em import best_run, bundle_kernel, initial_params, run_em_together
 from .errors import ParameterError
 from .execution import executor_for
 from .fused import plan_estep
@@ -137,7 +137,7 @@ def select(
         # 3. EM for all of them, one pass per iteration
         results = run_em_together(counted, train, starts, tol=tol, max_iter=max_iter, reg_covar=reg_covar,
                                   split_every=split_every)
-        best_runs = [_best(results[i * n_init:(i + 1) * n_init]) for i in range(len(grid))]
+        best_runs = [best_run(results[i * n_init:(i + 1) * n_init]) for i in range(len(grid))]
         # 4. held-out log-likelihood of every cell, one pass
         heldout = [math.nan] * len(grid)
         if heldout_fraction > 0:
@@ -168,14 +168,6 @@ def _split(array, n_features: int, seed: int, fraction: float, held: bool):
         return select_rows(array, n_features, seed, fraction, held)
     return array.map_blocks(select_rows, n_features, seed, fraction, held, dtype=np.float64,
                             chunks=(array.chunks[0], (n_features + 1,)))
-
-
-def _best(runs: list[EMResult]) -> EMResult:
-    best = runs[0]
-    for run in runs[1:]:
-        if run.lower_bound > best.lower_bound:
-            best = run
-    return best
 
 
 class _CountingExecutor:
