@@ -61,11 +61,17 @@ def full_log_prob(Y, log_norm, M, peak):  # pragma: no cover - compiled
             M[n, k] = v
             if v > top:
                 top = v
-        if not math.isfinite(top):
-            top = 0.0
-        peak[n] = top
-        for k in range(K):
-            M[n, k] = M[n, k] - top
+        _subtract_peak(M, n, top, peak)
+
+
+@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
+def _subtract_peak(M, n, top, peak):  # pragma: no cover - compiled
+    """Row n of M minus its maximum ``top`` (0 when not finite), which goes to ``peak[n]``."""
+    if not math.isfinite(top):
+        top = 0.0
+    peak[n] = top
+    for k in range(M.shape[1]):
+        M[n, k] = M[n, k] - top
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
@@ -118,11 +124,7 @@ def shifted_log_prob(M, log_norm, peak):  # pragma: no cover - compiled
             M[n, k] = v
             if v > top:
                 top = v
-        if not math.isfinite(top):
-            top = 0.0
-        peak[n] = top
-        for k in range(K):
-            M[n, k] = M[n, k] - top
+        _subtract_peak(M, n, top, peak)
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)

@@ -238,6 +238,28 @@ def thread_pool(threads: int):
     return _POOLS[threads]
 
 
+class CountingExecutor:
+    """Wraps an executor and counts its passes (each reads every chunk once) and row gathers."""
+
+    def __init__(self, inner):
+        self.inner, self.passes, self.gathers = inner, 0, 0
+
+    @property
+    def client(self):
+        return self.inner.client
+
+    def map_reduce(self, *args, **kwargs):
+        self.passes += 1
+        return self.inner.map_reduce(*args, **kwargs)
+
+    def gather_rows(self, X, indices):
+        self.gathers += 1
+        return self.inner.gather_rows(X, indices)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
 def default_worker_count() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .em import best_run, bundle_kernel, initial_params, run_em_together
 from .errors import ParameterError
-from .execution import executor_for
+from .execution import CountingExecutor, executor_for
 from .fused import plan_estep
 from .gaussian import COVARIANCE_TYPES
 from .inputs import as_input
@@ -124,7 +124,7 @@ def select(
     split_seed = int(rng.randint(np.iinfo(np.int32).max))
     seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)] for _ in grid]
     with executor_for(client, data.kind, data.chunk_rows, scheduler_address) as executor:
-        counted = _CountingExecutor(executor)
+        counted = CountingExecutor(executor)
         array = data.values if data.kind == "numpy" and executor.client is None else data.array
         # 1. the hash split: training rows and held-out rows, as weighted data
         train, held = (_split(array, d, split_seed, heldout_fraction, part) for part in (False, True))
@@ -168,21 +168,6 @@ def _split(array, n_features: int, seed: int, fraction: float, held: bool):
         return select_rows(array, n_features, seed, fraction, held)
     return array.map_blocks(select_rows, n_features, seed, fraction, held, dtype=np.float64,
                             chunks=(array.chunks[0], (n_features + 1,)))
-
-
-class _CountingExecutor:
-    """Wraps an executor and counts passes (each reads every chunk once)."""
-
-    def __init__(self, inner):
-        self.inner, self.passes = inner, 0
-        self.client = inner.client
-
-    def map_reduce(self, *args, **kwargs):
-        self.passes += 1
-        return self.inner.map_reduce(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
 
 __all__ = ["COVARIANCE_TYPES", "CRITERIA", "Selection", "select"]

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
+from dask.callbacks import Callback
 
 from dgmm.datasets import write_parquet
 from dgmm.params import MixtureParams
@@ -137,3 +138,14 @@ def random_params(rng: np.random.Generator, K: int, d: int, covariance_type: str
 
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+class ComputeCounter(Callback):
+    """Counts computes (graph executions) on Dask's local schedulers."""
+
+    def __init__(self):
+        super().__init__()
+        self.computes = 0
+
+    def _start(self, dsk):
+        self.computes += 1

@@ -8,14 +8,14 @@ import pickle
 import dask.array as da
 import numpy as np
 import pytest
-from dask.callbacks import Callback
+
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 from dgmm.em import em_kernel
 from dgmm.execution import Executor, build_pass, current_client
 
-from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
+from conftest import COVARIANCE_TYPES, ComputeCounter, assert_close, initial_params, random_params
 
 PARAM_ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_")
 
@@ -60,15 +60,6 @@ def test_fixed_chunking_is_bit_identical_across_runs_and_schedulers(mixture_data
     for other in runs[1:]:
         for attr in PARAM_ATTRS:
             np.testing.assert_array_equal(getattr(other, attr), getattr(runs[0], attr))
-
-
-class ComputeCounter(Callback):
-    def __init__(self):
-        super().__init__()
-        self.computes = 0
-
-    def _start(self, dsk):
-        self.computes += 1
 
 
 def test_one_compute_per_iteration_on_local_scheduler(mixture_data):

@@ -9,14 +9,13 @@ from functools import reduce
 import dask.array as da
 import numpy as np
 import pytest
-from dask.callbacks import Callback
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 from dgmm.em import init_kernel, initial_params
-from dgmm.execution import Executor, InProcessExecutor
+from dgmm.execution import CountingExecutor, Executor, InProcessExecutor
 from dgmm.init import InitPlan, init_chunk_stats
 from dgmm.kmeans import (
     choose_weighted_centres,
@@ -35,7 +34,7 @@ from dgmm.kmeans import (
 from dgmm.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
 from dgmm.weights import attach_weights
 
-from conftest import assert_close
+from conftest import ComputeCounter, assert_close
 
 
 def naive_d2(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -238,31 +237,6 @@ def test_weighted_lloyd_and_statistics_equal_repeated_rows(blobs):
     params = initial_params(executor, blocks, n_components=5, n_features=3, covariance_type="diag", method="k-means||", reg_covar=1e-6,
                             seed=0, split_every=4)
     assert np.isclose(params.weights.sum(), 1.0)
-
-
-class CountingExecutor:
-    """Counts passes (map_reduce) and row gathers of an inner executor."""
-
-    def __init__(self, inner):
-        self.inner, self.passes, self.gathers = inner, 0, 0
-        self.client = None
-
-    def map_reduce(self, X, kernel, payload, split_every=8):
-        self.passes += 1
-        return self.inner.map_reduce(X, kernel, payload, split_every)
-
-    def gather_rows(self, X, indices):
-        self.gathers += 1
-        return self.inner.gather_rows(X, indices)
-
-
-class ComputeCounter(Callback):
-    def __init__(self):
-        super().__init__()
-        self.computes = 0
-
-    def _start(self, dsk):
-        self.computes += 1
 
 
 def test_kmeans_parallel_costs_rounds_plus_two_passes(blobs):

@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
-from dgmm.execution import InProcessExecutor
-
-
-class CountingExecutor(InProcessExecutor):
-    """The in-process executor, counting passes (each reads every chunk once)."""
-
-    passes = 0
-
-    def map_reduce(self, *args, **kwargs):
-        type(self).passes += 1
-        return super().map_reduce(*args, **kwargs)
+from dgmm.execution import CountingExecutor, InProcessExecutor
 
 
 @pytest.fixture
 def counting(monkeypatch):
+    """Every in-memory fit runs on one in-process executor whose passes are counted."""
     import dgmm.mixture
 
-    CountingExecutor.passes = 0
-    original = dgmm.mixture.executor_for
+    counter = CountingExecutor(None)
 
     def executor_for(client, kind, chunk_rows, address):
-        context = original(client, kind, chunk_rows, address)
-        if kind != "numpy":
-            return context
-        import contextlib
-
-        return contextlib.nullcontext(CountingExecutor(chunk_rows))
+        counter.inner = InProcessExecutor(chunk_rows)
+        return contextlib.nullcontext(counter)
 
     monkeypatch.setattr(dgmm.mixture, "executor_for", executor_for)
-    return CountingExecutor
+    return counter
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
