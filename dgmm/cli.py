@@ -435,7 +435,7 @@ def _int_list(text: str) -> list[int]:
 @click.option("--heldout-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.1, show_default=True,
               help="rows held out (by a hash of the row index) for the held-out log-likelihood")
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--init", "init_params", type=click.Choice(INIT_CHOICES), default="k-means++", show_default=True)
+@click.option("--init", "init_params", type=click.Choice(INIT_CHOICES), default="kmeans", show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0.0), default=1e-3, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)

@@ -29,6 +29,7 @@ from .init import InitMethod, InitPlan, init_chunk_stats
 from .mstep import m_step
 from .params import MixtureParams
 from .seeding import initial_centres
+from .steps import Pass, Steps, run_steps
 from .stats import Stats
 from .weights import split_weights
 
@@ -63,7 +64,7 @@ class EMResult:
     n_iter: int
     lower_bound: float
     lower_bounds: list[float] = field(default_factory=list)
-    weight: float = math.nan  # total row weight the last pass saw (run_em_together fills it)
+    weight: float = math.nan  # total row weight the last pass saw
 
 
 def em_kernel(
@@ -88,38 +89,39 @@ def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
     return init_chunk_stats(X, plan, row_offset, weights)
 
 
-def initial_params(
-    executor: Executor,
-    X,
+def initial_params(executor: Executor, X, *, split_every: int, **kwargs) -> MixtureParams:
+    """Starting parameters on ``executor``: :func:`init_steps` driven alone."""
+    return run_steps(executor, X, split_every, init_steps(X.shape, **kwargs))
+
+
+def init_steps(
+    shape: tuple[int, int],
     *,
     n_components: int,
     covariance_type: CovarianceType,
     method: InitMethod,
     reg_covar: float,
     seed: int,
-    split_every: int,
     n_features: int | None = None,
     weights_init: np.ndarray | None = None,
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
-) -> MixtureParams:
+) -> Steps[MixtureParams]:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
-    Costs two computes (a row sample, then one statistics pass) for the sample-based
-    methods, one small gather and ``rounds + 2`` passes for "k-means||" and up to 10
-    Lloyd passes more for "kmeans" (see :mod:`dgmm.seeding`); none when all three
-    of ``weights_init``, ``means_init`` and ``precisions_init`` are given.
-    ``X`` has ``n_features`` columns (default: all), plus a last one of row weights when
-    weighted (:mod:`dgmm.weights`).
+    Costs one gather and one pass for the sample-based methods, one small gather and
+    ``rounds + 2`` passes for "k-means||", and up to 10 Lloyd passes more for "kmeans"
+    (see :mod:`dgmm.seeding`); nothing when all three of ``weights_init``, ``means_init``
+    and ``precisions_init`` are given. The data has ``shape``: ``n_features`` columns
+    (default: all), plus a last one of row weights when weighted (:mod:`dgmm.weights`).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
     # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
-    centres = initial_centres(executor, X, n_components=n_components, n_features=n_features or X.shape[1],
-                              method=method, seed=seed, split_every=split_every)
+    centres = yield from initial_centres(shape, n_components=n_components, n_features=n_features or shape[1],
+                                         method=method, seed=seed)
     # 2. one statistics pass under the initial responsibilities -> ordinary M-step
-    plan = InitPlan(method, centres, seed, covariance_type)
-    stats = executor.map_reduce(X, init_kernel, plan, split_every)
+    stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
     fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
     warn_reseeded(reseeded, "the initialisation")
     weights = fitted.weights if weights_init is None else weights_init
@@ -127,6 +129,18 @@ def initial_params(
     if precisions_init is None:
         return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+
+
+def fit_steps(shape: tuple[int, int], init: dict, **em_kwargs) -> Steps[EMResult]:
+    """One restart: :func:`init_steps` with the keywords ``init``, then :func:`em_steps`."""
+    params = yield from init_steps(shape, **init)
+    return (yield from em_steps(params, **em_kwargs))
+
+
+def score_steps(params: MixtureParams) -> Steps[float]:
+    """Mean log-likelihood of the (weighted) rows under ``params``, one pass; NaN without rows."""
+    stats = yield Pass(em_kernel, plan_estep(params))
+    return stats.loglik / stats.weight if stats.weight > 0 else math.nan
 
 
 def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int) -> tuple[MixtureParams, float, bool]:
@@ -144,57 +158,6 @@ def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int
     new, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
     warn_reseeded(reseeded, f"iteration {n_iter}")
     return new, lower_bound, bool(reseeded)
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """The statistics of several models from one pass; bundles merge part by part."""
-
-    parts: tuple[Stats, ...]
-
-    def __add__(self, other: "Bundle") -> "Bundle":
-        return Bundle(tuple(a + b for a, b in zip(self.parts, other.parts)))
-
-
-def bundle_kernel(block: np.ndarray, plans: tuple[EStepPlan, ...], row_offset: int) -> Bundle:
-    """E-step statistics of one chunk under each of several models (the chunk is read once)."""
-    return Bundle(tuple(em_kernel(block, plan, row_offset) for plan in plans))
-
-
-def run_em_together(
-    executor: Executor,
-    X,
-    starts: Sequence[MixtureParams],
-    *,
-    tol: float,
-    max_iter: int,
-    reg_covar: float,
-    split_every: int,
-    dtype: ComputeDType = "float64",
-) -> list[EMResult]:
-    """EM from every start at once: each pass reads every chunk once for all runs still going.
-
-    Each run gives exactly what :func:`run_em` gives from the same start (the same kernel on
-    the same chunks, merged in the same tree); passes = the most iterations any run needs.
-    """
-    params = list(starts)
-    lower_bounds: list[list[float]] = [[] for _ in starts]
-    converged = [False] * len(starts)
-    weight = math.nan
-    for n_iter in range(1, max_iter + 1):
-        active = [i for i in range(len(starts)) if not converged[i]]
-        if not active:
-            break
-        plans = tuple(plan_estep(params[i], dtype) for i in active)
-        bundle = executor.map_reduce(X, bundle_kernel, plans, split_every)
-        weight = bundle.parts[0].weight
-        for i, stats in zip(active, bundle.parts):
-            previous = lower_bounds[i][-1] if lower_bounds[i] else -math.inf
-            params[i], lower_bound, reseeded = em_update(stats, params[i], reg_covar, n_iter)
-            lower_bounds[i].append(lower_bound)
-            converged[i] = abs(lower_bound - previous) < tol and not reseeded
-    return [EMResult(params[i], converged[i], len(lower_bounds[i]), lower_bounds[i][-1] if lower_bounds[i] else -math.inf,
-                     lower_bounds[i], weight) for i in range(len(starts))]
 
 
 def best_run(runs: Sequence[EMResult]) -> EMResult:
@@ -216,20 +179,22 @@ def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
         )
 
 
-def run_em(
-    executor: Executor,
-    X,
+def run_em(executor: Executor, X, params: MixtureParams, *, split_every: int, **kwargs) -> EMResult:
+    """EM on ``executor``: :func:`em_steps` driven alone."""
+    return run_steps(executor, X, split_every, em_steps(params, **kwargs))
+
+
+def em_steps(
     params: MixtureParams,
     *,
     tol: float,
     max_iter: int,
     reg_covar: float,
-    split_every: int,
     lower_bound: float = -math.inf,
     history: Sequence[float] = (),
     on_iteration: IterationCallback | None = None,
     dtype: ComputeDType = "float64",
-) -> EMResult:
+) -> Steps[EMResult]:
     """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
 
     ``history`` holds the lower bounds of iterations already done from the same
@@ -246,10 +211,12 @@ def run_em(
     lower_bounds = list(history)
     converged = False
     n_iter = len(lower_bounds)
+    weight = math.nan
     for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         started = time.perf_counter()
         previous = lower_bound
-        stats = executor.map_reduce(X, em_kernel, plan_estep(params, dtype), split_every)
+        stats = yield Pass(em_kernel, plan_estep(params, dtype))
+        weight = stats.weight
         params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
@@ -261,4 +228,4 @@ def run_em(
             )
         if converged:
             break
-    return EMResult(params, converged, n_iter, lower_bound, lower_bounds)
+    return EMResult(params, converged, n_iter, lower_bound, lower_bounds, weight)

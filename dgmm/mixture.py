@@ -15,7 +15,8 @@ import numpy as np
 from . import posterior
 from ._estimator import EstimatorMixin
 from .checkpoint import Checkpoint, FitState, saving_callback
-from .em import EMResult, IterationCallback, IterationReport, best_run, initial_params, run_em, run_em_together
+from .em import EMResult, IterationCallback, IterationReport, best_run, fit_steps, initial_params, run_em
+from .steps import run_together
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fused import COMPUTE_DTYPES
@@ -59,9 +60,9 @@ class GaussianMixture(EstimatorMixin):
         "float32" is faster, while the statistics are still accumulated in float64 and
         the parameters stay float64 (see :mod:`dgmm.fused`).
 
-    ``init_params`` defaults to "k-means++" (k-means++ on a row sample, then one
-    pass assigning rows to the nearest centre); "random" and "random_from_data"
-    are also available.
+    ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding and a few
+    Lloyd passes over all rows, out of core (:mod:`dgmm.seeding`); "k-means||" stops after
+    the seeding; "k-means++", "random_from_data" and "random" work on a row sample.
 
     Attributes
     ----------
@@ -78,7 +79,7 @@ class GaussianMixture(EstimatorMixin):
         reg_covar: float = 1e-6,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "k-means++",
+        init_params: str = "kmeans",
         weights_init: np.ndarray | None = None,
         means_init: np.ndarray | None = None,
         precisions_init: np.ndarray | None = None,
@@ -263,23 +264,20 @@ class GaussianMixture(EstimatorMixin):
         return result
 
     def _run_inits_together(self, executor, array, n_features: int, seeds: tuple[int, ...], inits) -> EMResult:
-        """Every initialisation, then EM for all of them sharing each pass; the best by lower bound.
+        """Every restart at once, sharing each pass (initialisations too); the best by lower bound.
 
         Gives the model the one-at-a-time loop gives (the earliest run wins ties).
         """
         weights_init, means_init, precisions_init = inits
-        starts = [
-            initial_params(executor, array, n_components=self.n_components, n_features=n_features,
-                           covariance_type=self.covariance_type, method=self.init_params, reg_covar=self.reg_covar,
-                           seed=seed, split_every=self.split_every, weights_init=weights_init, means_init=means_init,
-                           precisions_init=precisions_init)
+        programs = [
+            fit_steps(array.shape, dict(n_components=self.n_components, n_features=n_features,
+                                        covariance_type=self.covariance_type, method=self.init_params,
+                                        reg_covar=self.reg_covar, seed=seed, weights_init=weights_init,
+                                        means_init=means_init, precisions_init=precisions_init),
+                      tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
             for seed in seeds
         ]
-        if self.max_iter == 0:
-            return EMResult(starts[0], False, 0, -math.inf, [])
-        results = run_em_together(executor, array, starts, tol=self.tol, max_iter=self.max_iter,
-                                  reg_covar=self.reg_covar, split_every=self.split_every, dtype=self.dtype)
-        return best_run(results)
+        return best_run(run_together(executor, array, self.split_every, programs))
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""

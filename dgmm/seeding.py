@@ -1,7 +1,9 @@
 """Where the starting centres come from: orchestration of the initialisation passes, no maths.
 
-The maths is in :mod:`dgmm.kmeans` and :mod:`dgmm.init`; every pass is one
-``executor.map_reduce`` of a pure kernel whose per-chunk results add with ``+``.
+The maths is in :mod:`dgmm.kmeans` and :mod:`dgmm.init`. Every function here is a
+program of :mod:`dgmm.steps` (it yields the passes and gathers it needs), so many
+initialisations can share each pass; every pass applies a pure kernel whose
+per-chunk results add with ``+``.
 
 "k-means||" and "kmeans" look at every row::
 
@@ -47,6 +49,7 @@ from .kmeans import (
     recluster,
     sample_candidates,
 )
+from .steps import Gather, Pass, Steps
 from .weights import split_weights
 
 DISTRIBUTED_INITS: tuple[str, ...] = ("kmeans", "k-means||")
@@ -89,49 +92,46 @@ def lloyd_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> Lloyd
     return lloyd_chunk(X, plan.centres, row_offset, w)
 
 
-def first_centre(executor, data, rng: np.random.Generator, n_features: int) -> np.ndarray:
+def first_centre(shape: tuple[int, int], rng: np.random.Generator, n_features: int) -> Steps[np.ndarray]:
     """One row (d,) drawn uniformly; weighted: ∝ weight among up to 64 uniformly drawn rows.
 
     A zero-weight first centre is harmless: it only seeds the distances of round 1,
     and step 2 gives it weight 0 unless rows lie nearest to it.
     """
-    n = data.shape[0]
-    if data.shape[1] == n_features:
-        return executor.gather_rows(data, rng.integers(n, size=1))[0]
-    drawn = executor.gather_rows(data, rng.choice(n, size=min(n, FIRST_CENTRE_DRAWS), replace=False))
+    n = shape[0]
+    if shape[1] == n_features:
+        return (yield Gather(rng.integers(n, size=1)))[0]
+    drawn = yield Gather(rng.choice(n, size=min(n, FIRST_CENTRE_DRAWS), replace=False))
     rows, w = split_weights(drawn, n_features)
     return pick_weighted_row(rows, w, rng)
 
 
 def kmeans_parallel(
-    executor,
-    X,
+    shape: tuple[int, int],
     n_components: int,
     seed: int,
-    split_every: int,
     *,
     n_features: int,
     rounds: int = ROUNDS,
     oversampling: float | None = None,
-) -> np.ndarray:
-    """k-means|| centres (K, d): one small gather, then ``rounds + 1`` passes over ``X``.
+) -> Steps[np.ndarray]:
+    """k-means|| centres (K, d): one small gather, then ``rounds + 1`` passes over data of ``shape``.
 
-    ``X`` has ``n_features`` columns, plus one of row weights when weighted. Rounds stop
+    The data has ``n_features`` columns, plus one of row weights when weighted. Rounds stop
     early once the candidates cost nothing (every row lies on one).
     """
-    data = X
     rng = np.random.default_rng(seed)
     ell = float(oversampling if oversampling is not None else 2 * n_components)
     # 0. a first candidate
-    candidates = first_centre(executor, data, rng, n_features)[None, :]
+    candidates = (yield from first_centre(shape, rng, n_features))[None, :]
     # 1. rounds of exact oversampling, one pass each
     for r in range(1, rounds + 1):
-        drawn = executor.map_reduce(data, sampling_kernel, RoundPlan(candidates, seed, r, ell), split_every)
+        drawn = yield Pass(sampling_kernel, RoundPlan(candidates, seed, r, ell))
         candidates = np.concatenate([candidates, drawn.rows])
         if drawn.cost <= 0.0:
             break
     # 2. candidate weights, one pass
-    counts = executor.map_reduce(data, counting_kernel, CentresPlan(candidates), split_every)
+    counts = yield Pass(counting_kernel, CentresPlan(candidates))
     if not counts.weights.sum() > 0:
         raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or sample "
                         "weight 0); check the input or nan_policy")
@@ -139,15 +139,7 @@ def kmeans_parallel(
     return recluster(candidates, counts.weights, n_components, rng)
 
 
-def lloyd(
-    executor,
-    X,
-    centres: np.ndarray,
-    split_every: int,
-    *,
-    max_iter: int = LLOYD_MAX_ITER,
-    tol: float = LLOYD_TOL,
-) -> tuple[np.ndarray, int]:
+def lloyd(centres: np.ndarray, *, max_iter: int = LLOYD_MAX_ITER, tol: float = LLOYD_TOL) -> Steps[tuple[np.ndarray, int]]:
     """Distributed Lloyd iterations from ``centres`` (K, d), one pass each; returns (centres, passes).
 
     Stops when ``Σ_k ‖Δc_k‖² ≤ tol ×`` the mean per-feature variance of the data (from
@@ -156,7 +148,7 @@ def lloyd(
     threshold = None
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        stats = executor.map_reduce(X, lloyd_kernel, CentresPlan(centres), split_every)
+        stats = yield Pass(lloyd_kernel, CentresPlan(centres))
         if threshold is None:
             threshold = tol * mean_variance(stats, centres)
         new = lloyd_update(stats, centres)
@@ -168,29 +160,27 @@ def lloyd(
 
 
 def initial_centres(
-    executor,
-    X,
+    shape: tuple[int, int],
     *,
     n_components: int,
     n_features: int,
     method: InitMethod,
     seed: int,
-    split_every: int,
-) -> np.ndarray:
+) -> Steps[np.ndarray]:
     """K starting centres (K, d) by ``method``; see the module docstring for the passes.
 
-    ``X`` has ``n_features`` columns, plus one of row weights when weighted.
+    The data has ``shape``: ``n_features`` columns, plus one of row weights when weighted.
     """
     if method in DISTRIBUTED_INITS:
-        centres = kmeans_parallel(executor, X, n_components, seed, split_every, n_features=n_features)
+        centres = yield from kmeans_parallel(shape, n_components, seed, n_features=n_features)
         if method == "kmeans":
-            centres = lloyd(executor, X, centres, split_every)[0]
+            centres = (yield from lloyd(centres))[0]
         return centres
     rng = np.random.default_rng(seed)
-    n_rows = X.shape[0]
-    if X.shape[1] == n_features:
+    n_rows = shape[0]
+    if shape[1] == n_features:
         indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, method), replace=False)
-        return choose_centres(executor.gather_rows(X, indices), n_components, method, rng)
+        return choose_centres((yield Gather(indices)), n_components, method, rng)
     indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, "k-means++"), replace=False)
-    rows, w = split_weights(executor.gather_rows(X, indices), n_features)
+    rows, w = split_weights((yield Gather(indices)), n_features)
     return choose_weighted_centres(rows, w, n_components, method, rng)

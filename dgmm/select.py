@@ -4,9 +4,9 @@ Orchestration only::
 
     1. rows are split by a hash of their global index (dgmm.weights.heldout_rows):
        ``heldout_fraction`` of them are held out, the rest train every model
-    2. each grid cell × restart is initialised on the training rows (its own init passes)
-    3. EM runs for all of them together: one pass per iteration reads every chunk once
-       for every model still running (dgmm.em.run_em_together)
+    2. each grid cell × restart is initialised on the training rows, and
+    3. runs EM there; all of them together (dgmm.steps.run_together): each pass reads
+       every chunk once for every initialisation or EM run still going
     4. one more pass scores every cell's best run on the held-out rows
     5. the table: log-likelihood (training rows), BIC and AIC (on the training rows,
        n = their total weight), held-out log-likelihood, iterations, converged
@@ -22,13 +22,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .em import best_run, bundle_kernel, initial_params, run_em_together
+from .em import best_run, fit_steps, score_steps
 from .errors import ParameterError
 from .execution import CountingExecutor, executor_for
-from .fused import plan_estep
 from .gaussian import COVARIANCE_TYPES
 from .inputs import as_input
 from .mixture import GaussianMixture
+from .steps import run_together
 from .validation import check_n_samples, check_random_state, validate_params
 from .weights import select_rows
 
@@ -78,7 +78,7 @@ def select(
     criterion: str = "bic",
     heldout_fraction: float = 0.1,
     n_init: int = 1,
-    init_params: str = "k-means++",
+    init_params: str = "kmeans",
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
     max_iter: int = 100,
@@ -128,22 +128,18 @@ def select(
         array = data.values if data.kind == "numpy" and executor.client is None else data.array
         # 1. the hash split: training rows and held-out rows, as weighted data
         train, held = (_split(array, d, split_seed, heldout_fraction, part) for part in (False, True))
-        # 2. every cell and restart initialised on the training rows
-        starts = [
-            initial_params(counted, train, n_components=k, n_features=d, covariance_type=c, method=init_params,
-                           reg_covar=reg_covar, seed=seed, split_every=split_every)
+        # 2-3. every cell and restart: initialisation, then EM, all sharing each pass
+        programs = [
+            fit_steps(train.shape, dict(n_components=k, n_features=d, covariance_type=c, method=init_params,
+                                        reg_covar=reg_covar, seed=seed), tol=tol, max_iter=max_iter, reg_covar=reg_covar)
             for (k, c), cell_seeds in zip(grid, seeds) for seed in cell_seeds
         ]
-        # 3. EM for all of them, one pass per iteration
-        results = run_em_together(counted, train, starts, tol=tol, max_iter=max_iter, reg_covar=reg_covar,
-                                  split_every=split_every)
+        results = run_together(counted, train, split_every, programs)
         best_runs = [best_run(results[i * n_init:(i + 1) * n_init]) for i in range(len(grid))]
         # 4. held-out log-likelihood of every cell, one pass
         heldout = [math.nan] * len(grid)
         if heldout_fraction > 0:
-            plans = tuple(plan_estep(run.params) for run in best_runs)
-            bundle = counted.map_reduce(held, bundle_kernel, plans, split_every)
-            heldout = [s.loglik / s.weight if s.weight > 0 else math.nan for s in bundle.parts]
+            heldout = run_together(counted, held, split_every, [score_steps(run.params) for run in best_runs])
     train_weight = best_runs[0].weight
     table = []
     for (k, c), run in zip(grid, best_runs):

@@ -70,9 +70,10 @@ def test_one_compute_per_iteration_on_local_scheduler(mixture_data):
     assert model.n_iter_ == 7
     assert counter.computes == 7
     with ComputeCounter() as counter:
-        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0, cache="none").fit(X)
-    # per init: a row sample and one init pass; then 4 iterations, each one compute for both runs
-    assert counter.computes == 2 * 2 + 4
+        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0, cache="none",
+                                     init_params="k-means++").fit(X)
+    # both inits share one row-sample gather and one init pass; then 4 iterations, each one compute for both
+    assert counter.computes == 2 + 4
     with ComputeCounter() as counter:
         model = dgmm.GaussianMixture(3, tol=0.0, max_iter=7, cache="memory", **init).fit(X)
     assert model.cache_used_ == "memory" and counter.computes == 1 + 7  # persist once, then one per iteration
@@ -165,7 +166,7 @@ def test_fit_uses_the_current_client(mixture_data, cluster_client):
     counter = GraphCounter(cluster_client)
     with cluster_client.as_current():
         assert current_client() is cluster_client
-        dgmm.GaussianMixture(3, tol=0.0, max_iter=3, random_state=0, cache="none").fit(X)
+        dgmm.GaussianMixture(3, tol=0.0, max_iter=3, random_state=0, cache="none", init_params="k-means++").fit(X)
     assert counter.count == 3 + 2  # a row sample, the init pass, 3 iterations
     counter.close()
 

@@ -32,6 +32,7 @@ from dgmm.kmeans import (
     weighted_kmeans_plusplus,
 )
 from dgmm.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
+from dgmm.steps import run_steps
 from dgmm.weights import attach_weights
 
 from conftest import ComputeCounter, assert_close
@@ -194,11 +195,13 @@ def uneven(n: int, seed: int = 0) -> tuple[int, ...]:
 @pytest.mark.parametrize("method", ["k-means||", "kmeans"])
 def test_centres_do_not_depend_on_chunking_or_workers(blobs, parquet_dir, cluster_client, method):
     kwargs = dict(n_components=5, n_features=3, method=method, seed=11)
-    reference = initial_centres(InProcessExecutor(3000), blobs, split_every=8, **kwargs)
+    reference = run_steps(InProcessExecutor(3000), blobs, 8, initial_centres(blobs.shape, **kwargs))
     others = [
-        initial_centres(InProcessExecutor(257), blobs, split_every=3, **kwargs),
-        initial_centres(Executor(scheduler="threads"), da.from_array(blobs, chunks=(uneven(3000), 3)), split_every=4, **kwargs),
-        initial_centres(Executor(cluster_client), da.from_array(blobs, chunks=(uneven(3000, 1), 3)), split_every=2, **kwargs),
+        run_steps(InProcessExecutor(257), blobs, 3, initial_centres(blobs.shape, **kwargs)),
+        run_steps(Executor(scheduler="threads"), da.from_array(blobs, chunks=(uneven(3000), 3)), 4,
+                  initial_centres(blobs.shape, **kwargs)),
+        run_steps(Executor(cluster_client), da.from_array(blobs, chunks=(uneven(3000, 1), 3)), 2,
+                  initial_centres(blobs.shape, **kwargs)),
     ]
     for other in others:
         assert_close(other, reference, 1e-10)
@@ -216,10 +219,10 @@ def test_weighted_centres_do_not_depend_on_chunking_and_ignore_zero_weight_rows(
     w = np.concatenate([np.random.default_rng(6).uniform(0.5, 2.0, size=3000), np.zeros(400)])
     kwargs = dict(n_components=5, n_features=3, method="kmeans", seed=3)
     weighted = attach_weights(X, w, "raise")
-    reference = initial_centres(InProcessExecutor(10_000), weighted, split_every=8, **kwargs)
+    reference = run_steps(InProcessExecutor(10_000), weighted, 8, initial_centres(weighted.shape, **kwargs))
     assert np.all(np.abs(reference) < 500)
-    chunked = initial_centres(Executor(scheduler="sync"), da.from_array(weighted, chunks=(uneven(3400), 4)),
-                              split_every=3, **kwargs)
+    chunked = run_steps(Executor(scheduler="sync"), da.from_array(weighted, chunks=(uneven(3400), 4)), 3,
+                        initial_centres(weighted.shape, **kwargs))
     assert_close(chunked, reference, 1e-10)
 
 
@@ -228,8 +231,8 @@ def test_weighted_lloyd_and_statistics_equal_repeated_rows(blobs):
     repeated, executor = np.repeat(blobs, reps, axis=0), InProcessExecutor(512)
     start = blobs[:5] + 0.5
     blocks = attach_weights(blobs, reps.astype(float), "raise")
-    weighted, _ = lloyd(executor, blocks, start, 4, max_iter=4, tol=0.0)
-    assert_close(weighted, lloyd(executor, repeated, start, 4, max_iter=4, tol=0.0)[0], 1e-9)
+    weighted, _ = run_steps(executor, blocks, 4, lloyd(start, max_iter=4, tol=0.0))
+    assert_close(weighted, run_steps(executor, repeated, 4, lloyd(start, max_iter=4, tol=0.0))[0], 1e-9)
     plan = InitPlan("kmeans", weighted, 0, "diag")
     a = executor.map_reduce(blocks, init_kernel, plan, 4)
     b = executor.map_reduce(repeated, init_kernel, plan, 4)
@@ -245,7 +248,7 @@ def test_kmeans_parallel_costs_rounds_plus_two_passes(blobs):
     initial_params(counting, blobs, method="k-means||", **kwargs)
     assert (counting.passes, counting.gathers) == (ROUNDS + 2, 1)
     counting = CountingExecutor(InProcessExecutor(400))
-    kmeans_parallel(counting, blobs, 5, 0, 4, n_features=3, rounds=3)
+    run_steps(counting, blobs, 4, kmeans_parallel(blobs.shape, 5, 0, n_features=3, rounds=3))
     assert counting.passes == 3 + 1
     counting = CountingExecutor(InProcessExecutor(400))
     initial_params(counting, blobs, method="kmeans", **kwargs)

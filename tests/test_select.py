@@ -8,6 +8,7 @@ import pytest
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 from dgmm.errors import ParameterError
+from dgmm.seeding import LLOYD_MAX_ITER, ROUNDS
 from dgmm.select import select
 
 
@@ -24,9 +25,19 @@ def test_bic_picks_five_among_one_to_ten_sharing_passes(five):
     assert (best_row["n_components"], best_row["covariance_type"]) == (5, result.best.covariance_type)
     assert all(np.isfinite(row["heldout_log_likelihood"]) for row in result.table)
     iterations = max(row["n_iter"] for row in result.table)
-    # init: a row-sample gather and one pass per cell; EM: one pass per iteration for all 20 cells;
-    # one held-out pass (20 cells one at a time would take 20x the EM passes)
-    assert result.passes == 20 + iterations + 1
+    # every cell's init (k-means|| rounds, candidate weights, Lloyd, statistics) and EM share each
+    # pass: at most the longest init + the most EM iterations + one held-out pass, where 20 cells
+    # one at a time would take 20x both
+    assert result.passes <= ROUNDS + 2 + LLOYD_MAX_ITER + iterations + 1
+
+
+def test_select_with_sample_based_init_costs_one_init_pass_for_all_cells(five):
+    result = select(five, n_components=range(1, 11), covariance_types=["full", "diag"], random_state=0,
+                    init_params="k-means++")
+    assert result.best.n_components == 5
+    iterations = max(row["n_iter"] for row in result.table)
+    # one gather of the row samples of all cells, one statistics pass, the EM passes, one held-out pass
+    assert result.passes == 1 + iterations + 1
     labels = result.best.predict(five)
     assert len(np.unique(labels)) == 5
     assert "*" in result.format()
