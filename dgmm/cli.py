@@ -214,6 +214,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         max_iter=settings["max_iter"],
         n_init=settings["n_init"],
         init_params=settings["init"],
+        split_merge=settings["split_merge"],
         random_state=settings["seed"],
         split_every=settings["split_every"],
         chunk_rows=settings["chunk_rows"],
@@ -237,6 +238,9 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     model.set_params(client=None)
     log.end_live()
     log.event("cache", policy=settings["cache"], used=model.cache_used_)
+    for i, j, k, before, after in model.split_merge_moves_:
+        log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
+                  mean_log_likelihood_after=after)
     save_model(model, settings["model"], extra={"input": dataset.fingerprint()})
     log.event("done", converged=model.converged_, iterations=model.n_iter_,
               mean_log_likelihood=_finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),
@@ -438,6 +442,8 @@ def _int_list(text: str) -> list[int]:
 @click.option("--init", "init_params", type=click.Choice(INIT_CHOICES), default="kmeans", show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0.0), default=1e-3, show_default=True)
+@click.option("--split-merge", type=click.IntRange(min=0), default=0, show_default=True,
+              help="split/merge moves tried per round after each cell's EM (0: none)")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--columns", default=None, help="feature columns (default: all)")
 @click.option("--weight-column", default=None, help="column of per-row weights >= 0")
@@ -449,7 +455,8 @@ def _int_list(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
 @handle_errors("select")
 def select_command(data: str, n_components: str, covariance_types: str, criterion: str, heldout_fraction: float,
-                   n_init: int, init_params: str, max_iter: int, tol: float, seed: int, columns: str | None,
+                   n_init: int, init_params: str, max_iter: int, tol: float, split_merge: int, seed: int,
+                   columns: str | None,
                    weight_column: str | None, nan_policy: str, scheduler: str | None, n_workers: int | None,
                    model: str | None, overwrite: bool, as_json: bool) -> None:
     """Fit every (K, covariance type) of a grid on DATA sharing each pass; print the table, save the best."""
@@ -470,7 +477,8 @@ def select_command(data: str, n_components: str, covariance_types: str, criterio
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         result = select(dataset, ks, types, criterion=criterion, heldout_fraction=heldout_fraction, n_init=n_init,
-                        init_params=init_params, tol=tol, max_iter=max_iter, random_state=seed,
+                        init_params=init_params, tol=tol, max_iter=max_iter, split_merge=split_merge,
+                        random_state=seed,
                         nan_policy=nan_policy, client=client)
     if as_json:
         click.echo(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,

@@ -101,6 +101,7 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("reg_covar", float, 1e-6, "added to every covariance diagonal", minimum=0),
     Setting("init", str, "kmeans", "initialisation method", choices=INIT_METHODS),
     Setting("n_init", int, 1, "initialisations; the best is kept", minimum=1),
+    Setting("split_merge", int, 0, "split/merge moves tried per round after EM converges (0: none)", minimum=0),
     Setting("seed", int, None, "random seed (fixes the initialisation)", minimum=0),
     Setting("columns", str, None, "feature columns (default: all)", is_list=True),
     Setting("weight_column", str, None, "column of per-row weights >= 0 (not a feature)"),

@@ -143,7 +143,8 @@ def score_steps(params: MixtureParams) -> Steps[float]:
     return stats.loglik / stats.weight if stats.weight > 0 else math.nan
 
 
-def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int) -> tuple[MixtureParams, float, bool]:
+def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int,
+              warn_reseed: bool = True) -> tuple[MixtureParams, float, bool]:
     """The M-step after the pass of iteration ``n_iter``: (new parameters, mean log-likelihood of
     ``params``, whether a component was re-seeded)."""
     if not stats.weight > 0:
@@ -156,7 +157,8 @@ def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int
             "scale the input data or increase reg_covar"
         )
     new, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
-    warn_reseeded(reseeded, f"iteration {n_iter}")
+    if warn_reseed:
+        warn_reseeded(reseeded, f"iteration {n_iter}")
     return new, lower_bound, bool(reseeded)
 
 
@@ -194,13 +196,15 @@ def em_steps(
     history: Sequence[float] = (),
     on_iteration: IterationCallback | None = None,
     dtype: ComputeDType = "float64",
+    warn_reseed: bool = True,
 ) -> Steps[EMResult]:
     """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
 
     ``history`` holds the lower bounds of iterations already done from the same
     start (when resuming), ``lower_bound`` the last of them; iterations continue
     from ``len(history) + 1`` to ``max_iter``. ``dtype`` is the compute dtype of the
-    E-step (statistics are accumulated in float64 either way).
+    E-step (statistics are accumulated in float64 either way). ``warn_reseed=False``
+    re-seeds dead components without a :class:`~dgmm.ReseedWarning`.
 
     Raises
     ------
@@ -217,7 +221,7 @@ def em_steps(
         previous = lower_bound
         stats = yield Pass(em_kernel, plan_estep(params, dtype))
         weight = stats.weight
-        params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter)
+        params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter, warn_reseed)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
         converged = abs(change) < tol and not reseeded

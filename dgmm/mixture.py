@@ -15,8 +15,9 @@ import numpy as np
 from . import posterior
 from ._estimator import EstimatorMixin
 from .checkpoint import Checkpoint, FitState, saving_callback
-from .em import EMResult, IterationCallback, IterationReport, best_run, fit_steps, initial_params, run_em
-from .steps import run_together
+from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
+from .smem import best_fit_steps, split_merge_steps
+from .steps import run_steps
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fused import COMPUTE_DTYPES
@@ -59,6 +60,13 @@ class GaussianMixture(EstimatorMixin):
         Compute dtype of the E-step (densities and responsibilities, tile by tile);
         "float32" is faster, while the statistics are still accumulated in float64 and
         the parameters stay float64 (see :mod:`dgmm.fused`).
+    split_merge : int, default 0
+        After EM converges, try this many split-and-merge moves per round (Ueda et al.'s
+        SMEM; 5 is their choice, 0 turns it off): merge two components whose
+        responsibilities overlap most and split the least Gaussian one along its principal
+        axis, run a few EM iterations from each move (sharing passes), and keep the best
+        only when it raises the log-likelihood; repeat until no move helps. Needs K >= 3.
+        The kept moves are the fitted attribute ``split_merge_moves_`` (see :mod:`dgmm.smem`).
 
     ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding and a few
     Lloyd passes over all rows, out of core (:mod:`dgmm.seeding`); "k-means||" stops after
@@ -94,6 +102,7 @@ class GaussianMixture(EstimatorMixin):
         cache: str = "auto",
         nan_policy: str = "raise",
         dtype: str = "float64",
+        split_merge: int = 0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -116,6 +125,7 @@ class GaussianMixture(EstimatorMixin):
         self.cache = cache
         self.nan_policy = nan_policy
         self.dtype = dtype
+        self.split_merge = split_merge
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ fitting
@@ -178,18 +188,24 @@ class GaussianMixture(EstimatorMixin):
             state = checkpoint.load() or state
         with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address) as executor:
             array, self.cache_used_ = self._place_data(executor, data)
+            em = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
             if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not self.verbose:
-                state = FitState(state.seeds, len(state.seeds), None,
-                                 self._run_inits_together(executor, array, data.n_features, state.seeds, inits))
-            for init in range(state.init_index, len(state.seeds)):
-                result = self._run_init(executor, array, data.n_features, state, init, inits, do_init, on_iteration,
-                                        checkpoint)
-                best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
-                state = FitState(state.seeds, init + 1, None, best)
-                if checkpoint is not None:
-                    checkpoint.save(state, self.covariance_type)
-        self._set_fitted(state.best, data)
-        if not state.best.converged and self.max_iter > 0:
+                # every restart, initialisation and EM alike, shares each pass
+                program = best_fit_steps(array.shape, state.seeds, self._init_settings(data.n_features, inits),
+                                         split_merge=self.split_merge, **em)
+            else:
+                for init in range(state.init_index, len(state.seeds)):
+                    result = self._run_init(executor, array, data.n_features, state, init, inits, do_init,
+                                            on_iteration, checkpoint)
+                    best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
+                    state = FitState(state.seeds, init + 1, None, best)
+                    if checkpoint is not None:
+                        checkpoint.save(state, self.covariance_type)
+                program = split_merge_steps(state.best, n_candidates=self.split_merge, **em)
+            best, moves = run_steps(executor, array, self.split_every, program)
+        self._report_moves(moves)
+        self._set_fitted(best, data)
+        if not best.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
                 "or increase max_iter, tol, or check for degenerate data.",
@@ -222,21 +238,8 @@ class GaussianMixture(EstimatorMixin):
         if current is not None:
             params, start, history = current.params, current.lower_bound, current.lower_bounds
         elif do_init:
-            weights_init, means_init, precisions_init = inits
-            params = initial_params(
-                executor,
-                array,
-                n_components=self.n_components,
-                n_features=n_features,
-                covariance_type=self.covariance_type,
-                method=self.init_params,
-                reg_covar=self.reg_covar,
-                seed=state.seeds[init],
-                split_every=self.split_every,
-                weights_init=weights_init,
-                means_init=means_init,
-                precisions_init=precisions_init,
-            )
+            params = initial_params(executor, array, split_every=self.split_every, seed=state.seeds[init],
+                                    **self._init_settings(n_features, inits))
             start, history = -math.inf, []
         else:
             params, start, history = self._params(), self.lower_bound_, []
@@ -263,21 +266,21 @@ class GaussianMixture(EstimatorMixin):
             print(f"Initialization {outcome}. lower bound {result.lower_bound:.5f}")
         return result
 
-    def _run_inits_together(self, executor, array, n_features: int, seeds: tuple[int, ...], inits) -> EMResult:
-        """Every restart at once, sharing each pass (initialisations too); the best by lower bound.
-
-        Gives the model the one-at-a-time loop gives (the earliest run wins ties).
-        """
+    def _init_settings(self, n_features: int, inits: tuple) -> dict[str, Any]:
+        """:func:`~dgmm.em.init_steps` keywords but the seed."""
         weights_init, means_init, precisions_init = inits
-        programs = [
-            fit_steps(array.shape, dict(n_components=self.n_components, n_features=n_features,
-                                        covariance_type=self.covariance_type, method=self.init_params,
-                                        reg_covar=self.reg_covar, seed=seed, weights_init=weights_init,
-                                        means_init=means_init, precisions_init=precisions_init),
-                      tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
-            for seed in seeds
-        ]
-        return best_run(run_together(executor, array, self.split_every, programs))
+        return dict(n_components=self.n_components, n_features=n_features, covariance_type=self.covariance_type,
+                    method=self.init_params, reg_covar=self.reg_covar, weights_init=weights_init,
+                    means_init=means_init, precisions_init=precisions_init)
+
+    def _report_moves(self, moves: list) -> None:
+        self.split_merge_moves_ = [(*m.move, m.before, m.after) for m in moves]
+        for (i, j, k), before, after in ((m.move, m.before, m.after) for m in moves):
+            message = (f"split/merge: merged components {i} and {j}, split {k}: "
+                       f"mean log-likelihood {before:.6f} -> {after:.6f}")
+            logger.info(message)
+            if self.verbose:
+                print(message)
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""

@@ -42,8 +42,9 @@ _HASHED = _NUMERIC + ("feature_names",)
 _INT, _STR, _REAL, _NONE = (int,), (str,), (int, float), (type(None),)
 _PARAMS = {"n_components": _INT, "covariance_type": _STR, "tol": _REAL, "reg_covar": _REAL, "max_iter": _INT,
            "n_init": _INT, "init_params": _STR, "random_state": _INT + _NONE, "warm_start": (bool,),
-           "verbose": _INT, "verbose_interval": _INT, "split_every": _INT, "nan_policy": _STR}  # fmt: skip
-_OPTIONAL_PARAMS = ("random_state", "nan_policy")  # nan_policy: absent from files of dgmm <= 0.1
+           "verbose": _INT, "verbose_interval": _INT, "split_every": _INT, "nan_policy": _STR,
+           "split_merge": _INT}  # fmt: skip
+_OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge")  # absent from files of dgmm <= 0.1
 _METADATA = {"format": _STR, "format_version": _INT, "dgmm_version": _STR, "covariance_type": _STR,
              "n_components": _INT, "n_features": _INT, "converged": (bool,), "n_iter": _INT,
              "lower_bound": _REAL + _NONE, "params": (dict,), "extra": (dict,), "sha256": _STR}  # fmt: skip

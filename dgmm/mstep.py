@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import FitError
-from .gaussian import CovarianceType, dense_covariances
+from .gaussian import CovarianceType
+from .moves import split_component
 from .params import MixtureParams
 from .stats import Stats
 
@@ -131,15 +132,9 @@ def split_heaviest(
     weights, means, covariances = weights.copy(), means.copy(), covariances.copy()
     alive = ~dead
     reseeded = []
-    d = means.shape[1]
     for k in np.flatnonzero(dead):
         h = int(np.argmax(np.where(alive, weights, -np.inf)))
-        dense = dense_covariances(covariances[h : h + 1], covariance_type, 1, d)[0]
-        eigenvalues, eigenvectors = np.linalg.eigh(dense)
-        offset = np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
-        means[k], means[h] = means[h] + offset, means[h] - offset
-        weights[k] = weights[h] = weights[h] / 2
-        covariances[k] = covariances[h]
+        split_component(weights, means, covariances, h, int(k), covariance_type)
         alive[k] = True
         reseeded.append((int(k), h))
     return weights, means, covariances, reseeded

@@ -22,12 +22,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .em import best_run, fit_steps, score_steps
+from .em import score_steps
 from .errors import ParameterError
 from .execution import CountingExecutor, executor_for
 from .gaussian import COVARIANCE_TYPES
 from .inputs import as_input
 from .mixture import GaussianMixture
+from .smem import best_fit_steps
 from .steps import run_together
 from .validation import check_n_samples, check_random_state, validate_params
 from .weights import select_rows
@@ -82,6 +83,7 @@ def select(
     tol: float = 1e-3,
     reg_covar: float = 1e-6,
     max_iter: int = 100,
+    split_merge: int = 0,
     random_state: Any = None,
     columns: Sequence[str] | None = None,
     sample_weight: Any = None,
@@ -101,6 +103,8 @@ def select(
     criterion : "bic", "aic" (lower is better) or "heldout" (higher held-out log-likelihood)
     heldout_fraction : share of rows held out by a hash of the row index (0 disables; then
         ``criterion="heldout"`` is refused)
+    split_merge : split-and-merge candidates per round for every cell after its EM
+        (:class:`~dgmm.GaussianMixture`'s ``split_merge``; 0: none)
 
     Returns
     -------
@@ -111,7 +115,8 @@ def select(
         raise ParameterError("select needs at least one n_components and one covariance_type")
     for k, c in grid:
         validate_params(GaussianMixture(k, covariance_type=c, init_params=init_params, tol=tol, reg_covar=reg_covar,
-                                        max_iter=max_iter, n_init=n_init, nan_policy=nan_policy))
+                                        max_iter=max_iter, n_init=n_init, nan_policy=nan_policy,
+                                        split_merge=split_merge))
     if criterion not in CRITERIA:
         raise ParameterError(f"criterion={criterion!r} is invalid; expected one of {', '.join(CRITERIA)}")
     if not 0.0 <= heldout_fraction < 1.0 or (criterion == "heldout" and heldout_fraction == 0.0):
@@ -130,12 +135,12 @@ def select(
         train, held = (_split(array, d, split_seed, heldout_fraction, part) for part in (False, True))
         # 2-3. every cell and restart: initialisation, then EM, all sharing each pass
         programs = [
-            fit_steps(train.shape, dict(n_components=k, n_features=d, covariance_type=c, method=init_params,
-                                        reg_covar=reg_covar, seed=seed), tol=tol, max_iter=max_iter, reg_covar=reg_covar)
-            for (k, c), cell_seeds in zip(grid, seeds) for seed in cell_seeds
+            best_fit_steps(train.shape, cell_seeds, dict(n_components=k, n_features=d, covariance_type=c,
+                                                         method=init_params, reg_covar=reg_covar),
+                           split_merge=split_merge, tol=tol, max_iter=max_iter, reg_covar=reg_covar)
+            for (k, c), cell_seeds in zip(grid, seeds)
         ]
-        results = run_together(counted, train, split_every, programs)
-        best_runs = [best_run(results[i * n_init:(i + 1) * n_init]) for i in range(len(grid))]
+        best_runs = [run for run, _ in run_together(counted, train, split_every, programs)]
         # 4. held-out log-likelihood of every cell, one pass
         heldout = [math.nan] * len(grid)
         if heldout_fraction > 0:
@@ -153,7 +158,7 @@ def select(
     k, c = grid[chosen]
     best = GaussianMixture(k, covariance_type=c, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
                            init_params=init_params, nan_policy=nan_policy, split_every=split_every,
-                           chunk_rows=chunk_rows)
+                           chunk_rows=chunk_rows, split_merge=split_merge)
     best._set_fitted(best_runs[chosen], data)
     return Selection(best, table, criterion, counted.passes)
 

@@ -60,46 +60,57 @@ def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...],
 
 
 def run_steps(executor, X, split_every: int, program: Steps[T]) -> T:
-    """Drive one program to its result."""
-    return run_together(executor, X, split_every, [program])[0]
+    """Drive one program to its result: each Pass is one ``map_reduce``, each Gather one ``gather_rows``."""
+    answer = None
+    try:
+        while True:
+            request = program.send(answer)
+            if isinstance(request, Pass):
+                answer = executor.map_reduce(X, request.kernel, request.payload, split_every)
+            else:
+                answer = executor.gather_rows(X, request.indices)
+    except StopIteration as stop:
+        return stop.value
 
 
 def run_together(executor, X, split_every: int, programs: Sequence[Steps]) -> list:
-    """Drive every program at once, one pass and at most one gather per round; their results in order."""
+    """Drive every program at once (see :func:`together`); their results in order."""
+    return run_steps(executor, X, split_every, together(programs))
+
+
+def together(programs: Sequence[Steps]) -> Steps[list]:
+    """One program running ``programs`` in lockstep; its result is the list of theirs.
+
+    Each round, the gathers the programs are waiting for become one Gather and their
+    passes one Pass (a bundle; a lone pass is yielded as it is, so its kernel may still
+    tile across the executor's threads). Programs may themselves use ``together``.
+    """
     results: list = [None] * len(programs)
     pending: dict[int, Pass | Gather] = {}
-    for i, program in enumerate(programs):
-        _advance(programs, i, None, pending, results, first=True)
+    for i in range(len(programs)):
+        _advance(programs, i, None, pending, results)
     while pending:
-        answers = {**_passes(executor, X, split_every, pending), **_gathers(executor, X, pending)}
-        for i, answer in answers.items():
-            _advance(programs, i, answer, pending, results)
+        gathers = [(i, np.asarray(r.indices)) for i, r in pending.items() if isinstance(r, Gather)]
+        if gathers:
+            rows = yield Gather(np.concatenate([indices for _, indices in gathers]))
+            bounds = np.cumsum([0] + [len(indices) for _, indices in gathers])
+            for j, (i, _) in enumerate(gathers):
+                _advance(programs, i, rows[bounds[j] : bounds[j + 1]], pending, results)
+        passes = [(i, r) for i, r in pending.items() if isinstance(r, Pass)]
+        if len(passes) == 1:
+            i, request = passes[0]
+            _advance(programs, i, (yield request), pending, results)
+        elif passes:
+            bundle = yield Pass(bundle_kernel, tuple((r.kernel, r.payload) for _, r in passes))
+            for (i, _), part in zip(passes, bundle.parts):
+                _advance(programs, i, part, pending, results)
     return results
 
 
-def _advance(programs, i: int, answer: Any, pending: dict, results: list, first: bool = False) -> None:
+def _advance(programs: Sequence[Steps], i: int, answer: Any, pending: dict, results: list) -> None:
+    """Send program ``i`` its answer (None to start it); record its next request or its result."""
     try:
-        pending[i] = next(programs[i]) if first else programs[i].send(answer)
+        pending[i] = programs[i].send(answer)
     except StopIteration as stop:
         pending.pop(i, None)
         results[i] = stop.value
-
-
-def _passes(executor, X, split_every: int, pending: dict) -> dict[int, Any]:
-    wanted = [(i, r) for i, r in pending.items() if isinstance(r, Pass)]
-    if len(wanted) == 1:  # alone: the kernel itself (it may tile across the executor's threads)
-        i, request = wanted[0]
-        return {i: executor.map_reduce(X, request.kernel, request.payload, split_every)}
-    if not wanted:
-        return {}
-    bundle = executor.map_reduce(X, bundle_kernel, tuple((r.kernel, r.payload) for _, r in wanted), split_every)
-    return {i: part for (i, _), part in zip(wanted, bundle.parts)}
-
-
-def _gathers(executor, X, pending: dict) -> dict[int, np.ndarray]:
-    wanted = [(i, np.asarray(r.indices)) for i, r in pending.items() if isinstance(r, Gather)]
-    if not wanted:
-        return {}
-    rows = executor.gather_rows(X, np.concatenate([indices for _, indices in wanted]))
-    bounds = np.cumsum([0] + [len(indices) for _, indices in wanted])
-    return {i: rows[bounds[j] : bounds[j + 1]] for j, (i, _) in enumerate(wanted)}

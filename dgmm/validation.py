@@ -59,6 +59,7 @@ def validate_params(est) -> None:
     integer("split_every", 2)
     integer("verbose", 0)
     integer("verbose_interval", 1)
+    integer("split_merge", 0)
     if est.chunk_rows is not None:
         integer("chunk_rows", 1)
     if est.cache not in CACHE_POLICIES:

@@ -168,3 +168,17 @@ def test_user_errors_exit_2_with_one_line(tmp_path, generated):
     exists = run("generate", "-n", 10, "-d", 1, "-k", 1, "--output", generated, check_code=2)
     assert "output exists; remove it or pass --overwrite" in one_line_error(exists, "generate")
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_fit_with_split_merge_from_a_config_records_it_in_the_model(generated, tmp_path):
+    config = tmp_path / "smem.yaml"
+    config.write_text("n_components: 3\nsplit_merge: 5\nseed: 0\ntol: 1.0e-6\nn_workers: 2\n")
+    model_path = tmp_path / "model.npz"
+    fit = run("fit", generated, "--config", config, "--model", model_path)
+    assert "done: converged=True" in fit.stderr
+    model = load_model(model_path)
+    assert model.split_merge == 5 and model.converged_
+    # the generating mixture's optimum: a move is tried and none is kept
+    assert "split-merge:" not in fit.stderr
+    bad = run("fit", generated, "--split-merge", "-1", "--model", tmp_path / "bad.npz", check_code=2)
+    assert "--split-merge" in one_line_error(bad, "fit") and not (tmp_path / "bad.npz").exists()
