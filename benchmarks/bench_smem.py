@@ -18,8 +18,6 @@ import contextlib
 import statistics
 import warnings
 
-import numpy as np
-
 import dgmm
 import dgmm.mixture
 from dgmm.datasets import random_mixture, sample_mixture
