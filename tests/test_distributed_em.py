@@ -152,13 +152,31 @@ def test_payload_is_shared_not_copied_per_chunk(cluster_client):
     assert len(cluster_client.who_has([future])[future.key]) == 2  # one copy on every worker
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("n_chunks, split_every", [(1, 8), (8, 8), (9, 8), (40, 3), (100, 10)])
-def test_tree_reduce_depth_is_log_b_of_chunks(n_chunks, split_every):
+def test_tree_reduce_depth_is_log_b_of_chunks(n_chunks, split_every, fused, monkeypatch):
+    if not fused:
+        monkeypatch.setattr("dgmm.execution.FUSE_CHUNK_BYTES", 0)
     X = da.zeros((n_chunks * 5, 2), chunks=(5, 2))
     graph = dict(build_pass(X, em_kernel, None, split_every).__dask_graph__())
     levels = {k[0].rsplit("-", 1)[1] for k in graph if isinstance(k, tuple) and k[0].startswith("merge-")}
     expected = 0 if n_chunks == 1 else math.ceil(math.log(n_chunks, split_every) - 1e-12)
     assert len(levels) == expected
+
+
+def test_fused_pass_runs_the_same_merges_in_fewer_tasks(mixture_data, monkeypatch):
+    """Small chunks run split_every to a task; the tree, and so every bit of the result, is unchanged."""
+    X = da.from_array(mixture_data, chunks=(7, 3))
+    payload = random_mixture(3, 3, seed=5)
+    fused = build_pass(X, em_kernel, payload, 8)
+    monkeypatch.setattr("dgmm.execution.FUSE_CHUNK_BYTES", 0)
+    unfused = build_pass(X, em_kernel, payload, 8)
+    tasks = {name: sum(1 for k in dict(p.__dask_graph__()) if k[0].startswith(("stats-", "merge-")))
+             for name, p in (("fused", fused), ("unfused", unfused))}
+    assert tasks["unfused"] == X.numblocks[0] + tasks["fused"] and tasks["fused"] < tasks["unfused"] / 7
+    a, b = Executor(scheduler="sync").compute(fused), Executor(scheduler="sync").compute(unfused)
+    for field in ("n_rows", "loglik", "s0", "s1", "s2", "weight"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
 def test_fit_uses_the_current_client(mixture_data, cluster_client):
