@@ -15,6 +15,7 @@ from .mixture import GaussianMixture
 from .model_io import load_model, save_model
 from .outputs import predict_to_parquet
 from .params import MixtureParams
+from .select import Selection, select  # the function shadows its module: dgmm.select(...)
 
 __all__ = [
     "ConvergenceWarning",
@@ -31,5 +32,7 @@ __all__ = [
     "predict_to_parquet",
     "read_parquet",
     "save_model",
+    "select",
+    "Selection",
 ]
 __version__ = "0.1.0"

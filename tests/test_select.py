@@ -83,3 +83,7 @@ def test_select_command_prints_the_table_and_saves_the_best(five, parquet_dir, c
     assert again.returncode == 2 and "output exists; remove it or pass --overwrite" in again.stderr
     bad = subprocess.run(command[:4] + ["0-3"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "expected integers >= 1" in bad.stderr
+
+
+def test_select_is_a_top_level_function(five):
+    assert dgmm.select is select and dgmm.Selection is type(select(five[:500], [1, 2], max_iter=5))
