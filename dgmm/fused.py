@@ -49,8 +49,8 @@ from .stats import Stats, s2_shape
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
-TILE_ELEMENTS = 1 << 17  # (T × width of the widest tile intermediate) in elements, ~1 MiB of float64
-MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
+TILE_ELEMENTS = 1 << 19  # (T × width of the widest tile intermediate) in elements, ~4 MiB of float64
+MIN_TILE_ROWS, MAX_TILE_ROWS = 1024, 8192
 
 TileParts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 MapFn = Callable[..., Iterable]
