@@ -14,31 +14,16 @@ where it has one, n_init=1) on the same data for reference.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
+import sys
 import warnings
+from pathlib import Path
 
 import dgmm
-import dgmm.mixture
 from dgmm.datasets import random_mixture, sample_mixture
-from dgmm.execution import CountingExecutor, InProcessExecutor
 
-
-@contextlib.contextmanager
-def counted_passes():
-    """Every in-memory fit runs on one counted in-process executor."""
-    counter = CountingExecutor(None)
-    original = dgmm.mixture.executor_for
-
-    def executor_for(client, kind, chunk_rows, address):
-        counter.inner = InProcessExecutor(chunk_rows)
-        return contextlib.nullcontext(counter)
-
-    dgmm.mixture.executor_for = executor_for
-    try:
-        yield counter
-    finally:
-        dgmm.mixture.executor_for = original
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import counted_in_process  # noqa: E402  (the pass counter the restart tests use)
 
 
 def main() -> None:
@@ -65,7 +50,7 @@ def main() -> None:
             X = sample_mixture(random_mixture(args.k, args.d, seed=seed, separation=args.separation), args.n,
                                seed=seed)[0]
             fits = {}
-            with counted_passes() as counter:
+            with counted_in_process() as counter:
                 for smem in (0, 5):
                     counter.passes = 0
                     fits[smem] = dgmm.GaussianMixture(args.k, init_params=init, random_state=seed, tol=1e-4,

@@ -149,3 +149,24 @@ class ComputeCounter(Callback):
 
     def _start(self, dsk):
         self.computes += 1
+
+
+@contextlib.contextmanager
+def counted_in_process() -> Iterator[Any]:
+    """Every in-memory ``GaussianMixture.fit`` inside runs on one in-process executor whose
+    passes and gathers are counted (a :class:`~dgmm.execution.CountingExecutor`)."""
+    import dgmm.mixture
+    from dgmm.execution import CountingExecutor, InProcessExecutor
+
+    counter = CountingExecutor(None)
+    original = dgmm.mixture.executor_for
+
+    def executor_for(client, kind, chunk_rows, address):
+        counter.inner = InProcessExecutor(chunk_rows)
+        return contextlib.nullcontext(counter)
+
+    dgmm.mixture.executor_for = executor_for
+    try:
+        yield counter
+    finally:
+        dgmm.mixture.executor_for = original

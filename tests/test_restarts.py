@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import pytest
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
-from dgmm.execution import CountingExecutor, InProcessExecutor
+from conftest import counted_in_process
 
 
 @pytest.fixture
-def counting(monkeypatch):
+def counting():
     """Every in-memory fit runs on one in-process executor whose passes are counted."""
-    import dgmm.mixture
-
-    counter = CountingExecutor(None)
-
-    def executor_for(client, kind, chunk_rows, address):
-        counter.inner = InProcessExecutor(chunk_rows)
-        return contextlib.nullcontext(counter)
-
-    monkeypatch.setattr(dgmm.mixture, "executor_for", executor_for)
-    return counter
+    with counted_in_process() as counter:
+        yield counter
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
