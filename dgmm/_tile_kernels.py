@@ -42,10 +42,11 @@ def centre_rows(X, centre, out, with_squares):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def full_log_prob(Y, log_norm, M, peak):  # pragma: no cover - compiled
+def full_log_prob(Y, log_norm, floor, M, peak):  # pragma: no cover - compiled
     """``M[n, k] = log_norm_k − ½ Σ_j Y[n, k·d + j]² − peak_n`` for Y (T, K·d); M (T, K).
 
     peak : (T,) float64 output, the row maximum before shifting (0 where not finite).
+    floor : entries below it become −inf (see :func:`_subtract_peak`).
     """
     T, K = M.shape
     d = Y.shape[1] // K
@@ -61,17 +62,23 @@ def full_log_prob(Y, log_norm, M, peak):  # pragma: no cover - compiled
             M[n, k] = v
             if v > top:
                 top = v
-        _subtract_peak(M, n, top, peak)
+        _subtract_peak(M, n, top, peak, floor)
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def _subtract_peak(M, n, top, peak):  # pragma: no cover - compiled
-    """Row n of M minus its maximum ``top`` (0 when not finite), which goes to ``peak[n]``."""
+def _subtract_peak(M, n, top, peak, floor):  # pragma: no cover - compiled
+    """Row n of M minus its maximum ``top`` (0 when not finite), which goes to ``peak[n]``.
+
+    Shifted entries below ``floor`` become −inf, so their responsibility is exactly 0
+    rather than a subnormal number: one subnormal operand slows a BLAS kernel by a
+    large factor, and a share below ``exp(floor)`` of a row is far below rounding.
+    """
     if not math.isfinite(top):
         top = 0.0
     peak[n] = top
     for k in range(M.shape[1]):
-        M[n, k] = M[n, k] - top
+        v = M[n, k] - top
+        M[n, k] = v if v >= floor else -np.inf
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
@@ -110,11 +117,12 @@ def tied_maha(Y, shift_u, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def shifted_log_prob(M, log_norm, peak):  # pragma: no cover - compiled
+def shifted_log_prob(M, log_norm, floor, peak):  # pragma: no cover - compiled
     """In place: squared distances M (T, K) -> ``log_norm_k − ½ M_nk − peak_n``.
 
     peak : (T,) float64 output, the row maximum of ``log_norm_k − ½ M_nk`` (0 where
     that is not finite, so rows far from every component still normalise).
+    floor : entries below it become −inf (see :func:`_subtract_peak`).
     """
     T, K = M.shape
     for n in range(T):
@@ -124,7 +132,7 @@ def shifted_log_prob(M, log_norm, peak):  # pragma: no cover - compiled
             M[n, k] = v
             if v > top:
                 top = v
-        _subtract_peak(M, n, top, peak)
+        _subtract_peak(M, n, top, peak, floor)
 
 
 @njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)

@@ -15,7 +15,9 @@ into row tiles of ``T`` rows that stay in cache; for each tile, in order:
    * diag / spherical: ``m_nk = [Z, Z∘Z] [−2 a∘P ; P]ᵀ + Σ_j a_kj² P_kj``,
      ``P = precisions`` (a row per component; the constant goes into ``log_norm``).
 
-3. log-sum-exp responsibilities ``r`` (T, K) and the tile's log-likelihood.
+3. log-sum-exp responsibilities ``r`` (T, K) and the tile's log-likelihood; a
+   component whose share of a row is below ``exp(plan.floor)`` (1e-19 in float32,
+   1e-154 in float64) gets exactly 0, never a subnormal number.
 4. Statistics about the old means, returned in float64:
 
    * full / tied: per component ``D_k = [Z − a_k, 1]`` and ``W_k = r_k ∘ D_k`` (one
@@ -110,6 +112,13 @@ class EStepPlan:
     @property
     def n_features(self) -> int:
         return int(self.shift.shape[1])
+
+    @property
+    def floor(self) -> float:
+        """Shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of the
+        compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor ``r·z²``
+        is subnormal, which would slow the GEMMs many times over."""
+        return float(0.5 * np.log(np.finfo(self.dtype).tiny))
 
 
 def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None) -> EStepPlan:
@@ -208,7 +217,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
         _k.centre_rows(X, plan.centre, pair, True)
         resp = pair @ plan.gemm
         peak = np.empty(T)
-        _k.shifted_log_prob(resp, plan.log_norm, peak)
+        _k.shifted_log_prob(resp, plan.log_norm, plan.floor, peak)
         loglik = _normalise(resp, peak, s0, weights)
         G = (resp.T @ pair).astype(np.float64)
         first, second = G[:, :d], G[:, d:]
@@ -221,10 +230,10 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     resp = np.empty((T, K), dtype=plan.dtype)
     peak = np.empty(T)
     if plan.covariance_type == "full":
-        _k.full_log_prob(Y, plan.log_norm, resp, peak)
+        _k.full_log_prob(Y, plan.log_norm, plan.floor, resp, peak)
     else:
         _k.tied_maha(Y, plan.shift_u, resp)
-        _k.shifted_log_prob(resp, plan.log_norm, peak)
+        _k.shifted_log_prob(resp, plan.log_norm, plan.floor, peak)
     loglik = _normalise(resp, peak, s0, weights)
     D = _buffer("D", (K, T, d + 1), plan.dtype)
     WD = _buffer("WD", (K, T, d + 1), plan.dtype)

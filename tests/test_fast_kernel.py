@@ -110,6 +110,26 @@ def test_zero_weight_component_and_far_outliers_stay_finite():
     assert_stats_close(got, chunk_stats(X, params), 1e-10)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize(("dtype", "kept", "dropped"), [("float64", 26.0, 27.0), ("float32", 9.0, 9.5)])
+def test_shares_below_the_floor_are_exactly_zero_never_subnormal(covariance_type, dtype, kept, dropped):
+    # rows at 0, unit variances, a second component at distance D: its share of a row is
+    # exp(-D²/2), above the floor ½ log(tiny) for `kept` and below it for `dropped`
+    X = np.zeros((40, 1))
+    for distance, zero in ((kept, False), (dropped, True)):
+        unit = {"full": (2, 1, 1), "tied": (1, 1), "diag": (2, 1), "spherical": (2,)}[covariance_type]
+        params = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[0.0], [distance]]), np.ones(unit),
+                                                covariance_type)
+        got = fused_chunk_stats(X, plan_estep(params, dtype))
+        ref = chunk_stats(X, params)
+        assert ref.s0[1] > 0
+        if zero:
+            assert got.s0[1] == 0.0 and got.s1[1] == 0.0
+        else:
+            assert_close(got.s0[1], ref.s0[1], 1e-10 if dtype == "float64" else 1e-4, "s0")
+        assert_close(got.loglik, ref.loglik, 1e-12, "loglik")
+
+
 def test_em_kernel_accepts_raw_parameters_and_tile_bounds_cover_the_chunk():
     rng = np.random.default_rng(16)
     params = random_params(rng, 2, 3, "diag")
