@@ -1,16 +1,15 @@
-"""Compiled (numba) row loops of the fused EM kernel; pure numeric code, no Dask.
+"""Compiled (numba) kernels of one row tile of the fused EM step; pure numeric code, no Dask.
 
-NumPy pays a call and a trip through memory for every elementwise step, and the
-glue between the GEMMs of a tile (squares summed per component, log-sum-exp
-over a handful of components, centred copies of the tile) is made of many small
-steps. Each function here does one such stretch in a single pass over the rows.
-The GEMMs stay with BLAS and ``exp``/``log`` with NumPy's vectorised versions
-(numba's scalar ``math.exp`` is many times slower); see :mod:`dgmm.fused`.
+A whole tile — centring, the GEMMs (BLAS through numba's ``np.dot``), log-densities,
+``exp``, normalising and the centred statistics — runs in one ``nogil`` call, so the
+threads that share a chunk's tiles never wait on each other for the GIL between
+steps, and nothing of the tile goes back through the interpreter. See
+:mod:`dgmm.fused` for the formulas.
 
 Every function is specialised by numba for float64 and float32 tiles; sums that
-leave a tile (``s0``, the log-likelihood) are accumulated in float64.
-``fastmath`` is limited to reassociation and contraction (FMA), so infinities
-and NaN keep their meaning, and a given machine always produces the same bits.
+leave a tile (``s0``, ``s1``, ``s2``, the log-likelihood) are accumulated in float64.
+``fastmath`` is limited to reassociation and contraction (FMA), so infinities and
+NaN keep their meaning, and a given machine always produces the same bits.
 """
 
 from __future__ import annotations
@@ -21,9 +20,50 @@ import numpy as np
 from numba import njit
 
 _FLAGS = {"reassoc", "contract"}
+_JIT = dict(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
+
+_LOG2E = 1.4426950408889634
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = HI + LO (fdlibm)
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
+@njit(**_JIT)
+def exp_above(x, floor, out):  # pragma: no cover - compiled
+    """``out[i] = exp(x[i])`` for ``floor ≤ x[i] ≤ 0``, and exactly 0 below ``floor`` (x, out 1-D).
+
+    NaN stays NaN. ``floor`` must be at least −700. Written so the loop vectorises (numba's scalar
+    ``math.exp`` does not, and costs about 10× NumPy's): ``exp(x) = 2^k · e^f`` with
+    ``k = round(x / ln 2)``, ``|f| ≤ ½ ln 2``, and ``e^f`` by its Taylor series to
+    ``f^13/13!`` (truncation below 5e-18, so within 2 ulp of the exact value).
+    """
+    n = x.shape[0]
+    bits = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        v = max(np.float64(x[i]), floor)
+        k = math.floor(v * _LOG2E + 0.5)
+        f = v - k * _LN2_HI - k * _LN2_LO
+        p = 1.6059043836821613e-10
+        p = p * f + 2.08767569878681e-09
+        p = p * f + 2.505210838544172e-08
+        p = p * f + 2.755731922398589e-07
+        p = p * f + 2.7557319223985893e-06
+        p = p * f + 2.48015873015873e-05
+        p = p * f + 1.984126984126984e-04
+        p = p * f + 1.388888888888889e-03
+        p = p * f + 8.333333333333333e-03
+        p = p * f + 4.1666666666666664e-02
+        p = p * f + 1.6666666666666666e-01
+        p = p * f + 0.5
+        p = p * f + 1.0
+        p = p * f + 1.0
+        bits[i] = (np.int64(k) + 1023) << 52
+        out[i] = p
+    scale = bits.view(np.float64)
+    for i in range(n):
+        v = x[i]
+        out[i] = out[i] * scale[i] if v >= floor else (v if v != v else 0.0)  # NaN stays NaN
+
+
+@njit(**_JIT)
 def centre_rows(X, centre, out, with_squares):  # pragma: no cover - compiled
     """``out[:, :d] = X − centre``; then ``out[:, d] = 1`` (full/tied) or ``out[:, d:] = (X − c)²``.
 
@@ -41,115 +81,117 @@ def centre_rows(X, centre, out, with_squares):  # pragma: no cover - compiled
             out[n, d] = 1.0
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def full_log_prob(Y, log_norm, floor, M, peak):  # pragma: no cover - compiled
-    """``M[n, k] = log_norm_k − ½ Σ_j Y[n, k·d + j]² − peak_n`` for Y (T, K·d); M (T, K).
+@njit(**_JIT)
+def responsibilities(L, floor, weights, s0, R):  # pragma: no cover - compiled
+    """Log-probabilities L (T, K) float64 -> responsibilities × row weights R (T, K); returns Σ_n w_n log p(x_n).
 
-    peak : (T,) float64 output, the row maximum before shifting (0 where not finite).
-    floor : entries below it become −inf (see :func:`_subtract_peak`).
+    Each row is shifted by its maximum in float64 (0 when that is not finite, so rows
+    far from every component still normalise); shifted entries below ``floor`` get
+    exactly 0, never a subnormal number. L is overwritten. weights : (T,) float64, or
+    empty for unit weights; s0 (K,) float64 gets Σ_n w_n r_nk added; R in the compute dtype.
     """
-    T, K = M.shape
-    d = Y.shape[1] // K
+    T, K = L.shape
+    peak = np.empty(T)
     for n in range(T):
         top = -np.inf
         for k in range(K):
+            if L[n, k] > top:
+                top = L[n, k]
+        if not math.isfinite(top):
+            top = 0.0
+        peak[n] = top
+        for k in range(K):
+            L[n, k] = L[n, k] - top
+    E = np.empty(T * K)
+    exp_above(L.reshape(-1), floor, E)
+    loglik = 0.0
+    for n in range(T):
+        total = 0.0
+        for k in range(K):
+            total += E[n * K + k]
+        w = weights[n] if weights.shape[0] else 1.0
+        loglik += w * (math.log(total) + peak[n])
+        scale = w / total
+        for k in range(K):
+            r = E[n * K + k] * scale
+            R[n, k] = r
+            s0[k] += r
+    return loglik
+
+
+@njit(**_JIT)
+def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1, s2):  # pragma: no cover
+    """E-step and centred statistics of one tile, full or tied covariances (tied when ``shift_u`` has rows).
+
+    X : (T, d); centre : (d,) float64; gemm : (d + 1, K·d) full or (d + 1, d) tied, compute
+    dtype; log_norm : (K,) float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied)
+    or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,), s1 (K, d) and s2
+    (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
+    tile's log-likelihood.
+    """
+    T, d = X.shape
+    K = shift.shape[0]
+    Z = np.empty((T, d + 1), dtype=gemm.dtype)
+    centre_rows(X, centre, Z, False)
+    Y = np.dot(Z, gemm)
+    L = np.empty((T, K))
+    tied = shift_u.shape[0] > 0
+    for n in range(T):
+        for k in range(K):
             m = 0.0
-            base = k * d
             for j in range(d):
-                v = np.float64(Y[n, base + j])
+                if tied:
+                    v = np.float64(Y[n, j]) - shift_u[k, j]
+                else:
+                    v = np.float64(Y[n, k * d + j])
                 m += v * v
-            v = log_norm[k] - 0.5 * m
-            M[n, k] = v
-            if v > top:
-                top = v
-        _subtract_peak(M, n, top, peak, floor)
-
-
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def _subtract_peak(M, n, top, peak, floor):  # pragma: no cover - compiled
-    """Row n of M minus its maximum ``top`` (0 when not finite), which goes to ``peak[n]``.
-
-    Shifted entries below ``floor`` become −inf, so their responsibility is exactly 0
-    rather than a subnormal number: one subnormal operand slows a BLAS kernel by a
-    large factor, and a share below ``exp(floor)`` of a row is far below rounding.
-    """
-    if not math.isfinite(top):
-        top = 0.0
-    peak[n] = top
-    for k in range(M.shape[1]):
-        v = M[n, k] - top
-        M[n, k] = v if v >= floor else -np.inf
-
-
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def centred_blocks(Z, shift, resp, D, WD):  # pragma: no cover - compiled
-    """Per component the centred tile and its weighted copy, for one batched GEMM.
-
-    Z : (T, d + 1) centred rows with a trailing 1; shift : (K, d), ``a_k``; resp : (T, K)
-    D, WD : (K, T, d + 1) outputs, ``[z_n − a_k, 1]`` and ``r_nk [z_n − a_k, 1]``, so that
-    ``WD[k]ᵀ D[k]`` holds ``S2_k`` in its leading d×d block and ``S1_k`` in its last column.
-    """
-    T = Z.shape[0]
-    K, d = shift.shape
+            L[n, k] = log_norm[k] - 0.5 * m
+    M = np.empty((T, K), dtype=gemm.dtype)
+    loglik = responsibilities(L, floor, weights, s0, M)
+    # per component D = [z − a_k, 1] and W = r_k D: Wᵀ D holds S2_k and S1_k, exactly centred
+    D = np.empty((T, d + 1), dtype=gemm.dtype)
+    W = np.empty((T, d + 1), dtype=gemm.dtype)
     for k in range(K):
         for n in range(T):
-            r = resp[n, k]
+            r = M[n, k]
             for j in range(d):
                 v = Z[n, j] - shift[k, j]
-                D[k, n, j] = v
-                WD[k, n, j] = r * v
-            D[k, n, d] = 1.0
-            WD[k, n, d] = r
-
-
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def tied_maha(Y, shift_u, out):  # pragma: no cover - compiled
-    """``out[n, k] = ‖Y_n − b_k‖²`` for Y (T, d) = z U and b = a U (K, d); out (T, K)."""
-    T, d = Y.shape
-    K = shift_u.shape[0]
-    for n in range(T):
-        for k in range(K):
-            m = 0.0
+                D[n, j] = v
+                W[n, j] = r * v
+            D[n, d] = 1.0
+            W[n, d] = r
+        G = np.dot(W.T, D)
+        for i in range(d):
+            s1[k, i] += G[i, d]
             for j in range(d):
-                v = np.float64(Y[n, j]) - shift_u[k, j]
-                m += v * v
-            out[n, k] = m
+                s2[k, i, j] += G[i, j]
+    return loglik
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def shifted_log_prob(M, log_norm, floor, peak):  # pragma: no cover - compiled
-    """In place: squared distances M (T, K) -> ``log_norm_k − ½ M_nk − peak_n``.
+@njit(**_JIT)
+def diag_tile(X, centre, gemm, log_norm, floor, shift, weights, s0, s1, s2):  # pragma: no cover - compiled
+    """E-step and statistics of one tile, diagonal or spherical covariances.
 
-    peak : (T,) float64 output, the row maximum of ``log_norm_k − ½ M_nk`` (0 where
-    that is not finite, so rows far from every component still normalise).
-    floor : entries below it become −inf (see :func:`_subtract_peak`).
+    gemm : (2d, K) compute dtype, ``[−2 (a∘P)ᵀ ; Pᵀ]``; other arguments as :func:`full_tile`;
+    adds to s0 (K,), s1 (K, d) and s2 (K, d), the per-feature second moments about ``μ_k``.
     """
-    T, K = M.shape
+    T, d = X.shape
+    K = shift.shape[0]
+    pair = np.empty((T, 2 * d), dtype=gemm.dtype)
+    centre_rows(X, centre, pair, True)
+    M = np.dot(pair, gemm)
+    L = np.empty((T, K))
     for n in range(T):
-        top = -np.inf
         for k in range(K):
-            v = log_norm[k] - 0.5 * np.float64(M[n, k])
-            M[n, k] = v
-            if v > top:
-                top = v
-        _subtract_peak(M, n, top, peak, floor)
-
-
-@njit(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
-def normalise_rows(E, s0, total, weights):  # pragma: no cover - compiled
-    """In place: ``E = exp(shifted log-probabilities)`` (T, K) -> responsibilities × row weights.
-
-    total : (T,) float64 output, the row sums before normalising; weights : (T,) float64;
-    s0 (K,) float64 gets Σ_n w_n r_nk added.
-    """
-    T, K = E.shape
-    for n in range(T):
-        t = 0.0
-        for k in range(K):
-            t += np.float64(E[n, k])
-        total[n] = t
-        inv = weights[n] / t
-        for k in range(K):
-            r = E[n, k] * inv
-            E[n, k] = r
-            s0[k] += r
+            L[n, k] = log_norm[k] - 0.5 * np.float64(M[n, k])
+    t0 = np.zeros(K)
+    loglik = responsibilities(L, floor, weights, t0, M)
+    G = np.dot(M.T, pair)
+    for k in range(K):
+        s0[k] += t0[k]
+        for j in range(d):
+            a = shift[k, j]
+            first = np.float64(G[k, j])
+            s1[k, j] += first - t0[k] * a
+            s2[k, j] += np.float64(G[k, d + j]) - 2.0 * a * first + t0[k] * a * a
+    return loglik

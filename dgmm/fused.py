@@ -1,8 +1,9 @@
 """The fused EM kernel: E-step and centred statistics of a chunk in one pass, tile by tile.
 
-No Dask here: NumPy/BLAS for the GEMMs, the compiled row loops of
-:mod:`dgmm._tile_kernels` for the glue between them. A chunk of ``n`` rows is cut
-into row tiles of ``T`` rows that stay in cache; for each tile, in order:
+No Dask here: each tile is one ``nogil`` call of a compiled kernel in
+:mod:`dgmm._tile_kernels` (BLAS for the GEMMs, vectorised loops for the rest), so
+threads sharing a chunk's tiles run in parallel. A chunk of ``n`` rows is cut into
+row tiles of ``T`` rows that stay in cache; for each tile, in order:
 
 1. ``Z = X_tile − c`` in float64, then cast to the compute dtype. ``c`` is one
    reference point for all components (the mean of the old means), so a large
@@ -20,9 +21,9 @@ into row tiles of ``T`` rows that stay in cache; for each tile, in order:
    1e-154 in float64) gets exactly 0, never a subnormal number.
 4. Statistics about the old means, returned in float64:
 
-   * full / tied: per component ``D_k = [Z − a_k, 1]`` and ``W_k = r_k ∘ D_k`` (one
-     row loop writes all K), then one batched GEMM ``W_kᵀ D_k`` gives ``S2_k`` and
-     ``S1_k`` — exactly centred on the old means, no cancellation;
+   * full / tied: per component ``D_k = [Z − a_k, 1]`` and ``W_k = r_k ∘ D_k`` (a
+     (T, d+1) pair that stays in cache), then the GEMM ``W_kᵀ D_k`` gives ``S2_k``
+     and ``S1_k`` — exactly centred on the old means, no cancellation;
    * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
      The expansion is about ``c``, not about zero, so its rounding is
@@ -38,7 +39,6 @@ most ``T`` rows); everything across tiles, and the log-likelihood, is float64.
 from __future__ import annotations
 
 import builtins
-import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
@@ -68,7 +68,7 @@ def check_dtype(dtype: str) -> np.dtype:
 def default_tile_rows(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
     if covariance_type in ("full", "tied"):
-        width = 3 * n_components * (n_features + 1)  # Y, D and WD
+        width = n_components * n_features + 3 * (n_features + 1)  # Y; Z, D and W
     else:
         width = 2 * n_features + 2 * n_components
     rows = TILE_ELEMENTS // max(width, 1)
@@ -166,36 +166,8 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     )
 
 
-_scratch = threading.local()
-
-
-def _buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A per-thread scratch array, reused across tiles (saves page faults on fresh memory)."""
-    key = (name, shape, dtype)
-    cache = getattr(_scratch, "arrays", None)
-    if cache is None or len(cache) > 32:
-        cache = _scratch.arrays = {}
-    if key not in cache:
-        cache[key] = np.empty(shape, dtype=dtype)
-    return cache[key]
-
-
-def _normalise(M: np.ndarray, peak: np.ndarray, s0: np.ndarray, weights: np.ndarray | None) -> float:
-    """In place: shifted log-probabilities M (T, K) -> responsibilities × row weights; adds Σ_n r_nk to s0.
-
-    Returns the tile's Σ_n w_n log p(x_n | θ) = Σ_n w_n (log Σ_k exp M_nk + peak_n), float64.
-    """
-    total = np.empty(M.shape[0])
-    with np.errstate(under="ignore"):
-        np.exp(M, out=M)
-    _k.normalise_rows(M, s0, total, np.ones(M.shape[0]) if weights is None else weights)
-    if weights is None:
-        return float(np.sum(np.log(total)) + np.sum(peak))
-    return float(weights @ (np.log(total) + peak))
-
-
 def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None) -> TileParts:
-    """E-step and centred statistics of one tile.
+    """E-step and centred statistics of one tile (one call of a compiled kernel).
 
     Parameters
     ----------
@@ -209,41 +181,21 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     s1 : ndarray of shape (K, d), float64
     s2 : ndarray, :func:`~dgmm.stats.s2_shape`, float64
     """
-    T, d = X.shape
-    K = plan.n_components
-    s0 = np.zeros(K)
+    K, d = plan.n_components, plan.n_features
+    s0, s1 = np.zeros(K), np.zeros((K, d))
+    row_weights = _NO_WEIGHTS if weights is None else weights
     if plan.covariance_type in ("diag", "spherical"):
-        pair = np.empty((T, 2 * d), dtype=plan.dtype)
-        _k.centre_rows(X, plan.centre, pair, True)
-        resp = pair @ plan.gemm
-        peak = np.empty(T)
-        _k.shifted_log_prob(resp, plan.log_norm, plan.floor, peak)
-        loglik = _normalise(resp, peak, s0, weights)
-        G = (resp.T @ pair).astype(np.float64)
-        first, second = G[:, :d], G[:, d:]
-        s1 = first - s0[:, None] * plan.shift
-        s2 = second - 2.0 * plan.shift * first + s0[:, None] * plan.shift**2
+        s2 = np.zeros((K, d))
+        loglik = _k.diag_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights,
+                              s0, s1, s2)
         return loglik, s0, s1, s2
-    Z = _buffer("Z", (T, d + 1), plan.dtype)
-    _k.centre_rows(X, plan.centre, Z, False)
-    Y = np.matmul(Z, plan.gemm, out=_buffer("Y", (T, plan.gemm.shape[1]), plan.dtype))
-    resp = np.empty((T, K), dtype=plan.dtype)
-    peak = np.empty(T)
-    if plan.covariance_type == "full":
-        _k.full_log_prob(Y, plan.log_norm, plan.floor, resp, peak)
-    else:
-        _k.tied_maha(Y, plan.shift_u, resp)
-        _k.shifted_log_prob(resp, plan.log_norm, plan.floor, peak)
-    loglik = _normalise(resp, peak, s0, weights)
-    D = _buffer("D", (K, T, d + 1), plan.dtype)
-    WD = _buffer("WD", (K, T, d + 1), plan.dtype)
-    _k.centred_blocks(Z, plan.shift_c, resp, D, WD)
-    G = np.matmul(WD.transpose(0, 2, 1)[:, :d], D).astype(np.float64)
-    s1 = G[:, :, d]
-    s2 = G[:, :, :d]
-    if plan.covariance_type == "tied":
-        s2 = s2.sum(axis=0)
-    return loglik, s0, s1, s2
+    s2 = np.zeros((K, d, d))
+    loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
+                          row_weights, s0, s1, s2)
+    return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2
+
+
+_NO_WEIGHTS = np.zeros(0)
 
 
 def tile_bounds(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
