@@ -258,24 +258,46 @@ def read_row_group(
         )
     weighted = weight_column is not None or nan_policy == "drop"
     d = len(columns)
-    out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
-    dropped = np.zeros(row_group.n_rows, dtype=bool)
-    for j, name in enumerate([*columns, weight_column] if weight_column else columns):
+    names = [*columns, weight_column] if weight_column else list(columns)
+    values: list[np.ndarray | float] = []
+    for j, name in enumerate(names):
         if name in partitions and j < d:
-            out[:, j] = float(partitions[name])
+            values.append(float(partitions[name]))
             continue
         column = table.column(name)
         if column.null_count and nan_policy == "raise":
             raise DataError(_null_message(row_group.path, name, column.null_count, row_group.index, j == d))
-        out[:, j] = column.cast(pa.float64()).fill_null(np.nan).to_numpy()
-        _check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
-        if nan_policy == "drop":
-            dropped |= np.isnan(out[:, j])
-    if weighted:
-        if weight_column is None:
+        if column.type != pa.float64():
+            column = column.cast(pa.float64())
+        values.append(column.fill_null(np.nan).to_numpy() if column.null_count else column.to_numpy())
+    out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
+    _fill_columns(out, values)
+    checked = out[:, : len(names)]
+    if np.isfinite(checked).all() and (weight_column is None or (out[:, d] >= 0).all()):
+        if weighted and weight_column is None:
             out[:, d] = 1.0
-        out[dropped] = 0.0
+        return out
+    dropped = np.zeros(row_group.n_rows, dtype=bool)
+    for j, name in enumerate(names):
+        if not isinstance(values[j], float):
+            _check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
+            if nan_policy == "drop":
+                dropped |= np.isnan(out[:, j])
+    if weighted and weight_column is None:
+        out[:, d] = 1.0
+    out[dropped] = 0.0
     return out
+
+
+def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows: int = 4096) -> None:
+    """``out[:, j] = values[j]`` for each column, a block of rows at a time so the rows written stay in cache.
+
+    out : (n, ≥ len(values)) C-ordered; values : arrays of shape (n,) or scalars.
+    """
+    for start in range(0, out.shape[0], block_rows):
+        stop = start + block_rows
+        for j, value in enumerate(values):
+            out[start:stop, j] = value if isinstance(value, float) else value[start:stop]
 
 
 def _check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy: NanPolicy, is_weight: bool) -> None:

@@ -25,6 +25,12 @@ def test_file_chunks_follow_row_groups_and_values_round_trip(tmp_path):
     assert array.dtype == np.float64
     np.testing.assert_array_equal(array.compute(), X)
     np.testing.assert_array_equal(dgmm.read_parquet(path, columns=["c", "a"]).compute(), X[:, [2, 0]])
+    # rows are copied in blocks of 4,096: a row group spanning several blocks, and a weight column
+    Y = rng.normal(size=(9_000, 2))
+    path = write(tmp_path / "big.parquet", {"a": Y[:, 0], "b": Y[:, 1], "w": np.abs(Y[:, 0])}, row_group_size=9_000)
+    (group,) = dgmm.io.ParquetDataset.open(path, None, None).row_groups
+    got = dgmm.io.read_row_group(group, ["b", "a"], "w")
+    np.testing.assert_array_equal(got, np.column_stack([Y[:, 1], Y[:, 0], np.abs(Y[:, 0])]))
 
 
 def test_directory_and_list_in_sorted_order_with_integer_columns(tmp_path):
