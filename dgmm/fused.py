@@ -51,8 +51,8 @@ from .stats import Stats, s2_shape
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
-TILE_ELEMENTS = 1 << 19  # (T × width of the widest tile intermediate) in elements, ~4 MiB of float64
-MIN_TILE_ROWS, MAX_TILE_ROWS = 1024, 8192
+TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64: about L2
+MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
 
 TileParts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 MapFn = Callable[..., Iterable]
@@ -67,10 +67,11 @@ def check_dtype(dtype: str) -> np.dtype:
 
 def default_tile_rows(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
+    per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
-        width = n_components * n_features + 3 * (n_features + 1)  # Y; Z, D and W
+        width = n_components * n_features + 3 * (n_features + 1) + per_component  # Y; Z, D and W
     else:
-        width = 2 * n_features + 2 * n_components
+        width = 2 * n_features + per_component  # [Z, Z∘Z]
     rows = TILE_ELEMENTS // max(width, 1)
     return int(min(MAX_TILE_ROWS, max(MIN_TILE_ROWS, rows)))
 
