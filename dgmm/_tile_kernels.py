@@ -27,16 +27,16 @@ _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 
 
 
 @njit(**_JIT)
-def exp_above(x, floor, out):  # pragma: no cover - compiled
+def exp_above(x, floor, out, bits):  # pragma: no cover - compiled
     """``out[i] = exp(x[i])`` for ``floor ≤ x[i] ≤ 0``, and exactly 0 below ``floor`` (x, out 1-D).
 
+    bits : int64 scratch of the same length.
     NaN stays NaN. ``floor`` must be at least −700. Written so the loop vectorises (numba's scalar
     ``math.exp`` does not, and costs about 10× NumPy's): ``exp(x) = 2^k · e^f`` with
     ``k = round(x / ln 2)``, ``|f| ≤ ½ ln 2``, and ``e^f`` by its Taylor series to
     ``f^13/13!`` (truncation below 5e-18, so within 2 ulp of the exact value).
     """
     n = x.shape[0]
-    bits = np.empty(n, dtype=np.int64)
     for i in range(n):
         v = max(np.float64(x[i]), floor)
         k = math.floor(v * _LOG2E + 0.5)
@@ -82,16 +82,25 @@ def centre_rows(X, centre, out, with_squares):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def responsibilities(L, floor, weights, s0, R):  # pragma: no cover - compiled
+def block(buf, start, rows, cols):  # pragma: no cover - compiled
+    """A (rows, cols) C-ordered view of the 1-D scratch ``buf`` from element ``start``."""
+    return buf[start : start + rows * cols].reshape(rows, cols)
+
+
+@njit(**_JIT)
+def responsibilities(L, floor, weights, s0, R, work):  # pragma: no cover - compiled
     """Log-probabilities L (T, K) float64 -> responsibilities × row weights R (T, K); returns Σ_n w_n log p(x_n).
 
     Each row is shifted by its maximum in float64 (0 when that is not finite, so rows
     far from every component still normalise); shifted entries below ``floor`` get
     exactly 0, never a subnormal number. L is overwritten. weights : (T,) float64, or
-    empty for unit weights; s0 (K,) float64 gets Σ_n w_n r_nk added; R in the compute dtype.
+    empty for unit weights; s0 (K,) float64 gets Σ_n w_n r_nk added; R in the compute
+    dtype; work : float64 scratch of at least T·(2K + 1) elements.
     """
     T, K = L.shape
-    peak = np.empty(T)
+    peak = work[:T]
+    E = work[T : T + T * K]
+    bits = work[T + T * K : T + 2 * T * K].view(np.int64)
     for n in range(T):
         top = -np.inf
         for k in range(K):
@@ -102,8 +111,7 @@ def responsibilities(L, floor, weights, s0, R):  # pragma: no cover - compiled
         peak[n] = top
         for k in range(K):
             L[n, k] = L[n, k] - top
-    E = np.empty(T * K)
-    exp_above(L.reshape(-1), floor, E)
+    exp_above(L.reshape(-1), floor, E, bits)
     loglik = 0.0
     for n in range(T):
         total = 0.0
@@ -120,21 +128,30 @@ def responsibilities(L, floor, weights, s0, R):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1, s2):  # pragma: no cover
+def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1, s2, cbuf, fbuf):  # pragma: no cover
     """E-step and centred statistics of one tile, full or tied covariances (tied when ``shift_u`` has rows).
 
     X : (T, d); centre : (d,) float64; gemm : (d + 1, K·d) full or (d + 1, d) tied, compute
     dtype; log_norm : (K,) float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied)
     or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,), s1 (K, d) and s2
     (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
-    tile's log-likelihood.
+    tile's log-likelihood. cbuf : compute-dtype scratch of at least
+    ``T·(3(d + 1) + gemm.shape[1] + K)`` elements; fbuf : float64 scratch of at least
+    ``T·(3K + 1)`` (scratch, not fresh arrays: a worker whose malloc returns large
+    blocks to the system at once would page-fault through every tile otherwise).
     """
     T, d = X.shape
     K = shift.shape[0]
-    Z = np.empty((T, d + 1), dtype=gemm.dtype)
+    e = d + 1
+    Z = block(cbuf, 0, T, e)
+    Y = block(cbuf, T * e, T, gemm.shape[1])
+    offset = T * (e + gemm.shape[1])
+    M = block(cbuf, offset, T, K)
+    D = block(cbuf, offset + T * K, T, e)
+    W = block(cbuf, offset + T * (K + e), T, e)
+    L = block(fbuf, 0, T, K)
     centre_rows(X, centre, Z, False)
-    Y = np.dot(Z, gemm)
-    L = np.empty((T, K))
+    np.dot(Z, gemm, Y)
     tied = shift_u.shape[0] > 0
     for n in range(T):
         for k in range(K):
@@ -146,11 +163,8 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
                     v = np.float64(Y[n, k * d + j])
                 m += v * v
             L[n, k] = log_norm[k] - 0.5 * m
-    M = np.empty((T, K), dtype=gemm.dtype)
-    loglik = responsibilities(L, floor, weights, s0, M)
+    loglik = responsibilities(L, floor, weights, s0, M, fbuf[T * K :])
     # per component D = [z − a_k, 1] and W = r_k D: Wᵀ D holds S2_k and S1_k, exactly centred
-    D = np.empty((T, d + 1), dtype=gemm.dtype)
-    W = np.empty((T, d + 1), dtype=gemm.dtype)
     for k in range(K):
         for n in range(T):
             r = M[n, k]
@@ -169,23 +183,25 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
 
 
 @njit(**_JIT)
-def diag_tile(X, centre, gemm, log_norm, floor, shift, weights, s0, s1, s2):  # pragma: no cover - compiled
+def diag_tile(X, centre, gemm, log_norm, floor, shift, weights, s0, s1, s2, cbuf, fbuf):  # pragma: no cover
     """E-step and statistics of one tile, diagonal or spherical covariances.
 
     gemm : (2d, K) compute dtype, ``[−2 (a∘P)ᵀ ; Pᵀ]``; other arguments as :func:`full_tile`;
     adds to s0 (K,), s1 (K, d) and s2 (K, d), the per-feature second moments about ``μ_k``.
+    cbuf : compute-dtype scratch of at least ``T·(2d + K)`` elements; fbuf as :func:`full_tile`.
     """
     T, d = X.shape
     K = shift.shape[0]
-    pair = np.empty((T, 2 * d), dtype=gemm.dtype)
+    pair = block(cbuf, 0, T, 2 * d)
+    M = block(cbuf, T * 2 * d, T, K)
+    L = block(fbuf, 0, T, K)
     centre_rows(X, centre, pair, True)
-    M = np.dot(pair, gemm)
-    L = np.empty((T, K))
+    np.dot(pair, gemm, M)
     for n in range(T):
         for k in range(K):
             L[n, k] = log_norm[k] - 0.5 * np.float64(M[n, k])
     t0 = np.zeros(K)
-    loglik = responsibilities(L, floor, weights, t0, M)
+    loglik = responsibilities(L, floor, weights, t0, M, fbuf[T * K :])
     G = np.dot(M.T, pair)
     for k in range(K):
         s0[k] += t0[k]

@@ -39,6 +39,7 @@ most ``T`` rows); everything across tiles, and the log-likelihood, is float64.
 from __future__ import annotations
 
 import builtins
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
@@ -185,18 +186,32 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     K, d = plan.n_components, plan.n_features
     s0, s1 = np.zeros(K), np.zeros((K, d))
     row_weights = _NO_WEIGHTS if weights is None else weights
+    rows = max(X.shape[0], plan.tile_rows)
+    fbuf = _scratch("work", np.dtype(np.float64), rows * (3 * K + 1))
     if plan.covariance_type in ("diag", "spherical"):
         s2 = np.zeros((K, d))
+        cbuf = _scratch("tile", plan.dtype, rows * (2 * d + K))
         loglik = _k.diag_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights,
-                              s0, s1, s2)
+                              s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
     s2 = np.zeros((K, d, d))
+    cbuf = _scratch("tile", plan.dtype, rows * (3 * (d + 1) + plan.gemm.shape[1] + K))
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
-                          row_weights, s0, s1, s2)
+                          row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2
 
 
 _NO_WEIGHTS = np.zeros(0)
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, dtype: np.dtype, size: int) -> np.ndarray:
+    """This thread's 1-D scratch array ``name`` of ``dtype``, at least ``size`` elements, reused across tiles."""
+    buffers = _SCRATCH.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((name, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = buffers[(name, dtype)] = np.empty(size, dtype=dtype)
+    return buffer
 
 
 def tile_bounds(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
