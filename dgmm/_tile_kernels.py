@@ -136,7 +136,7 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,), s1 (K, d) and s2
     (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
     tile's log-likelihood. cbuf : compute-dtype scratch of at least
-    ``T·(3(d + 1) + gemm.shape[1] + K)`` elements; fbuf : float64 scratch of at least
+    ``T·(2(d + 1) + gemm.shape[1] + K)`` elements; fbuf : float64 scratch of at least
     ``T·(3K + 1)`` (scratch, not fresh arrays: a worker whose malloc returns large
     blocks to the system at once would page-fault through every tile otherwise).
     """
@@ -147,8 +147,7 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     Y = block(cbuf, T * e, T, gemm.shape[1])
     offset = T * (e + gemm.shape[1])
     M = block(cbuf, offset, T, K)
-    D = block(cbuf, offset + T * K, T, e)
-    W = block(cbuf, offset + T * (K + e), T, e)
+    V = block(cbuf, offset + T * K, T, e)
     L = block(fbuf, 0, T, K)
     centre_rows(X, centre, Z, False)
     np.dot(Z, gemm, Y)
@@ -164,17 +163,14 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
                 m += v * v
             L[n, k] = log_norm[k] - 0.5 * m
     loglik = responsibilities(L, floor, weights, s0, M, fbuf[T * K :])
-    # per component D = [z − a_k, 1] and W = r_k D: Wᵀ D holds S2_k and S1_k, exactly centred
+    # per component V = √r_k [z − a_k, 1]: Vᵀ V holds S2_k and S1_k, exactly centred
     for k in range(K):
         for n in range(T):
-            r = M[n, k]
+            root = math.sqrt(M[n, k])
             for j in range(d):
-                v = Z[n, j] - shift[k, j]
-                D[n, j] = v
-                W[n, j] = r * v
-            D[n, d] = 1.0
-            W[n, d] = r
-        G = np.dot(W.T, D)
+                V[n, j] = root * (Z[n, j] - shift[k, j])
+            V[n, d] = root
+        G = np.dot(V.T, V)
         for i in range(d):
             s1[k, i] += G[i, d]
             for j in range(d):

@@ -21,9 +21,9 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
    1e-154 in float64) gets exactly 0, never a subnormal number.
 4. Statistics about the old means, returned in float64:
 
-   * full / tied: per component ``D_k = [Z − a_k, 1]`` and ``W_k = r_k ∘ D_k`` (a
-     (T, d+1) pair that stays in cache), then the GEMM ``W_kᵀ D_k`` gives ``S2_k``
-     and ``S1_k`` — exactly centred on the old means, no cancellation;
+   * full / tied: per component ``V_k = √r_k ∘ [Z − a_k, 1]`` (a (T, d+1) block
+     that stays in cache), then the GEMM ``V_kᵀ V_k`` gives ``S2_k`` and ``S1_k``
+     — exactly centred on the old means, no cancellation;
    * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
      The expansion is about ``c``, not about zero, so its rounding is
@@ -195,7 +195,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
                               s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
     s2 = np.zeros((K, d, d))
-    cbuf = _scratch("tile", plan.dtype, rows * (3 * (d + 1) + plan.gemm.shape[1] + K))
+    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[1] + K))
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
                           row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2
