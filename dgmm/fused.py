@@ -70,7 +70,7 @@ def default_tile_rows(n_components: int, n_features: int, covariance_type: Covar
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
     per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
-        width = n_components * n_features + 3 * (n_features + 1) + per_component  # Y; Z, D and W
+        width = n_components * n_features + 2 * (n_features + 1) + per_component  # Y; Z and V
     else:
         width = 2 * n_features + per_component  # [Z, Z∘Z]
     rows = TILE_ELEMENTS // max(width, 1)
