@@ -37,7 +37,9 @@ IN_MEMORY_CHUNK_ROWS = 65_536
 CACHE_FRACTION = 0.25
 # Row chunks smaller than this run split_every to a task in a pass: a task costs milliseconds of
 # scheduler and worker time, as much as the kernel on a chunk of ~100 kB.
-FUSE_CHUNK_BYTES = 4 * 2**20
+FUSE_CHUNK_BYTES = 4 * 2**20  # chunks smaller than this (on average) run several to a task
+FUSE_TASK_BYTES = 16 * 2**20  # a task runs deeper subtrees of small chunks up to this much data...
+MIN_FUSED_TASKS = 16  # ...while a pass keeps at least this many tasks
 Kernel = Callable[[np.ndarray, Any, int], Stats]
 
 
@@ -158,7 +160,7 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     One raw graph layer of dask's task objects (``dask._task_spec``, hence dask >= 2024.12)
     next to X's (optimised) graph: no Delayed object per task, which cost over a second
     per pass at 1,000 chunks. Chunks smaller than
-    ``FUSE_CHUNK_BYTES`` run ``split_every`` to a task (see :func:`pass_layer`).
+    ``FUSE_CHUNK_BYTES`` run a whole subtree to a task (see :func:`fused_levels`).
 
     Parameters
     ----------
@@ -178,9 +180,9 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     x_graph, x_keys = pass_input_graph(X)
     payload, payload_graph = shared_reference(shared)
     offsets = [int(offset) for offset in np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])]
-    fuse = X.nbytes < FUSE_CHUNK_BYTES * len(x_keys)
+    levels = fused_levels(len(x_keys), X.nbytes, split_every)
     token = uuid.uuid4().hex
-    layer, final = pass_layer(token, x_keys, offsets, kernel, payload, split_every, fuse)
+    layer, final = pass_layer(token, x_keys, offsets, kernel, payload, split_every, levels)
     layer.update(payload_graph)
     name = f"pass-{token}"
     graph = HighLevelGraph({name: layer, X.name: x_graph}, {name: {X.name}, X.name: set()})
@@ -230,14 +232,34 @@ def is_future(value: Any) -> bool:
     return "distributed" in sys.modules and isinstance(value, sys.modules["distributed"].Future)
 
 
+def fused_levels(n_chunks: int, nbytes: int, split_every: int) -> int:
+    """How many levels of a pass's merge tree run inside one task (0: every chunk is a task).
+
+    Chunks under ``FUSE_CHUNK_BYTES`` on average fuse one level (``split_every`` chunks
+    a task); deeper levels while a task holds at most ``FUSE_TASK_BYTES`` and the pass
+    keeps ``MIN_FUSED_TASKS`` tasks. Per-task scheduling costs about as much as a few
+    thousand rows of work, so 1,000 chunks of 1,000 rows want 64 to a task.
+    """
+    if n_chunks <= 1 or nbytes >= FUSE_CHUNK_BYTES * n_chunks:
+        return 0
+    levels, per_chunk = 1, nbytes / n_chunks
+    while split_every**levels < n_chunks:
+        size = split_every ** (levels + 1)
+        if size * per_chunk > FUSE_TASK_BYTES or -(-n_chunks // size) < MIN_FUSED_TASKS:
+            break
+        levels += 1
+    return levels
+
+
 def pass_layer(
-    token: str, x_keys: list, offsets: list[int], kernel: Kernel, payload: Any, split_every: int, fuse: bool
+    token: str, x_keys: list, offsets: list[int], kernel: Kernel, payload: Any, split_every: int, levels: int
 ) -> tuple[dict, Any]:
     """The tasks of one pass and the key of its result: the :func:`tree_reduce` tree over the chunks.
 
     Leaves are ``("stats-<token>", i)`` = kernel(chunk i), merges ``("merge-<token>-<depth>", j)``.
-    With ``fuse`` the leaves run inside their depth-1 merge (:func:`map_merge`): the same
-    merges in the same order, so the same bits, with ``split_every`` times fewer tasks.
+    With ``levels`` ≥ 1 the leaves and the first ``levels`` levels of merges run inside one
+    task per subtree (:func:`map_merge`): the same merges in the same order, so the same
+    bits, with ``split_every ** levels`` times fewer tasks.
     """
     from dask._task_spec import List, Task, TaskRef
 
@@ -249,34 +271,38 @@ def pass_layer(
         return key
 
     def merge(group: list, depth: int, j: int):
-        key = (f"merge-{token}-{depth}", j)
-        if fuse and depth == 1:  # group holds chunk indices
+        key = (f"merge-{token}-{depth + max(levels, 1) - 1}", j)
+        if levels and depth == 1:  # group holds chunk indices
             blocks = List(*(TaskRef(x_keys[i]) for i in group))
-            layer[key] = Task(key, map_merge, kernel, blocks, payload, [offsets[i] for i in group])
+            layer[key] = Task(key, map_merge, kernel, blocks, payload, [offsets[i] for i in group], split_every)
         else:
             layer[key] = Task(key, merge_stats, List(*(TaskRef(k) for k in group)))
         return key
 
-    if len(x_keys) == 1 or not fuse:
+    if len(x_keys) == 1 or not levels:
         return layer, tree_reduce([leaf(i) for i in range(len(x_keys))], split_every, merge)
-    return layer, tree_reduce(list(range(len(x_keys))), split_every, merge)
+    return layer, tree_reduce(list(range(len(x_keys))), split_every, merge, first=split_every**levels)
 
 
-def map_merge(kernel: Kernel, blocks: list[np.ndarray], payload: Any, offsets: list[int]) -> Stats:
-    """``merge_stats`` of ``kernel(block, payload, offset)`` over the blocks: leaves and a depth-1 merge."""
-    return merge_stats([kernel(block, payload, offset) for block, offset in zip(blocks, offsets)])
+def map_merge(kernel: Kernel, blocks: list[np.ndarray], payload: Any, offsets: list[int], split_every: int) -> Stats:
+    """``kernel(block, payload, offset)`` over the blocks, merged by :func:`tree_reduce`: a subtree of a pass."""
+    leaves = [kernel(block, payload, offset) for block, offset in zip(blocks, offsets)]
+    return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
 
 
-def tree_reduce(leaves: list, split_every: int, combine: Callable[[list, int, int], Any]) -> Any:
+def tree_reduce(leaves: list, split_every: int, combine: Callable[[list, int, int], Any], first: int = 0) -> Any:
     """Merge ``leaves`` in groups of ``split_every``, level by level, until one is left.
 
     ``combine(group, depth, index)`` merges one group. Both executors use this one
-    tree, so a fixed chunking gives bit-identical results everywhere.
+    tree, so a fixed chunking gives bit-identical results everywhere. ``first``
+    (a power of ``split_every``) takes the first level in groups of that size: a
+    combine that runs those subtrees itself.
     """
     level, depth = list(leaves), 0
     while len(level) > 1:
+        size = first if depth == 0 and first else split_every
         depth += 1
-        level = [combine(level[i : i + split_every], depth, j) for j, i in enumerate(range(0, len(level), split_every))]
+        level = [combine(level[i : i + size], depth, j) for j, i in enumerate(range(0, len(level), size))]
     return level[0]
 
 

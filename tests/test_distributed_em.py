@@ -179,6 +179,26 @@ def test_fused_pass_runs_the_same_merges_in_fewer_tasks(mixture_data, monkeypatc
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
+@pytest.mark.parametrize("n_chunks", [64, 70, 200])
+def test_deeper_fusion_runs_whole_subtrees_with_the_same_bits(n_chunks, monkeypatch):
+    """A task room for 64 chunks: subtrees of 64 chunks (split_every 8) run in one task, with the same bits."""
+    rng = np.random.default_rng(3)
+    X = da.from_array(rng.normal(size=(n_chunks * 5, 3)), chunks=(5, 3))
+    payload = random_mixture(3, 3, seed=5)
+    monkeypatch.setattr("dgmm.execution.MIN_FUSED_TASKS", 1)
+    monkeypatch.setattr("dgmm.execution.FUSE_TASK_BYTES", 64 * 5 * 3 * 8)
+    fused = build_pass(X, em_kernel, payload, 8)
+    stats_tasks = [k for k in dict(fused.__dask_graph__()) if k[0].startswith(("stats-", "merge-"))]
+    depths = [int(k[0].rsplit("-", 1)[1]) for k in stats_tasks]
+    assert min(depths) == 2 and max(depths) == math.ceil(math.log(n_chunks, 8) - 1e-12)
+    assert len([d for d in depths if d == 2]) == math.ceil(n_chunks / 64)
+    monkeypatch.setattr("dgmm.execution.FUSE_CHUNK_BYTES", 0)
+    unfused = build_pass(X, em_kernel, payload, 8)
+    a, b = Executor(scheduler="sync").compute(fused), Executor(scheduler="sync").compute(unfused)
+    for field in ("n_rows", "loglik", "s0", "s1", "s2", "weight"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
 def test_fit_uses_the_current_client(mixture_data, cluster_client):
     X = da.from_array(mixture_data, chunks=(300, 3))
     counter = GraphCounter(cluster_client)
