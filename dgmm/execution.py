@@ -35,8 +35,8 @@ from .stats import Stats, merge_stats
 InputKind = Literal["numpy", "dask", "parquet"]
 IN_MEMORY_CHUNK_ROWS = 65_536
 CACHE_FRACTION = 0.25
-# Row chunks smaller than this run split_every to a task in a pass: a task costs milliseconds of
-# scheduler and worker time, as much as the kernel on a chunk of ~100 kB.
+# A task costs milliseconds of scheduler and worker time, as much as the kernel on ~100 kB of rows:
+# passes over small chunks run whole subtrees of their merge tree to a task (fused_levels).
 FUSE_CHUNK_BYTES = 4 * 2**20  # chunks smaller than this (on average) run several to a task
 FUSE_TASK_BYTES = 16 * 2**20  # a task runs deeper subtrees of small chunks up to this much data...
 MIN_FUSED_TASKS = 16  # ...while a pass keeps at least this many tasks
@@ -140,9 +140,9 @@ class Executor:
 def placed_in_row_ranges(X, workers: list[str]):
     """``X`` with its graph optimised and its row chunks split into one contiguous range per worker.
 
-    Persisted, consecutive chunks then live together and a pass's fused groups of
-    ``split_every`` chunks (:func:`pass_layer`) read local data instead of fetching
-    it every pass. A preference (``allow_other_workers``), not a restriction.
+    Persisted, consecutive chunks then live together and a pass's fused subtrees of
+    consecutive chunks (:func:`pass_layer`) read local data instead of fetching it
+    every pass. A preference (``allow_other_workers``), not a restriction.
     """
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph, MaterializedLayer

@@ -95,6 +95,9 @@ class EStepPlan:
         (2d, K) diag/spherical (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
     shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
     shift_c : ``shift`` in the compute dtype
+    floor : shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of
+        the compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor
+        ``r·z²`` is subnormal, which would slow the GEMMs many times over
     """
 
     covariance_type: CovarianceType
@@ -106,6 +109,7 @@ class EStepPlan:
     gemm: np.ndarray
     shift_u: np.ndarray
     shift_c: np.ndarray
+    floor: float
 
     @property
     def n_components(self) -> int:
@@ -114,13 +118,6 @@ class EStepPlan:
     @property
     def n_features(self) -> int:
         return int(self.shift.shape[1])
-
-    @property
-    def floor(self) -> float:
-        """Shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of the
-        compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor ``r·z²``
-        is subnormal, which would slow the GEMMs many times over."""
-        return float(0.5 * np.log(np.finfo(self.dtype).tiny))
 
 
 def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None) -> EStepPlan:
@@ -165,6 +162,7 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
         np.ascontiguousarray(gemm, dtype=ctype),
         np.ascontiguousarray(shift_u, dtype=ctype),
         np.ascontiguousarray(shift, dtype=ctype),
+        float(0.5 * np.log(np.finfo(ctype).tiny)),
     )
 
 

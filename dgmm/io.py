@@ -272,10 +272,9 @@ def read_row_group(
         values.append(column.fill_null(np.nan).to_numpy() if column.null_count else column.to_numpy())
     out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
     _fill_columns(out, values)
-    checked = out[:, : len(names)]
-    if np.isfinite(checked).all() and (weight_column is None or (out[:, d] >= 0).all()):
-        if weighted and weight_column is None:
-            out[:, d] = 1.0
+    if weighted and weight_column is None:
+        out[:, d] = 1.0
+    if np.isfinite(out[:, : len(names)]).all() and (weight_column is None or (out[:, d] >= 0).all()):
         return out
     dropped = np.zeros(row_group.n_rows, dtype=bool)
     for j, name in enumerate(names):
@@ -283,8 +282,6 @@ def read_row_group(
             _check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
             if nan_policy == "drop":
                 dropped |= np.isnan(out[:, j])
-    if weighted and weight_column is None:
-        out[:, d] = 1.0
     out[dropped] = 0.0
     return out
 
