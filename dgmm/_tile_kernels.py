@@ -17,13 +17,25 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import binding
+from numba import njit, types
+from numba.extending import get_cython_function_address
 
 _FLAGS = {"reassoc", "contract"}
 _JIT = dict(cache=True, nogil=True, fastmath=_FLAGS, boundscheck=False)
 
 _LOG2E = 1.4426950408889634
 _LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10  # ln 2 = HI + LO (fdlibm)
+
+# BLAS ?syrk from SciPy's bundled library (the one numba's np.dot calls), every argument by pointer.
+# Bound as named external symbols, not ctypes pointers, so the kernels calling them stay cacheable.
+_SYRK_SIGNATURE = types.void(*[types.voidptr] * 10)
+for _name in ("dsyrk", "ssyrk"):
+    binding.add_symbol(f"dgmm_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
+_DSYRK = types.ExternalFunction("dgmm_dsyrk", _SYRK_SIGNATURE)
+_SSYRK = types.ExternalFunction("dgmm_ssyrk", _SYRK_SIGNATURE)
+SYRK_MIN_WIDTH = 33  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV (2x at 17; SYRK 1.3-1.5x at 33-65)
+_UPPER_NOTRANS = np.array([ord("U"), ord("N")], dtype=np.uint8)
 
 
 @njit(**_JIT)
@@ -88,6 +100,28 @@ def block(buf, start, rows, cols):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
+def gram_lower(V, G):  # pragma: no cover - compiled
+    """``G = Vᵀ V`` for V (T, e) C-ordered; only the lower triangle ``G[i, j], j ≤ i`` is meaningful.
+
+    One BLAS SYRK (half the flops) when ``e ≥ SYRK_MIN_WIDTH``, one GEMM otherwise.
+    """
+    T, e = V.shape
+    if e < SYRK_MIN_WIDTH:
+        np.dot(V.T, V, G)
+        return
+    sizes = np.array([e, T], dtype=np.int32)
+    scalars = np.array([1.0, 0.0], dtype=V.dtype)
+    flags = _UPPER_NOTRANS
+    # V C-ordered is A = Vᵀ (e, T) to Fortran, so A Aᵀ in Fortran's upper triangle: G's lower one
+    if V.itemsize == 4:
+        _SSYRK(flags[0:].ctypes, flags[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, scalars[0:].ctypes,
+               V.ctypes, sizes[0:].ctypes, scalars[1:].ctypes, G.ctypes, sizes[0:].ctypes)
+    else:
+        _DSYRK(flags[0:].ctypes, flags[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, scalars[0:].ctypes,
+               V.ctypes, sizes[0:].ctypes, scalars[1:].ctypes, G.ctypes, sizes[0:].ctypes)
+
+
+@njit(**_JIT)
 def responsibilities(L, floor, weights, s0, R, work):  # pragma: no cover - compiled
     """Log-probabilities L (T, K) float64 -> responsibilities × row weights R (T, K); returns Σ_n w_n log p(x_n).
 
@@ -136,7 +170,7 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,), s1 (K, d) and s2
     (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
     tile's log-likelihood. cbuf : compute-dtype scratch of at least
-    ``T·(2(d + 1) + gemm.shape[1] + K)`` elements; fbuf : float64 scratch of at least
+    ``T·(2(d + 1) + gemm.shape[1] + K) + (d + 1)²`` elements; fbuf : float64 scratch of at least
     ``T·(3K + 1)`` (scratch, not fresh arrays: a worker whose malloc returns large
     blocks to the system at once would page-fault through every tile otherwise).
     """
@@ -148,6 +182,7 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     offset = T * (e + gemm.shape[1])
     M = block(cbuf, offset, T, K)
     V = block(cbuf, offset + T * K, T, e)
+    G = block(cbuf, offset + T * (K + e), e, e)
     L = block(fbuf, 0, T, K)
     centre_rows(X, centre, Z, False)
     np.dot(Z, gemm, Y)
@@ -170,11 +205,13 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
             for j in range(d):
                 V[n, j] = root * (Z[n, j] - shift[k, j])
             V[n, d] = root
-        G = np.dot(V.T, V)
+        gram_lower(V, G)
         for i in range(d):
-            s1[k, i] += G[i, d]
-            for j in range(d):
+            s1[k, i] += G[d, i]
+            for j in range(i + 1):
                 s2[k, i, j] += G[i, j]
+            for j in range(i):
+                s2[k, j, i] += G[i, j]
     return loglik
 
 

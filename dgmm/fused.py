@@ -193,7 +193,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
                               s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
     s2 = np.zeros((K, d, d))
-    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[1] + K))
+    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[1] + K) + (d + 1) ** 2)
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
                           row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2

@@ -15,6 +15,7 @@ from dgmm.em import em_kernel
 from dgmm.errors import ParameterError
 from dgmm.execution import InProcessExecutor
 from dgmm.fused import fused_chunk_stats, plan_estep, tile_bounds
+from dgmm._tile_kernels import SYRK_MIN_WIDTH
 from dgmm.params import MixtureParams
 from dgmm.stats import chunk_stats, merge_stats
 
@@ -56,6 +57,18 @@ def test_float32_compute_matches_reference_to_float32_precision(covariance_type,
     got = fused_chunk_stats(X, plan_estep(params, "float32", tile_rows))
     assert got.s0.dtype == got.s1.dtype == got.s2.dtype == np.float64
     assert_stats_close(got, chunk_stats(X, params), 2e-4)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-4)])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_wide_data_takes_the_symmetric_rank_k_path_and_matches_the_reference(covariance_type, dtype, rtol, offset):
+    d = SYRK_MIN_WIDTH + 6  # V = √r [z − a, 1] is d + 1 wide: the SYRK branch of gram_lower
+    rng = np.random.default_rng(13)
+    params = shifted(random_params(rng, 3, d, covariance_type), offset)
+    X = rng.normal(size=(700, d)) * 2 + offset
+    got = fused_chunk_stats(X, plan_estep(params, dtype, 256))
+    assert_stats_close(got, chunk_stats(X, params), rtol if offset == 0 else 100 * rtol)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
