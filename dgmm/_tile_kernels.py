@@ -167,8 +167,8 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
 
     X : (T, d); centre : (d,) float64; gemm : (d + 1, K·d) full or (d + 1, d) tied, compute
     dtype; log_norm : (K,) float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied)
-    or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,), s1 (K, d) and s2
-    (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
+    or (0, d); weights : (T,) float64 or empty. Adds to s0 (K,); *writes* s1 (K, d) and
+    s2 (K, d, d) — for tied, every component's S2_k, summed by the caller. Returns the
     tile's log-likelihood. cbuf : compute-dtype scratch of at least
     ``T·(2(d + 1) + gemm.shape[1] + K) + (d + 1)²`` elements; fbuf : float64 scratch of at least
     ``T·(3K + 1)`` (scratch, not fresh arrays: a worker whose malloc returns large
@@ -207,11 +207,10 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
             V[n, d] = root
         gram_lower(V, G)
         for i in range(d):
-            s1[k, i] += G[d, i]
+            s1[k, i] = G[d, i]
             for j in range(i + 1):
-                s2[k, i, j] += G[i, j]
-            for j in range(i):
-                s2[k, j, i] += G[i, j]
+                s2[k, i, j] = G[i, j]
+                s2[k, j, i] = G[i, j]
     return loglik
 
 

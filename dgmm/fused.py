@@ -166,13 +166,16 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     )
 
 
-def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None) -> TileParts:
+def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None,
+               s2_out: np.ndarray | None = None) -> TileParts:
     """E-step and centred statistics of one tile (one call of a compiled kernel).
 
     Parameters
     ----------
     X : ndarray of shape (T, d), any float dtype
     weights : ndarray of shape (T,), float64, or None; row n counts ``weights[n]`` times
+    s2_out : float64 (K, d, d) array the full/tied kernel writes its per-component ``S2_k``
+        into, e.g. one a summed tile left (:func:`fused_chunk_stats`); None allocates one
 
     Returns
     -------
@@ -192,7 +195,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
         loglik = _k.diag_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights,
                               s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
-    s2 = np.zeros((K, d, d))
+    s2 = np.empty((K, d, d)) if s2_out is None else s2_out
     cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[1] + K) + (d + 1) ** 2)
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
                           row_weights, s0, s1, s2, cbuf, fbuf)
@@ -244,13 +247,24 @@ def fused_chunk_stats(
     if weights is not None:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
 
-    def run(bounds: tuple[int, int]) -> TileParts:
-        start, stop = bounds
-        return tile_stats(X[start:stop], plan, None if weights is None else weights[start:stop])
+    # (K, d, d) outputs of tiles already summed, for later tiles: a large fresh array per tile
+    # costs an mmap and its page faults where malloc's trim threshold is set (Dask's nanny)
+    spare: list[np.ndarray] = []
+    per_component = plan.covariance_type in ("full", "tied")
 
-    for part_loglik, p0, p1, p2 in map(run, tile_bounds(n, plan.tile_rows)):
+    def run(bounds: tuple[int, int]) -> tuple[TileParts, np.ndarray | None]:
+        start, stop = bounds
+        try:
+            out = spare.pop()  # atomic: threads never share a buffer
+        except IndexError:
+            out = np.empty((K, d, d)) if per_component else None
+        return tile_stats(X[start:stop], plan, None if weights is None else weights[start:stop], out), out
+
+    for (part_loglik, p0, p1, p2), out in map(run, tile_bounds(n, plan.tile_rows)):
         loglik += part_loglik
         s0 += p0
         s1 += p1
         s2 += p2
+        if out is not None:
+            spare.append(out)
     return Stats(n, loglik, s0, s1, s2, float(n) if weights is None else float(weights.sum()))
