@@ -188,7 +188,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     s0, s1 = np.zeros(K), np.zeros((K, d))
     row_weights = _NO_WEIGHTS if weights is None else weights
     rows = max(X.shape[0], plan.tile_rows)
-    fbuf = _scratch("work", np.dtype(np.float64), rows * (3 * K + 1))
+    fbuf = _scratch("work", np.dtype(np.float64), rows * (3 * K + 3))
     if plan.covariance_type in ("diag", "spherical"):
         s2 = np.zeros((K, d))
         cbuf = _scratch("tile", plan.dtype, rows * (2 * d + K))

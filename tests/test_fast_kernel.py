@@ -15,7 +15,7 @@ from dgmm.em import em_kernel
 from dgmm.errors import ParameterError
 from dgmm.execution import InProcessExecutor
 from dgmm.fused import fused_chunk_stats, plan_estep, tile_bounds
-from dgmm._tile_kernels import SYRK_MIN_WIDTH
+from dgmm._tile_kernels import SYRK_MIN_WIDTH, exp_above, log_of
 from dgmm.params import MixtureParams
 from dgmm.stats import chunk_stats, merge_stats
 
@@ -57,6 +57,26 @@ def test_float32_compute_matches_reference_to_float32_precision(covariance_type,
     got = fused_chunk_stats(X, plan_estep(params, "float32", tile_rows))
     assert got.s0.dtype == got.s1.dtype == got.s2.dtype == np.float64
     assert_stats_close(got, chunk_stats(X, params), 2e-4)
+
+
+def test_vectorised_exp_and_log_agree_with_numpy_to_a_few_ulp():
+    rng = np.random.default_rng(14)
+    floor = -354.0
+    x = np.concatenate([rng.uniform(floor, 0.0, 100_000), [0.0, floor, -1e-300, -745.0, -np.inf, np.nan]])
+    got = np.empty_like(x)
+    exp_above(x, floor, got, np.empty(x.size, np.int64))
+    kept = x >= floor
+    np.testing.assert_allclose(got[kept], np.exp(x[kept]), rtol=4e-16, atol=0)
+    assert np.all(got[(x < floor)] == 0.0) and np.isnan(got[-1])
+    specials = [0.0, -0.0, -1.0, 5e-324, 1e-310, np.inf, -np.inf, np.nan, 1.0, 2.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 2)]
+    y = np.concatenate([np.exp(rng.uniform(-700, 700, 100_000)), rng.uniform(1.0, 64.0, 100_000), specials])
+    logs = np.empty_like(y)
+    log_of(y, logs, np.empty(y.size, np.int64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = np.log(y)
+    finite = np.isfinite(ref) & (ref != 0)
+    np.testing.assert_allclose(logs[finite], ref[finite], rtol=4e-16, atol=0)
+    np.testing.assert_array_equal(logs[~finite], ref[~finite])
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
