@@ -14,7 +14,9 @@ Every dgmm and scikit-learn fit starts from the same weights/means/precisions
   (in-memory NumPy on this process's thread pool, float64 and float32; the Parquet
   files cached on a LocalCluster of 2 worker processes × 1 thread; and streamed from
   Parquet every iteration with cache="none", next to one plain pyarrow scan of the files).
-* GEMM %: model flops per iteration / s/iter / the float64 GEMM rate measured here
+* GEMM %: model flops per iteration / s/iter / the float64 GEMM rate (2048², all BLAS
+  threads) measured right before and right after that shape's dgmm fits (their mean,
+  printed as "GF/s"): the machine's speed drifts by ±25% over minutes
   (3·N·K·d² for full, the issue's model; 8·N·K·d for diag, its two GEMMs each way).
 * overhead: 1,000 chunks × 1,000 rows on the cluster vs the same chunks in-process.
 
@@ -148,10 +150,8 @@ def main() -> None:
     spark = None if args.no_spark else spark_session()
     if spark is None and not args.no_spark:
         print("pyspark not installed: the Spark column is skipped (pip install dgmm[bench])")
-    rate = gemm_rate()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, dgmm {dgmm.__version__}; load average {os.getloadavg()[0]:.1f}")
-    print(f"float64 GEMM rate (2048², all BLAS threads): {rate / 1e9:.1f} GFLOP/s")
 
     from distributed import Client, LocalCluster
 
@@ -162,7 +162,7 @@ def main() -> None:
         client = Client(cluster, set_as_default=False)
     rows = []
     header = (f"{'N':>8} {'d':>3} {'K':>3} {'cov':>5} | {'sklearn':>8} {'spark':>8} | {'dgmm f64':>8} {'x skl':>6} "
-              f"{'x spark':>7} {'GEMM%':>6} | {'f32':>7} {'f64/f32':>7} {'rel dLL':>8} | {'cached':>7} "
+              f"{'x spark':>7} {'GF/s':>5} {'GEMM%':>6} | {'f32':>7} {'f64/f32':>7} {'rel dLL':>8} | {'cached':>7} "
               f"{'stream':>7} {'scan':>7} {'strm/max':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.shapes.split(","):
@@ -179,9 +179,11 @@ def main() -> None:
                                  args.iters, args.repeats)
             if spark is not None and cov == "full":
                 sp = spark_per_iteration(spark, path, K, args.iters, args.repeats)
+            rate_before = gemm_rate()
             ours, ll64 = dgmm_per_iteration(lambda: dgmm.GaussianMixture(K, **kwargs), X, args.repeats)
             ours32, ll32 = dgmm_per_iteration(lambda: dgmm.GaussianMixture(K, dtype="float32", **kwargs), X,
                                               args.repeats)
+            rate = (rate_before + gemm_rate()) / 2
             if client is not None:
                 cached, _ = dgmm_per_iteration(
                     lambda: dgmm.GaussianMixture(K, client=client, cache="memory", **kwargs), path, args.repeats)
@@ -192,7 +194,7 @@ def main() -> None:
             rows.append(
                 f"{N:>8} {d:>3} {K:>3} {cov:>5} | {fmt(sk):>8} {fmt(sp):>8} | {ours:>8.3f} "
                 f"{fmt(sk / ours if sk else None, '.1f'):>6} {fmt(sp / ours if sp else None, '.1f'):>7} "
-                f"{100 * flops / ours / rate:>5.0f}% | {ours32:>7.3f} {ours / ours32:>7.2f} "
+                f"{rate / 1e9:>5.0f} {100 * flops / ours / rate:>5.0f}% | {ours32:>7.3f} {ours / ours32:>7.2f} "
                 f"{abs(ll32 - ll64) / abs(ll64):>8.1e} | {fmt(cached):>7} {fmt(streamed):>7} {fmt(scan):>7} "
                 f"{fmt(streamed / max(scan, cached) if streamed else None, '.2f'):>8}"
             )
