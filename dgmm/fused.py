@@ -10,8 +10,9 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
    common offset in the data never meets the expansions below.
 2. Squared Mahalanobis distances by one GEMM on ``Z``, with ``a_k = μ_k − c``:
 
-   * full: ``Y = [Z, 1] [[U_1 … U_K], −[a_1 U_1 … a_K U_K]]``, a (T, d+1) × (d+1, K·d)
-     GEMM, then ``m_nk = ‖Y_nk‖²`` per block of d columns;
+   * full: ``Y = [Z, 1] [[U_1 … U_K], −[a_1 U_1 … a_K U_K]]``, (T, d+1) × (d+1, K·d)
+     GEMMs, one per group of components about ``GROUP_COLUMNS`` wide (so Y stays in
+     cache and tiles can be taller), then ``m_nk = ‖Y_nk‖²`` per block of d columns;
    * tied: ``Y = Z U``, then ``m_nk = ‖Y_n − a_k U‖²`` (a row loop);
    * diag / spherical: ``m_nk = [Z, Z∘Z] [−2 a∘P ; P]ᵀ + Σ_j a_kj² P_kj``,
      ``P = precisions`` (a row per component; the constant goes into ``log_norm``).
@@ -22,8 +23,9 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
 4. Statistics about the old means, returned in float64:
 
    * full / tied: per component ``V_k = √r_k ∘ [Z − a_k, 1]`` (a (T, d+1) block
-     that stays in cache), then the GEMM ``V_kᵀ V_k`` gives ``S2_k`` and ``S1_k``
-     — exactly centred on the old means, no cancellation;
+     that stays in cache), then ``V_kᵀ V_k`` (a GEMM; a SYRK, half the flops, from
+     d = 32 where OpenBLAS's SYRK is the faster) gives ``S2_k`` and ``S1_k`` —
+     exactly centred on the old means, no cancellation;
    * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
      The expansion is about ``c``, not about zero, so its rounding is
@@ -53,6 +55,7 @@ from .stats import Stats, s2_shape
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
 TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64: about L2
+GROUP_COLUMNS = 256  # full: the Mahalanobis GEMM takes groups of components about this many columns wide
 MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
 
 TileParts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
@@ -66,11 +69,25 @@ def check_dtype(dtype: str) -> np.dtype:
     return np.dtype(dtype)
 
 
+def group_size(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
+    """Components per Mahalanobis GEMM, K_g: ⌈K·d / GROUP_COLUMNS⌉ groups, as even as they can be.
+
+    Their (T, K_g·d) product then stays in cache next to the rest of the tile, so tiles
+    can be taller (the ``Vᵀ V`` products gain most from that). The last group is padded
+    with zero columns. Tied has one d-wide product for all components.
+    """
+    if covariance_type != "full":
+        return n_components
+    groups = -(-n_components * n_features // GROUP_COLUMNS)
+    return -(-n_components // groups)
+
+
 def default_tile_rows(n_components: int, n_features: int, covariance_type: CovarianceType) -> int:
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
     per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
-        width = n_components * n_features + 2 * (n_features + 1) + per_component  # Y; Z and V
+        product = group_size(n_components, n_features, covariance_type) * n_features
+        width = (product if covariance_type == "full" else n_features) + 2 * (n_features + 1) + per_component
     else:
         width = 2 * n_features + per_component  # [Z, Z∘Z]
     rows = TILE_ELEMENTS // max(width, 1)
@@ -90,9 +107,10 @@ class EStepPlan:
     shift : ndarray of shape (K, d), float64, ``a_k = μ_k − c``
     log_norm : ndarray of shape (K,), float64, ``log π_k + log det U_k − ½ d log 2π``
         (for diag/spherical also ``− ½ Σ_j a_kj² P_kj``)
-    gemm : compute-dtype matrix the centred tile is multiplied by: (d + 1, K·d) full
-        (``[U_1 … U_K]`` over ``−[a_1 U_1 … a_K U_K]``), (d + 1, d) tied (``U`` over 0),
-        (2d, K) diag/spherical (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
+    gemm : compute-dtype matrices the centred tile is multiplied by: (⌈K / K_g⌉, d + 1, K_g·d)
+        full, one per group of :func:`group_size` components (``[U_k …]`` over
+        ``−[a_k U_k …]``, the last group padded with zeros), (1, d + 1, d) tied (``U`` over 0), (2d, K) diag/spherical
+        (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
     shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
     shift_c : ``shift`` in the compute dtype
     floor : shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of
@@ -143,9 +161,13 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     if cov_type == "full":
         stacked = np.transpose(prec_chol, (1, 0, 2)).reshape(d, K * d)
         offsets = np.einsum("ki,kij->kj", shift, prec_chol).reshape(1, K * d)
-        gemm = np.concatenate([stacked, -offsets], axis=0)
+        group = group_size(K, d, cov_type)
+        padded = -(-K // group) * group
+        gemm = np.zeros((d + 1, padded * d))
+        gemm[:, : K * d] = np.concatenate([stacked, -offsets], axis=0)
+        gemm = gemm.reshape(d + 1, padded // group, group * d).transpose(1, 0, 2)
     elif cov_type == "tied":
-        gemm = np.concatenate([prec_chol, np.zeros((1, d))], axis=0)
+        gemm = np.concatenate([prec_chol, np.zeros((1, d))], axis=0)[None]
         shift_u = shift @ prec_chol
     else:
         precisions = prec_chol**2 if cov_type == "diag" else np.repeat((prec_chol**2)[:, None], d, axis=1)
@@ -196,7 +218,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
                               s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
     s2 = np.empty((K, d, d)) if s2_out is None else s2_out
-    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[1] + K) + (d + 1) ** 2)
+    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[2] + K) + (d + 1) ** 2)
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
                           row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2

@@ -83,11 +83,14 @@ def test_vectorised_exp_and_log_agree_with_numpy_to_a_few_ulp():
 @pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-10), ("float32", 2e-4)])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
 def test_wide_data_takes_the_symmetric_rank_k_path_and_matches_the_reference(covariance_type, dtype, rtol, offset):
-    d = SYRK_MIN_WIDTH + 6  # V = √r [z − a, 1] is d + 1 wide: the SYRK branch of gram_lower
+    d = SYRK_MIN_WIDTH + 27  # V = √r [z − a, 1] is d + 1 wide: the SYRK branch of gram_lower
     rng = np.random.default_rng(13)
-    params = shifted(random_params(rng, 3, d, covariance_type), offset)
+    params = shifted(random_params(rng, 5, d, covariance_type), offset)
     X = rng.normal(size=(700, d)) * 2 + offset
-    got = fused_chunk_stats(X, plan_estep(params, dtype, 256))
+    plan = plan_estep(params, dtype, 256)
+    if covariance_type == "full":  # 5 x 60 columns: two GEMM groups of 3 components, the last one padded
+        assert plan.gemm.shape == (2, d + 1, 3 * d)
+    got = fused_chunk_stats(X, plan)
     assert_stats_close(got, chunk_stats(X, params), rtol if offset == 0 else 100 * rtol)
 
 
