@@ -214,10 +214,11 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     of K_g components (zero-padded), or (1, d + 1, d) tied, compute dtype; log_norm : (K,)
     float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied) or (0, d); weights :
     (T,) float64 or empty. Adds to s0 (K,); *writes* s1 (K, d) and s2 (K, d, d) — for tied,
-    every component's S2_k, summed by the caller. Returns the tile's log-likelihood. cbuf : compute-dtype scratch of at least
-    ``T·(2(d + 1) + gemm.shape[2] + K) + (d + 1)²`` elements; fbuf : float64 scratch of at least
-    ``T·(3K + 3)`` (scratch, not fresh arrays: a worker whose malloc returns large
-    blocks to the system at once would page-fault through every tile otherwise).
+    every component's S2_k, summed by the caller. Returns the tile's log-likelihood.
+    cbuf : compute-dtype scratch of at least ``T·(2(d + 1) + gemm.shape[2] + K) + (d + 1)²``
+    elements; fbuf : float64 scratch of at least ``T·(3K + 3)`` (scratch, not fresh arrays: a
+    worker whose malloc returns large blocks to the system at once would page-fault through
+    every tile otherwise).
     """
     T, d = X.shape
     K = shift.shape[0]

@@ -204,7 +204,8 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     loglik : float, Σ_n log p(x_n | θ)
     s0 : ndarray of shape (K,), float64
     s1 : ndarray of shape (K, d), float64
-    s2 : ndarray, :func:`~dgmm.stats.s2_shape`, float64
+    s2 : ndarray, float64, (K, d, d) per component for full *and tied* (``s2_out`` when
+        given; tied sums it over components), (K, d) for diag/spherical
     """
     K, d = plan.n_components, plan.n_features
     s0, s1 = np.zeros(K), np.zeros((K, d))
@@ -221,7 +222,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[2] + K) + (d + 1) ** 2)
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
                           row_weights, s0, s1, s2, cbuf, fbuf)
-    return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2
+    return loglik, s0, s1, s2
 
 
 _NO_WEIGHTS = np.zeros(0)
@@ -272,21 +273,21 @@ def fused_chunk_stats(
     # (K, d, d) outputs of tiles already summed, for later tiles: a large fresh array per tile
     # costs an mmap and its page faults where malloc's trim threshold is set (Dask's nanny)
     spare: list[np.ndarray] = []
-    per_component = plan.covariance_type in ("full", "tied")
+    tied = plan.covariance_type == "tied"
 
-    def run(bounds: tuple[int, int]) -> tuple[TileParts, np.ndarray | None]:
+    def run(bounds: tuple[int, int]) -> TileParts:
         start, stop = bounds
         try:
             out = spare.pop()  # atomic: threads never share a buffer
         except IndexError:
-            out = np.empty((K, d, d)) if per_component else None
-        return tile_stats(X[start:stop], plan, None if weights is None else weights[start:stop], out), out
+            out = None
+        return tile_stats(X[start:stop], plan, None if weights is None else weights[start:stop], out)
 
-    for (part_loglik, p0, p1, p2), out in map(run, tile_bounds(n, plan.tile_rows)):
+    for part_loglik, p0, p1, p2 in map(run, tile_bounds(n, plan.tile_rows)):
         loglik += part_loglik
         s0 += p0
         s1 += p1
-        s2 += p2
-        if out is not None:
-            spare.append(out)
+        s2 += p2.sum(axis=0) if tied else p2
+        if p2.ndim == 3:
+            spare.append(p2)
     return Stats(n, loglik, s0, s1, s2, float(n) if weights is None else float(weights.sum()))
