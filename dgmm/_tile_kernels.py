@@ -207,15 +207,18 @@ def responsibilities(L, floor, weights, s0, R, work):  # pragma: no cover - comp
 
 
 @njit(**_JIT)
-def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1, s2, cbuf, fbuf):  # pragma: no cover
+def full_tile(X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weights, s0, s1, s2, cbuf,
+              fbuf):  # pragma: no cover
     """E-step and centred statistics of one tile, full or tied covariances (tied when ``shift_u`` has rows).
 
     X : (T, d); centre : (d,) float64; gemm : (⌈K / K_g⌉, d + 1, K_g·d) full, a block per group
-    of K_g components (zero-padded), or (1, d + 1, d) tied, compute dtype; log_norm : (K,)
+    of K_g components (zero-padded), or (1, d + 1, d) tied, compute dtype; gemm_rows : rows per
+    Mahalanobis GEMM (its (gemm_rows, K_g·d) product stays in L2 even when the tile, sized for
+    the ``Vᵀ V`` products, is taller: OpenBLAS halves its rate once the output spills); log_norm : (K,)
     float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied) or (0, d); weights :
     (T,) float64 or empty. Adds to s0 (K,); *writes* s1 (K, d) and s2 (K, d, d) — for tied,
     every component's S2_k, summed by the caller. Returns the tile's log-likelihood.
-    cbuf : compute-dtype scratch of at least ``T·(2(d + 1) + gemm.shape[2] + K) + (d + 1)²``
+    cbuf : compute-dtype scratch of at least ``T·(2(d + 1) + K) + gemm_rows·gemm.shape[2] + (d + 1)²``
     elements; fbuf : float64 scratch of at least ``T·(3K + 3)`` (scratch, not fresh arrays: a
     worker whose malloc returns large blocks to the system at once would page-fault through
     every tile otherwise).
@@ -225,28 +228,29 @@ def full_tile(X, centre, gemm, log_norm, floor, shift, shift_u, weights, s0, s1,
     e = d + 1
     groups, _, width = gemm.shape
     Z = block(cbuf, 0, T, e)
-    Y = block(cbuf, T * e, T, width)
-    offset = T * (e + width)
-    M = block(cbuf, offset, T, K)
-    V = block(cbuf, offset + T * K, T, e)
-    G = block(cbuf, offset + T * (K + e), e, e)
+    M = block(cbuf, T * e, T, K)
+    V = block(cbuf, T * (e + K), T, e)
+    G = block(cbuf, T * (2 * e + K), e, e)
+    Y = block(cbuf, T * (2 * e + K) + e * e, min(gemm_rows, T), width)
     L = block(fbuf, 0, T, K)
     centre_rows(X, centre, Z, False)
     tied = shift_u.shape[0] > 0
     per_group = -(-K // groups)
-    for g in range(groups):
-        np.dot(Z, gemm[g], Y)
-        for n in range(T):
-            for i in range(min(per_group, K - g * per_group)):
-                k = g * per_group + i
-                m = 0.0
-                for j in range(d):
-                    if tied:
-                        v = np.float64(Y[n, j]) - shift_u[k, j]
-                    else:
-                        v = np.float64(Y[n, i * d + j])
-                    m += v * v
-                L[n, k] = log_norm[k] - 0.5 * m
+    for start in range(0, T, gemm_rows):
+        stop = min(T, start + gemm_rows)
+        for g in range(groups):
+            np.dot(Z[start:stop], gemm[g], Y[: stop - start])
+            for n in range(start, stop):
+                for i in range(min(per_group, K - g * per_group)):
+                    k = g * per_group + i
+                    m = 0.0
+                    for j in range(d):
+                        if tied:
+                            v = np.float64(Y[n - start, j]) - shift_u[k, j]
+                        else:
+                            v = np.float64(Y[n - start, i * d + j])
+                        m += v * v
+                    L[n, k] = log_norm[k] - 0.5 * m
     loglik = responsibilities(L, floor, weights, s0, M, fbuf[T * K :])
     # per component V = √r_k [z − a_k, 1]: Vᵀ V holds S2_k and S1_k, exactly centred
     for k in range(K):

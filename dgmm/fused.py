@@ -11,8 +11,9 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
 2. Squared Mahalanobis distances by one GEMM on ``Z``, with ``a_k = μ_k − c``:
 
    * full: ``Y = [Z, 1] [[U_1 … U_K], −[a_1 U_1 … a_K U_K]]``, (T, d+1) × (d+1, K·d)
-     GEMMs, one per group of components about ``GROUP_COLUMNS`` wide (so Y stays in
-     cache and tiles can be taller), then ``m_nk = ‖Y_nk‖²`` per block of d columns;
+     GEMMs, one per group of components about ``GROUP_COLUMNS`` wide and per block of
+     ``gemm_rows`` rows (so Y stays in L2 whatever the tile height: OpenBLAS's rate
+     halves once its output spills), then ``m_nk = ‖Y_nk‖²`` per block of d columns;
    * tied: ``Y = Z U``, then ``m_nk = ‖Y_n − a_k U‖²`` (a row loop);
    * diag / spherical: ``m_nk = [Z, Z∘Z] [−2 a∘P ; P]ᵀ + Σ_j a_kj² P_kj``,
      ``P = precisions`` (a row per component; the constant goes into ``log_norm``).
@@ -54,7 +55,8 @@ from .stats import Stats, s2_shape
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
-TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64: about L2
+TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64 (measured)
+GEMM_ELEMENTS = 1 << 15  # full/tied: the Mahalanobis GEMM's output block in elements, 256 KiB of float64
 GROUP_COLUMNS = 256  # full: the Mahalanobis GEMM takes groups of components about this many columns wide
 MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
 
@@ -86,12 +88,20 @@ def default_tile_rows(n_components: int, n_features: int, covariance_type: Covar
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
     per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
-        product = group_size(n_components, n_features, covariance_type) * n_features
-        width = (product if covariance_type == "full" else n_features) + 2 * (n_features + 1) + per_component
+        # [Z, 1] and V (the Mahalanobis product goes in row blocks, :func:`default_gemm_rows`); BLAS packs
+        # both operands of Vᵀ V too, so a quarter is left for them: at d=16, K=8, 3,456 rows took 0.29 s
+        # per 1M rows, 3,971 took 0.44
+        budget = 3 * TILE_ELEMENTS // 4
+        width = 2 * (n_features + 1) + per_component
     else:
-        width = 2 * n_features + per_component  # [Z, Z∘Z]
-    rows = TILE_ELEMENTS // max(width, 1)
+        budget, width = TILE_ELEMENTS, 2 * n_features + per_component  # [Z, Z∘Z]
+    rows = budget // max(width, 1)
     return int(min(MAX_TILE_ROWS, max(MIN_TILE_ROWS, rows)))
+
+
+def default_gemm_rows(gemm_columns: int) -> int:
+    """Full/tied: rows per Mahalanobis GEMM, so its output stays near :data:`GEMM_ELEMENTS` elements."""
+    return max(1, GEMM_ELEMENTS // max(gemm_columns, 1))
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class EStepPlan:
         (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
     shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
     shift_c : ``shift`` in the compute dtype
+    gemm_rows : full/tied, rows per Mahalanobis GEMM (:func:`default_gemm_rows`), at most ``T``
     floor : shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of
         the compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor
         ``r·z²`` is subnormal, which would slow the GEMMs many times over
@@ -128,6 +139,7 @@ class EStepPlan:
     shift_u: np.ndarray
     shift_c: np.ndarray
     floor: float
+    gemm_rows: int
 
     @property
     def n_components(self) -> int:
@@ -138,7 +150,8 @@ class EStepPlan:
         return int(self.shift.shape[1])
 
 
-def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None) -> EStepPlan:
+def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None,
+               gemm_rows: int | None = None) -> EStepPlan:
     """Precompute the per-iteration constants of :func:`fused_chunk_stats` (O(K·d²) work).
 
     Parameters
@@ -146,6 +159,7 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     params : the old parameters; the statistics are centred on ``params.means``
     dtype : "float64" or "float32", the dtype of the tile arithmetic
     tile_rows : rows per tile; default from :func:`default_tile_rows`
+    gemm_rows : full/tied, rows per Mahalanobis GEMM inside a tile; default from :func:`default_gemm_rows`
     """
     ctype = check_dtype(dtype)
     cov_type = params.covariance_type
@@ -174,6 +188,10 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
         gemm = np.concatenate([-2.0 * (shift * precisions).T, precisions.T], axis=0)
         log_norm = log_norm - 0.5 * np.sum(shift**2 * precisions, axis=1)
     rows = tile_rows if tile_rows is not None else default_tile_rows(K, d, cov_type)
+    if cov_type in ("full", "tied"):
+        gemm_rows = min(rows, gemm_rows if gemm_rows is not None else default_gemm_rows(gemm.shape[-1]))
+    else:
+        gemm_rows = rows
     return EStepPlan(
         cov_type,
         ctype,
@@ -185,6 +203,7 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
         np.ascontiguousarray(shift_u, dtype=ctype),
         np.ascontiguousarray(shift, dtype=ctype),
         float(0.5 * np.log(np.finfo(ctype).tiny)),
+        int(gemm_rows),
     )
 
 
@@ -219,9 +238,10 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
                               s0, s1, s2, cbuf, fbuf)
         return loglik, s0, s1, s2
     s2 = np.empty((K, d, d)) if s2_out is None else s2_out
-    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + plan.gemm.shape[2] + K) + (d + 1) ** 2)
-    loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift_c, plan.shift_u,
-                          row_weights, s0, s1, s2, cbuf, fbuf)
+    cbuf = _scratch("tile", plan.dtype,
+                    rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
+    loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.gemm_rows, plan.log_norm, plan.floor, plan.shift_c,
+                          plan.shift_u, row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2
 
 

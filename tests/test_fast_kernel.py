@@ -47,6 +47,17 @@ def test_fused_matches_reference(covariance_type, tile_rows, offset):
     assert_stats_close(got, ref, 1e-10 if offset == 0 else 1e-7)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("gemm_rows", [1, 7, 64])
+def test_mahalanobis_products_in_row_blocks_match_the_reference(covariance_type, gemm_rows):
+    rng = np.random.default_rng(15)
+    params = shifted(random_params(rng, 5, 6, covariance_type), 3.0)
+    X = rng.normal(size=(700, 6)) * 2 + 3.0
+    plan = plan_estep(params, "float64", 300, gemm_rows)
+    assert plan.gemm_rows == gemm_rows
+    assert_stats_close(fused_chunk_stats(X, plan), chunk_stats(X, params), 1e-10)
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("tile_rows", [5, None])
 @pytest.mark.parametrize("offset", [0.0, 1e6])
