@@ -89,8 +89,8 @@ def default_tile_rows(n_components: int, n_features: int, covariance_type: Covar
     """Rows per tile so the tile's intermediates stay near :data:`TILE_ELEMENTS` elements."""
     per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
-        # [Z, 1] and V (the Mahalanobis product goes in row blocks, :func:`default_gemm_rows`); BLAS packs
-        # both operands of Vᵀ V too, so a quarter is left for them: at d=16, K=8, 3,456 rows took 0.29 s
+        # [Z, 1] and V (the Mahalanobis product goes in row blocks, :func:`default_gemm_rows`), in 3/4 of
+        # the budget, since BLAS packs copies of Vᵀ V's operands too: at d=16, K=8, 3,456 rows took 0.29 s
         # per 1M rows, 3,971 took 0.44
         budget = 3 * TILE_ELEMENTS // 4
         width = 2 * (n_features + 1) + per_component
@@ -124,10 +124,10 @@ class EStepPlan:
         (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
     shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
     shift_c : ``shift`` in the compute dtype
-    gemm_rows : full/tied, rows per Mahalanobis GEMM (:func:`default_gemm_rows`), at most ``T``
     floor : shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of
         the compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor
         ``r·z²`` is subnormal, which would slow the GEMMs many times over
+    gemm_rows : full/tied, rows per Mahalanobis GEMM (:func:`default_gemm_rows`), at most ``T``
     """
 
     covariance_type: CovarianceType
