@@ -34,7 +34,7 @@ for _name in ("dsyrk", "ssyrk"):
     binding.add_symbol(f"dgmm_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
 _DSYRK = types.ExternalFunction("dgmm_dsyrk", _SYRK_SIGNATURE)
 _SSYRK = types.ExternalFunction("dgmm_ssyrk", _SYRK_SIGNATURE)
-SYRK_MIN_WIDTH = 24  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV (2.5x at 16; SYRK 1.1-1.5x at 24-64)
+SYRK_MIN_WIDTH = 33  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV (2x at 17; SYRK 1.3-1.5x at 33-65)
 _UPPER_NOTRANS = np.array([ord("U"), ord("N")], dtype=np.uint8)
 
 
@@ -218,7 +218,7 @@ def full_tile(X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weigh
     float64; shift : (K, d) ``a_k``; shift_u : (K, d) ``a_k U`` (tied) or (0, d); weights :
     (T,) float64 or empty. Adds to s0 (K,); *writes* s1 (K, d) and s2 (K, d, d) — for tied,
     every component's S2_k, summed by the caller. Returns the tile's log-likelihood.
-    cbuf : compute-dtype scratch of at least ``T·(2d + 1 + K) + gemm_rows·gemm.shape[2] + d² + K(d + 1)``
+    cbuf : compute-dtype scratch of at least ``T·(2(d + 1) + K) + gemm_rows·gemm.shape[2] + (d + 1)²``
     elements; fbuf : float64 scratch of at least ``T·(3K + 3)`` (scratch, not fresh arrays: a
     worker whose malloc returns large blocks to the system at once would page-fault through
     every tile otherwise).
@@ -229,11 +229,9 @@ def full_tile(X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weigh
     groups, _, width = gemm.shape
     Z = block(cbuf, 0, T, e)
     M = block(cbuf, T * e, T, K)
-    V = block(cbuf, T * (e + K), T, d)
-    offset = T * (e + K + d)
-    G = block(cbuf, offset, d, d)
-    F = block(cbuf, offset + d * d, K, e)
-    Y = block(cbuf, offset + d * d + K * e, min(gemm_rows, T), width)
+    V = block(cbuf, T * (e + K), T, e)
+    G = block(cbuf, T * (2 * e + K), e, e)
+    Y = block(cbuf, T * (2 * e + K) + e * e, min(gemm_rows, T), width)
     L = block(fbuf, 0, T, K)
     centre_rows(X, centre, Z, False)
     tied = shift_u.shape[0] > 0
@@ -253,22 +251,17 @@ def full_tile(X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weigh
                             v = np.float64(Y[n - start, i * d + j])
                         m += v * v
                     L[n, k] = log_norm[k] - 0.5 * m
-    t0 = np.zeros(K)
-    loglik = responsibilities(L, floor, weights, t0, M, fbuf[T * K :])
-    # S1_k = Σ r z − N_k a_k: rounding relative to |a_k| (the spread of the means), like the means' own
-    np.dot(M.T, Z, F)
-    # per component V = √r_k (z − a_k): Vᵀ V is S2_k, exactly centred (d, not d + 1, wide: OpenBLAS
-    # takes 1.7x as long for 17 columns as for 16)
+    loglik = responsibilities(L, floor, weights, s0, M, fbuf[T * K :])
+    # per component V = √r_k [z − a_k, 1]: Vᵀ V holds S2_k and S1_k, exactly centred
     for k in range(K):
-        s0[k] += t0[k]
-        for j in range(d):
-            s1[k, j] = np.float64(F[k, j]) - t0[k] * np.float64(shift[k, j])
         for n in range(T):
             root = math.sqrt(M[n, k])
             for j in range(d):
                 V[n, j] = root * (Z[n, j] - shift[k, j])
+            V[n, d] = root
         gram_lower(V, G)
         for i in range(d):
+            s1[k, i] = G[d, i]
             for j in range(i + 1):
                 s2[k, i, j] = G[i, j]
                 s2[k, j, i] = G[i, j]

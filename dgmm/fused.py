@@ -23,11 +23,10 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
    1e-154 in float64) gets exactly 0, never a subnormal number.
 4. Statistics about the old means, returned in float64:
 
-   * full / tied: per component ``V_k = √r_k ∘ (Z − a_k)`` (a (T, d) block that
-     stays in cache), then ``S2_k = V_kᵀ V_k`` (a GEMM; a SYRK, half the flops, from
-     d = 24 where OpenBLAS's SYRK is the faster) — exactly centred on the old
-     means, no cancellation; ``S1_k = (rᵀ Z)_k − N_k a_k`` (one GEMM for all
-     components), whose rounding is relative to ``|a_k|``, like that of the means;
+   * full / tied: per component ``V_k = √r_k ∘ [Z − a_k, 1]`` (a (T, d+1) block
+     that stays in cache), then ``V_kᵀ V_k`` (a GEMM; a SYRK, half the flops, from
+     d = 32 where OpenBLAS's SYRK is the faster) gives ``S2_k`` and ``S1_k`` —
+     exactly centred on the old means, no cancellation;
    * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
      The expansion is about ``c``, not about zero, so its rounding is
@@ -240,7 +239,7 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
         return loglik, s0, s1, s2
     s2 = np.empty((K, d, d)) if s2_out is None else s2_out
     cbuf = _scratch("tile", plan.dtype,
-                    rows * (2 * d + 1 + K) + plan.gemm_rows * plan.gemm.shape[2] + d * d + K * (d + 1))
+                    rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
     loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.gemm_rows, plan.log_norm, plan.floor, plan.shift_c,
                           plan.shift_u, row_weights, s0, s1, s2, cbuf, fbuf)
     return loglik, s0, s1, s2
