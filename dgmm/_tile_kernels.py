@@ -34,7 +34,7 @@ for _name in ("dsyrk", "ssyrk"):
     binding.add_symbol(f"dgmm_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name))
 _DSYRK = types.ExternalFunction("dgmm_dsyrk", _SYRK_SIGNATURE)
 _SSYRK = types.ExternalFunction("dgmm_ssyrk", _SYRK_SIGNATURE)
-SYRK_MIN_WIDTH = 33  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV (2x at 17; SYRK 1.3-1.5x at 33-65)
+SYRK_MIN_WIDTH = 24  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV (2.5x at 16; SYRK 1.1-1.5x at 24-65)
 _UPPER_NOTRANS = np.array([ord("U"), ord("N")], dtype=np.uint8)
 
 

@@ -25,7 +25,7 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
 
    * full / tied: per component ``V_k = √r_k ∘ [Z − a_k, 1]`` (a (T, d+1) block
      that stays in cache), then ``V_kᵀ V_k`` (a GEMM; a SYRK, half the flops, from
-     d = 32 where OpenBLAS's SYRK is the faster) gives ``S2_k`` and ``S1_k`` —
+     d = 23 where OpenBLAS's SYRK is the faster) gives ``S2_k`` and ``S1_k`` —
      exactly centred on the old means, no cancellation;
    * diag / spherical: ``G = rᵀ [Z, Z∘Z]`` (one GEMM), then
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
