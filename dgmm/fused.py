@@ -31,7 +31,10 @@ row tiles of ``T`` rows that stay in cache; for each tile, in order:
      ``S1_k = G¹_k − N_k a_k`` and ``S2_k = G²_k − 2 a_k∘G¹_k + N_k a_k²``.
      The expansion is about ``c``, not about zero, so its rounding is
      ``eps · (a_kj² + σ_kj²)`` per entry — relative to the spread of the
-     components, never to the offset of the data.
+     components, never to the offset of the data. With ``dtype="float32"``, an
+     iteration whose means lie so far apart that ``eps · max_k Σ_j a_kj² P_kj``
+     exceeds ``EXPANSION_LIMIT`` (1e-3; components about 100 σ from ``c``) runs
+     in float64 (components 1,000 σ apart lost a third of their variances).
 
 Tile results are summed in tile order into float64 totals, so the result is a
 pure function of the chunk and the tile size (whatever ``map`` runs the tiles).
@@ -59,6 +62,8 @@ TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2
 GEMM_ELEMENTS = 1 << 15  # full/tied: the Mahalanobis GEMM's output block in elements, 256 KiB of float64
 GROUP_COLUMNS = 256  # full: the Mahalanobis GEMM takes groups of components about this many columns wide
 MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
+# diag/spherical: float32 is used while its relative rounding of the expanded distances and S2 stays below this
+EXPANSION_LIMIT = 1e-3
 
 TileParts = tuple[float, np.ndarray, np.ndarray, np.ndarray]
 MapFn = Callable[..., Iterable]
@@ -186,7 +191,10 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     else:
         precisions = prec_chol**2 if cov_type == "diag" else np.repeat((prec_chol**2)[:, None], d, axis=1)
         gemm = np.concatenate([-2.0 * (shift * precisions).T, precisions.T], axis=0)
-        log_norm = log_norm - 0.5 * np.sum(shift**2 * precisions, axis=1)
+        spread = np.sum(shift**2 * precisions, axis=1)  # μ_k's squared Mahalanobis distance from c
+        log_norm = log_norm - 0.5 * spread
+        if np.finfo(ctype).eps * float(np.max(spread, initial=0.0)) > EXPANSION_LIMIT:
+            ctype = np.dtype(np.float64)  # z² ≈ a_k² near μ_k: float32 would lose the variances
     rows = tile_rows if tile_rows is not None else default_tile_rows(K, d, cov_type)
     if cov_type in ("full", "tied"):
         gemm_rows = min(rows, gemm_rows if gemm_rows is not None else default_gemm_rows(gemm.shape[-1]))

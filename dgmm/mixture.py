@@ -59,7 +59,9 @@ class GaussianMixture(EstimatorMixin):
     dtype : "float64" or "float32", default "float64"
         Compute dtype of the E-step (densities and responsibilities, tile by tile);
         "float32" is faster, while the statistics are still accumulated in float64 and
-        the parameters stay float64 (see :mod:`dgmm.fused`).
+        the parameters stay float64 (see :mod:`dgmm.fused`). Diag and spherical
+        iterations whose component means lie ~100 σ or more apart run in float64,
+        where float32 would lose the variances.
     split_merge : int, default 0
         After EM converges, try this many split-and-merge moves per round (Ueda et al.'s
         SMEM; 5 is their choice, 0 turns it off): merge two components whose
