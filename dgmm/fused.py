@@ -116,7 +116,8 @@ class EStepPlan:
     Attributes
     ----------
     covariance_type : "full", "tied", "diag" or "spherical"
-    dtype : compute dtype of the tile arithmetic
+    dtype : compute dtype of the tile arithmetic (float64 where a float32 request would lose the
+        diag/spherical variances, see :data:`EXPANSION_LIMIT`)
     tile_rows : rows per tile, ``T``
     centre : ndarray of shape (d,), float64, the reference ``c``
     shift : ndarray of shape (K, d), float64, ``a_k = μ_k − c``
