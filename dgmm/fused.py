@@ -125,8 +125,8 @@ class EStepPlan:
         (for diag/spherical also ``− ½ Σ_j a_kj² P_kj``)
     gemm : compute-dtype matrices the centred tile is multiplied by: (⌈K / K_g⌉, d + 1, K_g·d)
         full, one per group of :func:`group_size` components (``[U_k …]`` over
-        ``−[a_k U_k …]``, the last group padded with zeros), (1, d + 1, d) tied (``U`` over 0), (2d, K) diag/spherical
-        (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
+        ``−[a_k U_k …]``, the last group padded with zeros), (1, d + 1, d) tied (``U`` over 0),
+        (2d, K) diag/spherical (``−2 (a∘P)ᵀ`` over ``Pᵀ``)
     shift_u : (K, d) compute dtype, ``a_k U`` for tied; empty otherwise
     shift_c : ``shift`` in the compute dtype
     floor : shifted log-probabilities below this give responsibility 0: ``½ log(tiny)`` of
