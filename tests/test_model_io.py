@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
+import dgmm.publish
 from dgmm import model_io
 from dgmm.errors import ModelFileError, NotFittedError, ParameterError
 from dgmm.model_io import load_model, read_metadata, save_model
@@ -159,7 +160,7 @@ def test_failed_serialisation_leaves_the_old_file_intact(saved):
     _, path = saved
     before = path.read_bytes()
     with pytest.raises(ParameterError, match="extra must be a JSON-serialisable dict"):
-        save_model(fit("diag"), path, extra={"when": object()})
+        save_model(fit("diag"), path, extra={"when": object()}, overwrite=True)
     assert path.read_bytes() == before and os.listdir(path.parent) == ["model.npz"]
 
 
@@ -173,18 +174,21 @@ def test_failed_write_leaves_the_old_file_intact_and_no_temporary(saved, monkeyp
             file.write(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_io.np if step == "savez" else model_io.os, step, fail)
+    monkeypatch.setattr(model_io.np if step == "savez" else dgmm.publish.os, step, fail)
     with pytest.raises(OSError, match="No space left on device"):
-        save_model(fit("spherical"), path)
+        save_model(fit("spherical"), path, overwrite=True)
     monkeypatch.undo()
     assert path.read_bytes() == before and os.listdir(path.parent) == ["model.npz"]
     assert_identical(load_model(path), model)
 
 
-def test_overwriting_replaces_the_model(saved):
-    _, path = saved
+def test_overwriting_replaces_the_model_only_when_asked(saved):
+    model, path = saved
     other = fit("diag")
-    save_model(other, path)
+    with pytest.raises(dgmm.DataError, match="model.npz: output exists; remove it or pass --overwrite"):
+        save_model(other, path)
+    assert_identical(load_model(path), model)
+    save_model(other, path, overwrite=True)
     assert_identical(load_model(path), other)
     assert os.listdir(path.parent) == ["model.npz"]
 
@@ -316,7 +320,11 @@ def _unknown_covariance_type(arrays: dict, metadata: dict) -> None:
 FORGERIES = {
     "changed-mean": ("full", lambda a, m: a["means"].__setitem__((0, 0), a["means"][0, 0] + 1e-9), False,
                      "checksum mismatch: the file was modified after it was written"),
-    "changed-n_iter": ("full", lambda a, m: _set(m, "n_iter", m["n_iter"] + 1), False, "checksum mismatch"),
+    # n_iter fixes the length of lower_bounds, checked (with every shape) before the checksum can be
+    "changed-n_iter": ("full", lambda a, m: _set(m, "n_iter", m["n_iter"] + 1), False,
+                       r"array 'lower_bounds' has shape \(\d+,\), expected \(\d+,\) for n_iter=\d+"),
+    "changed-lower_bound": ("full", lambda a, m: _set(m, "lower_bound", m["lower_bound"] + 1.0), False,
+                            "checksum mismatch"),
     "version-2": ("full", lambda a, m: _set(m, "format_version", 2), True,
                   r"model format version 2 is newer than this dgmm supports \(1\); upgrade dgmm"),
     "version-0": ("full", lambda a, m: _set(m, "format_version", 0), True, "unknown model format version 0"),
