@@ -4,6 +4,11 @@ Only file footers are read when the array is built: the row counts, the schema
 and the null counts come from the Parquet metadata. The data is read inside the
 tasks, where NaN and infinities are caught and reported with the file, the
 column and the row.
+
+Files written by other tools are read as written or refused: pandas index columns are
+never default features, duplicate column names are refused, and 64-bit integers that
+float64 cannot hold exactly are refused (from the footer statistics when present, else
+when the row group is read).
 """
 
 from __future__ import annotations
@@ -11,21 +16,29 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import json
 import os
-from dataclasses import dataclass
-from typing import Literal, Sequence
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
 from .weights import NAN_POLICIES
-from .sources import PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail
+from .sources import (PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
+                      storage_error)
 
 NanPolicy = Literal["raise", "drop"]
 
 __all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
+
+# float64 holds every integer of magnitude <= 2**53 exactly, and not all beyond it.
+EXACT_INT_LIMIT = 2**53
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 @dataclass(frozen=True)
@@ -36,10 +49,54 @@ class RowGroup:
     index: int
     n_rows: int
     partitions: tuple[tuple[str, str], ...] = ()
+    # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 def _is_number(field_type: pa.DataType) -> bool:
     return pa.types.is_integer(field_type) or pa.types.is_floating(field_type)
+
+
+def _is_wide_int(field_type: pa.DataType) -> bool:
+    """64-bit integers: the only integer types float64 cannot always hold exactly."""
+    return pa.types.is_int64(field_type) or pa.types.is_uint64(field_type)
+
+
+def _pandas_index_columns(metadata: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
+    """Columns pandas stored its index in: ``__index_level_N__``, or named in its ``index_columns`` metadata.
+
+    A RangeIndex is recorded as a dict and not stored, so only string entries name columns.
+    """
+    names = {name for name in schema.names if _PANDAS_INDEX.fullmatch(name)}
+    raw = (metadata.metadata or {}).get(b"pandas")
+    try:
+        index = json.loads(raw)["index_columns"] if raw else []
+    except (ValueError, KeyError, TypeError):
+        index = []  # metadata pandas did not write: nothing to learn from it
+    if isinstance(index, list):
+        names.update(name for name in index if isinstance(name, str) and name in schema.names)
+    return frozenset(names)
+
+
+def _check_duplicates(path: str, schema: pa.Schema, wanted: list[str] | None) -> None:
+    """No selected column (any column when ``wanted`` is None) appears twice in the file."""
+    for name in dict.fromkeys(schema.names if wanted is None else wanted):
+        count = schema.names.count(name)
+        if count > 1:
+            raise DataError(
+                f"{path}: column {name!r} appears {count} times in the file; rename the duplicate column, "
+                "e.g. with pyarrow: table.rename_columns([...]), and write the file again"
+            )
+
+
+def _check_not_index(path: str, index: frozenset[str], selected: list[str], first: tuple[str, pa.Schema]) -> None:
+    """A default feature taken from the first file is not the pandas index of a later file."""
+    for name in selected:
+        if name in index:
+            raise DataError(
+                f"{path}: column {name!r} is the pandas index in this file but a feature in {first[0]}; "
+                "name the feature columns with columns=[...]"
+            )
 
 
 def _check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None) -> None:
@@ -49,7 +106,8 @@ def _check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], fi
         if name in schema.names:
             field_type = schema.field(name).type
             if not _is_number(field_type):
-                other = f" (it is {first[1].field(name).type} in {first[0]})" if first and name in first[1].names else ""
+                known = first is not None and name in first[1].names
+                other = f" (it is {first[1].field(first[1].names.index(name)).type} in {first[0]})" if known else ""
                 raise DataError(
                     f"{source.path}: column {name!r} has type {field_type}, not a number{other}; "
                     "select numeric feature columns with columns=[...]"
@@ -85,6 +143,26 @@ def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str],
                 raise DataError(_null_message(path, name, stats.null_count, rg, name == weight_column))
 
 
+def _check_integer_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
+                          weight_column: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, from the footer statistics, 64-bit integer columns with values float64 cannot hold exactly.
+
+    Only when the statistics show such a value is that column of that row group read, to name the first row.
+    """
+    wide = {name for name in columns if name in schema.names and _is_wide_int(schema.field(name).type)}
+    for rg in range(metadata.num_row_groups) if wide else ():
+        row_group = metadata.row_group(rg)
+        for j in range(row_group.num_columns):
+            column = row_group.column(j)
+            stats = column.statistics
+            if column.path_in_schema not in wide or stats is None or not stats.has_min_max:
+                continue
+            if stats.min < -EXACT_INT_LIMIT or stats.max > EXACT_INT_LIMIT:
+                group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options)
+                name = column.path_in_schema
+                _check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
+
+
 def _null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
     if is_weight:
         return (f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
@@ -112,6 +190,7 @@ class ParquetDataset:
     chunk_rows: int | None = None
     weight_column: str | None = None
     nan_policy: NanPolicy = "raise"
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def weighted(self) -> bool:
@@ -126,6 +205,7 @@ class ParquetDataset:
         chunk_rows: int | None = None,
         weight_column: str | None = None,
         nan_policy: NanPolicy = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> "ParquetDataset":
         """Find the files, read their footers and check the selected columns.
 
@@ -133,8 +213,10 @@ class ParquetDataset:
         chunk task still decodes its whole row group, then keeps its slice).
         ``weight_column`` names a numeric column of per-row weights (never a feature);
         ``nan_policy="drop"`` skips rows with nulls or NaN instead of refusing them.
+        ``storage_options`` are fsspec's options for URL paths (credentials, ``endpoint_url``),
+        used for every read, on the workers too.
         """
-        sources = find_parquet_files(path)
+        sources = find_parquet_files(path, storage_options)
         selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
         if chunk_rows is not None and chunk_rows < 1:
             raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
@@ -146,29 +228,35 @@ class ParquetDataset:
         first: tuple[str, pa.Schema] | None = None
         for source in sources:
             try:
-                with open_input(source.path) as handle:
+                with open_input(source.path, storage_options) as handle:
                     metadata = pq.read_metadata(handle)
             except (OSError, pa.ArrowException) as exc:
-                raise DataError(f"{source.path}: not a readable Parquet file ({exc})") from None
+                raise storage_error(source.path, exc) or DataError(
+                    f"{source.path}: not a readable Parquet file ({exc})") from None
             schema = metadata.schema.to_arrow_schema()
+            index = _pandas_index_columns(metadata, schema)
             if selected is None:
-                selected = [name for name in schema.names if name != weight_column]
+                selected = [name for name in schema.names if name != weight_column and name not in index]
             if not selected:
                 raise DataError(f"{source.path}: no columns selected")
-            _check_columns(source, schema, selected + ([weight_column] if weight_column else []), first)
+            wanted = selected + ([weight_column] if weight_column else [])
+            _check_duplicates(source.path, schema, None if columns is None else wanted)
+            _check_columns(source, schema, wanted, first)
+            if columns is None and first is not None:
+                _check_not_index(source.path, index, selected, first)
             if nan_policy == "raise":
-                _check_null_counts(source.path, metadata, selected + ([weight_column] if weight_column else []),
-                                   weight_column)
+                _check_null_counts(source.path, metadata, wanted, weight_column)
+            _check_integer_ranges(source, metadata, schema, wanted, weight_column, storage_options)
             first = first or (source.path, schema)
             row_groups.extend(
-                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions)
+                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options)
                 for i in range(metadata.num_row_groups)
                 if metadata.row_group(i).num_rows > 0
             )
         if not row_groups:
             raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
         return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows, weight_column,
-                   nan_policy)
+                   nan_policy, storage_options)
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -193,9 +281,9 @@ class ParquetDataset:
             "files": [
                 {
                     "path": f if "://" in f else os.path.abspath(f),
-                    "bytes": file_size(f),
+                    "bytes": file_size(f, self.storage_options),
                     "rows": rows.get(f, 0),
-                    "footer_sha256": hashlib.sha256(read_tail(f, 65_536)).hexdigest(),
+                    "footer_sha256": hashlib.sha256(read_tail(f, 65_536, self.storage_options)).hexdigest(),
                 }
                 for f in self.files
             ],
@@ -203,6 +291,15 @@ class ParquetDataset:
             "n_rows": self.n_rows,
             **({"weight_column": self.weight_column} if self.weight_column else {}),
         }
+
+    def summary(self) -> dict:
+        """What model files record of their input: counts, columns and one digest of every file's fingerprint."""
+        fingerprint = self._fingerprint
+        files = fingerprint["files"]
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        return {"n_files": len(files), "first_file": files[0]["path"], "files_sha256": digest,
+                "n_rows": fingerprint["n_rows"], "columns": list(fingerprint["columns"]),
+                **({"weight_column": self.weight_column} if self.weight_column else {})}
 
     def to_dask(self):
         """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group."""
@@ -232,8 +329,9 @@ def read_row_group(
 ) -> np.ndarray:
     """Read one row group as float64.
 
-    Infinite values, and negative weights, are always refused. Nulls and NaN are refused
-    with ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
+    Infinite values, negative weights, and 64-bit integers beyond 2**53 in magnitude (float64
+    cannot hold them exactly) are always refused. Nulls and NaN are refused with
+    ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
 
     Returns
     -------
@@ -242,20 +340,7 @@ def read_row_group(
     """
     partitions = dict(row_group.partitions)
     in_file = [c for c in columns if c not in partitions] + ([weight_column] if weight_column else [])
-    try:
-        with open_input(row_group.path) as handle:
-            table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=in_file)
-    except (OSError, pa.ArrowException, IndexError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise DataError(
-            f"{row_group.path}: cannot read row group {row_group.index} ({reason}); the input was removed or "
-            "changed while in use: restore it and run again (a fit with a checkpoint can --resume)"
-        ) from None
-    if table.num_rows != row_group.n_rows:
-        raise DataError(
-            f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
-            f"{row_group.n_rows}; the input changed while in use: restore it and run again"
-        )
+    table = read_table(row_group, in_file)
     weighted = weight_column is not None or nan_policy == "drop"
     d = len(columns)
     names = [*columns, weight_column] if weight_column else list(columns)
@@ -267,6 +352,8 @@ def read_row_group(
         column = table.column(name)
         if column.null_count and nan_policy == "raise":
             raise DataError(_null_message(row_group.path, name, column.null_count, row_group.index, j == d))
+        if _is_wide_int(column.type):
+            _check_exact_integers(row_group, name, column, is_weight=j == d)
         if column.type != pa.float64():
             column = column.cast(pa.float64())
         values.append(column.fill_null(np.nan).to_numpy() if column.null_count else column.to_numpy())
@@ -284,6 +371,50 @@ def read_row_group(
                 dropped |= np.isnan(out[:, j])
     out[dropped] = 0.0
     return out
+
+
+def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
+    """The named file columns of one row group, as Arrow; a file changed or removed since it was opened is a DataError."""
+    try:
+        with open_input(row_group.path, row_group.storage_options) as handle:
+            table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=names)
+    except (OSError, pa.ArrowException, IndexError) as exc:
+        trouble = storage_error(row_group.path, exc)
+        if trouble is not None:
+            raise trouble from None
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise DataError(
+            f"{row_group.path}: cannot read row group {row_group.index} ({reason}); the input was removed or "
+            "changed while in use: restore it and run again (a fit with a checkpoint can --resume)"
+        ) from None
+    if table.num_rows != row_group.n_rows:
+        raise DataError(
+            f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
+            f"{row_group.n_rows}; the input changed while in use: restore it and run again"
+        )
+    return table
+
+
+def _check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArray, is_weight: bool) -> None:
+    """Refuse a 64-bit integer column holding values beyond 2**53 in magnitude, naming the first one.
+
+    column : (n,) int64 or uint64. One min/max pass when the values fit; the row is looked for only when not.
+    """
+    bounds = pc.min_max(column).as_py()
+    if bounds["min"] is None or (bounds["min"] >= -EXACT_INT_LIMIT and bounds["max"] <= EXACT_INT_LIMIT):
+        return
+    values = column.fill_null(0).to_numpy()
+    bad = values > EXACT_INT_LIMIT
+    if pa.types.is_int64(column.type):
+        bad |= values < -EXACT_INT_LIMIT
+    row = int(np.argmax(bad))
+    what = "weight column" if is_weight else "column"
+    fix = "" if is_weight else ", or leave it out of columns=[...]"
+    raise DataError(
+        f"{row_group.path}: {what} {name!r} ({column.type}) has {int(bad.sum())} integers beyond 2**53 in magnitude "
+        f"in row group {row_group.index} (first: row {row} of the group, value {values[row]}); float64 cannot hold "
+        f"them exactly: cast the column to float64 yourself if rounding is acceptable{fix}"
+    )
 
 
 def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows: int = 4096) -> None:
@@ -348,7 +479,8 @@ class RowGroupReader:
 
 
 def read_parquet(
-    path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None
+    path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ):
     """Read Parquet data as a Dask array of float64 features.
 
@@ -358,6 +490,7 @@ def read_parquet(
         partitions), a glob, an fsspec URL, or a list of those
     columns : feature columns (partition keys only when named here); all file columns when None
     chunk_rows : split row groups larger than this into several chunks
+    storage_options : fsspec options for URL paths (credentials, ``endpoint_url``, ...)
 
     Returns
     -------
@@ -370,4 +503,4 @@ def read_parquet(
         Missing file or column, non-numeric column, nulls recorded in the metadata.
         NaN and infinities raise the same error when the chunk is computed.
     """
-    return ParquetDataset.open(path, columns, chunk_rows).to_dask()
+    return ParquetDataset.open(path, columns, chunk_rows, storage_options=storage_options).to_dask()
