@@ -1,6 +1,7 @@
 """dgmm: Gaussian mixture models fitted by exact EM on larger-than-memory data, on Dask."""
 
 from .errors import (
+    ClusterError,
     ConvergenceWarning,
     ReseedWarning,
     DataError,
@@ -18,6 +19,7 @@ from .params import MixtureParams
 from .select import Selection, select  # the function shadows its module: dgmm.select(...)
 
 __all__ = [
+    "ClusterError",
     "ConvergenceWarning",
     "ReseedWarning",
     "DataError",

@@ -23,6 +23,12 @@ class FitError(DgmmError, RuntimeError):
     """EM could not continue: a covariance stopped being positive definite or a NaN appeared."""
 
 
+class ClusterError(DgmmError, RuntimeError):
+    """The cluster could not run the fit: no running worker for too long (paused at their memory
+    limit, or none connected), workers killed again and again, or the scheduler lost. A checkpoint
+    of the last finished iteration is kept, so the fit can resume."""
+
+
 class ModelFileError(DgmmError, ValueError):
     """A model or checkpoint file is missing, truncated, tampered with, of another version, or inconsistent."""
 

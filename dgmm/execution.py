@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
+from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
 from .stats import Stats, merge_stats
 
 InputKind = Literal["numpy", "dask", "parquet"]
@@ -63,11 +64,14 @@ class Executor:
     client : distributed.Client or None
     scheduler : local Dask scheduler name ("threads", "sync", ...) used without a client;
         None means Dask's configured default.
+    stall_timeout : seconds without a running worker before a wait on the cluster ends with
+        a ClusterError (see :mod:`dgmm.deadlines`)
     """
 
-    def __init__(self, client=None, scheduler: str | None = None):
+    def __init__(self, client=None, scheduler: str | None = None, stall_timeout: float = STALL_TIMEOUT):
         self.client = client
         self.scheduler = scheduler
+        self.stall_timeout = stall_timeout
 
     def __repr__(self) -> str:
         where = self.client.scheduler.address if self.client is not None else self.scheduler or "dask default"
@@ -78,14 +82,13 @@ class Executor:
         if self.client is None:
             return X.persist(scheduler=self.scheduler)
         from distributed import futures_of
-        from distributed.client import _wait
 
-        workers = sorted(self.client.scheduler_info()["workers"])
+        workers = sorted(workers_info(self.client))
         if workers:
             X = self.client.persist(placed_in_row_ranges(X, workers), optimize_graph=False)  # optimised already
         else:
             X = self.client.persist(X)
-        self.client.sync(_wait, futures_of(X))  # distributed.wait() needs a default client
+        wait_all(self.client, futures_of(X), self.stall_timeout)
         return X
 
     def free_memory(self) -> int:
@@ -94,7 +97,7 @@ class Executor:
             import psutil
 
             return int(psutil.virtual_memory().available)
-        workers = self.client.scheduler_info()["workers"].values()
+        workers = workers_info(self.client).values()
         return int(sum(max(0, (w["memory_limit"] or 0) - w["metrics"]["memory"]) for w in workers))
 
     def cache(self, X, policy: str) -> tuple[Any, str]:
@@ -108,10 +111,12 @@ class Executor:
         return (self.keep_in_memory(X) if chosen == "memory" else X), chosen
 
     def broadcast(self, payload: Any):
-        """Send ``payload`` once to every worker as one key (a Future; a Delayed without a client)."""
-        if self.client is not None:
-            # in a list: scatter would split a tuple, list or dict payload into one key per item
-            return self.client.scatter([payload], broadcast=True, hash=False)[0]
+        """``payload`` as one key of the pass's graph (a Delayed), computed once and fetched by every worker.
+
+        Not ``client.scatter(..., broadcast=True)``: scattered data has no task that makes it, so a
+        worker lost while it is being replicated hung the scatter, and one lost afterwards could
+        leave the pass with "lost dependencies". A key of the graph is rerun by the scheduler.
+        """
         from dask import delayed
 
         return delayed(payload, name=f"payload-{uuid.uuid4().hex}", traverse=False)
@@ -123,7 +128,7 @@ class Executor:
     def compute(self, collection):
         """Compute one Dask collection (a single graph submission)."""
         if self.client is not None:
-            return self.client.compute(collection).result()
+            return result(self.client, self.client.compute(collection), self.stall_timeout)
         import dask
 
         return dask.compute(collection, scheduler=self.scheduler)[0]
@@ -409,16 +414,17 @@ def default_worker_count() -> int:
 
 @contextlib.contextmanager
 def executor_for(
-    client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None
+    client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> Iterator[Executor]:
     """The executor a fit runs on; a client or local cluster it starts is closed on exit."""
     if client is None and scheduler_address:
         with connect(scheduler_address) as remote:
-            yield Executor(remote)
+            yield Executor(remote, stall_timeout=stall_timeout)
         return
     client = client if client is not None else current_client()
     if client is not None:
-        yield Executor(client)
+        yield Executor(client, stall_timeout=stall_timeout)
         return
     if kind == "numpy":
         yield InProcessExecutor(chunk_rows)
@@ -427,7 +433,7 @@ def executor_for(
         yield Executor()
         return
     with local_cluster() as local_client:
-        yield Executor(local_client)
+        yield Executor(local_client, stall_timeout=stall_timeout)
 
 
 def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = None, tls_cert: str | None = None,
@@ -450,13 +456,16 @@ def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = Non
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto"):
+def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto",
+                  log_level: int | None = None):
     """A client of a new LocalCluster of worker processes on 127.0.0.1, closed on exit.
 
     Scheduler, workers and dashboard listen on 127.0.0.1 only; one thread per worker.
+    ``log_level``: what distributed may log in every process (default: errors).
     """
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     with LocalCluster(
@@ -466,10 +475,9 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
         memory_limit=memory_limit,
-        silence_logs=logging.ERROR,
+        silence_logs=logging.ERROR if log_level is None else log_level,
+        # Ctrl-C and user-error logs (see that module), then any preloads of the user's Dask config
+        preload=["dgmm._worker_setup", *dask.config.get("distributed.worker.preload", [])],
     ) as cluster, Client(cluster, set_as_default=False) as client:
-        from ._worker_plugins import QuietUserErrors
-
-        client.register_plugin(QuietUserErrors(), name="dgmm-quiet-user-errors")
         yield client
 

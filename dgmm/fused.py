@@ -51,7 +51,6 @@ from typing import Callable, Iterable, Literal
 
 import numpy as np
 
-from . import _tile_kernels as _k
 from .gaussian import CovarianceType, log_det_cholesky
 from .params import MixtureParams
 from .stats import Stats, s2_shape
@@ -235,6 +234,8 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     s2 : ndarray, float64, (K, d, d) per component for full *and tied* (``s2_out`` when
         given; tied sums it over components), (K, d) for diag/spherical
     """
+    from . import _tile_kernels as _k  # numba (~95 MiB) loads with the first tile, not with dgmm
+
     K, d = plan.n_components, plan.n_features
     s0, s1 = np.zeros(K), np.zeros((K, d))
     row_weights = _NO_WEIGHTS if weights is None else weights

@@ -68,6 +68,7 @@ def validate_params(est) -> None:
         raise param_error("nan_policy", est.nan_policy, f"one of {', '.join(NAN_POLICIES)}")
     real("tol")
     real("reg_covar")
+    real("stall_timeout")
     if est.covariance_type not in COVARIANCE_TYPES:
         raise param_error("covariance_type", est.covariance_type, f"one of {', '.join(COVARIANCE_TYPES)}")
     if est.init_params in LATER_INITS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -36,20 +37,26 @@ def cluster_client():
 
 
 BIN = Path(sys.executable).parent
+TESTS = Path(__file__).parent
 
 
 @contextlib.contextmanager
 def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None = None,
-                   timeout: float = 60) -> Iterator[str]:
+                   timeout: float = 60, env: dict[str, str] | None = None) -> Iterator[str]:
     """`dask scheduler` plus ``n_workers`` `dask worker` processes (with nannies) on 127.0.0.1.
 
     ``tls`` ({"ca": ..., "cert": ..., "key": ...}, PEM files) makes every process listen and
     connect over TLS with that CA and certificate. Yields the scheduler address once all workers
-    have joined; terminates the processes on exit.
+    have joined; terminates the processes on exit. ``env``: more environment variables for
+    them (e.g. Dask settings such as ``DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE``).
     """
+    folder.mkdir(parents=True, exist_ok=True)
     scheduler_file = folder / "scheduler.json"
+    # the tests folder on the path: worker plugins of tests/faults.py unpickle in these processes
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
     tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     host = "tls://127.0.0.1" if tls else "127.0.0.1"
     procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", host, "--port", "0", "--no-dashboard",
                                "--scheduler-file", scheduler_file, *tls_args], **quiet)]
@@ -62,8 +69,9 @@ def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None 
                                            "1", "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB",
                                            *tls_args], **quiet))
         address = json.loads(scheduler_file.read_text())["address"]
-        with client_of(address, tls) as client:
-            client.wait_for_workers(n_workers, timeout=timeout)
+        if n_workers:
+            with client_of(address, tls) as client:
+                client.wait_for_workers(n_workers, timeout=timeout)
         yield address
     finally:  # workers first: a worker outliving its scheduler spends seconds trying to reconnect
         for group in (procs[1:], procs[:1]):
@@ -161,7 +169,7 @@ def counted_in_process() -> Iterator[Any]:
     counter = CountingExecutor(None)
     original = dgmm.mixture.executor_for
 
-    def executor_for(client, kind, chunk_rows, address):
+    def executor_for(client, kind, chunk_rows, address, stall_timeout=None):
         counter.inner = InProcessExecutor(chunk_rows)
         return contextlib.nullcontext(counter)
 

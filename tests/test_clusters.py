@@ -1,12 +1,9 @@
-"""Real clusters: a `dask scheduler` and `dask worker` processes, a worker killed mid-fit, worker counts."""
+"""Real clusters: a `dask scheduler` and `dask worker` processes, worker counts (faults: test_faults.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import subprocess
-import threading
 
 import numpy as np
 import pytest
@@ -62,26 +59,6 @@ def test_unreachable_scheduler_is_a_clear_error(dataset):
         from dgmm.execution import connect
 
         connect("tcp://127.0.0.1:9", timeout="2s")
-
-
-@pytest.mark.parametrize("cache", ["none", "memory"])
-def test_worker_killed_mid_fit_changes_nothing(dataset, scheduler_and_workers, cache):
-    kwargs = dict(tol=0.0, max_iter=8, random_state=1, cache=cache)
-    with Client(scheduler_and_workers, set_as_default=False) as client:
-        undisturbed = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset)
-        victim = next(iter(client.run(os.getpid).values()))
-        killed = threading.Event()
-
-        def kill_soon(report):
-            if report.n_iter == 2 and not killed.is_set():
-                killed.set()
-                threading.Timer(0.05, os.kill, (victim, signal.SIGKILL)).start()  # lands inside iteration 3
-
-        disturbed = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset, on_iteration=kill_soon)
-        assert killed.is_set()
-        client.wait_for_workers(2, timeout=60)
-        assert victim not in client.run(os.getpid).values()  # the nanny started a new worker process
-    assert_identical(disturbed, undisturbed)
 
 
 def test_bit_identical_across_1_2_and_4_workers(tmp_path):
