@@ -2,8 +2,10 @@
 
 Exit codes: 0 success; 2 user error (bad option, config, input or model file);
 3 the fit ended at max_iter without converging and ``--require-convergence`` was
-given; 4 the fit failed numerically (see the message); 1 any other failure;
-130 interrupted. Errors are one line on stderr, without a traceback (set
+given; 4 the fit failed numerically (see the message); 5 the cluster could not
+run the fit (no running worker for --stall-timeout seconds, workers killed again
+and again, the scheduler lost: the checkpoint is kept, --resume continues);
+1 any other failure; 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM). Errors are one line on stderr, without a traceback (set
 ``DGMM_DEBUG=1`` to get one for unexpected failures).
 """
 
@@ -12,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from typing import Any, Callable
@@ -22,17 +27,49 @@ import click
 import numpy as np
 
 from .config import FIT_SETTINGS, ConfigError, read_yaml, resolve
-from .errors import ConvergenceWarning, DgmmError, FitError
+from .errors import ClusterError, ConvergenceWarning, DgmmError, FitError
 from .init import INIT_METHODS as INIT_CHOICES
 
 EXIT_USER_ERROR = 2
 EXIT_NOT_CONVERGED = 3
 EXIT_FIT_FAILED = 4
+EXIT_CLUSTER = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Airflow, Kubernetes and systemd send), raised in the main thread and handled
+    as Ctrl-C is: temporary files removed, the local cluster closed, the checkpoint kept."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the clean-up is not interrupted again
+    raise Terminated()
 
 
 def fail(command: str, message: str, code: int) -> None:
     click.echo(f"dgmm {command}: error: {message}", err=True)
     sys.exit(code)
+
+
+def cluster_log_level() -> int:
+    """What distributed may log in a command's processes: nothing but crashes (its tracebacks for
+    a lost scheduler or worker, heartbeats and shutdown would bury the one-line error), or
+    everything from warnings up with ``DGMM_DEBUG=1``."""
+    return logging.WARNING if os.environ.get("DGMM_DEBUG") else logging.CRITICAL
+
+
+def quiet_cluster_logs() -> None:
+    """Apply :func:`cluster_log_level` to distributed's loggers in this process.
+
+    After importing distributed: its import sets the levels of its own loggers from its config.
+    """
+    import distributed  # noqa: F401
+
+    for name in [*logging.root.manager.loggerDict, "distributed", "tornado", "asyncio"]:
+        if name.split(".")[0] in ("distributed", "tornado", "asyncio"):
+            logging.getLogger(name).setLevel(cluster_log_level())
 
 
 def handle_errors(command: str) -> Callable:
@@ -45,11 +82,14 @@ def handle_errors(command: str) -> Callable:
                 return func(*args, **kwargs)
             except FitError as exc:
                 fail(command, str(exc), EXIT_FIT_FAILED)
+            except ClusterError as exc:
+                fail(command, str(exc), EXIT_CLUSTER)
             except DgmmError as exc:
                 fail(command, str(exc), EXIT_USER_ERROR)
-            except KeyboardInterrupt:
-                click.echo(f"dgmm {command}: interrupted", err=True)
-                sys.exit(130)
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated)
+                click.echo(f"dgmm {command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+                sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
             except (click.exceptions.Exit, click.ClickException, SystemExit):
                 raise
             except OSError as exc:  # a path the user named cannot be read or written
@@ -114,6 +154,7 @@ def _finite(value: float) -> float | None:
 def cluster_client(settings: dict, log: ProgressLog):
     """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on 127.0.0.1."""
     tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
+    quiet_cluster_logs()
     if settings["scheduler"]:
         from .execution import connect
 
@@ -127,7 +168,7 @@ def cluster_client(settings: dict, log: ProgressLog):
                           "scheduler: add --scheduler tls://HOST:PORT or drop them")
     from .execution import local_cluster
 
-    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto") as client:
+    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level()) as client:
         log.event("local cluster", workers=len(client.scheduler_info()["workers"]), dashboard=client.dashboard_link)
         yield client
 
@@ -137,7 +178,9 @@ def fit_options(func: Callable) -> Callable:
     for setting in reversed(FIT_SETTINGS):
         if setting.name == "data":
             continue
-        if setting.type is bool:
+        if setting.type is dict:
+            option = click.option(setting.option, setting.name, multiple=True, metavar="KEY=VALUE", help=setting.help)
+        elif setting.type is bool:
             option = click.option(setting.option, setting.name, is_flag=True, default=None, help=setting.help)
         else:
             kind = click.Choice(setting.choices) if setting.choices else (str if setting.is_list else setting.type)
@@ -151,6 +194,8 @@ class OneLineErrors(click.Group):
     """A click group whose usage errors are one stderr line (exit 2), like every other user error."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
@@ -165,10 +210,22 @@ class OneLineErrors(click.Group):
         except click.ClickException as exc:
             click.echo(f"dgmm: error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("dgmm: interrupted", err=True)
-            sys.exit(130)
+        except click.Abort as exc:
+            terminated = isinstance(exc.__context__, Terminated)
+            click.echo(f"dgmm: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+            sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+STORAGE_OPTION = click.option(
+    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+    help="fsspec option for s3:// and other URLs (credentials, endpoint_url, ...); repeat for several")
+
+
+def storage(values: tuple[str, ...]) -> dict | None:
+    """``--storage-option KEY=VALUE`` values as fsspec's storage_options (None when none are given)."""
+    setting = next(s for s in FIT_SETTINGS if s.name == "storage_options")
+    return setting.convert(values, setting.option)
 
 
 NAN_POLICY_OPTION = click.option(
@@ -192,8 +249,7 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     from .checkpoint import Checkpoint
     from .io import ParquetDataset
     from .mixture import GaussianMixture
-    from .model_io import save_model
-    from .outputs import check_destination
+    from .publish import check_destination
     from .validation import check_n_samples, validate_params
 
     config = read_yaml(config_path) if config_path else {}
@@ -203,9 +259,10 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
             raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
-    check_destination(settings["model"], settings["overwrite"])  # before any work that the failure would waste
+    storage = settings["storage_options"]
+    check_destination(settings["model"], settings["overwrite"], storage)  # before work the refusal would waste
     dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"])
+                                  settings["weight_column"], settings["nan_policy"], storage)
     model = GaussianMixture(
         settings["n_components"],
         covariance_type=settings["covariance_type"],
@@ -220,28 +277,32 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
         chunk_rows=settings["chunk_rows"],
         cache=settings["cache"],
         nan_policy=settings["nan_policy"],
+        stall_timeout=settings["stall_timeout"],
+        storage_options=storage,
     )
     validate_params(model)  # every check that needs no cluster runs before one starts
     check_n_samples(dataset.n_rows, model.n_components)
     log = ProgressLog(settings["log_format"], settings["max_iter"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
-    checkpoint = None
-    if settings["checkpoint"]:
-        checkpoint = Checkpoint(settings["checkpoint"], resume=settings["resume"])
-        log.event("checkpoint", path=str(checkpoint.path), resuming=settings["resume"] and checkpoint.path.exists())
+    checkpoint = Checkpoint(settings["checkpoint"], settings["resume"], storage) if settings["checkpoint"] else None
     started = time.perf_counter()
-    with cluster_client(settings, log) as client, warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.set_params(client=client).fit(
-            dataset, on_iteration=log.iteration, checkpoint=checkpoint
-        )
-    model.set_params(client=None)
-    log.end_live()
-    log.event("cache", policy=settings["cache"], used=model.cache_used_)
-    for i, j, k, before, after in model.split_merge_moves_:
-        log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
-                  mean_log_likelihood_after=after)
-    save_model(model, settings["model"], extra={"input": dataset.fingerprint()})
+    with checkpoint.claimed() if checkpoint else contextlib.nullcontext():
+        finished = False
+        if checkpoint is not None:  # another run's, or one for other input or settings: refused now
+            resuming = checkpoint.exists()
+            finished = model.check_checkpoint(dataset, checkpoint)
+            log.event("checkpoint", path=str(checkpoint.path), resuming=resuming, finished=finished)
+        with (contextlib.nullcontext() if finished else cluster_client(settings, log)) as client, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.set_params(client=client).fit(dataset, on_iteration=log.iteration, checkpoint=checkpoint)
+        model.set_params(client=None)
+        log.end_live()
+        log.event("cache", policy=settings["cache"], used=model.cache_used_)
+        for i, j, k, before, after in model.split_merge_moves_:
+            log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
+                      mean_log_likelihood_after=after)
+        publish_model(model, settings["model"], settings["overwrite"], dataset, checkpoint)
     log.event("done", converged=model.converged_, iterations=model.n_iter_,
               mean_log_likelihood=_finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),
               model=settings["model"])
@@ -250,6 +311,43 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
                    "(raise --max-iter or --tol); the model was written", err=True)
         if settings["require_convergence"]:
             sys.exit(EXIT_NOT_CONVERGED)
+
+
+def publish_model(model, dest: str, overwrite: bool, dataset, checkpoint) -> None:
+    """Write the fitted model; if that fails, keep it (in the checkpoint, else a file in the temporary
+    directory) and say how to publish it without refitting. The checkpoint is removed once published."""
+    from .model_io import save_model
+    from .publish import OutputExists
+
+    try:
+        save_model(model, dest, extra={"input": dataset.summary()}, overwrite=overwrite,
+                   storage_options=model.storage_options)
+    except OutputExists:  # the check at the start passed: another run wrote there meanwhile
+        raise DgmmError(f"{dest}: appeared while this fit ran (another run writing there?) and is not replaced "
+                        f"without --overwrite; the fitted model {keep_unpublished(model, dest, checkpoint)}") from None
+    except (DgmmError, OSError) as exc:
+        reason = str(exc).removeprefix(f"{dest}: ") if isinstance(exc, DgmmError) else f"{exc.strerror or exc}"
+        raise DgmmError(f"{dest}: the fitted model could not be written ({reason}); it "
+                        f"{keep_unpublished(model, dest, checkpoint)}") from None
+    if checkpoint is not None:
+        checkpoint.remove()
+
+
+def keep_unpublished(model, dest: str, checkpoint) -> str:
+    """Where the fitted model that could not be published is kept, and how to publish it (a sentence)."""
+    import tempfile
+
+    from .model_io import save_model
+
+    if checkpoint is not None:  # it holds the finished fit
+        return (f"is kept in the checkpoint {checkpoint.path}: fix that, then run the same command with --resume "
+                "to write it without refitting")
+    rescue = os.path.join(tempfile.gettempdir(), f"dgmm-unpublished-{os.getpid()}-{os.path.basename(dest)[:80]}")
+    try:
+        save_model(model, rescue)
+    except (DgmmError, OSError) as exc:
+        return f"could not be kept at {rescue} either ({exc}); fits with --checkpoint DIR keep their model"
+    return f"is kept at {rescue}: fix that, then move it into place (mv {rescue} {dest}); no refit needed"
 
 
 @main.command()
@@ -261,14 +359,15 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
 @click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @NAN_POLICY_OPTION
+@STORAGE_OPTION
 @handle_errors("predict")
 def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
-            overwrite: bool, nan_policy: str | None) -> None:
+            overwrite: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
     """Write the most probable component of every row of DATA, in input order (null for dropped rows)."""
     from .model_io import load_model
     from .outputs import predict_to_parquet
 
-    model = load_model(model_path)
+    model = load_model(model_path, storage(storage_options))
     model.set_params(nan_policy=nan_policy or model.nan_policy)
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
     n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
@@ -281,12 +380,13 @@ def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood
 @click.argument("data")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @NAN_POLICY_OPTION
+@STORAGE_OPTION
 @handle_errors("score")
-def score(model_path: str, data: str, as_json: bool, nan_policy: str | None) -> None:
+def score(model_path: str, data: str, as_json: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
     """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
     from .model_io import load_model
 
-    model = load_model(model_path)
+    model = load_model(model_path, storage(storage_options))
     summary = model.set_params(nan_policy=nan_policy or model.nan_policy).score_summary(data)
     if as_json:
         click.echo(json.dumps(summary))
@@ -301,33 +401,37 @@ def score(model_path: str, data: str, as_json: bool, nan_policy: str | None) -> 
 @click.option("--output", "-o", required=True, help="Parquet file to write")
 @click.option("--seed", type=click.IntRange(min=0), default=None)
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@STORAGE_OPTION
 @handle_errors("sample")
-def sample(model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool) -> None:
+def sample(model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool,
+           storage_options: tuple[str, ...]) -> None:
     """Draw rows from the model; columns are its features plus `component`."""
     import pyarrow as pa
 
     from .model_io import load_model
     from .outputs import check_destination, write_table
 
-    model = load_model(model_path)
-    check_destination(output, overwrite)
+    options = storage(storage_options)
+    model = load_model(model_path, options)
+    check_destination(output, overwrite, options)
     X, labels = model.set_params(random_state=seed).sample(n_samples)
     names = getattr(model, "feature_names_in_", None)
     names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
     table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels})
-    write_table(table, output, overwrite)
+    write_table(table, output, overwrite, storage_options=options)
     click.echo(f"wrote {n_samples} rows to {output}", err=True)
 
 
 @main.command()
 @click.argument("model_path", metavar="MODEL")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@STORAGE_OPTION
 @handle_errors("inspect")
-def inspect(model_path: str, as_json: bool) -> None:
+def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) -> None:
     """Weights, means, covariance summaries, convergence and the input fingerprint of a model."""
     from .model_io import load_model_with_metadata
 
-    model, metadata = load_model_with_metadata(model_path)
+    model, metadata = load_model_with_metadata(model_path, storage(storage_options))
     components = []
     for k, cov in enumerate(model._params().dense_covariances):
         eig = np.linalg.eigvalsh(cov)
@@ -362,7 +466,8 @@ def inspect(model_path: str, as_json: bool) -> None:
                        f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
     if report["input"]:
         source = report["input"]
-        click.echo(f"input: {source['n_rows']} rows in {len(source['files'])} files, columns {', '.join(source['columns'])}")
+        n_files = source["n_files"] if "n_files" in source else len(source.get("files", []))  # older files list them
+        click.echo(f"input: {source['n_rows']} rows in {n_files} files, columns {', '.join(source['columns'])}")
 
 
 @main.command()
@@ -383,7 +488,7 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
     if os.path.exists(output) and not overwrite:
         raise ConfigError(f"{output}: output exists; remove it or pass --overwrite")
     write_mixture_parquet(output, n_samples, n_features, n_components, seed=seed,
-                          row_group_size=row_group_size, n_files=n_files)
+                          row_group_size=row_group_size, n_files=n_files, overwrite=overwrite)
     click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)
 
 
@@ -395,25 +500,28 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
               help="rows of DATA to draw (from randomly chosen row groups)")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the row sample")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@STORAGE_OPTION
 @handle_errors("plot")
-def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, overwrite: bool) -> None:
+def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, overwrite: bool,
+         storage_options: tuple[str, ...]) -> None:
     """Plot the convergence curve and the components (over a sample of DATA) as a PNG."""
     from .errors import DataError
     from .model_io import load_model
     from .outputs import check_destination
     from .plots import plot_model, sample_rows as read_sample
 
-    model = load_model(model_path)
+    options = storage(storage_options)
+    model = load_model(model_path, options)
     if not output.lower().endswith(".png"):
         raise ConfigError(f"{output}: --output must be a .png file")
-    check_destination(output, overwrite)
+    check_destination(output, overwrite, options)
     X = None
     if data is not None:
         names = getattr(model, "feature_names_in_", None)
-        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed)
+        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed, storage_options=options)
         if X.shape[1] != model.n_features_in_:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
-    plot_model(model, X, output)
+    plot_model(model, X, output, overwrite, options)
     click.echo(f"wrote {output}", err=True)
 
 
@@ -453,12 +561,13 @@ def _int_list(text: str) -> list[int]:
 @click.option("--model", default=None, help="write the best model here (.npz)")
 @click.option("--overwrite", is_flag=True, help="replace an existing model file")
 @click.option("--json", "as_json", is_flag=True, help="print the table as JSON")
+@STORAGE_OPTION
 @handle_errors("select")
 def select_command(data: str, n_components: str, covariance_types: str, criterion: str, heldout_fraction: float,
                    n_init: int, init_params: str, max_iter: int, tol: float, split_merge: int, seed: int,
                    columns: str | None,
                    weight_column: str | None, nan_policy: str, scheduler: str | None, n_workers: int | None,
-                   model: str | None, overwrite: bool, as_json: bool) -> None:
+                   model: str | None, overwrite: bool, as_json: bool, storage_options: tuple[str, ...]) -> None:
     """Fit every (K, covariance type) of a grid on DATA sharing each pass; print the table, save the best."""
     from .io import ParquetDataset
     from .model_io import save_model
@@ -467,10 +576,11 @@ def select_command(data: str, n_components: str, covariance_types: str, criterio
 
     ks = _int_list(n_components)
     types = [t.strip() for t in covariance_types.split(",") if t.strip()]
+    options = storage(storage_options)
     if model:
-        check_destination(model, overwrite)
+        check_destination(model, overwrite, options)
     dataset = ParquetDataset.open(data, [c.strip() for c in columns.split(",")] if columns else None, None,
-                                  weight_column, nan_policy)
+                                  weight_column, nan_policy, options)
     log = ProgressLog("text")
     settings = {"scheduler": scheduler, "n_workers": n_workers, "memory_limit": None,
                 "tls_ca_file": None, "tls_cert": None, "tls_key": None}
@@ -490,7 +600,8 @@ def select_command(data: str, n_components: str, covariance_types: str, criterio
         click.echo(f"best by {criterion}: n_components={result.best.n_components}, "
                    f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")
     if model:
-        save_model(result.best, model, extra={"input": dataset.fingerprint(), "selection": criterion})
+        save_model(result.best, model, extra={"input": dataset.summary(), "selection": criterion}, overwrite=overwrite,
+                   storage_options=options)
         click.echo(f"wrote {model}", err=True)
 
 

@@ -48,9 +48,12 @@ class Setting:
 
     @property
     def option(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        name = self.name.removesuffix("s") if self.type is dict else self.name  # repeated: --storage-option K=V
+        return "--" + name.replace("_", "-")
 
     def describe(self) -> str:
+        if self.type is dict:
+            return "a mapping of option: value (on the command line: --storage-option KEY=VALUE, repeated)"
         if self.choices:
             return f"one of {', '.join(self.choices)}"
         kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.type]
@@ -65,6 +68,8 @@ class Setting:
         if value is None:
             return None
         bad = ConfigError(f"{where}: key {self.name!r} has value {_show(value)}; expected {self.describe()}")
+        if self.type is dict:
+            return _mapping(value, bad, where)
         if self.is_list:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -90,6 +95,26 @@ class Setting:
         return value
 
 
+def _mapping(value: Any, bad: ConfigError, where: str) -> dict[str, Any] | None:
+    """A YAML mapping with string keys, or ``KEY=VALUE`` strings from the command line (values read as YAML scalars)."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return None
+        pairs = {}
+        for item in value:
+            key, sep, text = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{where}: {item!r} is not KEY=VALUE, e.g. --storage-option endpoint_url=http://host:9000")
+            try:
+                pairs[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+            except yaml.YAMLError:
+                pairs[key.strip()] = text
+        return pairs
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise bad
+    return dict(value)
+
+
 FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("data", str, None, "Parquet file or directory to fit"),
     Setting("model", str, None, "where to write the fitted model (.npz)"),
@@ -108,6 +133,7 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=("raise", "drop")),
     Setting("checkpoint", str, None, "directory for a checkpoint written after every iteration"),
     Setting("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)"),
+    Setting("storage_options", dict, None, "fsspec options for s3:// and other URLs: credentials, endpoint_url, ..."),
     Setting("scheduler", str, None, "address of a running Dask scheduler (default: a local cluster)"),
     Setting("tls_ca_file", str, None, "PEM CA certificate of a tls:// scheduler (else Dask's TLS config)"),
     Setting("tls_cert", str, None, "PEM client certificate for a tls:// scheduler"),
@@ -118,6 +144,8 @@ FIT_SETTINGS: tuple[Setting, ...] = (
     Setting("chunk_rows", int, None, "split Parquet row groups larger than this", minimum=1),
     Setting("cache", str, "auto", "keep the data in cluster memory, or stream it every iteration",
             choices=("auto", "memory", "none")),
+    Setting("stall_timeout", float, 60.0, "seconds without a running worker (all paused at their memory limit, "
+            "or none connected) before the fit ends with exit code 5", minimum=0),
     Setting("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
     Setting("log_format", str, "text", "progress lines on stderr", choices=("text", "json")),
 )
@@ -166,6 +194,6 @@ def resolve(
             raise ConfigError(f"{where}: unknown key {_show(key)}; allowed keys: {', '.join(by_name)}")
         result[key] = by_name[key].convert(value, where)
     for key, value in (overrides or {}).items():
-        if value is not None:
+        if value is not None and value != ():  # () : a repeatable option not given
             result[key] = by_name[key].convert(value, by_name[key].option)
     return result

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .params import MixtureParams
+from .publish import published_directory
 
 
 def random_mixture(
@@ -48,22 +45,6 @@ def sample_mixture(params: MixtureParams, n_samples: int, *, seed: int = 0) -> t
     return X, y
 
 
-@contextlib.contextmanager
-def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """A hidden staging directory that replaces ``path`` only when the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if path.exists():
-        shutil.rmtree(path)
-    staging.rename(path)
-
-
 def write_parquet(
     X: np.ndarray,
     path: str | os.PathLike,
@@ -71,14 +52,16 @@ def write_parquet(
     columns: list[str] | None = None,
     row_group_size: int = 65_536,
     n_files: int = 1,
+    overwrite: bool = True,
 ) -> list[str]:
-    """Write ``X`` (n, d) as ``n_files`` Parquet files in directory ``path``, replacing it atomically.
+    """Write ``X`` (n, d) as ``n_files`` Parquet files in directory ``path``, published whole.
 
-    Columns are named ``x0, x1, …`` unless ``columns`` is given.
+    Columns are named ``x0, x1, …`` unless ``columns`` is given. An existing ``path`` is
+    replaced only with ``overwrite`` (:func:`dgmm.publish.published_directory`).
     """
     columns = columns or [f"x{j}" for j in range(X.shape[1])]
     names = []
-    with staged_directory(path) as staging:
+    with published_directory(path, overwrite) as staging:
         for i, rows in enumerate(np.array_split(np.arange(X.shape[0]), n_files)):
             table = pa.table({c: X[rows, j] for j, c in enumerate(columns)})
             names.append(f"part-{i:05d}.parquet")
@@ -95,15 +78,17 @@ def write_mixture_parquet(
     seed: int = 0,
     row_group_size: int = 65_536,
     n_files: int = 1,
+    overwrite: bool = True,
 ) -> MixtureParams:
     """Sample a random mixture straight to Parquet, one row group at a time (memory: one group).
 
+    The directory ``path`` is published whole; an existing one is replaced only with ``overwrite``.
     Returns the generating parameters.
     """
     truth = random_mixture(n_components, n_features, seed=seed)
     columns = [f"x{j}" for j in range(n_features)]
     schema = pa.schema([(c, pa.float64()) for c in columns])
-    with staged_directory(path) as staging:
+    with published_directory(path, overwrite) as staging:
         for i, rows in enumerate(np.array_split(np.arange(n_samples), n_files)):
             with pq.ParquetWriter(staging / f"part-{i:05d}.parquet", schema) as writer:
                 for j, start in enumerate(range(0, len(rows), row_group_size)):

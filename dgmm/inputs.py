@@ -147,12 +147,14 @@ def as_input(
     chunk_rows: int | None = None,
     sample_weight: Any = None,
     nan_policy: NanPolicy = "raise",
+    storage_options: dict | None = None,
 ) -> Input:
     """Validate and convert ``X``.
 
     ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes; ``sample_weight``
     is an array of per-row weights or, for Parquet and DataFrames, the name of a weight
     column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
+    ``storage_options`` are fsspec's options for Parquet paths given as URLs.
     """
     if nan_policy not in NAN_POLICIES:
         raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
@@ -162,9 +164,10 @@ def as_input(
             column = column or (X.weight_column if sample_weight is None else None)
             dataset = X
             if (column, nan_policy) != (X.weight_column, X.nan_policy):
-                dataset = ParquetDataset.open(list(X.files), list(X.columns), X.chunk_rows, column, nan_policy)
+                dataset = ParquetDataset.open(list(X.files), list(X.columns), X.chunk_rows, column, nan_policy,
+                                              X.storage_options)
         else:
-            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy)
+            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options)
         data = Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset,
                      weighted=dataset.weighted)
         return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)

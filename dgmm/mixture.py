@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -16,11 +17,12 @@ from . import posterior
 from ._estimator import EstimatorMixin
 from .checkpoint import Checkpoint, FitState, saving_callback
 from .em import EMResult, IterationCallback, IterationReport, initial_params, run_em
-from .smem import best_fit_steps, split_merge_steps
+from .smem import AcceptedMove, best_fit_steps, split_merge_steps
 from .steps import run_steps
 from .errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 from .validation import check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fused import COMPUTE_DTYPES
+from .deadlines import STALL_TIMEOUT
 from .execution import IN_MEMORY_CHUNK_ROWS, executor_for
 from .inputs import Input, as_input
 from .params import MixtureParams
@@ -69,6 +71,13 @@ class GaussianMixture(EstimatorMixin):
         axis, run a few EM iterations from each move (sharing passes), and keep the best
         only when it raises the log-likelihood; repeat until no move helps. Needs K >= 3.
         The kept moves are the fitted attribute ``split_merge_moves_`` (see :mod:`dgmm.smem`).
+    stall_timeout : float, default 60
+        On a cluster: seconds in a row without a running worker (all paused at their memory
+        limit, or none connected) after which the fit ends with a ClusterError instead of
+        waiting forever (see :mod:`dgmm.deadlines`). A checkpoint, if given, is kept.
+    storage_options : dict, optional
+        fsspec options (credentials, ``endpoint_url``, ...) for Parquet input and model files
+        given as URLs (``s3://...``); never written to model files or checkpoints.
 
     ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding and a few
     Lloyd passes over all rows, out of core (:mod:`dgmm.seeding`); "k-means||" stops after
@@ -105,6 +114,8 @@ class GaussianMixture(EstimatorMixin):
         nan_policy: str = "raise",
         dtype: str = "float64",
         split_merge: int = 0,
+        stall_timeout: float = STALL_TIMEOUT,
+        storage_options: dict | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -128,6 +139,8 @@ class GaussianMixture(EstimatorMixin):
         self.nan_policy = nan_policy
         self.dtype = dtype
         self.split_merge = split_merge
+        self.stall_timeout = stall_timeout
+        self.storage_options = storage_options
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ fitting
@@ -171,10 +184,39 @@ class GaussianMixture(EstimatorMixin):
         checkpoint: Checkpoint | None = None,
         sample_weight: Any = None,
     ) -> Input:
+        data, inits, state, do_init = self._start(X, columns, sample_weight, checkpoint)
+        with checkpoint.claimed() if checkpoint is not None else contextlib.nullcontext():
+            if checkpoint is not None:  # again, now that this run holds it
+                state = checkpoint.load() or state
+            if state.finished is not None:  # the fit is over: its model, without a pass over the data
+                best, moves, self.cache_used_ = state.best, [_kept_move(*m) for m in state.finished], "none"
+            else:
+                best, moves = self._run(data, inits, state, do_init, on_iteration, checkpoint)
+                if checkpoint is not None:
+                    finished = tuple((*m.move, m.before, m.after) for m in moves)
+                    checkpoint.save(FitState(state.seeds, len(state.seeds), None, best, finished), self.covariance_type)
+        self._report_moves(moves)
+        self._set_fitted(best, data)
+        if not best.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return data
+
+    def _start(self, X: Any, columns: Sequence[str] | None, sample_weight: Any,
+               checkpoint: Checkpoint | None) -> tuple[Input, tuple, FitState, bool]:
+        """Every check a fit makes before touching the data: parameters, input, initial arrays, checkpoint.
+
+        Returns the input, the initial arrays, where the fit stands (a resumed checkpoint's state)
+        and whether it initialises (not a warm start).
+        """
         validate_params(self)
         if self.dtype not in COMPUTE_DTYPES:
             raise param_error("dtype", self.dtype, f"one of {', '.join(COMPUTE_DTYPES)}")
-        data = as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy)
+        data = as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options)
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -188,7 +230,23 @@ class GaussianMixture(EstimatorMixin):
         if checkpoint is not None:
             checkpoint.bind(self._settings(inits), data.fingerprint())
             state = checkpoint.load() or state
-        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address) as executor:
+        return data, inits, state, do_init
+
+    def check_checkpoint(self, X: Any, checkpoint: Checkpoint, *, columns: Sequence[str] | None = None,
+                         sample_weight: Any = None) -> bool:
+        """Raise, before any cluster starts, what ``fit(X, checkpoint=checkpoint)`` would refuse.
+
+        A checkpoint of another run (without resume) or one written for other input or settings
+        is a CheckpointError naming the difference; bad parameters or input their usual errors.
+        Returns whether the fit is already over (its model is in the checkpoint: ``fit`` reads no data).
+        """
+        return self._start(X, columns, sample_weight, checkpoint)[2].finished is not None
+
+    def _run(self, data: Input, inits: tuple, state: FitState, do_init: bool,
+             on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> tuple[EMResult, list]:
+        """Initialisations, EM and split/merge rounds on the executor the fit runs on; the best result and moves."""
+        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
+                          self.stall_timeout) as executor:
             array, self.cache_used_ = self._place_data(executor, data)
             em = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
             if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not self.verbose:
@@ -204,17 +262,7 @@ class GaussianMixture(EstimatorMixin):
                     if checkpoint is not None:
                         checkpoint.save(state, self.covariance_type)
                 program = split_merge_steps(state.best, n_candidates=self.split_merge, **em)
-            best, moves = run_steps(executor, array, self.split_every, program)
-        self._report_moves(moves)
-        self._set_fitted(best, data)
-        if not best.converged and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return data
+            return run_steps(executor, array, self.split_every, program)
 
     def _place_data(self, executor, data: Input) -> tuple[Any, str]:
         """The array passes run over, cached per ``cache``; and what was chosen."""
@@ -286,7 +334,8 @@ class GaussianMixture(EstimatorMixin):
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
-        ignored = ("client", "scheduler_address", "verbose", "verbose_interval", "cache")
+        ignored = ("client", "scheduler_address", "verbose", "verbose_interval", "cache", "stall_timeout",
+                   "storage_options")
         settings = {k: v for k, v in self.get_params().items() if k not in ignored}
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
             settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
@@ -340,7 +389,7 @@ class GaussianMixture(EstimatorMixin):
         from .io import is_path_input
 
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=getattr(self, "nan_policy", "raise"))
+                        nan_policy=getattr(self, "nan_policy", "raise"), storage_options=self.storage_options)
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -416,11 +465,14 @@ class GaussianMixture(EstimatorMixin):
         """Akaike information criterion; lower is better."""
         return self.score_summary(X)["aic"]
 
-    def save(self, path: str, extra: dict | None = None) -> None:
-        """Write the fitted model to a safe, versioned ``.npz`` file (see :mod:`dgmm.model_io`)."""
+    def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
+        """Write the fitted model to a safe, versioned ``.npz`` file (see :mod:`dgmm.model_io`).
+
+        An existing file is replaced only with ``overwrite``.
+        """
         from .model_io import save_model
 
-        save_model(self, path, extra)
+        save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 
     @classmethod
     def load(cls, path: str) -> "GaussianMixture":
@@ -429,14 +481,14 @@ class GaussianMixture(EstimatorMixin):
 
         return load_model(path)
 
-    def plot(self, X: Any = None, path: str | None = None):
+    def plot(self, X: Any = None, path: str | None = None, overwrite: bool = False):
         """Convergence curve and components over a sample ``X`` (n, d) of the data; a PNG at ``path``.
 
         Returns the matplotlib Figure (needs the ``plot`` extra). See :mod:`dgmm.plots`.
         """
         from .plots import plot_model
 
-        return plot_model(self, None if X is None else np.asarray(X, dtype=np.float64), path)
+        return plot_model(self, None if X is None else np.asarray(X, dtype=np.float64), path, overwrite)
 
     def plot_convergence(self, ax: Any = None):
         """Mean log-likelihood per iteration on a matplotlib Axes."""
@@ -468,6 +520,10 @@ class GaussianMixture(EstimatorMixin):
                 parts.append(params.means[k] + rng.standard_normal(size=(int(count), d)) * scale)
         y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
         return np.vstack(parts), y
+
+
+def _kept_move(i: int, j: int, k: int, before: float, after: float) -> AcceptedMove:
+    return AcceptedMove((i, j, k), before, after)
 
 
 def _kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:

@@ -8,9 +8,7 @@ without a display the non-interactive "Agg" backend is selected. The numeric hel
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -210,11 +208,12 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
     return ax
 
 
-def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = None) -> Figure:
+def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = None, overwrite: bool = False,
+               storage_options: dict | None = None) -> Figure:
     """Figure with the convergence curve and the components over ``X`` (n, d); saved as PNG to ``path`` if given.
 
-    The PNG is written to a temporary file in the destination directory and renamed onto ``path``
-    (an existing file is replaced), and the figure is then closed.
+    The PNG is published at ``path`` whole (:mod:`dgmm.publish`; an existing file is replaced
+    only with ``overwrite``), and the figure is then closed.
     """
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(1, 1.3), layout="constrained")
@@ -226,26 +225,18 @@ def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = No
         raise
     if path is None:
         return fig
+    from .publish import published
+
     try:
-        path = os.fspath(path)
-        directory, name = os.path.split(os.path.abspath(path))
-        temporary = os.path.join(directory, f".{name[:100]}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, unlike mkstemp
-        try:
-            with os.fdopen(fd, "wb") as file:
-                fig.savefig(file, format="png", dpi=100)
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        with published(path, overwrite, storage_options) as file:
+            fig.savefig(file, format="png", dpi=100)
     finally:
         plt.close(fig)
     return fig
 
 
 def sample_rows(source: PathLike | Sequence[PathLike], columns: Sequence[str] | None, n_rows: int,
-                seed: int = 0) -> np.ndarray:
+                seed: int = 0, storage_options: dict | None = None) -> np.ndarray:
     """Up to ``n_rows`` rows of Parquet input, shape (m, len(columns)), m = min(n_rows, total rows).
 
     Row groups are read one by one in a seeded random order until ``n_rows`` rows are in hand,
@@ -254,7 +245,7 @@ def sample_rows(source: PathLike | Sequence[PathLike], columns: Sequence[str] | 
     """
     if not isinstance(n_rows, (int, np.integer)) or isinstance(n_rows, bool) or n_rows < 1:
         raise ParameterError(f"n_rows={n_rows!r} is invalid; expected an int >= 1")
-    dataset = ParquetDataset.open(source, columns)
+    dataset = ParquetDataset.open(source, columns, storage_options=storage_options)
     rng = np.random.default_rng(seed)
     blocks, total = [], 0
     for i in rng.permutation(len(dataset.row_groups)):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import IO, Iterator, Sequence, Union
+from typing import IO, Any, Iterator, Mapping, Sequence, Union
 
 from .errors import DataError
 
@@ -46,40 +46,89 @@ def _local(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def _filesystem(path: str):
-    """(fsspec filesystem, path within it) for a URL."""
+def filesystem(path: str, storage_options: Mapping[str, Any] | None = None):
+    """(fsspec filesystem, path within it) for a URL, opened with ``storage_options``."""
     import fsspec
 
     try:
-        return fsspec.core.url_to_fs(path)
-    except (ImportError, ValueError) as exc:
-        raise DataError(f"{path}: cannot open this filesystem ({exc}); install its fsspec driver (e.g. s3fs)") from None
+        return fsspec.core.url_to_fs(path, **dict(storage_options or {}))
+    except (ImportError, ValueError, TypeError) as exc:
+        raise DataError(f"{path}: cannot open this filesystem ({' '.join(str(exc).split())[:200]}); install its "
+                        "fsspec driver (e.g. s3fs) and check storage_options") from None
+
+
+_filesystem = filesystem
+
+# What a storage service answers when it refuses a request, by the name of the exception
+# (botocore's, aiohttp's, fsspec's), and what to do about it.
+_STORAGE_PROBLEMS = {
+    "NoCredentialsError": "no credentials found; set them (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, "
+                          "or storage_options key/secret)",
+    "PartialCredentialsError": "incomplete credentials; set both the key and the secret",
+    "EndpointConnectionError": "cannot reach the storage endpoint; check endpoint_url and the network",
+    "ClientConnectorError": "cannot reach the storage endpoint; check endpoint_url and the network",
+    "ConnectTimeoutError": "the storage endpoint did not answer in time; check endpoint_url and the network",
+    "ReadTimeoutError": "the storage endpoint did not answer in time; check endpoint_url and the network",
+    "InvalidAccessKeyId": "the access key is not known to the storage service; check the credentials",
+    "SignatureDoesNotMatch": "the secret key does not match the access key; check the credentials",
+}
+
+
+def storage_error(url: str, exc: BaseException) -> DataError | None:
+    """A one-line DataError naming ``url`` for a storage failure (credentials, endpoint, access), or None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        name = type(exc).__name__
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", "")) if hasattr(exc, "response") else ""
+        for key in (code, name):
+            if key in _STORAGE_PROBLEMS:
+                return DataError(f"{url}: {_STORAGE_PROBLEMS[key]}")
+        if isinstance(exc, PermissionError) or code in ("AccessDenied", "403", "Forbidden"):
+            return DataError(f"{url}: access denied; check the credentials and the permissions on the bucket")
+        if code in ("NoSuchBucket",) or "NoSuchBucket" in str(exc):
+            return DataError(f"{url}: no such bucket; check the URL")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def remote_call(url: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` on a remote filesystem; storage failures as one-line DataErrors naming ``url``."""
+    try:
+        return function(*args, **kwargs)
+    except (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError):
+        raise
+    except Exception as exc:
+        error = storage_error(url, exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 @contextlib.contextmanager
-def open_input(path: str) -> Iterator[str | IO[bytes]]:
+def open_input(path: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[str | IO[bytes]]:
     """What pyarrow reads: the local path itself, or an open fsspec file."""
     if not is_remote(path):
         yield _local(path)
         return
-    fs, inner = _filesystem(path)
-    with fs.open(inner, "rb") as f:
+    fs, inner = filesystem(path, storage_options)
+    with remote_call(path, fs.open, inner, "rb") as f:
         yield f
 
 
-def file_size(path: str) -> int:
+def file_size(path: str, storage_options: Mapping[str, Any] | None = None) -> int:
     if not is_remote(path):
         return os.path.getsize(_local(path))
-    fs, inner = _filesystem(path)
-    return int(fs.size(inner))
+    fs, inner = filesystem(path, storage_options)
+    return int(remote_call(path, fs.size, inner))
 
 
-def read_tail(path: str, n_bytes: int) -> bytes:
+def read_tail(path: str, n_bytes: int, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """The last ``n_bytes`` of a file (the Parquet footer lives there)."""
-    with open_input(path) as source:
+    with open_input(path, storage_options) as source:
         f = open(source, "rb") if isinstance(source, str) else contextlib.nullcontext(source)
         with f as handle:
-            handle.seek(max(0, file_size(path) - n_bytes))
+            handle.seek(max(0, file_size(path, storage_options) - n_bytes))
             return handle.read()
 
 
@@ -91,11 +140,11 @@ def _partitions(relative_dirs: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(tuple(part.split("=", 1)) for part in relative_dirs if "=" in part and not part.startswith("="))
 
 
-def _in_directory(root: str, remote: bool) -> list[SourceFile]:
+def _in_directory(root: str, remote: bool, storage_options: Mapping[str, Any] | None = None) -> list[SourceFile]:
     found = []
     if remote:
-        fs, inner = _filesystem(root)
-        for name in sorted(fs.find(inner)):
+        fs, inner = filesystem(root, storage_options)
+        for name in sorted(remote_call(root, fs.find, inner)):
             parts = os.path.relpath(name, inner).split("/")
             if all(not p.startswith((".", "_")) for p in parts[:-1]) and _wanted(parts[-1]):
                 found.append(SourceFile(fs.unstrip_protocol(name), _partitions(parts[:-1])))
@@ -108,23 +157,24 @@ def _in_directory(root: str, remote: bool) -> list[SourceFile]:
     return found
 
 
-def _expand(path: str) -> list[SourceFile]:
+def _expand(path: str, storage_options: Mapping[str, Any] | None = None) -> list[SourceFile]:
     remote = is_remote(path)
     if any(c in path for c in _MAGIC):
-        fs, inner = _filesystem(path) if remote else _filesystem(os.path.abspath(_local(path)))
-        matches = sorted(fs.glob(inner))
+        fs, inner = filesystem(path, storage_options) if remote else filesystem(os.path.abspath(_local(path)))
+        matches = sorted(remote_call(path, fs.glob, inner))
         if not matches:
             raise DataError(f"{path}: the pattern matches no files")
         files = []
         for match in matches:
             name = fs.unstrip_protocol(match) if remote else match
-            files.extend(_in_directory(name, remote) if fs.isdir(match) else [SourceFile(name)])
+            is_dir = remote_call(path, fs.isdir, match)
+            files.extend(_in_directory(name, remote, storage_options) if is_dir else [SourceFile(name)])
         return files
     if remote:
-        fs, inner = _filesystem(path)
-        if fs.isdir(inner):
-            return _in_directory(path, True)
-        if fs.isfile(inner):
+        fs, inner = filesystem(path, storage_options)
+        if remote_call(path, fs.isdir, inner):
+            return _in_directory(path, True, storage_options)
+        if remote_call(path, fs.isfile, inner):
             return [SourceFile(path)]
     else:
         local = _local(path)
@@ -135,12 +185,13 @@ def _expand(path: str) -> list[SourceFile]:
     raise DataError(f"{path}: no such file or directory")
 
 
-def find_parquet_files(path: PathLike | Sequence[PathLike]) -> list[SourceFile]:
+def find_parquet_files(path: PathLike | Sequence[PathLike],
+                       storage_options: Mapping[str, Any] | None = None) -> list[SourceFile]:
     """The Parquet files behind a path, a directory, a glob, a URL, or a list of those, in order."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     files: list[SourceFile] = []
     for p in map(os.fspath, paths):
-        found = _expand(p)
+        found = _expand(p, storage_options)
         if not found:
             raise DataError(f"{p}: directory holds no Parquet files (*.parquet, *.parq, *.pq)")
         files.extend(found)

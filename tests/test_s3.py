@@ -1,0 +1,160 @@
+"""Remote storage against a real S3 API server (moto's server mode) on 127.0.0.1.
+
+Every read and write goes through fsspec with the run's ``storage_options``: Parquet input on
+the client and on the workers, model files, checkpoints, predictions, samples. Outputs are
+multipart uploads completed with a conditional write, so nothing half-written is ever
+visible and an existing object is never replaced without ``--overwrite``. Storage problems
+are one line naming the URL, exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.datasets import random_mixture, sample_mixture, write_parquet
+
+from conftest import BIN
+
+pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+BUCKET = "dgmm-test"
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with one bucket holding a Parquet data set; yields its storage options."""
+    import boto3
+    import s3fs
+
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
+    X, _ = sample_mixture(random_mixture(3, 3, seed=5, separation=4.0), 12_000, seed=5)
+    local = tmp_path_factory.mktemp("s3data") / "data"
+    write_parquet(X, local, row_group_size=2_000, n_files=2)
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    fs.put(str(local), f"{BUCKET}/data", recursive=True)
+    try:
+        yield {"options": options, "fs": fs, "local": str(local), "endpoint": endpoint}
+    finally:
+        server.stop()
+
+
+def cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    base["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance metadata service to ask for credentials
+    return subprocess.run([BIN / "dgmm", *map(str, args)], capture_output=True, text=True, timeout=300,
+                          env={**base, **(env or {})})
+
+
+def storage_args(options: dict) -> list[str]:
+    return [arg for key, value in options.items() for arg in ("--storage-option", f"{key}={value}")]
+
+
+def one_line(proc: subprocess.CompletedProcess, command: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and lines[-1].startswith(f"dgmm {command}: error: "), proc.stderr
+    return lines[-1]
+
+
+def test_fit_predict_sample_through_s3_match_local_files(s3, tmp_path, cluster_client):
+    fs, args = s3["fs"], storage_args(s3["options"])
+    url = f"s3://{BUCKET}/data"
+    common = ["--n-components", "3", "--seed", "0", "--max-iter", "5", "--tol", "0",
+              "--scheduler", cluster_client.scheduler.address]
+    model_url, checkpoint_url = f"s3://{BUCKET}/run1/model.npz", f"s3://{BUCKET}/run1/ck"
+    proc = cli("fit", url, *common, "--model", model_url, "--checkpoint", checkpoint_url, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert fs.exists(f"{BUCKET}/run1/model.npz") and not fs.exists(f"{BUCKET}/run1/ck/checkpoint.npz")
+    local = cli("fit", s3["local"], *common, "--model", tmp_path / "local.npz")
+    assert local.returncode == 0, local.stderr
+    remote_model = dgmm.load_model(model_url, s3["options"])
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(remote_model, attr), getattr(dgmm.load_model(tmp_path / "local.npz"), attr))
+
+    predictions = f"s3://{BUCKET}/run1/labels.parquet"
+    proc = cli("predict", model_url, url, "--output", predictions, "--proba", *args)
+    assert proc.returncode == 0, proc.stderr
+    with fs.open(f"{BUCKET}/run1/labels.parquet", "rb") as f:
+        import pyarrow.parquet as pq
+
+        labels = pq.read_table(f).column("component").to_numpy()
+    np.testing.assert_array_equal(labels, dgmm.load_model(tmp_path / "local.npz").predict(s3["local"]).compute())
+    before = fs.cat(f"{BUCKET}/run1/labels.parquet")
+    again = cli("predict", model_url, url, "--output", predictions, *args)
+    assert again.returncode == 2
+    assert one_line(again, "predict").endswith(f"{predictions}: output exists; remove it or pass --overwrite")
+    assert fs.cat(f"{BUCKET}/run1/labels.parquet") == before
+
+    proc = cli("sample", model_url, "-n", "100", "--output", f"s3://{BUCKET}/run1/sample.parquet", *args)
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("inspect", model_url, "--json", *args)
+    assert proc.returncode == 0 and '"n_files": 2' in proc.stdout, proc.stderr
+
+
+def test_a_failed_upload_leaves_no_object(s3, tmp_path):
+    """A predict that fails in its last row group (a NaN there) publishes nothing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fs, options = s3["fs"], s3["options"]
+    X = np.arange(30_000, dtype=float).reshape(-1, 3)
+    X[-1, 0] = np.nan
+    pq.write_table(pa.table({f"x{j}": X[:, j] for j in range(3)}), tmp_path / "bad.parquet", row_group_size=1_000)
+    fs.put(str(tmp_path / "bad.parquet"), f"{BUCKET}/bad/part-0.parquet")
+    model = dgmm.GaussianMixture(2, random_state=0, max_iter=3).fit(np.nan_to_num(X))
+    dest = f"s3://{BUCKET}/bad/labels.parquet"
+    with pytest.raises(dgmm.DataError, match="NaN or infinite values"):
+        dgmm.predict_to_parquet(model, f"s3://{BUCKET}/bad", dest, storage_options=options)
+    assert not fs.exists(f"{BUCKET}/bad/labels.parquet")
+    assert fs.ls(f"{BUCKET}/bad") == [f"{BUCKET}/bad/part-0.parquet"]
+
+
+def test_a_model_object_that_appears_during_the_write_is_not_replaced(s3):
+    from dgmm.publish import OutputExists, published
+
+    fs, options = s3["fs"], s3["options"]
+    url = f"s3://{BUCKET}/race/model.bin"
+    with pytest.raises(OutputExists, match="it appeared while this run was working"):
+        with published(url, storage_options=options) as file:
+            file.write(b"ours")
+            fs.pipe(f"{BUCKET}/race/model.bin", b"theirs")  # another run publishes first
+    assert fs.cat(f"{BUCKET}/race/model.bin") == b"theirs"
+
+
+def test_missing_credentials_and_unreachable_endpoints_are_one_line_errors(s3, tmp_path):
+    url = f"s3://{BUCKET}/data"
+    proc = cli("fit", url, "--n-components", "2", "--model", tmp_path / "m.npz",
+               "--storage-option", f"endpoint_url={s3['endpoint']}")
+    assert proc.returncode == 2
+    assert one_line(proc, "fit") == f"dgmm fit: error: {url}: no credentials found; set them (AWS_ACCESS_KEY_ID / " \
+                                    "AWS_SECRET_ACCESS_KEY, a profile, or storage_options key/secret)"
+    proc = cli("fit", url, "--n-components", "2", "--model", tmp_path / "m.npz",
+               *storage_args({**s3["options"], "endpoint_url": "http://127.0.0.1:9"}))
+    assert proc.returncode == 2
+    assert "cannot reach the storage endpoint; check endpoint_url and the network" in one_line(proc, "fit")
+    proc = cli("inspect", f"s3://{BUCKET}/nowhere/model.npz", *storage_args({**s3["options"], "secret": "wrong"}))
+    assert proc.returncode == 2
+    assert one_line(proc, "inspect").startswith(f"dgmm inspect: error: s3://{BUCKET}/nowhere/model.npz: ")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_storage_options_from_a_config_file(s3, tmp_path, cluster_client):
+    config = tmp_path / "run.yaml"
+    config.write_text("data: s3://{b}/data\nn_components: 2\nmax_iter: 2\nmodel: s3://{b}/cfg/model.npz\n"
+                      "scheduler: {s}\nstorage_options:\n  key: testing\n  secret: testing\n  endpoint_url: {e}\n"
+                      .format(b=BUCKET, s=cluster_client.scheduler.address, e=s3["endpoint"]))
+    proc = cli("fit", "--config", config)
+    assert proc.returncode == 0, proc.stderr
+    assert s3["fs"].exists(f"{BUCKET}/cfg/model.npz")
