@@ -153,13 +153,15 @@ def _finite(value: float) -> float | None:
 @contextlib.contextmanager
 def cluster_client(settings: dict, log: ProgressLog):
     """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on 127.0.0.1."""
+    from .deadlines import workers_info
+
     tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
     quiet_cluster_logs()
     if settings["scheduler"]:
         from .execution import connect
 
         with connect(settings["scheduler"], **tls) as client:
-            log.event("cluster", scheduler=settings["scheduler"], workers=len(client.scheduler_info()["workers"]))
+            log.event("cluster", scheduler=settings["scheduler"], workers=len(workers_info(client)))
             yield client
         return
     given = [key for key, value in tls.items() if value]
@@ -169,7 +171,7 @@ def cluster_client(settings: dict, log: ProgressLog):
     from .execution import local_cluster
 
     with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level()) as client:
-        log.event("local cluster", workers=len(client.scheduler_info()["workers"]), dashboard=client.dashboard_link)
+        log.event("local cluster", workers=len(workers_info(client)), dashboard=client.dashboard_link)
         yield client
 
 

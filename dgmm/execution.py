@@ -441,18 +441,14 @@ def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = Non
     """A client of the scheduler at ``address``.
 
     A ``tls://`` address uses the given CA file, client certificate and key, and Dask's
-    ``distributed.comm.tls.*`` configuration for any not given. Bad TLS settings or files are a
-    ConfigError; an unreachable scheduler or a failed TLS handshake is a DataError.
+    ``distributed.comm.tls.*`` configuration for any not given; any other address is refused
+    while TLS files are given or Dask's configuration asks for TLS (never plaintext instead). Bad
+    TLS settings or files are a ConfigError; an unreachable scheduler or a failed TLS handshake
+    is a DataError, raised within ``timeout``, with nothing left running.
     """
-    from distributed import Client
+    from .tls import client_security, open_client
 
-    from .tls import client_security, connection_error
-
-    security = client_security(address, tls_ca_file, tls_cert, tls_key)
-    try:
-        return Client(address, timeout=timeout, set_as_default=False, security=security)
-    except (OSError, TimeoutError, RuntimeError, TypeError) as exc:
-        raise connection_error(address, timeout, exc) from None
+    return open_client(address, timeout, client_security(address, tls_ca_file, tls_cert, tls_key))
 
 
 @contextlib.contextmanager

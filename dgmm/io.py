@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
-from .weights import NAN_POLICIES
+from .weights import MAX_MAGNITUDE, NAN_POLICIES, too_large_message, within_range
 from .sources import (PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
                       storage_error)
 
@@ -143,24 +143,34 @@ def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str],
                 raise DataError(_null_message(path, name, stats.null_count, rg, name == weight_column))
 
 
-def _check_integer_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
-                          weight_column: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
-    """Refuse, from the footer statistics, 64-bit integer columns with values float64 cannot hold exactly.
+def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
+                        weight_column: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, from the footer statistics, what reading would refuse later on a worker: 64-bit integers
+    float64 cannot hold exactly, and values beyond MAX_MAGNITUDE.
 
     Only when the statistics show such a value is that column of that row group read, to name the first row.
     """
-    wide = {name for name in columns if name in schema.names and _is_wide_int(schema.field(name).type)}
-    for rg in range(metadata.num_row_groups) if wide else ():
+    wanted = {name for name in columns if name in schema.names}
+    for rg in range(metadata.num_row_groups) if wanted else ():
         row_group = metadata.row_group(rg)
         for j in range(row_group.num_columns):
             column = row_group.column(j)
-            stats = column.statistics
-            if column.path_in_schema not in wide or stats is None or not stats.has_min_max:
+            name, stats = column.path_in_schema, column.statistics
+            if name not in wanted or stats is None or not stats.has_min_max:
                 continue
-            if stats.min < -EXACT_INT_LIMIT or stats.max > EXACT_INT_LIMIT:
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (stats.min, stats.max)):
+                continue  # e.g. float16 statistics come as bytes: checked on read
+            field_type = schema.field(name).type
+            limit = EXACT_INT_LIMIT if _is_wide_int(field_type) else MAX_MAGNITUDE
+            if not (-limit <= stats.min and stats.max <= limit):  # NaN statistics say nothing: checked on read
+                if isinstance(stats.min, float) and not (np.isfinite(stats.min) and np.isfinite(stats.max)):
+                    continue
                 group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options)
-                name = column.path_in_schema
-                _check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
+                if _is_wide_int(field_type):
+                    _check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
+                else:
+                    _check_values(group, name, read_table(group, [name]).column(name).to_numpy(), "drop",
+                                  name == weight_column)
 
 
 def _null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
@@ -246,7 +256,7 @@ class ParquetDataset:
                 _check_not_index(source.path, index, selected, first)
             if nan_policy == "raise":
                 _check_null_counts(source.path, metadata, wanted, weight_column)
-            _check_integer_ranges(source, metadata, schema, wanted, weight_column, storage_options)
+            _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options)
             first = first or (source.path, schema)
             row_groups.extend(
                 RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options)
@@ -356,12 +366,12 @@ def read_row_group(
             _check_exact_integers(row_group, name, column, is_weight=j == d)
         if column.type != pa.float64():
             column = column.cast(pa.float64())
-        values.append(column.fill_null(np.nan).to_numpy() if column.null_count else column.to_numpy())
+        values.append(_as_numpy(column.fill_null(np.nan) if column.null_count else column))
     out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
     _fill_columns(out, values)
     if weighted and weight_column is None:
         out[:, d] = 1.0
-    if np.isfinite(out[:, : len(names)]).all() and (weight_column is None or (out[:, d] >= 0).all()):
+    if within_range(out[:, : len(names)]) and (weight_column is None or (out[:, d] >= 0).all()):
         return out
     dropped = np.zeros(row_group.n_rows, dtype=bool)
     for j, name in enumerate(names):
@@ -417,6 +427,16 @@ def _check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArra
     )
 
 
+def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A float64 column without nulls as an ndarray of shape (n,), each chunk's buffer viewed, not copied.
+
+    Not ``to_numpy()``: pyarrow imports pandas for it, ~65 MiB more in every worker process.
+    """
+    parts = [np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=8 * chunk.offset)
+             if len(chunk) else np.empty(0) for chunk in column.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
+
+
 def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows: int = 4096) -> None:
     """``out[:, j] = values[j]`` for each column, a block of rows at a time so the rows written stay in cache.
 
@@ -429,7 +449,12 @@ def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows:
 
 
 def _check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy: NanPolicy, is_weight: bool) -> None:
-    """Refuse infinities, negative weights, and NaN unless they are dropped."""
+    """Refuse infinities, negative weights, values beyond MAX_MAGNITUDE, and NaN unless they are dropped."""
+    huge = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
+    if huge.any():
+        row = int(np.argmax(huge))
+        raise DataError(too_large_message(f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} "
+                                          f"in row group {row_group.index}, row {row} of the group,", values[row]))
     bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
     if is_weight:
         bad |= values < 0

@@ -6,10 +6,16 @@ arguments) and, for whatever is not given, from Dask's own configuration
 (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``, e.g. through
 ``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``). Every problem found before or during the handshake is
 one line naming the setting, the file or the address, and what to do.
+
+Nothing falls back to plaintext: a non-``tls://`` address is refused while Dask's configuration
+holds client TLS files or ``distributed.comm.require-encryption``. :func:`open_client` first
+makes one connection and handshake of its own, bounded by the connect timeout, and only then
+builds the ``distributed.Client``; a Client whose start fails anyway is closed at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 from typing import Any
@@ -45,6 +51,12 @@ def client_security(address: str, tls_ca_file: str | None = None, tls_cert: str 
         if explicit:
             raise ConfigError(f"scheduler {address}: {', '.join(explicit)} given but the address is not tls://; "
                               "use tls://HOST:PORT for a TLS scheduler or drop the TLS settings")  # fmt: skip
+        dask_tls = _dask_tls_settings()
+        if dask_tls:
+            one = len(dask_tls) == 1
+            raise ConfigError(f"scheduler {address}: Dask's {', '.join(dask_tls)} {'is' if one else 'are'} set but the "
+                              f"address is not tls://; use tls://HOST:PORT for a TLS scheduler or unset "
+                              f"{'it' if one else 'them'} (Dask config or DASK_DISTRIBUTED__COMM__* variables)")
         return None
     from distributed import Security
 
@@ -59,6 +71,14 @@ def client_security(address: str, tls_ca_file: str | None = None, tls_cert: str 
         )
     check_files(files, explicit)
     return security
+
+
+def _dask_tls_settings() -> list[str]:
+    """The Dask settings that ask a client for TLS: its files, and require-encryption (truthy, as Dask reads it)."""
+    import dask
+
+    keys = [*_DASK_KEYS.values(), "distributed.comm.require-encryption"]
+    return [key for key in keys if dask.config.get(key, None)]
 
 
 def _origin(name: str, explicit: dict[str, str]) -> str:
@@ -114,6 +134,11 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# OpenSSL's reasons when the bytes received are not TLS at all (a plaintext server answered)
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
+            "RECORD_LAYER_FAILURE")
+
+
 def connection_error(address: str, timeout: str, exc: BaseException) -> DataError:
     """The one-line DataError for a failed connection to ``address``."""
     cause = _ssl_cause(exc)
@@ -121,10 +146,79 @@ def connection_error(address: str, timeout: str, exc: BaseException) -> DataErro
     if isinstance(cause, ssl.SSLCertVerificationError):
         return DataError(f"scheduler {address}: TLS handshake failed, the scheduler's certificate is not trusted "
                          f"({_reason(cause)}); set tls_ca_file to the CA that signed it")  # fmt: skip
+    # tornado refuses to start TLS on a stream that has already received bytes: the server spoke first, unencrypted
+    spoke_first = isinstance(exc, ValueError) and "cannot convert to SSL" in detail
+    if is_tls(address) and (spoke_first or (cause is not None and any(r in _reason(cause) for r in _NOT_TLS))):
+        reason = "it sent data before the TLS handshake" if spoke_first else _reason(cause)
+        return DataError(f"scheduler {address}: TLS handshake failed, the scheduler answered in plaintext ({reason}); "
+                         "check that the scheduler listens with TLS (dask scheduler --tls-ca-file, --tls-cert, "
+                         "--tls-key)")  # fmt: skip
     if cause is not None or "SSL" in detail or "TLS" in detail:
         return DataError(f"scheduler {address}: TLS handshake failed ({_reason(cause) if cause else detail}); "
                          "check that the scheduler's CA signed tls_cert and that tls_ca_file is that CA")  # fmt: skip
     hint = "check the address"
     if not is_tls(address) and ("reset" in detail.lower() or "closed" in detail.lower()):
         hint = "check the address; a TLS scheduler needs a tls:// address and tls_ca_file, tls_cert, tls_key"
-    return DataError(f"scheduler {address}: cannot connect within {timeout} ({type(exc).__name__}: {detail}); {hint}")
+    what = f"{type(exc).__name__}: {detail}" if detail else f"{type(exc).__name__}, no answer"
+    return DataError(f"scheduler {address}: cannot connect within {timeout} ({what}); {hint}")
+
+
+def open_client(address: str, timeout: str, security: Any) -> Any:
+    """A ``distributed.Client`` of ``address``, or a one-line DataError within ``timeout``.
+
+    1. One connection and Dask handshake of our own (``distributed.comm.connect``, the Client's own
+       connection arguments) on a private IO loop, cut off after ``timeout``: an unreachable
+       scheduler, a failed TLS handshake, or a server that never answers fails here, before any
+       Client exists. (``Client(timeout=...)`` bounds the TCP and TLS connect only, and a
+       constructor that fails otherwise, e.g. tornado's ValueError when a plaintext server
+       answers a tls:// connection, leaves a half-started Client whose ``__del__`` later waits
+       twice the timeout on a stopped loop.)
+    2. The Client itself; should it still fail, it is closed here, its IO loop thread stopped.
+    """
+    from dask.utils import parse_timedelta
+    from distributed import Client, Security
+    from distributed.comm import connect as comm_connect
+    from distributed.utils import LoopRunner, sync
+
+    seconds = parse_timedelta(timeout, "s")
+    connection_args = (security or Security()).get_connection_args("client")
+
+    async def handshake() -> None:
+        comm = await comm_connect(address, timeout=seconds, **connection_args)
+        await comm.close()
+
+    error = None
+    runner = LoopRunner()  # a thread of its own, stopped (joined) below
+    runner.start()
+    try:
+        sync(runner.loop, handshake, callback_timeout=seconds)
+    except Exception as exc:  # any failure to connect, whatever layer raises it (raised below, outside the
+        error = connection_error(address, timeout, exc)  # except: no __context__ keeps the failed objects alive)
+    finally:
+        runner.stop()
+    if error is not None:
+        raise error
+
+    client = Client.__new__(Client)  # in two steps: a Client whose constructor fails is still at hand to close
+    try:
+        client.__init__(address, timeout=timeout, set_as_default=False, security=security)
+    except Exception as exc:
+        error = connection_error(address, timeout, exc)
+    else:
+        return client
+    _discard(client)
+    raise error
+
+
+def _discard(client: Any) -> None:
+    """Close a Client whose start failed, now and quietly, and stop its IO loop thread.
+
+    distributed closes a Client whose connect raised OSError but leaves its loop thread running,
+    and does not close one that failed otherwise (its ``__del__`` would then wait on the loop).
+    """
+    with contextlib.suppress(Exception):
+        client.close(timeout=2)
+    with contextlib.suppress(Exception):
+        client._loop_runner.stop()
+    with contextlib.suppress(Exception):
+        client.status = "closed"  # nothing is left to close: a later close() or __del__ returns at once

@@ -15,6 +15,19 @@ from .errors import DataError
 from .init import _splitmix64
 
 NAN_POLICIES: tuple[str, ...] = ("raise", "drop")
+# Largest magnitude of a feature or weight: squares summed over billions of rows stay finite
+# (centred second moments of larger values overflow float64 and end a fit with NaN).
+MAX_MAGNITUDE = 1e100
+
+
+def within_range(values: np.ndarray) -> bool:
+    """Every value finite and of magnitude at most MAX_MAGNITUDE (two reductions, no temporary arrays)."""
+    return bool(values.size == 0 or (-MAX_MAGNITUDE <= np.min(values) and np.max(values) <= MAX_MAGNITUDE))
+
+
+def too_large_message(where: str, value: float) -> str:
+    return (f"{where} is {value:.6g}, beyond {MAX_MAGNITUDE:g} in magnitude, where the second moments overflow; "
+            "scale the data (e.g. divide the column by a power of ten) before fitting")
 
 
 def split_weights(block: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -25,8 +38,13 @@ def split_weights(block: np.ndarray, n_features: int) -> tuple[np.ndarray, np.nd
 
 
 def check_finite_block(block: np.ndarray, row_offset: int, nan_policy: str = "raise") -> None:
-    """Refuse a chunk holding NaN or infinities, naming the first bad row."""
+    """Refuse a chunk holding NaN, infinities or values beyond MAX_MAGNITUDE, naming the first bad row."""
+    if within_range(block):
+        return
     finite = np.isfinite(block)
+    if finite.all():
+        row, col = np.argwhere(np.abs(block) > MAX_MAGNITUDE)[0]
+        raise DataError(too_large_message(f"input row {row_offset + int(row)}, column {int(col)}", block[row, col]))
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
         fix = ("nan_policy='drop' skips only NaN: replace or remove infinities before fitting" if nan_policy == "drop"

@@ -120,6 +120,15 @@ def initial_params(X: np.ndarray, n_components: int, covariance_type: str, seed:
     return {"weights_init": weights, "means_init": means, "precisions_init": precisions}
 
 
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
+
+
+def assert_identical(a, b) -> None:
+    """Two fitted models with the same bits (parameters, log-likelihood history, iterations)."""
+    for attr in FITTED:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
 def assert_close(actual, desired, rtol: float, what: str = "") -> None:
     """Relative closeness with an absolute floor of rtol times the largest magnitude."""
     actual = np.asarray(actual, dtype=float)

@@ -29,7 +29,10 @@ class KillAt(WorkerPlugin):
     """Kill ``target`` ("worker", "nanny", "group" or a pid) at ``moment`` of pass ``n`` (1-based); ``n=None`` only counts.
 
     ``signal`` is the signal sent (SIGKILL by default); "group" sends it to the worker's process group.
-    ``target="write:PATH"`` writes a file at PATH instead (another run publishing to the same path).
+    ``target="write:PATH"`` writes a file at PATH instead (another run publishing to the same path);
+    ``target=("move", SRC, DST)`` renames SRC to DST (an input file removed mid-fit);
+    ``target=("pidfile", PATH)`` kills the process whose pid the test writes to PATH once it has
+    started it (waited for: the plugin is registered before the process starts).
 
     ``target="pause"`` pauses instead, as distributed does at a worker's memory limit: every
     worker, at its first task transition once pass ``n`` has begun (run the workers with
@@ -59,6 +62,12 @@ class KillAt(WorkerPlugin):
         if self.n is None or (start, finish) != (when, then) or not name.startswith(prefix):
             return
         if passes_seen(self.folder) == self.n and _create(Path(self.folder) / "killed"):
+            if isinstance(self.target, (tuple, list)) and self.target[0] == "move":
+                os.rename(self.target[1], self.target[2])
+                return
+            if isinstance(self.target, (tuple, list)) and self.target[0] == "pidfile":
+                os.kill(_wait_for_pid(Path(self.target[1])), getattr(signal, self.signal))
+                return
             if str(self.target).startswith("write:"):
                 Path(str(self.target).removeprefix("write:")).write_bytes(b"another run's model")
                 return
@@ -68,6 +77,16 @@ class KillAt(WorkerPlugin):
                 return
             pid = {"worker": os.getpid(), "nanny": os.getppid()}.get(self.target, self.target)
             os.kill(int(pid), number)
+
+
+def _wait_for_pid(path: Path, seconds: float = 120.0) -> int:
+    """The pid a test writes to ``path`` right after starting its process (normally there long before)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return int(path.read_text())
 
 
 def passes_seen(folder: str | os.PathLike) -> int:

@@ -148,6 +148,8 @@ CASES = [
          build=with_value(np.nan), found_mid_fit=True),
     Case("infinite values", "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value inf)",
          build=with_value(np.inf), found_mid_fit=True),
+    Case("values beyond 1e100 (their squares overflow)", "column 'x1' in row group 0, row 123 of the group, is 1e+300, "
+         "beyond 1e+100 in magnitude, where the second moments overflow; scale the data", build=with_value(1e300)),
     Case("negative sample weight", "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
          "(first: row 123 of the group, value -1.0); weights must be finite and >= 0",
          build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), -1.0, np.ones(476)]}),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,10 @@ import pytest
 import dgmm
 from dgmm.checkpoint import Checkpoint, CheckpointError
 from dgmm.datasets import random_mixture, sample_mixture
+
+from faults import KillAt, passes_seen
+
+DGMM = str(Path(sys.executable).parent / "dgmm")
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "n_iter_", "converged_")
 
@@ -75,31 +77,40 @@ def test_resume_refuses_other_settings_or_data(X, tmp_path):
         dgmm.GaussianMixture(3, random_state=0, max_iter=3).fit(X, checkpoint=Checkpoint(tmp_path, resume=True))
 
 
+def counted_cli_fit(client, folder, args) -> int:
+    """Run `dgmm fit` with ``args`` on ``client``'s cluster; the number of passes it made."""
+    client.register_plugin(KillAt(folder, None), name="dgmm-count")
+    try:
+        subprocess.run([DGMM, *map(str, args)], check=True, capture_output=True, timeout=300)
+    finally:
+        client.unregister_worker_plugin("dgmm-count")
+    return passes_seen(folder)
+
+
 def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parquet_dir, cluster_client):
-    """A real `dgmm fit --checkpoint` process is killed with SIGKILL mid-fit, then resumed."""
+    """A real `dgmm fit --checkpoint` process is killed with SIGKILL mid-fit (by a worker plugin, 10
+    passes before the end), then resumed."""
     data = parquet_dir(sample_mixture(random_mixture(4, 3, seed=3, separation=2.0), 60_000, seed=3)[0], row_group_size=5000)
-    dgmm_cmd = str(Path(sys.executable).parent / "dgmm")
     common = ["fit", data, "--n-components", "4", "--seed", "1", "--tol", "0", "--max-iter", "30",
               "--scheduler", cluster_client.scheduler.address]
-    subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "reference.npz"], check=True, capture_output=True, timeout=300)
+    passes = counted_cli_fit(cluster_client, tmp_path / "count", [*common, "--model", tmp_path / "reference.npz"])
 
-    checkpoint_dir = tmp_path / "ckpt"
-    proc = subprocess.Popen([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    path = checkpoint_dir / "checkpoint.npz"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if path.exists() and Checkpoint(checkpoint_dir).peek_iteration() >= 5:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the fit ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    checkpoint_dir, pidfile = tmp_path / "ckpt", tmp_path / "fit.pid"
+    cluster_client.register_plugin(KillAt(tmp_path / "kill", passes - 10, "task", ("pidfile", str(pidfile))),
+                                   name="dgmm-fault")
+    try:
+        proc = subprocess.Popen([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
+                                 checkpoint_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        pidfile.write_text(str(proc.pid))
+        proc.communicate(timeout=300)
+    finally:
+        cluster_client.unregister_worker_plugin("dgmm-fault")
+    assert proc.returncode == -signal.SIGKILL
     killed_at = Checkpoint(checkpoint_dir).peek_iteration()
-    assert 5 <= killed_at < 30 and not (tmp_path / "model.npz").exists()
+    assert 1 <= killed_at < 30 and not (tmp_path / "model.npz").exists()
 
-    resumed = subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir, "--resume"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
+                              checkpoint_dir, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming=True" in resumed.stderr
     assert f"iteration {killed_at + 1:4d}" in resumed.stderr and "iteration    1 " not in resumed.stderr
@@ -108,38 +119,35 @@ def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parque
 
 def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_checkpoint(tmp_path, parquet_dir,
                                                                                        cluster_client):
-    """A Parquet file vanishes mid-fit: exit 2 naming it, the checkpoint survives, resume ends as if nothing happened."""
+    """A Parquet file vanishes mid-fit (moved away by a worker plugin, 5 passes before the end): exit 2
+    naming it, the checkpoint survives, resume ends as if nothing happened."""
     data = Path(parquet_dir(sample_mixture(random_mixture(3, 2, seed=4, separation=2.0), 40_000, seed=4)[0],
                             row_group_size=4000, n_files=2))
     victim = sorted(data.glob("*.parquet"))[1]
-    dgmm_cmd = str(Path(sys.executable).parent / "dgmm")
     common = ["fit", data, "--n-components", "3", "--seed", "2", "--tol", "0", "--max-iter", "12", "--cache", "none",
               "--scheduler", cluster_client.scheduler.address]
-    subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "reference.npz"], check=True, capture_output=True, timeout=300)
+    passes = counted_cli_fit(cluster_client, tmp_path / "count", [*common, "--model", tmp_path / "reference.npz"])
 
     checkpoint_dir = tmp_path / "ckpt"
-    proc = subprocess.Popen([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (checkpoint_dir / "checkpoint.npz").exists() and Checkpoint(checkpoint_dir).peek_iteration() >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the fit ended before the file could be removed"
     hidden = tmp_path / "hidden.parquet"
-    victim.rename(hidden)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 2, stderr
-    error = stderr.strip().splitlines()[-1]
-    assert error.startswith(f"dgmm fit: error: {victim}: cannot read row group ") and "Traceback" not in stderr
+    cluster_client.register_plugin(KillAt(tmp_path / "move", passes - 5, "task", ("move", str(victim), str(hidden))),
+                                   name="dgmm-fault")
+    try:
+        proc = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
+                               checkpoint_dir], capture_output=True, text=True, timeout=300)
+    finally:
+        cluster_client.unregister_worker_plugin("dgmm-fault")
+    assert proc.returncode == 2, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"dgmm fit: error: {victim}: cannot read row group ") and "Traceback" not in proc.stderr
     assert "the input was removed or changed while in use" in error and "--resume" in error
     assert not (tmp_path / "model.npz").exists()
     stopped_at = Checkpoint(checkpoint_dir).peek_iteration()
-    assert 3 <= stopped_at < 12
+    assert 1 <= stopped_at < 12
 
     hidden.rename(victim)
-    resumed = subprocess.run([dgmm_cmd, *common, "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir,
-                              "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
+                              checkpoint_dir, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"iteration {stopped_at + 1:4d}" in resumed.stderr
     assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))

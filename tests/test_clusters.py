@@ -5,21 +5,15 @@ from __future__ import annotations
 import logging
 import subprocess
 
-import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 
-from conftest import BIN, dask_processes
-
-ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
+from conftest import BIN, assert_identical, dask_processes
 
 
-def assert_identical(a, b):
-    for attr in ATTRS:
-        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,18 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from distributed import Client
 
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture, write_parquet
 
-from conftest import BIN, dask_processes
+from conftest import BIN, assert_identical, dask_processes
 from faults import KillAt, killed, passes_seen, resume
 
 FIT = dict(n_components=3, tol=0.0, max_iter=6, random_state=1)
 CLI_FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "6", "--seed", "1"]
-ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
 
-
-def assert_identical(a, b):
-    for attr in ATTRS:
-        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ import dgmm
 from dgmm.checkpoint import Checkpoint
 from dgmm.datasets import random_mixture, sample_mixture, write_parquet
 
-from conftest import BIN
+from conftest import BIN, assert_identical
 from faults import preload_env
 
 FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "--n-workers", "2"]
-ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
 LATE_PASS = 17  # of the 21 passes of this fit (13 initialisation passes, then 8 EM iterations)
 
 
@@ -45,10 +44,6 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in proc.stderr and lines[-1].startswith("dgmm fit: error: "), proc.stderr
     return lines[-1]
 
-
-def assert_identical(a, b):
-    for attr in ATTRS:
-        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
 def test_a_model_file_appearing_during_the_fit_is_kept_and_resume_publishes_without_refitting(dataset, expected,

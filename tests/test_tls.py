@@ -4,6 +4,8 @@ CLI (config keys, Dask's env vars) and the Python API, and every bad setting or 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import shutil
 import subprocess
 import time
@@ -211,3 +213,81 @@ def test_tls_settings_without_a_scheduler_are_refused(certs, data, tmp_path):
     message = cli_error(data[1], "--model", tmp_path / "m.npz", "--tls-ca-file", certs["good"]["ca"])
     assert message == ("tls_ca_file given without --scheduler; TLS settings apply only to a tls:// scheduler: "
                        "add --scheduler tls://HOST:PORT or drop them")
+
+
+@pytest.fixture(scope="module")
+def plain_scheduler(tmp_path_factory) -> str:
+    """A plaintext `dask scheduler` (tcp://127.0.0.1, no workers)."""
+    with dask_processes(tmp_path_factory.mktemp("plain-dask"), n_workers=0) as address:
+        assert address.startswith("tcp://127.0.0.1:")
+        yield address
+
+
+def test_dask_tls_configuration_with_a_plaintext_address_is_refused_before_connecting(certs, plain_scheduler, data,
+                                                                                      tmp_path):
+    good = certs["good"]
+    files = {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": good["ca"], "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": good["cert"],
+             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": good["key"]}  # fmt: skip
+    fit = (data[1], "--scheduler", plain_scheduler, "--model", tmp_path / "m.npz")
+    assert one_line_error(run_fit(*fit, env=files)) == (
+        f"scheduler {plain_scheduler}: Dask's distributed.comm.tls.ca-file, distributed.comm.tls.client.cert, "
+        "distributed.comm.tls.client.key are set but the address is not tls://; use tls://HOST:PORT for a TLS "
+        "scheduler or unset them (Dask config or DASK_DISTRIBUTED__COMM__* variables)"
+    )
+    assert one_line_error(run_fit(*fit, env={"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True"})) == (
+        f"scheduler {plain_scheduler}: Dask's distributed.comm.require-encryption is set but the address is not "
+        "tls://; use tls://HOST:PORT for a TLS scheduler or unset it (Dask config or DASK_DISTRIBUTED__COMM__* variables)"
+    )
+    assert not (tmp_path / "m.npz").exists()
+    for key, value in [("distributed.comm.tls.client.cert", good["cert"]), ("distributed.comm.require-encryption", True)]:
+        bare = plain_scheduler.removeprefix("tcp://")  # Dask's default scheme: plaintext too
+        with dask.config.set({key: value}), pytest.raises(ConfigError, match=rf"^scheduler {bare}: Dask's {key} is "
+                                                                              r"set but the address is not tls://; "):
+            connect(bare, TIMEOUT)
+
+
+def io_loop_threads() -> int:
+    import threading
+
+    return sum(thread.name == "IO loop" for thread in threading.enumerate())
+
+
+PLAINTEXT_ANSWER = (r"TLS handshake failed, the scheduler answered in plaintext \((WRONG_VERSION_NUMBER|it sent data "
+                    r"before the TLS handshake)\); check that the scheduler listens with TLS \(dask scheduler "
+                    r"--tls-ca-file, --tls-cert, --tls-key\)$")  # fmt: skip
+
+
+def test_tls_address_against_a_plaintext_scheduler_is_one_line_within_the_timeout(certs, plain_scheduler, data,
+                                                                                   tmp_path):
+    good = certs["good"]
+    address = "tls://" + plain_scheduler.removeprefix("tcp://")
+    proc = run_fit(data[1], "--scheduler", address, "--tls-ca-file", good["ca"], "--tls-cert", good["cert"],
+                   "--tls-key", good["key"], "--model", tmp_path / "m.npz")  # fmt: skip
+    assert "Traceback" not in proc.stderr and "__del__" not in proc.stderr, proc.stderr
+    assert re.match(rf"scheduler {address}: {PLAINTEXT_ANSWER}", one_line_error(proc))
+    assert not (tmp_path / "m.npz").exists()
+    threads = io_loop_threads()
+    for _ in range(5):  # the plaintext answer races tornado's start of TLS: either way the same error
+        with pytest.raises(dgmm.DataError, match=rf"^scheduler {address}: {PLAINTEXT_ANSWER}"):
+            connect(address, TIMEOUT, tls_ca_file=good["ca"], tls_cert=good["cert"], tls_key=good["key"])
+    assert io_loop_threads() == threads  # nothing of the failed connections is left running
+
+
+def test_connection_errors_name_the_plaintext_answer():
+    from dgmm.tls import connection_error
+
+    # what tornado raises when the plaintext server's bytes arrive before it starts TLS
+    error = connection_error("tls://h:1", TIMEOUT, ValueError("IOStream is not idle; cannot convert to SSL"))
+    assert str(error) == ("scheduler tls://h:1: TLS handshake failed, the scheduler answered in plaintext (it sent "
+                          "data before the TLS handshake); check that the scheduler listens with TLS (dask scheduler "
+                          "--tls-ca-file, --tls-cert, --tls-key)")  # fmt: skip
+
+
+def test_a_server_that_accepts_but_never_answers_fails_within_the_timeout(certs):
+    good = certs["good"]
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts connections; nobody answers
+        port = silent.getsockname()[1]
+        with pytest.raises(dgmm.DataError, match=rf"^scheduler tcp://127.0.0.1:{port}: cannot connect within 1s \("):
+            connect(f"tcp://127.0.0.1:{port}", "1s")
+        with pytest.raises(dgmm.DataError, match=rf"^scheduler tls://127.0.0.1:{port}: cannot connect within 1s \("):
+            connect(f"tls://127.0.0.1:{port}", "1s", tls_ca_file=good["ca"], tls_cert=good["cert"], tls_key=good["key"])
