@@ -26,6 +26,7 @@ import contextlib
 import os
 import sys
 import uuid
+import warnings
 from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
@@ -128,7 +129,11 @@ class Executor:
     def compute(self, collection):
         """Compute one Dask collection (a single graph submission)."""
         if self.client is not None:
-            return result(self.client, self.client.compute(collection), self.stall_timeout)
+            with warnings.catch_warnings():
+                # large parameters (K·d² of full covariances) are in the graph once, as that warning advises
+                warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+                future = self.client.compute(collection)
+            return result(self.client, future, self.stall_timeout)
         import dask
 
         return dask.compute(collection, scheduler=self.scheduler)[0]

@@ -18,27 +18,24 @@ import functools
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import DataError
-from .weights import MAX_MAGNITUDE, NAN_POLICIES, too_large_message, within_range
+from .parquet_checks import (EXACT_INT_LIMIT, NanPolicy, check_columns, check_duplicates, check_exact_integers,
+                             check_not_index, check_null_counts, check_values, is_wide_int, null_message,
+                             pandas_index_columns)  # fmt: skip
+from .weights import MAX_MAGNITUDE, NAN_POLICIES, within_range
 from .sources import (PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
                       storage_error)
 
-NanPolicy = Literal["raise", "drop"]
 
 __all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
 
-# float64 holds every integer of magnitude <= 2**53 exactly, and not all beyond it.
-EXACT_INT_LIMIT = 2**53
-_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 @dataclass(frozen=True)
@@ -51,96 +48,6 @@ class RowGroup:
     partitions: tuple[tuple[str, str], ...] = ()
     # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
     storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
-
-
-def _is_number(field_type: pa.DataType) -> bool:
-    return pa.types.is_integer(field_type) or pa.types.is_floating(field_type)
-
-
-def _is_wide_int(field_type: pa.DataType) -> bool:
-    """64-bit integers: the only integer types float64 cannot always hold exactly."""
-    return pa.types.is_int64(field_type) or pa.types.is_uint64(field_type)
-
-
-def _pandas_index_columns(metadata: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
-    """Columns pandas stored its index in: ``__index_level_N__``, or named in its ``index_columns`` metadata.
-
-    A RangeIndex is recorded as a dict and not stored, so only string entries name columns.
-    """
-    names = {name for name in schema.names if _PANDAS_INDEX.fullmatch(name)}
-    raw = (metadata.metadata or {}).get(b"pandas")
-    try:
-        index = json.loads(raw)["index_columns"] if raw else []
-    except (ValueError, KeyError, TypeError):
-        index = []  # metadata pandas did not write: nothing to learn from it
-    if isinstance(index, list):
-        names.update(name for name in index if isinstance(name, str) and name in schema.names)
-    return frozenset(names)
-
-
-def _check_duplicates(path: str, schema: pa.Schema, wanted: list[str] | None) -> None:
-    """No selected column (any column when ``wanted`` is None) appears twice in the file."""
-    for name in dict.fromkeys(schema.names if wanted is None else wanted):
-        count = schema.names.count(name)
-        if count > 1:
-            raise DataError(
-                f"{path}: column {name!r} appears {count} times in the file; rename the duplicate column, "
-                "e.g. with pyarrow: table.rename_columns([...]), and write the file again"
-            )
-
-
-def _check_not_index(path: str, index: frozenset[str], selected: list[str], first: tuple[str, pa.Schema]) -> None:
-    """A default feature taken from the first file is not the pandas index of a later file."""
-    for name in selected:
-        if name in index:
-            raise DataError(
-                f"{path}: column {name!r} is the pandas index in this file but a feature in {first[0]}; "
-                "name the feature columns with columns=[...]"
-            )
-
-
-def _check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None) -> None:
-    """Every selected column is a numeric column of the file or a numeric partition key."""
-    partitions = dict(source.partitions)
-    for name in columns:
-        if name in schema.names:
-            field_type = schema.field(name).type
-            if not _is_number(field_type):
-                known = first is not None and name in first[1].names
-                other = f" (it is {first[1].field(first[1].names.index(name)).type} in {first[0]})" if known else ""
-                raise DataError(
-                    f"{source.path}: column {name!r} has type {field_type}, not a number{other}; "
-                    "select numeric feature columns with columns=[...]"
-                )
-        elif name in partitions:
-            try:
-                float(partitions[name])
-            except ValueError:
-                raise DataError(
-                    f"{source.path}: partition key {name!r} has value {partitions[name]!r}, not a number; "
-                    "leave it out of columns=[...]"
-                ) from None
-        elif first is not None and name in first[1].names:
-            raise DataError(
-                f"schemas disagree: column {name!r} is in {first[0]} but not in {source.path}; "
-                "select columns every file has, or fix the data set"
-            )
-        else:
-            raise DataError(f"{source.path}: column {name!r} not found; columns are {', '.join(schema.names)}")
-
-
-def _check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str], weight_column: str | None) -> None:
-    arrow_schema = metadata.schema.to_arrow_schema()
-    for rg in range(metadata.num_row_groups):
-        row_group = metadata.row_group(rg)
-        for j in range(row_group.num_columns):
-            column = row_group.column(j)
-            name = column.path_in_schema
-            if name not in columns or name not in arrow_schema.names:
-                continue
-            stats = column.statistics
-            if stats is not None and stats.has_null_count and stats.null_count > 0:
-                raise DataError(_null_message(path, name, stats.null_count, rg, name == weight_column))
 
 
 def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
@@ -161,24 +68,16 @@ def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: p
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (stats.min, stats.max)):
                 continue  # e.g. float16 statistics come as bytes: checked on read
             field_type = schema.field(name).type
-            limit = EXACT_INT_LIMIT if _is_wide_int(field_type) else MAX_MAGNITUDE
+            limit = EXACT_INT_LIMIT if is_wide_int(field_type) else MAX_MAGNITUDE
             if not (-limit <= stats.min and stats.max <= limit):  # NaN statistics say nothing: checked on read
                 if isinstance(stats.min, float) and not (np.isfinite(stats.min) and np.isfinite(stats.max)):
                     continue
                 group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options)
-                if _is_wide_int(field_type):
-                    _check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
+                if is_wide_int(field_type):
+                    check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
                 else:
-                    _check_values(group, name, read_table(group, [name]).column(name).to_numpy(), "drop",
+                    check_values(group, name, read_table(group, [name]).column(name).to_numpy(), "drop",
                                   name == weight_column)
-
-
-def _null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
-    if is_weight:
-        return (f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
-                "give every row a weight, or pass nan_policy='drop' to skip those rows")
-    return (f"{path}: column {name!r} has {count} null values in row group {row_group}; "
-            "drop or impute them before fitting, or pass nan_policy='drop' (--nan-policy drop) to skip those rows")
 
 
 @dataclass(frozen=True)
@@ -244,18 +143,18 @@ class ParquetDataset:
                 raise storage_error(source.path, exc) or DataError(
                     f"{source.path}: not a readable Parquet file ({exc})") from None
             schema = metadata.schema.to_arrow_schema()
-            index = _pandas_index_columns(metadata, schema)
+            index = pandas_index_columns(metadata, schema)
             if selected is None:
                 selected = [name for name in schema.names if name != weight_column and name not in index]
             if not selected:
                 raise DataError(f"{source.path}: no columns selected")
             wanted = selected + ([weight_column] if weight_column else [])
-            _check_duplicates(source.path, schema, None if columns is None else wanted)
-            _check_columns(source, schema, wanted, first)
+            check_duplicates(source.path, schema, None if columns is None else wanted)
+            check_columns(source, schema, wanted, first)
             if columns is None and first is not None:
-                _check_not_index(source.path, index, selected, first)
+                check_not_index(source.path, index, selected, first)
             if nan_policy == "raise":
-                _check_null_counts(source.path, metadata, wanted, weight_column)
+                check_null_counts(source.path, metadata, wanted, weight_column)
             _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options)
             first = first or (source.path, schema)
             row_groups.extend(
@@ -361,9 +260,9 @@ def read_row_group(
             continue
         column = table.column(name)
         if column.null_count and nan_policy == "raise":
-            raise DataError(_null_message(row_group.path, name, column.null_count, row_group.index, j == d))
-        if _is_wide_int(column.type):
-            _check_exact_integers(row_group, name, column, is_weight=j == d)
+            raise DataError(null_message(row_group.path, name, column.null_count, row_group.index, j == d))
+        if is_wide_int(column.type):
+            check_exact_integers(row_group, name, column, is_weight=j == d)
         if column.type != pa.float64():
             column = column.cast(pa.float64())
         values.append(_as_numpy(column.fill_null(np.nan) if column.null_count else column))
@@ -376,7 +275,7 @@ def read_row_group(
     dropped = np.zeros(row_group.n_rows, dtype=bool)
     for j, name in enumerate(names):
         if not isinstance(values[j], float):
-            _check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
+            check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
             if nan_policy == "drop":
                 dropped |= np.isnan(out[:, j])
     out[dropped] = 0.0
@@ -405,28 +304,6 @@ def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
     return table
 
 
-def _check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArray, is_weight: bool) -> None:
-    """Refuse a 64-bit integer column holding values beyond 2**53 in magnitude, naming the first one.
-
-    column : (n,) int64 or uint64. One min/max pass when the values fit; the row is looked for only when not.
-    """
-    bounds = pc.min_max(column).as_py()
-    if bounds["min"] is None or (bounds["min"] >= -EXACT_INT_LIMIT and bounds["max"] <= EXACT_INT_LIMIT):
-        return
-    values = column.fill_null(0).to_numpy()
-    bad = values > EXACT_INT_LIMIT
-    if pa.types.is_int64(column.type):
-        bad |= values < -EXACT_INT_LIMIT
-    row = int(np.argmax(bad))
-    what = "weight column" if is_weight else "column"
-    fix = "" if is_weight else ", or leave it out of columns=[...]"
-    raise DataError(
-        f"{row_group.path}: {what} {name!r} ({column.type}) has {int(bad.sum())} integers beyond 2**53 in magnitude "
-        f"in row group {row_group.index} (first: row {row} of the group, value {values[row]}); float64 cannot hold "
-        f"them exactly: cast the column to float64 yourself if rounding is acceptable{fix}"
-    )
-
-
 def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
     """A float64 column without nulls as an ndarray of shape (n,), each chunk's buffer viewed, not copied.
 
@@ -446,30 +323,6 @@ def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows:
         stop = start + block_rows
         for j, value in enumerate(values):
             out[start:stop, j] = value if isinstance(value, float) else value[start:stop]
-
-
-def _check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy: NanPolicy, is_weight: bool) -> None:
-    """Refuse infinities, negative weights, values beyond MAX_MAGNITUDE, and NaN unless they are dropped."""
-    huge = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
-    if huge.any():
-        row = int(np.argmax(huge))
-        raise DataError(too_large_message(f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} "
-                                          f"in row group {row_group.index}, row {row} of the group,", values[row]))
-    bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
-    if is_weight:
-        bad |= values < 0
-    if not bad.any():
-        return
-    row = int(np.argmax(bad))
-    where = f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} has {int(bad.sum())}"
-    first = f"in row group {row_group.index} (first: row {row} of the group, value {values[row]})"
-    if is_weight:
-        raise DataError(f"{where} negative, NaN or infinite weights {first}; weights must be finite and >= 0")
-    if nan_policy == "drop":
-        raise DataError(f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
-                        "replace or remove infinities before fitting")
-    raise DataError(f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
-                    "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN")
 
 
 class RowGroupReader:
