@@ -27,7 +27,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -208,10 +208,6 @@ class Checkpoint:
         current = self._read()[0]["current"]
         return 0 if current is None else int(current["n_iter"])
 
-    def check(self) -> None:
-        """Refuse, before any work, a checkpoint this run may not use (see :meth:`load`)."""
-        self.load()
-
     def load(self) -> FitState | None:
         """The saved state when resuming and one exists; None when there is none.
 
@@ -343,8 +339,3 @@ def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, 
             callback(report)
 
     return save
-
-
-def moves_of(state: FitState) -> Sequence[tuple]:
-    """The kept split/merge moves of a finished state."""
-    return state.finished or ()
