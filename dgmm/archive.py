@@ -120,7 +120,7 @@ def _as_spec(value: SpecLike) -> Spec:
 
 def read_archive(path: str | IO[bytes], expected: Expected, *, max_metadata_bytes: int = MAX_METADATA_BYTES,
                  what: str = "dgmm file") -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
-    """The metadata and the arrays of the archive at ``path`` (or in a seekable binary file), read within the bounds above.
+    """The metadata and the arrays of the archive at ``path`` (or in a seekable binary file), read within bounds.
 
     Parameters
     ----------

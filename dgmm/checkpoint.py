@@ -117,7 +117,8 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike, resume: bool = False, storage_options: dict | None = None):
         self.directory = os.fspath(directory)
         self.remote = is_remote(self.directory)
-        self.path = f"{self.directory.rstrip('/')}/{FILE_NAME}" if self.remote else os.path.join(self.directory, FILE_NAME)
+        self.path = (f"{self.directory.rstrip('/')}/{FILE_NAME}" if self.remote
+                     else os.path.join(self.directory, FILE_NAME))
         self.resume = resume
         self.storage_options = storage_options
         self.identity: dict[str, Any] = {}
@@ -248,11 +249,13 @@ class Checkpoint:
         except _TooLarge as exc:
             raise CheckpointError(f"{self.path}: {exc}; delete it to start over") from None
         except Invalid as exc:
-            raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint ({exc}); delete it to start over") from None
+            raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint ({exc}); delete it to start over"
+                                  ) from None
         except DgmmError:
             raise
         except _CORRUPT + (AttributeError, RecursionError) as exc:
-            raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over") from None
+            raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over"
+                                  ) from None
         return metadata, arrays
 
 
@@ -281,7 +284,8 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
         if K < 1 or d < 1 or meta["n_iter"] < 0 or meta["history"] < 0:
             raise Invalid(f"metadata {prefix}: n_components={K}, n_features={d} or n_iter is out of range")
         _check_limits(kind, K, d, meta["history"])
-        cov, context = _covariance_shape(kind, K, d), f"for covariance_type {kind!r} with n_components={K}, n_features={d}"
+        cov = _covariance_shape(kind, K, d)
+        context = f"for covariance_type {kind!r} with n_components={K}, n_features={d}"
         shapes = {"weights": (K,), "means": (K, d), "covariances": cov, "precisions_cholesky": cov,
                   "lower_bounds": (meta["history"],)}  # fmt: skip
         specs.update({f"{prefix}_{name}": Spec(np.dtype("<f8"), (shape,), context) for name, shape in shapes.items()})
@@ -315,8 +319,9 @@ def _file_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     before = {f.get("path"): f for f in old["files"] if isinstance(f, dict)}
     after = {f.get("path"): f for f in new["files"] if isinstance(f, dict)}
     changes = []
-    for what, paths in (("added", [p for p in after if p not in before]), ("removed", [p for p in before if p not in after]),
-                        ("changed", [p for p in after if p in before and after[p] != before[p]])):  # fmt: skip
+    added, removed = [p for p in after if p not in before], [p for p in before if p not in after]
+    changed = [p for p in after if p in before and after[p] != before[p]]
+    for what, paths in (("added", added), ("removed", removed), ("changed", changed)):
         if paths:
             listed = ", ".join(map(str, paths[:3])) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
             changes.append(f"{len(paths)} file{'s' * (len(paths) > 1)} {what}: {listed}")
@@ -333,7 +338,8 @@ def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, 
     """An iteration callback that also checkpoints the running initialisation."""
 
     def save(report: IterationReport) -> None:
-        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound, list(report.lower_bounds))
+        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound,
+                           list(report.lower_bounds))
         checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
         if callback is not None:
             callback(report)

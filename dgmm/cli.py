@@ -5,8 +5,9 @@ Exit codes: 0 success; 2 user error (bad option, config, input or model file);
 given; 4 the fit failed numerically (see the message); 5 the cluster could not
 run the fit (no running worker for --stall-timeout seconds, workers killed again
 and again, the scheduler lost: the checkpoint is kept, --resume continues);
-1 any other failure; 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM). Errors are one line on stderr, without a traceback (set
-``DGMM_DEBUG=1`` to get one for unexpected failures).
+1 any other failure; 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
+Errors are one line on stderr, without a traceback (set ``DGMM_DEBUG=1`` to get one
+for unexpected failures).
 """
 
 from __future__ import annotations

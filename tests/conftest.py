@@ -81,6 +81,13 @@ def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None 
                 proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def scheduler_and_workers(tmp_path_factory):
+    """`dask scheduler` plus two `dask worker` processes (each with its nanny) on 127.0.0.1, per test module."""
+    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=2) as address:
+        yield address
+
+
 def client_of(address: str, tls: dict[str, str] | None = None) -> Any:
     """A plain ``distributed.Client`` of ``address`` (with the client side of ``tls``, if given)."""
     from distributed import Client, Security
@@ -102,6 +109,21 @@ def parquet_dir(tmp_path):
         return str(path)
 
     return write
+
+
+def mixture_parquet(folder: Path, n_rows: int, n_features: int, seed: int, row_group_size: int, n_files: int) -> str:
+    """Rows of a mixture of 3 components 3 σ apart written as Parquet to ``folder``/data; its path."""
+    from dgmm.datasets import random_mixture, sample_mixture
+
+    X, _ = sample_mixture(random_mixture(3, n_features, seed=seed, separation=3.0), n_rows, seed=seed)
+    write_parquet(X, folder / "data", row_group_size=row_group_size, n_files=n_files)
+    return str(folder / "data")
+
+
+@pytest.fixture(scope="session")
+def fit_data(tmp_path_factory) -> str:
+    """60,000 rows x 3 features in 12 row groups of 2 files: the data the signal and nightly-run tests fit."""
+    return mixture_parquet(tmp_path_factory.mktemp("fit-data"), 60_000, 3, 6, 5_000, 2)
 
 
 def initial_params(X: np.ndarray, n_components: int, covariance_type: str, seed: int = 0) -> dict:

@@ -41,9 +41,9 @@ def main() -> int:
                 proc = subprocess.CompletedProcess(exc.cmd, 1, exc.stdout or "", exc.stderr or "")
                 proc.stdout = proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout
             seconds.append(time.monotonic() - started)
-            for line in proc.stdout.splitlines():
+            for line in proc.stdout.splitlines():  # -rA's summary: "PASSED tests/x.py::name" (not captured logs)
                 word, _, node = line.partition(" ")
-                if word in ("PASSED", "FAILED", "ERROR"):
+                if word in ("PASSED", "FAILED", "ERROR") and node.startswith("tests/"):
                     outcomes[node.split(" - ")[0]][word] += 1
             failed = sum(c["FAILED"] + c["ERROR"] for c in outcomes.values())
             print(f"run {run + 1}/{args.runs}: exit {proc.returncode}, {seconds[-1]:.0f} s, failures so far {failed}",

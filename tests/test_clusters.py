@@ -11,26 +11,12 @@ from distributed import Client, LocalCluster
 import dgmm
 from dgmm.datasets import random_mixture, sample_mixture
 
-from conftest import BIN, assert_identical, dask_processes
-
-
+from conftest import BIN, assert_identical, mixture_parquet
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from dgmm.datasets import write_parquet
-
-    X, _ = sample_mixture(random_mixture(3, 4, seed=8, separation=3.0), 240_000, seed=8)
-    path = tmp_path_factory.mktemp("clusters") / "data"
-    write_parquet(X, path, row_group_size=20_000, n_files=3)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def scheduler_and_workers(tmp_path_factory):
-    """`dask scheduler` plus two `dask worker` processes (with nannies) on 127.0.0.1."""
-    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=2) as address:
-        yield address
+    return mixture_parquet(tmp_path_factory.mktemp("clusters"), 240_000, 4, 8, 20_000, 3)
 
 
 def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_workers, tmp_path):

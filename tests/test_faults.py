@@ -15,36 +15,24 @@ import pytest
 from distributed import Client
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
 
-from conftest import BIN, assert_identical, dask_processes
+from conftest import BIN, assert_identical, dask_processes, mixture_parquet
 from faults import KillAt, killed, passes_seen, resume
 
 FIT = dict(n_components=3, tol=0.0, max_iter=6, random_state=1)
 CLI_FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "6", "--seed", "1"]
 
 
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    X, _ = sample_mixture(random_mixture(3, 4, seed=8, separation=3.0), 120_000, seed=8)
-    path = tmp_path_factory.mktemp("faults") / "data"
-    write_parquet(X, path, row_group_size=10_000, n_files=3)
-    return str(path)
+    return mixture_parquet(tmp_path_factory.mktemp("faults"), 120_000, 4, 8, 10_000, 3)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """`dask scheduler` plus two `dask worker` processes (each with its nanny)."""
-    with dask_processes(tmp_path_factory.mktemp("dask"), n_workers=2) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def undisturbed(dataset, cluster, tmp_path_factory):
+def undisturbed(dataset, scheduler_and_workers, tmp_path_factory):
     """cache -> (the fit without faults, the number of passes it took)."""
     fits = {}
-    with Client(cluster, set_as_default=False) as client:
+    with Client(scheduler_and_workers, set_as_default=False) as client:
         for cache in ("none", "memory"):
             folder = tmp_path_factory.mktemp(f"count-{cache}")
             client.register_plugin(KillAt(folder, None), name="dgmm-count")
@@ -63,9 +51,9 @@ def fit_with_fault(client, dataset, fault: KillAt, **kwargs):
 
 @pytest.mark.parametrize("cache, moment", [("none", "task"), ("memory", "task"), ("none", "payload-made"),
                                            ("memory", "payload-fetch")])
-def test_worker_killed_mid_pass_changes_nothing(dataset, cluster, undisturbed, tmp_path, cache, moment):
+def test_worker_killed_mid_pass_changes_nothing(dataset, scheduler_and_workers, undisturbed, tmp_path, cache, moment):
     expected, passes = undisturbed[cache]
-    with Client(cluster, set_as_default=False) as client:
+    with Client(scheduler_and_workers, set_as_default=False) as client:
         disturbed = fit_with_fault(client, dataset, KillAt(tmp_path, passes - 2, moment), cache=cache)
         assert killed(tmp_path)
         client.wait_for_workers(2, timeout=120)  # the nanny started a new worker process

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dgmm
 from dgmm.checkpoint import Checkpoint
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
+from dgmm.datasets import write_parquet
 
 from conftest import BIN, assert_identical
 from faults import preload_env
@@ -23,11 +24,8 @@ LATE_PASS = 17  # of the 21 passes of this fit (13 initialisation passes, then 8
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    X, _ = sample_mixture(random_mixture(3, 3, seed=6, separation=3.0), 60_000, seed=6)
-    path = tmp_path_factory.mktemp("nightly") / "data"
-    write_parquet(X, path, row_group_size=5_000, n_files=2)
-    return path
+def dataset(fit_data):
+    return Path(fit_data)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
+from dgmm.datasets import random_mixture, sample_mixture
 
 from conftest import BIN, TESTS, assert_identical
 from faults import preload_env, worker_pids
@@ -20,11 +20,8 @@ FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "-
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    X, _ = sample_mixture(random_mixture(3, 3, seed=6, separation=3.0), 60_000, seed=6)
-    path = tmp_path_factory.mktemp("signals") / "data"
-    write_parquet(X, path, row_group_size=5_000, n_files=2)
-    return str(path)
+def dataset(fit_data):
+    return fit_data
 
 
 def hidden_files(*folders) -> list[str]:
