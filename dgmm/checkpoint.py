@@ -170,14 +170,14 @@ class Checkpoint:
         arrays = {"seeds": np.asarray(state.seeds, dtype=np.int64)}
         arrays.update(_result_arrays("current", state.current))
         arrays.update(_result_arrays("best", state.best))
-        means = next(result.params.means for result in (state.current, state.best) if result is not None) \
-            if (state.current or state.best) else np.empty((0, 0))
+        saved = state.current if state.current is not None else state.best
+        K, d = saved.params.means.shape if saved is not None else (0, 0)
         metadata = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "covariance_type": covariance_type,
-            "n_components": int(means.shape[0]),
-            "n_features": int(means.shape[1]),
+            "n_components": int(K),
+            "n_features": int(d),
             "n_seeds": len(state.seeds),
             "init_index": state.init_index,
             "current": _result_meta(state.current),

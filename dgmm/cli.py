@@ -27,7 +27,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from .config import FIT_SETTINGS, ConfigError, read_yaml, resolve
+from .config import FIT_SETTINGS, ConfigError, Setting, read_yaml, resolve
 from .errors import ClusterError, ConvergenceWarning, DgmmError, FitError
 from .init import INIT_METHODS as INIT_CHOICES
 
@@ -179,18 +179,20 @@ def cluster_client(settings: dict, log: ProgressLog):
 def fit_options(func: Callable) -> Callable:
     """Click options generated from the shared settings schema (values merge with --config)."""
     for setting in reversed(FIT_SETTINGS):
-        if setting.name == "data":
-            continue
-        if setting.type is dict:
-            option = click.option(setting.option, setting.name, multiple=True, metavar="KEY=VALUE", help=setting.help)
-        elif setting.type is bool:
-            option = click.option(setting.option, setting.name, is_flag=True, default=None, help=setting.help)
-        else:
-            kind = click.Choice(setting.choices) if setting.choices else (str if setting.is_list else setting.type)
-            option = click.option(setting.option, setting.name, type=kind, default=None,
-                                  help=f"{setting.help} [default: {setting.default}]")
-        func = option(func)
+        if setting.name != "data":
+            func = setting_option(setting)(func)
     return func
+
+
+def setting_option(setting: Setting) -> Callable:
+    """The click option of one setting (a mapping: repeated KEY=VALUE)."""
+    if setting.type is dict:
+        return click.option(setting.option, setting.name, multiple=True, metavar="KEY=VALUE", help=setting.help)
+    if setting.type is bool:
+        return click.option(setting.option, setting.name, is_flag=True, default=None, help=setting.help)
+    kind = click.Choice(setting.choices) if setting.choices else (str if setting.is_list else setting.type)
+    return click.option(setting.option, setting.name, type=kind, default=None,
+                        help=f"{setting.help} [default: {setting.default}]")
 
 
 class OneLineErrors(click.Group):
@@ -220,15 +222,13 @@ class OneLineErrors(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
-STORAGE_OPTION = click.option(
-    "--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
-    help="fsspec option for s3:// and other URLs (credentials, endpoint_url, ...); repeat for several")
+STORAGE_SETTING = next(s for s in FIT_SETTINGS if s.name == "storage_options")
+STORAGE_OPTION = setting_option(STORAGE_SETTING)  # the same option on every command
 
 
 def storage(values: tuple[str, ...]) -> dict | None:
     """``--storage-option KEY=VALUE`` values as fsspec's storage_options (None when none are given)."""
-    setting = next(s for s in FIT_SETTINGS if s.name == "storage_options")
-    return setting.convert(values, setting.option)
+    return STORAGE_SETTING.convert(values, STORAGE_SETTING.option)
 
 
 NAN_POLICY_OPTION = click.option(
@@ -488,8 +488,6 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
     """Synthetic mixture data as Parquet (columns x0..x{d-1}), written in blocks."""
     from .datasets import write_mixture_parquet
 
-    if os.path.exists(output) and not overwrite:
-        raise ConfigError(f"{output}: output exists; remove it or pass --overwrite")
     write_mixture_parquet(output, n_samples, n_features, n_components, seed=seed,
                           row_group_size=row_group_size, n_files=n_files, overwrite=overwrite)
     click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)

@@ -165,7 +165,7 @@ def placed_in_row_ranges(X, workers: list[str]):
 
 
 def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
-    """The lazy graph of one pass; ``shared`` is the broadcast payload (a Future, a Delayed or a value).
+    """The lazy graph of one pass; ``shared`` is the broadcast payload (a Delayed or a value).
 
     One raw graph layer of dask's task objects (``dask._task_spec``, hence dask >= 2024.12)
     next to X's (optimised) graph: no Delayed object per task, which cost over a second
@@ -176,7 +176,7 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     ----------
     X : dask array of shape (N, d), chunked along rows only
     kernel : ``kernel(block, payload, row_offset) -> Stats``, block of shape (n_i, d)
-    shared : what every kernel call gets as ``payload``; a Future or Delayed is referenced by its one key
+    shared : what every kernel call gets as ``payload``; a Delayed is referenced by its one key
 
     Returns
     -------
@@ -224,22 +224,15 @@ def is_data(value: Any) -> bool:
 def shared_reference(shared: Any) -> tuple[Any, dict]:
     """The argument tasks pass for ``shared`` and the graph it needs.
 
-    A Future or Delayed is referenced by its key (its value is computed or sent once);
-    any other value is embedded in every task as it is.
+    A Delayed is referenced by its key (its value is computed once); any other value is
+    embedded in every task as it is.
     """
     from dask import is_dask_collection
     from dask._task_spec import TaskRef
 
-    if is_future(shared):
-        return TaskRef(shared.key), {shared.key: shared}
     if is_dask_collection(shared):
         return TaskRef(shared.key), dict(shared.__dask_graph__())
     return shared, {}
-
-
-def is_future(value: Any) -> bool:
-    """Whether ``value`` is a ``distributed`` Future (a key already on the cluster)."""
-    return "distributed" in sys.modules and isinstance(value, sys.modules["distributed"].Future)
 
 
 def fused_levels(n_chunks: int, nbytes: int, split_every: int) -> int:

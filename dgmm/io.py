@@ -7,8 +7,8 @@ column and the row.
 
 Files written by other tools are read as written or refused: pandas index columns are
 never default features, duplicate column names are refused, and 64-bit integers that
-float64 cannot hold exactly are refused (from the footer statistics when present, else
-when the row group is read).
+float64 cannot hold exactly and values beyond MAX_MAGNITUDE (1e100) are refused (from the
+footer statistics when present, else when the row group is read): see :mod:`dgmm.parquet_checks`.
 """
 
 from __future__ import annotations
@@ -238,8 +238,8 @@ def read_row_group(
 ) -> np.ndarray:
     """Read one row group as float64.
 
-    Infinite values, negative weights, and 64-bit integers beyond 2**53 in magnitude (float64
-    cannot hold them exactly) are always refused. Nulls and NaN are refused with
+    Infinite values, negative weights, values beyond MAX_MAGNITUDE and 64-bit integers beyond
+    2**53 in magnitude (float64 cannot hold them exactly) are always refused. Nulls and NaN are refused with
     ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
 
     Returns

@@ -184,12 +184,11 @@ class GaussianMixture(EstimatorMixin):
         checkpoint: Checkpoint | None = None,
         sample_weight: Any = None,
     ) -> Input:
-        data, inits, state, do_init = self._start(X, columns, sample_weight, checkpoint)
-        with checkpoint.claimed() if checkpoint is not None else contextlib.nullcontext():
-            if checkpoint is not None:  # again, now that this run holds it
-                state = checkpoint.load() or state
+        with checkpoint.claimed() if checkpoint is not None else contextlib.nullcontext():  # read once it is ours
+            data, inits, state, do_init = self._start(X, columns, sample_weight, checkpoint)
             if state.finished is not None:  # the fit is over: its model, without a pass over the data
-                best, moves, self.cache_used_ = state.best, [_kept_move(*m) for m in state.finished], "none"
+                moves = [AcceptedMove((i, j, k), before, after) for i, j, k, before, after in state.finished]
+                best, self.cache_used_ = state.best, "none"
             else:
                 best, moves = self._run(data, inits, state, do_init, on_iteration, checkpoint)
                 if checkpoint is not None:
@@ -520,10 +519,6 @@ class GaussianMixture(EstimatorMixin):
                 parts.append(params.means[k] + rng.standard_normal(size=(int(count), d)) * scale)
         y = np.concatenate([np.full(int(c), k, dtype=np.int64) for k, c in enumerate(counts)])
         return np.vstack(parts), y
-
-
-def _kept_move(i: int, j: int, k: int, before: float, after: float) -> AcceptedMove:
-    return AcceptedMove((i, j, k), before, after)
 
 
 def _kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:

@@ -56,9 +56,6 @@ def filesystem(path: str, storage_options: Mapping[str, Any] | None = None):
         raise DataError(f"{path}: cannot open this filesystem ({' '.join(str(exc).split())[:200]}); install its "
                         "fsspec driver (e.g. s3fs) and check storage_options") from None
 
-
-_filesystem = filesystem
-
 # What a storage service answers when it refuses a request, by the name of the exception
 # (botocore's, aiohttp's, fsspec's), and what to do about it.
 _STORAGE_PROBLEMS = {
@@ -86,7 +83,7 @@ def storage_error(url: str, exc: BaseException) -> DataError | None:
                 return DataError(f"{url}: {_STORAGE_PROBLEMS[key]}")
         if isinstance(exc, PermissionError) or code in ("AccessDenied", "403", "Forbidden"):
             return DataError(f"{url}: access denied; check the credentials and the permissions on the bucket")
-        if code in ("NoSuchBucket",) or "NoSuchBucket" in str(exc):
+        if code == "NoSuchBucket" or "NoSuchBucket" in str(exc):
             return DataError(f"{url}: no such bucket; check the URL")
         exc = exc.__cause__ or exc.__context__
     return None
