@@ -16,7 +16,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m dgmm.demo --config configs/demo.yaml
+	$(PY) -m dgmm.cli.demo --config configs/demo.yaml
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q

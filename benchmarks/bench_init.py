@@ -3,7 +3,7 @@
     python benchmarks/bench_init.py [--sizes 250000,500000,1000000,2000000] [--d 16] [--k 8]
                                     [--repeats 3] [--quality-n 200000] [--seeds 5]
 
-Part 1 times ``dgmm.em.initial_params(method="k-means||")`` — one first-centre gather,
+Part 1 times ``dgmm.algorithms.em.initial_params(method="k-means||")`` — one first-centre gather,
 5 sampling rounds, the candidate-weight pass and the hard-assignment statistics pass,
 i.e. everything before EM's first iteration — in-process on NumPy chunks of 65,536
 rows (the kernels the cluster runs), and prints the time per million rows relative to
@@ -24,9 +24,9 @@ import warnings
 import numpy as np
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
-from dgmm.em import initial_params
-from dgmm.execution import IN_MEMORY_CHUNK_ROWS, InProcessExecutor
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.algorithms.em import initial_params
+from dgmm.execution.executor import IN_MEMORY_CHUNK_ROWS, InProcessExecutor
 
 
 def time_init(X: np.ndarray, k: int, repeats: int) -> float:

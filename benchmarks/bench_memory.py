@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import dgmm
-from dgmm.datasets import write_mixture_parquet
+from dgmm.data.synthetic import write_mixture_parquet
 
 MiB = 2**20
 SAMPLE_SECONDS = 0.1

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import counted_in_process  # noqa: E402  (the pass counter the restart tests use)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
+from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import initial_params  # noqa: E402  (the starting parameters the parity tests use)

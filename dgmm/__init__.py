@@ -11,12 +11,12 @@ from .errors import (
     NotFittedError,
     ParameterError,
 )
-from .io import read_parquet
-from .mixture import GaussianMixture
-from .model_io import load_model, save_model
-from .outputs import predict_to_parquet
-from .params import MixtureParams
-from .select import Selection, select  # the function shadows its module: dgmm.select(...)
+from .data.parquet import read_parquet
+from .estimator.mixture import GaussianMixture
+from .persist.model_file import load_model, save_model
+from .data.outputs import predict_to_parquet
+from .kernels.params import MixtureParams
+from .estimator.select import Selection, select  # the function shadows its module: dgmm.select(...)
 
 __all__ = [
     "ClusterError",

@@ -42,4 +42,4 @@ class ConvergenceWarning(UserWarning):
 
 
 class ReseedWarning(UserWarning):
-    """A component died or collapsed during EM and was re-seeded (see :func:`dgmm.mstep.m_step`)."""
+    """A component died or collapsed during EM and was re-seeded (see :func:`dgmm.kernels.mstep.m_step`)."""

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from dask.callbacks import Callback
 
-from dgmm.datasets import write_parquet
-from dgmm.params import MixtureParams
+from dgmm.data.synthetic import write_parquet
+from dgmm.kernels.params import MixtureParams
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +113,7 @@ def parquet_dir(tmp_path):
 
 def mixture_parquet(folder: Path, n_rows: int, n_features: int, seed: int, row_group_size: int, n_files: int) -> str:
     """Rows of a mixture of 3 components 3 σ apart written as Parquet to ``folder``/data; its path."""
-    from dgmm.datasets import random_mixture, sample_mixture
+    from dgmm.data.synthetic import random_mixture, sample_mixture
 
     X, _ = sample_mixture(random_mixture(3, n_features, seed=seed, separation=3.0), n_rows, seed=seed)
     write_parquet(X, folder / "data", row_group_size=row_group_size, n_files=n_files)
@@ -193,19 +193,19 @@ class ComputeCounter(Callback):
 @contextlib.contextmanager
 def counted_in_process() -> Iterator[Any]:
     """Every in-memory ``GaussianMixture.fit`` inside runs on one in-process executor whose
-    passes and gathers are counted (a :class:`~dgmm.execution.CountingExecutor`)."""
-    import dgmm.mixture
-    from dgmm.execution import CountingExecutor, InProcessExecutor
+    passes and gathers are counted (a :class:`~dgmm.execution.executor.CountingExecutor`)."""
+    import dgmm.estimator.mixture
+    from dgmm.execution.executor import CountingExecutor, InProcessExecutor
 
     counter = CountingExecutor(None)
-    original = dgmm.mixture.executor_for
+    original = dgmm.estimator.mixture.executor_for
 
     def executor_for(client, kind, chunk_rows, address, stall_timeout=None):
         counter.inner = InProcessExecutor(chunk_rows)
         return contextlib.nullcontext(counter)
 
-    dgmm.mixture.executor_for = executor_for
+    dgmm.estimator.mixture.executor_for = executor_for
     try:
         yield counter
     finally:
-        dgmm.mixture.executor_for = original
+        dgmm.estimator.mixture.executor_for = original

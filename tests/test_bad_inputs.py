@@ -24,7 +24,7 @@ import pytest
 
 import dgmm
 from dgmm.errors import DgmmError
-from dgmm.model_io import load_model
+from dgmm.persist.model_file import load_model
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 RNG = np.random.default_rng(7)
@@ -87,7 +87,7 @@ def other_version(content: bytes) -> bytes:
     """A well-formed model file from a future format version (checksum recomputed)."""
     import io
 
-    from dgmm import model_io
+    from dgmm.persist import model_file as model_io
 
     with np.load(io.BytesIO(content)) as npz:
         arrays = {name: npz[name] for name in npz.files}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.checkpoint import Checkpoint, CheckpointError
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.persist.checkpoint import Checkpoint, CheckpointError
+from dgmm.data.synthetic import random_mixture, sample_mixture
 
 from faults import KillAt, passes_seen
 

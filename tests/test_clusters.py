@@ -9,7 +9,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 
 from conftest import BIN, assert_identical, mixture_parquet
 
@@ -36,13 +36,13 @@ def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_wor
 
 def test_unreachable_scheduler_is_a_clear_error(dataset):
     with pytest.raises(dgmm.DataError, match=r"scheduler tcp://127.0.0.1:9: cannot connect within 2s"):
-        from dgmm.execution import connect
+        from dgmm.execution.executor import connect
 
         connect("tcp://127.0.0.1:9", timeout="2s")
 
 
 def test_bit_identical_across_1_2_and_4_workers(tmp_path):
-    from dgmm.datasets import write_parquet
+    from dgmm.data.synthetic import write_parquet
 
     X, _ = sample_mixture(random_mixture(3, 4, seed=9, separation=3.0), 40_000, seed=9)
     dataset = str(tmp_path / "small")
@@ -59,7 +59,7 @@ def test_bit_identical_across_1_2_and_4_workers(tmp_path):
 def test_default_local_cluster_listens_on_loopback_only():
     from urllib.parse import urlparse
 
-    from dgmm.execution import local_cluster
+    from dgmm.execution.executor import local_cluster
 
     with local_cluster(n_workers=1) as client:
         assert urlparse(client.scheduler.address).hostname == "127.0.0.1"

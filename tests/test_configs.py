@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dgmm.config import FIT_SETTINGS, read_yaml, resolve
-from dgmm.datasets import write_mixture_parquet
-from dgmm.demo import DEMO_SETTINGS
-from dgmm.model_io import load_model
+from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
+from dgmm.data.synthetic import write_mixture_parquet
+from dgmm.cli.demo import DEMO_SETTINGS
+from dgmm.persist.model_file import load_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

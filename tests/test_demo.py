@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dgmm.demo import main
+from dgmm.cli.demo import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

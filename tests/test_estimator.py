@@ -9,8 +9,8 @@ import pytest
 from sklearn.base import clone
 
 import dgmm
-from dgmm.datasets import sample_mixture
-from dgmm.params import MixtureParams
+from dgmm.data.synthetic import sample_mixture
+from dgmm.kernels.params import MixtureParams
 from dgmm.errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
 
 from conftest import assert_close

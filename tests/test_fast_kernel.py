@@ -1,4 +1,4 @@
-"""The fused, tiled EM kernel against the naive reference (dgmm.stats.chunk_stats), and the dtype option."""
+"""The fused, tiled EM kernel against the naive reference (dgmm.kernels.stats.chunk_stats), and the dtype option."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
-from dgmm.em import em_kernel
+from dgmm.algorithms.em import em_kernel
 from dgmm.errors import ParameterError
-from dgmm.execution import InProcessExecutor
-from dgmm.fused import fused_chunk_stats, plan_estep, tile_bounds
-from dgmm._tile_kernels import SYRK_MIN_WIDTH, exp_above, log_of
-from dgmm.params import MixtureParams
-from dgmm.stats import chunk_stats, merge_stats
+from dgmm.execution.executor import InProcessExecutor
+from dgmm.kernels.estep import fused_chunk_stats, plan_estep, tile_bounds
+from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of
+from dgmm.kernels.params import MixtureParams
+from dgmm.kernels.stats import chunk_stats, merge_stats
 
 from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
 
@@ -214,7 +214,7 @@ def test_in_process_executor_result_does_not_depend_on_threads(threads):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_fit_matches_float64_fit(covariance_type):
-    X, _ = dgmm.datasets.sample_mixture(dgmm.datasets.random_mixture(3, 4, seed=2), 6000, seed=2)
+    X, _ = dgmm.data.synthetic.sample_mixture(dgmm.data.synthetic.random_mixture(3, 4, seed=2), 6000, seed=2)
     kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=20, **initial_params(X, 3, covariance_type))
     f64 = dgmm.GaussianMixture(3, **kwargs).fit(X)
     f32 = dgmm.GaussianMixture(3, dtype="float32", **kwargs).fit(X)

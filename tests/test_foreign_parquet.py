@@ -18,7 +18,7 @@ import pytest
 
 import dgmm
 from dgmm.errors import DataError
-from dgmm.io import ParquetDataset
+from dgmm.data.parquet import ParquetDataset
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 LIMIT = 2**53

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dgmm
-from dgmm import model_io
-from dgmm.checkpoint import Checkpoint, CheckpointError
-from dgmm.config import FIT_SETTINGS, ConfigError, read_yaml, resolve
+from dgmm.persist import model_file as model_io
+from dgmm.persist.checkpoint import Checkpoint, CheckpointError
+from dgmm.cli.config import FIT_SETTINGS, ConfigError, read_yaml, resolve
 from dgmm.errors import DgmmError, ModelFileError
-from dgmm.model_io import load_model, load_model_with_metadata, read_metadata, save_model
+from dgmm.persist.model_file import load_model, load_model_with_metadata, read_metadata, save_model
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
-from dgmm.em import init_kernel, initial_params
-from dgmm.execution import CountingExecutor, Executor, InProcessExecutor
-from dgmm.init import InitPlan, init_chunk_stats
-from dgmm.kmeans import (
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.algorithms.em import init_kernel, initial_params
+from dgmm.execution.executor import CountingExecutor, Executor, InProcessExecutor
+from dgmm.kernels.init import InitPlan, init_chunk_stats
+from dgmm.kernels.kmeans import (
     choose_weighted_centres,
     count_nearest,
     lloyd_chunk,
@@ -31,9 +31,9 @@ from dgmm.kmeans import (
     sq_distances,
     weighted_kmeans_plusplus,
 )
-from dgmm.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
-from dgmm.steps import run_steps
-from dgmm.weights import attach_weights
+from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
+from dgmm.algorithms.steps import run_steps
+from dgmm.kernels.weights import attach_weights
 
 from conftest import ComputeCounter, assert_close
 

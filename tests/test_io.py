@@ -28,8 +28,8 @@ def test_file_chunks_follow_row_groups_and_values_round_trip(tmp_path):
     # rows are copied in blocks of 4,096: a row group spanning several blocks, and a weight column
     Y = rng.normal(size=(9_000, 2))
     path = write(tmp_path / "big.parquet", {"a": Y[:, 0], "b": Y[:, 1], "w": np.abs(Y[:, 0])}, row_group_size=9_000)
-    (group,) = dgmm.io.ParquetDataset.open(path, None, None).row_groups
-    got = dgmm.io.read_row_group(group, ["b", "a"], "w")
+    (group,) = dgmm.data.parquet.ParquetDataset.open(path, None, None).row_groups
+    got = dgmm.data.parquet.read_row_group(group, ["b", "a"], "w")
     np.testing.assert_array_equal(got, np.column_stack([Y[:, 1], Y[:, 0], np.abs(Y[:, 0])]))
 
 
@@ -47,12 +47,12 @@ def test_directory_and_list_in_sorted_order_with_integer_columns(tmp_path):
 
 def test_chunk_sizes_come_from_metadata_without_reading_data(tmp_path, monkeypatch):
     path = write(tmp_path / "a.parquet", {"a": np.arange(25.0)}, row_group_size=10)
-    import dgmm.io
+    import dgmm.data.parquet
 
     def forbidden(*args, **kwargs):
         raise AssertionError("data was read while building the array")
 
-    monkeypatch.setattr(dgmm.io, "read_row_group", forbidden)
+    monkeypatch.setattr(dgmm.data.parquet, "read_row_group", forbidden)
     array = dgmm.read_parquet(path)
     assert array.shape == (25, 1) and array.chunks[0] == (10, 10, 5)
 

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
-from dgmm.gaussian import precision_cholesky, precision_cholesky_from_precisions
-from dgmm.mstep import params_from_stats
-from dgmm.params import MixtureParams
-from dgmm.posterior import log_density, log_responsibilities, weighted_log_prob
-from dgmm.stats import accumulate, chunk_stats, merge_stats, zero_stats
+from dgmm.kernels.gaussian import precision_cholesky, precision_cholesky_from_precisions
+from dgmm.kernels.mstep import params_from_stats
+from dgmm.kernels.params import MixtureParams
+from dgmm.kernels.posterior import log_density, log_responsibilities, weighted_log_prob
+from dgmm.kernels.stats import accumulate, chunk_stats, merge_stats, zero_stats
 
 from conftest import COVARIANCE_TYPES, assert_close, random_params
 

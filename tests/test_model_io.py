@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
-import dgmm.publish
-from dgmm import model_io
+import dgmm.data.publish
+from dgmm.persist import model_file as model_io
 from dgmm.errors import ModelFileError, NotFittedError, ParameterError
-from dgmm.model_io import load_model, read_metadata, save_model
+from dgmm.persist.model_file import load_model, read_metadata, save_model
 
 from conftest import COVARIANCE_TYPES
 
@@ -174,7 +174,7 @@ def test_failed_write_leaves_the_old_file_intact_and_no_temporary(saved, monkeyp
             file.write(b"PK\x03\x04 half an archive")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_io.np if step == "savez" else dgmm.publish.os, step, fail)
+    monkeypatch.setattr(model_io.np if step == "savez" else dgmm.data.publish.os, step, fail)
     with pytest.raises(OSError, match="No space left on device"):
         save_model(fit("spherical"), path, overwrite=True)
     monkeypatch.undo()

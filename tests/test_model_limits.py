@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm import archive, model_io
+from dgmm.persist import archive
+from dgmm.persist import model_file as model_io
 from dgmm.errors import ModelFileError
-from dgmm.gaussian import precision_cholesky
-from dgmm.model_io import load_model, save_model
+from dgmm.kernels.gaussian import precision_cholesky
+from dgmm.persist.model_file import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).normal(size=(200, 4)) + np.repeat([[0.0], [6.0]], 100, axis=0)
@@ -102,7 +103,7 @@ def load_under_rlimit(path, limit: int = 3 << 29) -> subprocess.CompletedProcess
     script = (
         "import resource, sys\n"
         "from dgmm.errors import ModelFileError\n"
-        "from dgmm.model_io import load_model\n"
+        "from dgmm.persist.model_file import load_model\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
         "try:\n"
         "    load_model(sys.argv[1])\n"
@@ -349,10 +350,10 @@ def test_the_tiny_covariance_would_have_given_nan_probabilities(saved):
     arrays, metadata = contents(saved)
     for k in range(3):
         arrays["covariances"][k] = 5e-324
-    params = dgmm.params.MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"],
+    params = dgmm.kernels.params.MixtureParams(arrays["weights"], arrays["means"], arrays["covariances"],
                                        precision_cholesky(arrays["covariances"], "diag"), "diag")  # fmt: skip
     with np.errstate(all="ignore"):
-        assert np.isnan(dgmm.posterior.responsibilities(X, params)).all()
+        assert np.isnan(dgmm.kernels.posterior.responsibilities(X, params)).all()
     forge(saved, lambda a, m: a.update(covariances=params.covariances, precisions_cholesky=params.precisions_cholesky))
     refused(saved, "component 0 gives non-finite log-densities")
 

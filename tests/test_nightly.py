@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.checkpoint import Checkpoint
-from dgmm.datasets import write_parquet
+from dgmm.persist.checkpoint import Checkpoint
+from dgmm.data.synthetic import write_parquet
 
 from conftest import BIN, assert_identical
 from faults import preload_env

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.posterior import responsibilities
+from dgmm.kernels.posterior import responsibilities
 
 from conftest import assert_close, initial_params
 

@@ -40,10 +40,10 @@ def test_outputs_equal_the_in_memory_methods(fitted):
 def test_failure_leaves_no_output(fitted, monkeypatch):
     model, X, folder = fitted
     dest = folder / "labels.parquet"
-    import dgmm.outputs
+    import dgmm.data.outputs
 
     calls = {"n": 0}
-    real = dgmm.outputs.read_row_group
+    real = dgmm.data.outputs.read_row_group
 
     def failing(rg, columns, **kwargs):
         calls["n"] += 1
@@ -51,7 +51,7 @@ def test_failure_leaves_no_output(fitted, monkeypatch):
             raise OSError("disk went away")
         return real(rg, columns, **kwargs)
 
-    monkeypatch.setattr(dgmm.outputs, "read_row_group", failing)
+    monkeypatch.setattr(dgmm.data.outputs, "read_row_group", failing)
     with pytest.raises(OSError, match="disk went away"):
         dgmm.predict_to_parquet(model, str(folder / "p*.parquet"), dest)
     assert not dest.exists()

@@ -17,8 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 import dgmm  # noqa: E402
-from dgmm import plots  # noqa: E402
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet  # noqa: E402
+from dgmm.estimator import plots  # noqa: E402
+from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet  # noqa: E402
 from dgmm.errors import DgmmError  # noqa: E402
 
 from conftest import COVARIANCE_TYPES  # noqa: E402

@@ -1,4 +1,4 @@
-"""dgmm.publish on local files and directories: whole or nothing, and never over a file this run did not create."""
+"""dgmm.data.publish on local files and directories: whole or nothing, and never over a file this run did not create."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dgmm.publish import OutputExists, publish_path, published, published_directory
+from dgmm.data.publish import OutputExists, publish_path, published, published_directory
 
 
 def test_a_file_published_whole(tmp_path):
@@ -41,7 +41,7 @@ def test_overwrite_replaces_and_a_failure_leaves_the_old_file(tmp_path):
 
 def test_publish_path_refuses_a_taken_name_whatever_the_system_call(tmp_path, monkeypatch):
     """renameat2(RENAME_NOREPLACE), link() and the O_EXCL placeholder: each refuses a taken name."""
-    import dgmm.publish as publish
+    import dgmm.data.publish as publish
 
     for fallback in ("renameat2", "link", "placeholder"):
         source, dest = tmp_path / f"{fallback}.tmp", tmp_path / f"{fallback}.out"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.mstep import m_step, split_heaviest
-from dgmm.stats import accumulate
+from dgmm.kernels.mstep import m_step, split_heaviest
+from dgmm.kernels.stats import accumulate
 
 
 @pytest.fixture(scope="module")

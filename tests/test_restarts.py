@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from conftest import counted_in_process
 
 

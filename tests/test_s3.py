@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
+from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
 
 from conftest import BIN, assert_identical
 
@@ -119,7 +119,7 @@ def test_a_failed_upload_leaves_no_object(s3, tmp_path):
 
 
 def test_a_model_object_that_appears_during_the_write_is_not_replaced(s3):
-    from dgmm.publish import OutputExists, published
+    from dgmm.data.publish import OutputExists, published
 
     fs, options = s3["fs"], s3["options"]
     url = f"s3://{BUCKET}/race/model.bin"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.errors import ParameterError
-from dgmm.seeding import LLOYD_MAX_ITER, ROUNDS
-from dgmm.select import select
+from dgmm.algorithms.seeding import LLOYD_MAX_ITER, ROUNDS
+from dgmm.estimator.select import select
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 
 from conftest import BIN, TESTS, assert_identical
 from faults import preload_env, worker_pids

@@ -1,4 +1,4 @@
-"""Split-and-merge moves (dgmm.moves, dgmm.smem): the maths, the ranking, and escaping a bad optimum."""
+"""Split-and-merge moves (dgmm.kernels.moves, dgmm.algorithms.smem): the maths, the ranking, and escaping a bad optimum."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import pytest
 
 import dgmm
 from conftest import COVARIANCE_TYPES, assert_close
-from dgmm.em import run_em
-from dgmm.execution import CountingExecutor, InProcessExecutor
-from dgmm.moves import apply_move, merge_components, move_stats, principal_axes, rank_moves, split_scores
-from dgmm.params import MixtureParams
-from dgmm.posterior import responsibilities
-from dgmm.smem import TRIAL_ITER, split_merge_steps
-from dgmm.steps import run_steps
+from dgmm.algorithms.em import run_em
+from dgmm.execution.executor import CountingExecutor, InProcessExecutor
+from dgmm.kernels.moves import apply_move, merge_components, move_stats, principal_axes, rank_moves, split_scores
+from dgmm.kernels.params import MixtureParams
+from dgmm.kernels.posterior import responsibilities
+from dgmm.algorithms.smem import TRIAL_ITER, split_merge_steps
+from dgmm.algorithms.steps import run_steps
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 import dgmm
-from dgmm.cli import main
-from dgmm.config import ConfigError
-from dgmm.datasets import random_mixture, sample_mixture, write_parquet
-from dgmm.execution import connect
+from dgmm.cli.main import main
+from dgmm.cli.config import ConfigError
+from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
+from dgmm.execution.executor import connect
 
 from conftest import BIN, dask_processes
 
@@ -274,7 +274,7 @@ def test_tls_address_against_a_plaintext_scheduler_is_one_line_within_the_timeou
 
 
 def test_connection_errors_name_the_plaintext_answer():
-    from dgmm.tls import connection_error
+    from dgmm.execution.tls import connection_error
 
     # what tornado raises when the plaintext server's bytes arrive before it starts TLS
     error = connection_error("tls://h:1", TIMEOUT, ValueError("IOStream is not idle; cannot convert to SSL"))

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dgmm
-from dgmm.datasets import random_mixture, sample_mixture
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.errors import DataError
 
 from conftest import COVARIANCE_TYPES, initial_params

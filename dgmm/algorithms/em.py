@@ -1,0 +1,235 @@
+"""The distributed EM loop and the initial pass, on an :class:`~dgmm.execution.executor.Executor`.
+
+Orchestration only: the maths is in :mod:`dgmm.kernels.stats`, :mod:`dgmm.kernels.mstep` and
+:mod:`dgmm.kernels.init`. One iteration is one pass over the data::
+
+    1. broadcast θ_t to every worker (once per worker)
+    2. map      fused_chunk_stats(X_chunk, plan(θ_t)) -> Stats centred on μ_t
+    3. reduce   Stats + Stats in a tree of fan-in split_every
+    4. M-step   θ_{t+1} = params_from_stats(Stats, μ_t, reg_covar), on the client
+    5. stop when |mean loglik_t − mean loglik_{t−1}| < tol
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import DataError, FitError, ReseedWarning
+from ..execution.executor import Executor
+from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
+from ..kernels.gaussian import CovarianceType
+from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
+from ..kernels.mstep import m_step
+from ..kernels.params import MixtureParams
+from .seeding import initial_centres
+from .steps import Pass, Steps, run_steps
+from ..kernels.stats import Stats
+from ..kernels.weights import split_weights
+
+
+@dataclass(frozen=True)
+class IterationReport:
+    """What one EM iteration did: sent to progress callbacks."""
+
+    n_iter: int
+    lower_bound: float
+    change: float
+    seconds: float
+    n_rows: int
+    params: MixtureParams
+    lower_bounds: tuple[float, ...]
+    converged: bool
+
+
+IterationCallback = Callable[[IterationReport], None]
+
+
+@dataclass
+class EMResult:
+    """Outcome of one EM run.
+
+    ``lower_bound`` is the mean log-likelihood computed in the last iteration's
+    E-step, i.e. of the parameters *before* its M-step, as scikit-learn reports it.
+    """
+
+    params: MixtureParams
+    converged: bool
+    n_iter: int
+    lower_bound: float
+    lower_bounds: list[float] = field(default_factory=list)
+    weight: float = math.nan  # total row weight the last pass saw
+
+
+def em_kernel(
+    block: np.ndarray, plan: EStepPlan | MixtureParams, row_offset: int, map: Callable = builtins.map
+) -> Stats:
+    """E-step statistics of one chunk; ``plan`` from :func:`~dgmm.kernels.estep.plan_estep` (or raw parameters).
+
+    ``map`` runs the chunk's row tiles (the in-process executor passes a thread pool's);
+    the result does not depend on it.
+    """
+    if isinstance(plan, MixtureParams):
+        plan = plan_estep(plan)
+    X, weights = split_weights(block, plan.n_features)
+    return fused_chunk_stats(X, plan, map, weights)
+
+
+em_kernel.maps_tiles = True  # the in-process executor may hand it a thread pool's map
+
+
+def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
+    X, weights = split_weights(block, plan.centres.shape[1])
+    return init_chunk_stats(X, plan, row_offset, weights)
+
+
+def initial_params(executor: Executor, X, *, split_every: int, **kwargs) -> MixtureParams:
+    """Starting parameters on ``executor``: :func:`init_steps` driven alone."""
+    return run_steps(executor, X, split_every, init_steps(X.shape, **kwargs))
+
+
+def init_steps(
+    shape: tuple[int, int],
+    *,
+    n_components: int,
+    covariance_type: CovarianceType,
+    method: InitMethod,
+    reg_covar: float,
+    seed: int,
+    n_features: int | None = None,
+    weights_init: np.ndarray | None = None,
+    means_init: np.ndarray | None = None,
+    precisions_init: np.ndarray | None = None,
+) -> Steps[MixtureParams]:
+    """Starting parameters: user-given ones where present, the init method for the rest.
+
+    Costs one gather and one pass for the sample-based methods, one small gather and
+    ``rounds + 2`` passes for "k-means||", and up to 10 Lloyd passes more for "kmeans"
+    (see :mod:`dgmm.algorithms.seeding`); nothing when all three of ``weights_init``, ``means_init``
+    and ``precisions_init`` are given. The data has ``shape``: ``n_features`` columns
+    (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.weights`).
+    """
+    if weights_init is not None and means_init is not None and precisions_init is not None:
+        return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
+    # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
+    centres = yield from initial_centres(shape, n_components=n_components, n_features=n_features or shape[1],
+                                         method=method, seed=seed)
+    # 2. one statistics pass under the initial responsibilities -> ordinary M-step
+    stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
+    fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
+    warn_reseeded(reseeded, "the initialisation")
+    weights = fitted.weights if weights_init is None else weights_init
+    means = fitted.means if means_init is None else means_init
+    if precisions_init is None:
+        return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
+    return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+
+
+def fit_steps(shape: tuple[int, int], init: dict, **em_kwargs) -> Steps[EMResult]:
+    """One restart: :func:`init_steps` with the keywords ``init``, then :func:`em_steps`."""
+    params = yield from init_steps(shape, **init)
+    return (yield from em_steps(params, **em_kwargs))
+
+
+def score_steps(params: MixtureParams) -> Steps[float]:
+    """Mean log-likelihood of the (weighted) rows under ``params``, one pass; NaN without rows."""
+    stats = yield Pass(em_kernel, plan_estep(params))
+    return stats.loglik / stats.weight if stats.weight > 0 else math.nan
+
+
+def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int,
+              warn_reseed: bool = True) -> tuple[MixtureParams, float, bool]:
+    """The M-step after the pass of iteration ``n_iter``: (new parameters, mean log-likelihood of
+    ``params``, whether a component was re-seeded)."""
+    if not stats.weight > 0:
+        raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or given "
+                        "sample weight 0); check the input or nan_policy")
+    lower_bound = stats.loglik / stats.weight
+    if not np.isfinite(lower_bound):
+        raise FitError(
+            f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
+            "scale the input data or increase reg_covar"
+        )
+    new, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
+    if warn_reseed:
+        warn_reseeded(reseeded, f"iteration {n_iter}")
+    return new, lower_bound, bool(reseeded)
+
+
+def best_run(runs: Sequence[EMResult]) -> EMResult:
+    """The run with the highest lower bound; the earliest wins ties (as one-at-a-time restarts keep it)."""
+    best = runs[0]
+    for run in runs[1:]:
+        if run.lower_bound > best.lower_bound:
+            best = run
+    return best
+
+
+def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
+    for k, h in reseeded:
+        warnings.warn(
+            f"component {k} died or collapsed at {when}; re-seeded by splitting component {h} along its "
+            "principal axis (fewer components or a larger reg_covar may suit the data better)",
+            ReseedWarning,
+            stacklevel=3,
+        )
+
+
+def run_em(executor: Executor, X, params: MixtureParams, *, split_every: int, **kwargs) -> EMResult:
+    """EM on ``executor``: :func:`em_steps` driven alone."""
+    return run_steps(executor, X, split_every, em_steps(params, **kwargs))
+
+
+def em_steps(
+    params: MixtureParams,
+    *,
+    tol: float,
+    max_iter: int,
+    reg_covar: float,
+    lower_bound: float = -math.inf,
+    history: Sequence[float] = (),
+    on_iteration: IterationCallback | None = None,
+    dtype: ComputeDType = "float64",
+    warn_reseed: bool = True,
+) -> Steps[EMResult]:
+    """EM from ``params`` until the mean log-likelihood changes by less than ``tol``.
+
+    ``history`` holds the lower bounds of iterations already done from the same
+    start (when resuming), ``lower_bound`` the last of them; iterations continue
+    from ``len(history) + 1`` to ``max_iter``. ``dtype`` is the compute dtype of the
+    E-step (statistics are accumulated in float64 either way). ``warn_reseed=False``
+    re-seeds dead components without a :class:`~dgmm.ReseedWarning`.
+
+    Raises
+    ------
+    FitError
+        The log-likelihood or a parameter became NaN or infinite, or a
+        covariance stopped being positive definite.
+    """
+    lower_bounds = list(history)
+    converged = False
+    n_iter = len(lower_bounds)
+    weight = math.nan
+    for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
+        started = time.perf_counter()
+        previous = lower_bound
+        stats = yield Pass(em_kernel, plan_estep(params, dtype))
+        weight = stats.weight
+        params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter, warn_reseed)
+        lower_bounds.append(lower_bound)
+        change = lower_bound - previous
+        converged = abs(change) < tol and not reseeded
+        if on_iteration is not None:
+            seconds = time.perf_counter() - started
+            on_iteration(
+                IterationReport(n_iter, lower_bound, change, seconds, stats.n_rows, params, tuple(lower_bounds), converged)
+            )
+        if converged:
+            break
+    return EMResult(params, converged, n_iter, lower_bound, lower_bounds, weight)

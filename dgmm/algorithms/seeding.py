@@ -1,0 +1,186 @@
+"""Where the starting centres come from: orchestration of the initialisation passes, no maths.
+
+The maths is in :mod:`dgmm.kernels.kmeans` and :mod:`dgmm.kernels.init`. Every function here is a
+program of :mod:`dgmm.algorithms.steps` (it yields the passes and gathers it needs), so many
+initialisations can share each pass; every pass applies a pure kernel whose
+per-chunk results add with ``+``.
+
+"k-means||" and "kmeans" look at every row::
+
+    0. first centre: one row drawn with the seed (∝ weight among 64 drawn rows
+       when weighted)                                           one small gather
+    1. ``rounds`` k-means|| rounds, each one pass that computes the cost φ of the
+       current candidates AND draws rows with probability min(1, ℓ·w·d²/φ) of
+       that same φ (exact: see dgmm.kernels.kmeans); ℓ = 2K by default    ``rounds`` passes
+    2. weight every candidate by the rows nearest to it           one pass
+    3. recluster the ~1 + ℓ·rounds candidates to K centres on the client
+       (weighted k-means++ then weighted Lloyd, in memory)
+    4. "kmeans" only: Lloyd passes until Σ‖Δc‖² ≤ 1e-4 × the mean per-feature
+       variance (scikit-learn's KMeans tolerance), at most 10    ≤ 10 passes
+
+"k-means++", "random_from_data" and "random" choose from a uniform row sample
+(:func:`dgmm.kernels.init.sample_size` rows; one gather). The caller then makes one
+hard-assignment statistics pass (dgmm.algorithms.em.initial_params).
+
+Weighted data (sample weights, rows dropped by ``nan_policy``) carries the weight as
+one extra column of every chunk (:mod:`dgmm.kernels.weights`), so each kernel sees its
+chunk's rows and weights together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+from ..kernels.init import InitMethod, choose_centres, sample_size
+from ..kernels.kmeans import (
+    CandidateCounts,
+    CandidateSample,
+    LloydStats,
+    centre_shift,
+    choose_weighted_centres,
+    count_nearest,
+    lloyd_chunk,
+    lloyd_update,
+    mean_variance,
+    pick_weighted_row,
+    recluster,
+    sample_candidates,
+)
+from .steps import Gather, Pass, Steps
+from ..kernels.weights import split_weights
+
+DISTRIBUTED_INITS: tuple[str, ...] = ("kmeans", "k-means||")
+ROUNDS = 5
+LLOYD_MAX_ITER = 10
+LLOYD_TOL = 1e-4
+FIRST_CENTRE_DRAWS = 64
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a k-means|| round needs on every worker: candidates (m, d) and the draw's key."""
+
+    candidates: np.ndarray
+    seed: int
+    round: int
+    oversampling: float
+
+
+@dataclass(frozen=True)
+class CentresPlan:
+    """Centres (m, d) for a counting or Lloyd pass."""
+
+    centres: np.ndarray
+
+
+def sampling_kernel(block: np.ndarray, plan: RoundPlan, row_offset: int) -> CandidateSample:
+    X, w = split_weights(block, plan.candidates.shape[1])
+    return sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round, oversampling=plan.oversampling,
+                             row_offset=row_offset, weights=w)
+
+
+def counting_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> CandidateCounts:
+    X, w = split_weights(block, plan.centres.shape[1])
+    return count_nearest(X, plan.centres, w)
+
+
+def lloyd_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> LloydStats:
+    X, w = split_weights(block, plan.centres.shape[1])
+    return lloyd_chunk(X, plan.centres, row_offset, w)
+
+
+def first_centre(shape: tuple[int, int], rng: np.random.Generator, n_features: int) -> Steps[np.ndarray]:
+    """One row (d,) drawn uniformly; weighted: ∝ weight among up to 64 uniformly drawn rows.
+
+    A zero-weight first centre is harmless: it only seeds the distances of round 1,
+    and step 2 gives it weight 0 unless rows lie nearest to it.
+    """
+    n = shape[0]
+    if shape[1] == n_features:
+        return (yield Gather(rng.integers(n, size=1)))[0]
+    drawn = yield Gather(rng.choice(n, size=min(n, FIRST_CENTRE_DRAWS), replace=False))
+    rows, w = split_weights(drawn, n_features)
+    return pick_weighted_row(rows, w, rng)
+
+
+def kmeans_parallel(
+    shape: tuple[int, int],
+    n_components: int,
+    seed: int,
+    *,
+    n_features: int,
+    rounds: int = ROUNDS,
+    oversampling: float | None = None,
+) -> Steps[np.ndarray]:
+    """k-means|| centres (K, d): one small gather, then ``rounds + 1`` passes over data of ``shape``.
+
+    The data has ``n_features`` columns, plus one of row weights when weighted. Rounds stop
+    early once the candidates cost nothing (every row lies on one).
+    """
+    rng = np.random.default_rng(seed)
+    ell = float(oversampling if oversampling is not None else 2 * n_components)
+    # 0. a first candidate
+    candidates = (yield from first_centre(shape, rng, n_features))[None, :]
+    # 1. rounds of exact oversampling, one pass each
+    for r in range(1, rounds + 1):
+        drawn = yield Pass(sampling_kernel, RoundPlan(candidates, seed, r, ell))
+        candidates = np.concatenate([candidates, drawn.rows])
+        if drawn.cost <= 0.0:
+            break
+    # 2. candidate weights, one pass
+    counts = yield Pass(counting_kernel, CentresPlan(candidates))
+    if not counts.weights.sum() > 0:
+        raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or sample "
+                        "weight 0); check the input or nan_policy")
+    # 3. recluster in memory
+    return recluster(candidates, counts.weights, n_components, rng)
+
+
+def lloyd(centres: np.ndarray, *, max_iter: int = LLOYD_MAX_ITER, tol: float = LLOYD_TOL) -> Steps[tuple[np.ndarray, int]]:
+    """Distributed Lloyd iterations from ``centres`` (K, d), one pass each; returns (centres, passes).
+
+    Stops when ``Σ_k ‖Δc_k‖² ≤ tol ×`` the mean per-feature variance of the data (from
+    the first pass). An empty cluster moves to the row farthest from its centre.
+    """
+    threshold = None
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        stats = yield Pass(lloyd_kernel, CentresPlan(centres))
+        if threshold is None:
+            threshold = tol * mean_variance(stats, centres)
+        new = lloyd_update(stats, centres)
+        shift = centre_shift(new, centres)
+        centres = new
+        if shift <= threshold:
+            break
+    return centres, n_iter
+
+
+def initial_centres(
+    shape: tuple[int, int],
+    *,
+    n_components: int,
+    n_features: int,
+    method: InitMethod,
+    seed: int,
+) -> Steps[np.ndarray]:
+    """K starting centres (K, d) by ``method``; see the module docstring for the passes.
+
+    The data has ``shape``: ``n_features`` columns, plus one of row weights when weighted.
+    """
+    if method in DISTRIBUTED_INITS:
+        centres = yield from kmeans_parallel(shape, n_components, seed, n_features=n_features)
+        if method == "kmeans":
+            centres = (yield from lloyd(centres))[0]
+        return centres
+    rng = np.random.default_rng(seed)
+    n_rows = shape[0]
+    if shape[1] == n_features:
+        indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, method), replace=False)
+        return choose_centres((yield Gather(indices)), n_components, method, rng)
+    indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, "k-means++"), replace=False)
+    rows, w = split_weights((yield Gather(indices)), n_features)
+    return choose_weighted_centres(rows, w, n_components, method, rng)

@@ -1,0 +1,224 @@
+"""Turn what users pass to ``fit``/``predict`` into a row-chunked Dask array of float64.
+
+Accepted: NumPy arrays (and array-likes), pandas DataFrames, Dask arrays, Dask
+DataFrames, and Parquet paths (a str / PathLike or a list of them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from ..execution.executor import IN_MEMORY_CHUNK_ROWS, InputKind
+from .parquet import NanPolicy, ParquetDataset, is_path_input
+from ..kernels.weights import NAN_POLICIES, attach_weights, check_finite_block
+
+
+@dataclass
+class Input:
+    """Validated input.
+
+    Attributes
+    ----------
+    kind : "numpy" (in memory), "dask" or "parquet"
+    feature_names : column names, or None when the input has none
+    values : the NumPy array (n, d [+ 1]) itself for in-memory input, else None
+    lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
+    weighted : the last column holds row weights (sample weights, 0 for rows dropped by
+        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.stats.split_weights`
+    """
+
+    kind: InputKind
+    feature_names: np.ndarray | None
+    values: np.ndarray | None = None
+    lazy: Any = None
+    dataset: ParquetDataset | None = None
+    chunk_rows: int = IN_MEMORY_CHUNK_ROWS
+    weighted: bool = False
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
+        if self.dataset is not None:
+            return self.dataset.fingerprint()
+        if self.values is not None:
+            digest = hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest()
+            return {"sha256": digest, "shape": list(self.values.shape)}
+        return {"dask_name": self.lazy.name, "shape": list(self.lazy.shape)}
+
+    @property
+    def array(self):
+        """The data as a Dask array (built on first use for in-memory input)."""
+        if self.lazy is None:
+            import dask.array as da
+
+            self.lazy = da.from_array(self.values, chunks=(self.chunk_rows, self.values.shape[1]), name=False)
+        return self.lazy
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.values.shape if self.values is not None else self.lazy.shape)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.shape[1]) - self.weighted
+
+
+def _names(columns) -> np.ndarray | None:
+    names = list(columns)
+    if names and all(isinstance(c, str) for c in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def _is_number(dtype) -> bool:
+    try:
+        return np.dtype(dtype).kind in "iuf"
+    except TypeError:  # pandas extension dtypes (strings, categories, nullable)
+        return False
+
+
+def _check_numeric_frame(dtypes, where: str) -> None:
+    for name, dtype in dtypes.items():
+        if not _is_number(dtype):
+            raise DataError(f"{where}: column {name!r} has dtype {dtype}, not a number; select numeric columns")
+
+
+def _check_2d(shape: tuple, what: str) -> None:
+    if len(shape) != 2:
+        raise DataError(
+            f"expected a 2-D {what} of shape (n_samples, n_features), got shape {shape}; "
+            "reshape 1-D data with X.reshape(-1, 1)"
+        )
+
+
+def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
+    """A Dask block, refused if it holds NaN or infinities (named by global row).
+
+    Parquet chunks are checked by the reader and NumPy input up front, so passes and
+    scoring never check again; a cached (persisted) array is checked once.
+    """
+    check_finite_block(block, block_info[0]["array-location"][0][0] if block_info else 0)
+    return block
+
+
+def _weighted_block(block: np.ndarray, weights: np.ndarray | None = None, nan_policy: NanPolicy = "raise",
+                    block_info=None) -> np.ndarray:
+    """:func:`attach_weights` on one Dask block (``weights`` of shape (n, 1) or None)."""
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    return attach_weights(block, None if weights is None else weights[:, 0], nan_policy, offset)
+
+
+def _weight_vector(sample_weight: Any, n_rows: int):
+    """A 1-D NumPy or Dask array of ``n_rows`` weights."""
+    if type(sample_weight).__module__.split(".")[0] in ("dask", "dask_expr"):
+        weights = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") else sample_weight
+    else:
+        try:
+            weights = np.asarray(sample_weight, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"sample_weight is not numeric: {exc}") from None
+    if weights.ndim != 1 or weights.shape[0] != n_rows:
+        raise DataError(f"sample_weight has shape {weights.shape}; expected ({n_rows},), one weight per row")
+    return weights
+
+
+def _frame_weights(X: Any, sample_weight: Any) -> tuple[Any, Any]:
+    """A column name as ``sample_weight`` of a DataFrame: that column, removed from the features."""
+    if isinstance(sample_weight, str) and hasattr(X, "columns"):
+        if sample_weight not in X.columns:
+            raise DataError(f"weight column {sample_weight!r} not found; columns are {', '.join(map(str, X.columns))}")
+        return X.drop(columns=[sample_weight]), X[sample_weight]
+    if isinstance(sample_weight, str):
+        raise DataError("sample_weight as a column name needs Parquet or DataFrame input; give an array of weights")
+    return X, sample_weight
+
+
+def as_input(
+    X: Any,
+    columns: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    sample_weight: Any = None,
+    nan_policy: NanPolicy = "raise",
+    storage_options: dict | None = None,
+) -> Input:
+    """Validate and convert ``X``.
+
+    ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes; ``sample_weight``
+    is an array of per-row weights or, for Parquet and DataFrames, the name of a weight
+    column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
+    ``storage_options`` are fsspec's options for Parquet paths given as URLs.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+    if isinstance(X, ParquetDataset) or is_path_input(X):
+        column = sample_weight if isinstance(sample_weight, str) else None
+        if isinstance(X, ParquetDataset):  # opened already: reopened only to change how rows are weighted
+            column = column or (X.weight_column if sample_weight is None else None)
+            dataset = X
+            if (column, nan_policy) != (X.weight_column, X.nan_policy):
+                dataset = ParquetDataset.open(list(X.files), list(X.columns), X.chunk_rows, column, nan_policy,
+                                              X.storage_options)
+        else:
+            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options)
+        data = Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset,
+                     weighted=dataset.weighted)
+        return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
+    if columns is not None:
+        raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
+    X, sample_weight = _frame_weights(X, sample_weight)
+    weighted = sample_weight is not None or nan_policy == "drop"
+    module = type(X).__module__.split(".")[0]
+    if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
+        _check_numeric_frame(X.dtypes, "DataFrame")
+        values, names = X.to_numpy(dtype=np.float64), _names(X.columns)
+    elif module in ("dask", "dask_expr"):
+        if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
+            _check_numeric_frame(X.dtypes, "Dask DataFrame")
+            names = _names(X.columns)
+            X = X.to_dask_array(lengths=True)
+        else:
+            names = None
+        _check_2d(X.shape, "Dask array")
+        X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
+        if not weighted:
+            return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
+        return _with_weight_array(Input("dask", names, lazy=X), sample_weight, nan_policy)
+    else:
+        try:
+            values, names = np.asarray(X, dtype=np.float64), None
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
+    _check_2d(values.shape, "array")
+    if values.shape[0] == 0 or values.shape[1] == 0:
+        raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
+    if weighted:
+        weights = None if sample_weight is None else np.asarray(_weight_vector(sample_weight, values.shape[0]))
+        values = attach_weights(values, weights, nan_policy)
+    else:
+        check_finite_block(values, 0)
+    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
+
+
+def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:
+    """Attach an array of weights to lazy input, chunk for chunk (features checked on the way)."""
+    import dask.array as da
+
+    X = data.lazy
+    weights = None
+    if sample_weight is not None:
+        weights = da.asarray(_weight_vector(sample_weight, X.shape[0])).astype(np.float64)
+        weights = weights.rechunk((X.chunks[0],))[:, None]
+    if data.weighted:  # Parquet read with nan_policy="drop": its rows of weight 0 stay dropped
+        X, kept = X[:, :-1], X[:, -1:]
+        weights = kept if weights is None else da.where(kept > 0, weights, 0.0)
+    lazy = da.map_blocks(_weighted_block, X, weights, nan_policy=nan_policy, dtype=np.float64,
+                         chunks=(X.chunks[0], (X.shape[1] + 1,)))
+    return Input(data.kind, data.feature_names, lazy=lazy, dataset=data.dataset, weighted=True)

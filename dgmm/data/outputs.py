@@ -1,0 +1,114 @@
+"""Writing results as Parquet: streamed row group by row group, published atomically.
+
+Outputs are published by :mod:`dgmm.data.publish`: written whole under a temporary name, then
+made visible at once, never over a file this run did not create unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..kernels import posterior
+from ..errors import DataError
+from .parquet import ParquetDataset, PathLike, read_row_group, read_table
+from .sources import open_input, storage_error
+from .publish import check_destination, published
+from ..kernels.weights import split_weights
+
+__all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "write_table"]
+
+
+@contextlib.contextmanager
+def atomic_parquet_writer(dest: PathLike, schema: pa.Schema, overwrite: bool = False,
+                          storage_options: dict | None = None) -> Iterator[pq.ParquetWriter]:
+    """A ParquetWriter whose file is published at ``dest`` only on success (:func:`dgmm.data.publish.published`)."""
+    with published(dest, overwrite, storage_options) as file, pq.ParquetWriter(file, schema) as writer:
+        yield writer
+
+
+def write_table(table: pa.Table, dest: PathLike, overwrite: bool = False, row_group_size: int = 65_536,
+                storage_options: dict | None = None) -> None:
+    """Write one table atomically (``dest`` a path or an fsspec URL)."""
+    with atomic_parquet_writer(dest, table.schema, overwrite, storage_options) as writer:
+        writer.write_table(table, row_group_size=row_group_size)
+
+
+def predict_to_parquet(
+    model,
+    source: PathLike | Sequence[PathLike],
+    dest: PathLike,
+    *,
+    proba: bool = False,
+    log_likelihood: bool = False,
+    keep_columns: Sequence[str] = (),
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> int:
+    """Label every row of a Parquet input and write the labels, in input order.
+
+    Output columns: ``keep_columns`` copied from the input (e.g. ids), ``component``
+    (int64, as ``predict``), with ``proba`` ``proba_0 … proba_{K-1}`` (as
+    ``predict_proba``), with ``log_likelihood`` the column ``log_likelihood`` (as
+    ``score_samples``). Memory holds one row group at a time. With the model's
+    ``nan_policy="drop"``, rows holding nulls or NaN get null in every output column.
+    ``dest`` may be an fsspec URL; ``storage_options`` (default: the model's) serve the input
+    and the output. An existing ``dest`` is never replaced unless ``overwrite``.
+
+    Returns
+    -------
+    n_rows : rows written
+    """
+    names = getattr(model, "feature_names_in_", None)
+    nan_policy = getattr(model, "nan_policy", "raise")
+    options = storage_options if storage_options is not None else getattr(model, "storage_options", None)
+    check_destination(dest, overwrite, options)  # before reading a byte: the publish checks again
+    dataset = ParquetDataset.open(source, list(names) if names is not None else None, nan_policy=nan_policy,
+                                  storage_options=options)
+    if len(dataset.columns) != model.n_features_in_:
+        raise DataError(
+            f"{dataset.files[0]}: input has {len(dataset.columns)} feature columns, the model expects {model.n_features_in_}"
+        )
+    keep = list(keep_columns)
+    schemas = [_schema(f, options) for f in dataset.files] if keep else []
+    for f, schema in zip(dataset.files, schemas):
+        for name in keep:
+            if name not in schema.names:
+                raise DataError(f"{f}: column {name!r} (from --keep-columns) not found; columns are "
+                                f"{', '.join(schema.names)}")
+    params = model._params()
+    fields = [schemas[0].field(n) for n in keep] + [pa.field("component", pa.int64())]
+    fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
+    fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []
+    n_rows = 0
+    with atomic_parquet_writer(dest, pa.schema(fields), overwrite, options) as writer:
+        for rg in dataset.row_groups:
+            X, weights = split_weights(read_row_group(rg, dataset.columns, nan_policy=nan_policy), len(dataset.columns))
+            dropped = None if weights is None else weights == 0
+            columns = {}
+            if keep:
+                kept = read_table(rg, keep)
+                columns.update({n: kept.column(n) for n in keep})
+            log_norm, log_resp = posterior.log_responsibilities(X, params)
+            columns["component"] = pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)
+            if proba:
+                resp = np.exp(log_resp)
+                columns.update({f"proba_{k}": pa.array(resp[:, k], mask=dropped) for k in range(params.n_components)})
+            if log_likelihood:
+                columns["log_likelihood"] = pa.array(log_norm, mask=dropped)
+            writer.write_table(pa.table(columns, schema=writer.schema))
+            n_rows += X.shape[0]
+    return n_rows
+
+
+def _schema(path: str, storage_options: dict | None) -> pa.Schema:
+    """The Arrow schema of one Parquet file, read through fsspec for URLs."""
+    try:
+        with open_input(path, storage_options) as handle:
+            return pq.read_schema(handle)
+    except (OSError, pa.ArrowException) as exc:
+        raise storage_error(path, exc) or DataError(f"{path}: not a readable Parquet file ({exc})") from None

@@ -1,0 +1,384 @@
+"""Parquet -> Dask array of float64, one chunk per row group, sizes from metadata.
+
+Only file footers are read when the array is built: the row counts, the schema
+and the null counts come from the Parquet metadata. The data is read inside the
+tasks, where NaN and infinities are caught and reported with the file, the
+column and the row.
+
+Files written by other tools are read as written or refused: pandas index columns are
+never default features, duplicate column names are refused, and 64-bit integers that
+float64 cannot hold exactly and values beyond MAX_MAGNITUDE (1e100) are refused (from the
+footer statistics when present, else when the row group is read): see :mod:`dgmm.data.parquet_checks`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from .parquet_checks import (EXACT_INT_LIMIT, NanPolicy, check_columns, check_duplicates, check_exact_integers,
+                             check_not_index, check_null_counts, check_values, is_wide_int, null_message,
+                             pandas_index_columns)  # fmt: skip
+from ..kernels.weights import MAX_MAGNITUDE, NAN_POLICIES, within_range
+from .sources import (PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
+                      storage_error)
+
+
+__all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
+
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one file: the unit a chunk is read from."""
+
+    path: str
+    index: int
+    n_rows: int
+    partitions: tuple[tuple[str, str], ...] = ()
+    # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+
+
+def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
+                        weight_column: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse, from the footer statistics, what reading would refuse later on a worker: 64-bit integers
+    float64 cannot hold exactly, and values beyond MAX_MAGNITUDE.
+
+    Only when the statistics show such a value is that column of that row group read, to name the first row.
+    """
+    wanted = {name for name in columns if name in schema.names}
+    for rg in range(metadata.num_row_groups) if wanted else ():
+        row_group = metadata.row_group(rg)
+        for j in range(row_group.num_columns):
+            column = row_group.column(j)
+            name, stats = column.path_in_schema, column.statistics
+            if name not in wanted or stats is None or not stats.has_min_max:
+                continue
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (stats.min, stats.max)):
+                continue  # e.g. float16 statistics come as bytes: checked on read
+            field_type = schema.field(name).type
+            limit = EXACT_INT_LIMIT if is_wide_int(field_type) else MAX_MAGNITUDE
+            if not (-limit <= stats.min and stats.max <= limit):  # NaN statistics say nothing: checked on read
+                if isinstance(stats.min, float) and not (np.isfinite(stats.min) and np.isfinite(stats.max)):
+                    continue
+                group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options)
+                if is_wide_int(field_type):
+                    check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
+                else:
+                    check_values(group, name, read_table(group, [name]).column(name).to_numpy(), "drop",
+                                  name == weight_column)
+
+
+@dataclass(frozen=True)
+class ParquetDataset:
+    """Validated Parquet input: its files, row groups, selected feature columns and how rows are weighted.
+
+    With a ``weight_column`` or ``nan_policy="drop"`` the data is *weighted*: chunks carry
+    one more column, the row weight (see :func:`read_row_group`).
+    """
+
+    files: tuple[str, ...]
+    row_groups: tuple[RowGroup, ...]
+    columns: tuple[str, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return sum(rg.n_rows for rg in self.row_groups)
+
+    chunk_rows: int | None = None
+    weight_column: str | None = None
+    nan_policy: NanPolicy = "raise"
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def weighted(self) -> bool:
+        """Whether chunks carry a last column of row weights."""
+        return self.weight_column is not None or self.nan_policy == "drop"
+
+    @classmethod
+    def open(
+        cls,
+        path: PathLike | Sequence[PathLike],
+        columns: Sequence[str] | None = None,
+        chunk_rows: int | None = None,
+        weight_column: str | None = None,
+        nan_policy: NanPolicy = "raise",
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> "ParquetDataset":
+        """Find the files, read their footers and check the selected columns.
+
+        ``chunk_rows`` splits row groups larger than it into several chunks (each
+        chunk task still decodes its whole row group, then keeps its slice).
+        ``weight_column`` names a numeric column of per-row weights (never a feature);
+        ``nan_policy="drop"`` skips rows with nulls or NaN instead of refusing them.
+        ``storage_options`` are fsspec's options for URL paths (credentials, ``endpoint_url``),
+        used for every read, on the workers too.
+        """
+        sources = find_parquet_files(path, storage_options)
+        selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
+        if chunk_rows is not None and chunk_rows < 1:
+            raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
+        if nan_policy not in NAN_POLICIES:
+            raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+        if weight_column is not None and selected is not None and weight_column in selected:
+            raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
+        row_groups: list[RowGroup] = []
+        first: tuple[str, pa.Schema] | None = None
+        for source in sources:
+            try:
+                with open_input(source.path, storage_options) as handle:
+                    metadata = pq.read_metadata(handle)
+            except (OSError, pa.ArrowException) as exc:
+                raise storage_error(source.path, exc) or DataError(
+                    f"{source.path}: not a readable Parquet file ({exc})") from None
+            schema = metadata.schema.to_arrow_schema()
+            index = pandas_index_columns(metadata, schema)
+            if selected is None:
+                selected = [name for name in schema.names if name != weight_column and name not in index]
+            if not selected:
+                raise DataError(f"{source.path}: no columns selected")
+            wanted = selected + ([weight_column] if weight_column else [])
+            check_duplicates(source.path, schema, None if columns is None else wanted)
+            check_columns(source, schema, wanted, first)
+            if columns is None and first is not None:
+                check_not_index(source.path, index, selected, first)
+            if nan_policy == "raise":
+                check_null_counts(source.path, metadata, wanted, weight_column)
+            _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options)
+            first = first or (source.path, schema)
+            row_groups.extend(
+                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options)
+                for i in range(metadata.num_row_groups)
+                if metadata.row_group(i).num_rows > 0
+            )
+        if not row_groups:
+            raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
+        return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows, weight_column,
+                   nan_policy, storage_options)
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Rows per chunk: one chunk per row group, split at ``chunk_rows``."""
+        sizes = []
+        for rg in self.row_groups:
+            step = self.chunk_rows or rg.n_rows
+            sizes.extend(min(step, rg.n_rows - start) for start in range(0, rg.n_rows, step))
+        return tuple(sizes)
+
+    def fingerprint(self) -> dict:
+        """What identifies this input: files with sizes, row counts and footer hashes, and the columns."""
+        return copy.deepcopy(self._fingerprint)
+
+    @functools.cached_property
+    def _fingerprint(self) -> dict:
+        # Reads each file's tail once per dataset; to_dask, checkpoints and model files share it.
+        rows: dict[str, int] = {}
+        for rg in self.row_groups:
+            rows[rg.path] = rows.get(rg.path, 0) + rg.n_rows
+        return {
+            "files": [
+                {
+                    "path": f if "://" in f else os.path.abspath(f),
+                    "bytes": file_size(f, self.storage_options),
+                    "rows": rows.get(f, 0),
+                    "footer_sha256": hashlib.sha256(read_tail(f, 65_536, self.storage_options)).hexdigest(),
+                }
+                for f in self.files
+            ],
+            "columns": list(self.columns),
+            "n_rows": self.n_rows,
+            **({"weight_column": self.weight_column} if self.weight_column else {}),
+        }
+
+    def summary(self) -> dict:
+        """What model files record of their input: counts, columns and one digest of every file's fingerprint."""
+        fingerprint = self._fingerprint
+        files = fingerprint["files"]
+        digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+        return {"n_files": len(files), "first_file": files[0]["path"], "files_sha256": digest,
+                "n_rows": fingerprint["n_rows"], "columns": list(fingerprint["columns"]),
+                **({"weight_column": self.weight_column} if self.weight_column else {})}
+
+    def to_dask(self):
+        """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group."""
+        import dask.array as da
+        from dask.base import tokenize
+
+        stamps = self._fingerprint
+        source = RowGroupReader(self.row_groups, self.columns, self.weight_column, self.nan_policy)
+        return da.from_array(
+            source,
+            chunks=(self.chunks, (source.shape[1],)),
+            name="parquet-" + tokenize(stamps, self.row_groups, self.columns, self.chunks, self.weight_column,
+                                       self.nan_policy),
+            meta=np.empty((0, 0), dtype=np.float64),
+            asarray=False,
+            lock=False,
+            fancy=False,
+            inline_array=False,
+        )
+
+
+def read_row_group(
+    row_group: RowGroup,
+    columns: Sequence[str],
+    weight_column: str | None = None,
+    nan_policy: NanPolicy = "raise",
+) -> np.ndarray:
+    """Read one row group as float64.
+
+    Infinite values, negative weights, values beyond MAX_MAGNITUDE and 64-bit integers beyond
+    2**53 in magnitude (float64 cannot hold them exactly) are always refused. Nulls and NaN are refused with
+    ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
+
+    Returns
+    -------
+    ndarray of shape (n, d), or (n, d + 1) when weighted (a ``weight_column`` or
+    ``nan_policy="drop"``): the last column is the row weight (1 without a weight column).
+    """
+    partitions = dict(row_group.partitions)
+    in_file = [c for c in columns if c not in partitions] + ([weight_column] if weight_column else [])
+    table = read_table(row_group, in_file)
+    weighted = weight_column is not None or nan_policy == "drop"
+    d = len(columns)
+    names = [*columns, weight_column] if weight_column else list(columns)
+    values: list[np.ndarray | float] = []
+    for j, name in enumerate(names):
+        if name in partitions and j < d:
+            values.append(float(partitions[name]))
+            continue
+        column = table.column(name)
+        if column.null_count and nan_policy == "raise":
+            raise DataError(null_message(row_group.path, name, column.null_count, row_group.index, j == d))
+        if is_wide_int(column.type):
+            check_exact_integers(row_group, name, column, is_weight=j == d)
+        if column.type != pa.float64():
+            column = column.cast(pa.float64())
+        values.append(_as_numpy(column.fill_null(np.nan) if column.null_count else column))
+    out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
+    _fill_columns(out, values)
+    if weighted and weight_column is None:
+        out[:, d] = 1.0
+    if within_range(out[:, : len(names)]) and (weight_column is None or (out[:, d] >= 0).all()):
+        return out
+    dropped = np.zeros(row_group.n_rows, dtype=bool)
+    for j, name in enumerate(names):
+        if not isinstance(values[j], float):
+            check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
+            if nan_policy == "drop":
+                dropped |= np.isnan(out[:, j])
+    out[dropped] = 0.0
+    return out
+
+
+def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
+    """The named file columns of one row group, as Arrow; a file changed or removed since it was opened is a DataError."""
+    try:
+        with open_input(row_group.path, row_group.storage_options) as handle:
+            table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=names)
+    except (OSError, pa.ArrowException, IndexError) as exc:
+        trouble = storage_error(row_group.path, exc)
+        if trouble is not None:
+            raise trouble from None
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise DataError(
+            f"{row_group.path}: cannot read row group {row_group.index} ({reason}); the input was removed or "
+            "changed while in use: restore it and run again (a fit with a checkpoint can --resume)"
+        ) from None
+    if table.num_rows != row_group.n_rows:
+        raise DataError(
+            f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
+            f"{row_group.n_rows}; the input changed while in use: restore it and run again"
+        )
+    return table
+
+
+def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A float64 column without nulls as an ndarray of shape (n,), each chunk's buffer viewed, not copied.
+
+    Not ``to_numpy()``: pyarrow imports pandas for it, ~65 MiB more in every worker process.
+    """
+    parts = [np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=8 * chunk.offset)
+             if len(chunk) else np.empty(0) for chunk in column.chunks]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
+
+
+def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows: int = 4096) -> None:
+    """``out[:, j] = values[j]`` for each column, a block of rows at a time so the rows written stay in cache.
+
+    out : (n, ≥ len(values)) C-ordered; values : arrays of shape (n,) or scalars.
+    """
+    for start in range(0, out.shape[0], block_rows):
+        stop = start + block_rows
+        for j, value in enumerate(values):
+            out[start:stop, j] = value if isinstance(value, float) else value[start:stop]
+
+
+class RowGroupReader:
+    """Array-like over row groups for ``dask.array.from_array``; slices align with chunks."""
+
+    def __init__(self, row_groups: Sequence[RowGroup], columns: Sequence[str], weight_column: str | None = None,
+                 nan_policy: NanPolicy = "raise"):
+        self.row_groups = tuple(row_groups)
+        self.columns = tuple(columns)
+        self.weight_column = weight_column
+        self.nan_policy = nan_policy
+        self.starts = np.cumsum([0] + [rg.n_rows for rg in self.row_groups])
+        weighted = weight_column is not None or nan_policy == "drop"
+        self.shape = (int(self.starts[-1]), len(self.columns) + weighted)
+        self.dtype = np.dtype(np.float64)
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        start, stop, _ = rows.indices(self.shape[0])
+        first = int(np.searchsorted(self.starts, start, side="right")) - 1
+        pieces = []
+        i = first
+        while i < len(self.row_groups) and self.starts[i] < stop:
+            block = read_row_group(self.row_groups[i], self.columns, self.weight_column, self.nan_policy)
+            lo = max(start - self.starts[i], 0)
+            hi = min(stop, self.starts[i + 1]) - self.starts[i]
+            pieces.append(block[lo:hi])
+            i += 1
+        data = np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
+        return data[:, cols]
+
+
+def read_parquet(
+    path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+):
+    """Read Parquet data as a Dask array of float64 features.
+
+    Parameters
+    ----------
+    path : a file, a directory (searched recursively; ``key=value`` folders are hive
+        partitions), a glob, an fsspec URL, or a list of those
+    columns : feature columns (partition keys only when named here); all file columns when None
+    chunk_rows : split row groups larger than this into several chunks
+    storage_options : fsspec options for URL paths (credentials, ``endpoint_url``, ...)
+
+    Returns
+    -------
+    dask.array.Array of shape (n_rows, n_columns), one chunk per non-empty row group (or per
+    ``chunk_rows`` slice of it)
+
+    Raises
+    ------
+    DataError
+        Missing file or column, non-numeric column, nulls recorded in the metadata.
+        NaN and infinities raise the same error when the chunk is computed.
+    """
+    return ParquetDataset.open(path, columns, chunk_rows, storage_options=storage_options).to_dask()

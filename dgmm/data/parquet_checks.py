@@ -1,0 +1,173 @@
+"""Checks of Parquet input, each one line naming file, column, row group and row: the footers
+(columns and their types, duplicate names, pandas index columns, null counts) and the values of a
+row group as read (NaN, infinities, magnitudes beyond MAX_MAGNITUDE, 64-bit integers float64
+cannot hold exactly). Pure pyarrow and NumPy; :mod:`dgmm.data.parquet` calls them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import DataError
+from ..kernels.weights import MAX_MAGNITUDE, too_large_message
+
+if TYPE_CHECKING:
+    from .parquet import RowGroup
+    from .sources import SourceFile
+
+NanPolicy = Literal["raise", "drop"]
+
+# float64 holds every integer of magnitude <= 2**53 exactly, and not all beyond it.
+EXACT_INT_LIMIT = 2**53
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
+def is_number(field_type: pa.DataType) -> bool:
+    return pa.types.is_integer(field_type) or pa.types.is_floating(field_type)
+
+
+def is_wide_int(field_type: pa.DataType) -> bool:
+    """64-bit integers: the only integer types float64 cannot always hold exactly."""
+    return pa.types.is_int64(field_type) or pa.types.is_uint64(field_type)
+
+
+def pandas_index_columns(metadata: pq.FileMetaData, schema: pa.Schema) -> frozenset[str]:
+    """Columns pandas stored its index in: ``__index_level_N__``, or named in its ``index_columns`` metadata.
+
+    A RangeIndex is recorded as a dict and not stored, so only string entries name columns.
+    """
+    names = {name for name in schema.names if _PANDAS_INDEX.fullmatch(name)}
+    raw = (metadata.metadata or {}).get(b"pandas")
+    try:
+        index = json.loads(raw)["index_columns"] if raw else []
+    except (ValueError, KeyError, TypeError):
+        index = []  # metadata pandas did not write: nothing to learn from it
+    if isinstance(index, list):
+        names.update(name for name in index if isinstance(name, str) and name in schema.names)
+    return frozenset(names)
+
+
+def check_duplicates(path: str, schema: pa.Schema, wanted: list[str] | None) -> None:
+    """No selected column (any column when ``wanted`` is None) appears twice in the file."""
+    for name in dict.fromkeys(schema.names if wanted is None else wanted):
+        count = schema.names.count(name)
+        if count > 1:
+            raise DataError(
+                f"{path}: column {name!r} appears {count} times in the file; rename the duplicate column, "
+                "e.g. with pyarrow: table.rename_columns([...]), and write the file again"
+            )
+
+
+def check_not_index(path: str, index: frozenset[str], selected: list[str], first: tuple[str, pa.Schema]) -> None:
+    """A default feature taken from the first file is not the pandas index of a later file."""
+    for name in selected:
+        if name in index:
+            raise DataError(
+                f"{path}: column {name!r} is the pandas index in this file but a feature in {first[0]}; "
+                "name the feature columns with columns=[...]"
+            )
+
+
+def check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None) -> None:
+    """Every selected column is a numeric column of the file or a numeric partition key."""
+    partitions = dict(source.partitions)
+    for name in columns:
+        if name in schema.names:
+            field_type = schema.field(name).type
+            if not is_number(field_type):
+                known = first is not None and name in first[1].names
+                other = f" (it is {first[1].field(first[1].names.index(name)).type} in {first[0]})" if known else ""
+                raise DataError(
+                    f"{source.path}: column {name!r} has type {field_type}, not a number{other}; "
+                    "select numeric feature columns with columns=[...]"
+                )
+        elif name in partitions:
+            try:
+                float(partitions[name])
+            except ValueError:
+                raise DataError(
+                    f"{source.path}: partition key {name!r} has value {partitions[name]!r}, not a number; "
+                    "leave it out of columns=[...]"
+                ) from None
+        elif first is not None and name in first[1].names:
+            raise DataError(
+                f"schemas disagree: column {name!r} is in {first[0]} but not in {source.path}; "
+                "select columns every file has, or fix the data set"
+            )
+        else:
+            raise DataError(f"{source.path}: column {name!r} not found; columns are {', '.join(schema.names)}")
+
+
+def check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str], weight_column: str | None) -> None:
+    arrow_schema = metadata.schema.to_arrow_schema()
+    for rg in range(metadata.num_row_groups):
+        row_group = metadata.row_group(rg)
+        for j in range(row_group.num_columns):
+            column = row_group.column(j)
+            name = column.path_in_schema
+            if name not in columns or name not in arrow_schema.names:
+                continue
+            stats = column.statistics
+            if stats is not None and stats.has_null_count and stats.null_count > 0:
+                raise DataError(null_message(path, name, stats.null_count, rg, name == weight_column))
+
+
+def null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
+    if is_weight:
+        return (f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
+                "give every row a weight, or pass nan_policy='drop' to skip those rows")
+    return (f"{path}: column {name!r} has {count} null values in row group {row_group}; "
+            "drop or impute them before fitting, or pass nan_policy='drop' (--nan-policy drop) to skip those rows")
+
+
+def check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArray, is_weight: bool) -> None:
+    """Refuse a 64-bit integer column holding values beyond 2**53 in magnitude, naming the first one.
+
+    column : (n,) int64 or uint64. One min/max pass when the values fit; the row is looked for only when not.
+    """
+    bounds = pc.min_max(column).as_py()
+    if bounds["min"] is None or (bounds["min"] >= -EXACT_INT_LIMIT and bounds["max"] <= EXACT_INT_LIMIT):
+        return
+    values = column.fill_null(0).to_numpy()
+    bad = values > EXACT_INT_LIMIT
+    if pa.types.is_int64(column.type):
+        bad |= values < -EXACT_INT_LIMIT
+    row = int(np.argmax(bad))
+    what = "weight column" if is_weight else "column"
+    fix = "" if is_weight else ", or leave it out of columns=[...]"
+    raise DataError(
+        f"{row_group.path}: {what} {name!r} ({column.type}) has {int(bad.sum())} integers beyond 2**53 in magnitude "
+        f"in row group {row_group.index} (first: row {row} of the group, value {values[row]}); float64 cannot hold "
+        f"them exactly: cast the column to float64 yourself if rounding is acceptable{fix}"
+    )
+
+
+def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy: NanPolicy, is_weight: bool) -> None:
+    """Refuse infinities, negative weights, values beyond MAX_MAGNITUDE, and NaN unless they are dropped."""
+    huge = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
+    if huge.any():
+        row = int(np.argmax(huge))
+        raise DataError(too_large_message(f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} "
+                                          f"in row group {row_group.index}, row {row} of the group,", values[row]))
+    bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
+    if is_weight:
+        bad |= values < 0
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    where = f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} has {int(bad.sum())}"
+    first = f"in row group {row_group.index} (first: row {row} of the group, value {values[row]})"
+    if is_weight:
+        raise DataError(f"{where} negative, NaN or infinite weights {first}; weights must be finite and >= 0")
+    if nan_policy == "drop":
+        raise DataError(f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
+                        "replace or remove infinities before fitting")
+    raise DataError(f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
+                    "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN")

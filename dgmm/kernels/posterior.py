@@ -1,0 +1,55 @@
+"""Posterior quantities of a mixture for a block of rows (pure NumPy).
+
+All functions take ``X`` of shape (n, d) and :class:`~dgmm.kernels.params.MixtureParams`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .gaussian import log_gaussian_prob
+from .params import MixtureParams
+
+
+def logsumexp_rows(a: np.ndarray) -> np.ndarray:
+    """``log Σ_k exp(a_nk)`` per row, shape (n,), stable for any finite or -inf entries."""
+    peak = np.max(a, axis=1)
+    peak[~np.isfinite(peak)] = 0.0
+    with np.errstate(under="ignore", divide="ignore"):
+        return np.log(np.sum(np.exp(a - peak[:, None]), axis=1)) + peak
+
+
+def weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log π_k + log N(x_n | μ_k, Σ_k)``, shape (n, K)."""
+    log_prob = log_gaussian_prob(X, params.means, params.precisions_cholesky, params.covariance_type)
+    with np.errstate(divide="ignore"):
+        return log_prob + np.log(params.weights)
+
+
+def log_responsibilities(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Log-sum-exp normalised E-step.
+
+    Returns
+    -------
+    log_prob_norm : ndarray of shape (n,), ``log p(x_n | θ)``
+    log_resp : ndarray of shape (n, K), ``log γ_nk``
+    """
+    weighted = weighted_log_prob(X, params)
+    log_prob_norm = logsumexp_rows(weighted)
+    with np.errstate(under="ignore"):
+        return log_prob_norm, weighted - log_prob_norm[:, None]
+
+
+def log_density(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log p(x_n | θ)``, shape (n,)."""
+    return logsumexp_rows(weighted_log_prob(X, params))
+
+
+def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``γ_nk``, shape (n, K); rows sum to 1."""
+    return np.exp(log_responsibilities(X, params)[1])
+
+
+def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """Most probable component per row, shape (n,), int64."""
+    return np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)

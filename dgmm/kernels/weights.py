@@ -1,0 +1,111 @@
+"""Row weights in the data itself: the layout of a *weighted* block (pure NumPy).
+
+Sample weights, and rows left out by ``nan_policy="drop"``, travel with the data as
+one more column, so every chunk carries its own weights and chunk sizes stay known
+from the Parquet footers. A weighted block of ``n`` rows and ``d`` features has
+shape (n, d + 1); its last column is the row weight (>= 0, finite). A dropped row
+has weight 0 and features 0, so kernels may compute on it freely: it adds nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError
+from .init import _splitmix64
+
+NAN_POLICIES: tuple[str, ...] = ("raise", "drop")
+# Largest magnitude of a feature or weight: squares summed over billions of rows stay finite
+# (centred second moments of larger values overflow float64 and end a fit with NaN).
+MAX_MAGNITUDE = 1e100
+
+
+def within_range(values: np.ndarray) -> bool:
+    """Every value finite and of magnitude at most MAX_MAGNITUDE (two reductions, no temporary arrays)."""
+    return bool(values.size == 0 or (-MAX_MAGNITUDE <= np.min(values) and np.max(values) <= MAX_MAGNITUDE))
+
+
+def too_large_message(where: str, value: float) -> str:
+    return (f"{where} is {value:.6g}, beyond {MAX_MAGNITUDE:g} in magnitude, where the second moments overflow; "
+            "scale the data (e.g. divide the column by a power of ten) before fitting")
+
+
+def split_weights(block: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features (n, d) and weights (n,) of a block; weights None for an unweighted (n, d) block."""
+    if block.shape[1] == n_features:
+        return block, None
+    return block[:, :n_features], block[:, n_features]
+
+
+def check_finite_block(block: np.ndarray, row_offset: int, nan_policy: str = "raise") -> None:
+    """Refuse a chunk holding NaN, infinities or values beyond MAX_MAGNITUDE, naming the first bad row."""
+    if within_range(block):
+        return
+    finite = np.isfinite(block)
+    if finite.all():
+        row, col = np.argwhere(np.abs(block) > MAX_MAGNITUDE)[0]
+        raise DataError(too_large_message(f"input row {row_offset + int(row)}, column {int(col)}", block[row, col]))
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        fix = ("nan_policy='drop' skips only NaN: replace or remove infinities before fitting" if nan_policy == "drop"
+               else "drop or impute NaN and infinite values before fitting, or pass nan_policy='drop' to skip NaN rows")
+        raise DataError(f"input row {row_offset + int(row)}, column {int(col)} is {block[row, col]}; {fix}")
+
+
+def attach_weights(X: np.ndarray, weights: np.ndarray | None, nan_policy: str, row_offset: int = 0) -> np.ndarray:
+    """Features and row weights as one weighted block, checked.
+
+    Infinite features and negative, infinite (or, unless dropped, NaN) weights are refused,
+    naming the global row. With ``nan_policy="drop"`` rows holding NaN get weight 0 and
+    features 0; with ``"raise"`` NaN is refused.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (n,) or None (every weight 1)
+    row_offset : global index of the first row, for messages
+
+    Returns
+    -------
+    ndarray of shape (n, d + 1), float64
+    """
+    n, d = X.shape
+    out = np.empty((n, d + 1), dtype=np.float64)
+    out[:, :d] = X
+    out[:, d] = 1.0 if weights is None else weights
+    dropped = np.isnan(out).any(axis=1) if nan_policy == "drop" else np.zeros(n, dtype=bool)
+    bad_weight = (~(out[:, d] >= 0) & ~dropped) | np.isinf(out[:, d])
+    if bad_weight.any():
+        row = int(np.argmax(bad_weight))
+        raise DataError(f"sample_weight[{row_offset + row}] is {out[row, d]}; weights must be finite and >= 0")
+    check_finite_block(np.where(dropped[:, None], 0.0, out[:, :d]), row_offset, nan_policy)
+    out[dropped] = 0.0
+    return out
+
+
+def heldout_rows(n_rows: int, row_offset: int, seed: int, fraction: float) -> np.ndarray:
+    """Which rows a deterministic hash split holds out, shape (n_rows,), bool.
+
+    A pure function of (seed, global row index): the split does not depend on the chunking,
+    and about ``fraction`` of the rows are held out.
+    """
+    rows = np.arange(row_offset, row_offset + n_rows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _splitmix64(rows ^ _splitmix64(np.full(1, seed, dtype=np.uint64))[0])
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
+
+
+def select_rows(block: np.ndarray, n_features: int, seed: int, fraction: float, held: bool,
+                block_info: dict | None = None) -> np.ndarray:
+    """A weighted block (n, d + 1) keeping only the training rows (``held=False``) or the held-out ones.
+
+    Rows of the other part get weight 0; ``block`` may be weighted or not.
+    """
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    X, weights = split_weights(block, n_features)
+    out = np.empty((X.shape[0], n_features + 1))
+    out[:, :n_features] = X
+    out[:, n_features] = 1.0 if weights is None else weights
+    keep = heldout_rows(X.shape[0], offset, seed, fraction)
+    out[keep != held, n_features] = 0.0
+    return out
