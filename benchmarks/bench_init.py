@@ -26,7 +26,8 @@ import numpy as np
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import initial_params
-from dgmm.execution.executor import IN_MEMORY_CHUNK_ROWS, InProcessExecutor
+from dgmm.data.inputs import IN_MEMORY_CHUNK_ROWS
+from dgmm.execution import InProcessExecutor
 
 
 def time_init(X: np.ndarray, k: int, repeats: int) -> float:

@@ -29,6 +29,18 @@ class ClusterError(DgmmError, RuntimeError):
     of the last finished iteration is kept, so the fit can resume."""
 
 
+class OutputExists(DataError):
+    """An output's destination is taken, and ``overwrite`` was not given."""
+
+
+class ConfigError(DgmmError, ValueError):
+    """A config file or option has an unknown key, a wrong type or a bad value."""
+
+
+class CheckpointError(DgmmError, ValueError):
+    """A checkpoint is corrupt, belongs to other input or settings, to another run, or is in use."""
+
+
 class ModelFileError(DgmmError, ValueError):
     """A model or checkpoint file is missing, truncated, tampered with, of another version, or inconsistent."""
 

@@ -193,19 +193,14 @@ class ComputeCounter(Callback):
 @contextlib.contextmanager
 def counted_in_process() -> Iterator[Any]:
     """Every in-memory ``GaussianMixture.fit`` inside runs on one in-process executor whose
-    passes and gathers are counted (a :class:`~dgmm.execution.executor.CountingExecutor`)."""
-    import dgmm.estimator.mixture
-    from dgmm.execution.executor import CountingExecutor, InProcessExecutor
+    passes and gathers are counted (a :class:`~dgmm.execution.CountingExecutor`)."""
+    from dgmm.execution import CountingExecutor, InProcessExecutor, executors
 
     counter = CountingExecutor(None)
-    original = dgmm.estimator.mixture.executor_for
 
-    def executor_for(client, kind, chunk_rows, address, stall_timeout=None):
+    def in_process(kind, chunk_rows):
         counter.inner = InProcessExecutor(chunk_rows)
-        return contextlib.nullcontext(counter)
+        return counter
 
-    dgmm.estimator.mixture.executor_for = executor_for
-    try:
+    with executors(in_process):
         yield counter
-    finally:
-        dgmm.estimator.mixture.executor_for = original

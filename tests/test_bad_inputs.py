@@ -24,7 +24,7 @@ import pytest
 
 import dgmm
 from dgmm.errors import DgmmError
-from dgmm.persist.model_file import load_model
+from dgmm import load_model
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 RNG = np.random.default_rng(7)
@@ -288,7 +288,7 @@ def test_degenerate_but_valid_data_fits(name, X, covariance_type, tmp_path, clus
     assert np.all(np.isfinite(in_memory.means_)) and np.isfinite(in_memory.lower_bound_)
     np.testing.assert_allclose(on_cluster.means_, in_memory.means_, rtol=1e-8, atol=1e-8)
     if name == "constant column":
-        variances = in_memory._params().dense_covariances[:, 2, 2]
+        variances = in_memory.fitted_params().dense_covariances[:, 2, 2]
         np.testing.assert_allclose(variances, in_memory.reg_covar, rtol=1e-6)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.persist.checkpoint import Checkpoint, CheckpointError
+from dgmm.errors import CheckpointError
+from dgmm.persist.checkpoint import Checkpoint
 from dgmm.data.synthetic import random_mixture, sample_mixture
 
 from faults import KillAt, passes_seen

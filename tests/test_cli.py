@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dgmm
-from dgmm.persist.model_file import load_model
+from dgmm import load_model
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 

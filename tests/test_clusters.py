@@ -36,7 +36,7 @@ def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_wor
 
 def test_unreachable_scheduler_is_a_clear_error(dataset):
     with pytest.raises(dgmm.DataError, match=r"scheduler tcp://127.0.0.1:9: cannot connect within 2s"):
-        from dgmm.execution.executor import connect
+        from dgmm.execution import connect
 
         connect("tcp://127.0.0.1:9", timeout="2s")
 
@@ -59,7 +59,7 @@ def test_bit_identical_across_1_2_and_4_workers(tmp_path):
 def test_default_local_cluster_listens_on_loopback_only():
     from urllib.parse import urlparse
 
-    from dgmm.execution.executor import local_cluster
+    from dgmm.execution import local_cluster
 
     with local_cluster(n_workers=1) as client:
         assert urlparse(client.scheduler.address).hostname == "127.0.0.1"

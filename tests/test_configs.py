@@ -11,7 +11,7 @@ import pytest
 from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
 from dgmm.data.synthetic import write_mixture_parquet
 from dgmm.cli.demo import DEMO_SETTINGS
-from dgmm.persist.model_file import load_model
+from dgmm import load_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

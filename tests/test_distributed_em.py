@@ -13,7 +13,7 @@ import pytest
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import em_kernel
-from dgmm.execution.executor import Executor, build_pass, current_client
+from dgmm.execution import Executor, build_pass, current_client
 
 from conftest import COVARIANCE_TYPES, ComputeCounter, assert_close, initial_params, random_params
 
@@ -159,7 +159,7 @@ def test_payload_is_shared_not_copied_per_chunk(cluster_client):
 @pytest.mark.parametrize("n_chunks, split_every", [(1, 8), (8, 8), (9, 8), (40, 3), (100, 10)])
 def test_tree_reduce_depth_is_log_b_of_chunks(n_chunks, split_every, fused, monkeypatch):
     if not fused:
-        monkeypatch.setattr("dgmm.execution.executor.FUSE_CHUNK_BYTES", 0)
+        monkeypatch.setattr("dgmm.execution.passes.FUSE_CHUNK_BYTES", 0)
     X = da.zeros((n_chunks * 5, 2), chunks=(5, 2))
     graph = dict(build_pass(X, em_kernel, None, split_every).__dask_graph__())
     levels = {k[0].rsplit("-", 1)[1] for k in graph if isinstance(k, tuple) and k[0].startswith("merge-")}
@@ -172,7 +172,7 @@ def test_fused_pass_runs_the_same_merges_in_fewer_tasks(mixture_data, monkeypatc
     X = da.from_array(mixture_data, chunks=(7, 3))
     payload = random_mixture(3, 3, seed=5)
     fused = build_pass(X, em_kernel, payload, 8)
-    monkeypatch.setattr("dgmm.execution.executor.FUSE_CHUNK_BYTES", 0)
+    monkeypatch.setattr("dgmm.execution.passes.FUSE_CHUNK_BYTES", 0)
     unfused = build_pass(X, em_kernel, payload, 8)
     tasks = {name: sum(1 for k in dict(p.__dask_graph__()) if k[0].startswith(("stats-", "merge-")))
              for name, p in (("fused", fused), ("unfused", unfused))}
@@ -188,14 +188,14 @@ def test_deeper_fusion_runs_whole_subtrees_with_the_same_bits(n_chunks, monkeypa
     rng = np.random.default_rng(3)
     X = da.from_array(rng.normal(size=(n_chunks * 5, 3)), chunks=(5, 3))
     payload = random_mixture(3, 3, seed=5)
-    monkeypatch.setattr("dgmm.execution.executor.MIN_FUSED_TASKS", 1)
-    monkeypatch.setattr("dgmm.execution.executor.FUSE_TASK_BYTES", 64 * 5 * 3 * 8)
+    monkeypatch.setattr("dgmm.execution.passes.MIN_FUSED_TASKS", 1)
+    monkeypatch.setattr("dgmm.execution.passes.FUSE_TASK_BYTES", 64 * 5 * 3 * 8)
     fused = build_pass(X, em_kernel, payload, 8)
     stats_tasks = [k for k in dict(fused.__dask_graph__()) if k[0].startswith(("stats-", "merge-"))]
     depths = [int(k[0].rsplit("-", 1)[1]) for k in stats_tasks]
     assert min(depths) == 2 and max(depths) == math.ceil(math.log(n_chunks, 8) - 1e-12)
     assert len([d for d in depths if d == 2]) == math.ceil(n_chunks / 64)
-    monkeypatch.setattr("dgmm.execution.executor.FUSE_CHUNK_BYTES", 0)
+    monkeypatch.setattr("dgmm.execution.passes.FUSE_CHUNK_BYTES", 0)
     unfused = build_pass(X, em_kernel, payload, 8)
     a, b = Executor(scheduler="sync").compute(fused), Executor(scheduler="sync").compute(unfused)
     for field in ("n_rows", "loglik", "s0", "s1", "s2", "weight"):

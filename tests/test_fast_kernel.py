@@ -1,4 +1,4 @@
-"""The fused, tiled EM kernel against the naive reference (dgmm.kernels.stats.chunk_stats), and the dtype option."""
+"""The fused, tiled EM kernel against the naive reference (dgmm.kernels.reference.reference_chunk_stats), and the dtype option."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 import dgmm
 from dgmm.algorithms.em import em_kernel
 from dgmm.errors import ParameterError
-from dgmm.execution.executor import InProcessExecutor
+from dgmm.execution import InProcessExecutor
 from dgmm.kernels.estep import fused_chunk_stats, plan_estep, tile_bounds
 from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of
 from dgmm.kernels.params import MixtureParams
-from dgmm.kernels.stats import chunk_stats, merge_stats
+from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
+from dgmm.kernels.stats import merge_stats
 
 from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
 

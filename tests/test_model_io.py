@@ -18,7 +18,8 @@ import dgmm
 import dgmm.data.publish
 from dgmm.persist import model_file as model_io
 from dgmm.errors import ModelFileError, NotFittedError, ParameterError
-from dgmm.persist.model_file import load_model, read_metadata, save_model
+from dgmm import load_model
+from dgmm.persist.model_file import read_metadata, save_model
 
 from conftest import COVARIANCE_TYPES
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.persist import archive
+from dgmm.persist import archive, checks
 from dgmm.persist import model_file as model_io
 from dgmm.errors import ModelFileError
-from dgmm.kernels.gaussian import precision_cholesky
-from dgmm.persist.model_file import load_model, save_model
+from dgmm.kernels.gaussian import covariance_shape, precision_cholesky
+from dgmm import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 X = np.random.default_rng(0).normal(size=(200, 4)) + np.repeat([[0.0], [6.0]], 100, axis=0)
@@ -103,7 +103,7 @@ def load_under_rlimit(path, limit: int = 3 << 29) -> subprocess.CompletedProcess
     script = (
         "import resource, sys\n"
         "from dgmm.errors import ModelFileError\n"
-        "from dgmm.persist.model_file import load_model\n"
+        "from dgmm import load_model\n"
         f"resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
         "try:\n"
         "    load_model(sys.argv[1])\n"
@@ -387,7 +387,7 @@ def test_saving_parameters_with_non_finite_densities_is_refused(tmp_path):
 def hand_built(covariance_type: str, K: int, d: int, n_iter: int = 0, names=None) -> dgmm.GaussianMixture:
     """A fitted-looking model of any size, its large arrays broadcast views (no memory)."""
     model = dgmm.GaussianMixture(K, covariance_type=covariance_type)
-    cov = model_io._covariance_shape(covariance_type, K, d)
+    cov = covariance_shape(covariance_type, K, d)
     model.weights_ = np.full(K, 1.0 / K)
     model.means_ = np.broadcast_to(np.arange(K, dtype=float)[:, None], (K, d))
     # an identity, or (a model too large to save, never looked at) ones
@@ -412,7 +412,7 @@ def hand_built(covariance_type: str, K: int, d: int, n_iter: int = 0, names=None
 ])  # fmt: skip
 def test_saving_beyond_the_maxima_is_refused(tmp_path, covariance_type, K, d, n_iter, message):
     if "134200000" in message:  # just below the bound: that one is allowed, one more component is not
-        model_io._check_limits(covariance_type, K, d, n_iter)
+        checks.check_limits(covariance_type, K, d, n_iter)
         K, message = K + 1, "needs an array of 134300000 values, more than MAX_PARAMETER_ELEMENTS"
     with pytest.raises(ModelFileError, match=f"refusing to save a model too large for dgmm model files: .*{message}"):
         save_model(hand_built(covariance_type, K, d, n_iter), tmp_path / "m.npz")
@@ -420,7 +420,7 @@ def test_saving_beyond_the_maxima_is_refused(tmp_path, covariance_type, K, d, n_
 
 
 def test_the_maxima_themselves_are_allowed(tmp_path):
-    model_io._check_limits("full", 2, 8192, model_io.MAX_ITERATIONS)  # K·d² == 2**27 exactly
+    checks.check_limits("full", 2, 8192, model_io.MAX_ITERATIONS)  # K·d² == 2**27 exactly
     for covariance_type, K, d in [("diag", 1, 100_000), ("spherical", 100_000, 1)]:
         save_model(hand_built(covariance_type, K, d, n_iter=3), tmp_path / "m.npz", overwrite=True)
         loaded = load_model(tmp_path / "m.npz")

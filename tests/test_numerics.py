@@ -30,7 +30,7 @@ def test_offset_1e6_two_components_one_step_matches_two_pass(covariance_type):
     init["means_init"] = 1e6 + np.array([[0.3, -0.2], [4.5, 5.2]])
     model = dgmm.GaussianMixture(2, covariance_type=covariance_type, tol=0.0, max_iter=1, **init).fit(X)
     start = dgmm.GaussianMixture(2, covariance_type=covariance_type, max_iter=0, **init).fit(X)
-    resp = responsibilities(X, start._params())
+    resp = responsibilities(X, start.fitted_params())
     for k in range(2):
         r = resp[:, k]
         mean = r @ X / r.sum()

@@ -141,7 +141,7 @@ def test_projection_is_wT_sigma_w_and_axes_are_principal(models):
     for k in range(4):
         np.testing.assert_allclose(projected[k], W.T @ covs[k] @ W, rtol=1e-12)
         np.testing.assert_allclose(means[k], (model.means_[k] - centre) @ W, rtol=1e-12)
-    centre, W, share = plots.principal_axes(model, X)
+    centre, W, share = plots.projection_axes(model, X)
     np.testing.assert_allclose(centre, X.mean(axis=0))
     np.testing.assert_allclose(W.T @ W, np.eye(2), atol=1e-12)
     values, vectors = np.linalg.eigh(np.cov(X, rowvar=False))

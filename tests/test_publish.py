@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from dgmm.data.publish import OutputExists, publish_path, published, published_directory
+from dgmm.data.publish import publish_path, published, published_directory
+from dgmm.errors import OutputExists
 
 
 def test_a_file_published_whole(tmp_path):

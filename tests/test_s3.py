@@ -119,7 +119,8 @@ def test_a_failed_upload_leaves_no_object(s3, tmp_path):
 
 
 def test_a_model_object_that_appears_during_the_write_is_not_replaced(s3):
-    from dgmm.data.publish import OutputExists, published
+    from dgmm.data.publish import published
+    from dgmm.errors import OutputExists
 
     fs, options = s3["fs"], s3["options"]
     url = f"s3://{BUCKET}/race/model.bin"

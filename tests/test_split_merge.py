@@ -8,7 +8,7 @@ import pytest
 import dgmm
 from conftest import COVARIANCE_TYPES, assert_close
 from dgmm.algorithms.em import run_em
-from dgmm.execution.executor import CountingExecutor, InProcessExecutor
+from dgmm.execution import CountingExecutor, InProcessExecutor
 from dgmm.kernels.moves import apply_move, merge_components, move_stats, principal_axes, rank_moves, split_scores
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.posterior import responsibilities

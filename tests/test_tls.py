@@ -18,10 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 import dgmm
-from dgmm.cli.main import main
-from dgmm.cli.config import ConfigError
+from dgmm.cli import main
+from dgmm.errors import ConfigError
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
-from dgmm.execution.executor import connect
+from dgmm.execution import connect
 
 from conftest import BIN, dask_processes
 

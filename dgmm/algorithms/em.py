@@ -1,4 +1,4 @@
-"""The distributed EM loop and the initial pass, on an :class:`~dgmm.execution.executor.Executor`.
+"""The distributed EM loop and the initial pass, on an executor (:class:`~dgmm.algorithms.steps.PassRunner`).
 
 Orchestration only: the maths is in :mod:`dgmm.kernels.stats`, :mod:`dgmm.kernels.mstep` and
 :mod:`dgmm.kernels.init`. One iteration is one pass over the data::
@@ -21,17 +21,16 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..errors import DataError, FitError, ReseedWarning
-from ..execution.executor import Executor
+from ..errors import FitError, ReseedWarning
 from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
 from ..kernels.mstep import m_step
 from ..kernels.params import MixtureParams
 from .seeding import initial_centres
-from .steps import Pass, Steps, run_steps
+from .steps import Pass, PassRunner, Steps, run_steps
 from ..kernels.stats import Stats
-from ..kernels.weights import split_weights
+from ..kernels.weights import no_rows_left, split_weights
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
     return init_chunk_stats(X, plan, row_offset, weights)
 
 
-def initial_params(executor: Executor, X, *, split_every: int, **kwargs) -> MixtureParams:
+def initial_params(executor: PassRunner, X, *, split_every: int, **kwargs) -> MixtureParams:
     """Starting parameters on ``executor``: :func:`init_steps` driven alone."""
     return run_steps(executor, X, split_every, init_steps(X.shape, **kwargs))
 
@@ -148,8 +147,7 @@ def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int
     """The M-step after the pass of iteration ``n_iter``: (new parameters, mean log-likelihood of
     ``params``, whether a component was re-seeded)."""
     if not stats.weight > 0:
-        raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or given "
-                        "sample weight 0); check the input or nan_policy")
+        raise no_rows_left()
     lower_bound = stats.loglik / stats.weight
     if not np.isfinite(lower_bound):
         raise FitError(
@@ -181,7 +179,7 @@ def warn_reseeded(reseeded: list[tuple[int, int]], when: str) -> None:
         )
 
 
-def run_em(executor: Executor, X, params: MixtureParams, *, split_every: int, **kwargs) -> EMResult:
+def run_em(executor: PassRunner, X, params: MixtureParams, *, split_every: int, **kwargs) -> EMResult:
     """EM on ``executor``: :func:`em_steps` driven alone."""
     return run_steps(executor, X, split_every, em_steps(params, **kwargs))
 

@@ -33,14 +33,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
 from ..kernels.init import InitMethod, choose_centres, sample_size
 from ..kernels.kmeans import (
     CandidateCounts,
     CandidateSample,
     LloydStats,
     centre_shift,
-    choose_weighted_centres,
     count_nearest,
     lloyd_chunk,
     lloyd_update,
@@ -50,7 +48,7 @@ from ..kernels.kmeans import (
     sample_candidates,
 )
 from .steps import Gather, Pass, Steps
-from ..kernels.weights import split_weights
+from ..kernels.weights import no_rows_left, split_weights
 
 DISTRIBUTED_INITS: tuple[str, ...] = ("kmeans", "k-means||")
 ROUNDS = 5
@@ -133,8 +131,7 @@ def kmeans_parallel(
     # 2. candidate weights, one pass
     counts = yield Pass(counting_kernel, CentresPlan(candidates))
     if not counts.weights.sum() > 0:
-        raise DataError("no rows left to fit: every row has weight 0 (dropped for nulls or NaN, or sample "
-                        "weight 0); check the input or nan_policy")
+        raise no_rows_left()
     # 3. recluster in memory
     return recluster(candidates, counts.weights, n_components, rng)
 
@@ -177,10 +174,7 @@ def initial_centres(
             centres = (yield from lloyd(centres))[0]
         return centres
     rng = np.random.default_rng(seed)
-    n_rows = shape[0]
-    if shape[1] == n_features:
-        indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, method), replace=False)
-        return choose_centres((yield Gather(indices)), n_components, method, rng)
-    indices = rng.choice(n_rows, size=sample_size(n_rows, n_components, "k-means++"), replace=False)
-    rows, w = split_weights((yield Gather(indices)), n_features)
-    return choose_weighted_centres(rows, w, n_components, method, rng)
+    # weighted data samples as many rows for every method: some may have weight 0
+    size = sample_size(shape[0], n_components, method if shape[1] == n_features else "k-means++")
+    rows, weights = split_weights((yield Gather(rng.choice(shape[0], size=size, replace=False))), n_features)
+    return choose_centres(rows, n_components, method, rng, weights)

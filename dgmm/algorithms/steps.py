@@ -19,7 +19,7 @@ program gets exactly what it would get alone (same kernel, chunks and merge tree
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Sequence, TypeVar
+from typing import Any, Callable, Generator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,16 @@ class Gather:
 Steps = Generator["Pass | Gather", Any, T]
 
 
+class PassRunner(Protocol):
+    """What programs need from an executor (:mod:`dgmm.execution` implements it, for a cluster or this process)."""
+
+    def map_reduce(self, X: Any, kernel: Callable, payload: Any, split_every: int = 8) -> Any:
+        """One pass over ``X``: ``kernel(chunk, payload, row_offset)`` for every row chunk, merged with ``+``."""
+
+    def gather_rows(self, X: Any, indices: np.ndarray) -> np.ndarray:
+        """Rows ``X[indices]`` as NumPy, in the order given."""
+
+
 @dataclass(frozen=True)
 class Bundle:
     """The results of several kernels on the same rows; bundles merge part by part."""
@@ -59,7 +69,7 @@ def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...],
     return Bundle(tuple(kernel(block, payload, row_offset) for kernel, payload in requests))
 
 
-def run_steps(executor, X, split_every: int, program: Steps[T]) -> T:
+def run_steps(executor: PassRunner, X, split_every: int, program: Steps[T]) -> T:
     """Drive one program to its result: each Pass is one ``map_reduce``, each Gather one ``gather_rows``."""
     answer = None
     try:
@@ -73,7 +83,7 @@ def run_steps(executor, X, split_every: int, program: Steps[T]) -> T:
         return stop.value
 
 
-def run_together(executor, X, split_every: int, programs: Sequence[Steps]) -> list:
+def run_together(executor: PassRunner, X, split_every: int, programs: Sequence[Steps]) -> list:
     """Drive every program at once (see :func:`together`); their results in order."""
     return run_steps(executor, X, split_every, together(programs))
 

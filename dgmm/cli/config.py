@@ -7,147 +7,57 @@ A config file holds the same keys as the command's options (with ``_`` for
 
 from __future__ import annotations
 
-import reprlib
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
-from ..errors import DgmmError
-from ..kernels.gaussian import COVARIANCE_TYPES
-from ..kernels.init import INIT_METHODS
+from ..errors import ConfigError
+from ..estimator.parameters import MIXTURE_PARAMETERS, Parameter, show
+from ..estimator.select import SELECTION_PARAMETERS
 
 
-class ConfigError(DgmmError, ValueError):
-    """A config file or option has an unknown key, a wrong type or a bad value."""
 
+# Settings of a command run that are not estimator parameters.
+DATA = Parameter("data", str, None, "Parquet file or directory to fit")
+MODEL = Parameter("model", str, None, "where to write the fitted model (.npz)")
+OVERWRITE = Parameter("overwrite", bool, False, "replace an existing model file")
+COLUMNS = Parameter("columns", str, None, "feature columns (default: all)", is_list=True)
+WEIGHT_COLUMN = Parameter("weight_column", str, None, "column of per-row weights >= 0 (not a feature)")
+CHECKPOINT = Parameter("checkpoint", str, None, "directory for a checkpoint written after every iteration")
+RESUME = Parameter("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)")
+CLUSTER_SETTINGS: tuple[Parameter, ...] = (
+    Parameter("tls_ca_file", str, None, "PEM CA certificate of a tls:// scheduler (else Dask's TLS config)"),
+    Parameter("tls_cert", str, None, "PEM client certificate for a tls:// scheduler"),
+    Parameter("tls_key", str, None, "PEM private key of --tls-cert (unless that file holds it)"),
+    Parameter("n_workers", int, None, "worker processes of the local cluster", minimum=1),
+    Parameter("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),
+)
+LOG_FORMAT = Parameter("log_format", str, "text", "progress lines on stderr", choices=("text", "json"))
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 80
-_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 2, 6, 6
-
-
-def _show(value: Any) -> str:
-    """A short one-line repr of a config key or value (a huge or deeply nested YAML value is cut)."""
-    text = _SHORT.repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One key of a run: its type, default, allowed values and help text."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    is_list: bool = False
-
-    @property
-    def option(self) -> str:
-        name = self.name.removesuffix("s") if self.type is dict else self.name  # repeated: --storage-option K=V
-        return "--" + name.replace("_", "-")
-
-    def describe(self) -> str:
-        if self.type is dict:
-            return "a mapping of option: value (on the command line: --storage-option KEY=VALUE, repeated)"
-        if self.choices:
-            return f"one of {', '.join(self.choices)}"
-        kind = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[self.type]
-        if self.is_list:
-            kind = "a list of strings (or a comma-separated string)"
-        if self.minimum is not None:
-            kind += f" >= {self.minimum:g}"
-        return kind
-
-    def convert(self, value: Any, where: str) -> Any:
-        """Check and normalise a value from YAML or the command line."""
-        if value is None:
-            return None
-        bad = ConfigError(f"{where}: key {self.name!r} has value {_show(value)}; expected {self.describe()}")
-        if self.type is dict:
-            return _mapping(value, bad, where)
-        if self.is_list:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise bad
-            return value
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if isinstance(value, bool):
-            raise bad
-        if self.type is float and isinstance(value, int):
-            value = float(value)
-        if self.type is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, self.type):
-            raise bad
-        if self.choices and value not in self.choices:
-            raise bad
-        if self.minimum is not None and not value >= self.minimum:
-            raise bad
-        return value
-
-
-def _mapping(value: Any, bad: ConfigError, where: str) -> dict[str, Any] | None:
-    """A YAML mapping with string keys, or ``KEY=VALUE`` strings from the command line (values read as YAML scalars)."""
-    if isinstance(value, (list, tuple)):
-        if not value:
-            return None
-        pairs = {}
-        for item in value:
-            key, sep, text = str(item).partition("=")
-            if not sep or not key.strip():
-                raise ConfigError(f"{where}: {item!r} is not KEY=VALUE, e.g. --storage-option endpoint_url=http://host:9000")
-            try:
-                pairs[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-            except yaml.YAMLError:
-                pairs[key.strip()] = text
-        return pairs
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise bad
-    return dict(value)
-
-
-FIT_SETTINGS: tuple[Setting, ...] = (
-    Setting("data", str, None, "Parquet file or directory to fit"),
-    Setting("model", str, None, "where to write the fitted model (.npz)"),
-    Setting("overwrite", bool, False, "replace an existing model file"),
-    Setting("n_components", int, 1, "number of mixture components", minimum=1),
-    Setting("covariance_type", str, "full", "covariance of each component", choices=COVARIANCE_TYPES),
-    Setting("max_iter", int, 100, "most EM iterations", minimum=0),
-    Setting("tol", float, 1e-3, "stop when the mean log-likelihood changes by less", minimum=0),
-    Setting("reg_covar", float, 1e-6, "added to every covariance diagonal", minimum=0),
-    Setting("init", str, "kmeans", "initialisation method", choices=INIT_METHODS),
-    Setting("n_init", int, 1, "initialisations; the best is kept", minimum=1),
-    Setting("split_merge", int, 0, "split/merge moves tried per round after EM converges (0: none)", minimum=0),
-    Setting("seed", int, None, "random seed (fixes the initialisation)", minimum=0),
-    Setting("columns", str, None, "feature columns (default: all)", is_list=True),
-    Setting("weight_column", str, None, "column of per-row weights >= 0 (not a feature)"),
-    Setting("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=("raise", "drop")),
-    Setting("checkpoint", str, None, "directory for a checkpoint written after every iteration"),
-    Setting("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)"),
-    Setting("storage_options", dict, None, "fsspec options for s3:// and other URLs: credentials, endpoint_url, ..."),
-    Setting("scheduler", str, None, "address of a running Dask scheduler (default: a local cluster)"),
-    Setting("tls_ca_file", str, None, "PEM CA certificate of a tls:// scheduler (else Dask's TLS config)"),
-    Setting("tls_cert", str, None, "PEM client certificate for a tls:// scheduler"),
-    Setting("tls_key", str, None, "PEM private key of --tls-cert (unless that file holds it)"),
-    Setting("n_workers", int, None, "worker processes of the local cluster", minimum=1),
-    Setting("memory_limit", str, None, "memory limit per local worker, e.g. 2GiB"),
-    Setting("split_every", int, 8, "fan-in of the tree reduce", minimum=2),
-    Setting("chunk_rows", int, None, "split Parquet row groups larger than this", minimum=1),
-    Setting("cache", str, "auto", "keep the data in cluster memory, or stream it every iteration",
-            choices=("auto", "memory", "none")),
-    Setting("stall_timeout", float, 60.0, "seconds without a running worker (all paused at their memory limit, "
-            "or none connected) before the fit ends with exit code 5", minimum=0),
-    Setting("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
-    Setting("log_format", str, "text", "progress lines on stderr", choices=("text", "json")),
+FIT_SETTINGS: tuple[Parameter, ...] = (
+    DATA, MODEL, OVERWRITE,
+    *MIXTURE_PARAMETERS,
+    COLUMNS, WEIGHT_COLUMN, CHECKPOINT, RESUME, *CLUSTER_SETTINGS,
+    Parameter("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
+    LOG_FORMAT,
+)
+# dgmm select: the grid and the criterion, then every estimator parameter but the two the grid sets
+# and the per-iteration printing (a selection prints its table; --log-format its progress).
+SET_BY_SELECT = ("n_components", "covariance_type", "verbose", "verbose_interval")
+SELECT_SETTINGS: tuple[Parameter, ...] = (
+    replace(DATA, help="Parquet file or directory to select a model on"),
+    Parameter("n_components", str, "1-10", "K to try: 1-10 or 2,4,8"),
+    Parameter("covariance_types", str, "full", "covariance types to try, comma-separated", is_list=True),
+    *SELECTION_PARAMETERS,
+    replace(MODEL, help="write the best model here (.npz)"),
+    OVERWRITE, COLUMNS, WEIGHT_COLUMN,
+    *(replace(p, default=0) if p.name == "random_state" else p  # a selection is reproducible unless told
+      for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT),
+    *CLUSTER_SETTINGS,
+    Parameter("json", bool, False, "print the table as JSON"),
+    LOG_FORMAT,
 )
 
 
@@ -181,19 +91,24 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def resolve(
-    settings: Sequence[Setting],
+    settings: Sequence[Parameter],
     config: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     where: str = "config",
 ) -> dict[str, Any]:
-    """Defaults, then the config file's values, then explicit overrides (command-line options)."""
-    by_name = {s.name: s for s in settings}
-    result = {s.name: s.default for s in settings}
+    """Defaults, then the config file's values, then explicit overrides (command-line options); by key."""
+    by_key = {s.key: s for s in settings}
+    result = {s.key: s.default for s in settings}
     for key, value in (config or {}).items():
-        if key not in by_name:
-            raise ConfigError(f"{where}: unknown key {_show(key)}; allowed keys: {', '.join(by_name)}")
-        result[key] = by_name[key].convert(value, where)
+        if key not in by_key:
+            raise ConfigError(f"{where}: unknown key {show(key)}; allowed keys: {', '.join(by_key)}")
+        result[key] = by_key[key].convert(value, where)
     for key, value in (overrides or {}).items():
         if value is not None and value != ():  # () : a repeatable option not given
-            result[key] = by_name[key].convert(value, by_name[key].option)
+            result[key] = by_key[key].convert(value, by_key[key].option)
     return result
+
+
+def estimator_parameters(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The GaussianMixture keywords among resolved settings (by the table's keys: ``seed`` -> ``random_state``)."""
+    return {p.name: settings[p.key] for p in MIXTURE_PARAMETERS if p.key in settings}

@@ -11,11 +11,13 @@ import time
 
 import numpy as np
 
-from .config import Setting, read_yaml, resolve
-from ..errors import DgmmError
-from ..kernels.gaussian import COVARIANCE_TYPES
+from dataclasses import replace
+
 from ..data.synthetic import random_mixture, sample_mixture, write_parquet
+from ..errors import DgmmError
 from ..estimator.mixture import GaussianMixture
+from ..estimator.parameters import BY_NAME, Parameter
+from .config import read_yaml, resolve
 
 
 def _curve(values: list[float], width: int = 40) -> list[str]:
@@ -25,14 +27,14 @@ def _curve(values: list[float], width: int = 40) -> list[str]:
 
 
 DEMO_SETTINGS = (
-    Setting("data", str, "demo-data", "directory for the generated Parquet files"),
-    Setting("n_samples", int, 300_000, "rows generated", minimum=1),
-    Setting("n_features", int, 2, "features generated", minimum=1),
-    Setting("n_components", int, 3, "components generated and fitted", minimum=1),
-    Setting("covariance_type", str, "full", "covariance of each component", choices=COVARIANCE_TYPES),
-    Setting("max_iter", int, 200, "most EM iterations", minimum=0),
-    Setting("tol", float, 1e-6, "stop when the mean log-likelihood changes by less", minimum=0),
-    Setting("seed", int, 0, "random seed", minimum=0),
+    Parameter("data", str, "demo-data", "directory for the generated Parquet files"),
+    Parameter("n_samples", int, 300_000, "rows generated", minimum=1),
+    Parameter("n_features", int, 2, "features generated", minimum=1),
+    replace(BY_NAME["n_components"], default=3, help="components generated and fitted"),
+    BY_NAME["covariance_type"],
+    replace(BY_NAME["max_iter"], default=200),
+    replace(BY_NAME["tol"], default=1e-6),
+    replace(BY_NAME["random_state"], default=0, help="random seed of the data and the fit"),
 )
 
 
@@ -40,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dgmm.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file with any of the keys below")
     for setting in DEMO_SETTINGS:
-        parser.add_argument(setting.option, dest=setting.name, type=setting.type, help=setting.help)
+        parser.add_argument(setting.option, dest=setting.key, type=setting.type, help=setting.help)
     args = parser.parse_args(argv)
     try:
         config = read_yaml(args.config) if args.config else {}
-        overrides = {s.name: getattr(args, s.name) for s in DEMO_SETTINGS}
+        overrides = {s.key: getattr(args, s.key) for s in DEMO_SETTINGS}
         run(**resolve(DEMO_SETTINGS, config, overrides, where=args.config or "config"))
     except DgmmError as exc:
         print(f"dgmm demo: error: {exc}", file=sys.stderr)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from ..errors import DataError
-from ..execution.executor import IN_MEMORY_CHUNK_ROWS, InputKind
-from .parquet import NanPolicy, ParquetDataset, is_path_input
-from ..kernels.weights import NAN_POLICIES, attach_weights, check_finite_block
+from .parquet import ParquetDataset, is_path_input
+from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block, check_nan_policy,
+                               is_weighted)
+
+
+InputKind = Literal["numpy", "dask", "parquet"]
+IN_MEMORY_CHUNK_ROWS = 65_536  # rows per chunk of in-memory input
 
 
 @dataclass
@@ -29,7 +33,7 @@ class Input:
     values : the NumPy array (n, d [+ 1]) itself for in-memory input, else None
     lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
     weighted : the last column holds row weights (sample weights, 0 for rows dropped by
-        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.stats.split_weights`
+        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.weights.split_weights`
     """
 
     kind: InputKind
@@ -105,15 +109,14 @@ def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     Parquet chunks are checked by the reader and NumPy input up front, so passes and
     scoring never check again; a cached (persisted) array is checked once.
     """
-    check_finite_block(block, block_info[0]["array-location"][0][0] if block_info else 0)
+    check_finite_block(block, block_row_offset(block_info))
     return block
 
 
 def _weighted_block(block: np.ndarray, weights: np.ndarray | None = None, nan_policy: NanPolicy = "raise",
                     block_info=None) -> np.ndarray:
     """:func:`attach_weights` on one Dask block (``weights`` of shape (n, 1) or None)."""
-    offset = block_info[0]["array-location"][0][0] if block_info else 0
-    return attach_weights(block, None if weights is None else weights[:, 0], nan_policy, offset)
+    return attach_weights(block, None if weights is None else weights[:, 0], nan_policy, block_row_offset(block_info))
 
 
 def _weight_vector(sample_weight: Any, n_rows: int):
@@ -156,8 +159,7 @@ def as_input(
     column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
     ``storage_options`` are fsspec's options for Parquet paths given as URLs.
     """
-    if nan_policy not in NAN_POLICIES:
-        raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+    check_nan_policy(nan_policy)
     if isinstance(X, ParquetDataset) or is_path_input(X):
         column = sample_weight if isinstance(sample_weight, str) else None
         if isinstance(X, ParquetDataset):  # opened already: reopened only to change how rows are weighted
@@ -174,7 +176,7 @@ def as_input(
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     X, sample_weight = _frame_weights(X, sample_weight)
-    weighted = sample_weight is not None or nan_policy == "drop"
+    weighted = is_weighted(sample_weight is not None, nan_policy)
     module = type(X).__module__.split(".")[0]
     if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
         _check_numeric_frame(X.dtypes, "DataFrame")

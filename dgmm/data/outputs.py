@@ -80,7 +80,7 @@ def predict_to_parquet(
             if name not in schema.names:
                 raise DataError(f"{f}: column {name!r} (from --keep-columns) not found; columns are "
                                 f"{', '.join(schema.names)}")
-    params = model._params()
+    params = model.fitted_params()
     fields = [schemas[0].field(n) for n in keep] + [pa.field("component", pa.int64())]
     fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
     fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []

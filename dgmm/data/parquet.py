@@ -26,28 +26,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .parquet_checks import (EXACT_INT_LIMIT, NanPolicy, check_columns, check_duplicates, check_exact_integers,
+from .parquet_checks import (EXACT_INT_LIMIT, check_columns, check_duplicates, check_exact_integers,
                              check_not_index, check_null_counts, check_values, is_wide_int, null_message,
                              pandas_index_columns)  # fmt: skip
-from ..kernels.weights import MAX_MAGNITUDE, NAN_POLICIES, within_range
-from .sources import (PathLike, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
+from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted, within_range
+from .sources import (PathLike, RowGroup, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
                       storage_error)
 
 
 __all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
 
-
-
-@dataclass(frozen=True)
-class RowGroup:
-    """One row group of one file: the unit a chunk is read from."""
-
-    path: str
-    index: int
-    n_rows: int
-    partitions: tuple[tuple[str, str], ...] = ()
-    # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
-    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
@@ -104,7 +92,7 @@ class ParquetDataset:
     @property
     def weighted(self) -> bool:
         """Whether chunks carry a last column of row weights."""
-        return self.weight_column is not None or self.nan_policy == "drop"
+        return is_weighted(self.weight_column is not None, self.nan_policy)
 
     @classmethod
     def open(
@@ -129,8 +117,7 @@ class ParquetDataset:
         selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
         if chunk_rows is not None and chunk_rows < 1:
             raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
-        if nan_policy not in NAN_POLICIES:
-            raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+        check_nan_policy(nan_policy)
         if weight_column is not None and selected is not None and weight_column in selected:
             raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
         row_groups: list[RowGroup] = []
@@ -250,7 +237,7 @@ def read_row_group(
     partitions = dict(row_group.partitions)
     in_file = [c for c in columns if c not in partitions] + ([weight_column] if weight_column else [])
     table = read_table(row_group, in_file)
-    weighted = weight_column is not None or nan_policy == "drop"
+    weighted = is_weighted(weight_column is not None, nan_policy)
     d = len(columns)
     names = [*columns, weight_column] if weight_column else list(columns)
     values: list[np.ndarray | float] = []
@@ -335,7 +322,7 @@ class RowGroupReader:
         self.weight_column = weight_column
         self.nan_policy = nan_policy
         self.starts = np.cumsum([0] + [rg.n_rows for rg in self.row_groups])
-        weighted = weight_column is not None or nan_policy == "drop"
+        weighted = is_weighted(weight_column is not None, nan_policy)
         self.shape = (int(self.starts[-1]), len(self.columns) + weighted)
         self.dtype = np.dtype(np.float64)
         self.ndim = 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -16,13 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ..kernels.weights import MAX_MAGNITUDE, too_large_message
+from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, too_large_message
 
 if TYPE_CHECKING:
-    from .parquet import RowGroup
-    from .sources import SourceFile
-
-NanPolicy = Literal["raise", "drop"]
+    from .sources import RowGroup, SourceFile
 
 # float64 holds every integer of magnitude <= 2**53 exactly, and not all beyond it.
 EXACT_INT_LIMIT = 2**53

@@ -34,16 +34,13 @@ import shutil
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from ..errors import DataError
+from ..errors import DataError, OutputExists
 from .sources import PathLike, filesystem, is_remote, remote_call
 
 _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 _NOT_SUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV}
 
-
-class OutputExists(DataError):
-    """An output's destination is taken, and ``overwrite`` was not given."""
 
 
 def exists_message(dest: str, during: bool = False) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Iterator, Mapping, Sequence, Union
 
 from ..errors import DataError
@@ -193,3 +193,15 @@ def find_parquet_files(path: PathLike | Sequence[PathLike],
             raise DataError(f"{p}: directory holds no Parquet files (*.parquet, *.parq, *.pq)")
         files.extend(found)
     return files
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one file: the unit a chunk is read from."""
+
+    path: str
+    index: int
+    n_rows: int
+    partitions: tuple[tuple[str, str], ...] = ()
+    # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
+    storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)

@@ -2,7 +2,7 @@
 
 matplotlib is optional (``pip install 'dgmm[plot]'``) and imported only when a plot is drawn;
 without a display the non-interactive "Agg" backend is selected. The numeric helpers
-(:func:`dense_covariances`, :func:`ellipse_geometry`, :func:`principal_axes`,
+(:func:`dense_covariances`, :func:`ellipse_geometry`, :func:`projection_axes`,
 :func:`project`, :func:`mixture_density_1d`) need NumPy only.
 """
 
@@ -66,7 +66,7 @@ def mixture_covariance(model: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
     return mean, second - np.outer(mean, mean)
 
 
-def principal_axes(model: GaussianMixture, X: np.ndarray | None = None
+def projection_axes(model: GaussianMixture, X: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre (d,), the two leading principal axes W (d, 2) and their shares of the variance (2,).
 
@@ -183,7 +183,7 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
     xlabel, ylabel = names[:2]
     points = X
     if d > 2:
-        centre, W, share = principal_axes(model, X)
+        centre, W, share = projection_axes(model, X)
         means, covs = project(means, covs, centre, W)
         points = None if X is None else (X - centre) @ W
         xlabel, ylabel = "PC1", "PC2"

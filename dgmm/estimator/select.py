@@ -2,7 +2,7 @@
 
 Orchestration only::
 
-    1. rows are split by a hash of their global index (dgmm.kernels.weights.heldout_rows):
+    1. rows are split by a hash of their global index (dgmm.kernels.hashing.heldout_rows):
        ``heldout_fraction`` of them are held out, the rest train every model
     2. each grid cell × restart is initialised on the training rows, and
     3. runs EM there; all of them together (dgmm.algorithms.steps.run_together): each pass reads
@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from ..algorithms.em import score_steps
-from ..errors import ParameterError
-from ..execution.executor import CountingExecutor, executor_for
-from ..kernels.gaussian import COVARIANCE_TYPES
-from ..data.inputs import as_input
-from .mixture import GaussianMixture
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_together
-from .validation import check_n_samples, check_random_state, validate_params
+from ..data.inputs import as_input
+from ..errors import ParameterError
+from ..execution.executor import CountingExecutor, executor_for
+from ..kernels.criteria import information_criteria
+from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
 from ..kernels.weights import select_rows
+from .fitting import place_data
+from .mixture import GaussianMixture
+from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
 
-CRITERIA = ("bic", "aic", "heldout")
+Criterion = Literal["bic", "aic", "heldout"]
+CRITERIA: tuple[str, ...] = ("bic", "aic", "heldout")
 COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "heldout_log_likelihood",
            "n_iter", "converged")
 
@@ -71,27 +74,25 @@ def _score(row: dict[str, Any], criterion: str) -> float:
     return -row["heldout_log_likelihood"] if criterion == "heldout" else row[criterion]
 
 
+SELECTION_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("criterion", str, "bic", "what picks the best cell: bic, aic (lower is better) or heldout "
+              "(higher held-out log-likelihood)", choices=CRITERIA),
+    Parameter("heldout_fraction", float, 0.1, "share of rows held out by a hash of the row index (0: none; "
+              "below 1)", minimum=0),
+)
+
+
 def select(
     X: Any,
     n_components: Sequence[int],
-    covariance_types: Sequence[str] = ("full",),
+    covariance_types: Sequence[CovarianceType] = ("full",),
     *,
-    criterion: str = "bic",
+    criterion: Criterion = "bic",
     heldout_fraction: float = 0.1,
-    n_init: int = 1,
-    init_params: str = "kmeans",
-    tol: float = 1e-3,
-    reg_covar: float = 1e-6,
-    max_iter: int = 100,
-    split_merge: int = 0,
-    random_state: Any = None,
     columns: Sequence[str] | None = None,
     sample_weight: Any = None,
-    nan_policy: str = "raise",
     client: Any = None,
-    scheduler_address: str | None = None,
-    split_every: int = 8,
-    chunk_rows: int | None = None,
+    **params: Any,
 ) -> Selection:
     """Fit every (n_components, covariance_type) of the grid, sharing passes; pick by ``criterion``.
 
@@ -103,8 +104,10 @@ def select(
     criterion : "bic", "aic" (lower is better) or "heldout" (higher held-out log-likelihood)
     heldout_fraction : share of rows held out by a hash of the row index (0 disables; then
         ``criterion="heldout"`` is refused)
-    split_merge : split-and-merge candidates per round for every cell after its EM
-        (:class:`~dgmm.GaussianMixture`'s ``split_merge``; 0: none)
+    columns, sample_weight, client : as for ``GaussianMixture.fit`` and the constructor
+    **params : any other parameter of :class:`~dgmm.GaussianMixture` (its table,
+        :data:`dgmm.estimator.parameters.MIXTURE_PARAMETERS`), applied to every cell: ``n_init``,
+        ``init_params``, ``tol``, ``max_iter``, ``split_merge``, ``random_state``, ``dtype``, ``cache``, ...
 
     Returns
     -------
@@ -113,52 +116,54 @@ def select(
     grid = [(int(k), str(c)) for c in covariance_types for k in n_components]
     if not grid:
         raise ParameterError("select needs at least one n_components and one covariance_type")
-    for k, c in grid:
-        validate_params(GaussianMixture(k, covariance_type=c, init_params=init_params, tol=tol, reg_covar=reg_covar,
-                                        max_iter=max_iter, n_init=n_init, nan_policy=nan_policy,
-                                        split_merge=split_merge))
-    if criterion not in CRITERIA:
-        raise ParameterError(f"criterion={criterion!r} is invalid; expected one of {', '.join(CRITERIA)}")
-    if not 0.0 <= heldout_fraction < 1.0 or (criterion == "heldout" and heldout_fraction == 0.0):
+    unknown = sorted(set(params) - set(BY_NAME) | set(params) & {"n_components", "covariance_type"})
+    if unknown:
+        allowed = ", ".join(n for n in BY_NAME if n not in ("n_components", "covariance_type"))
+        raise ParameterError(f"select got {', '.join(map(repr, unknown))}; the grid sets n_components and "
+                             f"covariance_type, and the other parameters are: {allowed}")
+    cells = [GaussianMixture(k, covariance_type=c, client=client, **params) for k, c in grid]
+    for cell in cells:
+        validate_params(cell)
+    for parameter, value in zip(SELECTION_PARAMETERS, (criterion, heldout_fraction)):
+        parameter.validate(value)
+    if heldout_fraction >= 1.0 or (criterion == "heldout" and heldout_fraction == 0.0):
         raise ParameterError(f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 "
                              "(and > 0 for criterion='heldout')")
-    data = as_input(X, columns, chunk_rows, sample_weight, nan_policy)
+    model = cells[0]  # the settings every cell shares
+    data = as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options)
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
-    rng = check_random_state(random_state)
+    rng = check_random_state(model.random_state)
     split_seed = int(rng.randint(np.iinfo(np.int32).max))
-    seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(n_init)] for _ in grid]
-    with executor_for(client, data.kind, data.chunk_rows, scheduler_address) as executor:
+    seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(model.n_init)] for _ in grid]
+    with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout) as executor:
         counted = CountingExecutor(executor)
-        array = data.values if data.kind == "numpy" and executor.client is None else data.array
+        array, _ = place_data(model, executor, data)  # as a fit places it: cached per ``cache``
         # 1. the hash split: training rows and held-out rows, as weighted data
         train, held = (_split(array, d, split_seed, heldout_fraction, part) for part in (False, True))
         # 2-3. every cell and restart: initialisation, then EM, all sharing each pass
         programs = [
-            best_fit_steps(train.shape, cell_seeds, dict(n_components=k, n_features=d, covariance_type=c,
-                                                         method=init_params, reg_covar=reg_covar),
-                           split_merge=split_merge, tol=tol, max_iter=max_iter, reg_covar=reg_covar)
-            for (k, c), cell_seeds in zip(grid, seeds)
+            best_fit_steps(train.shape, cell_seeds, dict(n_components=cell.n_components, n_features=d,
+                                                         covariance_type=cell.covariance_type,
+                                                         method=cell.init_params, reg_covar=cell.reg_covar),
+                           split_merge=cell.split_merge, tol=cell.tol, max_iter=cell.max_iter,
+                           reg_covar=cell.reg_covar, dtype=cell.dtype)
+            for cell, cell_seeds in zip(cells, seeds)
         ]
-        best_runs = [run for run, _ in run_together(counted, train, split_every, programs)]
+        best_runs = [run for run, _ in run_together(counted, train, model.split_every, programs)]
         # 4. held-out log-likelihood of every cell, one pass
         heldout = [math.nan] * len(grid)
         if heldout_fraction > 0:
-            heldout = run_together(counted, held, split_every, [score_steps(run.params) for run in best_runs])
+            heldout = run_together(counted, held, model.split_every, [score_steps(run.params) for run in best_runs])
     train_weight = best_runs[0].weight
     table = []
     for (k, c), run in zip(grid, best_runs):
-        n_params = run.params.n_free_parameters()
-        total = run.lower_bound * train_weight
+        bic, aic = information_criteria(run.lower_bound * train_weight, run.params.n_free_parameters(), train_weight)
         table.append({"n_components": k, "covariance_type": c, "log_likelihood": run.lower_bound,
-                      "bic": -2 * total + n_params * math.log(train_weight), "aic": -2 * total + 2 * n_params,
-                      "heldout_log_likelihood": heldout[len(table)], "n_iter": run.n_iter,
+                      "bic": bic, "aic": aic, "heldout_log_likelihood": heldout[len(table)], "n_iter": run.n_iter,
                       "converged": run.converged})
     chosen = min(range(len(grid)), key=lambda i: _score(table[i], criterion))
-    k, c = grid[chosen]
-    best = GaussianMixture(k, covariance_type=c, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-                           init_params=init_params, nan_policy=nan_policy, split_every=split_every,
-                           chunk_rows=chunk_rows, split_merge=split_merge)
+    best = cells[chosen].set_params(client=None)
     best._set_fitted(best_runs[chosen], data)
     return Selection(best, table, criterion, counted.passes)
 

@@ -23,38 +23,21 @@ Dask array / DataFrame, no client      Dask's configured default scheduler
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
+import contextvars
 import uuid
 import warnings
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, InputKind
+from .clusters import connect, current_client, local_cluster
 from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
-from ..kernels.stats import Stats, merge_stats
+from .local import InProcessExecutor
+from ..kernels.stats import Stats
+from .passes import Kernel, build_pass, placed_in_row_ranges
 
-InputKind = Literal["numpy", "dask", "parquet"]
-IN_MEMORY_CHUNK_ROWS = 65_536
 CACHE_FRACTION = 0.25
-# A task costs milliseconds of scheduler and worker time, as much as the kernel on ~100 kB of rows:
-# passes over small chunks run whole subtrees of their merge tree to a task (fused_levels).
-FUSE_CHUNK_BYTES = 4 * 2**20  # chunks smaller than this (on average) run several to a task
-FUSE_TASK_BYTES = 16 * 2**20  # a task runs deeper subtrees of small chunks up to this much data...
-MIN_FUSED_TASKS = 16  # ...while a pass keeps at least this many tasks
-Kernel = Callable[[np.ndarray, Any, int], Stats]
-
-
-def current_client():
-    """The current ``distributed`` client, or None (never imports distributed itself)."""
-    if "distributed" not in sys.modules:
-        return None
-    from distributed import default_client
-
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 class Executor:
@@ -147,243 +130,6 @@ class Executor:
         return out
 
 
-def placed_in_row_ranges(X, workers: list[str]):
-    """``X`` with its graph optimised and its row chunks split into one contiguous range per worker.
-
-    Persisted, consecutive chunks then live together and a pass's fused subtrees of
-    consecutive chunks (:func:`pass_layer`) read local data instead of fetching it
-    every pass. A preference (``allow_other_workers``), not a restriction.
-    """
-    import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
-
-    keys = row_chunk_keys(X)
-    where = {key: [workers[i * len(workers) // len(keys)]] for i, key in enumerate(keys)}
-    graph = dict(X.__dask_optimize__(X.__dask_graph__(), X.__dask_keys__()))
-    layer = MaterializedLayer(graph, annotations={"workers": where.get, "allow_other_workers": True})
-    return da.Array(HighLevelGraph({X.name: layer}, {X.name: set()}), X.name, X.chunks, meta=X._meta)
-
-
-def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
-    """The lazy graph of one pass; ``shared`` is the broadcast payload (a Delayed or a value).
-
-    One raw graph layer of dask's task objects (``dask._task_spec``, hence dask >= 2024.12)
-    next to X's (optimised) graph: no Delayed object per task, which cost over a second
-    per pass at 1,000 chunks. Chunks smaller than
-    ``FUSE_CHUNK_BYTES`` run a whole subtree to a task (see :func:`fused_levels`).
-
-    Parameters
-    ----------
-    X : dask array of shape (N, d), chunked along rows only
-    kernel : ``kernel(block, payload, row_offset) -> Stats``, block of shape (n_i, d)
-    shared : what every kernel call gets as ``payload``; a Delayed is referenced by its one key
-
-    Returns
-    -------
-    Delayed whose value is the merged Stats
-    """
-    from dask.delayed import Delayed
-    from dask.highlevelgraph import HighLevelGraph
-
-    if X.numblocks[1] != 1:
-        raise ValueError("a pass needs chunks that span all columns")
-    x_graph, x_keys = pass_input_graph(X)
-    payload, payload_graph = shared_reference(shared)
-    offsets = [int(offset) for offset in np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])]
-    levels = fused_levels(len(x_keys), X.nbytes, split_every)
-    token = uuid.uuid4().hex
-    layer, final = pass_layer(token, x_keys, offsets, kernel, payload, split_every, levels)
-    layer.update(payload_graph)
-    name = f"pass-{token}"
-    graph = HighLevelGraph({name: layer, X.name: x_graph}, {name: {X.name}, X.name: set()})
-    return Delayed(final, graph, layer=name)
-
-
-def row_chunk_keys(X) -> list:
-    """The keys of X's row chunks, in order (X has a single column chunk)."""
-    return [row[0] for row in X.__dask_keys__()]
-
-
-def pass_input_graph(X) -> tuple[dict, list]:
-    """X's graph (optimised, unless its chunks are already data, e.g. persisted futures) and row-chunk keys."""
-    keys = row_chunk_keys(X)
-    graph = X.__dask_graph__()
-    if not all(is_data(graph[key]) for key in keys):
-        graph = X.__dask_optimize__(graph, X.__dask_keys__())
-    return dict(graph), keys
-
-
-def is_data(value: Any) -> bool:
-    """Whether a graph value is data (an array, a Future, a DataNode) rather than a task to run."""
-    from dask._task_spec import DataNode, GraphNode
-    from dask.core import istask
-
-    return isinstance(value, DataNode) if isinstance(value, GraphNode) else not istask(value)
-
-
-def shared_reference(shared: Any) -> tuple[Any, dict]:
-    """The argument tasks pass for ``shared`` and the graph it needs.
-
-    A Delayed is referenced by its key (its value is computed once); any other value is
-    embedded in every task as it is.
-    """
-    from dask import is_dask_collection
-    from dask._task_spec import TaskRef
-
-    if is_dask_collection(shared):
-        return TaskRef(shared.key), dict(shared.__dask_graph__())
-    return shared, {}
-
-
-def fused_levels(n_chunks: int, nbytes: int, split_every: int) -> int:
-    """How many levels of a pass's merge tree run inside one task (0: every chunk is a task).
-
-    Chunks under ``FUSE_CHUNK_BYTES`` on average fuse one level (``split_every`` chunks
-    a task); deeper levels while a task holds at most ``FUSE_TASK_BYTES`` and the pass
-    keeps ``MIN_FUSED_TASKS`` tasks. Per-task scheduling costs about as much as a few
-    thousand rows of work, so 1,000 chunks of 1,000 rows want 64 to a task.
-    """
-    if n_chunks <= 1 or nbytes >= FUSE_CHUNK_BYTES * n_chunks:
-        return 0
-    levels, per_chunk = 1, nbytes / n_chunks
-    while split_every**levels < n_chunks:
-        size = split_every ** (levels + 1)
-        if size * per_chunk > FUSE_TASK_BYTES or -(-n_chunks // size) < MIN_FUSED_TASKS:
-            break
-        levels += 1
-    return levels
-
-
-def pass_layer(
-    token: str, x_keys: list, offsets: list[int], kernel: Kernel, payload: Any, split_every: int, levels: int
-) -> tuple[dict, Any]:
-    """The tasks of one pass and the key of its result: the :func:`tree_reduce` tree over the chunks.
-
-    Leaves are ``("stats-<token>", i)`` = kernel(chunk i), merges ``("merge-<token>-<depth>", j)``.
-    With ``levels`` ≥ 1 the leaves and the first ``levels`` levels of merges run inside one
-    task per subtree (:func:`map_merge`): the same merges in the same order, so the same
-    bits, with ``split_every ** levels`` times fewer tasks.
-    """
-    from dask._task_spec import List, Task, TaskRef
-
-    layer: dict = {}
-
-    def leaf(i: int):
-        key = (f"stats-{token}", i)
-        layer[key] = Task(key, kernel, TaskRef(x_keys[i]), payload, offsets[i])
-        return key
-
-    def merge(group: list, depth: int, j: int):
-        key = (f"merge-{token}-{depth + max(levels, 1) - 1}", j)
-        if levels and depth == 1:  # group holds chunk indices
-            blocks = List(*(TaskRef(x_keys[i]) for i in group))
-            layer[key] = Task(key, map_merge, kernel, blocks, payload, [offsets[i] for i in group], split_every)
-        else:
-            layer[key] = Task(key, merge_stats, List(*(TaskRef(k) for k in group)))
-        return key
-
-    if len(x_keys) == 1 or not levels:
-        return layer, tree_reduce([leaf(i) for i in range(len(x_keys))], split_every, merge)
-    return layer, tree_reduce(list(range(len(x_keys))), split_every, merge, first=split_every**levels)
-
-
-def map_merge(kernel: Kernel, blocks: list[np.ndarray], payload: Any, offsets: list[int], split_every: int) -> Stats:
-    """``kernel(block, payload, offset)`` over the blocks, merged by :func:`tree_reduce`: a subtree of a pass."""
-    leaves = [kernel(block, payload, offset) for block, offset in zip(blocks, offsets)]
-    return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
-
-
-def tree_reduce(leaves: list, split_every: int, combine: Callable[[list, int, int], Any], first: int = 0) -> Any:
-    """Merge ``leaves`` in groups of ``split_every``, level by level, until one is left.
-
-    ``combine(group, depth, index)`` merges one group. Both executors use this one
-    tree, so a fixed chunking gives bit-identical results everywhere. ``first``
-    (a power of ``split_every``) takes the first level in groups of that size: a
-    combine that runs those subtrees itself.
-    """
-    level, depth = list(leaves), 0
-    while len(level) > 1:
-        size = first if depth == 0 and first else split_every
-        depth += 1
-        level = [combine(level[i : i + size], depth, j) for j, i in enumerate(range(0, len(level), size))]
-    return level[0]
-
-
-class InProcessExecutor:
-    """Runs passes over an in-memory NumPy array in this process, on a small thread pool.
-
-    No graph and no scheduler: a small fit costs what its arithmetic costs. Kernels
-    release the GIL (BLAS, NumPy, nogil compiled loops), so ``threads`` threads run
-    at once: over the chunks when there are many, else over the row tiles of each
-    chunk for kernels that take a ``map`` (``kernel.maps_tiles``). Results are
-    merged in chunk (and tile) order, so they do not depend on the thread count.
-    """
-
-    client = None
-
-    def __init__(self, chunk_rows: int, threads: int | None = None):
-        self.chunk_rows = chunk_rows
-        self.threads = threads if threads is not None else in_process_threads()
-
-    def __repr__(self) -> str:
-        return f"InProcessExecutor(threads={self.threads})"
-
-    def keep_in_memory(self, X):
-        return X
-
-    def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
-        starts = list(range(0, X.shape[0], self.chunk_rows))
-        pool = thread_pool(self.threads)
-        if pool is None:
-            leaves = [kernel(X[i : i + self.chunk_rows], payload, i) for i in starts]
-        else:
-            # one BLAS thread per pool thread: nested BLAS threads oversubscribe the cores badly
-            with single_threaded_blas():
-                if getattr(kernel, "maps_tiles", False) and len(starts) < 4 * self.threads:
-                    leaves = [kernel(X[i : i + self.chunk_rows], payload, i, map=pool.map) for i in starts]
-                else:
-                    leaves = list(pool.map(lambda i: kernel(X[i : i + self.chunk_rows], payload, i), starts))
-        return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
-
-    def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        return X[np.asarray(indices)]
-
-
-_POOLS: dict[int, Any] = {}
-
-
-def in_process_threads() -> int:
-    """Threads of the in-process executor: the CPUs this process may use, at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
-
-
-_BLAS_CONTROLLER: list = []
-
-
-def single_threaded_blas():
-    """Context manager limiting BLAS (OpenBLAS, MKL, ...) to one thread, via threadpoolctl."""
-    if not _BLAS_CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
-
-
-def thread_pool(threads: int):
-    """A process-wide pool of ``threads`` threads (None for one thread), created once."""
-    if threads <= 1:
-        return None
-    if threads not in _POOLS:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="dgmm")
-    return _POOLS[threads]
-
-
 class CountingExecutor:
     """Wraps an executor and counts its passes (each reads every chunk once) and row gathers."""
 
@@ -406,16 +152,19 @@ class CountingExecutor:
         return getattr(self.inner, name)
 
 
-def default_worker_count() -> int:
-    return max(1, min(os.cpu_count() or 1, 4))
-
-
 @contextlib.contextmanager
 def executor_for(
     client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None,
     stall_timeout: float = STALL_TIMEOUT,
 ) -> Iterator[Executor]:
-    """The executor a fit runs on; a client or local cluster it starts is closed on exit."""
+    """The executor a fit runs on; a client or local cluster it starts is closed on exit.
+
+    Inside :func:`executors`, a fit given no client or address runs on the executor made there.
+    """
+    factory = _FACTORY.get()
+    if factory is not None and client is None and not scheduler_address:
+        yield factory(kind, chunk_rows)
+        return
     if client is None and scheduler_address:
         with connect(scheduler_address) as remote:
             yield Executor(remote, stall_timeout=stall_timeout)
@@ -434,44 +183,19 @@ def executor_for(
         yield Executor(local_client, stall_timeout=stall_timeout)
 
 
-def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = None, tls_cert: str | None = None,
-            tls_key: str | None = None):
-    """A client of the scheduler at ``address``.
-
-    A ``tls://`` address uses the given CA file, client certificate and key, and Dask's
-    ``distributed.comm.tls.*`` configuration for any not given; any other address is refused
-    while TLS files are given or Dask's configuration asks for TLS (never plaintext instead). Bad
-    TLS settings or files are a ConfigError; an unreachable scheduler or a failed TLS handshake
-    is a DataError, raised within ``timeout``, with nothing left running.
-    """
-    from .tls import client_security, open_client
-
-    return open_client(address, timeout, client_security(address, tls_ca_file, tls_cert, tls_key))
+ExecutorFactory = Callable[[InputKind, int], Any]
+_FACTORY: contextvars.ContextVar[ExecutorFactory | None] = contextvars.ContextVar("dgmm_executors", default=None)
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto",
-                  log_level: int | None = None):
-    """A client of a new LocalCluster of worker processes on 127.0.0.1, closed on exit.
+def executors(factory: ExecutorFactory) -> Iterator[None]:
+    """Run the fits and selections of the block, when given no client, on ``factory(kind, chunk_rows)``.
 
-    Scheduler, workers and dashboard listen on 127.0.0.1 only; one thread per worker.
-    ``log_level``: what distributed may log in every process (default: errors).
+    For tests and benchmarks: e.g. a :class:`CountingExecutor` around an in-process executor counts
+    every pass of the fits inside. ``kind`` is "numpy", "dask" or "parquet".
     """
-    import logging
-
-    import dask
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(
-        n_workers=n_workers or default_worker_count(),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        memory_limit=memory_limit,
-        silence_logs=logging.ERROR if log_level is None else log_level,
-        # Ctrl-C and user-error logs (see that module), then any preloads of the user's Dask config
-        preload=["dgmm.execution.worker_setup", *dask.config.get("distributed.worker.preload", [])],
-    ) as cluster, Client(cluster, set_as_default=False) as client:
-        yield client
-
+    token = _FACTORY.set(factory)
+    try:
+        yield
+    finally:
+        _FACTORY.reset(token)

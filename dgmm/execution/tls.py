@@ -1,7 +1,7 @@
 """TLS to a remote Dask scheduler: the client's ``distributed.Security``, checked before connecting.
 
 The CA file, client certificate and key come from explicit settings (``tls_ca_file``,
-``tls_cert``, ``tls_key``: config keys, ``--tls-*`` options or :func:`dgmm.execution.executor.connect`
+``tls_cert``, ``tls_key``: config keys, ``--tls-*`` options or :func:`dgmm.execution.connect`
 arguments) and, for whatever is not given, from Dask's own configuration
 (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``, e.g. through
 ``DASK_DISTRIBUTED__COMM__TLS__CA_FILE``). Every problem found before or during the handshake is
@@ -20,7 +20,7 @@ import os
 import ssl
 from typing import Any
 
-from ..cli.config import ConfigError
+from ..errors import ConfigError
 from ..errors import DataError
 
 TLS_SETTINGS = ("tls_ca_file", "tls_cert", "tls_key")

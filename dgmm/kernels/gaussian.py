@@ -34,6 +34,19 @@ _ILL_DEFINED = (
 )
 
 
+def covariance_shape(covariance_type: CovarianceType, n_components: int, n_features: int) -> tuple[int, ...]:
+    """Shape of ``covariances`` (and ``precisions_cholesky``) for ``K`` components and ``d`` features.
+
+    (K, d, d) "full", (d, d) "tied", (K, d) "diag", (K,) "spherical"; ValueError for another type.
+    """
+    K, d = n_components, n_features
+    shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}
+    if covariance_type not in shapes:
+        raise ValueError(f"covariance_type={covariance_type!r} is invalid; "
+                         f"expected one of {', '.join(COVARIANCE_TYPES)}")
+    return shapes[covariance_type]
+
+
 def precision_cholesky(covariances: np.ndarray, covariance_type: CovarianceType) -> np.ndarray:
     """Cholesky factors of the precision matrices.
 

@@ -19,7 +19,8 @@ the result is a function of the rows, not of the chunking:
   cost, plus the rows farthest from their centres (to re-seed empty clusters).
 
 and, in memory on the client, :func:`recluster` (weighted k-means++ then
-weighted Lloyd) of the ~ℓ·rounds candidates down to K centres.
+weighted Lloyd) of the ~ℓ·rounds candidates down to K centres. :func:`kmeans_plusplus`
+also seeds the sample-based "k-means++" initialisation (:mod:`dgmm.kernels.init`).
 
 ``weights`` (shape (n,), sample weights) multiply every cost and count; a row
 of weight 0 is ignored and never sampled.
@@ -31,13 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
-from .init import _splitmix64
+from .hashing import row_uniforms
 
 BLOCK_ELEMENTS = 1 << 21  # rows × centres per distance block (16 MiB of float64)
 
 
-def sq_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def squared_distances(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Squared Euclidean distances, shape (n, m), by BLAS about the first centre.
 
     ``‖x − c‖² = ‖x'‖² − 2 x'·c' + ‖c'‖²`` with ``x' = x − c_0``, ``c' = c − c_0``:
@@ -67,23 +67,19 @@ def nearest(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     labels, d2 = np.empty(n, dtype=np.int64), np.empty(n)
     step = max(1, BLOCK_ELEMENTS // max(1, centres.shape[0]))
     for start in range(0, n, step):
-        block = sq_distances(X[start : start + step], centres)
+        block = squared_distances(X[start : start + step], centres)
         labels[start : start + step] = np.argmin(block, axis=1)
         d2[start : start + step] = block[np.arange(block.shape[0]), labels[start : start + step]]
     return labels, d2
 
 
-def row_uniforms(seed: int, round_: int, row_offset: int, n_rows: int) -> np.ndarray:
-    """Uniforms in (0, 1), shape (n_rows,), a pure function of (seed, round, global row index)."""
-    rows = np.arange(row_offset, row_offset + n_rows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        key = _splitmix64(_splitmix64(np.array([seed], dtype=np.uint64)) + np.uint64(round_))[0]
-        bits = _splitmix64(_splitmix64(rows) ^ key)
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-
-
 def _row_weights(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     return np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+
+
+def _scores(X: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """``w·d²(x)``, shape (n,): each row's weighted squared distance to its nearest candidate."""
+    return _row_weights(X, weights) * nearest(X, candidates)[1]
 
 
 @dataclass(frozen=True)
@@ -128,7 +124,7 @@ def sampling_probabilities(
     X: np.ndarray, candidates: np.ndarray, cost: float, oversampling: float, weights: np.ndarray | None = None
 ) -> np.ndarray:
     """``min(1, ℓ·w·d²(x)/φ)``, shape (n,): what :func:`sample_candidates` draws with."""
-    score = _row_weights(X, weights) * nearest(X, candidates)[1]
+    score = _scores(X, candidates, weights)
     if cost <= 0.0:
         return np.zeros_like(score)
     return np.minimum(1.0, oversampling * score / cost)
@@ -154,7 +150,7 @@ def sample_candidates(
     weights : ndarray of shape (n,) or None
     """
     X = np.asarray(X, dtype=np.float64)
-    score = _row_weights(X, weights) * nearest(X, candidates)[1]
+    score = _scores(X, candidates, weights)
     uniform = row_uniforms(seed, round_, row_offset, X.shape[0])
     index = np.arange(row_offset, row_offset + X.shape[0], dtype=np.int64)
     return CandidateSample(float(oversampling), float(score.sum()), X, index, score, uniform).kept()
@@ -288,15 +284,18 @@ def mean_variance(stats: LloydStats, centres: np.ndarray) -> float:
     return float(max(within + between, 0.0) / (total * centres.shape[1]))
 
 
-def weighted_kmeans_plusplus(
-    points: np.ndarray, weights: np.ndarray, n_clusters: int, rng: np.random.Generator
+def kmeans_plusplus(
+    points: np.ndarray, n_clusters: int, rng: np.random.Generator, weights: np.ndarray | None = None
 ) -> np.ndarray:
-    """k-means++ seeding of weighted points, with 2 + log K local trials per centre.
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii) of points, weighted or not, with 2 + log K
+    local trials per centre.
 
     Parameters
     ----------
     points : ndarray of shape (m, d)
-    weights : ndarray of shape (m,), > 0
+    weights : ndarray of shape (m,), > 0, or None (every weight 1; the first centre is then
+        drawn by ``rng.integers``, so seeded starts stay as they were)
+
     Returns
     -------
     centres : ndarray of shape (n_clusters, d)
@@ -304,16 +303,16 @@ def weighted_kmeans_plusplus(
     m = points.shape[0]
     n_trials = 2 + int(np.log(n_clusters))
     centres = np.empty((n_clusters, points.shape[1]))
-    centres[0] = points[rng.choice(m, p=weights / weights.sum())]
+    centres[0] = points[rng.integers(m) if weights is None else rng.choice(m, p=weights / weights.sum())]
     closest = nearest(points, centres[:1])[1]
     for c in range(1, n_clusters):
-        potential = weights * closest
+        potential = closest if weights is None else weights * closest
         if potential.sum() <= 0.0:
             centres[c] = points[rng.integers(m)]
             continue
         trials = np.minimum(np.searchsorted(np.cumsum(potential), rng.random(n_trials) * potential.sum()), m - 1)
-        trial_dist = np.minimum(closest[:, None], sq_distances(points, points[trials]))
-        best = int(np.argmin(weights @ trial_dist))
+        trial_dist = np.minimum(closest[:, None], squared_distances(points, points[trials]))
+        best = int(np.argmin(trial_dist.sum(axis=0) if weights is None else weights @ trial_dist))
         centres[c] = points[trials[best]]
         closest = trial_dist[:, best]
     return centres
@@ -349,28 +348,8 @@ def recluster(
     points, weights = candidates[live], weights[live]
     best, best_cost = None, np.inf
     for _ in range(n_init):
-        centres = weighted_lloyd(points, weights, weighted_kmeans_plusplus(points, weights, n_clusters, rng))
+        centres = weighted_lloyd(points, weights, kmeans_plusplus(points, n_clusters, rng, weights))
         cost = float(weights @ nearest(points, centres)[1])
         if cost < best_cost:
             best, best_cost = centres, cost
     return best
-
-
-def choose_weighted_centres(
-    sample: np.ndarray, weights: np.ndarray, n_components: int, method: str, rng: np.random.Generator
-) -> np.ndarray:
-    """Centres (K, d) from a uniform row sample (m, d) with sample weights (m,), for the sample-based inits.
-
-    "k-means++": weighted k-means++; "random_from_data": K rows drawn ∝ weight (without
-    replacement while enough rows have weight > 0); "random": the weighted mean, K times.
-    """
-    live = weights > 0
-    points, w = sample[live], weights[live]
-    if w.size == 0:
-        raise DataError("no rows left to fit in the initialisation sample: every sampled row has weight 0 "
-                        "(dropped for nulls or NaN, or sample weight 0); check the input or nan_policy")
-    if method == "k-means++":
-        return weighted_kmeans_plusplus(points, w, n_components, rng)
-    if method == "random_from_data":
-        return points[rng.choice(w.size, size=n_components, replace=w.size < n_components, p=w / w.sum())]
-    return np.repeat((w @ points / w.sum())[None, :], n_components, axis=0)

@@ -51,10 +51,15 @@ class MoveStats:
         return MoveStats(self.overlap + other.overlap, self.s0 + other.s0, self.m2 + other.m2, self.m4 + other.m4)
 
 
+def largest_eigenpairs(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest eigenvalue, at least 0, (K,) and its unit eigenvector (K, d) of covariances (K, d, d)."""
+    eigenvalues, eigenvectors = np.linalg.eigh(dense)
+    return np.maximum(eigenvalues[:, -1], 0.0), eigenvectors[:, :, -1]
+
+
 def principal_axes(params: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
     """Largest eigenvalue (K,) and its unit eigenvector (K, d) of every component's covariance."""
-    eigenvalues, eigenvectors = np.linalg.eigh(params.dense_covariances)
-    return np.maximum(eigenvalues[:, -1], 0.0), eigenvectors[:, :, -1]
+    return largest_eigenpairs(params.dense_covariances)
 
 
 def move_stats(X: np.ndarray, params: MixtureParams, axes: np.ndarray, weights: np.ndarray | None = None) -> MoveStats:
@@ -124,8 +129,8 @@ def split_component(
     ``μ_h ∓ sqrt(λ_max) v_max`` along h's principal axis, h's covariance."""
     d = means.shape[1]
     dense = dense_covariances(covariances if covariance_type == "tied" else covariances[h : h + 1], covariance_type, 1, d)
-    eigenvalues, eigenvectors = np.linalg.eigh(dense[0])
-    offset = np.sqrt(max(eigenvalues[-1], 0.0)) * eigenvectors[:, -1]
+    eigenvalue, axis = largest_eigenpairs(dense)
+    offset = np.sqrt(eigenvalue[0]) * axis[0]
     means[into], means[h] = means[h] + offset, means[h] - offset
     weights[into] = weights[h] = weights[h] / 2
     if covariance_type != "tied":

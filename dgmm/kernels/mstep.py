@@ -37,16 +37,13 @@ def covariances_from_stats(
     covariances : ndarray, shape by ``covariance_type``
     """
     d = shift.shape[1]
-    if covariance_type == "full":
-        cov = stats.s2 / nk[:, None, None] - shift[:, :, None] * shift[:, None, :]
-        cov = 0.5 * (cov + np.swapaxes(cov, 1, 2))
-        cov[:, np.arange(d), np.arange(d)] += reg_covar
-        return cov
-    if covariance_type == "tied":
-        scatter = stats.s2 - np.einsum("k,ki,kj->ij", nk, shift, shift)
-        cov = scatter / nk.sum()
-        cov = 0.5 * (cov + cov.T)
-        cov[np.arange(d), np.arange(d)] += reg_covar
+    if covariance_type in ("full", "tied"):
+        if covariance_type == "full":
+            cov = stats.s2 / nk[:, None, None] - shift[:, :, None] * shift[:, None, :]
+        else:
+            cov = (stats.s2 - np.einsum("k,ki,kj->ij", nk, shift, shift)) / nk.sum()
+        cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+        cov[..., np.arange(d), np.arange(d)] += reg_covar
         return cov
     var = stats.s2 / nk[:, None] - shift**2 + reg_covar
     if covariance_type == "diag":

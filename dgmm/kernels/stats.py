@@ -1,4 +1,4 @@
-"""Sufficient statistics of EM: the E-step of one chunk and the associative merge.
+"""Sufficient statistics of EM: Stats, their associative merge, and their accumulation from responsibilities.
 
 Pure NumPy. The statistics of a chunk are centred on reference points ``c_k``
 (the broadcast *old* means during EM)::
@@ -20,9 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .gaussian import CovarianceType
-from .params import MixtureParams
-from .posterior import log_responsibilities
+from .gaussian import CovarianceType, covariance_shape
 
 
 @dataclass(frozen=True)
@@ -63,12 +61,8 @@ class Stats:
 
 
 def s2_shape(n_components: int, n_features: int, covariance_type: CovarianceType) -> tuple[int, ...]:
-    """Shape of ``S2`` for a covariance type."""
-    if covariance_type == "full":
-        return (n_components, n_features, n_features)
-    if covariance_type == "tied":
-        return (n_features, n_features)
-    return (n_components, n_features)
+    """Shape of ``S2``: the covariances' shape, but per-feature (K, d) for "spherical" too."""
+    return covariance_shape("diag" if covariance_type == "spherical" else covariance_type, n_components, n_features)
 
 
 def zero_stats(n_components: int, n_features: int, covariance_type: CovarianceType) -> Stats:
@@ -96,20 +90,23 @@ def accumulate(
     centres: np.ndarray,
     covariance_type: CovarianceType,
     loglik: float = 0.0,
-    weight: float | None = None,
+    weights: np.ndarray | None = None,
 ) -> Stats:
     """Statistics of rows ``X`` with responsibilities ``resp``, centred on ``centres``.
 
     Parameters
     ----------
     X : ndarray of shape (n, d)
-    resp : ndarray of shape (n, K)
+    resp : ndarray of shape (n, K), not multiplied by the row weights
     centres : ndarray of shape (K, d)
-    weight : total weight of the rows (``resp`` already multiplied by the row weights);
-        ``n`` when None
+    loglik : the rows' (weighted) log-likelihood, passed through
+    weights : ndarray of shape (n,) or None; row n counts ``weights[n]`` times (total weight n when None)
     """
     n, d = X.shape
     K = resp.shape[1]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        resp = resp * weights[:, None]
     s1 = np.empty((K, d))
     s2 = np.zeros(s2_shape(K, d, covariance_type))
     for k in range(K):
@@ -124,25 +121,4 @@ def accumulate(
                 s2 += scatter
         else:
             s2[k] = r @ (diff * diff)
-    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, float(n) if weight is None else float(weight))
-
-
-def chunk_stats(X: np.ndarray, params: MixtureParams, weights: np.ndarray | None = None) -> Stats:
-    """E-step of one chunk: responsibilities under ``params`` and their statistics.
-
-    The responsibilities live only inside this call (shape (n, K) for a chunk of
-    n rows); what leaves is O(K·d²).
-
-    Parameters
-    ----------
-    X : ndarray of shape (n, d)
-    params : the current (old) parameters; statistics are centred on ``params.means``.
-    weights : ndarray of shape (n,) or None; row n counts ``weights[n]`` times
-    """
-    X = np.asarray(X, dtype=np.float64)
-    log_prob_norm, log_resp = log_responsibilities(X, params)
-    resp = np.exp(log_resp)
-    if weights is None:
-        return accumulate(X, resp, params.means, params.covariance_type, log_prob_norm.sum())
-    resp *= weights[:, None]
-    return accumulate(X, resp, params.means, params.covariance_type, weights @ log_prob_norm, weights.sum())
+    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, float(n) if weights is None else float(weights.sum()))

@@ -9,11 +9,14 @@ has weight 0 and features 0, so kernels may compute on it freely: it adds nothin
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ..errors import DataError
-from .init import _splitmix64
+from .hashing import heldout_rows
 
+NanPolicy = Literal["raise", "drop"]
 NAN_POLICIES: tuple[str, ...] = ("raise", "drop")
 # Largest magnitude of a feature or weight: squares summed over billions of rows stay finite
 # (centred second moments of larger values overflow float64 and end a fit with NaN).
@@ -28,6 +31,37 @@ def within_range(values: np.ndarray) -> bool:
 def too_large_message(where: str, value: float) -> str:
     return (f"{where} is {value:.6g}, beyond {MAX_MAGNITUDE:g} in magnitude, where the second moments overflow; "
             "scale the data (e.g. divide the column by a power of ten) before fitting")
+
+
+def check_nan_policy(nan_policy: str) -> None:
+    """Refuse (DataError) a ``nan_policy`` that is not one of :data:`NAN_POLICIES`."""
+    if nan_policy not in NAN_POLICIES:
+        raise DataError(f"nan_policy={nan_policy!r} is invalid; expected one of {', '.join(NAN_POLICIES)}")
+
+
+def no_rows_left(where: str = "") -> DataError:
+    """The error of a fit (or of its initialisation sample, ``where``) left with no row of weight > 0."""
+    return DataError(f"no rows left to fit{where}: every row has weight 0 (dropped for nulls or NaN, or sample "
+                     "weight 0); check the input or nan_policy")
+
+
+def is_weighted(has_weights: bool, nan_policy: str) -> bool:
+    """Whether data carries a last column of row weights: it has sample weights, or rows may be dropped."""
+    return has_weights or nan_policy == "drop"
+
+
+def block_row_offset(block_info: dict | None) -> int:
+    """Global index of the first row of a ``map_blocks`` block, from its ``block_info`` (0 without one)."""
+    return block_info[0]["array-location"][0][0] if block_info else 0
+
+
+def with_weight_column(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """A new weighted block (n, d + 1), float64: ``X`` (n, d) and ``weights`` (n,) (every weight 1 when None)."""
+    n, d = X.shape
+    out = np.empty((n, d + 1), dtype=np.float64)
+    out[:, :d] = X
+    out[:, d] = 1.0 if weights is None else weights
+    return out
 
 
 def split_weights(block: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -70,9 +104,7 @@ def attach_weights(X: np.ndarray, weights: np.ndarray | None, nan_policy: str, r
     ndarray of shape (n, d + 1), float64
     """
     n, d = X.shape
-    out = np.empty((n, d + 1), dtype=np.float64)
-    out[:, :d] = X
-    out[:, d] = 1.0 if weights is None else weights
+    out = with_weight_column(X, weights)
     dropped = np.isnan(out).any(axis=1) if nan_policy == "drop" else np.zeros(n, dtype=bool)
     bad_weight = (~(out[:, d] >= 0) & ~dropped) | np.isinf(out[:, d])
     if bad_weight.any():
@@ -83,29 +115,15 @@ def attach_weights(X: np.ndarray, weights: np.ndarray | None, nan_policy: str, r
     return out
 
 
-def heldout_rows(n_rows: int, row_offset: int, seed: int, fraction: float) -> np.ndarray:
-    """Which rows a deterministic hash split holds out, shape (n_rows,), bool.
-
-    A pure function of (seed, global row index): the split does not depend on the chunking,
-    and about ``fraction`` of the rows are held out.
-    """
-    rows = np.arange(row_offset, row_offset + n_rows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        bits = _splitmix64(rows ^ _splitmix64(np.full(1, seed, dtype=np.uint64))[0])
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53 < fraction
-
-
 def select_rows(block: np.ndarray, n_features: int, seed: int, fraction: float, held: bool,
                 block_info: dict | None = None) -> np.ndarray:
     """A weighted block (n, d + 1) keeping only the training rows (``held=False``) or the held-out ones.
 
-    Rows of the other part get weight 0; ``block`` may be weighted or not.
+    Rows of the other part get weight 0 (:func:`dgmm.kernels.hashing.heldout_rows` splits them);
+    ``block`` may be weighted or not.
     """
-    offset = block_info[0]["array-location"][0][0] if block_info else 0
     X, weights = split_weights(block, n_features)
-    out = np.empty((X.shape[0], n_features + 1))
-    out[:, :n_features] = X
-    out[:, n_features] = 1.0 if weights is None else weights
-    keep = heldout_rows(X.shape[0], offset, seed, fraction)
+    out = with_weight_column(X, weights)
+    keep = heldout_rows(X.shape[0], block_row_offset(block_info), seed, fraction)
     out[keep != held, n_features] = 0.0
     return out

@@ -33,10 +33,10 @@ import numpy as np
 
 from .archive import Invalid, Spec, canonical_json, checksum, read_archive
 from ..algorithms.em import EMResult, IterationCallback, IterationReport
-from ..errors import DgmmError
-from ..kernels.gaussian import COVARIANCE_TYPES
-from .model_file import (_CORRUPT, _INT, _NONE, _REAL, _STR, _TooLarge, _check_keys, _check_limits,
-                       _covariance_shape, _write_atomically)  # fmt: skip
+from ..errors import CheckpointError, DgmmError
+from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
+from .checks import CORRUPT, INT, NONE, REAL, STR, TooLarge, check_keys, check_limits
+from .model_file import write_archive
 from ..kernels.params import MixtureParams
 from ..data.sources import filesystem, is_remote, remote_call
 
@@ -46,15 +46,12 @@ FILE_NAME = "checkpoint.npz"
 LOCK_NAME = ".checkpoint.lock"
 _PARAM_FIELDS = ("weights", "means", "covariances", "precisions_cholesky")
 _RESULT = (dict, type(None))
-_METADATA = {"format": _STR, "format_version": _INT, "covariance_type": _STR, "n_components": _INT,
-             "n_features": _INT, "n_seeds": _INT, "init_index": _INT, "current": _RESULT, "best": _RESULT,
-             "finished": (list, type(None)), "identity": (dict,), "sha256": _STR}  # fmt: skip
-_RESULT_META = {"converged": (bool,), "n_iter": _INT, "lower_bound": _REAL + _NONE}
+_METADATA = {"format": STR, "format_version": INT, "covariance_type": STR, "n_components": INT,
+             "n_features": INT, "n_seeds": INT, "init_index": INT, "current": _RESULT, "best": _RESULT,
+             "finished": (list, type(None)), "identity": (dict,), "sha256": STR}  # fmt: skip
+_RESULT_META = {"converged": (bool,), "n_iter": INT, "lower_bound": REAL + NONE}
 MAX_CHECKPOINT_METADATA_BYTES = 64 << 20  # the identity lists every input file
 
-
-class CheckpointError(DgmmError, ValueError):
-    """A checkpoint is corrupt, belongs to other input or settings, to another run, or is in use."""
 
 
 @dataclass(frozen=True)
@@ -189,7 +186,7 @@ class Checkpoint:
         metadata["sha256"] = checksum(arrays, metadata, names)
         arrays = {name: arrays[name] for name in names}
         arrays["metadata"] = np.frombuffer(canonical_json(metadata).encode(), dtype=np.uint8)
-        _write_atomically(self.path, arrays, overwrite=True, storage_options=self.storage_options)
+        write_archive(self.path, arrays, overwrite=True, storage_options=self.storage_options)
 
     def remove(self) -> None:
         """Delete the checkpoint (the run it belongs to is over and its model published)."""
@@ -246,14 +243,14 @@ class Checkpoint:
                                                 max_metadata_bytes=MAX_CHECKPOINT_METADATA_BYTES,
                                                 what="dgmm checkpoint")
             _check_values(metadata, arrays)
-        except _TooLarge as exc:
+        except TooLarge as exc:
             raise CheckpointError(f"{self.path}: {exc}; delete it to start over") from None
         except Invalid as exc:
             raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint ({exc}); delete it to start over"
                                   ) from None
         except DgmmError:
             raise
-        except _CORRUPT + (AttributeError, RecursionError) as exc:
+        except CORRUPT + (AttributeError, RecursionError) as exc:
             raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over"
                                   ) from None
         return metadata, arrays
@@ -266,7 +263,7 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     if metadata.get("format_version") != FORMAT_VERSION:
         raise Invalid(f"format version {metadata.get('format_version')!r:.20}; this dgmm reads version "
                       f"{FORMAT_VERSION} (a checkpoint of another dgmm version)")
-    _check_keys("metadata", metadata, _METADATA)
+    check_keys("metadata", metadata, _METADATA)
     kind, K, d, n_seeds = (metadata[key] for key in ("covariance_type", "n_components", "n_features", "n_seeds"))
     if kind not in COVARIANCE_TYPES:
         raise Invalid(f"unknown covariance_type {kind!r:.80}")
@@ -280,11 +277,11 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
         meta = metadata[prefix]
         if meta is None:
             continue
-        _check_keys(f"metadata {prefix}", meta, {**_RESULT_META, "history": _INT})
+        check_keys(f"metadata {prefix}", meta, {**_RESULT_META, "history": INT})
         if K < 1 or d < 1 or meta["n_iter"] < 0 or meta["history"] < 0:
             raise Invalid(f"metadata {prefix}: n_components={K}, n_features={d} or n_iter is out of range")
-        _check_limits(kind, K, d, meta["history"])
-        cov = _covariance_shape(kind, K, d)
+        check_limits(kind, K, d, meta["history"])
+        cov = covariance_shape(kind, K, d)
         context = f"for covariance_type {kind!r} with n_components={K}, n_features={d}"
         shapes = {"weights": (K,), "means": (K, d), "covariances": cov, "precisions_cholesky": cov,
                   "lower_bounds": (meta["history"],)}  # fmt: skip

@@ -1,0 +1,232 @@
+"""The ``dgmm`` command line: fit, predict, score, sample, inspect, generate.
+
+Exit codes: 0 success; 2 user error (bad option, config, input or model file);
+3 the fit ended at max_iter without converging and ``--require-convergence`` was
+given; 4 the fit failed numerically (see the message); 5 the cluster could not
+run the fit (no running worker for --stall-timeout seconds, workers killed again
+and again, the scheduler lost: the checkpoint is kept, --resume continues);
+1 any other failure; 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
+Errors are one line on stderr, without a traceback (set ``DGMM_DEBUG=1`` to get one
+for unexpected failures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import click
+import numpy as np
+
+from ..errors import ClusterError, ConfigError, DgmmError, FitError
+from ..estimator.parameters import BY_NAME, Parameter
+from ..execution.clusters import cluster_log_level, quiet_cluster_logs
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_CONVERGED = 3
+EXIT_FIT_FAILED = 4
+EXIT_CLUSTER = 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Airflow, Kubernetes and systemd send), raised in the main thread and handled
+    as Ctrl-C is: temporary files removed, the local cluster closed, the checkpoint kept."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the clean-up is not interrupted again
+    raise Terminated()
+
+
+def fail(command: str, message: str, code: int) -> None:
+    click.echo(f"dgmm {command}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def debug() -> bool:
+    """``DGMM_DEBUG=1``: tracebacks for unexpected failures, and distributed's own logs."""
+    return bool(os.environ.get("DGMM_DEBUG"))
+
+
+def handle_errors(command: str) -> Callable:
+    """Map exceptions to one stderr line and a documented exit code."""
+
+    def wrap(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except FitError as exc:
+                fail(command, str(exc), EXIT_FIT_FAILED)
+            except ClusterError as exc:
+                fail(command, str(exc), EXIT_CLUSTER)
+            except DgmmError as exc:
+                fail(command, str(exc), EXIT_USER_ERROR)
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated)
+                click.echo(f"dgmm {command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+                sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+            except (click.exceptions.Exit, click.ClickException, SystemExit):
+                raise
+            except OSError as exc:  # a path the user named cannot be read or written
+                where = f"{exc.filename}: " if exc.filename else ""
+                fail(command, f"{where}{exc.strerror or exc}; check the path, its permissions and free space",
+                     EXIT_USER_ERROR)
+            except Exception as exc:  # unexpected: one line unless debugging
+                if os.environ.get("DGMM_DEBUG"):
+                    raise
+                fail(command, f"{type(exc).__name__}: {exc} (set DGMM_DEBUG=1 for a traceback)", 1)
+
+        return run
+
+    return wrap
+
+
+class ProgressLog:
+    """Per-iteration progress on stderr: an updating line on a terminal, else plain or JSON lines."""
+
+    def __init__(self, log_format: str, max_iter: int = 0, stream=None):
+        self.stream = stream or sys.stderr
+        self.json = log_format == "json"
+        self.live = not self.json and self.stream.isatty()
+        self.max_iter = max_iter
+        self.pending = False  # a live line waits for its newline
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.json:
+            self.stream.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
+        else:
+            self.end_live()
+            self.stream.write(f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
+        self.stream.flush()
+
+    def iteration(self, report) -> None:
+        rows_per_s = report.n_rows / report.seconds if report.seconds > 0 else float("inf")
+        if self.json:
+            self.event("iteration", iteration=report.n_iter, mean_log_likelihood=report.lower_bound,
+                       change=finite(report.change), seconds=report.seconds, rows_per_second=rows_per_s)
+            return
+        line = (f"iteration {report.n_iter:4d}  mean log-likelihood {report.lower_bound:.8f}  "
+                f"change {report.change:+.3e}  {report.seconds:.2f} s  {rows_per_s:,.0f} rows/s")
+        if self.live:
+            done = min(report.n_iter / self.max_iter, 1.0) if self.max_iter else 0.0
+            bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
+            line = f"[{bar}] {report.n_iter}/{self.max_iter}  " + line.removeprefix(f"iteration {report.n_iter:4d}  ")
+        self.stream.write(("\r" + line + "\033[K") if self.live else line + "\n")
+        self.pending = self.live
+        self.stream.flush()
+
+    def end_live(self) -> None:
+        if self.pending:
+            self.stream.write("\n")
+            self.pending = False
+
+
+def finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def cluster_client(settings: dict, log: ProgressLog):
+    """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on 127.0.0.1."""
+    from ..execution.deadlines import workers_info
+
+    tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
+    quiet_cluster_logs(debug())
+    if settings["scheduler"]:
+        from ..execution import connect
+
+        with connect(settings["scheduler"], **tls) as client:
+            log.event("cluster", scheduler=settings["scheduler"], workers=len(workers_info(client)))
+            yield client
+        return
+    given = [key for key, value in tls.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} given without --scheduler; TLS settings apply only to a tls:// "
+                          "scheduler: add --scheduler tls://HOST:PORT or drop them")
+    from ..execution import local_cluster
+
+    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug())) as client:
+        log.event("local cluster", workers=len(workers_info(client)), dashboard=client.dashboard_link)
+        yield client
+
+
+def options(settings: tuple[Parameter, ...]) -> Callable:
+    """Click options generated from a command's settings (values merge with --config; ``data`` is an argument)."""
+
+    def decorate(func: Callable) -> Callable:
+        for setting in reversed(settings):
+            if setting.name != "data":
+                func = setting_option(setting)(func)
+        return func
+
+    return decorate
+
+
+def setting_option(setting: Parameter) -> Callable:
+    """The click option of one setting (a mapping: repeated KEY=VALUE)."""
+    if setting.type is dict:
+        return click.option(setting.option, setting.key, multiple=True, metavar="KEY=VALUE", help=setting.help)
+    if setting.type is bool:
+        return click.option(setting.option, setting.key, is_flag=True, default=None, help=setting.help)
+    kind = click.Choice(setting.choices) if setting.choices else (str if setting.is_list else setting.type)
+    shown = "" if setting.default is None else f" [default: {setting.default}]"
+    return click.option(setting.option, setting.key, type=kind, default=None, help=setting.help + shown)
+
+
+class OneLineErrors(click.Group):
+    """A click group whose usage errors are one stderr line (exit 2), like every other user error."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.format_message())
+            sys.exit(0)
+        except click.UsageError as exc:
+            ctx = exc.ctx
+            name = ctx.info_name if ctx is not None and ctx.parent is not None else None
+            where = f"dgmm {name}" if name else "dgmm"
+            click.echo(f"{where}: error: {exc.format_message()} (see {where} --help)", err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as exc:
+            click.echo(f"dgmm: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            terminated = isinstance(exc.__context__, Terminated)
+            click.echo(f"dgmm: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
+            sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+STORAGE_SETTING = BY_NAME["storage_options"]
+STORAGE_OPTION = setting_option(STORAGE_SETTING)  # the same option on every command
+
+
+def storage(values: tuple[str, ...]) -> dict | None:
+    """``--storage-option KEY=VALUE`` values as fsspec's storage_options (None when none are given)."""
+    return STORAGE_SETTING.convert(values, STORAGE_SETTING.option)
+
+
+NAN_POLICY_OPTION = click.option(
+    "--nan-policy", type=click.Choice(BY_NAME["nan_policy"].choices), default=None,
+    help="rows with nulls or NaN: refuse them, or drop them [default: the model's, as fitted]")
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dgmm")
+def main() -> None:
+    """Gaussian mixture models fitted by exact EM on Parquet data, on Dask clusters."""
+
+

@@ -1,0 +1,186 @@
+"""``dgmm predict``, ``score``, ``sample``, ``inspect``, ``generate`` and ``plot``: a model file and data."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+
+from ..errors import ConfigError
+from .app import NAN_POLICY_OPTION, STORAGE_OPTION, finite, handle_errors, main, storage
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--output", "-o", required=True, help="Parquet file to write")
+@click.option("--proba", is_flag=True, help="also write proba_0..proba_{K-1}")
+@click.option("--log-likelihood", "log_likelihood", is_flag=True, help="also write each row's log-likelihood")
+@click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@NAN_POLICY_OPTION
+@STORAGE_OPTION
+@handle_errors("predict")
+def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
+            overwrite: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
+    """Write the most probable component of every row of DATA, in input order (null for dropped rows)."""
+    from ..estimator.files import load_model
+    from ..data.outputs import predict_to_parquet
+
+    model = load_model(model_path, storage(storage_options))
+    model.set_params(nan_policy=nan_policy or model.nan_policy)
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
+    n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
+                           overwrite=overwrite)
+    click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@NAN_POLICY_OPTION
+@STORAGE_OPTION
+@handle_errors("score")
+def score(model_path: str, data: str, as_json: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
+    """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
+    from ..estimator.files import load_model
+
+    model = load_model(model_path, storage(storage_options))
+    summary = model.set_params(nan_policy=nan_policy or model.nan_policy).score_summary(data)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key:20s} {value}")
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
+@click.option("--output", "-o", required=True, help="Parquet file to write")
+@click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@STORAGE_OPTION
+@handle_errors("sample")
+def sample(model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool,
+           storage_options: tuple[str, ...]) -> None:
+    """Draw rows from the model; columns are its features plus `component`."""
+    import pyarrow as pa
+
+    from ..estimator.files import load_model
+    from ..data.outputs import check_destination, write_table
+
+    options = storage(storage_options)
+    model = load_model(model_path, options)
+    check_destination(output, overwrite, options)
+    X, labels = model.set_params(random_state=seed).sample(n_samples)
+    names = getattr(model, "feature_names_in_", None)
+    names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
+    table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels})
+    write_table(table, output, overwrite, storage_options=options)
+    click.echo(f"wrote {n_samples} rows to {output}", err=True)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@STORAGE_OPTION
+@handle_errors("inspect")
+def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) -> None:
+    """Weights, means, covariance summaries, convergence and the input fingerprint of a model."""
+    from ..estimator.files import load_model_with_metadata
+
+    model, metadata = load_model_with_metadata(model_path, storage(storage_options))
+    components = []
+    for k, cov in enumerate(model.fitted_params().dense_covariances):
+        eig = np.linalg.eigvalsh(cov)
+        components.append({
+            "weight": float(model.weights_[k]),
+            "mean": model.means_[k].tolist(),
+            "variances": np.diag(cov).tolist(),
+            "log_det_covariance": float(np.sum(np.log(eig))),
+            "condition_number": float(eig[-1] / eig[0]),
+        })
+    report = {
+        "covariance_type": model.covariance_type,
+        "n_components": model.n_components,
+        "n_features": model.n_features_in_,
+        "feature_names": list(getattr(model, "feature_names_in_", [])),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "mean_log_likelihood": finite(model.lower_bound_),
+        "components": components,
+        "input": metadata.get("extra", {}).get("input"),
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
+               f"({', '.join(report['feature_names']) or 'unnamed'})")
+    click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
+               f"mean log-likelihood {report['mean_log_likelihood']}")
+    with np.printoptions(precision=4, suppress=True):
+        for k, c in enumerate(components):
+            click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "
+                       f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
+    if report["input"]:
+        source = report["input"]
+        n_files = source["n_files"] if "n_files" in source else len(source.get("files", []))  # older files list them
+        click.echo(f"input: {source['n_rows']} rows in {n_files} files, columns {', '.join(source['columns'])}")
+
+
+@main.command()
+@click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
+@click.option("--n-features", "-d", type=click.IntRange(min=1), required=True)
+@click.option("--n-components", "-k", type=click.IntRange(min=1), required=True)
+@click.option("--output", "-o", required=True, help="directory to write the Parquet files to")
+@click.option("--seed", type=click.IntRange(min=0), default=0)
+@click.option("--row-group-size", type=click.IntRange(min=1), default=65_536)
+@click.option("--n-files", type=click.IntRange(min=1), default=1)
+@click.option("--overwrite", is_flag=True, help="replace an existing output directory")
+@handle_errors("generate")
+def generate(n_samples: int, n_features: int, n_components: int, output: str, seed: int,
+             row_group_size: int, n_files: int, overwrite: bool) -> None:
+    """Synthetic mixture data as Parquet (columns x0..x{d-1}), written in blocks."""
+    from ..data.synthetic import write_mixture_parquet
+
+    write_mixture_parquet(output, n_samples, n_features, n_components, seed=seed,
+                          row_group_size=row_group_size, n_files=n_files, overwrite=overwrite)
+    click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data", required=False)
+@click.option("--output", "-o", required=True, help="PNG file to write")
+@click.option("--sample-rows", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="rows of DATA to draw (from randomly chosen row groups)")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the row sample")
+@click.option("--overwrite", is_flag=True, help="replace an existing output")
+@STORAGE_OPTION
+@handle_errors("plot")
+def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, overwrite: bool,
+         storage_options: tuple[str, ...]) -> None:
+    """Plot the convergence curve and the components (over a sample of DATA) as a PNG."""
+    from ..errors import DataError
+    from ..estimator.files import load_model
+    from ..data.outputs import check_destination
+    from ..estimator.plots import plot_model, sample_rows as read_sample
+
+    options = storage(storage_options)
+    model = load_model(model_path, options)
+    if not output.lower().endswith(".png"):
+        raise ConfigError(f"{output}: --output must be a .png file")
+    check_destination(output, overwrite, options)
+    X = None
+    if data is not None:
+        names = getattr(model, "feature_names_in_", None)
+        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed, storage_options=options)
+        if X.shape[1] != model.n_features_in_:
+            raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
+    plot_model(model, X, output, overwrite, options)
+    click.echo(f"wrote {output}", err=True)
+
+

@@ -1,0 +1,173 @@
+"""``dgmm fit`` and ``dgmm select``: fit on Parquet data on a cluster, publish the model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, ConvergenceWarning, DgmmError
+from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, finite, handle_errors, main, options
+from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_parameters, read_yaml, resolve
+
+
+@main.command()
+@click.argument("data", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options")
+@options(FIT_SETTINGS)
+@handle_errors("fit")
+def fit(data: str | None, config_path: str | None, **options: Any) -> None:
+    """Fit a mixture to Parquet DATA and write the model (--model)."""
+    from ..data.parquet import ParquetDataset
+    from ..data.publish import check_destination
+    from ..estimator.mixture import GaussianMixture
+    from ..estimator.parameters import check_n_samples, validate_params
+    from ..persist.checkpoint import Checkpoint
+
+    config = read_yaml(config_path) if config_path else {}
+    settings = resolve(FIT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
+    for key in ("data", "model"):
+        if not settings[key]:
+            raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
+    if settings["resume"] and not settings["checkpoint"]:
+        raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
+    storage = settings["storage_options"]
+    check_destination(settings["model"], settings["overwrite"], storage)  # before work the refusal would waste
+    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
+                                  settings["weight_column"], settings["nan_policy"], storage)
+    model = GaussianMixture(**estimator_parameters(settings))
+    validate_params(model)  # every check that needs no cluster runs before one starts
+    check_n_samples(dataset.n_rows, model.n_components)
+    log = ProgressLog(settings["log_format"], settings["max_iter"])
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    checkpoint = Checkpoint(settings["checkpoint"], settings["resume"], storage) if settings["checkpoint"] else None
+    started = time.perf_counter()
+    with checkpoint.claimed() if checkpoint else contextlib.nullcontext():
+        finished = False
+        if checkpoint is not None:  # another run's, or one for other input or settings: refused now
+            resuming = checkpoint.exists()
+            finished = model.check_checkpoint(dataset, checkpoint)
+            log.event("checkpoint", path=str(checkpoint.path), resuming=resuming, finished=finished)
+        with (contextlib.nullcontext() if finished else cluster_client(settings, log)) as client, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.set_params(client=client).fit(dataset, on_iteration=log.iteration, checkpoint=checkpoint)
+        model.set_params(client=None)
+        log.end_live()
+        log.event("cache", policy=settings["cache"], used=model.cache_used_)
+        for i, j, k, before, after in model.split_merge_moves_:
+            log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
+                      mean_log_likelihood_after=after)
+        publish_model(model, settings["model"], settings["overwrite"], dataset, checkpoint)
+    log.event("done", converged=model.converged_, iterations=model.n_iter_,
+              mean_log_likelihood=finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),
+              model=settings["model"])
+    if not model.converged_ and model.max_iter > 0:
+        click.echo(f"dgmm fit: warning: did not converge in {model.max_iter} iterations "
+                   "(raise --max-iter or --tol); the model was written", err=True)
+        if settings["require_convergence"]:
+            sys.exit(EXIT_NOT_CONVERGED)
+
+
+def publish_model(model, dest: str, overwrite: bool, dataset, checkpoint) -> None:
+    """Write the fitted model; if that fails, keep it (in the checkpoint, else a file in the temporary
+    directory) and say how to publish it without refitting. The checkpoint is removed once published."""
+    from ..persist.model_file import save_model
+    from ..errors import OutputExists
+
+    try:
+        save_model(model, dest, extra={"input": dataset.summary()}, overwrite=overwrite,
+                   storage_options=model.storage_options)
+    except OutputExists:  # the check at the start passed: another run wrote there meanwhile
+        raise DgmmError(f"{dest}: appeared while this fit ran (another run writing there?) and is not replaced "
+                        f"without --overwrite; the fitted model {keep_unpublished(model, dest, checkpoint)}") from None
+    except (DgmmError, OSError) as exc:
+        reason = str(exc).removeprefix(f"{dest}: ") if isinstance(exc, DgmmError) else f"{exc.strerror or exc}"
+        raise DgmmError(f"{dest}: the fitted model could not be written ({reason}); it "
+                        f"{keep_unpublished(model, dest, checkpoint)}") from None
+    if checkpoint is not None:
+        checkpoint.remove()
+
+
+def keep_unpublished(model, dest: str, checkpoint) -> str:
+    """Where the fitted model that could not be published is kept, and how to publish it (a sentence)."""
+    import tempfile
+
+    from ..persist.model_file import save_model
+
+    if checkpoint is not None:  # it holds the finished fit
+        return (f"is kept in the checkpoint {checkpoint.path}: fix that, then run the same command with --resume "
+                "to write it without refitting")
+    rescue = os.path.join(tempfile.gettempdir(), f"dgmm-unpublished-{os.getpid()}-{os.path.basename(dest)[:80]}")
+    try:
+        save_model(model, rescue)
+    except (DgmmError, OSError) as exc:
+        return f"could not be kept at {rescue} either ({exc}); fits with --checkpoint DIR keep their model"
+    return f"is kept at {rescue}: fix that, then move it into place (mv {rescue} {dest}); no refit needed"
+
+
+def _int_list(text: str) -> list[int]:
+    """"1-10" or "2,4,8" -> a list of ints (ConfigError otherwise)."""
+    values: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            values.extend(range(int(low), int(high) + 1) if high else [int(low)])
+    except ValueError:
+        raise ConfigError(f"--n-components {text!r}: expected integers like 1-10 or 2,4,8") from None
+    if not values or min(values) < 1:
+        raise ConfigError(f"--n-components {text!r}: expected integers >= 1, like 1-10 or 2,4,8")
+    return values
+
+
+@main.command("select")
+@click.argument("data", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options")
+@options(SELECT_SETTINGS)
+@handle_errors("select")
+def select_command(data: str | None, config_path: str | None, **options: Any) -> None:
+    """Fit every (K, covariance type) of a grid on DATA sharing each pass; print the table, save the best."""
+    from ..data.parquet import ParquetDataset
+    from ..data.publish import check_destination
+    from ..estimator.select import select
+    from ..persist.model_file import save_model
+
+    config = read_yaml(config_path) if config_path else {}
+    settings = resolve(SELECT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
+    if not settings["data"]:
+        raise ConfigError("missing DATA argument: give it on the command line or as 'data' in --config")
+    ks = _int_list(settings["n_components"])
+    types = settings["covariance_types"]
+    types = [t.strip() for t in types.split(",") if t.strip()] if isinstance(types, str) else types
+    storage = settings["storage_options"]
+    if settings["model"]:
+        check_destination(settings["model"], settings["overwrite"], storage)
+    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
+                                  settings["weight_column"], settings["nan_policy"], storage)
+    log = ProgressLog(settings["log_format"])
+    with cluster_client(settings, log) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        params = {k: v for k, v in estimator_parameters(settings).items()
+                  if k not in SET_BY_SELECT and k != "scheduler_address"}  # the client is connected here
+        result = select(dataset, ks, types, criterion=settings["criterion"],
+                        heldout_fraction=settings["heldout_fraction"], client=client, **params)
+    criterion = settings["criterion"]
+    if settings["json"]:
+        click.echo(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
+                               "covariance_type": result.best.covariance_type}, "passes": result.passes,
+                               "table": [{k: finite(v) if isinstance(v, float) else v for k, v in row.items()}
+                                         for row in result.table]}))
+    else:
+        click.echo(result.format())
+        click.echo(f"best by {criterion}: n_components={result.best.n_components}, "
+                   f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")
+    if settings["model"]:
+        save_model(result.best, settings["model"], extra={"input": dataset.summary(), "selection": criterion},
+                   overwrite=settings["overwrite"], storage_options=storage)
+        click.echo(f"wrote {settings['model']}", err=True)

@@ -1,0 +1,121 @@
+"""The program of a fit: which executor, where the data lives, initialisations, EM runs, split/merge rounds.
+
+Functions of a :class:`~dgmm.GaussianMixture` ``model`` whose parameters they read; they set nothing on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
+from ..algorithms.smem import best_fit_steps, split_merge_steps
+from ..algorithms.steps import run_steps
+from ..data.inputs import Input
+from ..execution.executor import executor_for
+from ..persist.checkpoint import Checkpoint, FitState, saving_callback
+
+logger = logging.getLogger("dgmm")
+
+
+def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: bool,
+            on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> tuple[EMResult, list, str]:
+    """Initialisations, EM and split/merge rounds on the executor the fit runs on.
+
+    Returns the best result, the accepted split/merge moves and the cache policy used.
+    """
+    with executor_for(model.client, data.kind, data.chunk_rows, model.scheduler_address,
+                      model.stall_timeout) as executor:
+        array, cache_used = place_data(model, executor, data)
+        em = dict(tol=model.tol, max_iter=model.max_iter, reg_covar=model.reg_covar, dtype=model.dtype)
+        if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not model.verbose:
+            # every restart, initialisation and EM alike, shares each pass
+            program = best_fit_steps(array.shape, state.seeds, init_settings(model, data.n_features, inits),
+                                     split_merge=model.split_merge, **em)
+        else:
+            for init in range(state.init_index, len(state.seeds)):
+                result = run_init(model, executor, array, data.n_features, state, init, inits, do_init,
+                                  on_iteration, checkpoint)
+                best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
+                state = FitState(state.seeds, init + 1, None, best)
+                if checkpoint is not None:
+                    checkpoint.save(state, model.covariance_type)
+            program = split_merge_steps(state.best, n_candidates=model.split_merge, **em)
+        return (*run_steps(executor, array, model.split_every, program), cache_used)
+
+
+def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
+    """The array passes run over, cached per ``cache``; and what was chosen."""
+    if data.kind == "numpy":
+        if executor.client is None:
+            return data.values, "memory"
+        return executor.keep_in_memory(data.array), "memory"
+    array, chosen = executor.cache(data.array, model.cache)
+    message = f"cache={model.cache}: {'persisted in memory' if chosen == 'memory' else 'streamed every iteration'}"
+    logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20)
+    if model.verbose:
+        print(message)
+    return array, chosen
+
+
+def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,
+              on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> EMResult:
+    """One initialisation and its EM run, or the rest of it when resuming."""
+    if model.verbose:
+        print(f"Initialization {init}")
+    current = state.current if state.init_index == init else None
+    if current is not None and (current.converged or current.n_iter >= model.max_iter):
+        return current
+    if current is not None:
+        params, start, history = current.params, current.lower_bound, current.lower_bounds
+    elif do_init:
+        params = initial_params(executor, array, split_every=model.split_every, seed=state.seeds[init],
+                                **init_settings(model, n_features, inits))
+        start, history = -math.inf, []
+    else:
+        params, start, history = model.fitted_params(), model.lower_bound_, []
+    if model.max_iter == 0:
+        return EMResult(params, False, 0, -math.inf, [])
+    callback = iteration_callback(model, on_iteration)
+    if checkpoint is not None:
+        callback = saving_callback(callback, checkpoint, state, init, model.covariance_type)
+    result = run_em(
+        executor,
+        array,
+        params,
+        tol=model.tol,
+        max_iter=model.max_iter,
+        reg_covar=model.reg_covar,
+        split_every=model.split_every,
+        lower_bound=start,
+        history=history,
+        on_iteration=callback,
+        dtype=model.dtype,
+    )
+    if model.verbose:
+        outcome = "converged" if result.converged else "did not converge"
+        print(f"Initialization {outcome}. lower bound {result.lower_bound:.5f}")
+    return result
+
+
+def init_settings(model: Any, n_features: int, inits: tuple) -> dict[str, Any]:
+    """:func:`~dgmm.algorithms.em.init_steps` keywords but the seed."""
+    weights_init, means_init, precisions_init = inits
+    return dict(n_components=model.n_components, n_features=n_features, covariance_type=model.covariance_type,
+                method=model.init_params, reg_covar=model.reg_covar, weights_init=weights_init,
+                means_init=means_init, precisions_init=precisions_init)
+
+
+def iteration_callback(model: Any, extra: IterationCallback | None) -> IterationCallback | None:
+    if model.verbose < 2:
+        return extra
+
+    def report(it: IterationReport) -> None:
+        if it.n_iter % model.verbose_interval == 0 or it.n_iter == 1:
+            print(f"  Iteration {it.n_iter}\t time lapse {it.seconds:.5f}s\t ll change {it.change:.5f}")
+        if extra is not None:
+            extra(it)
+
+    return report
+

@@ -1,0 +1,109 @@
+"""What a fitted mixture computes on data: labels, probabilities, log-densities, scores, BIC and AIC."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
+from ..data.parquet import is_path_input
+from ..errors import DataError, NotFittedError
+from ..execution.rows import finite_total, map_rows
+from ..kernels import posterior
+from ..kernels.criteria import information_criteria
+from ..kernels.params import MixtureParams
+from ..kernels.weights import split_weights
+
+
+class ScoringMixin:
+    """Inference of a fitted mixture, on NumPy (eagerly, by blocks of rows) or lazily on Dask and Parquet input.
+
+    The class using it has ``n_components``, ``covariance_type``, ``nan_policy``, ``storage_options``
+    and, once fitted, the attributes ``weights_``, ``means_``, ``covariances_``,
+    ``precisions_cholesky_`` and ``n_features_in_`` (``feature_names_in_`` when fitted on named columns).
+    """
+
+    def fitted_params(self) -> MixtureParams:
+        """The fitted parameters as one :class:`~dgmm.MixtureParams`; NotFittedError before ``fit``."""
+        if not hasattr(self, "means_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        return MixtureParams(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
+
+    def predict(self, X: Any):
+        """Most probable component of each row, shape (n,)."""
+        return self._apply(self._scoring_input(X), posterior.labels, None, np.int64)
+
+    def predict_proba(self, X: Any):
+        """Posterior probability of each component, shape (n, K)."""
+        return self._apply(self._scoring_input(X), posterior.responsibilities, self.n_components, np.float64)
+
+    def score_samples(self, X: Any):
+        """Log-likelihood ``log p(x_n)`` of each row, shape (n,)."""
+        return self._apply(self._scoring_input(X), posterior.log_density, None, np.float64)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood per row (a float; lazy input is computed)."""
+        return self.score_summary(X)["mean_log_likelihood"]
+
+    def score_summary(self, X: Any) -> dict[str, float]:
+        """Rows, mean log-likelihood, BIC and AIC of ``X`` in one pass (rows dropped by nan_policy not counted)."""
+        data = self._scoring_input(X)
+        total, n = finite_total(self._apply(data, posterior.log_density, None, np.float64))
+        if n == 0:
+            raise DataError("every row holds nulls or NaN and was dropped; nothing to score")
+        mean = float(total) / n
+        bic, aic = information_criteria(mean * n, self.fitted_params().n_free_parameters(), n)
+        return {"n_samples": n, "mean_log_likelihood": mean, "bic": bic, "aic": aic}
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion; lower is better."""
+        return self.score_summary(X)["bic"]
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion; lower is better."""
+        return self.score_summary(X)["aic"]
+
+    def _scoring_input(self, X: Any) -> Input:
+        self.fitted_params()
+        names = getattr(self, "feature_names_in_", None)
+        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
+                        nan_policy=getattr(self, "nan_policy", "raise"), storage_options=self.storage_options)
+        if data.n_features != self.n_features_in_:
+            raise DataError(
+                f"X has {data.n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        if names is not None and data.feature_names is not None and list(data.feature_names) != list(names):
+            raise DataError(
+                f"feature names {list(data.feature_names)} differ from those seen in fit {list(names)}"
+            )
+        return data
+
+    def _apply(self, data: Input, kernel: Callable, n_out: int | None, dtype) -> Any:
+        """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out."""
+        params = self.fitted_params()
+        if data.weighted:  # rows dropped by nan_policy get -1 / NaN
+            kernel = functools.partial(kept_rows_only, kernel)
+        if data.kind == "numpy":
+            values = data.values
+            step = IN_MEMORY_CHUNK_ROWS
+            return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
+        return map_rows(data.array, kernel, params, n_out, dtype)
+
+
+def kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``kernel`` on the features of a weighted block; rows of weight 0 give -1 (labels) or NaN."""
+    X, weights = split_weights(block, params.n_features)
+    out = kernel(X, params)
+    dropped = weights == 0
+    if dropped.any():
+        out = out.astype(np.float64) if out.dtype.kind == "f" else out
+        out[dropped] = -1 if out.dtype.kind in "iu" else np.nan
+    return out
