@@ -15,19 +15,15 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import initial_params  # noqa: E402  (the starting parameters the parity tests use)
+from dgmm.testing import initial_params  # the starting parameters the parity tests use
 
 
 def per_iteration(fit, iters: int, repeats: int) -> float:

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import warnings
-from pathlib import Path
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import counted_in_process  # noqa: E402  (the pass counter the restart tests use)
+from dgmm.testing import counted_in_process  # the pass counter the restart tests use
 
 
 def main() -> None:

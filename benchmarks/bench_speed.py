@@ -4,7 +4,7 @@
                                      [--no-spark] [--no-sklearn] [--no-cluster] [--no-overhead]
 
 Every dgmm and scikit-learn fit starts from the same weights/means/precisions
-(``tests/conftest.py::initial_params``) with tol=0 and a fixed iteration count.
+(``dgmm.testing.initial_params``) with tol=0 and a fixed iteration count.
 
 * scikit-learn, Spark: s/iter = (fit time with 1 + iters iterations − fit time with 1) / iters,
   which cancels start-up and initialisation (Spark cannot take initial parameters; its
@@ -31,19 +31,15 @@ import logging
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import initial_params  # noqa: E402  (the starting parameters the parity tests use)
+from dgmm.testing import initial_params  # the starting parameters the parity tests use
 
 
 def gemm_rate(n: int = 2048, repeats: int = 5) -> float:

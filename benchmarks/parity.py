@@ -3,24 +3,20 @@
     python benchmarks/parity.py
 
 Both fit from identical weights/means/precisions with tol=0 for 1, 10 and 50 iterations, on
-the data sets of tests/test_sklearn_parity.py; the relative deviation of an attribute is
+the parity tests' data sets (dgmm.testing.DATASETS); the relative deviation of an attribute is
 max|dgmm − sklearn| / max|sklearn|. Then the same dgmm fit on one chunk and on uneven Dask chunks.
 """
 
 from __future__ import annotations
 
-import sys
 import warnings
-from pathlib import Path
 
 import dask.array as da
 import numpy as np
 from sklearn.mixture import GaussianMixture as SklearnGM
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import dgmm  # noqa: E402
-from conftest import COVARIANCE_TYPES, initial_params  # noqa: E402
-from test_sklearn_parity import DATASETS, make_dataset  # noqa: E402
+import dgmm
+from dgmm.testing import COVARIANCE_TYPES, DATASETS, initial_params, make_dataset
 
 ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_")
 

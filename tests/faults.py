@@ -17,6 +17,9 @@ from pathlib import Path
 from distributed import WorkerPlugin
 from distributed.core import Status
 
+FOLDER = Path(__file__).resolve().parent  # tests/: on the PYTHONPATH of processes that unpickle these plugins
+HOOKS = FOLDER / "hooks"  # sitecustomize.py: a signal at the n-th row group read (DGMM_SIGNAL_AT), on PYTHONPATH
+
 # moment -> (key prefix, start state, finish state) of the transition that triggers the kill
 MOMENTS = {
     "payload-made": ("payload-", "executing", "memory"),  # the worker that made the parameters, before others fetch them
@@ -136,6 +139,5 @@ def preload_env(folder: str | os.PathLike, **fault) -> dict[str, str]:
     """The environment of a `dgmm` command whose local cluster's workers carry ``KillAt(folder, **fault)``."""
     import json
 
-    tests = str(Path(__file__).parent)
-    return {**os.environ, "PYTHONPATH": tests, "DASK_DISTRIBUTED__WORKER__PRELOAD": '["faults"]',
+    return {**os.environ, "PYTHONPATH": str(FOLDER), "DASK_DISTRIBUTED__WORKER__PRELOAD": '["faults"]',
             "DGMM_FAULT": json.dumps({"folder": str(folder), **fault})}

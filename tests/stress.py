@@ -1,6 +1,6 @@
 """Run test files again and again while other processes keep cores busy; count each test's outcomes.
 
-    .venv/bin/python tests/stress.py --runs 20 --busy 1 tests/test_faults.py tests/test_signals.py
+    .venv/bin/python tests/stress.py --runs 20 --busy 1 tests/system/test_faults.py tests/system/test_signals.py
 
 Fault tests must pass on a busy 2-core CI machine every time: this is how that is checked
 (not part of ``make test``). ``--busy N`` starts N busy-loop processes for the whole run.

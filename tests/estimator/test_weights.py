@@ -12,8 +12,7 @@ import pytest
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.errors import DataError
-
-from conftest import COVARIANCE_TYPES, initial_params
+from dgmm.testing import COVARIANCE_TYPES, initial_params
 
 FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_")
 

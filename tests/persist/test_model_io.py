@@ -20,8 +20,7 @@ from dgmm.persist import model_file as model_io
 from dgmm.errors import ModelFileError, NotFittedError, ParameterError
 from dgmm import load_model
 from dgmm.persist.model_file import read_metadata, save_model
-
-from conftest import COVARIANCE_TYPES
+from dgmm.testing import COVARIANCE_TYPES
 
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
 NAMES = ["längd", "b c"]

@@ -14,8 +14,7 @@ from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.posterior import log_density, log_responsibilities, weighted_log_prob
 from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
 from dgmm.kernels.stats import accumulate, merge_stats, zero_stats
-
-from conftest import COVARIANCE_TYPES, assert_close, random_params
+from dgmm.testing import COVARIANCE_TYPES, assert_close, chunk_cuts, chunks_of, random_params
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -95,8 +94,7 @@ def test_merge_of_any_chunking_equals_stats_of_concatenation(data, n, d, K, cova
     rng = np.random.default_rng(n * 31 + d * 7 + K)
     params = random_params(rng, K, d, covariance_type)
     X = rng.normal(size=(n, d)) * 2
-    cuts = sorted(data.draw(st.lists(st.integers(1, n - 1), max_size=8, unique=True)))
-    pieces = np.split(X, cuts)
+    pieces = [block for _, block in chunks_of(X, data.draw(chunk_cuts(n, max_cuts=8)))]
     merged = merge_stats([zero_stats(K, d, covariance_type)] + [chunk_stats(p, params) for p in pieces])
     whole = chunk_stats(X, params)
     assert merged.n_rows == whole.n_rows == n

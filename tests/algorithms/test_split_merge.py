@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dgmm
-from conftest import COVARIANCE_TYPES, assert_close
+from dgmm.testing import COVARIANCE_TYPES, assert_close
 from dgmm.algorithms.em import run_em
 from dgmm.execution import CountingExecutor, InProcessExecutor
 from dgmm.kernels.moves import apply_move, merge_components, move_stats, principal_axes, rank_moves, split_scores

@@ -20,8 +20,7 @@ import dgmm  # noqa: E402
 from dgmm.estimator import plots  # noqa: E402
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet  # noqa: E402
 from dgmm.errors import DgmmError  # noqa: E402
-
-from conftest import COVARIANCE_TYPES  # noqa: E402
+from dgmm.testing import COVARIANCE_TYPES  # noqa: E402
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 PNG_SHAPE = (550, 1300)  # plot_model: 13 x 5.5 inches at 100 dpi

@@ -7,7 +7,7 @@ import pytest
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
-from conftest import counted_in_process
+from dgmm.testing import counted_in_process
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dgmm.cli.config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, resolv
 from dgmm.errors import ParameterError
 from dgmm.estimator.parameters import BY_NAME, MIXTURE_PARAMETERS, NOT_SETTINGS, markdown_table, validate_params
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 SIGNATURE = inspect.signature(dgmm.GaussianMixture).parameters
 
 

@@ -22,8 +22,7 @@ from dgmm.cli import main
 from dgmm.errors import ConfigError
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
 from dgmm.execution import connect
-
-from conftest import BIN, dask_processes
+from dgmm.testing import BIN, dask_processes
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
 

@@ -12,8 +12,7 @@ import dgmm
 from dgmm.data.synthetic import sample_mixture
 from dgmm.kernels.params import MixtureParams
 from dgmm.errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
-
-from conftest import assert_close
+from dgmm.testing import assert_close
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import em_kernel
 from dgmm.execution import Executor, build_pass, current_client
-
-from conftest import COVARIANCE_TYPES, ComputeCounter, assert_close, initial_params, random_params
+from dgmm.testing import COVARIANCE_TYPES, ComputeCounter, assert_close, initial_params, random_params
 
 PARAM_ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_")
 

@@ -33,18 +33,11 @@ from dgmm.kernels.kmeans import (
 from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
 from dgmm.algorithms.steps import run_steps
 from dgmm.kernels.weights import attach_weights
-
-from conftest import ComputeCounter, assert_close
+from dgmm.testing import ComputeCounter, assert_close, chunk_cuts, chunks_of
 
 
 def naive_d2(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.array([[float(np.sum((x - c) ** 2)) for c in centres] for x in X])
-
-
-def chunks_of(X: np.ndarray, cuts) -> list[tuple[int, np.ndarray]]:
-    """(row_offset, block) pairs for the chunking that cuts ``X`` at the sorted positions ``cuts``."""
-    edges = [0, *sorted(set(cuts)), len(X)]
-    return [(a, X[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +68,7 @@ def test_row_uniforms_are_a_function_of_the_global_row():
 
 
 @settings(max_examples=40, deadline=None)
-@given(cuts=st.lists(st.integers(1, 299), max_size=12), weighted=st.booleans(), seed=st.integers(0, 2**31 - 1))
+@given(cuts=chunk_cuts(300, max_cuts=12), weighted=st.booleans(), seed=st.integers(0, 2**31 - 1))
 def test_a_round_draws_exactly_the_naive_sample_for_any_chunking(cuts, weighted, seed):
     rng = np.random.default_rng(seed % 1000)
     X = rng.normal(size=(300, 3))

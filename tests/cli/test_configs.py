@@ -13,7 +13,7 @@ from dgmm.data.synthetic import write_mixture_parquet
 from dgmm.cli.demo import DEMO_SETTINGS
 from dgmm import load_model
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "large-out-of-core.yaml", "remote-scheduler.yaml",

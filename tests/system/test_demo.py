@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dgmm.cli.demo import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def test_demo_generates_parquet_and_fits_on_a_local_cluster(tmp_path, capsys):

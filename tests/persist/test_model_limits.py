@@ -24,7 +24,7 @@ from dgmm.errors import ModelFileError
 from dgmm.kernels.gaussian import covariance_shape, precision_cholesky
 from dgmm import load_model, save_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: its dgmm first on the PYTHONPATH
 X = np.random.default_rng(0).normal(size=(200, 4)) + np.repeat([[0.0], [6.0]], 100, axis=0)
 SHAPE_400M = (
     r"array 'covariances' has shape \(400000000,\), expected \(3, 4\) for covariance_type 'diag' with "

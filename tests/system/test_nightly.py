@@ -15,8 +15,8 @@ import pytest
 import dgmm
 from dgmm.persist.checkpoint import Checkpoint
 from dgmm.data.synthetic import write_parquet
+from dgmm.testing import BIN, assert_identical
 
-from conftest import BIN, assert_identical
 from faults import preload_env
 
 FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "--n-workers", "2"]

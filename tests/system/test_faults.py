@@ -15,9 +15,9 @@ import pytest
 from distributed import Client
 
 import dgmm
+from dgmm.testing import BIN, assert_identical, dask_processes, mixture_parquet
 
-from conftest import BIN, assert_identical, dask_processes, mixture_parquet
-from faults import KillAt, killed, passes_seen, resume
+from faults import FOLDER, KillAt, killed, passes_seen, resume
 
 FIT = dict(n_components=3, tol=0.0, max_iter=6, random_state=1)
 CLI_FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "6", "--seed", "1"]
@@ -62,7 +62,7 @@ def test_worker_killed_mid_pass_changes_nothing(dataset, scheduler_and_workers, 
 
 def test_nanny_and_worker_lost_mid_pass_finish_on_the_rest(dataset, undisturbed, tmp_path):
     expected, passes = undisturbed["none"]
-    with dask_processes(tmp_path / "dask", n_workers=2) as address, Client(address, set_as_default=False) as client:
+    with dask_processes(tmp_path / "dask", n_workers=2, pythonpath=[FOLDER]) as address, Client(address, set_as_default=False) as client:
         disturbed = fit_with_fault(client, dataset, KillAt(tmp_path, passes - 2, "task", "nanny"), cache="none")
         assert killed(tmp_path)
         assert len(client.scheduler_info()["workers"]) == 1
@@ -83,7 +83,7 @@ def test_paused_workers_end_the_fit_with_exit_5_and_resume_gives_the_same_bits(d
     expected, passes = undisturbed["none"]
     no_auto_resume = {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"}  # only the fault pauses them
     common = [dataset, *CLI_FIT, "--cache", "none", "--model", tmp_path / "m.npz", "--checkpoint", tmp_path / "ck"]
-    with dask_processes(tmp_path / "dask", n_workers=2, env=no_auto_resume) as address, \
+    with dask_processes(tmp_path / "dask", n_workers=2, env=no_auto_resume, pythonpath=[FOLDER]) as address, \
             Client(address, set_as_default=False) as client:
         client.register_plugin(KillAt(tmp_path / "faults", passes - 2, target="pause"), name="dgmm-fault")
         proc = run_fit(*common, "--scheduler", address, "--stall-timeout", "3")
@@ -102,7 +102,7 @@ def test_paused_workers_end_the_fit_with_exit_5_and_resume_gives_the_same_bits(d
 def test_lost_scheduler_is_exit_5_and_resume_on_a_new_cluster_gives_the_same_bits(dataset, undisturbed, tmp_path):
     expected, passes = undisturbed["none"]
     common = [dataset, *CLI_FIT, "--cache", "none", "--model", tmp_path / "m.npz", "--checkpoint", tmp_path / "ck"]
-    with dask_processes(tmp_path / "first", n_workers=2) as address, Client(address, set_as_default=False) as client:
+    with dask_processes(tmp_path / "first", n_workers=2, pythonpath=[FOLDER]) as address, Client(address, set_as_default=False) as client:
         scheduler = client.run_on_scheduler(os.getpid)
         client.register_plugin(KillAt(tmp_path / "faults", passes - 2, "task", scheduler), name="dgmm-fault")
         proc = run_fit(*common, "--scheduler", address)
@@ -110,14 +110,14 @@ def test_lost_scheduler_is_exit_5_and_resume_on_a_new_cluster_gives_the_same_bit
         assert "lost the connection to the scheduler" in one_line(proc)
         client.close()
     assert (tmp_path / "ck" / "checkpoint.npz").exists() and not (tmp_path / "m.npz").exists()
-    with dask_processes(tmp_path / "second", n_workers=2) as address:
+    with dask_processes(tmp_path / "second", n_workers=2, pythonpath=[FOLDER]) as address:
         proc = run_fit(*common, "--scheduler", address, "--resume")
         assert proc.returncode == 0, proc.stderr
     assert_identical(dgmm.load_model(tmp_path / "m.npz"), expected)
 
 
 def test_no_workers_ends_the_fit_with_a_cluster_error(dataset, tmp_path):
-    with dask_processes(tmp_path / "dask", n_workers=0) as address:
+    with dask_processes(tmp_path / "dask", n_workers=0, pythonpath=[FOLDER]) as address:
         with pytest.raises(dgmm.ClusterError, match=r"no worker connected to scheduler tcp://.* for 2 s"):
             dgmm.GaussianMixture(**FIT, scheduler_address=address, stall_timeout=2).fit(dataset)
 

@@ -17,8 +17,7 @@ import pytest
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
-
-from conftest import BIN, assert_identical
+from dgmm.testing import BIN, assert_identical
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")

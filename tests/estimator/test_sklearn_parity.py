@@ -9,29 +9,7 @@ import pytest
 from sklearn.mixture import GaussianMixture as SklearnGM
 
 import dgmm
-
-from conftest import COVARIANCE_TYPES, assert_close, initial_params
-
-
-def _blobs(rng, sizes, means, scales):
-    return np.vstack([rng.normal(m, s, size=(n, len(np.atleast_1d(m)))) for n, m, s in zip(sizes, means, scales)])
-
-
-def make_dataset(name: str):
-    """(X, K) for the reference data sets."""
-    rng = np.random.default_rng(sum(map(ord, name)))
-    if name == "1d_separated":
-        return _blobs(rng, [300, 200], [[0.0], [8.0]], [1.0, 2.0]), 2
-    if name == "single_component":
-        return rng.normal(size=(400, 3)) @ np.array([[2, 0, 0], [1, 1, 0], [0, 0.5, 0.3]]), 1
-    if name == "d20_separated":
-        return _blobs(rng, [250, 200, 150], [np.zeros(20), np.full(20, 3.0), np.r_[np.full(10, -3.0), np.zeros(10)]], [1.0, 1.5, 0.7]), 3
-    if name == "2d_overlapping":
-        return _blobs(rng, [300, 300, 200], [[0.0, 0.0], [1.0, 0.5], [0.5, 1.5]], [1.0, 0.8, 1.2]), 3
-    raise KeyError(name)
-
-
-DATASETS = ["1d_separated", "single_component", "d20_separated", "2d_overlapping"]
+from dgmm.testing import COVARIANCE_TYPES, DATASETS, assert_close, initial_params, make_dataset
 
 
 @pytest.mark.parametrize("dataset", DATASETS)

@@ -7,8 +7,7 @@ import pytest
 
 import dgmm
 from dgmm.kernels.posterior import responsibilities
-
-from conftest import assert_close, initial_params
+from dgmm.testing import assert_close, initial_params
 
 
 def test_offset_1e6_single_component_matches_two_pass_covariance():

@@ -19,8 +19,7 @@ from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
 from dgmm.kernels.stats import merge_stats
-
-from conftest import COVARIANCE_TYPES, assert_close, initial_params, random_params
+from dgmm.testing import COVARIANCE_TYPES, assert_close, chunk_cuts, chunks_of, initial_params, random_params
 
 
 def assert_stats_close(got, ref, rtol: float) -> None:
@@ -155,9 +154,9 @@ def test_any_chunking_and_tiling_agree(data, n, K, d, covariance_type, tile_rows
     rng = np.random.default_rng(n * 17 + K * 5 + d)
     params = random_params(rng, K, d, covariance_type)
     X = rng.normal(size=(n, d)) * 2
-    cuts = sorted(data.draw(st.lists(st.integers(1, n - 1), max_size=6, unique=True)))
+    cuts = data.draw(chunk_cuts(n, max_cuts=6))
     plan = plan_estep(params, "float64", tile_rows)
-    merged = merge_stats([fused_chunk_stats(piece, plan) for piece in np.split(X, cuts)])
+    merged = merge_stats([fused_chunk_stats(piece, plan) for _, piece in chunks_of(X, cuts)])
     assert_stats_close(merged, fused_chunk_stats(X, plan_estep(params)), 1e-10)
 
 

@@ -8,6 +8,10 @@ A package may import only the packages listed for it in ALLOWED (and ``dgmm.erro
 only ``execution`` and ``data`` import dask or distributed, and nothing under ``kernels`` or
 ``algorithms`` imports dask, distributed or pyarrow. Module-level imports form no cycle, and no
 name with a leading underscore is imported from another package.
+
+Above the packages sit two consumers that may import any of them: ``dgmm/__init__.py`` (the public
+API) and ``dgmm/testing.py`` (helpers for tests/ and benchmarks/ only: no module of dgmm imports it,
+and it imports the test extras, pytest and hypothesis, only inside functions).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dgmm"
+PACKAGE = Path(__file__).resolve().parents[2] / "dgmm"
 SHARED = {"errors", "version"}  # modules every layer may import
 ALLOWED: dict[str, set[str]] = {
     "kernels": set(),
@@ -31,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 DASK = ("dask", "distributed")
 NO_IO = ("dask", "distributed", "pyarrow")  # kernels and algorithms: pure NumPy/SciPy (numba in kernels)
-ONLY_TOP = {"__init__"}  # the package's public face imports from every layer
+ONLY_TOP = {"__init__", "testing"}  # top-level consumers: the public face, and the helpers of tests and benchmarks
+TEST_EXTRAS = ("pytest", "hypothesis")  # not dependencies of the package: dgmm.testing imports them lazily
 
 
 def module_name(path: Path) -> str:
@@ -78,7 +83,7 @@ def layer(module: str) -> str | None:
 def test_the_packages_show_the_data_flow():
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(ALLOWED)
     top = {p.stem for p in PACKAGE.glob("*.py")}
-    assert top == {"__init__"} | SHARED, "modules belong in a package: " + ", ".join(sorted(top - SHARED))
+    assert top == ONLY_TOP | SHARED, "modules belong in a package: " + ", ".join(sorted(top - ONLY_TOP - SHARED))
     assert (PACKAGE / "kernels" / "estep.py").exists() and (PACKAGE / "execution" / "passes.py").exists()
 
 
@@ -97,6 +102,18 @@ def test_each_package_imports_only_the_layers_below_it(module):
             assert root not in NO_IO, f"{module} imports {target}: {own} stays pure NumPy/SciPy"
         if own not in ("execution", "data"):
             assert root not in DASK, f"{module} imports {target}: only execution/ and data/ use dask"
+
+
+def test_testing_is_only_for_tests_and_benchmarks():
+    importers = sorted(module for module, found in GRAPH.items() if module != "dgmm.testing"
+                       for target, names, _ in found
+                       if target == "dgmm.testing" or (target == "dgmm" and "testing" in names))
+    assert not importers, f"dgmm.testing is for tests and benchmarks only, yet imported by {importers}"
+    tree = ast.parse((PACKAGE / "testing.py").read_text())  # statements run on import (not TYPE_CHECKING ones)
+    eager = {alias.name if isinstance(node, ast.Import) else node.module or "" for node in tree.body
+             if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    extras = sorted(m for m in eager if m.split(".")[0] in TEST_EXTRAS)
+    assert not extras, f"dgmm.testing imports test extras at module level (import them inside functions): {extras}"
 
 
 def test_no_private_name_is_imported_from_another_package():

@@ -4,7 +4,7 @@ Each case must give one line naming the problem and the fix, exit code 2 on the
 command line, no traceback, and leave no output behind. Cases that must *fit*
 (constant column, duplicate rows, d = 1, one-row row groups) are checked too.
 
-``python tests/test_bad_inputs.py`` prints the matrix as a table (case, message,
+``python tests/system/test_bad_inputs.py`` prints the matrix as a table (case, message,
 exit code) from real command-line runs.
 """
 

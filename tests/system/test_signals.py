@@ -12,9 +12,9 @@ import pytest
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.testing import BIN, assert_identical
 
-from conftest import BIN, TESTS, assert_identical
-from faults import preload_env, worker_pids
+from faults import HOOKS, preload_env, worker_pids
 
 FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "--n-workers", "2"]
 
@@ -70,7 +70,7 @@ def test_ctrl_c_to_the_process_group_prints_one_line_and_no_worker_traceback(dat
 def test_sigterm_during_predict_leaves_no_temporary_file(dataset, tmp_path):
     X, _ = sample_mixture(random_mixture(3, 3, seed=6, separation=3.0), 3_000, seed=6)
     dgmm.GaussianMixture(3, random_state=0, max_iter=5).fit(X).save(tmp_path / "m.npz")
-    env = {**os.environ, "PYTHONPATH": str(TESTS / "hooks"), "DGMM_SIGNAL_AT": "SIGTERM:3"}
+    env = {**os.environ, "PYTHONPATH": str(HOOKS), "DGMM_SIGNAL_AT": "SIGTERM:3"}
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.run([BIN / "dgmm", "predict", tmp_path / "m.npz", dataset, "--output", out / "labels.parquet"],

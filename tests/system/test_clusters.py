@@ -10,8 +10,7 @@ from distributed import Client, LocalCluster
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
-
-from conftest import BIN, assert_identical, mixture_parquet
+from dgmm.testing import BIN, assert_identical, mixture_parquet
 
 
 @pytest.fixture(scope="module")
