@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import ClusterError, ConfigError, DgmmError, FitError
 from ..estimator.parameters import BY_NAME, Parameter
 from ..execution.clusters import cluster_log_level, quiet_cluster_logs
+from .config import read_yaml, resolve
 
 EXIT_USER_ERROR = 2
 EXIT_NOT_CONVERGED = 3
@@ -160,14 +161,26 @@ def cluster_client(settings: dict, log: ProgressLog):
         yield client
 
 
-def options(settings: tuple[Parameter, ...]) -> Callable:
-    """Click options generated from a command's settings (values merge with --config; ``data`` is an argument)."""
+def settings_command(settings: tuple[Parameter, ...], command: str) -> Callable:
+    """A command taking DATA, ``--config FILE`` and one option per setting; it is called with the
+    resolved settings (defaults < the config file < the options given) and its errors are one line."""
 
-    def decorate(func: Callable) -> Callable:
+    def decorate(func: Callable[[dict[str, Any]], Any]) -> Callable:
+        @functools.wraps(func)
+        @handle_errors(command)
+        def run(data: str | None, config_path: str | None, **given: Any) -> Any:
+            config = read_yaml(config_path) if config_path else {}
+            resolved = resolve(settings, config, {"data": data, **given}, where=config_path or "config")
+            if not resolved["data"]:
+                raise ConfigError("missing DATA argument: give it on the command line or as 'data' in --config")
+            return func(resolved)
+
         for setting in reversed(settings):
             if setting.name != "data":
-                func = setting_option(setting)(func)
-        return func
+                run = setting_option(setting)(run)
+        run = click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                           help="YAML file with any of these options")(run)
+        return click.argument("data", required=False)(run)
 
     return decorate
 

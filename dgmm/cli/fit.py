@@ -13,16 +13,13 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, ConvergenceWarning, DgmmError
-from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, finite, handle_errors, main, options
-from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_parameters, read_yaml, resolve
+from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, finite, main, settings_command
+from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_parameters
 
 
 @main.command()
-@click.argument("data", required=False)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options")
-@options(FIT_SETTINGS)
-@handle_errors("fit")
-def fit(data: str | None, config_path: str | None, **options: Any) -> None:
+@settings_command(FIT_SETTINGS, "fit")
+def fit(settings: dict[str, Any]) -> None:
     """Fit a mixture to Parquet DATA and write the model (--model)."""
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
@@ -30,11 +27,8 @@ def fit(data: str | None, config_path: str | None, **options: Any) -> None:
     from ..estimator.parameters import check_n_samples, validate_params
     from ..persist.checkpoint import Checkpoint
 
-    config = read_yaml(config_path) if config_path else {}
-    settings = resolve(FIT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
-    for key in ("data", "model"):
-        if not settings[key]:
-            raise ConfigError(f"missing {'DATA argument' if key == 'data' else '--model'}: give it on the command line or as {key!r} in --config")
+    if not settings["model"]:
+        raise ConfigError("missing --model: give it on the command line or as 'model' in --config")
     if settings["resume"] and not settings["checkpoint"]:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
     storage = settings["storage_options"]
@@ -127,21 +121,14 @@ def _int_list(text: str) -> list[int]:
 
 
 @main.command("select")
-@click.argument("data", required=False)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options")
-@options(SELECT_SETTINGS)
-@handle_errors("select")
-def select_command(data: str | None, config_path: str | None, **options: Any) -> None:
+@settings_command(SELECT_SETTINGS, "select")
+def select_command(settings: dict[str, Any]) -> None:
     """Fit every (K, covariance type) of a grid on DATA sharing each pass; print the table, save the best."""
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
     from ..estimator.select import select
     from ..persist.model_file import save_model
 
-    config = read_yaml(config_path) if config_path else {}
-    settings = resolve(SELECT_SETTINGS, config, {"data": data, **options}, where=config_path or "config")
-    if not settings["data"]:
-        raise ConfigError("missing DATA argument: give it on the command line or as 'data' in --config")
     ks = _int_list(settings["n_components"])
     types = settings["covariance_types"]
     types = [t.strip() for t in types.split(",") if t.strip()] if isinstance(types, str) else types

@@ -182,3 +182,21 @@ def test_fit_with_split_merge_from_a_config_records_it_in_the_model(generated, t
     assert "split-merge:" not in fit.stderr
     bad = run("fit", generated, "--split-merge", "-1", "--model", tmp_path / "bad.npz", check_code=2)
     assert "--split-merge" in one_line_error(bad, "fit") and not (tmp_path / "bad.npz").exists()
+
+
+def test_select_takes_a_config_with_every_estimator_key(generated, tmp_path, scheduler_address):
+    """`dgmm select --config`: the grid, the criterion and estimator keys such as dtype and reg_covar,
+    options overriding the file; the best model is written with the settings it was fitted with."""
+    config = tmp_path / "select.yaml"
+    config.write_text("n_components: 2-3\ncovariance_types: [full, diag]\ndtype: float32\nreg_covar: 1.0e-4\n"
+                      "max_iter: 20\ncache: none\nseed: 3\ncriterion: aic\n")
+    model_path = tmp_path / "best.npz"
+    proc = run("select", generated, "--config", config, "--criterion", "bic", "--scheduler", scheduler_address,
+               "--model", model_path, "--json")
+    report = json.loads(proc.stdout)
+    assert report["criterion"] == "bic" and len(report["table"]) == 4
+    best = load_model(model_path)
+    assert (best.n_components, best.covariance_type) == (report["best"]["n_components"], report["best"]["covariance_type"])
+    assert best.reg_covar == 1e-4 and best.max_iter == 20 and best.random_state == 3
+    bad = run("select", generated, "--config", config, "--dtype", "float16", check_code=2)
+    assert "float16" in one_line_error(bad, "select")
