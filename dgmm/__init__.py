@@ -4,55 +4,73 @@ The package shows the data flow of one EM iteration (see the README's "How it wo
 ``kernels`` (the maths: E-step, M-step, densities) <- ``algorithms`` (programs of passes) and
 ``execution`` (the graph of a pass, executors, clusters) and ``data`` (inputs, outputs) <-
 ``persist`` (model files, checkpoints) <- ``estimator`` (GaussianMixture, select) <- ``cli``.
+
+The public names below load on first use: a Dask worker that unpickles a kernel imports this
+package, and must not pay for the estimator layer (scikit-learn: ~80 MiB per worker).
 """
 
-from .algorithms.em import IterationReport
-from .data.outputs import predict_to_parquet
-from .data.parquet import ParquetDataset, read_parquet
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CheckpointError,
     ClusterError,
     ConfigError,
-    ConvergenceWarning,
     DataError,
     DgmmError,
     FitError,
+    InputTypeError,
     ModelFileError,
-    NotFittedError,
     OutputExists,
     ParameterError,
     ReseedWarning,
 )
-from .estimator.mixture import GaussianMixture
-from .estimator.select import Selection, select
-from .kernels.params import MixtureParams
-from .persist.checkpoint import Checkpoint
-from .estimator.files import load_model
-from .persist.model_file import save_model
 from .version import __version__
 
-__all__ = [
-    "Checkpoint",
-    "CheckpointError",
-    "ClusterError",
-    "ConfigError",
-    "ConvergenceWarning",
-    "DataError",
-    "DgmmError",
-    "FitError",
-    "GaussianMixture",
-    "IterationReport",
-    "load_model",
-    "MixtureParams",
-    "ModelFileError",
-    "NotFittedError",
-    "OutputExists",
-    "ParameterError",
-    "ParquetDataset",
-    "predict_to_parquet",
-    "read_parquet",
-    "ReseedWarning",
-    "save_model",
-    "select",
-    "Selection",
-]
+_LAZY = {
+    "GaussianMixture": "dgmm.estimator.mixture",
+    "select": "dgmm.estimator.select",
+    "Selection": "dgmm.estimator.select",
+    "load_model": "dgmm.estimator.files",
+    "save_model": "dgmm.persist.model_file",
+    "read_parquet": "dgmm.data.parquet",
+    "ParquetDataset": "dgmm.data.parquet",
+    "predict_to_parquet": "dgmm.data.outputs",
+    "Checkpoint": "dgmm.persist.checkpoint",
+    "IterationReport": "dgmm.algorithms.em",
+    "MixtureParams": "dgmm.kernels.params",
+    "NotFittedError": "dgmm.errors",  # subclasses of scikit-learn's, made on first use
+    "ConvergenceWarning": "dgmm.errors",
+}
+
+if TYPE_CHECKING:
+    from .algorithms.em import IterationReport
+    from .data.outputs import predict_to_parquet
+    from .data.parquet import ParquetDataset, read_parquet
+    from .errors import ConvergenceWarning, NotFittedError
+    from .estimator.files import load_model
+    from .estimator.mixture import GaussianMixture
+    from .estimator.select import Selection, select
+    from .kernels.params import MixtureParams
+    from .persist.checkpoint import Checkpoint
+    from .persist.model_file import save_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dgmm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted([
+    "CheckpointError", "ClusterError", "ConfigError", "DataError", "DgmmError", "FitError", "InputTypeError", "ModelFileError",
+    "OutputExists", "ParameterError", "ReseedWarning", "__version__", *_LAZY,
+])

@@ -15,12 +15,19 @@ class DataError(DgmmError, ValueError):
     """The input data cannot be used: missing file, bad column, null, NaN or inf."""
 
 
+class InputTypeError(DataError, TypeError):
+    """The input is of a kind dgmm cannot fit: sparse, complex, or holding values that are not numbers
+    (a TypeError too, as scikit-learn raises for such input)."""
+
+
 class ParameterError(DgmmError, ValueError):
     """An estimator parameter or an initial parameter has a bad value or shape."""
 
 
-class FitError(DgmmError, RuntimeError):
-    """EM could not continue: a covariance stopped being positive definite or a NaN appeared."""
+class FitError(DgmmError, ValueError):
+    """EM could not continue: a covariance stopped being positive definite or a NaN appeared.
+
+    A ValueError, as scikit-learn's estimators raise for data they cannot fit."""
 
 
 class ClusterError(DgmmError, RuntimeError):
@@ -45,13 +52,31 @@ class ModelFileError(DgmmError, ValueError):
     """A model or checkpoint file is missing, truncated, tampered with, of another version, or inconsistent."""
 
 
-class NotFittedError(DgmmError, AttributeError):
-    """A method that needs a fitted model was called before ``fit``."""
-
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the log-likelihood changed by less than ``tol``."""
-
-
 class ReseedWarning(UserWarning):
     """A component died or collapsed during EM and was re-seeded (see :func:`dgmm.kernels.mstep.m_step`)."""
+
+
+def _sklearn_subclasses() -> dict[str, type]:
+    """NotFittedError and ConvergenceWarning, subclasses of scikit-learn's, so that code catching or
+    filtering scikit-learn's (``except sklearn.exceptions.NotFittedError``, ``check_is_fitted``,
+    warning filters) catches dgmm's. Made on first use: importing scikit-learn costs ~80 MiB,
+    which Dask workers, which only import the kernels, never pay."""
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(DgmmError, SklearnNotFittedError):
+        """A method that needs a fitted model was called before ``fit`` (also an AttributeError and a ValueError)."""
+
+    class ConvergenceWarning(SklearnConvergenceWarning):
+        """EM stopped at ``max_iter`` before the log-likelihood changed by less than ``tol``."""
+
+    for cls in (NotFittedError, ConvergenceWarning):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__
+    return {"NotFittedError": NotFittedError, "ConvergenceWarning": ConvergenceWarning}
+
+
+def __getattr__(name: str) -> type:
+    if name in ("NotFittedError", "ConvergenceWarning"):
+        globals().update(_sklearn_subclasses())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

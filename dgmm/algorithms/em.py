@@ -111,15 +111,18 @@ def init_steps(
     Costs one gather and one pass for the sample-based methods, one small gather and
     ``rounds + 2`` passes for "k-means||", and up to 10 Lloyd passes more for "kmeans"
     (see :mod:`dgmm.algorithms.seeding`); nothing when all three of ``weights_init``, ``means_init``
-    and ``precisions_init`` are given. The data has ``shape``: ``n_features`` columns
+    and ``precisions_init`` are given, and one pass when ``means_init`` is: every row goes to its
+    nearest given mean, whatever the method, so a row of weight w counts exactly as w repeated rows. The data has ``shape``: ``n_features`` columns
     (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.weights`).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
-    # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
-    centres = yield from initial_centres(shape, n_components=n_components, n_features=n_features or shape[1],
-                                         method=method, seed=seed)
-    # 2. one statistics pass under the initial responsibilities -> ordinary M-step
+    if means_init is not None:  # 1. the given means are the centres: no draw, so weights act as repetitions
+        centres, method = np.asarray(means_init, dtype=np.float64), "k-means++"  # (any hard-assigning method)
+    else:  # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
+        centres = yield from initial_centres(shape, n_components=n_components, n_features=n_features or shape[1],
+                                             method=method, seed=seed)
+    # 2. one statistics pass under the initial (hard or random) responsibilities -> ordinary M-step
     stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
     fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
     warn_reseeded(reseeded, "the initialisation")

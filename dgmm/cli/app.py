@@ -107,7 +107,7 @@ class ProgressLog:
             self.stream.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
         else:
             self.end_live()
-            self.stream.write(f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
+            self.stream.write(stamp() + f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
         self.stream.flush()
 
     def iteration(self, report) -> None:
@@ -122,7 +122,7 @@ class ProgressLog:
             done = min(report.n_iter / self.max_iter, 1.0) if self.max_iter else 0.0
             bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
             line = f"[{bar}] {report.n_iter}/{self.max_iter}  " + line.removeprefix(f"iteration {report.n_iter:4d}  ")
-        self.stream.write(("\r" + line + "\033[K") if self.live else line + "\n")
+        self.stream.write(("\r" + line + "\033[K") if self.live else stamp() + line + "\n")
         self.pending = self.live
         self.stream.flush()
 
@@ -130,6 +130,11 @@ class ProgressLog:
         if self.pending:
             self.stream.write("\n")
             self.pending = False
+
+
+def stamp() -> str:
+    """Local date and time at the start of a text log line (scheduled runs' logs are read afterwards)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S ")
 
 
 def finite(value: float) -> float | None:
@@ -147,7 +152,8 @@ def cluster_client(settings: dict, log: ProgressLog):
         from ..execution import connect
 
         with connect(settings["scheduler"], **tls) as client:
-            log.event("cluster", scheduler=settings["scheduler"], workers=len(workers_info(client)))
+            log.event("cluster", scheduler=settings["scheduler"], workers=len(workers_info(client)),
+                      dashboard=client.dashboard_link)
             yield client
         return
     given = [key for key, value in tls.items() if value]

@@ -177,7 +177,8 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
     X = None
     if data is not None:
         names = getattr(model, "feature_names_in_", None)
-        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed, storage_options=options)
+        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed,
+                        storage_options=options, nan_policy=model.nan_policy)
         if X.shape[1] != model.n_features_in_:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
     plot_model(model, X, output, overwrite, options)

@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, InputTypeError
 from .parquet import ParquetDataset, is_path_input
 from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block, check_nan_policy,
                                is_weighted)
@@ -99,8 +99,27 @@ def _check_2d(shape: tuple, what: str) -> None:
     if len(shape) != 2:
         raise DataError(
             f"expected a 2-D {what} of shape (n_samples, n_features), got shape {shape}; "
-            "reshape 1-D data with X.reshape(-1, 1)"
+            "Reshape your data with X.reshape(-1, 1) (one feature) or X.reshape(1, -1) (one row)"
         )
+
+
+def _check_kind(X: Any) -> None:
+    """Refuse sparse and complex input, which would otherwise be densified or lose its imaginary part."""
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise InputTypeError(f"a sparse matrix ({type(X).__name__}) was passed, but dense data is required; "
+                             "use X.toarray() to convert it to a dense numpy array")
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and _is_dtype(dtype) and np.dtype(dtype).kind == "c":
+        raise InputTypeError(f"Complex data not supported: input has dtype {dtype}; fit the real and imaginary "
+                             "parts as separate columns")
+
+
+def _is_dtype(dtype: Any) -> bool:
+    try:
+        np.dtype(dtype)
+        return True
+    except TypeError:
+        return False
 
 
 def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
@@ -122,7 +141,7 @@ def _weighted_block(block: np.ndarray, weights: np.ndarray | None = None, nan_po
 def _weight_vector(sample_weight: Any, n_rows: int):
     """A 1-D NumPy or Dask array of ``n_rows`` weights."""
     if type(sample_weight).__module__.split(".")[0] in ("dask", "dask_expr"):
-        weights = sample_weight.to_dask_array(lengths=True) if hasattr(sample_weight, "to_dask_array") else sample_weight
+        weights = _frame_array(sample_weight) if hasattr(sample_weight, "to_dask_array") else sample_weight
     else:
         try:
             weights = np.asarray(sample_weight, dtype=np.float64)
@@ -131,6 +150,16 @@ def _weight_vector(sample_weight: Any, n_rows: int):
     if weights.ndim != 1 or weights.shape[0] != n_rows:
         raise DataError(f"sample_weight has shape {weights.shape}; expected ({n_rows},), one weight per row")
     return weights
+
+
+def _frame_array(frame: Any):
+    """A Dask DataFrame or Series as a Dask array with known chunk sizes, in one pass over its partitions.
+
+    The lengths are computed from the array's own graph: ``to_dask_array(lengths=True)`` computes
+    them from the frame's optimised graph, which may fuse partitions (``read_parquet`` of a column
+    subset does) and then no longer matches the array ("1 != 2" lengths).
+    """
+    return frame.to_dask_array().compute_chunk_sizes()
 
 
 def _frame_weights(X: Any, sample_weight: Any) -> tuple[Any, Any]:
@@ -175,6 +204,7 @@ def as_input(
         return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
+    _check_kind(X)
     X, sample_weight = _frame_weights(X, sample_weight)
     weighted = is_weighted(sample_weight is not None, nan_policy)
     module = type(X).__module__.split(".")[0]
@@ -185,7 +215,7 @@ def as_input(
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
             _check_numeric_frame(X.dtypes, "Dask DataFrame")
             names = _names(X.columns)
-            X = X.to_dask_array(lengths=True)
+            X = _frame_array(X)
         else:
             names = None
         _check_2d(X.shape, "Dask array")
@@ -195,12 +225,19 @@ def as_input(
         return _with_weight_array(Input("dask", names, lazy=X), sample_weight, nan_policy)
     else:
         try:
-            values, names = np.asarray(X, dtype=np.float64), None
-        except (TypeError, ValueError) as exc:
+            values, names = np.asarray(X), None
+            if values.dtype.kind == "c":
+                _check_kind(values)
+            values = values.astype(np.float64, copy=False)
+        except TypeError as exc:
+            raise InputTypeError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
+        except ValueError as exc:
             raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
     _check_2d(values.shape, "array")
-    if values.shape[0] == 0 or values.shape[1] == 0:
-        raise DataError(f"input has shape {values.shape}; it needs at least one row and one column")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if values.shape[axis] == 0:
+            raise DataError(f"Found array with 0 {what}(s) (shape={values.shape}) while a minimum of 1 is required; "
+                            "the input needs at least one row and one column")
     if weighted:
         weights = None if sample_weight is None else np.asarray(_weight_vector(sample_weight, values.shape[0]))
         values = attach_weights(values, weights, nan_policy)

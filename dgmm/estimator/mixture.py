@@ -10,6 +10,7 @@ import warnings
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import DensityMixin
 
 from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
@@ -23,7 +24,7 @@ from ..kernels.init import InitMethod
 from ..kernels.sampling import draw
 from ..kernels.weights import NanPolicy
 from ..persist.checkpoint import Checkpoint, FitState
-from .base import EstimatorMixin
+from .base import Estimator
 from .parameters import CachePolicy, check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fitting import run_fit
 from .scoring import ScoringMixin
@@ -31,7 +32,7 @@ from .scoring import ScoringMixin
 logger = logging.getLogger("dgmm")
 
 
-class GaussianMixture(ScoringMixin, EstimatorMixin):
+class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     """Gaussian mixture fitted by exact EM, one pass over the data per iteration.
 
     Parameters have scikit-learn's names and meanings, plus:
@@ -276,6 +277,19 @@ class GaussianMixture(ScoringMixin, EstimatorMixin):
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
 
+
+    def to_sklearn(self):
+        """A fitted ``sklearn.mixture.GaussianMixture`` of this model (same predictions; see :mod:`.interop`)."""
+        from .interop import to_sklearn
+
+        return to_sklearn(self)
+
+    @classmethod
+    def from_sklearn(cls, fitted: Any, **params: Any) -> "GaussianMixture":
+        """This estimator, fitted, from a fitted ``sklearn.mixture.GaussianMixture`` (see :mod:`.interop`)."""
+        from .interop import from_sklearn
+
+        return from_sklearn(fitted, **params)
 
     def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
         """Write the fitted model to a safe, versioned ``.npz`` file (see :mod:`dgmm.persist.model_file`).

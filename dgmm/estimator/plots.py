@@ -17,6 +17,7 @@ import numpy as np
 from ..kernels import gaussian
 from ..errors import DataError, DgmmError, ParameterError
 from ..data.parquet import ParquetDataset, PathLike, read_row_group
+from ..kernels.weights import NanPolicy
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -236,8 +237,10 @@ def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = No
 
 
 def sample_rows(source: PathLike | Sequence[PathLike], columns: Sequence[str] | None, n_rows: int,
-                seed: int = 0, storage_options: dict | None = None) -> np.ndarray:
+                seed: int = 0, storage_options: dict | None = None, nan_policy: NanPolicy = "raise") -> np.ndarray:
     """Up to ``n_rows`` rows of Parquet input, shape (m, len(columns)), m = min(n_rows, total rows).
+
+    With ``nan_policy="drop"`` (a model fitted so) rows holding nulls or NaN are left out, as the fit left them.
 
     Row groups are read one by one in a seeded random order until ``n_rows`` rows are in hand,
     then rows are drawn uniformly without replacement among them; the rest is never read. The
@@ -245,11 +248,14 @@ def sample_rows(source: PathLike | Sequence[PathLike], columns: Sequence[str] | 
     """
     if not isinstance(n_rows, (int, np.integer)) or isinstance(n_rows, bool) or n_rows < 1:
         raise ParameterError(f"n_rows={n_rows!r} is invalid; expected an int >= 1")
-    dataset = ParquetDataset.open(source, columns, storage_options=storage_options)
+    dataset = ParquetDataset.open(source, columns, storage_options=storage_options, nan_policy=nan_policy)
     rng = np.random.default_rng(seed)
     blocks, total = [], 0
     for i in rng.permutation(len(dataset.row_groups)):
-        blocks.append(read_row_group(dataset.row_groups[i], dataset.columns))
+        block = read_row_group(dataset.row_groups[i], dataset.columns, nan_policy=nan_policy)
+        if nan_policy == "drop":  # a last column of weights: 0 for the rows to leave out
+            block = block[block[:, -1] > 0, :-1]
+        blocks.append(block)
         total += len(blocks[-1])
         if total >= n_rows:
             break

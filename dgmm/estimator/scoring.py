@@ -14,7 +14,6 @@ from ..execution.rows import finite_total, map_rows
 from ..kernels import posterior
 from ..kernels.criteria import information_criteria
 from ..kernels.params import MixtureParams
-from ..kernels.weights import split_weights
 
 
 class ScoringMixin:
@@ -90,20 +89,10 @@ class ScoringMixin:
         """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out."""
         params = self.fitted_params()
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
-            kernel = functools.partial(kept_rows_only, kernel)
+            kernel = functools.partial(posterior.kept_rows_only, kernel)
         if data.kind == "numpy":
             values = data.values
             step = IN_MEMORY_CHUNK_ROWS
             return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
         return map_rows(data.array, kernel, params, n_out, dtype)
 
-
-def kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """``kernel`` on the features of a weighted block; rows of weight 0 give -1 (labels) or NaN."""
-    X, weights = split_weights(block, params.n_features)
-    out = kernel(X, params)
-    dropped = weights == 0
-    if dropped.any():
-        out = out.astype(np.float64) if out.dtype.kind == "f" else out
-        out[dropped] = -1 if out.dtype.kind in "iu" else np.nan
-    return out

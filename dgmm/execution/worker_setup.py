@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 
-_USER_ERRORS = ("DataError", "ParameterError", "ConfigError", "ModelFileError", "CheckpointError")
+_USER_ERRORS = ("DataError", "InputTypeError", "ParameterError", "ConfigError", "ModelFileError", "CheckpointError")
 
 
 def _drop_user_error_records(record: logging.LogRecord) -> bool:

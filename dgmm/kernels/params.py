@@ -80,11 +80,12 @@ class MixtureParams:
     ) -> "MixtureParams":
         """Build from precision matrices (scikit-learn's ``precisions_init``)."""
         precisions = np.asarray(precisions, dtype=np.float64)
+        cholesky = precision_cholesky_from_precisions(precisions, covariance_type)  # first: refuses a singular one
         return cls(
             np.asarray(weights, dtype=np.float64),
             np.asarray(means, dtype=np.float64),
             covariances_from_precisions(precisions, covariance_type),
-            precision_cholesky_from_precisions(precisions, covariance_type),
+            cholesky,
             covariance_type,
         )
 

@@ -5,10 +5,13 @@ All functions take ``X`` of shape (n, d) and :class:`~dgmm.kernels.params.Mixtur
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .gaussian import log_gaussian_prob
 from .params import MixtureParams
+from .weights import split_weights
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
@@ -53,3 +56,14 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     """Most probable component per row, shape (n,), int64."""
     return np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
+
+
+def kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``kernel`` on the features of a weighted block; rows of weight 0 give -1 (labels) or NaN."""
+    X, weights = split_weights(block, params.n_features)
+    out = kernel(X, params)
+    dropped = weights == 0
+    if dropped.any():
+        out = out.astype(np.float64) if out.dtype.kind == "f" else out
+        out[dropped] = -1 if out.dtype.kind in "iu" else np.nan
+    return out

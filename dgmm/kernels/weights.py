@@ -41,7 +41,7 @@ def check_nan_policy(nan_policy: str) -> None:
 
 def no_rows_left(where: str = "") -> DataError:
     """The error of a fit (or of its initialisation sample, ``where``) left with no row of weight > 0."""
-    return DataError(f"no rows left to fit{where}: every row has weight 0 (dropped for nulls or NaN, or sample "
+    return DataError(f"no rows left to fit{where}: every row has weight zero (dropped for nulls or NaN, or sample "
                      "weight 0); check the input or nan_policy")
 
 

@@ -32,7 +32,7 @@ def test_get_set_params_clone_and_repr():
     twin = clone(model)
     assert twin is not model and twin.get_params() == params
     assert model.set_params(tol=1e-5) is model and model.tol == 1e-5
-    assert repr(model) == "GaussianMixture(covariance_type='diag', n_components=4, split_every=4, tol=1e-05)"
+    assert " ".join(repr(model).split()) == "GaussianMixture(covariance_type='diag', n_components=4, split_every=4, tol=1e-05)"
     with pytest.raises(ParameterError, match="invalid parameter 'n_clusters'"):
         model.set_params(n_clusters=3)
 
@@ -63,7 +63,7 @@ def test_bad_parameters_are_named(data, kwargs, message):
 
 def test_bad_inputs_are_named(data):
     X = data[0]
-    with pytest.raises(DataError, match=r"expected a 2-D array .* reshape 1-D data with X.reshape\(-1, 1\)"):
+    with pytest.raises(DataError, match=r"expected a 2-D array .* Reshape your data with X.reshape\(-1, 1\)"):
         dgmm.GaussianMixture(2).fit(X[:, 0])
     bad = X.copy()
     bad[5, 1] = np.inf

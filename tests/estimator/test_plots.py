@@ -178,7 +178,7 @@ def test_sample_rows_reads_only_the_row_groups_it_needs(tmp_path, monkeypatch):
     write_parquet(X, tmp_path / "d", row_group_size=100, n_files=2)
     calls = []
     original = plots.read_row_group
-    monkeypatch.setattr(plots, "read_row_group", lambda rg, cols: calls.append(rg) or original(rg, cols))
+    monkeypatch.setattr(plots, "read_row_group", lambda rg, cols, **kw: calls.append(rg) or original(rg, cols, **kw))
     rows = plots.sample_rows(tmp_path / "d", ["x0", "x1", "x2"], 250, seed=3)
     assert rows.shape == (250, 3) and len(calls) == 3
     assert len({tuple(r) for r in rows}) == 250 and np.all(rows[:, 0] % 3 == 0)  # distinct rows of X
@@ -248,3 +248,18 @@ def test_estimator_plot_helpers(tmp_path):
     assert (tmp_path / "m.png").stat().st_size > 0 and len(figure.axes) == 2
     ax = model.plot_convergence()
     assert list(ax.lines[0].get_ydata()) == model.lower_bounds_
+
+
+def test_a_model_fitted_with_nan_policy_drop_plots_over_data_with_nan(tmp_path):
+    """Its sample leaves out the rows the fit dropped, instead of refusing the data."""
+    X = sample_mixture(random_mixture(2, 2, seed=1), 3000, seed=1)[0]
+    X[::50, 0] = np.nan
+    pd.DataFrame(X, columns=["a", "b"]).to_parquet(tmp_path / "d.parquet", row_group_size=500)
+    rows = plots.sample_rows(tmp_path / "d.parquet", None, 5000, nan_policy="drop")
+    assert rows.shape == (3000 - 60, 2) and np.isfinite(rows).all()
+    with pytest.raises(DgmmError, match="null|NaN"):
+        plots.sample_rows(tmp_path / "d.parquet", None, 5000)
+    dgmm.GaussianMixture(2, nan_policy="drop", random_state=0).fit(str(tmp_path / "d.parquet")).save(tmp_path / "m.npz")
+    proc = subprocess.run([Path(sys.executable).parent / "dgmm", "plot", tmp_path / "m.npz", tmp_path / "d.parquet",
+                           "-o", tmp_path / "p.png"], capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "p.png").exists(), proc.stderr

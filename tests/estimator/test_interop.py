@@ -1,0 +1,74 @@
+"""dgmm with scikit-learn's GaussianMixture (to_sklearn / from_sklearn) and with Dask DataFrames of any origin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dgmm
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.kernels.gaussian import COVARIANCE_TYPES
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sample_mixture(random_mixture(3, 3, seed=2), 1500, seed=2)[0]
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_to_sklearn_predicts_as_dgmm_and_from_sklearn_round_trips(data, covariance_type):
+    model = dgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(data)
+    converted = model.to_sklearn()
+    assert type(converted).__module__.startswith("sklearn.mixture")
+    np.testing.assert_allclose(converted.score_samples(data), model.score_samples(data), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(converted.predict_proba(data), model.predict_proba(data), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(converted.predict(data), model.predict(data))
+    back = dgmm.GaussianMixture.from_sklearn(converted, chunk_rows=100)
+    assert back.chunk_rows == 100 and back.n_iter_ == model.n_iter_
+    np.testing.assert_array_equal(back.score_samples(data), model.score_samples(data))
+    with pytest.raises(dgmm.ParameterError, match="n_components"):
+        dgmm.GaussianMixture.from_sklearn(converted, n_components=2)
+
+
+def test_a_model_fitted_by_scikit_learn_scores_with_dgmm(data):
+    from sklearn.mixture import GaussianMixture
+
+    fitted = GaussianMixture(3, random_state=0).fit(data)
+    model = dgmm.GaussianMixture.from_sklearn(fitted)
+    np.testing.assert_allclose(model.score(data), fitted.score(data), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def wide_parquet(tmp_path_factory):
+    """Four files of twelve columns: read_parquet of two columns fuses their partitions."""
+    folder = tmp_path_factory.mktemp("wide")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        frame = pd.DataFrame(rng.normal(size=(2000, 12)), columns=[f"c{j}" for j in range(12)])
+        frame["c0"] += 4 * (np.arange(2000) % 2)
+        frame.to_parquet(folder / f"part-{i}.parquet")
+    return folder
+
+
+def test_dask_dataframes_of_any_origin(wide_parquet):
+    import dask.dataframe as dd
+
+    columns = ["c0", "c1"]
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(wide_parquet.glob("*.parquet"))], ignore_index=True)
+    expected = dgmm.GaussianMixture(2, random_state=0).fit(frame[columns].to_numpy())
+    inputs = {
+        "read_parquet": dd.read_parquet(str(wide_parquet))[columns],
+        "from_pandas": dd.from_pandas(frame[columns], npartitions=3),
+        "from_map": dd.from_map(pd.read_parquet, sorted(str(p) for p in wide_parquet.glob("*.parquet")),
+                                columns=columns),
+        "unknown divisions": dd.from_pandas(frame[columns], npartitions=3).clear_divisions(),
+    }
+    for name, X in inputs.items():
+        model = dgmm.GaussianMixture(2, random_state=0).fit(X)
+        assert list(model.feature_names_in_) == columns, name
+        np.testing.assert_allclose(model.means_, expected.means_, rtol=1e-8, err_msg=name)
+        assert model.predict(X).compute().shape == (8000,), name
+    weighted = dgmm.GaussianMixture(2, random_state=0).fit(inputs["read_parquet"],
+                                                           sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs())
+    assert np.isfinite(weighted.lower_bound_)
