@@ -70,7 +70,7 @@ def sample(model_path: str, n_samples: int, output: str, seed: int | None, overw
     import pyarrow as pa
 
     from ..estimator.files import load_model
-    from ..data.outputs import check_destination, write_table
+    from ..data.outputs import check_destination, model_summary, write_table
 
     options = storage(storage_options)
     model = load_model(model_path, options)
@@ -78,7 +78,8 @@ def sample(model_path: str, n_samples: int, output: str, seed: int | None, overw
     X, labels = model.set_params(random_state=seed).sample(n_samples)
     names = getattr(model, "feature_names_in_", None)
     names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
-    table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels})
+    table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels},
+                     metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
     write_table(table, output, overwrite, storage_options=options)
     click.echo(f"wrote {n_samples} rows to {output}", err=True)
 

@@ -7,7 +7,8 @@ made visible at once, never over a file this run did not create unless ``overwri
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+import json
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -85,7 +86,8 @@ def predict_to_parquet(
     fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
     fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []
     n_rows = 0
-    with atomic_parquet_writer(dest, pa.schema(fields), overwrite, options) as writer:
+    schema = pa.schema(fields, metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
+    with atomic_parquet_writer(dest, schema, overwrite, options) as writer:
         for rg in dataset.row_groups:
             X, weights = split_weights(read_row_group(rg, dataset.columns, nan_policy=nan_policy), len(dataset.columns))
             dropped = None if weights is None else weights == 0
@@ -103,6 +105,20 @@ def predict_to_parquet(
             writer.write_table(pa.table(columns, schema=writer.schema))
             n_rows += X.shape[0]
     return n_rows
+
+
+def model_summary(model: Any) -> dict[str, Any]:
+    """What an output file records about the model that wrote it (schema metadata key ``dgmm``)."""
+    from ..version import __version__
+
+    names = getattr(model, "feature_names_in_", None)
+    return {"dgmm_version": __version__, "n_components": int(model.n_components),
+            "covariance_type": model.covariance_type, "n_features": int(model.n_features_in_),
+            "feature_names": None if names is None else [str(n) for n in names],
+            "nan_policy": getattr(model, "nan_policy", "raise"), "converged": bool(model.converged_),
+            "n_iter": int(model.n_iter_), "mean_log_likelihood": float(model.lower_bound_)
+            if np.isfinite(model.lower_bound_) else None,
+            "weights": [float(w) for w in model.weights_]}
 
 
 def _schema(path: str, storage_options: dict | None) -> pa.Schema:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -35,6 +36,9 @@ def test_outputs_equal_the_in_memory_methods(fitted):
     proba = np.c_[table.column("proba_0").to_numpy(), table.column("proba_1").to_numpy()]
     np.testing.assert_allclose(proba, model.predict_proba(X), rtol=1e-12)
     np.testing.assert_allclose(table.column("log_likelihood").to_numpy(), model.score_samples(X), rtol=1e-12)
+    about = json.loads(table.schema.metadata[b"dgmm"])  # the model that wrote the file
+    assert about["n_components"] == 2 and about["feature_names"] == ["a", "b"] and about["dgmm_version"]
+    np.testing.assert_array_equal(about["weights"], model.weights_)
 
 
 def test_failure_leaves_no_output(fitted, monkeypatch):
