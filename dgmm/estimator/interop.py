@@ -63,3 +63,18 @@ def from_sklearn(fitted: Any, **params: Any):
     if hasattr(fitted, "feature_names_in_"):
         model.feature_names_in_ = np.asarray(fitted.feature_names_in_, dtype=object)
     return model
+
+
+def to_onnx(model: Any):
+    """The fitted model as an ONNX graph (``onnx.ModelProto``), through scikit-learn's converter.
+
+    Input ``X``: float64, shape (n, d). Outputs ``label`` (n, 1), ``probabilities`` (n, K) and
+    ``score_samples`` (n, 1), equal to ``predict``, ``predict_proba`` and ``score_samples`` to rounding.
+    Needs the ``onnx`` extra (``pip install 'dgmm[onnx]'``: skl2onnx, onnxruntime to run it).
+    """
+    try:
+        from skl2onnx import to_onnx as convert
+    except ImportError:
+        raise ParameterError("ONNX export needs skl2onnx: pip install 'dgmm[onnx]'") from None
+    example = np.zeros((1, model.fitted_params().n_features), dtype=np.float64)
+    return convert(to_sklearn(model), example, options={"score_samples": True})

@@ -284,6 +284,12 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
 
         return to_sklearn(self)
 
+    def to_onnx(self):
+        """The fitted model as an ONNX graph (predict, predict_proba, score_samples; see :mod:`.interop`)."""
+        from .interop import to_onnx
+
+        return to_onnx(self)
+
     @classmethod
     def from_sklearn(cls, fitted: Any, **params: Any) -> "GaussianMixture":
         """This estimator, fitted, from a fitted ``sklearn.mixture.GaussianMixture`` (see :mod:`.interop`)."""

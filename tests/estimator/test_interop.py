@@ -72,3 +72,17 @@ def test_dask_dataframes_of_any_origin(wide_parquet):
     weighted = dgmm.GaussianMixture(2, random_state=0).fit(inputs["read_parquet"],
                                                            sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs())
     assert np.isfinite(weighted.lower_bound_)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_onnx_export_runs_in_onnxruntime_as_dgmm_predicts(data, covariance_type):
+    import onnxruntime
+
+    model = dgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(data)
+    graph = model.to_onnx()
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, {session.get_inputs()[0].name: data})))
+    np.testing.assert_array_equal(outputs["label"].ravel(), model.predict(data))
+    np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(data), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(outputs["score_samples"].ravel(), model.score_samples(data), rtol=1e-12, atol=1e-12)
