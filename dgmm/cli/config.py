@@ -24,6 +24,8 @@ DATA = Parameter("data", str, None, "Parquet file or directory to fit")
 MODEL = Parameter("model", str, None, "where to write the fitted model (.npz)")
 OVERWRITE = Parameter("overwrite", bool, False, "replace an existing model file")
 COLUMNS = Parameter("columns", str, None, "feature columns (default: all)", is_list=True)
+EXCLUDE_COLUMNS = Parameter("exclude_columns", str, None, "columns that are not features (ids, labels), when "
+                            "--columns is not given", is_list=True)
 WEIGHT_COLUMN = Parameter("weight_column", str, None, "column of per-row weights >= 0 (not a feature)")
 CHECKPOINT = Parameter("checkpoint", str, None, "directory for a checkpoint written after every iteration")
 RESUME = Parameter("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)")
@@ -39,7 +41,7 @@ LOG_FORMAT = Parameter("log_format", str, "text", "progress lines on stderr", ch
 FIT_SETTINGS: tuple[Parameter, ...] = (
     DATA, MODEL, OVERWRITE,
     *MIXTURE_PARAMETERS,
-    COLUMNS, WEIGHT_COLUMN, CHECKPOINT, RESUME, *CLUSTER_SETTINGS,
+    COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN, CHECKPOINT, RESUME, *CLUSTER_SETTINGS,
     Parameter("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
     LOG_FORMAT,
 )
@@ -52,7 +54,7 @@ SELECT_SETTINGS: tuple[Parameter, ...] = (
     Parameter("covariance_types", str, "full", "covariance types to try, comma-separated", is_list=True),
     *SELECTION_PARAMETERS,
     replace(MODEL, help="write the best model here (.npz)"),
-    OVERWRITE, COLUMNS, WEIGHT_COLUMN,
+    OVERWRITE, COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN,
     *(replace(p, default=0) if p.name == "random_state" else p  # a selection is reproducible unless told
       for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT),
     *CLUSTER_SETTINGS,

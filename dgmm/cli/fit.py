@@ -34,7 +34,8 @@ def fit(settings: dict[str, Any]) -> None:
     storage = settings["storage_options"]
     check_destination(settings["model"], settings["overwrite"], storage)  # before work the refusal would waste
     dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"], storage)
+                                  settings["weight_column"], settings["nan_policy"], storage,
+                                  settings["exclude_columns"])
     model = GaussianMixture(**estimator_parameters(settings))
     validate_params(model)  # every check that needs no cluster runs before one starts
     check_n_samples(dataset.n_rows, model.n_components)
@@ -136,7 +137,8 @@ def select_command(settings: dict[str, Any]) -> None:
     if settings["model"]:
         check_destination(settings["model"], settings["overwrite"], storage)
     dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"], storage)
+                                  settings["weight_column"], settings["nan_policy"], storage,
+                                  settings["exclude_columns"])
     log = ProgressLog(settings["log_format"])
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -103,8 +103,12 @@ class ParquetDataset:
         weight_column: str | None = None,
         nan_policy: NanPolicy = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        exclude_columns: Sequence[str] | None = None,
     ) -> "ParquetDataset":
         """Find the files, read their footers and check the selected columns.
+
+        Without ``columns`` every column of the first file is a feature (but pandas index columns and
+        the weight column), except those named in ``exclude_columns`` (ids, timestamps, labels...).
 
         ``chunk_rows`` splits row groups larger than it into several chunks (each
         chunk task still decodes its whole row group, then keeps its slice).
@@ -118,6 +122,9 @@ class ParquetDataset:
         if chunk_rows is not None and chunk_rows < 1:
             raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
         check_nan_policy(nan_policy)
+        excluded = [exclude_columns] if isinstance(exclude_columns, str) else list(exclude_columns or ())
+        if excluded and selected is not None:
+            raise DataError("give columns or exclude_columns, not both: columns already names every feature")
         if weight_column is not None and selected is not None and weight_column in selected:
             raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
         row_groups: list[RowGroup] = []
@@ -132,7 +139,12 @@ class ParquetDataset:
             schema = metadata.schema.to_arrow_schema()
             index = pandas_index_columns(metadata, schema)
             if selected is None:
-                selected = [name for name in schema.names if name != weight_column and name not in index]
+                missing = [name for name in excluded if name not in schema.names]
+                if missing:
+                    raise DataError(f"{source.path}: column {missing[0]!r} (from exclude_columns) not found; columns "
+                                    f"are {', '.join(schema.names)}")
+                selected = [name for name in schema.names
+                            if name != weight_column and name not in index and name not in excluded]
             if not selected:
                 raise DataError(f"{source.path}: no columns selected")
             wanted = selected + ([weight_column] if weight_column else [])
@@ -345,7 +357,7 @@ class RowGroupReader:
 
 def read_parquet(
     path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None, exclude_columns: Sequence[str] | None = None,
 ):
     """Read Parquet data as a Dask array of float64 features.
 
@@ -356,6 +368,7 @@ def read_parquet(
     columns : feature columns (partition keys only when named here); all file columns when None
     chunk_rows : split row groups larger than this into several chunks
     storage_options : fsspec options for URL paths (credentials, ``endpoint_url``, ...)
+    exclude_columns : with ``columns`` None, the columns that are not features (ids, labels, ...)
 
     Returns
     -------
@@ -368,4 +381,5 @@ def read_parquet(
         Missing file or column, non-numeric column, nulls recorded in the metadata.
         NaN and infinities raise the same error when the chunk is computed.
     """
-    return ParquetDataset.open(path, columns, chunk_rows, storage_options=storage_options).to_dask()
+    return ParquetDataset.open(path, columns, chunk_rows, storage_options=storage_options,
+                               exclude_columns=exclude_columns).to_dask()

@@ -58,6 +58,12 @@ class Selection:
     criterion: str = "bic"
     passes: int = 0
 
+    def to_frame(self):
+        """The table as a pandas DataFrame, one row per (n_components, covariance_type), columns :data:`COLUMNS`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.table, columns=list(COLUMNS))
+
     def format(self) -> str:
         """The table as aligned text, the best row marked with ``*``."""
         best = (self.best.n_components, self.best.covariance_type)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -186,3 +190,25 @@ def test_large_row_groups_split_at_chunk_rows(tmp_path):
     array = dgmm.read_parquet(path, chunk_rows=4)
     assert array.chunks[0] == (4, 4, 2, 4, 4, 2, 4, 1)
     np.testing.assert_array_equal(array.compute()[:, 0], np.arange(25.0))
+
+
+def test_exclude_columns_leaves_ids_and_labels_out(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.arange(500), "a": rng.normal(size=500), "label": rng.integers(0, 3, 500),
+                          "b": rng.normal(size=500)})
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+    dataset = dgmm.ParquetDataset.open(tmp_path / "d.parquet", exclude_columns=["id", "label"])
+    assert dataset.columns == ("a", "b")
+    np.testing.assert_array_equal(dgmm.read_parquet(tmp_path / "d.parquet", exclude_columns="id").compute(),
+                                  frame[["a", "label", "b"]].to_numpy(dtype=float))
+    with pytest.raises(dgmm.DataError, match="column 'nope' \\(from exclude_columns\\) not found; columns are id, a"):
+        dgmm.ParquetDataset.open(tmp_path / "d.parquet", exclude_columns=["nope"])
+    with pytest.raises(dgmm.DataError, match="give columns or exclude_columns, not both"):
+        dgmm.ParquetDataset.open(tmp_path / "d.parquet", ["a"], exclude_columns=["id"])
+    proc = subprocess.run([Path(sys.executable).parent / "dgmm", "fit", tmp_path / "d.parquet", "--exclude-columns",
+                           "id,label", "--model", tmp_path / "m.npz", "--n-components", "2", "--n-workers", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert list(dgmm.load_model(tmp_path / "m.npz").feature_names_in_) == ["a", "b"]

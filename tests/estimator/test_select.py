@@ -24,6 +24,8 @@ def test_bic_picks_five_among_one_to_ten_sharing_passes(five):
     best_row = min(result.table, key=lambda row: row["bic"])
     assert (best_row["n_components"], best_row["covariance_type"]) == (5, result.best.covariance_type)
     assert all(np.isfinite(row["heldout_log_likelihood"]) for row in result.table)
+    frame = result.to_frame()
+    assert frame.shape == (20, 8) and frame.loc[frame["bic"].idxmin(), "n_components"] == 5
     iterations = max(row["n_iter"] for row in result.table)
     # every cell's init (k-means|| rounds, candidate weights, Lloyd, statistics) and EM share each
     # pass: at most the longest init + the most EM iterations + one held-out pass, where 20 cells
