@@ -76,13 +76,16 @@ def predict_to_parquet(
         )
     keep = list(keep_columns)
     schemas = [_schema(f, options) for f in dataset.files] if keep else []
+    keys = {rg.path: dict(rg.partitions) for rg in dataset.row_groups}  # hive keys: key=value folders
     for f, schema in zip(dataset.files, schemas):
         for name in keep:
-            if name not in schema.names:
+            if name not in schema.names and name not in keys.get(f, {}):
                 raise DataError(f"{f}: column {name!r} (from --keep-columns) not found; columns are "
-                                f"{', '.join(schema.names)}")
+                                f"{', '.join([*schema.names, *keys.get(f, {})])}")
+    file_keep = [n for n in keep if n in schemas[0].names] if keep else []
     params = model.fitted_params()
-    fields = [schemas[0].field(n) for n in keep] + [pa.field("component", pa.int64())]
+    fields = [schemas[0].field(n) if n in file_keep else pa.field(n, pa.string()) for n in keep]
+    fields += [pa.field("component", pa.int64())]
     fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
     fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []
     n_rows = 0
@@ -93,8 +96,10 @@ def predict_to_parquet(
             dropped = None if weights is None else weights == 0
             columns = {}
             if keep:
-                kept = read_table(rg, keep)
-                columns.update({n: kept.column(n) for n in keep})
+                kept = read_table(rg, file_keep)
+                values = dict(rg.partitions)
+                columns.update({n: kept.column(n) if n in file_keep else pa.array([values[n]] * rg.n_rows, pa.string())
+                                for n in keep})
             log_norm, log_resp = posterior.log_responsibilities(X, params)
             columns["component"] = pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)
             if proba:

@@ -68,3 +68,22 @@ def test_bad_destinations(fitted):
         dgmm.predict_to_parquet(model, str(folder / "p0.parquet"), folder / "missing" / "x.parquet")
     with pytest.raises(dgmm.DataError, match=r"column 'nope' \(from --keep-columns\) not found"):
         dgmm.predict_to_parquet(model, str(folder / "p0.parquet"), folder / "x.parquet", keep_columns=["nope"])
+
+
+def test_hive_partition_keys_can_be_kept(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for day in ("mon", "tue"):
+        (tmp_path / "data" / f"day={day}").mkdir(parents=True)
+        frame = pd.DataFrame({"id": np.arange(300), "a": rng.normal(size=300), "b": rng.normal(size=300)})
+        frame.to_parquet(tmp_path / "data" / f"day={day}" / "part.parquet", index=False)
+        frames.append(frame)
+    model = dgmm.GaussianMixture(2, random_state=0).fit(pd.concat(frames)[["a", "b"]])
+    dgmm.predict_to_parquet(model, tmp_path / "data", tmp_path / "out.parquet", keep_columns=["id", "day"])
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names == ["id", "day", "component"] and table.schema.field("day").type == pa.string()
+    assert table.column("day").to_pylist() == ["mon"] * 300 + ["tue"] * 300
+    with pytest.raises(dgmm.DataError, match="column 'month' \\(from --keep-columns\\) not found; columns are id, a, b, day"):
+        dgmm.predict_to_parquet(model, tmp_path / "data", tmp_path / "none.parquet", keep_columns=["month"])
