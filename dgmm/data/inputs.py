@@ -82,11 +82,16 @@ def _names(columns) -> np.ndarray | None:
     return None
 
 
-def _is_number(dtype) -> bool:
+def _kind(dtype) -> str | None:
+    """NumPy's kind letter of a dtype; None for pandas extension dtypes (strings, categories, nullable)."""
     try:
-        return np.dtype(dtype).kind in "iuf"
-    except TypeError:  # pandas extension dtypes (strings, categories, nullable)
-        return False
+        return np.dtype(dtype).kind
+    except TypeError:
+        return None
+
+
+def _is_number(dtype) -> bool:
+    return _kind(dtype) in ("i", "u", "f")
 
 
 def _check_numeric_frame(dtypes, where: str) -> None:
@@ -109,17 +114,9 @@ def _check_kind(X: Any) -> None:
         raise InputTypeError(f"a sparse matrix ({type(X).__name__}) was passed, but dense data is required; "
                              "use X.toarray() to convert it to a dense numpy array")
     dtype = getattr(X, "dtype", None)
-    if dtype is not None and _is_dtype(dtype) and np.dtype(dtype).kind == "c":
+    if dtype is not None and _kind(dtype) == "c":
         raise InputTypeError(f"Complex data not supported: input has dtype {dtype}; fit the real and imaginary "
                              "parts as separate columns")
-
-
-def _is_dtype(dtype: Any) -> bool:
-    try:
-        np.dtype(dtype)
-        return True
-    except TypeError:
-        return False
 
 
 def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
@@ -226,8 +223,7 @@ def as_input(
     else:
         try:
             values, names = np.asarray(X), None
-            if values.dtype.kind == "c":
-                _check_kind(values)
+            _check_kind(values)  # a list of complex numbers has no dtype until now
             values = values.astype(np.float64, copy=False)
         except TypeError as exc:
             raise InputTypeError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None

@@ -98,7 +98,8 @@ def predict_to_parquet(
             if keep:
                 kept = read_table(rg, file_keep)
                 values = dict(rg.partitions)
-                columns.update({n: kept.column(n) if n in file_keep else pa.array([values[n]] * rg.n_rows, pa.string())
+                columns.update({n: kept.column(n) if n in file_keep else pa.repeat(pa.scalar(values[n], pa.string()),
+                                                                                    rg.n_rows)
                                 for n in keep})
             log_norm, log_resp = posterior.log_responsibilities(X, params)
             columns["component"] = pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)

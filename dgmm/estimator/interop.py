@@ -55,9 +55,11 @@ def from_sklearn(fitted: Any, **params: Any):
     model = GaussianMixture(init_params=init, **{name: getattr(fitted, name) for name in SHARED}, **params)
     for name in FITTED:
         value = getattr(fitted, name)
-        setattr(model, name, np.asarray(value, dtype=np.float64) if isinstance(value, np.ndarray) else value)
-    model.n_iter_, model.converged_ = int(fitted.n_iter_), bool(fitted.converged_)
-    model.lower_bound_ = float(fitted.lower_bound_)
+        if isinstance(value, np.ndarray):
+            value = np.asarray(value, dtype=np.float64)
+        elif isinstance(value, np.generic):  # numpy scalars (n_iter_, lower_bound_) as Python numbers
+            value = value.item()
+        setattr(model, name, value)
     model.lower_bounds_ = [float(v) for v in getattr(fitted, "lower_bounds_", [fitted.lower_bound_])]
     model.split_merge_moves_, model.cache_used_ = [], "none"
     if hasattr(fitted, "feature_names_in_"):
