@@ -34,6 +34,9 @@ class Input:
     lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
     weighted : the last column holds row weights (sample weights, 0 for rows dropped by
         ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.weights.split_weights`
+    frame : for scoring only (``as_input(..., keep_frame=True)``): the Dask DataFrame itself,
+        numeric columns checked, so outputs keep its partitions and index; ``lazy`` is then None
+        (its row count is never computed) and ``weighted`` says whether NaN rows are dropped
     """
 
     kind: InputKind
@@ -43,6 +46,7 @@ class Input:
     dataset: ParquetDataset | None = None
     chunk_rows: int = IN_MEMORY_CHUNK_ROWS
     weighted: bool = False
+    frame: Any = None
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
@@ -72,6 +76,8 @@ class Input:
 
     @property
     def n_features(self) -> int:
+        if self.frame is not None:
+            return len(self.frame.columns)
         return int(self.shape[1]) - self.weighted
 
 
@@ -177,13 +183,16 @@ def as_input(
     sample_weight: Any = None,
     nan_policy: NanPolicy = "raise",
     storage_options: dict | None = None,
+    keep_frame: bool = False,
 ) -> Input:
     """Validate and convert ``X``.
 
     ``columns`` selects Parquet columns; ``chunk_rows`` caps chunk sizes; ``sample_weight``
     is an array of per-row weights or, for Parquet and DataFrames, the name of a weight
     column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
-    ``storage_options`` are fsspec's options for Parquet paths given as URLs.
+    ``storage_options`` are fsspec's options for Parquet paths given as URLs. ``keep_frame``
+    (scoring, no weights) keeps a Dask DataFrame as it is (:attr:`Input.frame`) instead of
+    computing its partitions' lengths.
     """
     check_nan_policy(nan_policy)
     if isinstance(X, ParquetDataset) or is_path_input(X):
@@ -212,6 +221,8 @@ def as_input(
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
             _check_numeric_frame(X.dtypes, "Dask DataFrame")
             names = _names(X.columns)
+            if keep_frame and sample_weight is None:
+                return Input("dask", names, frame=X, weighted=weighted)
             X = _frame_array(X)
         else:
             names = None

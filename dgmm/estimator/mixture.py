@@ -173,9 +173,11 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         return self
 
     def fit_predict(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None, sample_weight: Any = None):
-        """Fit, then label ``X`` with the fitted model (NumPy, or lazy Dask for Dask/Parquet)."""
+        """Fit, then label ``X`` with the fitted model, in the kind :meth:`predict` returns for ``X``."""
         data = self._fit(X, columns, sample_weight=sample_weight)
-        return self._apply(data, posterior.labels, n_out=None, dtype=np.int64)
+        if hasattr(X, "columns") and hasattr(X, "map_partitions"):  # a Dask DataFrame: a Series on its partitions
+            return self.predict(X.drop(columns=[sample_weight]) if isinstance(sample_weight, str) else X)
+        return self._apply(data, posterior.labels, "component", np.int64)
 
     def _fit(
         self,

@@ -10,7 +10,7 @@ import numpy as np
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
 from ..data.parquet import is_path_input
 from ..errors import DataError, NotFittedError
-from ..execution.rows import finite_total, map_rows
+from ..execution.rows import finite_total, map_partitions_rows, map_rows
 from ..kernels import posterior
 from ..kernels.criteria import information_criteria
 from ..kernels.params import MixtureParams
@@ -36,16 +36,22 @@ class ScoringMixin:
         )
 
     def predict(self, X: Any):
-        """Most probable component of each row, shape (n,)."""
-        return self._apply(self._scoring_input(X), posterior.labels, None, np.int64)
+        """Most probable component of each row, shape (n,).
+
+        In the input's kind: NumPy for in-memory input; a lazy Dask array of the same row chunks
+        for a Dask array or Parquet; a lazy Dask Series named ``component`` with the partitions
+        and index of a Dask DataFrame (likewise below).
+        """
+        return self._apply(self._scoring_input(X), posterior.labels, "component", np.int64)
 
     def predict_proba(self, X: Any):
-        """Posterior probability of each component, shape (n, K)."""
-        return self._apply(self._scoring_input(X), posterior.responsibilities, self.n_components, np.float64)
+        """Posterior probability of each component, shape (n, K); columns ``proba_k`` for a Dask DataFrame."""
+        return self._apply(self._scoring_input(X), posterior.responsibilities,
+                           [f"proba_{k}" for k in range(self.n_components)], np.float64)
 
     def score_samples(self, X: Any):
-        """Log-likelihood ``log p(x_n)`` of each row, shape (n,)."""
-        return self._apply(self._scoring_input(X), posterior.log_density, None, np.float64)
+        """Log-likelihood ``log p(x_n)`` of each row, shape (n,); a Series ``log_likelihood`` for a Dask DataFrame."""
+        return self._apply(self._scoring_input(X), posterior.log_density, "log_likelihood", np.float64)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per row (a float; lazy input is computed)."""
@@ -54,7 +60,7 @@ class ScoringMixin:
     def score_summary(self, X: Any) -> dict[str, float]:
         """Rows, mean log-likelihood, BIC and AIC of ``X`` in one pass (rows dropped by nan_policy not counted)."""
         data = self._scoring_input(X)
-        total, n = finite_total(self._apply(data, posterior.log_density, None, np.float64))
+        total, n = finite_total(self._apply(data, posterior.log_density, "log_likelihood", np.float64))
         if n == 0:
             raise DataError("every row holds nulls or NaN and was dropped; nothing to score")
         mean = float(total) / n
@@ -73,7 +79,8 @@ class ScoringMixin:
         self.fitted_params()
         names = getattr(self, "feature_names_in_", None)
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=getattr(self, "nan_policy", "raise"), storage_options=self.storage_options)
+                        nan_policy=getattr(self, "nan_policy", "raise"), storage_options=self.storage_options,
+                        keep_frame=True)
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -85,14 +92,19 @@ class ScoringMixin:
             )
         return data
 
-    def _apply(self, data: Input, kernel: Callable, n_out: int | None, dtype) -> Any:
-        """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out."""
+    def _apply(self, data: Input, kernel: Callable, columns: str | list[str], dtype) -> Any:
+        """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out.
+
+        ``columns``: the output's name (one value per row) or column names (several).
+        """
         params = self.fitted_params()
+        if data.frame is not None:
+            return map_partitions_rows(data.frame, kernel, params, columns, dtype, data.weighted)
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
             kernel = functools.partial(posterior.kept_rows_only, kernel)
         if data.kind == "numpy":
             values = data.values
             step = IN_MEMORY_CHUNK_ROWS
             return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
-        return map_rows(data.array, kernel, params, n_out, dtype)
+        return map_rows(data.array, kernel, params, None if isinstance(columns, str) else len(columns), dtype)
 

@@ -1,8 +1,8 @@
-"""Row-wise outputs of a fitted model over lazy Dask arrays (predict, probabilities, log-densities)."""
+"""Row-wise outputs of a fitted model over lazy Dask arrays and DataFrames (predict, probabilities, log-densities)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -20,11 +20,54 @@ def map_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtyp
     return array.map_blocks(kernel, shared, dtype=dtype, **chunks)
 
 
+def map_partitions_rows(frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any,
+                        drop_nan: bool) -> Any:
+    """``kernel(values, payload)`` on every partition of a Dask DataFrame, lazily, keeping partitions and index.
+
+    Returns a Dask Series named ``columns`` (a str) or a Dask DataFrame of those columns.
+    With ``drop_nan`` rows holding NaN give -1 (integers) or NaN; otherwise they are refused.
+    """
+    import pandas as pd
+    from dask import delayed
+
+    shared = delayed(payload, traverse=False)
+    empty = np.empty((0,) if isinstance(columns, str) else (0, len(columns)), dtype=dtype)
+    meta = pd.Series(empty, name=columns) if isinstance(columns, str) else pd.DataFrame(empty, columns=list(columns))
+    return frame.map_partitions(_partition_rows, kernel, shared, columns, drop_nan, meta=meta,
+                                enforce_metadata=False)
+
+
+def _partition_rows(part, kernel: Callable, payload: Any, columns: Sequence[str] | str, drop_nan: bool,
+                    partition_info: dict | None = None):
+    """One partition of :func:`map_partitions_rows`, as pandas."""
+    import pandas as pd
+
+    from ..errors import DataError
+    from ..kernels.posterior import kept_rows_only
+    from ..kernels.weights import attach_weights, check_finite_block
+
+    values = part.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        if drop_nan:
+            out = kept_rows_only(kernel, attach_weights(values, None, "drop"), payload)
+        else:
+            check_finite_block(values, 0)
+            out = kernel(values, payload)
+    except DataError as exc:  # rows are counted within the partition: its global offset is not known
+        number = partition_info["number"] if partition_info else "?"
+        raise DataError(f"Dask DataFrame partition {number}, {exc}") from None
+    if isinstance(columns, str):
+        return pd.Series(out, index=part.index, name=columns)
+    return pd.DataFrame(out, index=part.index, columns=list(columns))
+
+
 def finite_total(values: Any) -> tuple[float, int]:
     """Sum and count of the values that are not NaN (rows dropped by ``nan_policy``), NumPy or Dask, shape (n,)."""
     if isinstance(values, np.ndarray):
         kept = ~np.isnan(values)
         return float(values[kept].sum()), int(kept.sum())
+    if hasattr(values, "to_dask_array"):  # a Dask Series
+        values = values.to_dask_array()
     import dask
     import dask.array as da
 

@@ -86,3 +86,51 @@ def test_onnx_export_runs_in_onnxruntime_as_dgmm_predicts(data, covariance_type)
     np.testing.assert_array_equal(outputs["label"].ravel(), model.predict(data))
     np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(data), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(outputs["score_samples"].ravel(), model.score_samples(data), rtol=1e-12, atol=1e-12)
+
+
+def test_predictions_come_back_in_the_input_kind(wide_parquet):
+    import dask.array as da
+    import dask.dataframe as dd
+
+    columns = ["c0", "c1"]
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(wide_parquet.glob("*.parquet"))], ignore_index=True)
+    frame.index = frame.index * 7 + 3  # an index that is not 0..n-1 must be kept
+    values = frame[columns].to_numpy()
+    model = dgmm.GaussianMixture(2, random_state=0).fit(values)
+    model.feature_names_in_ = np.asarray(columns, dtype=object)
+    X = dd.from_pandas(frame[columns], npartitions=5)
+    labels, proba, log_density = model.predict(X), model.predict_proba(X), model.score_samples(X)
+    for output in (labels, proba, log_density):  # lazy, on the same partitions, nothing computed yet
+        assert isinstance(output, (dd.Series, dd.DataFrame)) and output.npartitions == X.npartitions
+    assert labels.name == "component" and log_density.name == "log_likelihood"
+    assert list(proba.columns) == ["proba_0", "proba_1"]
+    computed = labels.compute()
+    pd.testing.assert_index_equal(computed.index, frame.index)
+    np.testing.assert_array_equal(computed.to_numpy(), model.predict(values))
+    np.testing.assert_allclose(proba.compute().to_numpy(), model.predict_proba(values), rtol=1e-12)
+    np.testing.assert_allclose(log_density.compute().to_numpy(), model.score_samples(values), rtol=1e-12)
+    np.testing.assert_allclose(model.score(X), model.score(values), rtol=1e-12)
+    # a frame from read_parquet: its labels can be joined back to it
+    parquet = dd.read_parquet(str(wide_parquet))[columns]
+    assert model.predict(parquet).npartitions == parquet.npartitions
+    # a Dask array keeps its row chunks
+    array = da.from_array(values, chunks=(1500, 2))
+    assert model.predict(array).chunks == (array.chunks[0],)
+    assert model.predict_proba(array).chunks == (array.chunks[0], (2,))
+
+
+def test_dask_dataframe_rows_with_nan_are_refused_or_dropped_as_the_model_says(wide_parquet):
+    import dask.dataframe as dd
+
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(wide_parquet.glob("*.parquet"))], ignore_index=True)
+    frame = frame[["c0", "c1"]]
+    frame.iloc[4100, 1] = np.nan
+    X = dd.from_pandas(frame, npartitions=4)
+    strict = dgmm.GaussianMixture(2, random_state=0).fit(frame.dropna().to_numpy())
+    with pytest.raises(dgmm.DataError, match=r"partition 2, input row 100, column 1 is nan"):
+        strict.predict(X).compute()
+    dropping = dgmm.GaussianMixture(2, random_state=0, nan_policy="drop").fit(X)
+    labels = dropping.predict(X).compute()
+    assert labels.iloc[4100] == -1 and (labels.drop(index=4100) >= 0).all()
+    assert np.isnan(dropping.score_samples(X).compute().iloc[4100])
+    np.testing.assert_allclose(dropping.score(X), dropping.score(frame.dropna().to_numpy()), rtol=1e-12)
