@@ -52,6 +52,11 @@ class ModelFileError(DgmmError, ValueError):
     """A model or checkpoint file is missing, truncated, tampered with, of another version, or inconsistent."""
 
 
+class IdColumnWarning(UserWarning):
+    """A feature column looks like a row id: distinct consecutive integers, one per row (see
+    :func:`dgmm.data.inputs.id_like_columns`). Fitting it as a feature spreads every component along it."""
+
+
 class ReseedWarning(UserWarning):
     """A component died or collapsed during EM and was re-seeded (see :func:`dgmm.kernels.mstep.m_step`)."""
 

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable
 
 import click
@@ -53,6 +54,11 @@ def fail(command: str, message: str, code: int) -> None:
     sys.exit(code)
 
 
+def show_warning(command: str, message: Warning | str, *args: Any, **kwargs: Any) -> None:
+    """A Python warning as one stderr line, as errors are (``warnings.showwarning`` for the commands)."""
+    click.echo(f"dgmm {command}: warning: {message}", err=True)
+
+
 def debug() -> bool:
     """``DGMM_DEBUG=1``: tracebacks for unexpected failures, and distributed's own logs."""
     return bool(os.environ.get("DGMM_DEBUG"))
@@ -65,7 +71,9 @@ def handle_errors(command: str) -> Callable:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
-                return func(*args, **kwargs)
+                with warnings.catch_warnings():
+                    warnings.showwarning = functools.partial(show_warning, command)
+                    return func(*args, **kwargs)
             except FitError as exc:
                 fail(command, str(exc), EXIT_FIT_FAILED)
             except ClusterError as exc:

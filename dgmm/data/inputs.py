@@ -7,13 +7,15 @@ DataFrames, and Parquet paths (a str / PathLike or a list of them).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..errors import DataError, InputTypeError
+from ..errors import DataError, IdColumnWarning, InputTypeError
 from .parquet import ParquetDataset, is_path_input
+from .parquet_checks import ID_MIN_ROWS
 from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block, check_nan_policy,
                                is_weighted)
 
@@ -37,6 +39,7 @@ class Input:
     frame : for scoring only (``as_input(..., keep_frame=True)``): the Dask DataFrame itself,
         numeric columns checked, so outputs keep its partitions and index; ``lazy`` is then None
         (its row count is never computed) and ``weighted`` says whether NaN rows are dropped
+    id_like : feature columns that look like row ids (:func:`id_like_columns`); see :func:`warn_id_like`
     """
 
     kind: InputKind
@@ -47,6 +50,7 @@ class Input:
     chunk_rows: int = IN_MEMORY_CHUNK_ROWS
     weighted: bool = False
     frame: Any = None
+    id_like: tuple[str, ...] = ()
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
@@ -206,17 +210,18 @@ def as_input(
         else:
             dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options)
         data = Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset,
-                     weighted=dataset.weighted)
+                     weighted=dataset.weighted, id_like=dataset.id_like_columns)
         return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     _check_kind(X)
     X, sample_weight = _frame_weights(X, sample_weight)
     weighted = is_weighted(sample_weight is not None, nan_policy)
+    id_like: tuple[str, ...] = ()
     module = type(X).__module__.split(".")[0]
     if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
         _check_numeric_frame(X.dtypes, "DataFrame")
-        values, names = X.to_numpy(dtype=np.float64), _names(X.columns)
+        values, names, id_like = X.to_numpy(dtype=np.float64), _names(X.columns), id_like_columns(X)
     elif module in ("dask", "dask_expr"):
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
             _check_numeric_frame(X.dtypes, "Dask DataFrame")
@@ -250,7 +255,31 @@ def as_input(
         values = attach_weights(values, weights, nan_policy)
     else:
         check_finite_block(values, 0)
-    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
+    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted,
+                 id_like=id_like)
+
+
+def id_like_columns(frame: Any) -> tuple[str, ...]:
+    """Integer columns of a pandas DataFrame holding distinct consecutive integers, one per row (e.g. 0..n-1,
+    or 1..n as R's row names): row ids, not features. Frames of fewer than ID_MIN_ROWS rows have none."""
+    if len(frame) < ID_MIN_ROWS:
+        return ()
+    return tuple(str(name) for name, dtype in frame.dtypes.items()
+                 if _kind(dtype) in ("i", "u") and int(frame[name].max()) - int(frame[name].min()) + 1 == len(frame)
+                 and frame[name].is_unique)
+
+
+def warn_id_like(data: Input, stacklevel: int) -> None:
+    """One IdColumnWarning naming the feature columns that look like row ids, and how to leave them out
+    (``stacklevel`` of the user's call, as for ``warnings.warn``, counting this function as 1)."""
+    if data.id_like:
+        one = len(data.id_like) == 1
+        quoted = ", ".join(map(repr, data.id_like))
+        what = ("column {} looks like a row id", "is fitted as a feature", "it") if one else \
+            ("columns {} look like row ids", "are fitted as features", "them")
+        warnings.warn(f"{what[0].format(quoted)} (distinct consecutive integers, one per row) but {what[1]}; leave "
+                      f"{what[2]} out with exclude_columns=[{quoted}] (--exclude-columns {','.join(data.id_like)}), "
+                      "or name the features with columns=[...] (--columns)", IdColumnWarning, stacklevel=stacklevel + 1)
 
 
 def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from .parquet_checks import (EXACT_INT_LIMIT, check_columns, check_duplicates, check_exact_integers,
+from .parquet_checks import (EXACT_INT_LIMIT, ID_MIN_ROWS, IdColumns, check_columns, check_duplicates, check_exact_integers,
                              check_not_index, check_null_counts, check_values, is_wide_int, null_message,
                              pandas_index_columns)  # fmt: skip
 from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted, within_range
@@ -88,6 +88,7 @@ class ParquetDataset:
     weight_column: str | None = None
     nan_policy: NanPolicy = "raise"
     storage_options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    id_like_columns: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def weighted(self) -> bool:
@@ -129,6 +130,7 @@ class ParquetDataset:
             raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
         row_groups: list[RowGroup] = []
         first: tuple[str, pa.Schema] | None = None
+        ids = IdColumns()
         for source in sources:
             try:
                 with open_input(source.path, storage_options) as handle:
@@ -155,6 +157,7 @@ class ParquetDataset:
             if nan_policy == "raise":
                 check_null_counts(source.path, metadata, wanted, weight_column)
             _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options)
+            ids.add(metadata, schema, selected)
             first = first or (source.path, schema)
             row_groups.extend(
                 RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options)
@@ -164,7 +167,7 @@ class ParquetDataset:
         if not row_groups:
             raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
         return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows, weight_column,
-                   nan_policy, storage_options)
+                   nan_policy, storage_options, ids.found(ID_MIN_ROWS))
 
     @property
     def chunks(self) -> tuple[int, ...]:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 # float64 holds every integer of magnitude <= 2**53 exactly, and not all beyond it.
 EXACT_INT_LIMIT = 2**53
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+# Fewest rows for a column of distinct consecutive integers to be taken for a row id (not a small count).
+ID_MIN_ROWS = 10
 
 
 def is_number(field_type: pa.DataType) -> bool:
@@ -49,6 +51,34 @@ def pandas_index_columns(metadata: pq.FileMetaData, schema: pa.Schema) -> frozen
     if isinstance(index, list):
         names.update(name for name in index if isinstance(name, str) and name in schema.names)
     return frozenset(names)
+
+
+class IdColumns:
+    """Integer columns that look like row ids from the footer statistics alone: in every row group,
+    ``max - min + 1`` equals its rows, and over all files ``max - min + 1`` equals all rows (e.g. 0..n-1)."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, list[int] | None] = {}  # name -> [rows, min, max]; None once it is not id-like
+
+    def add(self, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str]) -> None:
+        wanted = {name for name in columns if name in schema.names and pa.types.is_integer(schema.field(name).type)}
+        for rg in range(metadata.num_row_groups) if wanted else ():
+            row_group = metadata.row_group(rg)
+            for j in range(row_group.num_columns):
+                column = row_group.column(j)
+                name, stats = column.path_in_schema, column.statistics
+                if name not in wanted or row_group.num_rows == 0:
+                    continue
+                span = self.spans.setdefault(name, [0, stats.min, stats.max] if stats and stats.has_min_max else None)
+                if span is None or not (stats and stats.has_min_max and stats.null_count == 0
+                                        and stats.max - stats.min + 1 == row_group.num_rows):
+                    self.spans[name] = None
+                    continue
+                span[0], span[1], span[2] = span[0] + row_group.num_rows, min(span[1], stats.min), max(span[2], stats.max)
+
+    def found(self, min_rows: int) -> tuple[str, ...]:
+        return tuple(name for name, span in self.spans.items()
+                     if span is not None and span[0] >= min_rows and span[2] - span[1] + 1 == span[0])
 
 
 def check_duplicates(path: str, schema: pa.Schema, wanted: list[str] | None) -> None:

@@ -14,7 +14,7 @@ from sklearn.base import DensityMixin
 
 from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
-from ..data.inputs import Input, as_input
+from ..data.inputs import Input, as_input, warn_id_like
 from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels import posterior
@@ -189,6 +189,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     ) -> Input:
         with checkpoint.claimed() if checkpoint is not None else contextlib.nullcontext():  # read once it is ours
             data, inits, state, do_init = self._start(X, columns, sample_weight, checkpoint)
+            warn_id_like(data, stacklevel=3)  # the user's fit > _fit > here
             if state.finished is not None:  # the fit is over: its model, without a pass over the data
                 moves = [AcceptedMove((i, j, k), before, after) for i, j, k, before, after in state.finished]
                 best, self.cache_used_ = state.best, "none"

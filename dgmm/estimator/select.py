@@ -25,7 +25,7 @@ import numpy as np
 from ..algorithms.em import score_steps
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_together
-from ..data.inputs import as_input
+from ..data.inputs import as_input, warn_id_like
 from ..errors import ParameterError
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.criteria import information_criteria
@@ -137,6 +137,7 @@ def select(
                              "(and > 0 for criterion='heldout')")
     model = cells[0]  # the settings every cell shares
     data = as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options)
+    warn_id_like(data, stacklevel=2)
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
     rng = check_random_state(model.random_state)

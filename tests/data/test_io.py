@@ -207,8 +207,41 @@ def test_exclude_columns_leaves_ids_and_labels_out(tmp_path):
         dgmm.ParquetDataset.open(tmp_path / "d.parquet", exclude_columns=["nope"])
     with pytest.raises(dgmm.DataError, match="give columns or exclude_columns, not both"):
         dgmm.ParquetDataset.open(tmp_path / "d.parquet", ["a"], exclude_columns=["id"])
+    # the id left in: the fit goes on, with one warning line naming it and the option that leaves it out
     proc = subprocess.run([Path(sys.executable).parent / "dgmm", "fit", tmp_path / "d.parquet", "--exclude-columns",
-                           "id,label", "--model", tmp_path / "m.npz", "--n-components", "2", "--n-workers", "1"],
+                           "label", "--model", tmp_path / "m.npz", "--n-components", "2", "--n-workers", "1"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert list(dgmm.load_model(tmp_path / "m.npz").feature_names_in_) == ["a", "b"]
+    assert list(dgmm.load_model(tmp_path / "m.npz").feature_names_in_) == ["id", "a", "b"]
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert warned == ["dgmm fit: warning: column 'id' looks like a row id (distinct consecutive integers, one per "
+                      "row) but is fitted as a feature; leave it out with exclude_columns=['id'] (--exclude-columns "
+                      "id), or name the features with columns=[...] (--columns)"], proc.stderr
+
+
+def test_columns_that_look_like_row_ids_are_found_from_footers_and_frames(tmp_path):
+    import warnings
+
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    n = 600
+    frame = pd.DataFrame({"rownames": np.arange(1, n + 1), "a": rng.normal(size=n),
+                          "count": rng.integers(0, 50, n), "b": rng.normal(size=n)})
+    frame["shuffled"] = rng.permutation(n) + 1000  # unique, consecutive, in any order
+    frame["gappy"] = np.arange(n) * 2  # unique but not consecutive: a measurement as likely as an id
+    for i, part in enumerate(np.array_split(np.arange(n), 3)):  # three files of several row groups
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False), tmp_path / f"p{i}.parquet",
+                       row_group_size=70)
+    assert dgmm.ParquetDataset.open(tmp_path).id_like_columns == ("rownames",)  # shuffled across files: not seen
+    one = tmp_path / "one.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), one, row_group_size=n)
+    assert dgmm.ParquetDataset.open(one).id_like_columns == ("rownames", "shuffled")
+    assert dgmm.ParquetDataset.open(one, ["a", "b"]).id_like_columns == ()
+    with pytest.warns(dgmm.errors.IdColumnWarning, match=r"columns 'rownames', 'shuffled' look like row ids") as caught:
+        dgmm.GaussianMixture(2, max_iter=5, random_state=0).fit(frame)
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", dgmm.errors.IdColumnWarning)
+        dgmm.GaussianMixture(2, max_iter=5, random_state=0).fit(frame[["a", "count", "b", "gappy"]])
+        dgmm.GaussianMixture(2, max_iter=5, random_state=0).fit(frame.iloc[:9])  # too few rows to tell
