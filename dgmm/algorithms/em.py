@@ -139,10 +139,10 @@ def fit_steps(shape: tuple[int, int], init: dict, **em_kwargs) -> Steps[EMResult
     return (yield from em_steps(params, **em_kwargs))
 
 
-def score_steps(params: MixtureParams) -> Steps[float]:
-    """Mean log-likelihood of the (weighted) rows under ``params``, one pass; NaN without rows."""
+def score_steps(params: MixtureParams) -> Steps[tuple[float, float]]:
+    """Mean log-likelihood of the (weighted) rows under ``params`` (NaN without rows) and their total weight, one pass."""
     stats = yield Pass(em_kernel, plan_estep(params))
-    return stats.loglik / stats.weight if stats.weight > 0 else math.nan
+    return (stats.loglik / stats.weight if stats.weight > 0 else math.nan), float(stats.weight)
 
 
 def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int,

@@ -140,13 +140,21 @@ def select_command(settings: dict[str, Any]) -> None:
                                   settings["weight_column"], settings["nan_policy"], storage,
                                   settings["exclude_columns"])
     log = ProgressLog(settings["log_format"])
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    started = time.perf_counter()
+
+    def progress(done) -> None:
+        log.event("pass", stage=done.stage, number=done.n_pass, seconds=round(done.seconds, 3))
+
     with cluster_client(settings, log) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         params = {k: v for k, v in estimator_parameters(settings).items()
                   if k not in SET_BY_SELECT and k != "scheduler_address"}  # the client is connected here
         result = select(dataset, ks, types, criterion=settings["criterion"],
-                        heldout_fraction=settings["heldout_fraction"], client=client, **params)
+                        heldout_fraction=settings["heldout_fraction"], client=client, on_pass=progress, **params)
     criterion = settings["criterion"]
+    log.event("done", n_components=result.best.n_components, covariance_type=result.best.covariance_type,
+              criterion=criterion, passes=result.passes, seconds=round(time.perf_counter() - started, 3))
     if settings["json"]:
         click.echo(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
                                "covariance_type": result.best.covariance_type}, "passes": result.passes,

@@ -1,30 +1,33 @@
 """Model selection: fit a grid of (n_components, covariance_type) sharing every pass over the data.
 
-Orchestration only::
+Orchestration only. With ``criterion="bic"`` or ``"aic"`` the table and the model describe the
+same rows, all of them::
 
-    1. rows are split by a hash of their global index (dgmm.kernels.hashing.heldout_rows):
-       ``heldout_fraction`` of them are held out, the rest train every model
-    2. each grid cell × restart is initialised on the training rows, and
-    3. runs EM there; all of them together (dgmm.algorithms.steps.run_together): each pass reads
-       every chunk once for every initialisation or EM run still going
-    4. one more pass scores every cell's best run on the held-out rows
-    5. the table: log-likelihood (training rows), BIC and AIC (on the training rows,
-       n = their total weight), held-out log-likelihood, iterations, converged
+    1. each grid cell × restart is initialised and runs EM on all rows; all of them together
+       (dgmm.algorithms.steps.run_together): each pass reads every chunk once for every
+       initialisation or EM run still going
+    2. one more pass scores every cell's model on all rows: log-likelihood, BIC and AIC
+       (n = the total row weight), exactly what ``model.bic(X)`` gives
+    3. only when ``heldout_fraction > 0`` is given: the grid again on the training rows (a hash of
+       the global row index holds ``heldout_fraction`` of them out, dgmm.kernels.hashing.heldout_rows)
+       and one pass scoring the held-out rows, for the held-out column
 
-The best cell by ``criterion`` is returned as a fitted :class:`~dgmm.GaussianMixture`.
+With ``criterion="heldout"`` (``heldout_fraction`` 0.1 unless given) the grid runs on the training
+rows, one pass scores the held-out rows and one all rows (the table's log-likelihood, BIC, AIC),
+and the best cell is then refit on all rows by EM from its training parameters: the returned model.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
-from ..algorithms.em import score_steps
+from ..algorithms.em import EMResult, em_steps, score_steps
 from ..algorithms.smem import best_fit_steps
-from ..algorithms.steps import run_together
+from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, warn_id_like
 from ..errors import ParameterError
 from ..execution.executor import CountingExecutor, executor_for
@@ -47,8 +50,10 @@ class Selection:
 
     Attributes
     ----------
-    best : the fitted GaussianMixture of the best cell by ``criterion``
-    table : one dict per (n_components, covariance_type), keys :data:`COLUMNS`
+    best : the fitted GaussianMixture of the best cell by ``criterion``, fitted on all rows
+    table : one dict per (n_components, covariance_type), keys :data:`COLUMNS`: ``log_likelihood``
+        (mean per row), ``bic`` and ``aic`` of the cell's model on all rows; ``heldout_log_likelihood``
+        of the cell fitted on the training rows, on the held-out rows (NaN without held-out rows)
     criterion : "bic", "aic" or "heldout"
     passes : passes over the data the whole selection took
     """
@@ -83,9 +88,18 @@ def _score(row: dict[str, Any], criterion: str) -> float:
 SELECTION_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("criterion", str, "bic", "what picks the best cell: bic, aic (lower is better) or heldout "
               "(higher held-out log-likelihood)", choices=CRITERIA),
-    Parameter("heldout_fraction", float, 0.1, "share of rows held out by a hash of the row index (0: none; "
-              "below 1)", minimum=0),
+    Parameter("heldout_fraction", float, None, "share of rows held out by a hash of the row index for the "
+              "held-out column (below 1; default 0.1 with criterion heldout, else 0: no held-out fits)", minimum=0),
 )
+
+
+@dataclass(frozen=True)
+class SelectionPass:
+    """One pass of a selection, for progress reports: which stage, its number, how long it took."""
+
+    stage: str
+    n_pass: int
+    seconds: float
 
 
 def select(
@@ -94,10 +108,11 @@ def select(
     covariance_types: Sequence[CovarianceType] = ("full",),
     *,
     criterion: Criterion = "bic",
-    heldout_fraction: float = 0.1,
+    heldout_fraction: float | None = None,
     columns: Sequence[str] | None = None,
     sample_weight: Any = None,
     client: Any = None,
+    on_pass: Callable[[SelectionPass], None] | None = None,
     **params: Any,
 ) -> Selection:
     """Fit every (n_components, covariance_type) of the grid, sharing passes; pick by ``criterion``.
@@ -108,9 +123,11 @@ def select(
     n_components : the K to try, e.g. ``range(1, 11)``
     covariance_types : any of "full", "tied", "diag", "spherical"
     criterion : "bic", "aic" (lower is better) or "heldout" (higher held-out log-likelihood)
-    heldout_fraction : share of rows held out by a hash of the row index (0 disables; then
-        ``criterion="heldout"`` is refused)
+    heldout_fraction : share of rows held out by a hash of the row index; default 0.1 for
+        ``criterion="heldout"`` (where 0 is refused), else 0. With "bic" or "aic", a fraction
+        above 0 fits the grid a second time, on the training rows, for the held-out column
     columns, sample_weight, client : as for ``GaussianMixture.fit`` and the constructor
+    on_pass : called with a :class:`SelectionPass` after every pass (progress)
     **params : any other parameter of :class:`~dgmm.GaussianMixture` (its table,
         :data:`dgmm.estimator.parameters.MIXTURE_PARAMETERS`), applied to every cell: ``n_init``,
         ``init_params``, ``tol``, ``max_iter``, ``split_merge``, ``random_state``, ``dtype``, ``cache``, ...
@@ -132,7 +149,8 @@ def select(
         validate_params(cell)
     for parameter, value in zip(SELECTION_PARAMETERS, (criterion, heldout_fraction)):
         parameter.validate(value)
-    if heldout_fraction >= 1.0 or (criterion == "heldout" and heldout_fraction == 0.0):
+    fraction = (0.1 if criterion == "heldout" else 0.0) if heldout_fraction is None else float(heldout_fraction)
+    if fraction >= 1.0 or (criterion == "heldout" and fraction == 0.0):
         raise ParameterError(f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 "
                              "(and > 0 for criterion='heldout')")
     model = cells[0]  # the settings every cell shares
@@ -143,35 +161,52 @@ def select(
     rng = check_random_state(model.random_state)
     split_seed = int(rng.randint(np.iinfo(np.int32).max))
     seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(model.n_init)] for _ in grid]
+    stage = [""]
+    report = None if on_pass is None else (lambda n, seconds: on_pass(SelectionPass(stage[0], n, seconds)))
     with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout) as executor:
-        counted = CountingExecutor(executor)
+        counted = CountingExecutor(executor, report)
         array, _ = place_data(model, executor, data)  # as a fit places it: cached per ``cache``
-        # 1. the hash split: training rows and held-out rows, as weighted data
-        train, held = (_split(array, d, split_seed, heldout_fraction, part) for part in (False, True))
-        # 2-3. every cell and restart: initialisation, then EM, all sharing each pass
-        programs = [
-            best_fit_steps(train.shape, cell_seeds, dict(n_components=cell.n_components, n_features=d,
-                                                         covariance_type=cell.covariance_type,
-                                                         method=cell.init_params, reg_covar=cell.reg_covar),
-                           split_merge=cell.split_merge, tol=cell.tol, max_iter=cell.max_iter,
-                           reg_covar=cell.reg_covar, dtype=cell.dtype)
-            for cell, cell_seeds in zip(cells, seeds)
-        ]
-        best_runs = [run for run, _ in run_together(counted, train, model.split_every, programs)]
-        # 4. held-out log-likelihood of every cell, one pass
+
+        def fit_grid(rows, name: str) -> list[EMResult]:
+            """Every cell and restart on ``rows``: initialisation, then EM, all sharing each pass."""
+            stage[0] = name
+            programs = [
+                best_fit_steps(rows.shape, cell_seeds, dict(n_components=cell.n_components, n_features=d,
+                                                            covariance_type=cell.covariance_type,
+                                                            method=cell.init_params, reg_covar=cell.reg_covar),
+                               split_merge=cell.split_merge, tol=cell.tol, max_iter=cell.max_iter,
+                               reg_covar=cell.reg_covar, dtype=cell.dtype)
+                for cell, cell_seeds in zip(cells, seeds)
+            ]
+            return [run for run, _ in run_together(counted, rows, model.split_every, programs)]
+
+        def score(rows, runs: list[EMResult], name: str) -> list[tuple[float, float]]:
+            """(mean log-likelihood, total weight) of every run's model on ``rows``, one pass."""
+            stage[0] = name
+            return run_together(counted, rows, model.split_every, [score_steps(run.params) for run in runs])
+
         heldout = [math.nan] * len(grid)
-        if heldout_fraction > 0:
-            heldout = run_together(counted, held, model.split_every, [score_steps(run.params) for run in best_runs])
-    train_weight = best_runs[0].weight
-    table = []
-    for (k, c), run in zip(grid, best_runs):
-        bic, aic = information_criteria(run.lower_bound * train_weight, run.params.n_free_parameters(), train_weight)
-        table.append({"n_components": k, "covariance_type": c, "log_likelihood": run.lower_bound,
-                      "bic": bic, "aic": aic, "heldout_log_likelihood": heldout[len(table)], "n_iter": run.n_iter,
-                      "converged": run.converged})
-    chosen = min(range(len(grid)), key=lambda i: _score(table[i], criterion))
+        if fraction > 0:
+            train, held = (_split(array, d, split_seed, fraction, part) for part in (False, True))
+            trained = fit_grid(train, "grid on the training rows")
+            heldout = [mean for mean, _ in score(held, trained, "held-out rows")]
+        runs = trained if criterion == "heldout" else fit_grid(array, "grid")
+        scores = score(array, runs, "all rows")
+        table = []
+        for (k, c), run, (mean, weight), held_out in zip(grid, runs, scores, heldout):
+            bic, aic = information_criteria(mean * weight, run.params.n_free_parameters(), weight)
+            table.append({"n_components": k, "covariance_type": c, "log_likelihood": mean, "bic": bic, "aic": aic,
+                          "heldout_log_likelihood": held_out, "n_iter": run.n_iter, "converged": run.converged})
+        chosen = min(range(len(grid)), key=lambda i: _score(table[i], criterion))
+        best_run = runs[chosen]
+        if criterion == "heldout":  # the chosen cell, refit on all rows from its training-rows parameters
+            stage[0] = "refit on all rows"
+            cell = cells[chosen]
+            best_run = run_steps(counted, array, model.split_every,
+                                 em_steps(best_run.params, tol=cell.tol, max_iter=cell.max_iter,
+                                          reg_covar=cell.reg_covar, dtype=cell.dtype))
     best = cells[chosen].set_params(client=None)
-    best._set_fitted(best_runs[chosen], data)
+    best._set_fitted(best_run, data)
     return Selection(best, table, criterion, counted.passes)
 
 
@@ -183,4 +218,4 @@ def _split(array, n_features: int, seed: int, fraction: float, held: bool):
                             chunks=(array.chunks[0], (n_features + 1,)))
 
 
-__all__ = ["COVARIANCE_TYPES", "CRITERIA", "Selection", "select"]
+__all__ = ["COVARIANCE_TYPES", "CRITERIA", "Selection", "SelectionPass", "select"]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 import uuid
 import warnings
 from typing import Any, Callable, Iterator
@@ -131,10 +132,11 @@ class Executor:
 
 
 class CountingExecutor:
-    """Wraps an executor and counts its passes (each reads every chunk once) and row gathers."""
+    """Wraps an executor and counts its passes (each reads every chunk once) and row gathers;
+    ``on_pass(passes, seconds)``, if given, is called after every pass."""
 
-    def __init__(self, inner):
-        self.inner, self.passes, self.gathers = inner, 0, 0
+    def __init__(self, inner, on_pass: Callable[[int, float], None] | None = None):
+        self.inner, self.passes, self.gathers, self.on_pass = inner, 0, 0, on_pass
 
     @property
     def client(self):
@@ -142,7 +144,11 @@ class CountingExecutor:
 
     def map_reduce(self, *args, **kwargs):
         self.passes += 1
-        return self.inner.map_reduce(*args, **kwargs)
+        started = time.perf_counter()
+        result = self.inner.map_reduce(*args, **kwargs)
+        if self.on_pass is not None:
+            self.on_pass(self.passes, time.perf_counter() - started)
+        return result
 
     def gather_rows(self, X, indices):
         self.gathers += 1
