@@ -45,6 +45,7 @@ class IterationReport:
     params: MixtureParams
     lower_bounds: tuple[float, ...]
     converged: bool
+    n_zero_weight: int = 0  # rows of weight 0 in the pass (dropped for NaN, or of sample weight 0)
 
 
 IterationCallback = Callable[[IterationReport], None]
@@ -64,6 +65,7 @@ class EMResult:
     lower_bound: float
     lower_bounds: list[float] = field(default_factory=list)
     weight: float = math.nan  # total row weight the last pass saw
+    n_zero_weight: int = 0  # rows of weight 0 it saw: dropped for NaN, or of sample weight 0
 
 
 def em_kernel(
@@ -216,12 +218,12 @@ def em_steps(
     lower_bounds = list(history)
     converged = False
     n_iter = len(lower_bounds)
-    weight = math.nan
+    weight, n_zero_weight = math.nan, 0
     for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         started = time.perf_counter()
         previous = lower_bound
         stats = yield Pass(em_kernel, plan_estep(params, dtype))
-        weight = stats.weight
+        weight, n_zero_weight = stats.weight, stats.n_zero_weight
         params, lower_bound, reseeded = em_update(stats, params, reg_covar, n_iter, warn_reseed)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
@@ -229,8 +231,9 @@ def em_steps(
         if on_iteration is not None:
             seconds = time.perf_counter() - started
             on_iteration(
-                IterationReport(n_iter, lower_bound, change, seconds, stats.n_rows, params, tuple(lower_bounds), converged)
+                IterationReport(n_iter, lower_bound, change, seconds, stats.n_rows, params, tuple(lower_bounds), converged,
+                                stats.n_zero_weight)
             )
         if converged:
             break
-    return EMResult(params, converged, n_iter, lower_bound, lower_bounds, weight)
+    return EMResult(params, converged, n_iter, lower_bound, lower_bounds, weight, n_zero_weight)

@@ -85,7 +85,7 @@ def split_merge_steps(
         kept = candidates[next(i for i, trial in enumerate(trials) if trial is best)]
         moves.append(AcceptedMove(kept, control.lower_bound, rest.lower_bound))
         result = EMResult(rest.params, rest.converged, result.n_iter + best.n_iter + rest.n_iter, rest.lower_bound,
-                          result.lower_bounds + best.lower_bounds + rest.lower_bounds, rest.weight)
+                          result.lower_bounds + best.lower_bounds + rest.lower_bounds, rest.weight, rest.n_zero_weight)
     return result, moves
 
 

@@ -112,6 +112,7 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
         "converged": bool(model.converged_),
         "n_iter": int(model.n_iter_),
         "mean_log_likelihood": finite(model.lower_bound_),
+        "n_rows_dropped": getattr(model, "n_rows_dropped_", None),
         "components": components,
         "input": metadata.get("extra", {}).get("input"),
     }
@@ -120,8 +121,9 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
         return
     click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
                f"({', '.join(report['feature_names']) or 'unnamed'})")
+    dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
     click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
-               f"mean log-likelihood {report['mean_log_likelihood']}")
+               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}")
     with np.printoptions(precision=4, suppress=True):
         for k, c in enumerate(components):
             click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "

@@ -61,7 +61,7 @@ def fit(settings: dict[str, Any]) -> None:
                       mean_log_likelihood_after=after)
         publish_model(model, settings["model"], settings["overwrite"], dataset, checkpoint)
     log.event("done", converged=model.converged_, iterations=model.n_iter_,
-              mean_log_likelihood=finite(model.lower_bound_), seconds=round(time.perf_counter() - started, 3),
+              mean_log_likelihood=finite(model.lower_bound_), rows_dropped=model.n_rows_dropped_, seconds=round(time.perf_counter() - started, 3),
               model=settings["model"])
     if not model.converged_ and model.max_iter > 0:
         click.echo(f"dgmm fit: warning: did not converge in {model.max_iter} iterations "

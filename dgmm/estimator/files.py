@@ -41,6 +41,8 @@ def _build(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
     model.n_features_in_ = metadata["n_features"]
     model.lower_bound_ = -math.inf if metadata["lower_bound"] is None else float(metadata["lower_bound"])
     model.lower_bounds_ = [float(v) for v in arrays["lower_bounds"]]
+    if "n_rows_dropped" in metadata:
+        model.n_rows_dropped_ = metadata["n_rows_dropped"]
     if arrays["feature_names"].size:
         model.feature_names_in_ = np.asarray(arrays["feature_names"].tolist(), dtype=object)
     return model

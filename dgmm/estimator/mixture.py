@@ -88,6 +88,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     ----------
     weights_ : (K,), means_ : (K, d), covariances_, precisions_, precisions_cholesky_
     converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
+    n_rows_dropped_ : rows the fit left out: with nulls or NaN under ``nan_policy="drop"``, or of sample weight 0
     """
 
     def __init__(
@@ -274,6 +275,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         self.n_iter_ = result.n_iter
         self.lower_bound_ = result.lower_bound
         self.lower_bounds_ = list(result.lower_bounds)
+        self.n_rows_dropped_ = result.n_zero_weight
         self.n_features_in_ = data.n_features
         if data.feature_names is not None:
             self.feature_names_in_ = data.feature_names

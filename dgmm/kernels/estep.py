@@ -53,7 +53,7 @@ import numpy as np
 
 from .gaussian import CovarianceType, log_det_cholesky
 from .params import MixtureParams
-from .stats import Stats, s2_shape
+from .stats import Stats, s2_shape, weight_totals
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
@@ -320,4 +320,4 @@ def fused_chunk_stats(
         s2 += p2.sum(axis=0) if tied else p2
         if p2.ndim == 3:
             spare.append(p2)
-    return Stats(n, loglik, s0, s1, s2, float(n) if weights is None else float(weights.sum()))
+    return Stats(n, loglik, s0, s1, s2, *weight_totals(n, weights))

@@ -40,6 +40,8 @@ class Stats:
     weight : float
         Σ_n w_n, the total row weight (``n_rows`` without sample weights); the mean
         log-likelihood is ``loglik / weight``.
+    n_zero_weight : int
+        Rows of weight 0 among them: dropped for nulls or NaN (``nan_policy="drop"``), or of sample weight 0.
     """
 
     n_rows: int
@@ -48,6 +50,7 @@ class Stats:
     s1: np.ndarray
     s2: np.ndarray
     weight: float
+    n_zero_weight: int = 0
 
     def __add__(self, other: "Stats") -> "Stats":
         return Stats(
@@ -57,6 +60,7 @@ class Stats:
             self.s1 + other.s1,
             self.s2 + other.s2,
             self.weight + other.weight,
+            self.n_zero_weight + other.n_zero_weight,
         )
 
 
@@ -121,4 +125,11 @@ def accumulate(
                 s2 += scatter
         else:
             s2[k] = r @ (diff * diff)
-    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, float(n) if weights is None else float(weights.sum()))
+    return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, *weight_totals(n, weights))
+
+
+def weight_totals(n_rows: int, weights: np.ndarray | None) -> tuple[float, int]:
+    """The total weight of ``n_rows`` rows and how many weigh 0 (``weights`` (n,), or None: every weight 1)."""
+    if weights is None:
+        return float(n_rows), 0
+    return float(weights.sum()), int(n_rows - np.count_nonzero(weights))

@@ -88,7 +88,7 @@ def _result_meta(result: EMResult | None) -> dict[str, Any] | None:
         return None
     lower_bound = result.lower_bound if math.isfinite(result.lower_bound) else None
     return {"converged": result.converged, "n_iter": result.n_iter, "lower_bound": lower_bound,
-            "history": len(result.lower_bounds)}
+            "history": len(result.lower_bounds), "n_zero_weight": result.n_zero_weight}
 
 
 def _result_from(prefix: str, meta: dict | None, arrays: dict, covariance_type: str) -> EMResult | None:
@@ -97,7 +97,7 @@ def _result_from(prefix: str, meta: dict | None, arrays: dict, covariance_type: 
     params = MixtureParams(*(arrays[f"{prefix}_{name}"] for name in _PARAM_FIELDS), covariance_type)
     lower_bound = -math.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
     return EMResult(params, bool(meta["converged"]), int(meta["n_iter"]), lower_bound,
-                    arrays[f"{prefix}_lower_bounds"].tolist())
+                    arrays[f"{prefix}_lower_bounds"].tolist(), n_zero_weight=int(meta.get("n_zero_weight", 0)))
 
 
 class Checkpoint:
@@ -277,7 +277,8 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
         meta = metadata[prefix]
         if meta is None:
             continue
-        check_keys(f"metadata {prefix}", meta, {**_RESULT_META, "history": INT})
+        check_keys(f"metadata {prefix}", meta, {**_RESULT_META, "history": INT, "n_zero_weight": INT},
+                   optional=("n_zero_weight",))  # absent from older checkpoints
         if K < 1 or d < 1 or meta["n_iter"] < 0 or meta["history"] < 0:
             raise Invalid(f"metadata {prefix}: n_components={K}, n_features={d} or n_iter is out of range")
         check_limits(kind, K, d, meta["history"])
@@ -336,7 +337,7 @@ def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, 
 
     def save(report: IterationReport) -> None:
         current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound,
-                           list(report.lower_bounds))
+                           list(report.lower_bounds), n_zero_weight=report.n_zero_weight)
         checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
         if callback is not None:
             callback(report)

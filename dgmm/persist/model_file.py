@@ -57,7 +57,9 @@ _PARAMS = {"n_components": INT, "covariance_type": STR, "tol": REAL, "reg_covar"
 _OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge")  # absent from files of dgmm <= 0.1
 _METADATA = {"format": STR, "format_version": INT, "dgmm_version": STR, "covariance_type": STR,
              "n_components": INT, "n_features": INT, "converged": (bool,), "n_iter": INT,
-             "lower_bound": REAL + NONE, "params": (dict,), "extra": (dict,), "sha256": STR}  # fmt: skip
+             "lower_bound": REAL + NONE, "params": (dict,), "extra": (dict,), "sha256": STR,
+             "n_rows_dropped": INT}  # fmt: skip
+_OPTIONAL_METADATA = ("n_rows_dropped",)  # absent from older files
 
 
 _canonical_json = canonical_json
@@ -134,6 +136,8 @@ def _contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray],
                 "n_features": int(model.n_features_in_), "converged": bool(model.converged_),
                 "n_iter": int(model.n_iter_), "lower_bound": lower_bound if math.isfinite(lower_bound) else None,
                 "params": params, "extra": extra}  # fmt: skip
+    if getattr(model, "n_rows_dropped_", None) is not None:
+        metadata["n_rows_dropped"] = int(model.n_rows_dropped_)
     return arrays, metadata
 
 
@@ -224,7 +228,7 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
     """Metadata keys, types and ranges, and the limits of the module docstring."""
-    check_keys("metadata", metadata, _METADATA)
+    check_keys("metadata", metadata, _METADATA, optional=_OPTIONAL_METADATA)
     kind, K, d, params = (metadata[key] for key in ("covariance_type", "n_components", "n_features", "params"))
     if kind not in COVARIANCE_TYPES:
         raise Invalid(f"unknown covariance_type {kind!r:.80}; expected one of {', '.join(COVARIANCE_TYPES)}")

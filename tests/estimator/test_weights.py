@@ -117,6 +117,7 @@ def test_nan_policy_drop_equals_fitting_the_clean_rows(X, covariance_type):
     reference = fit(X[kept], covariance_type).fit(X[kept])
     dropped = fit(X[kept], covariance_type, nan_policy="drop").fit(dirty)
     assert_same(dropped, reference)
+    assert dropped.n_rows_dropped_ == 40 and reference.n_rows_dropped_ == 0
     labels = dropped.predict(dirty)
     assert np.all(labels[~kept] == -1) and np.array_equal(labels[kept], reference.predict(X[kept]))
     proba = dropped.predict_proba(dirty)
@@ -134,6 +135,9 @@ def test_nan_policy_drop_on_parquet_nulls_and_nan(X, counts, tmp_path, cluster_c
     reference = fit(X[kept]).fit(X[kept])
     model = fit(X[kept], client=cluster_client, nan_policy="drop").fit(path, columns=["a", "b"])
     assert_same(model, reference)
+    assert model.n_rows_dropped_ == 40  # counted in the passes: the nulls and the NaN rows
+    model.save(tmp_path / "m.npz")
+    assert dgmm.load_model(tmp_path / "m.npz").n_rows_dropped_ == 40
     repeated = np.repeat(X[kept], counts[kept], axis=0)
     weighted = fit(X[kept], client=cluster_client, nan_policy="drop").fit(path, columns=["a", "b"], sample_weight="w")
     assert_same(weighted, fit(repeated, start=X[kept]).fit(repeated))

@@ -61,6 +61,20 @@ def test_interrupted_fit_resumes_exactly(X, tmp_path, stop_at):
     assert_same_fit(again, reference)
 
 
+def test_the_count_of_dropped_rows_survives_an_interruption(X, tmp_path):
+    dirty = X.copy()
+    dirty[::100, 1] = np.nan
+    kwargs = dict(tol=1e-8, max_iter=6, n_init=2, random_state=5, nan_policy="drop")
+    reference = dgmm.GaussianMixture(3, **kwargs).fit(dirty)
+    assert reference.n_rows_dropped_ == 30
+    with pytest.raises(Interrupt):
+        dgmm.GaussianMixture(3, **kwargs).fit(dirty, on_iteration=stop_after(8), checkpoint=Checkpoint(tmp_path))
+    for _ in range(2):  # resumed, then finished: from the checkpoint alone
+        resumed = dgmm.GaussianMixture(3, **kwargs).fit(dirty, checkpoint=Checkpoint(tmp_path, resume=True))
+        assert_same_fit(resumed, reference)
+        assert resumed.n_rows_dropped_ == 30
+
+
 def test_resume_without_a_checkpoint_starts_afresh(X, tmp_path):
     fresh = dgmm.GaussianMixture(3, random_state=0).fit(X, checkpoint=Checkpoint(tmp_path / "new", resume=True))
     assert_same_fit(fresh, dgmm.GaussianMixture(3, random_state=0).fit(X))
