@@ -31,6 +31,7 @@ from .version import __version__
 
 _LAZY = {
     "GaussianMixture": "dgmm.estimator.mixture",
+    "GaussianMixtureClassifier": "dgmm.estimator.classifier",
     "select": "dgmm.estimator.select",
     "Selection": "dgmm.estimator.select",
     "load_model": "dgmm.estimator.files",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .data.parquet import ParquetDataset, read_parquet
     from .errors import ConvergenceWarning, NotFittedError
     from .estimator.files import load_model
+    from .estimator.classifier import GaussianMixtureClassifier
     from .estimator.mixture import GaussianMixture
     from .estimator.select import Selection, select
     from .kernels.params import MixtureParams

@@ -141,7 +141,8 @@ class ParquetDataset:
             schema = metadata.schema.to_arrow_schema()
             index = pandas_index_columns(metadata, schema)
             if selected is None:
-                missing = [name for name in excluded if name not in schema.names]
+                keys = dict(source.partitions)  # hive keys are no features unless named: excluding one is fine
+                missing = [name for name in excluded if name not in schema.names and name not in keys]
                 if missing:
                     raise DataError(f"{source.path}: column {missing[0]!r} (from exclude_columns) not found; columns "
                                     f"are {', '.join(schema.names)}")

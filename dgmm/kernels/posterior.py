@@ -58,6 +58,14 @@ def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
 
 
+def class_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
+    """``log p(x_n | class c)`` under each class's mixture, shape (n, C)."""
+    out = np.empty((X.shape[0], len(class_params)), dtype=np.float64)
+    for c, params in enumerate(class_params):
+        out[:, c] = log_density(X, params)
+    return out
+
+
 def kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:
     """``kernel`` on the features of a weighted block; rows of weight 0 give -1 (labels) or NaN."""
     X, weights = split_weights(block, params.n_features)

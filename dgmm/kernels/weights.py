@@ -115,6 +115,17 @@ def attach_weights(X: np.ndarray, weights: np.ndarray | None, nan_policy: str, r
     return out
 
 
+def class_rows(block: np.ndarray, n_features: int, weighted: bool, code: int) -> np.ndarray:
+    """The weighted block (n, d + 1) one class's fit sees: rows of the other classes get weight 0.
+
+    ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, and last the
+    class code of the row (a small integer as float64). Features and weights are copied unchanged,
+    so the block equals what a fit given ``sample_weight = w * (code == c)`` sees.
+    """
+    weights = block[:, n_features] if weighted else 1.0
+    return with_weight_column(block[:, :n_features], np.where(block[:, -1] == code, weights, 0.0))
+
+
 def select_rows(block: np.ndarray, n_features: int, seed: int, fraction: float, held: bool,
                 block_info: dict | None = None) -> np.ndarray:
     """A weighted block (n, d + 1) keeping only the training rows (``held=False``) or the held-out ones.

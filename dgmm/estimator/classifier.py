@@ -1,0 +1,296 @@
+"""``GaussianMixtureClassifier``: one Gaussian mixture per class, all classes fitted in the same passes.
+
+Orchestration only::
+
+    1. the features as any fit takes them; the labels as an array or a label column, coded by
+       their sorted classes (dgmm.data.labels) and carried as one more column of every chunk
+    2. per class: the program of a GaussianMixture fit (initialisation, restarts, EM, split/merge),
+       seeing only that class's rows (dgmm.algorithms.classes.for_class); all classes together
+       (dgmm.algorithms.steps.together): each pass reads every chunk once for every class still
+       initialising or iterating, so S classes cost the passes of the slowest, not S times them
+    3. priors: the classes' shares of the row weight ("empirical"), equal ("uniform") or given
+
+Each class's mixture is bit-identical to ``GaussianMixture(...).fit(X, sample_weight=w * (y == c))``
+on the same chunks. Prediction: ``argmax_c log prior_c + log p(x | c)``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+
+from ..algorithms.classes import ClassView, for_class
+from ..algorithms.smem import best_fit_steps
+from ..algorithms.steps import run_together
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, warn_id_like
+from ..data.labels import Labels, as_labels, check_label_column, with_codes
+from ..data.parquet import ParquetDataset, is_path_input
+from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ..execution.deadlines import STALL_TIMEOUT
+from ..execution.executor import CountingExecutor, executor_for
+from ..execution.rows import map_rows
+from ..kernels.estep import ComputeDType
+from ..kernels.gaussian import CovarianceType
+from ..kernels.init import InitMethod
+from ..kernels.posterior import class_log_likelihoods, logsumexp_rows
+from ..kernels.weights import NanPolicy, no_rows_left, split_weights
+from .base import Estimator
+from .fitting import init_settings, place_data
+from .mixture import GaussianMixture
+from .parameters import BY_NAME, CachePolicy, check_n_samples, check_random_state, validate_params
+
+PRIORS = ("empirical", "uniform")
+
+
+class GaussianMixtureClassifier(ClassifierMixin, Estimator):
+    """A Gaussian mixture per class; predicts the class of highest posterior probability.
+
+    Parameters are those of :class:`~dgmm.GaussianMixture` (each class's mixture uses them all:
+    ``n_components``, ``covariance_type``, ``init_params``, ``n_init``, ``split_merge``, ...), but the
+    initial arrays and ``warm_start``, plus:
+
+    priors : "empirical", "uniform" or an array of shape (n_classes,), default "empirical"
+        Class prior probabilities: each class's share of the (weighted) rows, equal, or given
+        (in the order of ``classes_``; positive, normalised to sum 1).
+
+    Attributes
+    ----------
+    classes_ : (C,) the sorted class labels
+    estimators_ : list of C fitted GaussianMixture, one per class, in the order of ``classes_``
+    class_prior_ : (C,) the priors used
+    class_count_ : (C,) the row weight of each class (rows, without sample weights)
+    n_iter_ : (C,) EM iterations of each class's mixture
+    n_features_in_, feature_names_in_, passes_ (passes over the data the fit took)
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: CovarianceType = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: InitMethod = "kmeans",
+        random_state: Any = None,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        client: Any = None,
+        scheduler_address: str | None = None,
+        split_every: int = 8,
+        chunk_rows: int | None = None,
+        cache: CachePolicy = "auto",
+        nan_policy: NanPolicy = "raise",
+        dtype: ComputeDType = "float64",
+        split_merge: int = 0,
+        stall_timeout: float = STALL_TIMEOUT,
+        storage_options: dict | None = None,
+        priors: Any = "empirical",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.client = client
+        self.scheduler_address = scheduler_address
+        self.split_every = split_every
+        self.chunk_rows = chunk_rows
+        self.cache = cache
+        self.nan_policy = nan_policy
+        self.dtype = dtype
+        self.split_merge = split_merge
+        self.stall_timeout = stall_timeout
+        self.storage_options = storage_options
+        self.priors = priors
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any, *, columns: Sequence[str] | None = None,
+            sample_weight: Any = None) -> "GaussianMixtureClassifier":
+        """Fit one mixture per class of ``y``, all in the same passes over ``X``.
+
+        Parameters
+        ----------
+        X : any input ``GaussianMixture.fit`` takes (NumPy, pandas, Dask, Parquet paths)
+        y : the class of every row, shape (n,) (NumPy, pandas, Dask, a list), or for Parquet input
+            the name of a label column (a file column or a hive partition key), never a feature
+        columns : feature columns of Parquet input (default: every column but the label column)
+        sample_weight : as for ``GaussianMixture.fit``
+        """
+        validate_params(self)
+        data = self._features(X, y, columns, sample_weight)
+        warn_id_like(data, stacklevel=2)
+        labels = as_labels(y, data)
+        if len(labels.classes) < 2:
+            raise DataError(f"y holds one class ({_show(labels.classes[0])}); a classifier needs at least 2 classes")
+        priors = self._check_priors(len(labels.classes))
+        if data.kind == "numpy" and data.weighted:  # a class of total weight 0 has nothing to fit
+            totals = np.bincount(labels.codes.astype(np.int64), weights=data.values[:, -1], minlength=len(labels.classes))
+            if not np.any(totals > 0):
+                raise no_rows_left()
+            if not np.all(totals > 0):
+                raise DataError(f"class {_show(labels.classes[int(np.argmin(totals > 0))])}: every row has weight "
+                                "zero (sample weight 0, or dropped for NaN); leave the class out or give its rows weight")
+        for label, count in zip(labels.classes, labels.counts):
+            try:
+                check_n_samples(int(count), self.n_components)
+            except DataError as exc:
+                raise DataError(f"class {_show(label)}: {exc}") from None
+        runs, passes = self._fit_classes(data, labels)
+        self.classes_ = labels.classes
+        self.estimators_ = []
+        for run in runs:
+            mixture = GaussianMixture(**self._mixture_params())
+            mixture._set_fitted(run, data)
+            self.estimators_.append(mixture)
+        weights = np.asarray([run.weight for run in runs], dtype=np.float64)  # what the last pass saw
+        self.class_count_ = weights if np.all(np.isfinite(weights)) else labels.counts.astype(np.float64)
+        self.class_prior_ = self.class_count_ / self.class_count_.sum() if priors is None else priors
+        self.n_features_in_ = data.n_features
+        if data.feature_names is not None:
+            self.feature_names_in_ = data.feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_iter_ = np.asarray([run.n_iter for run in runs])
+        self.passes_ = passes
+        late = [str(c) for c, run in zip(labels.classes, runs) if not run.converged]
+        if late and self.max_iter > 0:
+            warnings.warn(f"the mixtures of classes {', '.join(late)} did not converge in {self.max_iter} "
+                          "iterations; increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _mixture_params(self) -> dict[str, Any]:
+        """The parameters every class's GaussianMixture gets."""
+        return {name: getattr(self, name) for name in BY_NAME}
+
+    def _features(self, X: Any, y: Any, columns: Sequence[str] | None, sample_weight: Any) -> Input:
+        """The features: Parquet input without its label column, as a fit reads them."""
+        if isinstance(y, str) and is_path_input(X):
+            if columns is not None and y in columns:
+                raise DataError(f"label column {y!r} is also a feature column; leave it out of columns=[...]")
+            check_label_column(X, y, self.storage_options)
+            weight = sample_weight if isinstance(sample_weight, str) else None
+            X = ParquetDataset.open(X, columns, self.chunk_rows, weight, self.nan_policy, self.storage_options,
+                                    exclude_columns=None if columns is not None else [y])
+            sample_weight = None if weight is not None else sample_weight
+            columns = None
+        return as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options)
+
+    def _check_priors(self, n_classes: int) -> np.ndarray | None:
+        """The given priors, normalised; None for "empirical" (known after the fit)."""
+        if isinstance(self.priors, str):
+            if self.priors not in PRIORS:
+                raise ParameterError(f"priors={self.priors!r} is invalid; expected one of {', '.join(PRIORS)} "
+                                     "or an array of one probability per class")
+            return np.full(n_classes, 1.0 / n_classes) if self.priors == "uniform" else None
+        priors = np.asarray(self.priors, dtype=np.float64)
+        if priors.shape != (n_classes,) or not np.all(np.isfinite(priors)) or not np.all(priors > 0):
+            raise ParameterError(f"priors has shape {priors.shape} or values that are not positive; expected "
+                                 f"({n_classes},) positive values, one per class in the order of classes_")
+        return priors / priors.sum()
+
+    def _fit_classes(self, data: Input, labels: Labels) -> tuple[list, int]:
+        """Every class's fit (restarts, EM, split/merge) in shared passes; the results and the pass count."""
+        d = data.n_features
+        mixture = GaussianMixture(**self._mixture_params())
+        rng = check_random_state(self.random_state)
+        # the seeds a GaussianMixture with this random_state draws: each class's fit is that fit's
+        seeds = tuple(int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init))
+        coded = with_codes(data, labels.codes)
+        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
+                          self.stall_timeout) as executor:
+            counted = CountingExecutor(executor)
+            array, _ = place_data(mixture, executor, coded)
+            shape = (coded.n_rows, d + 1)  # as each class sees the rows: features and a weight
+            em = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
+            programs = [
+                for_class(best_fit_steps(shape, seeds, init_settings(mixture, d, (None, None, None)),
+                                         split_merge=self.split_merge, **em), ClassView(code, d, data.weighted))
+                for code in range(len(labels.classes))
+            ]
+            runs = [run for run, _ in run_together(counted, array, self.split_every, programs)]
+        return runs, counted.passes
+
+    # ------------------------------------------------------------------ prediction
+    def _joint_log_likelihood(self, X: Any):
+        """``log prior_c + log p(x | c)``, shape (n, C): NumPy for in-memory input, else lazy Dask."""
+        if not hasattr(self, "estimators_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+        first = self.estimators_[0]
+        data = first._scoring_input(X)  # checks features and names as a fitted mixture does
+        params = tuple(m.fitted_params() for m in self.estimators_)
+        log_prior = np.log(self.class_prior_)
+        if data.frame is not None:
+            data = as_input(data.frame, storage_options=self.storage_options)
+        if data.kind == "numpy":
+            step = IN_MEMORY_CHUNK_ROWS
+            return np.concatenate([_joint_block(data.values[i : i + step], (params, log_prior))
+                                   for i in range(0, data.n_rows, step)])
+        return map_rows(data.array, _joint_block, (params, log_prior), len(params), np.float64)
+
+    def decision_function(self, X: Any):
+        """Joint log-likelihood per class, shape (n, C); for two classes the log-odds of ``classes_[1]``, (n,)."""
+        joint = self._joint_log_likelihood(X)
+        return joint[:, 1] - joint[:, 0] if len(self.classes_) == 2 else joint
+
+    def predict_log_proba(self, X: Any):
+        """Log posterior probability of each class, shape (n, C)."""
+        joint = self._joint_log_likelihood(X)
+        if isinstance(joint, np.ndarray):
+            return joint - logsumexp_rows(joint)[:, None]
+        return joint.map_blocks(_normalised, dtype=np.float64)
+
+    def predict_proba(self, X: Any):
+        """Posterior probability of each class, shape (n, C); rows sum to 1."""
+        log_proba = self.predict_log_proba(X)
+        return np.exp(log_proba)
+
+    def predict(self, X: Any):
+        """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input)."""
+        joint = self._joint_log_likelihood(X)
+        if isinstance(joint, np.ndarray):
+            return _most_probable(joint, self.classes_)
+        return joint.map_blocks(_most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.nan_policy == "drop"
+        return tags
+
+
+def _show(label: Any) -> str:
+    """A class label as users wrote it (``'ann'``, not ``np.str_('ann')``)."""
+    return repr(label.item() if isinstance(label, np.generic) else label)
+
+
+def _joint_block(block: np.ndarray, payload: tuple) -> np.ndarray:
+    """Joint log-likelihoods (n, C) of a block (n, d [+ 1]); rows dropped by nan_policy (weight 0) get NaN."""
+    params, log_prior = payload
+    X, weights = split_weights(block, params[0].n_features)
+    joint = class_log_likelihoods(X, params) + log_prior
+    if weights is not None:
+        joint[weights == 0] = np.nan
+    return joint
+
+
+def _normalised(joint: np.ndarray) -> np.ndarray:
+    return joint - logsumexp_rows(joint)[:, None]
+
+
+def _most_probable(joint: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class of the highest joint log-likelihood per row; a row dropped for NaN has none."""
+    missing = np.isnan(joint).any(axis=1)
+    if missing.any():
+        raise DataError(f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
+                        "(nan_policy='drop'): it has no class; remove such rows before predict")
+    return classes[np.argmax(joint, axis=1)]

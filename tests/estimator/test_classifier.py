@@ -1,0 +1,143 @@
+"""dgmm.GaussianMixtureClassifier: every class's mixture equals a GaussianMixture fitted with the other
+classes' rows at weight 0, bit for bit, while all classes share each pass; labels from arrays, Dask and
+Parquet label columns; scikit-learn's classifier checks."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn.exceptions
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import dgmm
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.testing import counted_in_process
+
+ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "n_iter_", "converged_")
+
+
+@pytest.fixture(scope="module")
+def speakers():
+    """Three classes of different sizes, each its own 3-component mixture, rows shuffled."""
+    rng = np.random.default_rng(0)
+    Xs, ys = [], []
+    for c, n in enumerate((700, 900, 1100)):
+        X, _ = sample_mixture(random_mixture(3, 2, seed=10 + c), n, seed=c)
+        Xs.append(X + 3 * c)
+        ys.append(np.full(n, c))
+    order = rng.permutation(2700)
+    return np.concatenate(Xs)[order], np.array(["ann", "bob", "cy"])[np.concatenate(ys)[order]]
+
+
+def assert_identical(a, b):
+    for attr in ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+
+
+@pytest.mark.parametrize("covariance_type,init_params", [("full", "kmeans"), ("diag", "k-means++"),
+                                                          ("tied", "random"), ("spherical", "k-means||"),
+                                                          ("full", "random_from_data")])
+def test_each_class_is_the_mixture_fitted_with_the_other_rows_at_weight_zero(speakers, covariance_type, init_params):
+    X, y = speakers
+    settings = dict(n_components=3, covariance_type=covariance_type, init_params=init_params, random_state=4,
+                    chunk_rows=500, n_init=2, split_merge=2 if covariance_type == "full" else 0)
+    with counted_in_process() as counter:
+        model = dgmm.GaussianMixtureClassifier(**settings).fit(X, y)
+        together = counter.passes
+        alone = []
+        for c in model.classes_:
+            before = counter.passes
+            alone.append(dgmm.GaussianMixture(**settings).fit(X, sample_weight=(y == c).astype(float)))
+            alone[-1].passes = counter.passes - before
+    assert list(model.classes_) == ["ann", "bob", "cy"]
+    for mixture, reference in zip(model.estimators_, alone):
+        assert_identical(mixture, reference)
+    # S classes cost the passes of the slowest class, not S times
+    assert model.passes_ == together == max(m.passes for m in alone) < sum(m.passes for m in alone)
+    np.testing.assert_allclose(model.class_prior_, [700 / 2700, 900 / 2700, 1100 / 2700], rtol=1e-12)
+
+
+def test_predictions_are_the_posterior_over_classes(speakers):
+    X, y = speakers
+    model = dgmm.GaussianMixtureClassifier(3, random_state=0).fit(X, y)
+    joint = np.column_stack([m.score_samples(X) for m in model.estimators_]) + np.log(model.class_prior_)
+    proba = np.exp(joint - np.logaddexp.reduce(joint, axis=1)[:, None])
+    np.testing.assert_allclose(model.predict_proba(X), proba, rtol=1e-10)
+    np.testing.assert_allclose(model.decision_function(X), joint, rtol=1e-12)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[np.argmax(joint, axis=1)])
+    assert model.score(X, y) > 0.9  # accuracy
+    uniform = dgmm.GaussianMixtureClassifier(3, random_state=0, priors="uniform").fit(X, y)
+    np.testing.assert_allclose(uniform.class_prior_, 1 / 3)
+    given = dgmm.GaussianMixtureClassifier(3, random_state=0, priors=[1, 1, 2]).fit(X, y)
+    np.testing.assert_allclose(given.class_prior_, [0.25, 0.25, 0.5])
+    with pytest.raises(dgmm.ParameterError, match="priors"):
+        dgmm.GaussianMixtureClassifier(3, priors=[1, 2]).fit(X, y)
+    with pytest.raises(dgmm.DataError, match="class 'ann': expected n_samples >= max"):
+        dgmm.GaussianMixtureClassifier(3).fit(X[:40], np.where(np.arange(40) < 2, "ann", "bob"))
+    with pytest.raises(dgmm.DataError, match="one class"):
+        dgmm.GaussianMixtureClassifier(2).fit(X, np.full(len(X), "ann"))
+
+
+def test_sample_weights_and_dask_labels(speakers):
+    import dask.array as da
+
+    X, y = speakers
+    w = np.random.default_rng(1).integers(0, 3, len(X)).astype(float)
+    model = dgmm.GaussianMixtureClassifier(2, random_state=1, chunk_rows=600).fit(X, y, sample_weight=w)
+    for c, mixture in zip(model.classes_, model.estimators_):
+        assert_identical(mixture, dgmm.GaussianMixture(2, random_state=1, chunk_rows=600).fit(X, sample_weight=w * (y == c)))
+    np.testing.assert_allclose(model.class_count_, [w[y == c].sum() for c in model.classes_])
+    lazy = dgmm.GaussianMixtureClassifier(2, random_state=1).fit(da.from_array(X, chunks=(700, 2)),
+                                                                da.from_array(y, chunks=500))
+    eager = dgmm.GaussianMixtureClassifier(2, random_state=1).fit(X, y)
+    for a, b in zip(lazy.estimators_, eager.estimators_):
+        np.testing.assert_allclose(a.means_, b.means_, rtol=1e-9)
+    labels = lazy.predict(da.from_array(X, chunks=(700, 2)))
+    assert isinstance(labels, da.Array) and labels.chunks == ((700, 700, 700, 600),)
+    np.testing.assert_array_equal(labels.compute(), eager.predict(X))
+
+
+def test_parquet_label_column_and_hive_key(speakers, tmp_path, cluster_client):
+    X, y = speakers
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "speaker": y})
+    for i, part in enumerate(np.array_split(np.arange(len(X)), 3)):
+        frame.iloc[part].to_parquet(tmp_path / f"part-{i}.parquet", row_group_size=400, index=False)
+    model = dgmm.GaussianMixtureClassifier(2, random_state=3, client=cluster_client).fit(str(tmp_path), "speaker")
+    assert list(model.feature_names_in_) == ["a", "b"] and list(model.classes_) == ["ann", "bob", "cy"]
+    memory = dgmm.GaussianMixtureClassifier(2, random_state=3, chunk_rows=400).fit(X, y)
+    for a, b in zip(model.estimators_, memory.estimators_):
+        np.testing.assert_allclose(a.means_, b.means_, rtol=1e-8)
+    hive = tmp_path / "hive"
+    for c in np.unique(y):
+        (hive / f"speaker={c}").mkdir(parents=True)
+        frame[frame.speaker == c][["a", "b"]].to_parquet(hive / f"speaker={c}" / "part.parquet", index=False)
+    by_key = dgmm.GaussianMixtureClassifier(2, random_state=3, client=cluster_client).fit(str(hive), "speaker")
+    assert list(by_key.classes_) == ["ann", "bob", "cy"] and list(by_key.feature_names_in_) == ["a", "b"]
+    np.testing.assert_array_equal(by_key.predict(frame[["a", "b"]]), model.predict(frame[["a", "b"]]))
+    with pytest.raises(dgmm.DataError, match="label column 'nope' not found; columns are a, b, speaker"):
+        dgmm.GaussianMixtureClassifier(2, client=cluster_client).fit(str(tmp_path), "nope")
+
+
+@parametrize_with_checks([dgmm.GaussianMixtureClassifier(),
+                          dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0)])
+def test_scikit_learn_classifier_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        check(estimator)
+
+
+def test_the_classifier_takes_every_mixture_parameter_with_its_default():
+    import inspect
+
+    from dgmm.estimator.parameters import MIXTURE_PARAMETERS
+
+    signature = inspect.signature(dgmm.GaussianMixtureClassifier).parameters
+    per_class = {p.name: p.default for p in MIXTURE_PARAMETERS}
+    assert set(signature) == set(per_class) | {"client", "priors"}  # not the initial arrays, nor warm_start
+    for name, default in per_class.items():
+        assert signature[name].default == default, name
+    with pytest.raises(dgmm.ParameterError, match="covariance_type='banana' is invalid"):
+        dgmm.GaussianMixtureClassifier(covariance_type="banana").fit(np.zeros((10, 2)), [0, 1] * 5)
