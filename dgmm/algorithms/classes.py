@@ -1,10 +1,15 @@
-"""Fitting one mixture per class in shared passes: a program of one class sees only that class's rows.
+"""Fitting one mixture per class in shared passes: a program of one class sees only that class's rows;
+and adapting a background mixture to every class in one pass.
 
 The data carries a last column of class codes (:func:`dgmm.kernels.weights.class_rows`). Wrapping a
 fitting program with :func:`for_class` gives each of its passes and row gathers the block the program
 would see if the other classes' rows had weight 0; :func:`dgmm.algorithms.steps.together` then runs
 every class in the same passes. So each class's result equals a fit of the same program on the same
-chunks with ``sample_weight = w * (y == c)``, bit for bit.
+chunks with ``sample_weight = w * (y == c)``, bit for bit. A view of code None sees the data as it is,
+every row (the background model's fit: bit-identical to a GaussianMixture fit on the data).
+
+:func:`adapt_steps` is MAP adaptation (:mod:`dgmm.kernels.adapt`): one pass computes the E-step of the
+background model once per chunk and the statistics of every class from it.
 """
 
 from __future__ import annotations
@@ -14,19 +19,25 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..kernels.adapt import class_stats, map_adapt
+from ..kernels.params import MixtureParams
+from ..kernels.stats import Stats
 from ..kernels.weights import class_rows
-from .steps import Gather, Pass, Steps, T
+from .steps import Bundle, Gather, Pass, Steps, T
 
 
 @dataclass(frozen=True)
 class ClassView:
-    """How one class sees the rows: its ``code``, the feature count, whether the data has row weights."""
+    """How one class sees the rows: its ``code`` (None: every class), the feature count, whether the
+    data has row weights."""
 
-    code: int
+    code: int | None
     n_features: int
     weighted: bool
 
     def rows(self, block: np.ndarray) -> np.ndarray:
+        if self.code is None:  # the data as it is, without the codes
+            return block[:, : self.n_features + self.weighted]
         return class_rows(block, self.n_features, self.weighted, self.code)
 
 
@@ -48,3 +59,24 @@ def for_class(program: Steps[T], view: ClassView) -> Steps[T]:
                 answer = view.rows((yield Gather(request.indices)))
     except StopIteration as stop:
         return stop.value
+
+
+@dataclass(frozen=True)
+class AdaptPlan:
+    """What the adaptation pass needs on every chunk."""
+
+    ubm: MixtureParams
+    n_classes: int
+    weighted: bool
+
+
+def adapt_kernel(block: np.ndarray, plan: AdaptPlan, row_offset: int) -> Bundle:
+    """Every class's statistics under the background model: one E-step for the chunk."""
+    return Bundle(tuple(class_stats(block, plan.ubm, plan.n_classes, plan.weighted)))
+
+
+def adapt_steps(ubm: MixtureParams, n_classes: int, weighted: bool, *, relevance_factor: float,
+                adapt: frozenset[str], reg_covar: float) -> Steps[list[tuple[MixtureParams, Stats]]]:
+    """One pass: every class's MAP-adapted parameters and the statistics they came from."""
+    bundle = yield Pass(adapt_kernel, AdaptPlan(ubm, n_classes, weighted))
+    return [(map_adapt(stats, ubm, relevance_factor, adapt, reg_covar), stats) for stats in bundle.parts]

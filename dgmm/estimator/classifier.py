@@ -8,23 +8,30 @@ Orchestration only::
        seeing only that class's rows (dgmm.algorithms.classes.for_class); all classes together
        (dgmm.algorithms.steps.together): each pass reads every chunk once for every class still
        initialising or iterating, so S classes cost the passes of the slowest, not S times them
+    2'. or, with a background model (``ubm``): fit it on all rows first when ``ubm="fit"``, then
+       one pass adapts it to every class by MAP (dgmm.algorithms.classes.adapt_steps)
     3. priors: the classes' shares of the row weight ("empirical"), equal ("uniform") or given
 
 Each class's mixture is bit-identical to ``GaussianMixture(...).fit(X, sample_weight=w * (y == c))``
-on the same chunks. Prediction: ``argmax_c log prior_c + log p(x | c)``.
+on the same chunks. Prediction: ``argmax_c log prior_c + log p(x | c)``; verification scores are
+``score_ratio``, ``log p(x | c) − log p(x | UBM)``.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import ClassifierMixin
 
-from ..algorithms.classes import ClassView, for_class
+from ..algorithms.classes import ClassView, adapt_steps, for_class
+from ..algorithms.em import EMResult
 from ..algorithms.smem import best_fit_steps
-from ..algorithms.steps import run_together
+from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
@@ -32,6 +39,7 @@ from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterErr
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor, executor_for
 from ..execution.rows import map_rows
+from ..kernels.adapt import check_adapt
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
@@ -55,6 +63,17 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
     priors : "empirical", "uniform" or an array of shape (n_classes,), default "empirical"
         Class prior probabilities: each class's share of the (weighted) rows, equal, or given
         (in the order of ``classes_``; positive, normalised to sum 1).
+    ubm : None, "fit", a fitted mixture or a model file path, default None
+        A universal background model to MAP-adapt to every class instead of fitting each class
+        by EM (Reynolds et al. 2000). "fit" fits one on all rows first, with these parameters; a
+        fitted mixture (dgmm's or scikit-learn's GaussianMixture) should come wrapped in
+        ``sklearn.frozen.FrozenEstimator`` so that ``clone`` keeps it fitted. The classes' mixtures
+        then have the background model's ``n_components`` and ``covariance_type``.
+    relevance_factor : float, default 16
+        MAP's ``r``: a component moves from the background model towards the class's rows by
+        ``n_k / (n_k + r)`` of the way, ``n_k`` its responsibility mass there (0: all the way).
+    adapt : "means", "weights", "covariances", or several (a list or "means,weights"), default "means"
+        Which parts of the background model are adapted; the others are kept.
 
     Attributes
     ----------
@@ -62,7 +81,8 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
     estimators_ : list of C fitted GaussianMixture, one per class, in the order of ``classes_``
     class_prior_ : (C,) the priors used
     class_count_ : (C,) the row weight of each class (rows, without sample weights)
-    n_iter_ : (C,) EM iterations of each class's mixture
+    n_iter_ : (C,) EM iterations of each class's mixture (1 for a MAP adaptation)
+    ubm_ : the background model (a fitted GaussianMixture), when ``ubm`` is given
     n_features_in_, feature_names_in_, passes_ (passes over the data the fit took)
     """
 
@@ -90,6 +110,9 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
         stall_timeout: float = STALL_TIMEOUT,
         storage_options: dict | None = None,
         priors: Any = "empirical",
+        ubm: Any = None,
+        relevance_factor: float = 16.0,
+        adapt: Any = "means",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -112,6 +135,9 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
         self.stall_timeout = stall_timeout
         self.storage_options = storage_options
         self.priors = priors
+        self.ubm = ubm
+        self.relevance_factor = relevance_factor
+        self.adapt = adapt
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X: Any, y: Any, *, columns: Sequence[str] | None = None,
@@ -127,6 +153,10 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
         sample_weight : as for ``GaussianMixture.fit``
         """
         validate_params(self)
+        background = self._background()
+        adapt = check_adapt(self.adapt)
+        if not (isinstance(self.relevance_factor, numbers.Real) and self.relevance_factor >= 0):
+            raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
         data = self._features(X, y, columns, sample_weight)
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
@@ -145,11 +175,20 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
                 check_n_samples(int(count), self.n_components)
             except DataError as exc:
                 raise DataError(f"class {_show(label)}: {exc}") from None
-        runs, passes = self._fit_classes(data, labels)
+        if isinstance(background, GaussianMixture):
+            background.fitted_params()  # NotFittedError for an unfitted one
+            self._check_background(background, data)
+        runs, ubm, passes = self._fit_classes(data, labels, background, adapt)
+        settings = self._mixture_params()
+        if ubm is not None:
+            self.ubm_ = ubm
+            settings.update(n_components=ubm.n_components, covariance_type=ubm.covariance_type)
+        elif hasattr(self, "ubm_"):
+            del self.ubm_
         self.classes_ = labels.classes
         self.estimators_ = []
         for run in runs:
-            mixture = GaussianMixture(**self._mixture_params())
+            mixture = GaussianMixture(**settings)
             mixture._set_fitted(run, data)
             self.estimators_.append(mixture)
         weights = np.asarray([run.weight for run in runs], dtype=np.float64)  # what the last pass saw
@@ -198,8 +237,36 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
                                  f"({n_classes},) positive values, one per class in the order of classes_")
         return priors / priors.sum()
 
-    def _fit_classes(self, data: Input, labels: Labels) -> tuple[list, int]:
-        """Every class's fit (restarts, EM, split/merge) in shared passes; the results and the pass count."""
+    def _background(self) -> Any:
+        """``ubm`` resolved: None, "fit" or a GaussianMixture (read from a file, unwrapped, converted)."""
+        ubm = self.ubm
+        if ubm is None or (isinstance(ubm, str) and ubm == "fit"):
+            return ubm
+        if isinstance(ubm, (str, os.PathLike)):
+            from .files import load_model
+
+            return load_model(ubm, self.storage_options)
+        ubm = getattr(ubm, "estimator", ubm)  # FrozenEstimator(model)
+        if type(ubm).__module__.startswith("sklearn.mixture"):
+            return GaussianMixture.from_sklearn(ubm)
+        if not isinstance(ubm, GaussianMixture):
+            raise ParameterError(f"ubm={self.ubm!r} is invalid; expected None, 'fit', a model file path or a fitted "
+                                 "GaussianMixture (wrapped in sklearn.frozen.FrozenEstimator)")
+        return ubm
+
+    def _check_background(self, ubm: GaussianMixture, data: Input) -> None:
+        if ubm.n_features_in_ != data.n_features:
+            raise DataError(f"X has {data.n_features} features, but the background model (ubm) has "
+                            f"{ubm.n_features_in_}")
+        names = getattr(ubm, "feature_names_in_", None)
+        if names is not None and data.feature_names is not None and list(names) != list(data.feature_names):
+            raise DataError(f"feature names {list(data.feature_names)} differ from the background model's {list(names)}")
+
+    def _fit_classes(self, data: Input, labels: Labels, background: Any,
+                     adapt: frozenset[str]) -> tuple[list[EMResult], GaussianMixture | None, int]:
+        """Every class's fit (restarts, EM, split/merge) in shared passes, or the background model
+        (fitted first for ``"fit"``) adapted to every class in one pass; the results, the background
+        model and the pass count."""
         d = data.n_features
         mixture = GaussianMixture(**self._mixture_params())
         rng = check_random_state(self.random_state)
@@ -212,31 +279,62 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
             array, _ = place_data(mixture, executor, coded)
             shape = (coded.n_rows, d + 1)  # as each class sees the rows: features and a weight
             em = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
-            programs = [
-                for_class(best_fit_steps(shape, seeds, init_settings(mixture, d, (None, None, None)),
-                                         split_merge=self.split_merge, **em), ClassView(code, d, data.weighted))
-                for code in range(len(labels.classes))
-            ]
-            runs = [run for run, _ in run_together(counted, array, self.split_every, programs)]
-        return runs, counted.passes
+
+            def fit_steps(code: int | None):
+                rows = shape if code is not None else (coded.n_rows, d + data.weighted)  # None: the data as it is
+                return for_class(best_fit_steps(rows, seeds, init_settings(mixture, d, (None, None, None)),
+                                                split_merge=self.split_merge, **em), ClassView(code, d, data.weighted))
+
+            if background is None:
+                programs = [fit_steps(code) for code in range(len(labels.classes))]
+                runs = [run for run, _ in run_together(counted, array, self.split_every, programs)]
+                return runs, None, counted.passes
+            if isinstance(background, str):  # "fit": on every row, as a GaussianMixture would
+                run, _ = run_steps(counted, array, self.split_every, fit_steps(None))
+                background = GaussianMixture(**self._mixture_params())
+                background._set_fitted(run, data)
+            adapted = run_steps(counted, array, self.split_every,
+                                adapt_steps(background.fitted_params(), len(labels.classes), data.weighted,
+                                            relevance_factor=float(self.relevance_factor), adapt=adapt,
+                                            reg_covar=self.reg_covar))
+        runs = [EMResult(params, True, 1, stats.loglik / stats.weight if stats.weight > 0 else math.nan,
+                         [stats.loglik / stats.weight if stats.weight > 0 else math.nan], stats.weight,
+                         stats.n_zero_weight) for params, stats in adapted]
+        return runs, background, counted.passes
 
     # ------------------------------------------------------------------ prediction
     def _joint_log_likelihood(self, X: Any):
         """``log prior_c + log p(x | c)``, shape (n, C): NumPy for in-memory input, else lazy Dask."""
+        return self._log_likelihoods(X, tuple(m.fitted_params() for m in self._fitted()), np.log(self.class_prior_))
+
+    def score_ratio(self, X: Any):
+        """Log-likelihood ratio of every class against the background model, ``log p(x | c) − log p(x | UBM)``,
+        shape (n, C): the verification score of Reynolds et al. (average it over an utterance's frames)."""
+        mixtures = self._fitted()
+        if not hasattr(self, "ubm_"):
+            raise NotFittedError("score_ratio needs a background model: fit with ubm='fit', a fitted model or a file")
+        params = tuple(m.fitted_params() for m in mixtures)
+        return self._log_likelihoods(X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1),
+                                     against_last=True)
+
+    def _fitted(self) -> list[GaussianMixture]:
         if not hasattr(self, "estimators_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                                  "appropriate arguments before using this estimator.")
-        first = self.estimators_[0]
-        data = first._scoring_input(X)  # checks features and names as a fitted mixture does
-        params = tuple(m.fitted_params() for m in self.estimators_)
-        log_prior = np.log(self.class_prior_)
+        return self.estimators_
+
+    def _log_likelihoods(self, X: Any, params: tuple, offset: np.ndarray, against_last: bool = False):
+        """``log p(x | params_c) + offset_c`` per row and mixture, (n, C); with ``against_last`` the last
+        mixture's column is subtracted from the others and dropped, (n, C - 1)."""
+        data = self.estimators_[0]._scoring_input(X)  # checks features and names as a fitted mixture does
+        payload = (params, (offset, against_last))
         if data.frame is not None:
             data = as_input(data.frame, storage_options=self.storage_options)
         if data.kind == "numpy":
             step = IN_MEMORY_CHUNK_ROWS
-            return np.concatenate([_joint_block(data.values[i : i + step], (params, log_prior))
+            return np.concatenate([_joint_block(data.values[i : i + step], payload)
                                    for i in range(0, data.n_rows, step)])
-        return map_rows(data.array, _joint_block, (params, log_prior), len(params), np.float64)
+        return map_rows(data.array, _joint_block, payload, len(params) - against_last, np.float64)
 
     def decision_function(self, X: Any):
         """Joint log-likelihood per class, shape (n, C); for two classes the log-odds of ``classes_[1]``, (n,)."""
@@ -274,10 +372,13 @@ def _show(label: Any) -> str:
 
 
 def _joint_block(block: np.ndarray, payload: tuple) -> np.ndarray:
-    """Joint log-likelihoods (n, C) of a block (n, d [+ 1]); rows dropped by nan_policy (weight 0) get NaN."""
-    params, log_prior = payload
+    """Log-likelihoods plus offsets (n, C) of a block (n, d [+ 1]), or against the last mixture (see
+    ``_log_likelihoods``); rows dropped by nan_policy (weight 0) get NaN."""
+    params, (offset, against_last) = payload
     X, weights = split_weights(block, params[0].n_features)
-    joint = class_log_likelihoods(X, params) + log_prior
+    joint = class_log_likelihoods(X, params) + offset
+    if against_last:
+        joint = joint[:, :-1] - joint[:, -1:]
     if weights is not None:
         joint[weights == 0] = np.nan
     return joint

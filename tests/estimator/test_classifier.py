@@ -122,7 +122,13 @@ def test_parquet_label_column_and_hive_key(speakers, tmp_path, cluster_client):
 
 
 @parametrize_with_checks([dgmm.GaussianMixtureClassifier(),
-                          dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0)])
+                          dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0),
+                          dgmm.GaussianMixtureClassifier(2, ubm="fit", relevance_factor=4, random_state=0,
+                                                         adapt="means,weights,covariances")],
+                         expected_failed_checks=lambda estimator: {} if estimator.ubm is None else {
+                             "check_sample_weight_equivalence_on_dense_data": (
+                                 "the background model's initialisation draws rows, so a repeated row is drawn "
+                                 "differently from a weighted one, as for GaussianMixture (test_sklearn_api.py)")})
 def test_scikit_learn_classifier_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
@@ -136,8 +142,89 @@ def test_the_classifier_takes_every_mixture_parameter_with_its_default():
 
     signature = inspect.signature(dgmm.GaussianMixtureClassifier).parameters
     per_class = {p.name: p.default for p in MIXTURE_PARAMETERS}
-    assert set(signature) == set(per_class) | {"client", "priors"}  # not the initial arrays, nor warm_start
+    own = {"client", "priors", "ubm", "relevance_factor", "adapt"}
+    assert set(signature) == set(per_class) | own  # not the initial arrays, nor warm_start
     for name, default in per_class.items():
         assert signature[name].default == default, name
     with pytest.raises(dgmm.ParameterError, match="covariance_type='banana' is invalid"):
         dgmm.GaussianMixtureClassifier(covariance_type="banana").fit(np.zeros((10, 2)), [0, 1] * 5)
+
+
+# ---------------------------------------------------------------- background model and MAP adaptation
+
+
+@pytest.fixture(scope="module")
+def close_speakers():
+    """Three classes whose mixtures differ a little, as speakers' do."""
+    Xs, ys = [], []
+    for c in range(3):
+        X, _ = sample_mixture(random_mixture(4, 3, seed=10 + c), 900, seed=c)
+        Xs.append(X + 0.5 * c)
+        ys.append(np.full(len(X), c))
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_map_with_relevance_zero_is_one_m_step_from_the_ubm_on_the_class_rows(close_speakers, covariance_type):
+    from sklearn.frozen import FrozenEstimator
+
+    from dgmm.kernels.mstep import m_step
+    from dgmm.kernels.posterior import responsibilities
+    from dgmm.kernels.stats import accumulate
+
+    X, y = close_speakers
+    ubm = dgmm.GaussianMixture(4, covariance_type=covariance_type, random_state=0).fit(X)
+    model = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), relevance_factor=0,
+                                           adapt=["means", "weights", "covariances"]).fit(X, y)
+    assert model.passes_ == 1  # every class adapted in one pass
+    params = ubm.fitted_params()
+    for c, mixture in enumerate(model.estimators_):
+        rows = X[y == c]
+        step, _ = m_step(accumulate(rows, responsibilities(rows, params), params.means, covariance_type),
+                         params.means, covariance_type, ubm.reg_covar, reseed=False)
+        assert (mixture.n_components, mixture.covariance_type) == (4, covariance_type)
+        np.testing.assert_allclose(mixture.means_, step.means, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(mixture.weights_, step.weights, rtol=1e-10)
+        np.testing.assert_allclose(mixture.covariances_, step.covariances, rtol=1e-10, atol=1e-14)
+    # a huge relevance factor keeps the UBM; "means" alone adapts only the means
+    stiff = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), relevance_factor=1e15,
+                                           adapt="means,weights,covariances").fit(X, y)
+    np.testing.assert_allclose(stiff.estimators_[0].covariances_, ubm.covariances_, rtol=1e-9)
+    np.testing.assert_allclose(stiff.estimators_[0].means_, ubm.means_, rtol=1e-9, atol=1e-9)
+    means_only = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm)).fit(X, y)  # r = 16, means
+    for mixture in means_only.estimators_:
+        np.testing.assert_array_equal(mixture.covariances_, ubm.covariances_)
+        np.testing.assert_array_equal(mixture.weights_, ubm.weights_)
+        assert not np.array_equal(mixture.means_, ubm.means_)
+
+
+def test_ubm_fit_file_and_frozen_estimators_and_the_likelihood_ratio(close_speakers, tmp_path):
+    from sklearn.base import clone
+    from sklearn.frozen import FrozenEstimator
+
+    X, y = close_speakers
+    with counted_in_process() as counter:
+        model = dgmm.GaussianMixtureClassifier(4, covariance_type="diag", ubm="fit", random_state=2).fit(X, y)
+        ubm = dgmm.GaussianMixture(4, covariance_type="diag", random_state=2).fit(X)
+        ubm_passes = counter.passes - model.passes_
+    assert model.passes_ == ubm_passes + 1  # the background model's fit, then one pass for every class
+    assert_identical(model.ubm_, ubm)
+    ratio = model.score_ratio(X)
+    expected = np.column_stack([m.score_samples(X) for m in model.estimators_]) - ubm.score_samples(X)[:, None]
+    np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
+    # the UBM as a file, a frozen dgmm model, a frozen scikit-learn model: the same adaptation
+    ubm.save(tmp_path / "ubm.npz")
+    adapted = [dgmm.GaussianMixtureClassifier(ubm=given).fit(X, y).estimators_[1].means_
+               for given in (str(tmp_path / "ubm.npz"), FrozenEstimator(ubm), FrozenEstimator(ubm.to_sklearn()))]
+    np.testing.assert_allclose(adapted[0], adapted[1], rtol=1e-12)
+    np.testing.assert_allclose(adapted[2], adapted[1], rtol=1e-12)
+    frozen = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm))
+    np.testing.assert_array_equal(clone(frozen).fit(X, y).estimators_[1].means_, adapted[1])
+    with pytest.raises(dgmm.NotFittedError):
+        dgmm.GaussianMixtureClassifier(ubm=dgmm.GaussianMixture(4)).fit(X, y)
+    with pytest.raises(dgmm.DataError, match="background model \\(ubm\\) has 3"):
+        dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm)).fit(X[:, :2], y)
+    with pytest.raises(dgmm.ParameterError, match="adapt='mean' is invalid"):
+        dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), adapt="mean").fit(X, y)
+    with pytest.raises(dgmm.NotFittedError, match="background model"):
+        dgmm.GaussianMixtureClassifier(2).fit(X, y).score_ratio(X)

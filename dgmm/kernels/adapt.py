@@ -1,0 +1,110 @@
+"""MAP adaptation of a background mixture (UBM) to one class's rows (pure NumPy).
+
+Reynolds, Quatieri & Dunn (2000), "Speaker verification using adapted Gaussian mixture models".
+From the statistics of the class's rows under the UBM ``(w_k, μ_k, Σ_k)``, centred on its means
+(one E-step pass, :func:`class_stats`), with ``n_k = S0_k``, ``T = Σ_k n_k``, ``d_k = S1_k / n_k``
+and the relevance factor ``r``::
+
+    α_k = n_k / (n_k + r)                              (0 where n_k + r = 0: the UBM's part is kept)
+    means        μ̂_k = μ_k + δ_k,  δ_k = α_k d_k        (δ_k = 0 when means are not adapted)
+    weights      ŵ_k ∝ α_k n_k / T + (1 − α_k) w_k
+    covariances  Σ̂_k = α_k (S2_k / n_k + reg·I) + (1 − α_k) Σ_k − δ_k δ_kᵀ
+
+The covariance is Reynolds' ``α E[xxᵀ] + (1 − α)(Σ + μμᵀ) − μ̂μ̂ᵀ`` written about the old means,
+so nothing large cancels. Tied covariances use one ``α = T / (T + r)`` and the ``n_k / T``-weighted
+``δ_k δ_kᵀ``; spherical ones the mean over features. With ``r = 0`` every adapted part is the
+ordinary M-step (:func:`dgmm.kernels.mstep.m_step`) from the UBM on the class's rows.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import ParameterError
+from .params import MixtureParams
+from .posterior import log_responsibilities
+from .stats import Stats, accumulate
+from .weights import split_weights
+
+ADAPTABLE = ("means", "weights", "covariances")
+
+
+def check_adapt(adapt: str | Iterable[str]) -> frozenset[str]:
+    """``"means"``, ``"means,weights"`` or a list of them -> the set; ParameterError otherwise."""
+    parts = [p.strip() for p in adapt.split(",")] if isinstance(adapt, str) else list(adapt)
+    if not parts or not all(isinstance(p, str) and p in ADAPTABLE for p in parts):
+        raise ParameterError(f"adapt={adapt!r} is invalid; expected one or more of {', '.join(ADAPTABLE)} "
+                             "(a list, or a comma-separated string such as 'means,weights')")
+    return frozenset(parts)
+
+
+def class_stats(block: np.ndarray, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
+    """Statistics of every class's rows under ``ubm``, centred on its means, from one E-step.
+
+    ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, the class code.
+    Returns one :class:`~dgmm.kernels.stats.Stats` per class (a class absent from the block: zeros).
+    """
+    X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
+    codes = block[:, -1]
+    log_norm, log_resp = log_responsibilities(X, ubm)
+    resp = np.exp(log_resp)
+    out = []
+    for c in range(n_classes):
+        rows = codes == c
+        w = None if weights is None else weights[rows]
+        loglik = float(log_norm[rows].sum() if w is None else w @ log_norm[rows])
+        out.append(accumulate(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))
+    return out
+
+
+def map_adapt(stats: Stats, ubm: MixtureParams, relevance_factor: float, adapt: frozenset[str],
+              reg_covar: float) -> MixtureParams:
+    """The UBM adapted to the rows ``stats`` describe (see the module docstring).
+
+    Raises FitError (from :meth:`MixtureParams.from_covariances`) if a covariance is not positive definite.
+    """
+    kind = ubm.covariance_type
+    nk = stats.s0 + 10.0 * np.finfo(np.float64).eps  # as the M-step: an empty component divides safely
+    total = nk.sum()
+    alpha = _ratio(stats.s0, relevance_factor)
+    shift = stats.s1 / nk[:, None]
+    delta = alpha[:, None] * shift if "means" in adapt else np.zeros_like(shift)
+    means = ubm.means + delta
+    weights = ubm.weights
+    if "weights" in adapt:
+        weights = alpha * nk / total + (1.0 - alpha) * ubm.weights
+        weights = weights / weights.sum()
+    covariances = ubm.covariances
+    if "covariances" in adapt:
+        covariances = _adapted_covariances(stats, nk, alpha, delta, ubm, relevance_factor, reg_covar)
+    return MixtureParams.from_covariances(weights, means, covariances, kind)
+
+
+def _ratio(n: np.ndarray | float, relevance_factor: float) -> np.ndarray:
+    """``n / (n + r)``, 0 where both are 0."""
+    n = np.asarray(n, dtype=np.float64)
+    denominator = n + relevance_factor
+    return np.divide(n, denominator, out=np.zeros_like(n), where=denominator > 0)
+
+
+def _adapted_covariances(stats: Stats, nk: np.ndarray, alpha: np.ndarray, delta: np.ndarray, ubm: MixtureParams,
+                         relevance_factor: float, reg_covar: float) -> np.ndarray:
+    kind, d = ubm.covariance_type, ubm.n_features
+    if kind == "full":
+        cov = (alpha[:, None, None] * stats.s2 / nk[:, None, None] + (1.0 - alpha)[:, None, None] * ubm.covariances
+               - delta[:, :, None] * delta[:, None, :])
+        cov[:, np.arange(d), np.arange(d)] += alpha[:, None] * reg_covar
+        return 0.5 * (cov + np.swapaxes(cov, 1, 2))
+    if kind == "tied":
+        total = nk.sum()
+        pooled = _ratio(stats.s0.sum(), relevance_factor)
+        cov = (pooled * stats.s2 / total + (1.0 - pooled) * ubm.covariances
+               - np.einsum("k,ki,kj->ij", nk / total, delta, delta))
+        cov[np.arange(d), np.arange(d)] += pooled * reg_covar
+        return 0.5 * (cov + cov.T)
+    var = alpha[:, None] * (stats.s2 / nk[:, None] + reg_covar) - delta**2
+    if kind == "diag":
+        return var + (1.0 - alpha)[:, None] * ubm.covariances
+    return var.mean(axis=1) + (1.0 - alpha) * ubm.covariances
