@@ -31,28 +31,29 @@ class Labels:
     codes: Any
 
 
-def as_labels(y: Any, data: Input) -> Labels:
+def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
     """Validate ``y`` against ``data`` (one label per row, no nulls) and code it.
 
     ``y`` is an array-like of n labels, or, for Parquet input, the name of a label column. An
     (n, 1) column is flattened with scikit-learn's DataConversionWarning. Dask labels cost one pass
-    over them for the classes and one for the counts.
+    over them for the classes and one for the counts. ``what`` names them in messages ("y", "groups").
     """
     if isinstance(y, str):
         if data.dataset is None:
-            raise DataError(f"y={y!r} names a label column, which needs Parquet input; give the labels as an array")
-        return _lazy_labels(label_column(data.dataset, y), data, f"label column {y!r}")
+            raise DataError(f"{what}={y!r} names a column, which needs Parquet input; give one value per row "
+                            "as an array")
+        return _lazy_labels(label_column(data.dataset, y), data, f"column {y!r}")
     if type(y).__module__.split(".")[0] in ("dask", "dask_expr"):
         labels = y.to_dask_array() if hasattr(y, "to_dask_array") else y
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
-        return _lazy_labels(labels, data, "y")
+        return _lazy_labels(labels, data, what)
     if y is None:
-        raise DataError(f"requires y to be passed, but the target y is None; give the class of every row")
+        raise DataError(f"requires {what} to be passed, but the target {what} is None; give the class of every row")
     labels = _column_vector(np.asarray(y))
     if labels.shape[0] != data.n_rows:
-        raise DataError(f"y has {labels.shape[0]} labels but X has {data.n_rows} rows; give one label per row")
-    _check_no_nulls(labels, "y")
+        raise DataError(f"{what} has {labels.shape[0]} values but X has {data.n_rows} rows; give one per row")
+    _check_no_nulls(labels, what)
     _check_discrete(labels)
     classes, codes = np.unique(labels, return_inverse=True)
     counts = np.bincount(codes, minlength=len(classes))
@@ -117,7 +118,7 @@ def _lazy_labels(labels: Any, data: Input, where: str) -> Labels:
     if any(np.isnan(c) for c in labels.chunks[0]):
         labels = labels.compute_chunk_sizes()
     if labels.shape[0] != data.n_rows:
-        raise DataError(f"{where} has {labels.shape[0]} labels but X has {data.n_rows} rows; give one label per row")
+        raise DataError(f"{where} has {labels.shape[0]} values but X has {data.n_rows} rows; give one per row")
     parts = dask.compute(*[dask.delayed(_chunk_classes)(block) for block in labels.to_delayed().ravel()])
     classes = np.unique(np.concatenate(parts)) if parts else np.empty(0)
     codes = labels.map_blocks(_codes, classes, dtype=np.float64)
@@ -140,7 +141,7 @@ def label_column(dataset: ParquetDataset, name: str):
     first = dataset.row_groups[0]
     _check_label(first.path, first.partitions, name, dataset.storage_options)
     if name in dataset.columns:
-        raise DataError(f"label column {name!r} is also a feature column; leave it out of columns=[...]")
+        raise DataError(f"column {name!r} is also a feature column; leave it out of columns=[...]")
     reader = LabelReader(dataset, name)
     return da.from_array(reader, chunks=(dataset.chunks,), name="labels-" + tokenize(dataset.fingerprint(), name,
                                                                                        dataset.chunks),
@@ -161,7 +162,7 @@ def _check_label(path: str, partitions: tuple, name: str, storage_options: Any) 
         names = pq.read_schema(handle).names
     if name not in names:
         keys = [key for key, _ in partitions]
-        raise DataError(f"{path}: label column {name!r} not found; columns are {', '.join(names + keys)}")
+        raise DataError(f"{path}: column {name!r} not found; columns are {', '.join(names + keys)}")
 
 
 class LabelReader:
@@ -190,6 +191,6 @@ def _read_labels(row_group: RowGroup, name: str) -> np.ndarray:
         return np.full(row_group.n_rows, partitions[name], dtype=object)
     column = read_table(row_group, [name]).column(name)
     if column.null_count:
-        raise DataError(f"{row_group.path}: label column {name!r} holds {column.null_count} nulls in row group "
-                        f"{row_group.index}; every row needs a class (drop those rows first)")
+        raise DataError(f"{row_group.path}: column {name!r} holds {column.null_count} nulls in row group "
+                        f"{row_group.index}; every row needs a value (drop those rows first)")
     return column.to_numpy(zero_copy_only=False)

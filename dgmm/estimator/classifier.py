@@ -42,6 +42,7 @@ from ..execution.rows import map_rows
 from ..kernels.adapt import check_adapt
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
+from ..kernels.groups import GroupSums
 from ..kernels.init import InitMethod
 from ..kernels.posterior import class_log_likelihoods, logsumexp_rows
 from ..kernels.weights import NanPolicy, no_rows_left, split_weights
@@ -317,6 +318,53 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
         return self._log_likelihoods(X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1),
                                      against_last=True)
 
+    def predict_groups(self, X: Any, groups: Any, *, reduce: str = "mean", ratio: bool = False):
+        """One decision per group of rows (the frames of an utterance), out of core.
+
+        Each class's score of a group is the ``reduce`` ("mean" or "sum") of its rows' log-likelihoods
+        ``log p(x | c)`` (with ``ratio``: of ``score_ratio``, against the background model). The class is
+        ``argmax_c Σ_rows log p(x | c) + log prior_c``, the posterior given all the group's rows. Partial
+        sums per group are merged in the pass's tree: a group may span chunks and files, and memory
+        holds the groups, not the rows.
+
+        Parameters
+        ----------
+        X : any input ``predict`` takes
+        groups : the group of every row, shape (n,), or for Parquet input the name of a group column
+            (a file column or a hive key)
+
+        Returns
+        -------
+        pandas.DataFrame, one row per group in sorted order: ``group``, ``n_rows``, ``class`` and one
+        score column per class, ``score_<class>``
+        """
+        import pandas as pd
+
+        mixtures = self._fitted()
+        if reduce not in ("mean", "sum"):
+            raise ParameterError(f"reduce={reduce!r} is invalid; expected 'mean' or 'sum'")
+        if ratio and not hasattr(self, "ubm_"):
+            raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
+        names = getattr(self, "feature_names_in_", None)
+        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
+                        nan_policy=self.nan_policy, storage_options=self.storage_options)
+        mixtures[0]._scoring_input(data.dataset if data.dataset is not None else X)  # features and names checked
+        grouping = as_labels(groups, data, what="groups")
+        params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
+        coded = with_codes(data, grouping.codes)
+        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
+                          self.stall_timeout) as executor:
+            array, _ = place_data(self, executor, coded)
+            sums = executor.map_reduce(array, group_kernel, (params, ratio, data.weighted), self.split_every)
+        # the background model's term is the same for every class: the decision is the same with ratio
+        decision = sums.sums + np.log(self.class_prior_)
+        scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums
+        frame = pd.DataFrame({"group": grouping.classes[sums.codes], "n_rows": sums.counts,
+                              "class": self.classes_[np.argmax(decision, axis=1)]})
+        for c, label in enumerate(self.classes_):
+            frame[f"score_{label}"] = scores[:, c]
+        return frame
+
     def _fitted(self) -> list[GaussianMixture]:
         if not hasattr(self, "estimators_"):
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
@@ -382,6 +430,21 @@ def _joint_block(block: np.ndarray, payload: tuple) -> np.ndarray:
     if weights is not None:
         joint[weights == 0] = np.nan
     return joint
+
+
+def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSums:
+    """Per-group sums of every class's log-likelihoods (or ratios to the last mixture) over a chunk
+    (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy are left out."""
+    params, ratio, weighted = payload
+    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
+    scores = class_log_likelihoods(X, params)
+    if ratio:
+        scores = scores[:, :-1] - scores[:, -1:]
+    codes = block[:, -1]
+    if weights is not None:
+        kept = weights > 0
+        scores, codes = scores[kept], codes[kept]
+    return GroupSums.of_rows(codes, scores)
 
 
 def _normalised(joint: np.ndarray) -> np.ndarray:

@@ -117,7 +117,7 @@ def test_parquet_label_column_and_hive_key(speakers, tmp_path, cluster_client):
     by_key = dgmm.GaussianMixtureClassifier(2, random_state=3, client=cluster_client).fit(str(hive), "speaker")
     assert list(by_key.classes_) == ["ann", "bob", "cy"] and list(by_key.feature_names_in_) == ["a", "b"]
     np.testing.assert_array_equal(by_key.predict(frame[["a", "b"]]), model.predict(frame[["a", "b"]]))
-    with pytest.raises(dgmm.DataError, match="label column 'nope' not found; columns are a, b, speaker"):
+    with pytest.raises(dgmm.DataError, match="column 'nope' not found; columns are a, b, speaker"):
         dgmm.GaussianMixtureClassifier(2, client=cluster_client).fit(str(tmp_path), "nope")
 
 
@@ -228,3 +228,45 @@ def test_ubm_fit_file_and_frozen_estimators_and_the_likelihood_ratio(close_speak
         dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), adapt="mean").fit(X, y)
     with pytest.raises(dgmm.NotFittedError, match="background model"):
         dgmm.GaussianMixtureClassifier(2).fit(X, y).score_ratio(X)
+
+
+# ---------------------------------------------------------------- grouped scoring
+
+
+def test_group_scores_equal_an_in_memory_group_by(close_speakers):
+    X, y = close_speakers
+    groups = y * 100 + np.arange(len(X)) % 37  # every utterance's frames scattered over the chunks
+    model = dgmm.GaussianMixtureClassifier(3, covariance_type="diag", ubm="fit", random_state=0,
+                                           chunk_rows=250).fit(X, y)
+    frame = pd.DataFrame(np.column_stack([m.score_samples(X) for m in model.estimators_]), columns=[0, 1, 2])
+    frame["group"] = groups
+    for reduce in ("mean", "sum"):
+        out = model.predict_groups(X, groups, reduce=reduce)
+        expected = frame.groupby("group").agg(reduce)
+        assert list(out.columns) == ["group", "n_rows", "class", "score_0", "score_1", "score_2"]
+        np.testing.assert_array_equal(out["group"], expected.index)
+        np.testing.assert_allclose(out[["score_0", "score_1", "score_2"]], expected, rtol=1e-10)
+        np.testing.assert_array_equal(out["n_rows"], frame.groupby("group").size())
+    sums = frame.groupby("group").sum().to_numpy() + np.log(model.class_prior_)
+    np.testing.assert_array_equal(out["class"], model.classes_[np.argmax(sums, axis=1)])
+    assert (out["class"] == out["group"] // 100).mean() == 1.0  # 24 frames decide where one frame cannot
+    assert model.score(X, y) < 0.9
+    ratio = model.predict_groups(X, groups, ratio=True)
+    ubm = model.ubm_.score_samples(X)
+    np.testing.assert_allclose(ratio["score_1"], (frame[1] - ubm).groupby(groups).mean(), rtol=1e-9)
+    with pytest.raises(dgmm.DataError, match="groups has 10 values but X has 2700 rows"):
+        model.predict_groups(X, groups[:10])
+
+
+def test_group_scores_over_many_files_with_groups_spanning_row_groups(close_speakers, tmp_path, cluster_client):
+    X, y = close_speakers
+    utterance = np.asarray([f"u{c}-{i // 40:03d}" for c, i in zip(y, np.arange(len(X)))], dtype=object)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "speaker": y, "utterance": utterance})
+    for i, part in enumerate(np.array_split(np.arange(len(X)), 7)):  # cuts fall inside utterances
+        frame.iloc[part].to_parquet(tmp_path / f"part-{i}.parquet", row_group_size=33, index=False)
+    model = dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0, client=cluster_client,
+                                           ).fit(str(tmp_path), "speaker", columns=["a", "b", "c"])
+    out = model.predict_groups(str(tmp_path), "utterance")
+    memory = model.predict_groups(frame[["a", "b", "c"]], utterance)
+    pd.testing.assert_frame_equal(out, memory, rtol=1e-10)
+    assert len(out) == len(np.unique(utterance))
