@@ -17,7 +17,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -25,10 +25,11 @@ from ..errors import FitError, ReseedWarning
 from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
+from ..kernels.moves import split_heaviest_components
 from ..kernels.mstep import m_step
 from ..kernels.params import MixtureParams
 from .seeding import initial_centres
-from .steps import Pass, PassRunner, Steps, run_steps
+from .steps import Gather, Pass, PassRunner, Steps, run_steps
 from ..kernels.stats import Stats
 from ..kernels.weights import no_rows_left, split_weights
 
@@ -107,6 +108,7 @@ def init_steps(
     weights_init: np.ndarray | None = None,
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
+    split_em: Mapping[str, Any] | None = None,
 ) -> Steps[MixtureParams]:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
@@ -116,23 +118,48 @@ def init_steps(
     and ``precisions_init`` are given, and one pass when ``means_init`` is: every row goes to its
     nearest given mean, whatever the method, so a row of weight w counts exactly as w repeated rows. The data has ``shape``: ``n_features`` columns
     (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.weights`).
+    "split" grows the mixture from one component (:func:`split_steps`, EM settings ``split_em``).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
-    if means_init is not None:  # 1. the given means are the centres: no draw, so weights act as repetitions
-        centres, method = np.asarray(means_init, dtype=np.float64), "k-means++"  # (any hard-assigning method)
-    else:  # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
-        centres = yield from initial_centres(shape, n_components=n_components, n_features=n_features or shape[1],
-                                             method=method, seed=seed)
-    # 2. one statistics pass under the initial (hard or random) responsibilities -> ordinary M-step
-    stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
-    fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
-    warn_reseeded(reseeded, "the initialisation")
+    if means_init is None and method == "split":
+        fitted = yield from split_steps(n_components=n_components, n_features=n_features or shape[1],
+                                        covariance_type=covariance_type, reg_covar=reg_covar, **(split_em or {}))
+    else:
+        if means_init is not None:  # 1. the given means are the centres: no draw, so weights act as repetitions
+            centres, method = np.asarray(means_init, dtype=np.float64), "k-means++"  # (any hard-assigning method)
+        else:  # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
+            centres = yield from initial_centres(shape, n_components=n_components,
+                                                 n_features=n_features or shape[1], method=method, seed=seed)
+        # 2. one statistics pass under the initial (hard or random) responsibilities -> ordinary M-step
+        stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
+        fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
+        warn_reseeded(reseeded, "the initialisation")
     weights = fitted.weights if weights_init is None else weights_init
     means = fitted.means if means_init is None else means_init
     if precisions_init is None:
         return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+
+
+def split_steps(*, n_components: int, n_features: int, covariance_type: CovarianceType, reg_covar: float,
+                tol: float = 1e-3, max_iter: int = 100, dtype: ComputeDType = "float64") -> Steps[MixtureParams]:
+    """Binary splitting, as HTK and GaussianMixtures.jl grow a mixture.
+
+    1. one component: the statistics of every row about the first row (one gather, one pass)
+    2. split every component in two along its principal axis (the heaviest first when fewer
+       splits are left than components: K = 6 grows 1, 2, 4, 6), then EM at that size
+    3. the last split's parameters are the start of the fit's own EM
+    """
+    first = yield Gather(np.zeros(1, dtype=np.int64))
+    centre = np.asarray(first[:, :n_features], dtype=np.float64)
+    stats = yield Pass(init_kernel, InitPlan("k-means++", centre, 0, covariance_type))
+    params, _ = m_step(stats, centre, covariance_type, reg_covar, reseed=False)
+    while params.n_components < n_components:
+        params = split_heaviest_components(params, min(params.n_components, n_components - params.n_components))
+        if params.n_components < n_components:
+            params = (yield from em_steps(params, tol=tol, max_iter=max_iter, reg_covar=reg_covar, dtype=dtype)).params
+    return params
 
 
 def fit_steps(shape: tuple[int, int], init: dict, **em_kwargs) -> Steps[EMResult]:

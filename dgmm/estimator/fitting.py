@@ -104,7 +104,8 @@ def init_settings(model: Any, n_features: int, inits: tuple) -> dict[str, Any]:
     weights_init, means_init, precisions_init = inits
     return dict(n_components=model.n_components, n_features=n_features, covariance_type=model.covariance_type,
                 method=model.init_params, reg_covar=model.reg_covar, weights_init=weights_init,
-                means_init=means_init, precisions_init=precisions_init)
+                means_init=means_init, precisions_init=precisions_init,
+                split_em=dict(tol=model.tol, max_iter=model.max_iter, dtype=model.dtype))
 
 
 def iteration_callback(model: Any, extra: IterationCallback | None) -> IterationCallback | None:

@@ -34,7 +34,7 @@ from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.criteria import information_criteria
 from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
 from ..kernels.weights import select_rows
-from .fitting import place_data
+from .fitting import init_settings, place_data
 from .mixture import GaussianMixture
 from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
 
@@ -171,9 +171,7 @@ def select(
             """Every cell and restart on ``rows``: initialisation, then EM, all sharing each pass."""
             stage[0] = name
             programs = [
-                best_fit_steps(rows.shape, cell_seeds, dict(n_components=cell.n_components, n_features=d,
-                                                            covariance_type=cell.covariance_type,
-                                                            method=cell.init_params, reg_covar=cell.reg_covar),
+                best_fit_steps(rows.shape, cell_seeds, init_settings(cell, d, (None, None, None)),
                                split_merge=cell.split_merge, tol=cell.tol, max_iter=cell.max_iter,
                                reg_covar=cell.reg_covar, dtype=cell.dtype)
                 for cell, cell_seeds in zip(cells, seeds)

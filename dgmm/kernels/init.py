@@ -35,8 +35,8 @@ from .kmeans import kmeans_plusplus, nearest
 from .stats import Stats, accumulate
 from .weights import no_rows_left
 
-InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||"]
-INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++", "kmeans", "k-means||")
+InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||", "split"]
+INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++", "kmeans", "k-means||", "split")
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,21 @@ def split_component(
         covariances[into] = covariances[h]
 
 
+def split_heaviest_components(params: MixtureParams, n_split: int) -> MixtureParams:
+    """K + ``n_split`` components: each of the ``n_split`` heaviest split in two along its principal
+    axis (:func:`split_component`), the new halves appended in order of weight."""
+    K, d, kind = params.n_components, params.n_features, params.covariance_type
+    heaviest = np.argsort(-params.weights, kind="stable")[:n_split]
+    weights = np.concatenate([params.weights, np.zeros(n_split)])
+    means = np.concatenate([params.means, np.zeros((n_split, d))])
+    covariances = params.covariances.copy()
+    if kind != "tied":
+        covariances = np.concatenate([covariances, np.zeros((n_split,) + covariances.shape[1:])])
+    for i, h in enumerate(heaviest):
+        split_component(weights, means, covariances, int(h), K + i, kind)
+    return MixtureParams.from_covariances(weights, means, covariances, kind)
+
+
 def apply_move(params: MixtureParams, move: Move) -> MixtureParams:
     """Merge i and j into i, then split k into k and j; K stays the same."""
     i, j, k = move
