@@ -18,22 +18,50 @@ from .app import NAN_POLICY_OPTION, STORAGE_OPTION, finite, handle_errors, main,
 @click.option("--proba", is_flag=True, help="also write proba_0..proba_{K-1}")
 @click.option("--log-likelihood", "log_likelihood", is_flag=True, help="also write each row's log-likelihood")
 @click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
+@click.option("--group-column", default=None,
+              help="a classifier's decision per group of rows (e.g. utterance): one output row per group")
+@click.option("--reduce", type=click.Choice(["mean", "sum"]), default="mean",
+              help="with --group-column: each class's score of a group, the mean or sum of its rows'")
+@click.option("--ratio", is_flag=True, help="with --group-column: scores against the background model")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
 @handle_errors("predict")
 def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
-            overwrite: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
-    """Write the most probable component of every row of DATA, in input order (null for dropped rows)."""
+            group_column: str | None, reduce: str, ratio: bool, overwrite: bool, nan_policy: str | None,
+            storage_options: tuple[str, ...]) -> None:
+    """Write the most probable component (a classifier's class) of every row of DATA, in input order
+    (null for dropped rows); with --group-column one row per group."""
     from ..estimator.files import load_model
     from ..data.outputs import predict_to_parquet
 
-    model = load_model(model_path, storage(storage_options))
+    options = storage(storage_options)
+    model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
+    if group_column:
+        return predict_groups(model, data, output, group_column, reduce, ratio, overwrite, options)
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
     n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
                            overwrite=overwrite)
     click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+def predict_groups(model, data: str, output: str, group_column: str, reduce: str, ratio: bool, overwrite: bool,
+                   options: dict | None) -> None:
+    """``dgmm predict --group-column``: a classifier's decision and scores per group, as Parquet."""
+    import pyarrow as pa
+
+    from ..data.outputs import check_destination, model_summary, write_table
+
+    if not hasattr(model, "classes_"):
+        raise ConfigError("--group-column needs a classifier model (fitted with --label-column); this model is "
+                          "one mixture")
+    check_destination(output, overwrite, options)
+    frame = model.predict_groups(data, group_column, reduce=reduce, ratio=ratio)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.replace_schema_metadata({b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
+    write_table(table, output, overwrite, storage_options=options)
+    click.echo(f"wrote {len(frame)} groups to {output}", err=True)
 
 
 @main.command()
@@ -94,6 +122,26 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
     from ..estimator.files import load_model_with_metadata
 
     model, metadata = load_model_with_metadata(model_path, storage(storage_options))
+    if hasattr(model, "classes_"):
+        return inspect_classifier(model, metadata, as_json)
+    report = {**mixture_report(model), "input": metadata.get("extra", {}).get("input")}
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
+               f"({', '.join(report['feature_names']) or 'unnamed'})")
+    dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
+    click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
+               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}")
+    with np.printoptions(precision=4, suppress=True):
+        for k, c in enumerate(report["components"]):
+            click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "
+                       f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
+    print_input(report["input"])
+
+
+def mixture_report(model) -> dict:
+    """What ``inspect`` reports of one mixture: settings, convergence and every component."""
     components = []
     for k, cov in enumerate(model.fitted_params().dense_covariances):
         eig = np.linalg.eigvalsh(cov)
@@ -104,7 +152,7 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
             "log_det_covariance": float(np.sum(np.log(eig))),
             "condition_number": float(eig[-1] / eig[0]),
         })
-    report = {
+    return {
         "covariance_type": model.covariance_type,
         "n_components": model.n_components,
         "n_features": model.n_features_in_,
@@ -114,22 +162,34 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
         "mean_log_likelihood": finite(model.lower_bound_),
         "n_rows_dropped": getattr(model, "n_rows_dropped_", None),
         "components": components,
-        "input": metadata.get("extra", {}).get("input"),
     }
+
+
+def inspect_classifier(model, metadata: dict, as_json: bool) -> None:
+    """``inspect`` of a classifier file: its classes, priors, each class's mixture and the background model."""
+    classes = [c.item() if isinstance(c, np.generic) else c for c in model.classes_]
+    background = getattr(model, "ubm_", None)
+    report = {"kind": "classifier", "classes": classes, "priors": [float(p) for p in model.class_prior_],
+              "n_features": model.n_features_in_, "feature_names": list(getattr(model, "feature_names_in_", [])),
+              "mixtures": [mixture_report(m) for m in model.estimators_],
+              "background_model": None if background is None else mixture_report(background),
+              "input": metadata.get("extra", {}).get("input")}
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
-               f"({', '.join(report['feature_names']) or 'unnamed'})")
-    dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
-    click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
-               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}")
-    with np.printoptions(precision=4, suppress=True):
-        for k, c in enumerate(components):
-            click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "
-                       f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
-    if report["input"]:
-        source = report["input"]
+    first = model.estimators_[0]
+    click.echo(f"classifier: {len(classes)} classes, {first.n_components} {first.covariance_type} components each, "
+               f"{model.n_features_in_} features ({', '.join(report['feature_names']) or 'unnamed'}); "
+               f"{'MAP-adapted from a background model' if background is not None else 'each class fitted by EM'}")
+    for label, prior, mixture in zip(classes, report["priors"], report["mixtures"]):
+        click.echo(f"  class {label!r}: prior {prior:.4f}, converged {mixture['converged']} after "
+                   f"{mixture['n_iter']} iterations, mean log-likelihood {mixture['mean_log_likelihood']}")
+    print_input(report["input"])
+
+
+def print_input(source: dict | None) -> None:
+    """The input line of ``inspect``."""
+    if source:
         n_files = source["n_files"] if "n_files" in source else len(source.get("files", []))  # older files list them
         click.echo(f"input: {source['n_rows']} rows in {n_files} files, columns {', '.join(source['columns'])}")
 

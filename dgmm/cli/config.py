@@ -15,6 +15,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..estimator.parameters import MIXTURE_PARAMETERS, Parameter, show
+from ..estimator.classifier import CLASSIFIER_PARAMETERS
 from ..estimator.select import SELECTION_PARAMETERS
 
 
@@ -27,6 +28,8 @@ COLUMNS = Parameter("columns", str, None, "feature columns (default: all)", is_l
 EXCLUDE_COLUMNS = Parameter("exclude_columns", str, None, "columns that are not features (ids, labels), when "
                             "--columns is not given", is_list=True)
 WEIGHT_COLUMN = Parameter("weight_column", str, None, "column of per-row weights >= 0 (not a feature)")
+LABEL_COLUMN = Parameter("label_column", str, None, "column (or hive key) of each row's class: fit one mixture per "
+                         "class, a classifier (never a feature)")
 CHECKPOINT = Parameter("checkpoint", str, None, "directory for a checkpoint written after every iteration")
 RESUME = Parameter("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)")
 CLUSTER_SETTINGS: tuple[Parameter, ...] = (
@@ -41,7 +44,8 @@ LOG_FORMAT = Parameter("log_format", str, "text", "progress lines on stderr", ch
 FIT_SETTINGS: tuple[Parameter, ...] = (
     DATA, MODEL, OVERWRITE,
     *MIXTURE_PARAMETERS,
-    COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN, CHECKPOINT, RESUME, *CLUSTER_SETTINGS,
+    COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN, LABEL_COLUMN, *CLASSIFIER_PARAMETERS, CHECKPOINT, RESUME,
+    *CLUSTER_SETTINGS,
     Parameter("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
     LOG_FORMAT,
 )
@@ -111,6 +115,8 @@ def resolve(
     return result
 
 
-def estimator_parameters(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The GaussianMixture keywords among resolved settings (by the table's keys: ``seed`` -> ``random_state``)."""
-    return {p.name: settings[p.key] for p in MIXTURE_PARAMETERS if p.key in settings}
+def estimator_parameters(settings: Mapping[str, Any], classifier: bool = False) -> dict[str, Any]:
+    """The GaussianMixture keywords among resolved settings (by the table's keys: ``seed`` -> ``random_state``);
+    with ``classifier``, the GaussianMixtureClassifier's (its own parameters too)."""
+    table = MIXTURE_PARAMETERS + (CLASSIFIER_PARAMETERS if classifier else ())
+    return {p.name: settings[p.key] for p in table if p.key in settings}

@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import click
+import numpy as np
 
 from ..errors import ConfigError, ConvergenceWarning, DgmmError
 from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, finite, main, settings_command
@@ -33,9 +34,21 @@ def fit(settings: dict[str, Any]) -> None:
         raise ConfigError("--resume needs --checkpoint DIR (the directory of the interrupted fit's checkpoint)")
     storage = settings["storage_options"]
     check_destination(settings["model"], settings["overwrite"], storage)  # before work the refusal would waste
+    label = settings["label_column"]
+    if label:
+        if settings["checkpoint"]:
+            raise ConfigError("--checkpoint applies to a single mixture; a classifier (--label-column) is fitted "
+                              "without one")
+        from ..data.labels import check_label_column
+
+        check_label_column(settings["data"], label, storage)
+    excluded = settings["exclude_columns"]
+    if label and not settings["columns"]:
+        excluded = [*(excluded or []), label]
     dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"], storage,
-                                  settings["exclude_columns"])
+                                  settings["weight_column"], settings["nan_policy"], storage, excluded)
+    if label:
+        return fit_classifier(settings, dataset)
     model = GaussianMixture(**estimator_parameters(settings))
     validate_params(model)  # every check that needs no cluster runs before one starts
     check_n_samples(dataset.n_rows, model.n_components)
@@ -65,6 +78,34 @@ def fit(settings: dict[str, Any]) -> None:
               model=settings["model"])
     if not model.converged_ and model.max_iter > 0:
         click.echo(f"dgmm fit: warning: did not converge in {model.max_iter} iterations "
+                   "(raise --max-iter or --tol); the model was written", err=True)
+        if settings["require_convergence"]:
+            sys.exit(EXIT_NOT_CONVERGED)
+
+
+def fit_classifier(settings: dict[str, Any], dataset) -> None:
+    """``dgmm fit --label-column``: one mixture per class (or a background model adapted to each), one file."""
+    from ..estimator.classifier import GaussianMixtureClassifier
+
+    model = GaussianMixtureClassifier(**estimator_parameters(settings, classifier=True))
+    log = ProgressLog(settings["log_format"])
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
+              label_column=settings["label_column"])
+    started = time.perf_counter()
+    with cluster_client(settings, log) as client, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.set_params(client=client).fit(dataset, settings["label_column"])
+    model.set_params(client=None)
+    for label, mixture, prior in zip(model.classes_, model.estimators_, model.class_prior_):
+        log.event("class", label=label.item() if isinstance(label, np.generic) else label, prior=float(prior),
+                  converged=mixture.converged_, iterations=mixture.n_iter_,
+                  mean_log_likelihood=finite(mixture.lower_bound_))
+    publish_model(model, settings["model"], settings["overwrite"], dataset, None)
+    late = [str(c) for c, m in zip(model.classes_, model.estimators_) if not m.converged_]
+    log.event("done", classes=len(model.classes_), passes=model.passes_, converged=not late,
+              seconds=round(time.perf_counter() - started, 3), model=settings["model"])
+    if late and model.max_iter > 0 and model.ubm is None:
+        click.echo(f"dgmm fit: warning: classes {', '.join(late)} did not converge in {model.max_iter} iterations "
                    "(raise --max-iter or --tol); the model was written", err=True)
         if settings["require_convergence"]:
             sys.exit(EXIT_NOT_CONVERGED)

@@ -52,6 +52,9 @@ def predict_to_parquet(
 ) -> int:
     """Label every row of a Parquet input and write the labels, in input order.
 
+    For a GaussianMixtureClassifier the columns are ``class`` (the label), with ``proba``
+    ``proba_<class>`` and with ``log_likelihood`` ``log_likelihood_<class>`` (each class's mixture).
+
     Output columns: ``keep_columns`` copied from the input (e.g. ids), ``component``
     (int64, as ``predict``), with ``proba`` ``proba_0 … proba_{K-1}`` (as
     ``predict_proba``), with ``log_likelihood`` the column ``log_likelihood`` (as
@@ -83,11 +86,9 @@ def predict_to_parquet(
                 raise DataError(f"{f}: column {name!r} (from --keep-columns) not found; columns are "
                                 f"{', '.join([*schema.names, *keys.get(f, {})])}")
     file_keep = [n for n in keep if n in schemas[0].names] if keep else []
-    params = model.fitted_params()
     fields = [schemas[0].field(n) if n in file_keep else pa.field(n, pa.string()) for n in keep]
-    fields += [pa.field("component", pa.int64())]
-    fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(params.n_components)] if proba else []
-    fields += [pa.field("log_likelihood", pa.float64())] if log_likelihood else []
+    rows = _ClassRows(model) if hasattr(model, "classes_") else _ComponentRows(model)
+    fields += rows.fields(proba, log_likelihood)
     n_rows = 0
     schema = pa.schema(fields, metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
     with atomic_parquet_writer(dest, schema, overwrite, options) as writer:
@@ -101,16 +102,60 @@ def predict_to_parquet(
                 columns.update({n: kept.column(n) if n in file_keep else pa.repeat(pa.scalar(values[n], pa.string()),
                                                                                     rg.n_rows)
                                 for n in keep})
-            log_norm, log_resp = posterior.log_responsibilities(X, params)
-            columns["component"] = pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)
-            if proba:
-                resp = np.exp(log_resp)
-                columns.update({f"proba_{k}": pa.array(resp[:, k], mask=dropped) for k in range(params.n_components)})
-            if log_likelihood:
-                columns["log_likelihood"] = pa.array(log_norm, mask=dropped)
+            columns.update(rows.columns(X, dropped, proba, log_likelihood))
             writer.write_table(pa.table(columns, schema=writer.schema))
             n_rows += X.shape[0]
     return n_rows
+
+
+class _ComponentRows:
+    """The output columns of a mixture: ``component``, ``proba_k``, ``log_likelihood``."""
+
+    def __init__(self, model: Any):
+        self.params = model.fitted_params()
+
+    def fields(self, proba: bool, log_likelihood: bool) -> list[pa.Field]:
+        fields = [pa.field("component", pa.int64())]
+        fields += [pa.field(f"proba_{k}", pa.float64()) for k in range(self.params.n_components)] if proba else []
+        return fields + ([pa.field("log_likelihood", pa.float64())] if log_likelihood else [])
+
+    def columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
+        log_norm, log_resp = posterior.log_responsibilities(X, self.params)
+        columns = {"component": pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)}
+        if proba:
+            resp = np.exp(log_resp)
+            columns.update({f"proba_{k}": pa.array(resp[:, k], mask=dropped) for k in range(self.params.n_components)})
+        if log_likelihood:
+            columns["log_likelihood"] = pa.array(log_norm, mask=dropped)
+        return columns
+
+
+class _ClassRows:
+    """The output columns of a classifier: ``class``, ``proba_<class>``, ``log_likelihood_<class>``."""
+
+    def __init__(self, model: Any):
+        self.classes = model.classes_
+        self.params = tuple(m.fitted_params() for m in model.estimators_)
+        self.log_prior = np.log(model.class_prior_)
+        self.type = pa.string() if self.classes.dtype.kind in "OUS" else pa.int64()
+
+    def fields(self, proba: bool, log_likelihood: bool) -> list[pa.Field]:
+        fields = [pa.field("class", self.type)]
+        fields += [pa.field(f"proba_{c}", pa.float64()) for c in self.classes] if proba else []
+        return fields + ([pa.field(f"log_likelihood_{c}", pa.float64()) for c in self.classes] if log_likelihood else [])
+
+    def columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
+        class_ll = posterior.class_log_likelihoods(X, self.params)
+        joint = class_ll + self.log_prior
+        labels = self.classes[np.argmax(joint, axis=1)]
+        columns = {"class": pa.array(labels.tolist(), type=self.type, mask=dropped)}
+        if proba:
+            resp = np.exp(joint - posterior.logsumexp_rows(joint)[:, None])
+            columns.update({f"proba_{c}": pa.array(resp[:, j], mask=dropped) for j, c in enumerate(self.classes)})
+        if log_likelihood:
+            columns.update({f"log_likelihood_{c}": pa.array(class_ll[:, j], mask=dropped)
+                            for j, c in enumerate(self.classes)})
+        return columns
 
 
 def model_summary(model: Any) -> dict[str, Any]:
@@ -118,6 +163,14 @@ def model_summary(model: Any) -> dict[str, Any]:
     from ..version import __version__
 
     names = getattr(model, "feature_names_in_", None)
+    if hasattr(model, "classes_"):  # a classifier
+        return {"dgmm_version": __version__, "kind": "classifier",
+                "classes": [c.item() if isinstance(c, np.generic) else c for c in model.classes_],
+                "priors": [float(p) for p in model.class_prior_], "n_features": int(model.n_features_in_),
+                "feature_names": None if names is None else [str(n) for n in names],
+                "n_components": [int(m.n_components) for m in model.estimators_],
+                "covariance_type": model.estimators_[0].covariance_type,
+                "background_model": getattr(model, "ubm_", None) is not None}
     return {"dgmm_version": __version__, "n_components": int(model.n_components),
             "covariance_type": model.covariance_type, "n_features": int(model.n_features_in_),
             "feature_names": None if names is None else [str(n) for n in names],

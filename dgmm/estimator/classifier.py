@@ -32,29 +32,38 @@ from ..algorithms.classes import ClassView, adapt_steps, for_class
 from ..algorithms.em import EMResult
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
-from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, warn_id_like
+from ..data.inputs import Input, as_input, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
-from ..errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor, executor_for
-from ..execution.rows import map_rows
 from ..kernels.adapt import check_adapt
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
-from ..kernels.groups import GroupSums
 from ..kernels.init import InitMethod
-from ..kernels.posterior import class_log_likelihoods, logsumexp_rows
-from ..kernels.weights import NanPolicy, no_rows_left, split_weights
+from ..kernels.weights import NanPolicy, no_rows_left
 from .base import Estimator
+from .class_scoring import ClassScoringMixin
 from .fitting import init_settings, place_data
 from .mixture import GaussianMixture
-from .parameters import BY_NAME, CachePolicy, check_n_samples, check_random_state, validate_params
+from .parameters import BY_NAME, CachePolicy, Parameter, check_n_samples, check_random_state, validate_params
 
 PRIORS = ("empirical", "uniform")
+# The classifier's own parameters, as the command line and configs take them (arrays of priors and
+# fitted background models are for Python).
+CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("priors", str, "empirical", "class priors: the classes' shares of the rows, or equal", choices=PRIORS),
+    Parameter("ubm", str, None, "background model MAP-adapted to every class: a model file, or fit (on all rows "
+              "first); default: each class fitted by EM"),
+    Parameter("relevance_factor", float, 16.0, "MAP relevance factor r: a component moves n/(n + r) of the way "
+              "to the class's rows", minimum=0),
+    Parameter("adapt", str, "means", "what MAP adapts: means, weights, covariances (comma-separated)",
+              is_list=True),
+)
 
 
-class GaussianMixtureClassifier(ClassifierMixin, Estimator):
+class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
     """A Gaussian mixture per class; predicts the class of highest posterior probability.
 
     Parameters are those of :class:`~dgmm.GaussianMixture` (each class's mixture uses them all:
@@ -303,110 +312,12 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
                          stats.n_zero_weight) for params, stats in adapted]
         return runs, background, counted.passes
 
-    # ------------------------------------------------------------------ prediction
-    def _joint_log_likelihood(self, X: Any):
-        """``log prior_c + log p(x | c)``, shape (n, C): NumPy for in-memory input, else lazy Dask."""
-        return self._log_likelihoods(X, tuple(m.fitted_params() for m in self._fitted()), np.log(self.class_prior_))
+    def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
+        """Write every class's mixture (and the background model) to one safe file (see
+        :mod:`dgmm.persist.classes_file`); :func:`dgmm.load_model` reads it back."""
+        from ..persist.model_file import save_model
 
-    def score_ratio(self, X: Any):
-        """Log-likelihood ratio of every class against the background model, ``log p(x | c) − log p(x | UBM)``,
-        shape (n, C): the verification score of Reynolds et al. (average it over an utterance's frames)."""
-        mixtures = self._fitted()
-        if not hasattr(self, "ubm_"):
-            raise NotFittedError("score_ratio needs a background model: fit with ubm='fit', a fitted model or a file")
-        params = tuple(m.fitted_params() for m in mixtures)
-        return self._log_likelihoods(X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1),
-                                     against_last=True)
-
-    def predict_groups(self, X: Any, groups: Any, *, reduce: str = "mean", ratio: bool = False):
-        """One decision per group of rows (the frames of an utterance), out of core.
-
-        Each class's score of a group is the ``reduce`` ("mean" or "sum") of its rows' log-likelihoods
-        ``log p(x | c)`` (with ``ratio``: of ``score_ratio``, against the background model). The class is
-        ``argmax_c Σ_rows log p(x | c) + log prior_c``, the posterior given all the group's rows. Partial
-        sums per group are merged in the pass's tree: a group may span chunks and files, and memory
-        holds the groups, not the rows.
-
-        Parameters
-        ----------
-        X : any input ``predict`` takes
-        groups : the group of every row, shape (n,), or for Parquet input the name of a group column
-            (a file column or a hive key)
-
-        Returns
-        -------
-        pandas.DataFrame, one row per group in sorted order: ``group``, ``n_rows``, ``class`` and one
-        score column per class, ``score_<class>``
-        """
-        import pandas as pd
-
-        mixtures = self._fitted()
-        if reduce not in ("mean", "sum"):
-            raise ParameterError(f"reduce={reduce!r} is invalid; expected 'mean' or 'sum'")
-        if ratio and not hasattr(self, "ubm_"):
-            raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
-        names = getattr(self, "feature_names_in_", None)
-        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=self.nan_policy, storage_options=self.storage_options)
-        mixtures[0]._scoring_input(data.dataset if data.dataset is not None else X)  # features and names checked
-        grouping = as_labels(groups, data, what="groups")
-        params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
-        coded = with_codes(data, grouping.codes)
-        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
-                          self.stall_timeout) as executor:
-            array, _ = place_data(self, executor, coded)
-            sums = executor.map_reduce(array, group_kernel, (params, ratio, data.weighted), self.split_every)
-        # the background model's term is the same for every class: the decision is the same with ratio
-        decision = sums.sums + np.log(self.class_prior_)
-        scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums
-        frame = pd.DataFrame({"group": grouping.classes[sums.codes], "n_rows": sums.counts,
-                              "class": self.classes_[np.argmax(decision, axis=1)]})
-        for c, label in enumerate(self.classes_):
-            frame[f"score_{label}"] = scores[:, c]
-        return frame
-
-    def _fitted(self) -> list[GaussianMixture]:
-        if not hasattr(self, "estimators_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
-        return self.estimators_
-
-    def _log_likelihoods(self, X: Any, params: tuple, offset: np.ndarray, against_last: bool = False):
-        """``log p(x | params_c) + offset_c`` per row and mixture, (n, C); with ``against_last`` the last
-        mixture's column is subtracted from the others and dropped, (n, C - 1)."""
-        data = self.estimators_[0]._scoring_input(X)  # checks features and names as a fitted mixture does
-        payload = (params, (offset, against_last))
-        if data.frame is not None:
-            data = as_input(data.frame, storage_options=self.storage_options)
-        if data.kind == "numpy":
-            step = IN_MEMORY_CHUNK_ROWS
-            return np.concatenate([_joint_block(data.values[i : i + step], payload)
-                                   for i in range(0, data.n_rows, step)])
-        return map_rows(data.array, _joint_block, payload, len(params) - against_last, np.float64)
-
-    def decision_function(self, X: Any):
-        """Joint log-likelihood per class, shape (n, C); for two classes the log-odds of ``classes_[1]``, (n,)."""
-        joint = self._joint_log_likelihood(X)
-        return joint[:, 1] - joint[:, 0] if len(self.classes_) == 2 else joint
-
-    def predict_log_proba(self, X: Any):
-        """Log posterior probability of each class, shape (n, C)."""
-        joint = self._joint_log_likelihood(X)
-        if isinstance(joint, np.ndarray):
-            return joint - logsumexp_rows(joint)[:, None]
-        return joint.map_blocks(_normalised, dtype=np.float64)
-
-    def predict_proba(self, X: Any):
-        """Posterior probability of each class, shape (n, C); rows sum to 1."""
-        log_proba = self.predict_log_proba(X)
-        return np.exp(log_proba)
-
-    def predict(self, X: Any):
-        """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input)."""
-        joint = self._joint_log_likelihood(X)
-        if isinstance(joint, np.ndarray):
-            return _most_probable(joint, self.classes_)
-        return joint.map_blocks(_most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+        save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -417,44 +328,3 @@ class GaussianMixtureClassifier(ClassifierMixin, Estimator):
 def _show(label: Any) -> str:
     """A class label as users wrote it (``'ann'``, not ``np.str_('ann')``)."""
     return repr(label.item() if isinstance(label, np.generic) else label)
-
-
-def _joint_block(block: np.ndarray, payload: tuple) -> np.ndarray:
-    """Log-likelihoods plus offsets (n, C) of a block (n, d [+ 1]), or against the last mixture (see
-    ``_log_likelihoods``); rows dropped by nan_policy (weight 0) get NaN."""
-    params, (offset, against_last) = payload
-    X, weights = split_weights(block, params[0].n_features)
-    joint = class_log_likelihoods(X, params) + offset
-    if against_last:
-        joint = joint[:, :-1] - joint[:, -1:]
-    if weights is not None:
-        joint[weights == 0] = np.nan
-    return joint
-
-
-def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSums:
-    """Per-group sums of every class's log-likelihoods (or ratios to the last mixture) over a chunk
-    (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy are left out."""
-    params, ratio, weighted = payload
-    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
-    scores = class_log_likelihoods(X, params)
-    if ratio:
-        scores = scores[:, :-1] - scores[:, -1:]
-    codes = block[:, -1]
-    if weights is not None:
-        kept = weights > 0
-        scores, codes = scores[kept], codes[kept]
-    return GroupSums.of_rows(codes, scores)
-
-
-def _normalised(joint: np.ndarray) -> np.ndarray:
-    return joint - logsumexp_rows(joint)[:, None]
-
-
-def _most_probable(joint: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """The class of the highest joint log-likelihood per row; a row dropped for NaN has none."""
-    missing = np.isnan(joint).any(axis=1)
-    if missing.any():
-        raise DataError(f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
-                        "(nan_policy='drop'): it has no class; remove such rows before predict")
-    return classes[np.argmax(joint, axis=1)]

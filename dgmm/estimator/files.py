@@ -1,4 +1,5 @@
-"""A GaussianMixture from a model file (:mod:`dgmm.persist.model_file` reads and checks it; this builds it)."""
+"""A GaussianMixture, or a GaussianMixtureClassifier, from a model file (:mod:`dgmm.persist.model_file`
+reads and checks it; this builds it)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..kernels.params import MixtureParams
+from ..persist.classes_file import is_classifier, member_arrays
 from ..persist.model_file import read_model_file
 from .mixture import GaussianMixture
 
 
 def load_model(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> GaussianMixture:
-    """Read a model written by :func:`~dgmm.save_model` (a path or an fsspec URL, opened with ``storage_options``).
+    """Read a model written by :func:`~dgmm.save_model` (a path or an fsspec URL, opened with ``storage_options``):
+    a GaussianMixture, or a GaussianMixtureClassifier from a classifier file.
 
     Raises :class:`ModelFileError` on any problem with the file, DataError when storage refuses access.
     """
@@ -29,8 +32,10 @@ def load_model_with_metadata(path: str | os.PathLike[str], storage_options: Mapp
 
 
 def _build(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
-           storage_options: Mapping[str, Any] | None = None) -> GaussianMixture:
+           storage_options: Mapping[str, Any] | None = None) -> Any:
     """A fitted estimator from validated arrays and metadata (reading data with ``storage_options``)."""
+    if is_classifier(metadata):
+        return _build_classifier(arrays, metadata, storage_options)
     model = GaussianMixture(**metadata["params"], storage_options=dict(storage_options) if storage_options else None)
     for name in ("weights", "means", "covariances", "precisions_cholesky"):
         setattr(model, name + "_", arrays[name].astype(np.float64, copy=False))
@@ -45,4 +50,25 @@ def _build(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
         model.n_rows_dropped_ = metadata["n_rows_dropped"]
     if arrays["feature_names"].size:
         model.feature_names_in_ = np.asarray(arrays["feature_names"].tolist(), dtype=object)
+    return model
+
+
+def _build_classifier(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+                      storage_options: Mapping[str, Any] | None = None) -> Any:
+    """A fitted GaussianMixtureClassifier: every class's mixture, and the background model, built as models."""
+    from .classifier import GaussianMixtureClassifier
+
+    members = [_build(member_arrays(arrays, f"c{i}"), member, storage_options)
+               for i, member in enumerate(metadata["members"])]
+    settings = {k: v for k, v in members[0].get_params().items() if k in GaussianMixtureClassifier().get_params()}
+    model = GaussianMixtureClassifier(**{**settings, **metadata["params"]})
+    model.estimators_ = members
+    model.classes_ = np.asarray(metadata["classes"])
+    model.class_prior_ = np.asarray(metadata["priors"], dtype=np.float64)
+    model.n_iter_ = np.asarray([m.n_iter_ for m in members])
+    model.n_features_in_ = members[0].n_features_in_
+    if hasattr(members[0], "feature_names_in_"):
+        model.feature_names_in_ = members[0].feature_names_in_
+    if metadata["ubm"] is not None:
+        model.ubm_ = _build(member_arrays(arrays, "ubm"), metadata["ubm"], storage_options)
     return model

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .posterior import class_log_likelihoods
+from .weights import split_weights
+
 
 @dataclass(frozen=True)
 class GroupSums:
@@ -42,3 +45,19 @@ class GroupSums:
         np.add.at(sums, inverse, np.concatenate([self.sums, other.sums]))
         counts = np.bincount(inverse, weights=np.concatenate([self.counts, other.counts]), minlength=len(keys))
         return GroupSums(keys, counts.astype(np.int64), sums)
+
+
+def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSums:
+    """Per-group sums of every mixture's log-likelihoods (with ``ratio``: of the others' against the last)
+    over a chunk (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy
+    are left out. ``payload`` is ``(mixtures, ratio, weighted)``."""
+    params, ratio, weighted = payload
+    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
+    scores = class_log_likelihoods(X, params)
+    if ratio:
+        scores = scores[:, :-1] - scores[:, -1:]
+    codes = block[:, -1]
+    if weights is not None:
+        kept = weights > 0
+        scores, codes = scores[kept], codes[kept]
+    return GroupSums.of_rows(codes, scores)

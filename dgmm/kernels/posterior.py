@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import DataError
 from .gaussian import log_gaussian_prob
 from .params import MixtureParams
 from .weights import split_weights
@@ -64,6 +65,34 @@ def class_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]
     for c, params in enumerate(class_params):
         out[:, c] = log_density(X, params)
     return out
+
+
+def class_scores(block: np.ndarray, payload: tuple) -> np.ndarray:
+    """``log p(x | mixture_c) + offset_c`` (n, C) of a block (n, d [+ 1]); with ``against_last`` the last
+    mixture's column is subtracted from the others and dropped (n, C - 1). Rows of weight 0 (dropped
+    by nan_policy) get NaN. ``payload`` is ``(mixtures, (offset, against_last))``."""
+    params, (offset, against_last) = payload
+    X, weights = split_weights(block, params[0].n_features)
+    scores = class_log_likelihoods(X, params) + offset
+    if against_last:
+        scores = scores[:, :-1] - scores[:, -1:]
+    if weights is not None:
+        scores[weights == 0] = np.nan
+    return scores
+
+
+def normalised_rows(joint: np.ndarray) -> np.ndarray:
+    """Log-probabilities from joint log-likelihoods (n, C): each row minus its log-sum-exp."""
+    return joint - logsumexp_rows(joint)[:, None]
+
+
+def most_probable(joint: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """The class of the highest joint log-likelihood per row, (n,); a row dropped for NaN has none."""
+    missing = np.isnan(joint).any(axis=1)
+    if missing.any():
+        raise DataError(f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
+                        "(nan_policy='drop'): it has no class; remove such rows before predict")
+    return classes[np.argmax(joint, axis=1)]
 
 
 def kept_rows_only(kernel: Callable, block: np.ndarray, params: MixtureParams) -> np.ndarray:

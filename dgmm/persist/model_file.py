@@ -90,17 +90,27 @@ def save_model(model: Any, path: str | os.PathLike[str], extra: Mapping[str, Any
     which could not be loaded back), OutputExists, or OSError (the write failed; a file already
     at ``path`` is then left intact).
     """
+    from . import classes_file
+
     path = os.fspath(path)
-    if not hasattr(model, "means_"):
+    if not hasattr(model, "means_") and not hasattr(model, "estimators_"):
         raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call 'fit' before saving it")
     try:
         extra = json.loads(json.dumps(dict(extra or {}), allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ParameterError(f"extra must be a JSON-serialisable dict (str keys, finite numbers): {exc}") from None
     try:
-        arrays, metadata = _contents(model, extra)
-        _validate(arrays, {**metadata, "sha256": ""})
-        metadata["sha256"] = _checksum(arrays, metadata)
+        if hasattr(model, "estimators_"):  # a GaussianMixtureClassifier: every class's mixture in one file
+            arrays, metadata = classes_file.contents(model, extra)
+            specs = classes_file.specs({**metadata, "sha256": ""})
+            for name, spec in specs.items():
+                check_spec(name, arrays[name].dtype, arrays[name].shape, spec)
+            classes_file.check_member_values(arrays, metadata)
+            arrays = {name: arrays[name] for name in specs}  # hashed and read in this order
+        else:
+            arrays, metadata = _contents(model, extra)
+            _validate(arrays, {**metadata, "sha256": ""})
+        metadata["sha256"] = _checksum(arrays, metadata, list(arrays) if hasattr(model, "estimators_") else _HASHED)
         text = _canonical_json(metadata).encode("utf-8")
         if len(text) > MAX_METADATA_BYTES:
             raise TooLarge(f"the metadata takes {len(text)} bytes, more than MAX_METADATA_BYTES={MAX_METADATA_BYTES} "
@@ -162,9 +172,14 @@ def read_model_file(path: str | os.PathLike[str], storage_options: Mapping[str, 
     :func:`dgmm.load_model` builds the estimator from them.
     """
     path = os.fspath(path)
+    from . import classes_file
+
     try:
         arrays, metadata = _read(path, storage_options)
-        check_values(arrays, metadata["covariance_type"], _NUMERIC)
+        if classes_file.is_classifier(metadata):
+            classes_file.check_member_values(arrays, metadata)
+        else:
+            check_values(arrays, metadata["covariance_type"], _NUMERIC)
     except DataError:  # storage refused access (credentials, endpoint): not the file's fault
         raise
     except TooLarge as exc:
@@ -213,6 +228,10 @@ def _read_remote(path: str, storage_options: Mapping[str, Any] | None) -> tuple[
 
 def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     """The dtype and shape of every array of a model file, in hashing order, from its checked metadata."""
+    from . import classes_file
+
+    if classes_file.is_classifier(metadata):
+        return classes_file.specs(metadata)
     if metadata.get("format") != FORMAT:
         raise Invalid(f"not a dgmm model file (format {metadata.get('format')!r:.80}, expected {FORMAT!r})")
     version = metadata.get("format_version")

@@ -200,3 +200,51 @@ def test_select_takes_a_config_with_every_estimator_key(generated, tmp_path, sch
     assert best.reg_covar == 1e-4 and best.max_iter == 20 and best.random_state == 3
     bad = run("select", generated, "--config", config, "--dtype", "float16", check_code=2)
     assert "float16" in one_line_error(bad, "select")
+
+
+def test_classifier_fit_inspect_predict_rows_and_groups(tmp_path, scheduler_address, generated):
+    """`dgmm fit --label-column` (one mixture per speaker, MAP from a background model fitted first), one
+    model file holding every class; `inspect` lists them; `predict` per row and per utterance."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for c, speaker in enumerate(["ann", "bob", "cy"]):
+        X = rng.normal(size=(600, 2)) + [2.0 * c, 0.0]
+        frames.append(pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "speaker": speaker,
+                                    "utterance": [f"{speaker}-{i // 60}" for i in range(600)]}))
+    frame = pd.concat(frames, ignore_index=True)
+    data = tmp_path / "frames"
+    data.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_parquet(data / f"part-{i}.parquet", row_group_size=128, index=False)
+    model_path = tmp_path / "speakers.npz"
+    run("fit", data, "--label-column", "speaker", "--exclude-columns", "utterance", "--n-components", 2,
+        "--covariance-type", "diag", "--ubm", "fit", "--adapt", "means,weights", "--model", model_path,
+        "--scheduler", scheduler_address, "--seed", 0)
+    report = json.loads(run("inspect", model_path, "--json").stdout)
+    assert report["kind"] == "classifier" and report["classes"] == ["ann", "bob", "cy"]
+    assert report["feature_names"] == ["a", "b"] and report["background_model"]["n_components"] == 2
+    assert "3 classes" in run("inspect", model_path).stdout
+    rows = tmp_path / "rows.parquet"
+    run("predict", model_path, data, "--output", rows, "--proba", "--keep-columns", "utterance")
+    table = pq.read_table(rows)
+    assert table.column_names == ["utterance", "class", "proba_ann", "proba_bob", "proba_cy"]
+    loaded = load_model(model_path)
+    np.testing.assert_array_equal(table.column("class").to_numpy(zero_copy_only=False),
+                                  loaded.predict(frame[["a", "b"]]))
+    groups = tmp_path / "groups.parquet"
+    run("predict", model_path, data, "--output", groups, "--group-column", "utterance")
+    decided = pq.read_table(groups).to_pandas()
+    assert len(decided) == 30 and (decided["class"] == decided["group"].str.split("-").str[0]).all()
+    # a one-mixture model has no classes; a missing label column and a checkpoint are refused in one line
+    mixture = tmp_path / "mixture.npz"
+    run("fit", generated, "--n-components", 2, "--model", mixture, "--scheduler", scheduler_address, "--max-iter", 3)
+    bad = run("predict", mixture, data, "--output", tmp_path / "x.parquet", "--group-column", "utterance",
+              check_code=2)
+    assert "needs a classifier model" in one_line_error(bad, "predict")
+    missing = run("fit", data, "--label-column", "nope", "--model", tmp_path / "y.npz", check_code=2)
+    assert "column 'nope' not found; columns are a, b, speaker, utterance" in one_line_error(missing, "fit")
+    refused = run("fit", data, "--label-column", "speaker", "--checkpoint", tmp_path / "ck", "--model",
+                  tmp_path / "z.npz", check_code=2)
+    assert "--checkpoint applies to a single mixture" in one_line_error(refused, "fit")

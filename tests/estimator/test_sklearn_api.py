@@ -162,4 +162,10 @@ def test_workers_never_import_scikit_learn(cluster_client, tmp_path):
     write_parquet(X, tmp_path / "data", row_group_size=1000)
     model = dgmm.GaussianMixture(2, random_state=0, client=cluster_client).fit(str(tmp_path / "data"))
     model.predict(str(tmp_path / "data")).compute()
+    # the classifier's passes, MAP adaptation, predictions and grouped scores too
+    y, groups = (X[:, 0] > np.median(X[:, 0])).astype(int), np.arange(len(X)) // 100
+    classifier = dgmm.GaussianMixtureClassifier(2, ubm="fit", random_state=0, client=cluster_client)
+    classifier.fit(str(tmp_path / "data"), y)
+    classifier.predict_proba(str(tmp_path / "data")).compute()
+    classifier.predict_groups(str(tmp_path / "data"), groups)
     assert not any(cluster_client.run(lambda: "sklearn" in sys.modules).values())

@@ -1,0 +1,133 @@
+"""What a fitted :class:`~dgmm.GaussianMixtureClassifier` computes on data: posteriors over classes,
+decisions, likelihood ratios against the background model, and decisions per group of rows.
+
+NumPy input is scored eagerly by blocks of rows; Dask and Parquet input lazily, block by block,
+with the kernels of :mod:`dgmm.kernels.posterior` and :mod:`dgmm.kernels.groups` (no scikit-learn on workers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, as_input
+from ..data.labels import as_labels, with_codes
+from ..data.parquet import is_path_input
+from ..errors import NotFittedError, ParameterError
+from ..execution.executor import executor_for
+from ..execution.rows import map_rows
+from ..kernels.groups import group_kernel
+from ..kernels.posterior import class_scores, most_probable, normalised_rows
+from .fitting import place_data
+
+
+class ClassScoringMixin:
+    """Inference of a fitted classifier. The class using it has ``estimators_`` (one fitted
+    GaussianMixture per class), ``classes_``, ``class_prior_``, ``ubm_`` when it has a background model,
+    and the execution settings (``client``, ``chunk_rows``, ``split_every``, ...)."""
+
+    def _joint_log_likelihood(self, X: Any):
+        """``log prior_c + log p(x | c)``, shape (n, C): NumPy for in-memory input, else lazy Dask."""
+        return self._log_likelihoods(X, tuple(m.fitted_params() for m in self._fitted()), np.log(self.class_prior_))
+
+    def score_ratio(self, X: Any):
+        """Log-likelihood ratio of every class against the background model, ``log p(x | c) − log p(x | UBM)``,
+        shape (n, C): the verification score of Reynolds et al. (average it over an utterance's frames)."""
+        mixtures = self._fitted()
+        if not hasattr(self, "ubm_"):
+            raise NotFittedError("score_ratio needs a background model: fit with ubm='fit', a fitted model or a file")
+        params = tuple(m.fitted_params() for m in mixtures)
+        return self._log_likelihoods(X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1),
+                                     against_last=True)
+
+    def predict_groups(self, X: Any, groups: Any, *, reduce: str = "mean", ratio: bool = False):
+        """One decision per group of rows (the frames of an utterance), out of core.
+
+        Each class's score of a group is the ``reduce`` ("mean" or "sum") of its rows' log-likelihoods
+        ``log p(x | c)`` (with ``ratio``: of ``score_ratio``, against the background model). The class is
+        ``argmax_c Σ_rows log p(x | c) + log prior_c``, the posterior given all the group's rows. Partial
+        sums per group are merged in the pass's tree: a group may span chunks and files, and memory
+        holds the groups, not the rows.
+
+        Parameters
+        ----------
+        X : any input ``predict`` takes
+        groups : the group of every row, shape (n,), or for Parquet input the name of a group column
+            (a file column or a hive key)
+
+        Returns
+        -------
+        pandas.DataFrame, one row per group in sorted order: ``group``, ``n_rows``, ``class`` and one
+        score column per class, ``score_<class>``
+        """
+        import pandas as pd
+
+        mixtures = self._fitted()
+        if reduce not in ("mean", "sum"):
+            raise ParameterError(f"reduce={reduce!r} is invalid; expected 'mean' or 'sum'")
+        if ratio and not hasattr(self, "ubm_"):
+            raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
+        names = getattr(self, "feature_names_in_", None)
+        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
+                        nan_policy=self.nan_policy, storage_options=self.storage_options)
+        mixtures[0]._scoring_input(data.dataset if data.dataset is not None else X)  # features and names checked
+        grouping = as_labels(groups, data, what="groups")
+        params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
+        coded = with_codes(data, grouping.codes)
+        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
+                          self.stall_timeout) as executor:
+            array, _ = place_data(self, executor, coded)
+            sums = executor.map_reduce(array, group_kernel, (params, ratio, data.weighted), self.split_every)
+        # the background model's term is the same for every class: the decision is the same with ratio
+        decision = sums.sums + np.log(self.class_prior_)
+        scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums
+        frame = pd.DataFrame({"group": grouping.classes[sums.codes], "n_rows": sums.counts,
+                              "class": self.classes_[np.argmax(decision, axis=1)]})
+        for c, label in enumerate(self.classes_):
+            frame[f"score_{label}"] = scores[:, c]
+        return frame
+
+    def _fitted(self) -> list:
+        if not hasattr(self, "estimators_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                                 "appropriate arguments before using this estimator.")
+        return self.estimators_
+
+    def _log_likelihoods(self, X: Any, params: tuple, offset: np.ndarray, against_last: bool = False):
+        """``log p(x | params_c) + offset_c`` per row and mixture, (n, C); with ``against_last`` the last
+        mixture's column is subtracted from the others and dropped, (n, C - 1)."""
+        data = self.estimators_[0]._scoring_input(X)  # checks features and names as a fitted mixture does
+        payload = (params, (offset, against_last))
+        if data.frame is not None:
+            data = as_input(data.frame, storage_options=self.storage_options)
+        if data.kind == "numpy":
+            step = IN_MEMORY_CHUNK_ROWS
+            return np.concatenate([class_scores(data.values[i : i + step], payload)
+                                   for i in range(0, data.n_rows, step)])
+        return map_rows(data.array, class_scores, payload, len(params) - against_last, np.float64)
+
+    def decision_function(self, X: Any):
+        """Joint log-likelihood per class, shape (n, C); for two classes the log-odds of ``classes_[1]``, (n,)."""
+        joint = self._joint_log_likelihood(X)
+        return joint[:, 1] - joint[:, 0] if len(self.classes_) == 2 else joint
+
+    def predict_log_proba(self, X: Any):
+        """Log posterior probability of each class, shape (n, C)."""
+        joint = self._joint_log_likelihood(X)
+        if isinstance(joint, np.ndarray):
+            return normalised_rows(joint)
+        return joint.map_blocks(normalised_rows, dtype=np.float64)
+
+    def predict_proba(self, X: Any):
+        """Posterior probability of each class, shape (n, C); rows sum to 1."""
+        log_proba = self.predict_log_proba(X)
+        return np.exp(log_proba)
+
+    def predict(self, X: Any):
+        """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input)."""
+        joint = self._joint_log_likelihood(X)
+        if isinstance(joint, np.ndarray):
+            return most_probable(joint, self.classes_)
+        return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+
