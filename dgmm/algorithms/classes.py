@@ -22,7 +22,7 @@ import numpy as np
 from ..kernels.adapt import class_stats, map_adapt
 from ..kernels.params import MixtureParams
 from ..kernels.stats import Stats
-from ..kernels.weights import class_rows
+from ..kernels.weights import class_rows, with_weight_column
 from .steps import Bundle, Gather, Pass, Steps, T
 
 
@@ -40,10 +40,22 @@ class ClassView:
             return block[:, : self.n_features + self.weighted]
         return class_rows(block, self.n_features, self.weighted, self.code)
 
+    def class_only(self, block: np.ndarray) -> np.ndarray:
+        """Only the class's rows, weighted (m, d + 1): :meth:`rows` without the rows of weight 0."""
+        mine = block[:, -1] == self.code
+        return with_weight_column(block[mine, : self.n_features], block[mine, self.n_features] if self.weighted else None)
+
 
 def class_kernel(block: np.ndarray, payload: tuple[ClassView, Callable, Any], row_offset: int) -> Any:
-    """The wrapped kernel on the class's view of the chunk."""
+    """The wrapped kernel on the class's view of the chunk.
+
+    A kernel that leaves rows of weight 0 out anyway (``skips_zero_weights``: the E-step) gets only
+    the class's rows, which is what it would compute on: the same result, without copying the
+    chunk once per class. Others (which hash global row indices) get the whole chunk, reweighted.
+    """
     view, kernel, inner = payload
+    if getattr(kernel, "skips_zero_weights", False) and view.code is not None:
+        return kernel(view.class_only(block), inner, row_offset)
     return kernel(view.rows(block), inner, row_offset)
 
 

@@ -84,6 +84,7 @@ def em_kernel(
 
 
 em_kernel.maps_tiles = True  # the in-process executor may hand it a thread pool's map
+em_kernel.skips_zero_weights = True  # fused_chunk_stats computes on the rows of weight > 0 only
 
 
 def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:

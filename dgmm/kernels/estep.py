@@ -293,12 +293,17 @@ def fused_chunk_stats(
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.floating):
         X = X.astype(np.float64)
-    n, d = X.shape
+    n_rows, d = X.shape
     K = plan.n_components
     loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
+    totals = weight_totals(n_rows, weights)
     if weights is not None:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
+        kept = weights != 0
+        if not kept.all():  # rows of weight 0 (other classes, dropped rows) add nothing: not computed
+            X, weights = X[kept], weights[kept]
+    n = X.shape[0]
 
     # (K, d, d) outputs of tiles already summed, for later tiles: a large fresh array per tile
     # costs an mmap and its page faults where malloc's trim threshold is set (Dask's nanny)
@@ -320,4 +325,4 @@ def fused_chunk_stats(
         s2 += p2.sum(axis=0) if tied else p2
         if p2.ndim == 3:
             spare.append(p2)
-    return Stats(n, loglik, s0, s1, s2, *weight_totals(n, weights))
+    return Stats(n_rows, loglik, s0, s1, s2, *totals)

@@ -24,7 +24,7 @@ responsibilities by its weight.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -32,7 +32,7 @@ import numpy as np
 from .gaussian import CovarianceType
 from .hashing import random_resp
 from .kmeans import kmeans_plusplus, nearest
-from .stats import Stats, accumulate
+from .stats import Stats, accumulate, weight_totals
 from .weights import no_rows_left
 
 InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||", "split"]
@@ -106,11 +106,17 @@ def init_chunk_stats(
     weights : ndarray of shape (n,) or None, sample weights multiplying the responsibilities
     """
     X = np.asarray(X, dtype=np.float64)
-    K = plan.centres.shape[0]
-    if plan.method == "random":
-        resp = random_resp(X.shape[0], K, row_offset, plan.seed)
+    n_rows, K = X.shape[0], plan.centres.shape[0]
+    totals = weight_totals(n_rows, weights)
+    kept = None if weights is None else np.asarray(weights) != 0
+    if kept is not None and not kept.all():  # rows of weight 0 (other classes, dropped rows) add nothing
+        X, weights = X[kept], np.asarray(weights)[kept]
+    if plan.method == "random":  # a hash of the global row index: drawn for every row, then kept
+        resp = random_resp(n_rows, K, row_offset, plan.seed)
+        resp = resp if kept is None or kept.all() else resp[kept]
     else:
         labels = nearest(X, plan.centres)[0]
         resp = np.zeros((X.shape[0], K))
         resp[np.arange(X.shape[0]), labels] = 1.0
-    return accumulate(X, resp, plan.centres, plan.covariance_type, weights=weights)
+    stats = accumulate(X, resp, plan.centres, plan.covariance_type, weights=weights)
+    return replace(stats, n_rows=n_rows, weight=totals[0], n_zero_weight=totals[1])

@@ -77,6 +77,18 @@ def _row_weights(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     return np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
 
 
+def live_rows(X: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The rows of weight > 0 (they alone can move a centre or be drawn), their weights, and their
+    positions in the chunk (n_live,); rows of weight 0 (another class's, dropped) are not computed on."""
+    if weights is None:
+        return X, None, np.arange(X.shape[0])
+    weights = np.asarray(weights, dtype=np.float64)
+    positions = np.flatnonzero(weights > 0)
+    if positions.size == X.shape[0]:
+        return X, weights, positions
+    return X[positions], weights[positions], positions
+
+
 def _scores(X: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     """``w·d²(x)``, shape (n,): each row's weighted squared distance to its nearest candidate."""
     return _row_weights(X, weights) * nearest(X, candidates)[1]
@@ -149,10 +161,10 @@ def sample_candidates(
     row_offset : global index of the chunk's first row
     weights : ndarray of shape (n,) or None
     """
-    X = np.asarray(X, dtype=np.float64)
+    X, weights, positions = live_rows(np.asarray(X, dtype=np.float64), weights)
     score = _scores(X, candidates, weights)
-    uniform = row_uniforms(seed, round_, row_offset, X.shape[0])
-    index = np.arange(row_offset, row_offset + X.shape[0], dtype=np.int64)
+    uniform = row_uniforms(seed, round_, row_offset, positions[-1] + 1 if positions.size else 0)[positions]
+    index = positions.astype(np.int64) + row_offset
     return CandidateSample(float(oversampling), float(score.sum()), X, index, score, uniform).kept()
 
 
@@ -175,7 +187,7 @@ class CandidateCounts:
 
 def count_nearest(X: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None = None) -> CandidateCounts:
     """Candidate weights of one chunk; X (n, d), candidates (m, d), weights (n,) or None."""
-    X = np.asarray(X, dtype=np.float64)
+    X, weights, _ = live_rows(np.asarray(X, dtype=np.float64), weights)
     w = _row_weights(X, weights)
     labels, d2 = nearest(X, candidates)
     return CandidateCounts(np.bincount(labels, weights=w, minlength=candidates.shape[0]), float(w @ d2))
@@ -220,20 +232,20 @@ def lloyd_chunk(
     X: np.ndarray, centres: np.ndarray, row_offset: int = 0, weights: np.ndarray | None = None
 ) -> LloydStats:
     """Lloyd statistics of one chunk about ``centres`` (K, d); X (n, d), weights (n,) or None."""
-    X = np.asarray(X, dtype=np.float64)
+    X, weights, positions = live_rows(np.asarray(X, dtype=np.float64), weights)
     K, d = centres.shape
     w = _row_weights(X, weights)
     labels, d2 = nearest(X, centres)
     weighted_diff = (X - centres[labels]) * w[:, None]
     sums = np.stack([np.bincount(labels, weights=weighted_diff[:, j], minlength=K) for j in range(d)], axis=1)
     live = np.flatnonzero(w > 0)
-    top = live[np.lexsort((live, -d2[live]))[:K]]
+    top = live[np.lexsort((positions[live], -d2[live]))[:K]]
     return LloydStats(
         np.bincount(labels, weights=w, minlength=K),
         sums.reshape(K, d),
         np.bincount(labels, weights=w * d2, minlength=K),
         d2[top],
-        top.astype(np.int64) + row_offset,
+        positions[top].astype(np.int64) + row_offset,
         X[top],
     )
 
