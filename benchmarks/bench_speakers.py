@@ -6,10 +6,12 @@ of fitting every speaker in shared passes.
 Needs ``espeak-ng`` (Debian: ``apt-get install espeak-ng``) and the ``speech`` extra
 (``pip install dgmm[speech]``: python_speech_features). Not run in CI.
 
-1. Speech: twelve speakers are espeak-ng's American English voice at twelve nearby pitches
-   (35, 38, ..., 68) with one speaking rate, reading public-domain English (the opening of
-   Lewis Carroll's *Alice's Adventures in Wonderland*); white noise at 20 dB SNR is added. The
-   first sentences are for training, the others for testing: the text differs between them.
+1. Speech: twelve speakers are espeak-ng's American English voice with four of its voice variants
+   (m1, m3, f1, f3), each at three nearby pitches (40, 50, 60), one speaking rate, reading
+   public-domain English (the opening of Lewis Carroll's *Alice's Adventures in Wonderland*);
+   white noise at 20 dB SNR is added. MFCCs barely see pitch, so the three pitches of a variant
+   are close voices (twelve distinct variants were told apart 97% of the time on 0.5 s, too easy
+   a test). The first sentences are for training, the others for testing: the text differs.
 2. Features: 13 MFCCs (the first replaced by the frame's log energy) and their deltas, 26 per
    10 ms frame (25 ms windows), silent frames (energy 30 dB under the utterance's loudest) dropped;
    written to Parquet (one file per speaker, columns ``c0..c12, d0..d12, speaker, utterance``).
@@ -67,7 +69,8 @@ TEXT = (
     "She did not like to drop the jar for fear of killing somebody underneath, so managed to put it into one of "
     "the cupboards as she fell past it."
 )
-PITCHES = tuple(range(35, 71, 3))  # twelve speakers
+# twelve speakers: four of espeak-ng's voice variants, each at three pitches
+VOICES = tuple(f"{variant}-p{pitch}" for variant in ("m1", "m3", "f1", "f3") for pitch in (40, 50, 60))
 SEGMENT_SECONDS = (0.25, 0.5, 1.0, 2.0)
 FRAME_STEP = 0.01
 
@@ -79,10 +82,11 @@ def sentences() -> tuple[list[str], list[str]]:
     return parts[:cut], parts[cut:]
 
 
-def synthesise(text: str, pitch: int, path: str) -> tuple[int, np.ndarray]:
+def synthesise(text: str, voice: str, path: str) -> tuple[int, np.ndarray]:
     from scipy.io import wavfile
 
-    subprocess.run(["espeak-ng", "-v", "en-us", "-p", str(pitch), "-s", "165", "-w", path, text], check=True,
+    variant, pitch = voice.split("-p")
+    subprocess.run(["espeak-ng", "-v", f"en-us+{variant}", "-p", pitch, "-s", "165", "-w", path, text], check=True,
                    capture_output=True)
     rate, signal = wavfile.read(path)
     return rate, signal.astype(np.float64)
@@ -109,21 +113,21 @@ def make_corpus(out: str, quick: bool) -> dict:
         train_text, test_text = train_text[:5], test_text[:3]
     rng = np.random.default_rng(0)
     names = [f"c{j}" for j in range(13)] + [f"d{j}" for j in range(13)]
-    sizes = {"train": 0, "test": 0}
+    sizes = {"train_frames": 0, "test_frames": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for split, texts in (("train", train_text), ("test", test_text)):
             os.makedirs(os.path.join(out, split), exist_ok=True)
-            for speaker, pitch in enumerate(PITCHES):
+            for speaker, voice in enumerate(VOICES):
                 parts = []
                 for i, text in enumerate(texts):
-                    rate, signal = synthesise(text, pitch, os.path.join(tmp, "s.wav"))
+                    rate, signal = synthesise(text, voice, os.path.join(tmp, "s.wav"))
                     frames = features(signal, rate, rng)
                     frame = pd.DataFrame(frames, columns=names)
-                    frame["speaker"] = f"s{pitch}"
-                    frame["utterance"] = f"s{pitch}-{split}-{i:02d}"
+                    frame["speaker"] = voice
+                    frame["utterance"] = f"{voice}-{split}-{i:02d}"
                     parts.append(frame)
                 table = pd.concat(parts, ignore_index=True)
-                sizes[split] += len(table)
+                sizes[f"{split}_frames"] += len(table)
                 table.to_parquet(os.path.join(out, split, f"speaker-{speaker:02d}.parquet"), index=False,
                                  row_group_size=4096)
     return {"train": os.path.join(out, "train"), "test": os.path.join(out, "test"), **sizes}
@@ -153,8 +157,7 @@ def accuracy_table(corpus: dict, client, quick: bool) -> list[dict]:
                                                        max_iter=50 if quick else 200, client=client, **extra)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", dgmm.ConvergenceWarning)
-                    model.fit(corpus["train"], "speaker", exclude_columns=None) if False else \
-                        model.fit(corpus["train"], "speaker", columns=list(features_only.columns))
+                    model.fit(corpus["train"], "speaker", columns=list(features_only.columns))
                 seconds = time.perf_counter() - started
                 row = {"K": K, "covariance": covariance_type, "method": method, "fit_s": round(seconds, 1),
                        "passes": model.passes_}
@@ -217,7 +220,7 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set_xlabel("test segment (s)")
         ax.set_title(f"K = {K}")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"identification accuracy ({len(PITCHES)} speakers)")
+    axes[0].set_ylabel(f"identification accuracy ({len(VOICES)} speakers)")
     axes[0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -235,9 +238,11 @@ def main() -> None:
     out = args.out or tempfile.mkdtemp(prefix="dgmm-speakers-")
     started = time.perf_counter()
     corpus = make_corpus(out, args.quick)
-    print(f"corpus: {len(PITCHES)} speakers, {corpus['train']:,} training and {corpus['test']:,} test frames "
+    print(f"corpus: {len(VOICES)} speakers, {corpus['train_frames']:,} training and {corpus['test_frames']:,} test frames "
           f"(26 features) in {out}, {time.perf_counter() - started:.0f} s")
-    with dgmm.execution.local_cluster(2) as client:
+    from dgmm.execution import local_cluster
+
+    with local_cluster(2) as client:
         rows = accuracy_table(corpus, client, args.quick)
     print("\nidentification accuracy by test segment length")
     header = ["K", "covariance", "method", *[f"{s:g}s" for s in SEGMENT_SECONDS], "passes", "fit_s"]
@@ -248,7 +253,7 @@ def main() -> None:
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
-    print(f"\nfitting {len(PITCHES)} speakers, ML, K = 32 diag, in memory (median of {args.repeats})")
+    print(f"\nfitting {len(VOICES)} speakers, ML, K = 32 diag, in memory (median of {args.repeats})")
     results = cost_of_classes(corpus, args.repeats)
     base = results[0][1]
     for name, seconds, passes in results:

@@ -77,6 +77,16 @@ def with_codes(data: Input, codes: Any) -> Input:
                  weighted=data.weighted)
 
 
+def frame_column(X: Any, name: Any) -> tuple[Any, Any]:
+    """For a pandas or Dask DataFrame and a column name: the frame without that column, and the column
+    (labels or groups are never features); anything else is returned as it is."""
+    if not (isinstance(name, str) and hasattr(X, "columns") and hasattr(X, "drop")):
+        return X, name
+    if name not in X.columns:
+        raise DataError(f"column {name!r} not found; columns are {', '.join(map(str, X.columns))}")
+    return X.drop(columns=[name]), X[name]
+
+
 def _column_vector(labels: np.ndarray) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] == 1:
         from sklearn.exceptions import DataConversionWarning

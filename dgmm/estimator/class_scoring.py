@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, as_input
-from ..data.labels import as_labels, with_codes
+from ..data.labels import as_labels, frame_column, with_codes
 from ..data.parquet import is_path_input
 from ..errors import NotFittedError, ParameterError
 from ..execution.executor import executor_for
@@ -53,8 +53,8 @@ class ClassScoringMixin:
         Parameters
         ----------
         X : any input ``predict`` takes
-        groups : the group of every row, shape (n,), or for Parquet input the name of a group column
-            (a file column or a hive key)
+        groups : the group of every row, shape (n,), or the name of a group column of a DataFrame or
+            of Parquet input (a file column or a hive key)
 
         Returns
         -------
@@ -68,6 +68,7 @@ class ClassScoringMixin:
             raise ParameterError(f"reduce={reduce!r} is invalid; expected 'mean' or 'sum'")
         if ratio and not hasattr(self, "ubm_"):
             raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
+        X, groups = frame_column(X, groups)  # a DataFrame's group column
         names = getattr(self, "feature_names_in_", None)
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
                         nan_policy=self.nan_policy, storage_options=self.storage_options)

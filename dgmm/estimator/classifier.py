@@ -33,7 +33,7 @@ from ..algorithms.em import EMResult
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, warn_id_like
-from ..data.labels import Labels, as_labels, check_label_column, with_codes
+from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
@@ -157,8 +157,8 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         Parameters
         ----------
         X : any input ``GaussianMixture.fit`` takes (NumPy, pandas, Dask, Parquet paths)
-        y : the class of every row, shape (n,) (NumPy, pandas, Dask, a list), or for Parquet input
-            the name of a label column (a file column or a hive partition key), never a feature
+        y : the class of every row, shape (n,) (NumPy, pandas, Dask, a list), or the name of a label
+            column of a DataFrame or of Parquet input (a file column or a hive partition key), never a feature
         columns : feature columns of Parquet input (default: every column but the label column)
         sample_weight : as for ``GaussianMixture.fit``
         """
@@ -167,6 +167,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         adapt = check_adapt(self.adapt)
         if not (isinstance(self.relevance_factor, numbers.Real) and self.relevance_factor >= 0):
             raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
+        X, y = frame_column(X, y)  # a DataFrame's label column
         data = self._features(X, y, columns, sample_weight)
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)

@@ -69,10 +69,13 @@ class Executor:
         from distributed import futures_of
 
         workers = sorted(workers_info(self.client))
-        if workers:
-            X = self.client.persist(placed_in_row_ranges(X, workers), optimize_graph=False)  # optimised already
-        else:
-            X = self.client.persist(X)
+        with warnings.catch_warnings():
+            # in-memory input is sent to the cluster once, in its graph: that is the point of persisting it
+            warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
+            if workers:
+                X = self.client.persist(placed_in_row_ranges(X, workers), optimize_graph=False)  # optimised already
+            else:
+                X = self.client.persist(X)
         wait_all(self.client, futures_of(X), self.stall_timeout)
         return X
 

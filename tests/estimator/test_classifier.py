@@ -270,3 +270,22 @@ def test_group_scores_over_many_files_with_groups_spanning_row_groups(close_spea
     memory = model.predict_groups(frame[["a", "b", "c"]], utterance)
     pd.testing.assert_frame_equal(out, memory, rtol=1e-10)
     assert len(out) == len(np.unique(utterance))
+
+
+def test_label_and_group_columns_of_dataframes(close_speakers):
+    import dask.dataframe as dd
+
+    X, y = close_speakers
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["speaker"], frame["utterance"] = y, y * 100 + np.arange(len(X)) // 90
+    features = frame[["a", "b", "c", "speaker"]]
+    from_frame = dgmm.GaussianMixtureClassifier(2, random_state=0).fit(features, "speaker")
+    from_arrays = dgmm.GaussianMixtureClassifier(2, random_state=0).fit(frame[["a", "b", "c"]], y)
+    np.testing.assert_array_equal(from_frame.estimators_[1].means_, from_arrays.estimators_[1].means_)
+    assert list(from_frame.feature_names_in_) == ["a", "b", "c"]
+    lazy = dgmm.GaussianMixtureClassifier(2, random_state=0).fit(dd.from_pandas(features, npartitions=3), "speaker")
+    np.testing.assert_allclose(lazy.estimators_[1].means_, from_arrays.estimators_[1].means_, rtol=1e-9)
+    decided = from_frame.predict_groups(frame[["a", "b", "c", "utterance"]], "utterance")
+    pd.testing.assert_frame_equal(decided, from_frame.predict_groups(frame[["a", "b", "c"]], frame["utterance"]))
+    with pytest.raises(dgmm.DataError, match="column 'spk' not found; columns are a, b, c, speaker"):
+        dgmm.GaussianMixtureClassifier(2).fit(features, "spk")
