@@ -148,6 +148,8 @@ def accuracy_table(corpus: dict, client, quick: bool) -> list[dict]:
 
     test = pd.read_parquet(corpus["test"])
     features_only = test.drop(columns=["speaker", "utterance"])
+    counts = {length: len(np.unique(segments(test, length)[segments(test, length) >= 0])) for length in SEGMENT_SECONDS}
+    print("test segments: " + ", ".join(f"{n} of {length:g} s" for length, n in counts.items()), flush=True)
     rows = []
     for K in (8, 32):
         for covariance_type in ("diag", "full"):
@@ -257,7 +259,7 @@ def main() -> None:
     results = cost_of_classes(corpus, args.repeats)
     base = results[0][1]
     for name, seconds, passes in results:
-        print(f"  {name:36s} {seconds:8.2f} s  {seconds / base:5.2f}x  passes {passes}")
+        print(f"  {name:36s} {seconds:8.2f} s  {seconds / base:5.2f}x  passes {passes if passes else '- (in memory)'}")
 
 
 if __name__ == "__main__":

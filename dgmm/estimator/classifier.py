@@ -58,8 +58,8 @@ CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
               "first); default: each class fitted by EM"),
     Parameter("relevance_factor", float, 16.0, "MAP relevance factor r: a component moves n/(n + r) of the way "
               "to the class's rows", minimum=0),
-    Parameter("adapt", str, "means", "what MAP adapts: means, weights, covariances (comma-separated)",
-              is_list=True),
+    Parameter("adapt", str, "means", "what MAP adapts: means, weights or covariances, or several comma-separated "
+              "(means,weights)"),
 )
 
 
