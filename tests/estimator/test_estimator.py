@@ -45,7 +45,7 @@ def test_get_set_params_clone_and_repr():
         ({"tol": -1.0}, r"tol=-1.0 is invalid"),
         ({"reg_covar": float("nan")}, r"reg_covar=nan is invalid"),
         ({"max_iter": 1.5}, r"max_iter=1.5 is invalid"),
-        ({"init_params": "kmeans++"}, r"init_params='kmeans\+\+' is invalid; expected one of random, random_from_data, k-means\+\+, kmeans, k-means\|\|$"),
+        ({"init_params": "kmeans++"}, r"init_params='kmeans\+\+' is invalid; expected one of random, random_from_data, k-means\+\+, kmeans, k-means\|\|, split$"),
         ({"split_every": 1}, r"split_every=1 is invalid; expected an int >= 2"),
         ({"weights_init": [0.5, 0.6]}, r"weights_init must be in \[0, 1\] and sum to 1"),
         ({"means_init": np.zeros((3, 2))}, r"means_init=\(3, 2\) is invalid; expected shape \(2, 2\)"),
