@@ -1,0 +1,161 @@
+"""The E-step and centred statistics of a chunk, written once against the Python array API.
+
+The same statistics as :func:`dgmm.kernels.estep.fused_chunk_stats` (the numba kernel, which stays
+the CPU path) for any array-API array: NumPy, CuPy on a GPU, torch, array-api-strict on any of its
+devices. Nothing is converted to NumPy but the (K, d, d)-sized results. Per tile of ``tile_rows``
+rows, in the compute dtype:
+
+1. ``Z = X − c`` (``c`` the mean of the old means), ``a_k = μ_k − c``;
+2. squared Mahalanobis distances: full ``‖(Z − a_k) U_k‖²`` (one matmul per component), tied
+   ``‖Z U − a_k U‖²``, diag/spherical ``[Z, Z∘Z] [−2 (a∘P)ᵀ ; Pᵀ] + Σ_j a_kj² P_kj`` (one matmul);
+3. log-sum-exp responsibilities; a share below ``exp(floor)`` is exactly 0, as in the numba kernel;
+4. statistics about the old means: full/tied ``(√r_k (Z − a_k))ᵀ (√r_k (Z − a_k))``, diag/spherical
+   ``G = rᵀ [Z, Z∘Z]`` expanded about ``c`` (the numba kernel's forms, so both round alike).
+
+Tile results are added in tile order into float64 totals on the array's device; the plan's
+constants come from :func:`dgmm.kernels.estep.plan_estep` (same centre, log-normalisers, floor).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .estep import EStepPlan, plan_estep
+from .params import MixtureParams
+from .stats import Stats, s2_shape
+
+XP_TILE_ROWS = 1 << 16  # rows per tile: large enough to fill a GPU, small enough for K·T intermediates
+
+
+def namespace(*arrays: Any):
+    """The array API namespace of ``arrays`` (array-api-compat's wrapper for NumPy, CuPy, torch)."""
+    from array_api_compat import array_namespace
+
+    return array_namespace(*arrays)
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """A small result back on the host as NumPy, from any array-API library and device."""
+    from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
+
+    if is_numpy_array(x):
+        return x
+    if is_cupy_array(x):
+        return x.get()
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if type(x).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
+                   tile_rows: int = XP_TILE_ROWS) -> Stats:
+    """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.
+
+    Parameters
+    ----------
+    X : array of shape (n, d), float32 or float64, on any device
+    params : the old parameters (NumPy), or a plan from :func:`plan_estep` (its dtype is used)
+    weights : array of shape (n,) on X's device, or None; row n counts ``weights[n]`` times
+    dtype : compute dtype, "float64" or "float32" (statistics are accumulated in float64)
+
+    Returns
+    -------
+    Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
+    """
+    plan = params if isinstance(params, EStepPlan) else plan_estep(params, dtype)
+    xp = namespace(X)
+    where = getattr(X, "device", None)
+    compute = xp.float32 if plan.dtype == np.float32 else xp.float64
+    constants = _Constants(xp, plan, where, compute)
+    n, d = X.shape
+    K = plan.n_components
+    loglik = xp.zeros((), dtype=xp.float64, device=where)
+    s0 = xp.zeros((K,), dtype=xp.float64, device=where)
+    s1 = xp.zeros((K, d), dtype=xp.float64, device=where)
+    s2 = xp.zeros(s2_shape(K, d, plan.covariance_type), dtype=xp.float64, device=where)
+    for start in range(0, n, max(1, tile_rows)):
+        stop = min(start + tile_rows, n)
+        w = None if weights is None else xp.astype(weights[start:stop], xp.float64)
+        part = _tile(xp, constants, X[start:stop, :], w)
+        loglik, s0, s1, s2 = loglik + part[0], s0 + part[1], s1 + part[2], s2 + part[3]
+    total = float(to_numpy(xp.sum(weights))) if weights is not None else float(n)
+    zero = 0 if weights is None else int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
+    return Stats(n, float(to_numpy(loglik)), to_numpy(s0), to_numpy(s1), to_numpy(s2), total, zero)
+
+
+class _Constants:
+    """The plan's constants as arrays of the data's namespace, on its device, in the compute dtype."""
+
+    def __init__(self, xp, plan: EStepPlan, where: Any, compute: Any):
+        def put(a: np.ndarray, dtype=compute):
+            return xp.asarray(np.ascontiguousarray(a), dtype=dtype, device=where)
+
+        self.plan, self.compute = plan, compute
+        self.centre = put(plan.centre, xp.float64)
+        self.shift = put(plan.shift)
+        self.log_norm = put(plan.log_norm, xp.float64)
+        K, d = plan.shift.shape
+        if plan.covariance_type in ("diag", "spherical"):
+            self.gemm = put(plan.gemm)  # (2d, K)
+        elif plan.covariance_type == "tied":
+            self.chol = put(plan.gemm[0, :d, :])  # U, (d, d)
+            self.shift_u = put(plan.shift_u)
+        else:  # unpack the grouped GEMM matrices into one U_k per component
+            groups = plan.gemm.shape[0]
+            stacked = np.concatenate([plan.gemm[g, :d, :] for g in range(groups)], axis=1)[:, : K * d]
+            self.chols = [put(stacked[:, k * d : (k + 1) * d]) for k in range(K)]
+
+
+def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
+    """(loglik, s0, s1, s2) of one tile, float64 on the tile's device."""
+    plan = c.plan
+    K, d = plan.n_components, plan.n_features
+    Z = xp.astype(xp.astype(X, xp.float64) - c.centre, c.compute)
+    kind = plan.covariance_type
+    if kind in ("diag", "spherical"):
+        ZZ = xp.concat([Z, Z * Z], axis=1)
+        log_prob = -0.5 * xp.astype(ZZ @ c.gemm, xp.float64) + c.log_norm
+    elif kind == "tied":
+        Y = Z @ c.chol
+        columns = [xp.sum((Y - c.shift_u[k, :]) ** 2, axis=1) for k in range(K)]
+        log_prob = -0.5 * xp.astype(xp.stack(columns, axis=1), xp.float64) + c.log_norm
+    else:
+        columns = [xp.sum(((Z - c.shift[k, :]) @ c.chols[k]) ** 2, axis=1) for k in range(K)]
+        log_prob = -0.5 * xp.astype(xp.stack(columns, axis=1), xp.float64) + c.log_norm
+    peak = xp.max(log_prob, axis=1, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
+    shifted = log_prob - peak
+    lse = xp.log(xp.sum(xp.exp(shifted), axis=1)) + peak[:, 0]
+    log_resp = log_prob - lse[:, None]
+    resp = xp.where(log_resp < plan.floor, xp.zeros_like(log_resp), xp.exp(log_resp))
+    if w is not None:
+        resp = resp * w[:, None]
+        loglik = xp.sum(w * lse)
+    else:
+        loglik = xp.sum(lse)
+    r = xp.astype(resp, c.compute)
+    s0 = xp.sum(resp, axis=0)
+    shift64 = xp.astype(c.shift, xp.float64)
+    if kind in ("diag", "spherical"):
+        G = xp.astype(xp.matrix_transpose(r) @ xp.concat([Z, Z * Z], axis=1), xp.float64)
+        g1, g2 = G[:, :d], G[:, d:]
+        s1 = g1 - s0[:, None] * shift64
+        s2 = g2 - 2.0 * shift64 * g1 + s0[:, None] * shift64**2  # per feature for spherical too, as numba's
+        return loglik, s0, s1, s2
+    s1_rows, s2_blocks = [], []
+    for k in range(K):
+        centred = Z - c.shift[k, :]
+        scaled = centred * xp.sqrt(r[:, k])[:, None]
+        s1_rows.append(xp.astype(xp.sum(centred * r[:, k][:, None], axis=0), xp.float64))
+        s2_blocks.append(xp.astype(xp.matrix_transpose(scaled) @ scaled, xp.float64))
+    s1 = xp.stack(s1_rows, axis=0)
+    s2 = xp.stack(s2_blocks, axis=0)
+    if kind == "tied":
+        s2 = xp.sum(s2, axis=0)
+    return loglik, s0, s1, s2
