@@ -27,6 +27,7 @@ from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
 from ..kernels.moves import split_heaviest_components
 from ..kernels.mstep import m_step
+from ..kernels.xp_estep import xp_chunk_stats, xp_init_stats
 from ..kernels.params import MixtureParams
 from .seeding import initial_centres
 from .steps import Gather, Pass, PassRunner, Steps, run_steps
@@ -80,6 +81,8 @@ def em_kernel(
     if isinstance(plan, MixtureParams):
         plan = plan_estep(plan)
     X, weights = split_weights(block, plan.n_features)
+    if not isinstance(X, np.ndarray):  # an array-API array on its device (CuPy, torch, ...)
+        return xp_chunk_stats(X, plan, weights)
     return fused_chunk_stats(X, plan, map, weights)
 
 
@@ -89,6 +92,8 @@ em_kernel.skips_zero_weights = True  # fused_chunk_stats computes on the rows of
 
 def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
     X, weights = split_weights(block, plan.centres.shape[1])
+    if not isinstance(X, np.ndarray):  # an array-API array on its device
+        return xp_init_stats(X, plan.method, plan.centres, plan.covariance_type, plan.seed, row_offset, weights)
     return init_chunk_stats(X, plan, row_offset, weights)
 
 

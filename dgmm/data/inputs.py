@@ -16,11 +16,12 @@ import numpy as np
 from ..errors import DataError, IdColumnWarning, InputTypeError
 from .parquet import ParquetDataset, is_path_input
 from .parquet_checks import ID_MIN_ROWS
-from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block, check_nan_policy,
-                               is_weighted)
+from ..kernels.weights import (MAX_MAGNITUDE, NanPolicy, attach_weights, block_row_offset, check_finite_block,
+                               check_nan_policy, is_weighted)
+from ..kernels.xp_estep import namespace, to_numpy
 
 
-InputKind = Literal["numpy", "dask", "parquet"]
+InputKind = Literal["numpy", "dask", "parquet", "xp"]
 IN_MEMORY_CHUNK_ROWS = 65_536  # rows per chunk of in-memory input
 
 
@@ -30,9 +31,10 @@ class Input:
 
     Attributes
     ----------
-    kind : "numpy" (in memory), "dask" or "parquet"
+    kind : "numpy" (in memory), "dask", "parquet", or "xp" (an array-API array on its device: CuPy,
+        torch, array-api-strict; fitted in this process by the array-API kernels, never copied to NumPy)
     feature_names : column names, or None when the input has none
-    values : the NumPy array (n, d [+ 1]) itself for in-memory input, else None
+    values : the NumPy array (n, d [+ 1]) itself for in-memory input (the device array for "xp"), else None
     lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
     weighted : the last column holds row weights (sample weights, 0 for rows dropped by
         ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.weights.split_weights`
@@ -57,7 +59,8 @@ class Input:
         if self.dataset is not None:
             return self.dataset.fingerprint()
         if self.values is not None:
-            digest = hashlib.sha256(np.ascontiguousarray(self.values).tobytes()).hexdigest()
+            values = self.values if self.kind != "xp" else to_numpy(self.values)
+            digest = hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
             return {"sha256": digest, "shape": list(self.values.shape)}
         return {"dask_name": self.lazy.name, "shape": list(self.lazy.shape)}
 
@@ -65,6 +68,9 @@ class Input:
     def array(self):
         """The data as a Dask array (built on first use for in-memory input)."""
         if self.lazy is None:
+            if self.kind == "xp":
+                raise InputTypeError("array-API input on a device is fitted in this process; a Dask cluster needs "
+                                     "NumPy, Dask or Parquet input")
             import dask.array as da
 
             self.lazy = da.from_array(self.values, chunks=(self.chunk_rows, self.values.shape[1]), name=False)
@@ -214,6 +220,8 @@ def as_input(
         return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
+    if is_device_array(X):
+        return _device_input(X, sample_weight, nan_policy, chunk_rows)
     _check_kind(X)
     X, sample_weight = _frame_weights(X, sample_weight)
     weighted = is_weighted(sample_weight is not None, nan_policy)
@@ -280,6 +288,56 @@ def warn_id_like(data: Input, stacklevel: int) -> None:
         warnings.warn(f"{what[0].format(quoted)} (distinct consecutive integers, one per row) but {what[1]}; leave "
                       f"{what[2]} out with exclude_columns=[{quoted}] (--exclude-columns {','.join(data.id_like)}), "
                       "or name the features with columns=[...] (--columns)", IdColumnWarning, stacklevel=stacklevel + 1)
+
+
+def is_device_array(X: Any) -> bool:
+    """An array of another array-API library than NumPy (CuPy, torch, array-api-strict), maybe on a GPU."""
+    if isinstance(X, np.ndarray) or type(X).__module__.split(".")[0] in ("pandas", "dask", "dask_expr"):
+        return False
+    return hasattr(X, "__array_namespace__") or type(X).__module__.split(".")[0] == "torch"
+
+
+def _device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: int | None) -> Input:
+    """Array-API input left on its device: checked there (only a bad row is copied to name it), row
+    weights appended as a last column as for NumPy input."""
+    xp = namespace(X)
+    _check_2d(tuple(X.shape), "array")
+    if 0 in X.shape:
+        raise DataError(f"Found array with shape {tuple(X.shape)}; the input needs at least one row and one column")
+    if not xp.isdtype(X.dtype, "real floating"):
+        if not xp.isdtype(X.dtype, ("integral", "bool")):
+            raise InputTypeError(f"input has dtype {X.dtype}, not real numbers")
+        X = xp.astype(X, xp.float64)
+    where = getattr(X, "device", None)
+    bad = ~xp.isfinite(X)
+    if X.dtype == xp.float64:  # a finite float32 is far below MAX_MAGNITUDE
+        bad = bad | (xp.abs(X) > MAX_MAGNITUDE)
+    dropped = None
+    if nan_policy == "drop":
+        dropped = xp.any(xp.isnan(X), axis=1)
+        bad = bad & ~dropped[:, None]
+    if bool(to_numpy(xp.any(bad))):
+        row = int(np.argmax(to_numpy(xp.any(bad, axis=1))))
+        check_finite_block(to_numpy(X[row : row + 1, ...]), row, nan_policy)
+    weighted = is_weighted(sample_weight is not None, nan_policy)
+    if weighted:
+        X = xp.astype(X, xp.float64)
+        if sample_weight is None:
+            weights = xp.ones((X.shape[0],), dtype=xp.float64, device=where)
+        else:
+            host = None if is_device_array(sample_weight) else np.asarray(_weight_vector(sample_weight, X.shape[0]))
+            weights = xp.asarray(host if host is not None else sample_weight, dtype=xp.float64, device=where)
+            if weights.shape != (X.shape[0],):
+                raise DataError(f"sample_weight has shape {tuple(weights.shape)}; expected ({X.shape[0]},)")
+            invalid = ~(weights >= 0) | ~xp.isfinite(weights)
+            if bool(to_numpy(xp.any(invalid))):
+                row = int(np.argmax(to_numpy(invalid)))
+                raise DataError(f"sample_weight[{row}] is {float(to_numpy(weights[row]))}; weights must be finite and >= 0")
+        if dropped is not None:
+            weights = xp.where(dropped, xp.zeros_like(weights), weights)
+            X = xp.where(dropped[:, None], xp.zeros_like(X), X)
+        X = xp.concat([X, weights[:, None]], axis=1)
+    return Input("xp", None, X, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
 
 
 def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:

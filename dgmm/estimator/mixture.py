@@ -26,7 +26,7 @@ from ..kernels.weights import NanPolicy
 from ..persist.checkpoint import Checkpoint, FitState
 from .base import Estimator
 from .parameters import CachePolicy, check_n_samples, check_random_state, checked_inits, param_error, validate_params
-from .fitting import run_fit
+from .fitting import check_device_settings, run_fit
 from .scoring import ScoringMixin
 
 logger = logging.getLogger("dgmm")
@@ -220,6 +220,8 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         validate_params(self)
         data = as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options)
         check_n_samples(data.n_rows, self.n_components)
+        if data.kind == "xp":
+            check_device_settings(self)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:

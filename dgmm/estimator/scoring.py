@@ -98,6 +98,8 @@ class ScoringMixin:
         ``columns``: the output's name (one value per row) or column names (several).
         """
         params = self.fitted_params()
+        if data.kind == "xp":  # on the array's device, in its library
+            return device_posterior(data, kernel, params)
         if data.frame is not None:
             return map_partitions_rows(data.frame, kernel, params, columns, dtype, data.weighted)
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
@@ -108,3 +110,24 @@ class ScoringMixin:
             return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
         return map_rows(data.array, kernel, params, None if isinstance(columns, str) else len(columns), dtype)
 
+
+
+def device_posterior(data: Input, kernel: Callable, params: MixtureParams) -> Any:
+    """A posterior kernel's output for array-API input, computed on its device (rows dropped by
+    nan_policy get -1 or NaN, as :func:`dgmm.kernels.posterior.kept_rows_only` gives them)."""
+    from ..kernels.xp_estep import namespace, xp_logsumexp_rows, xp_weighted_log_prob
+
+    xp = namespace(data.values)
+    X = data.values[:, : data.n_features]
+    weighted = xp_weighted_log_prob(X, params)
+    if kernel is posterior.labels:
+        out = xp.argmax(weighted, axis=1)
+    elif kernel is posterior.log_density:
+        out = xp_logsumexp_rows(weighted)
+    else:
+        out = xp.exp(weighted - xp_logsumexp_rows(weighted)[:, None])
+    if data.weighted:
+        dropped = data.values[:, data.n_features] == 0
+        mask = dropped if out.ndim == 1 else dropped[:, None]
+        out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
+    return out

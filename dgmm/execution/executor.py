@@ -174,6 +174,9 @@ def executor_for(
     if factory is not None and client is None and not scheduler_address:
         yield factory(kind, chunk_rows)
         return
+    if kind == "xp":  # arrays on this process's device (a GPU) are fitted here
+        yield InProcessExecutor(chunk_rows)
+        return
     if client is None and scheduler_address:
         with connect(scheduler_address) as remote:
             yield Executor(remote, stall_timeout=stall_timeout)

@@ -34,21 +34,27 @@ class InProcessExecutor:
         return X
 
     def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
-        starts = list(range(0, X.shape[0], self.chunk_rows))
+        n = X.shape[0]
+        starts = list(range(0, n, self.chunk_rows))
         pool = thread_pool(self.threads)
         if pool is None:
-            leaves = [kernel(X[i : i + self.chunk_rows], payload, i) for i in starts]
+            leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i) for i in starts]
         else:
             # one BLAS thread per pool thread: nested BLAS threads oversubscribe the cores badly
             with single_threaded_blas():
                 if getattr(kernel, "maps_tiles", False) and len(starts) < 4 * self.threads:
-                    leaves = [kernel(X[i : i + self.chunk_rows], payload, i, map=pool.map) for i in starts]
+                    leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i, map=pool.map) for i in starts]
                 else:
-                    leaves = list(pool.map(lambda i: kernel(X[i : i + self.chunk_rows], payload, i), starts))
+                    leaves = list(pool.map(lambda i: kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i), starts))
         return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
 
     def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        return X[np.asarray(indices)]
+        if isinstance(X, np.ndarray):
+            return X[np.asarray(indices)]
+        from ..kernels.xp_estep import namespace, to_numpy  # an array-API array on its device
+
+        xp = namespace(X)
+        return to_numpy(xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=X.device), axis=0))
 
 
 _POOLS: dict[int, Any] = {}

@@ -68,6 +68,12 @@ def finite_total(values: Any) -> tuple[float, int]:
         return float(values[kept].sum()), int(kept.sum())
     if hasattr(values, "to_dask_array"):  # a Dask Series
         values = values.to_dask_array()
+    if type(values).__module__.split(".")[0] not in ("dask", "dask_expr"):  # an array-API array on its device
+        from ..kernels.xp_estep import namespace, to_numpy
+
+        xp = namespace(values)
+        kept = ~xp.isnan(values)
+        return float(to_numpy(xp.sum(xp.where(kept, values, xp.zeros_like(values))))), int(to_numpy(xp.sum(xp.astype(kept, xp.int64))))
     import dask
     import dask.array as da
 

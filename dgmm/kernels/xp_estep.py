@@ -159,3 +159,65 @@ def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
     if kind == "tied":
         s2 = xp.sum(s2, axis=0)
     return loglik, s0, s1, s2
+
+
+def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
+                  weights: Any = None) -> Stats:
+    """:func:`dgmm.kernels.init.init_chunk_stats` for any array-API chunk: statistics about ``centres`` (K, d)
+    under hard assignments to the nearest centre, or for "random" the hashed responsibilities of
+    :func:`dgmm.kernels.hashing.random_resp` (drawn on the host from the global row index)."""
+    from .hashing import random_resp
+
+    xp = namespace(X)
+    where = getattr(X, "device", None)
+    n, d = X.shape
+    K = centres.shape[0]
+    X = xp.astype(X, xp.float64)
+    c = xp.asarray(centres, dtype=xp.float64, device=where)
+    if method == "random":
+        resp = xp.asarray(random_resp(n, K, row_offset, seed), device=where)
+    else:
+        distances = xp.sum(X * X, axis=1)[:, None] - 2.0 * (X @ xp.matrix_transpose(c)) + xp.sum(c * c, axis=1)[None, :]
+        labels = xp.argmin(distances, axis=1)
+        resp = xp.astype(labels[:, None] == xp.arange(K, device=where)[None, :], xp.float64)
+    if weights is not None:
+        resp = resp * xp.astype(weights, xp.float64)[:, None]
+    s0 = xp.sum(resp, axis=0)
+    s1_rows, s2_parts = [], []
+    for k in range(K):
+        centred = X - c[k, :]
+        r = resp[:, k][:, None]
+        s1_rows.append(xp.sum(r * centred, axis=0))
+        s2_parts.append(xp.matrix_transpose(centred * r) @ centred if covariance_type in ("full", "tied")
+                        else xp.sum(r * centred * centred, axis=0))
+    s2 = xp.stack(s2_parts, axis=0)
+    if covariance_type == "tied":
+        s2 = xp.sum(s2, axis=0)
+    total = float(to_numpy(xp.sum(weights))) if weights is not None else float(n)
+    zero = 0 if weights is None else int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
+    return Stats(n, 0.0, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), total, zero)
+
+
+def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:
+    """``log π_k + log N(x_n | μ_k, Σ_k)``, (n, K) float64 on X's device (the tiles' distances of :func:`_tile`)."""
+    xp = namespace(X)
+    plan = plan_estep(params)
+    c = _Constants(xp, plan, getattr(X, "device", None), xp.float64)
+    Z = xp.astype(X, xp.float64) - c.centre
+    K = plan.n_components
+    if plan.covariance_type in ("diag", "spherical"):
+        distances = xp.concat([Z, Z * Z], axis=1) @ c.gemm
+    elif plan.covariance_type == "tied":
+        Y = Z @ c.chol
+        distances = xp.stack([xp.sum((Y - c.shift_u[k, :]) ** 2, axis=1) for k in range(K)], axis=1)
+    else:
+        distances = xp.stack([xp.sum(((Z - c.shift[k, :]) @ c.chols[k]) ** 2, axis=1) for k in range(K)], axis=1)
+    return -0.5 * distances + c.log_norm
+
+
+def xp_logsumexp_rows(a: Any) -> Any:
+    """``log Σ_k exp(a_nk)`` per row, (n,), on a's device."""
+    xp = namespace(a)
+    peak = xp.max(a, axis=1, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
+    return xp.log(xp.sum(xp.exp(a - peak), axis=1)) + peak[:, 0]

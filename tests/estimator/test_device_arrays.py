@@ -1,0 +1,86 @@
+"""Array-API input left on its device: a whole fit on array-api-strict's "device1" (which refuses
+conversion to NumPy, as CuPy's GPU arrays do) equals the NumPy fit, and predictions stay on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.kernels.gaussian import COVARIANCE_TYPES
+
+xps = pytest.importorskip("array_api_strict")
+DEVICE = xps.Device("device1")
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = sample_mixture(random_mixture(3, 4, seed=2), 4000, seed=2)
+    return X + 50.0
+
+
+def on_device(values: np.ndarray):
+    return xps.asarray(values, device=DEVICE)
+
+
+def assert_same_fit(device, host, rtol=1e-10):
+    assert device.n_iter_ == host.n_iter_ and device.converged_ == host.converged_
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(device, name), getattr(host, name), rtol=rtol, atol=1e-12, err_msg=name)
+    assert device.lower_bound_ == pytest.approx(host.lower_bound_, rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("init_params", ["k-means++", "split"])
+def test_a_fit_on_the_device_equals_the_numpy_fit(data, covariance_type, init_params):
+    settings = dict(n_components=3, covariance_type=covariance_type, init_params=init_params, random_state=0,
+                    chunk_rows=1500, n_init=2 if init_params == "k-means++" else 1)
+    assert_same_fit(dgmm.GaussianMixture(**settings).fit(on_device(data)), dgmm.GaussianMixture(**settings).fit(data))
+
+
+@pytest.mark.parametrize("init_params", ["random", "random_from_data"])
+def test_sample_based_and_random_starts_on_the_device(data, init_params):
+    settings = dict(n_components=3, init_params=init_params, random_state=1, chunk_rows=999)
+    assert_same_fit(dgmm.GaussianMixture(**settings).fit(on_device(data)), dgmm.GaussianMixture(**settings).fit(data))
+
+
+def test_predictions_stay_on_the_device(data):
+    model = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data)
+    X = on_device(data)
+    labels, proba, log_density = model.predict(X), model.predict_proba(X), model.score_samples(X)
+    for output in (labels, proba, log_density):
+        assert isinstance(output, type(X)) and output.device == DEVICE
+    to_host = lambda a: np.asarray(a.to_device(xps.Device("CPU_DEVICE")))  # noqa: E731
+    np.testing.assert_array_equal(to_host(labels), model.predict(data))
+    np.testing.assert_allclose(to_host(proba), model.predict_proba(data), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(to_host(log_density), model.score_samples(data), rtol=1e-12)
+    assert model.score(X) == pytest.approx(model.score(data), rel=1e-12)
+    assert model.bic(X) == pytest.approx(model.bic(data), rel=1e-12)
+
+
+def test_weights_nan_rows_and_float32_on_the_device(data):
+    weights = np.random.default_rng(3).integers(0, 3, len(data)).astype(float)
+    settings = dict(n_components=3, init_params="k-means++", random_state=0)
+    host = dgmm.GaussianMixture(**settings).fit(data, sample_weight=weights)
+    assert_same_fit(dgmm.GaussianMixture(**settings).fit(on_device(data), sample_weight=on_device(weights)), host)
+    assert_same_fit(dgmm.GaussianMixture(**settings).fit(on_device(data), sample_weight=weights), host)
+    dirty = data.copy()
+    dirty[[7, 300], 1] = np.nan
+    with pytest.raises(dgmm.DataError, match=r"input row 7, column 1 is nan; .*nan_policy='drop'"):
+        dgmm.GaussianMixture(**settings).fit(on_device(dirty))
+    dropping = dgmm.GaussianMixture(**settings, nan_policy="drop")
+    assert_same_fit(dropping.fit(on_device(dirty)), dgmm.GaussianMixture(**settings, nan_policy="drop").fit(dirty))
+    assert dropping.n_rows_dropped_ == 2
+    single = dgmm.GaussianMixture(**settings, dtype="float32").fit(on_device(data.astype(np.float32)))
+    np.testing.assert_allclose(single.means_, dgmm.GaussianMixture(**settings).fit(data).means_, rtol=1e-4, atol=1e-4)
+
+
+def test_passes_that_are_numpy_only_are_refused_before_any_work(data):
+    with pytest.raises(dgmm.ParameterError, match=r"init_params='kmeans' runs on NumPy, Dask or Parquet input"):
+        dgmm.GaussianMixture(3).fit(on_device(data))
+    with pytest.raises(dgmm.ParameterError, match="split_merge"):
+        dgmm.GaussianMixture(3, init_params="k-means++", split_merge=2).fit(on_device(data))
+    means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
+    given = dgmm.GaussianMixture(3, means_init=means).fit(on_device(data))  # a start given: no k-means pass
+    assert_same_fit(given, dgmm.GaussianMixture(3, means_init=means).fit(data))
