@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels.init import InitMethod, choose_centres, sample_size
+from ..kernels.xp_kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
 from ..kernels.kmeans import (
     CandidateCounts,
     CandidateSample,
@@ -76,17 +77,24 @@ class CentresPlan:
 
 def sampling_kernel(block: np.ndarray, plan: RoundPlan, row_offset: int) -> CandidateSample:
     X, w = split_weights(block, plan.candidates.shape[1])
+    if not isinstance(X, np.ndarray):  # an array-API array on its device
+        return xp_sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round,
+                                    oversampling=plan.oversampling, row_offset=row_offset, weights=w)
     return sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round, oversampling=plan.oversampling,
                              row_offset=row_offset, weights=w)
 
 
 def counting_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> CandidateCounts:
     X, w = split_weights(block, plan.centres.shape[1])
+    if not isinstance(X, np.ndarray):
+        return xp_count_nearest(X, plan.centres, w)
     return count_nearest(X, plan.centres, w)
 
 
 def lloyd_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> LloydStats:
     X, w = split_weights(block, plan.centres.shape[1])
+    if not isinstance(X, np.ndarray):
+        return xp_lloyd_chunk(X, plan.centres, row_offset, w)
     return lloyd_chunk(X, plan.centres, row_offset, w)
 
 

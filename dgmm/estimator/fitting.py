@@ -45,18 +45,11 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
         return (*run_steps(executor, array, model.split_every, program), cache_used)
 
 
-# What a fit of array-API input on its device can run: the passes written against the array API
-# (dgmm.kernels.xp_estep). The k-means passes and split/merge moves are NumPy kernels for now.
-DEVICE_INITS = ("k-means++", "random_from_data", "random", "split")
-
-
 def check_device_settings(model: Any) -> None:
-    """Refuse (ParameterError) settings a fit on array-API input on its device cannot run yet."""
+    """Refuse (ParameterError) settings a fit on array-API input on its device cannot run yet: every
+    pass but the split/merge moves' is written against the array API (dgmm.kernels.xp_estep, xp_kmeans)."""
     from ..errors import ParameterError
 
-    if model.init_params not in DEVICE_INITS and getattr(model, "means_init", None) is None:
-        raise ParameterError(f"init_params={model.init_params!r} runs on NumPy, Dask or Parquet input; for array-API "
-                             f"input on a device use one of {', '.join(DEVICE_INITS)} (or give means_init)")
     if model.split_merge:
         raise ParameterError("split_merge runs on NumPy, Dask or Parquet input; fit array-API input on a device "
                              "with split_merge=0")

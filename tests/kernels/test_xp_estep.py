@@ -65,3 +65,29 @@ def test_float32_compute_accumulates_in_float64(data, covariance_type):
     got = xp_chunk_stats(on("strict-device1", X), params, dtype="float32")
     assert got.s2.dtype == np.float64
     assert_matches(got, ref, covariance_type, 1e-4)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_kmeans_kernels_equal_the_numpy_ones(data, weighted):
+    from dgmm.kernels.kmeans import count_nearest, lloyd_chunk, sample_candidates
+    from dgmm.kernels.xp_kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
+
+    X, weights = data
+    w = weights if weighted else None
+    centres = X[[0, 500, 1000, 1500, 2000]]
+    device, device_w = on("strict-device1", X), on("strict-device1", w)
+    drawn, expected = (xp_sample_candidates(device, centres, seed=3, round_=1, oversampling=8.0, row_offset=100,
+                                            weights=device_w),
+                       sample_candidates(X, centres, seed=3, round_=1, oversampling=8.0, row_offset=100, weights=w))
+    np.testing.assert_array_equal(drawn.index, expected.index)
+    np.testing.assert_allclose(drawn.cost, expected.cost, rtol=1e-12)
+    np.testing.assert_array_equal(drawn.rows, expected.rows)
+    counts, expected = xp_count_nearest(device, centres, device_w), count_nearest(X, centres, w)
+    np.testing.assert_allclose(counts.weights, expected.weights, rtol=1e-12)
+    np.testing.assert_allclose(counts.cost, expected.cost, rtol=1e-12)
+    lloyd, expected = xp_lloyd_chunk(device, centres, 100, device_w), lloyd_chunk(X, centres, 100, w)
+    for name in ("counts", "cost", "far_dist"):
+        np.testing.assert_allclose(getattr(lloyd, name), getattr(expected, name), rtol=1e-12)
+    np.testing.assert_allclose(lloyd.sums, expected.sums, rtol=0, atol=1e-9 * np.abs(X - X.mean(0)).sum())
+    np.testing.assert_array_equal(lloyd.far_index, expected.far_index)
+    np.testing.assert_array_equal(lloyd.far_rows, expected.far_rows)
