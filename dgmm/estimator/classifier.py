@@ -35,7 +35,7 @@ from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
-from ..errors import ConvergenceWarning, DataError, ParameterError
+from ..errors import ConvergenceWarning, DataError, InputTypeError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.adapt import check_adapt
@@ -169,6 +169,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
             raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
         X, y = frame_column(X, y)  # a DataFrame's label column
         data = self._features(X, y, columns, sample_weight)
+        if data.kind == "xp":
+            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input; array-API "
+                                 "input on a device is fitted by GaussianMixture for now")
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         if len(labels.classes) < 2:

@@ -29,7 +29,7 @@ from ..algorithms.em import EMResult, em_steps, score_steps
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, warn_id_like
-from ..errors import ParameterError
+from ..errors import InputTypeError, ParameterError
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.criteria import information_criteria
 from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
@@ -156,6 +156,9 @@ def select(
     model = cells[0]  # the settings every cell shares
     data = as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options)
     warn_id_like(data, stacklevel=2)
+    if data.kind == "xp":
+        raise InputTypeError("select takes NumPy, pandas, Dask or Parquet input; array-API input on a device is "
+                             "fitted by GaussianMixture for now")
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
     rng = check_random_state(model.random_state)

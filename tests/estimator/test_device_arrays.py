@@ -77,6 +77,10 @@ def test_weights_nan_rows_and_float32_on_the_device(data):
 
 
 def test_split_merge_is_refused_before_any_work_and_given_starts_run(data):
+    with pytest.raises(dgmm.InputTypeError, match="GaussianMixtureClassifier takes NumPy"):
+        dgmm.GaussianMixtureClassifier(2).fit(on_device(data), np.arange(len(data)) % 2)
+    with pytest.raises(dgmm.InputTypeError, match="select takes NumPy"):
+        dgmm.select(on_device(data), [2, 3])
     with pytest.raises(dgmm.ParameterError, match="split_merge"):
         dgmm.GaussianMixture(3, init_params="k-means++", split_merge=2).fit(on_device(data))
     means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
