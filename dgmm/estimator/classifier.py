@@ -174,9 +174,24 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                                  "input on a device is fitted by GaussianMixture for now")
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
+        self._check_classes(labels, data)
+        priors = self._check_priors(len(labels.classes))
+        if isinstance(background, GaussianMixture):
+            background.fitted_params()  # NotFittedError for an unfitted one
+            self._check_background(background, data)
+        runs, ubm, passes = self._fit_classes(data, labels, background, adapt)
+        self._set_fitted(runs, ubm, labels, data, priors, passes)
+        late = [str(c) for c, run in zip(labels.classes, runs) if not run.converged]
+        if late and self.max_iter > 0:
+            warnings.warn(f"the mixtures of classes {', '.join(late)} did not converge in {self.max_iter} "
+                          "iterations; increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+        return self
+
+    def _check_classes(self, labels: Labels, data: Input) -> None:
+        """At least two classes, each with rows of weight > 0 (in-memory weights are checked now) and
+        at least ``n_components`` rows."""
         if len(labels.classes) < 2:
             raise DataError(f"y holds one class ({_show(labels.classes[0])}); a classifier needs at least 2 classes")
-        priors = self._check_priors(len(labels.classes))
         if data.kind == "numpy" and data.weighted:  # a class of total weight 0 has nothing to fit
             totals = np.bincount(labels.codes.astype(np.int64), weights=data.values[:, -1], minlength=len(labels.classes))
             if not np.any(totals > 0):
@@ -189,10 +204,10 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 check_n_samples(int(count), self.n_components)
             except DataError as exc:
                 raise DataError(f"class {_show(label)}: {exc}") from None
-        if isinstance(background, GaussianMixture):
-            background.fitted_params()  # NotFittedError for an unfitted one
-            self._check_background(background, data)
-        runs, ubm, passes = self._fit_classes(data, labels, background, adapt)
+
+    def _set_fitted(self, runs: list[EMResult], ubm: GaussianMixture | None, labels: Labels, data: Input,
+                    priors: np.ndarray | None, passes: int) -> None:
+        """The fitted attributes: one GaussianMixture per class, the background model, classes and priors."""
         settings = self._mixture_params()
         if ubm is not None:
             self.ubm_ = ubm
@@ -215,11 +230,6 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
             del self.feature_names_in_
         self.n_iter_ = np.asarray([run.n_iter for run in runs])
         self.passes_ = passes
-        late = [str(c) for c, run in zip(labels.classes, runs) if not run.converged]
-        if late and self.max_iter > 0:
-            warnings.warn(f"the mixtures of classes {', '.join(late)} did not converge in {self.max_iter} "
-                          "iterations; increase max_iter or tol", ConvergenceWarning, stacklevel=2)
-        return self
 
     def _mixture_params(self) -> dict[str, Any]:
         """The parameters every class's GaussianMixture gets."""
