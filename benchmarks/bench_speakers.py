@@ -133,8 +133,8 @@ def make_corpus(out: str, quick: bool) -> dict:
     return {"train": os.path.join(out, "train"), "test": os.path.join(out, "test"), **sizes}
 
 
-def segments(test: "pd.DataFrame", seconds: float) -> np.ndarray:
-    """A segment id per test frame: consecutive runs of ``seconds`` within each sentence (shorter tails dropped: -1)."""
+def segments(test, seconds: float) -> np.ndarray:
+    """A segment id per frame of the test frames (a pandas DataFrame): consecutive runs of ``seconds`` within each sentence (shorter tails dropped: -1)."""
     length = int(round(seconds / FRAME_STEP))
     position = test.groupby("utterance").cumcount().to_numpy()
     index = position // length
