@@ -35,7 +35,7 @@ from .archive import Invalid, Spec, canonical_json, checksum, read_archive
 from ..algorithms.em import EMResult, IterationCallback, IterationReport
 from ..errors import CheckpointError, DgmmError
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
-from .checks import CORRUPT, INT, NONE, REAL, STR, TooLarge, check_keys, check_limits
+from .checks import CORRUPT, INT, NONE, REAL, STR, TooLarge, check_keys, check_limits, has_type
 from .model_file import write_archive
 from ..kernels.params import MixtureParams
 from ..data.sources import filesystem, is_remote, remote_call
@@ -272,6 +272,10 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     for part in ("settings", "input"):
         if not isinstance(metadata["identity"].get(part, {}), dict):
             raise Invalid(f"metadata identity {part} is not an object")
+    for move in metadata["finished"] or ():  # kept split/merge moves: (i, j, k, before, after)
+        if not (isinstance(move, list) and len(move) == 5 and all(has_type(v, INT) and 0 <= v < K for v in move[:3])
+                and all(has_type(v, REAL) for v in move[3:])):
+            raise Invalid(f"metadata finished holds {move!r:.80}, not a move [i, j, k, before, after]")
     specs = {"seeds": Spec(np.dtype("<i8"), ((n_seeds,),))}
     for prefix in ("current", "best"):
         meta = metadata[prefix]
