@@ -22,6 +22,7 @@ from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_para
 @settings_command(FIT_SETTINGS, "fit")
 def fit(settings: dict[str, Any]) -> None:
     """Fit a mixture to Parquet DATA and write the model (--model)."""
+    from ..data.inputs import check_device_kind
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
     from ..estimator.mixture import GaussianMixture
@@ -51,6 +52,7 @@ def fit(settings: dict[str, Any]) -> None:
         return fit_classifier(settings, dataset)
     model = GaussianMixture(**estimator_parameters(settings))
     validate_params(model)  # every check that needs no cluster runs before one starts
+    check_device_kind(model.device, "parquet")
     check_n_samples(dataset.n_rows, model.n_components)
     log = ProgressLog(settings["log_format"], settings["max_iter"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))

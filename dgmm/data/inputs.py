@@ -340,6 +340,35 @@ def _device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows:
     return Input("xp", None, X, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
 
 
+def check_device_kind(device: str, kind: InputKind) -> None:
+    """Refuse (InputTypeError) input a device cannot take yet: Parquet and Dask are not streamed to a GPU."""
+    if device == "cuda" and kind not in ("numpy", "xp"):
+        raise InputTypeError(f"device='cuda' takes NumPy, pandas or CuPy input for now; {kind} input is not yet "
+                             "streamed to a GPU: load it into a CuPy array, or use device='cpu'")
+
+
+def on_device(data: Input, device: str) -> Input:
+    """The input where ``device`` says the passes run: "auto" leaves it where it lies; "cpu" copies an
+    array-API array on a device to NumPy; "cuda" copies NumPy input to the GPU as one CuPy array.
+    Parquet and Dask input on a GPU (streamed through pinned buffers) is not built yet: refused."""
+    if device == "auto" or (device == "cpu" and data.kind != "xp") or (device == "cuda" and data.kind == "xp"):
+        return data
+    if device == "cpu":
+        return Input("numpy", data.feature_names, to_numpy(data.values), chunk_rows=data.chunk_rows,
+                     weighted=data.weighted, id_like=data.id_like)
+    check_device_kind(device, data.kind)
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no GPU")
+    except Exception as exc:  # not installed, no driver, no device: all say the same to the user
+        raise InputTypeError(f"device='cuda' needs CuPy and a GPU it sees ({type(exc).__name__}: {exc}); install "
+                             "cupy for your CUDA version, or use device='cpu'") from None
+    return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=data.chunk_rows,
+                 weighted=data.weighted, id_like=data.id_like)
+
+
 def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:
     """Attach an array of weights to lazy input, chunk for chunk (features checked on the way)."""
     import dask.array as da

@@ -32,7 +32,7 @@ from ..algorithms.classes import ClassView, adapt_steps, for_class
 from ..algorithms.em import EMResult
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
-from ..data.inputs import Input, as_input, warn_id_like
+from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..errors import ConvergenceWarning, DataError, InputTypeError, ParameterError
@@ -47,7 +47,7 @@ from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings, place_data
 from .mixture import GaussianMixture
-from .parameters import BY_NAME, CachePolicy, Parameter, check_n_samples, check_random_state, validate_params
+from .parameters import BY_NAME, CachePolicy, Device, Parameter, check_n_samples, check_random_state, validate_params
 
 PRIORS = ("empirical", "uniform")
 # The classifier's own parameters, as the command line and configs take them (arrays of priors and
@@ -119,6 +119,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         split_merge: int = 0,
         stall_timeout: float = STALL_TIMEOUT,
         storage_options: dict | None = None,
+        device: Device = "auto",
         priors: Any = "empirical",
         ubm: Any = None,
         relevance_factor: float = 16.0,
@@ -144,6 +145,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.split_merge = split_merge
         self.stall_timeout = stall_timeout
         self.storage_options = storage_options
+        self.device = device
         self.priors = priors
         self.ubm = ubm
         self.relevance_factor = relevance_factor
@@ -169,9 +171,11 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
             raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
         X, y = frame_column(X, y)  # a DataFrame's label column
         data = self._features(X, y, columns, sample_weight)
-        if data.kind == "xp":
-            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input; array-API "
-                                 "input on a device is fitted by GaussianMixture for now")
+        if self.device == "cpu":
+            data = on_device(data, "cpu")
+        if data.kind == "xp" or self.device == "cuda":
+            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input on the CPU; "
+                                 "a GPU (device='cuda', or array-API input on a device) is for GaussianMixture for now")
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         self._check_classes(labels, data)

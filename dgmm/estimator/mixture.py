@@ -14,7 +14,7 @@ from sklearn.base import DensityMixin
 
 from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
-from ..data.inputs import Input, as_input, warn_id_like
+from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels import posterior
@@ -25,7 +25,7 @@ from ..kernels.sampling import draw
 from ..kernels.weights import NanPolicy
 from ..persist.checkpoint import Checkpoint, FitState
 from .base import Estimator
-from .parameters import CachePolicy, check_n_samples, check_random_state, checked_inits, param_error, validate_params
+from .parameters import CachePolicy, Device, check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fitting import check_device_settings, run_fit
 from .scoring import ScoringMixin
 
@@ -118,6 +118,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         split_merge: int = 0,
         stall_timeout: float = STALL_TIMEOUT,
         storage_options: dict | None = None,
+        device: Device = "auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -143,6 +144,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         self.split_merge = split_merge
         self.stall_timeout = stall_timeout
         self.storage_options = storage_options
+        self.device = device
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ fitting
@@ -218,7 +220,8 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         and whether it initialises (not a warm start).
         """
         validate_params(self)
-        data = as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options)
+        data = on_device(as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options),
+                         self.device)
         check_n_samples(data.n_rows, self.n_components)
         if data.kind == "xp":
             check_device_settings(self)

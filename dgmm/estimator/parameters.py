@@ -32,6 +32,8 @@ from ..kernels.init import INIT_METHODS
 from ..kernels.weights import NAN_POLICIES
 
 CachePolicy = Literal["auto", "memory", "none"]
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 CACHE_POLICIES: tuple[str, ...] = ("auto", "memory", "none")
 
 _SHORT = reprlib.Repr()
@@ -227,6 +229,8 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("stall_timeout", float, STALL_TIMEOUT, "seconds without a running worker (all paused at their memory "
               "limit, or none connected) before the fit ends with a cluster error (exit code 5)", minimum=0),
     Parameter("storage_options", dict, None, "fsspec options for s3:// and other URLs: credentials, endpoint_url, ..."),
+    Parameter("device", str, "auto", "where the passes run: auto (where the data lies), cpu, or cuda (NumPy and "
+              "pandas input copied to the GPU with CuPy)", choices=DEVICES),
 )
 BY_NAME: Mapping[str, Parameter] = {p.name: p for p in MIXTURE_PARAMETERS}
 # Constructor parameters that are not in the table: objects and arrays, which no config holds.

@@ -28,7 +28,7 @@ import numpy as np
 from ..algorithms.em import EMResult, em_steps, score_steps
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
-from ..data.inputs import as_input, warn_id_like
+from ..data.inputs import as_input, on_device, warn_id_like
 from ..errors import InputTypeError, ParameterError
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.criteria import information_criteria
@@ -154,7 +154,8 @@ def select(
         raise ParameterError(f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 "
                              "(and > 0 for criterion='heldout')")
     model = cells[0]  # the settings every cell shares
-    data = as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options)
+    data = on_device(as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options),
+                     model.device)
     warn_id_like(data, stacklevel=2)
     if data.kind == "xp":
         raise InputTypeError("select takes NumPy, pandas, Dask or Parquet input; array-API input on a device is "

@@ -86,3 +86,23 @@ def test_split_merge_is_refused_before_any_work_and_given_starts_run(data):
     means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
     given = dgmm.GaussianMixture(3, means_init=means).fit(on_device(data))  # a start given: no k-means pass
     assert_same_fit(given, dgmm.GaussianMixture(3, means_init=means).fit(data))
+
+
+def test_device_cpu_copies_to_numpy_and_cuda_needs_cupy(data):
+    host = dgmm.GaussianMixture(3, random_state=0).fit(data)
+    copied = dgmm.GaussianMixture(3, random_state=0, device="cpu").fit(on_device(data))
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(copied, name), getattr(host, name))
+    assert isinstance(copied.predict(data), np.ndarray)
+    y = (data[:, 0] > np.median(data[:, 0])).astype(int)
+    classes = dgmm.GaussianMixtureClassifier(2, random_state=0, device="cpu").fit(on_device(data), y)
+    np.testing.assert_array_equal(classes.estimators_[1].means_,
+                                  dgmm.GaussianMixtureClassifier(2, random_state=0).fit(data, y).estimators_[1].means_)
+    assert dgmm.select(on_device(data), [2, 3], device="cpu").best.n_components in (2, 3)
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(dgmm.InputTypeError, match="device='cuda' needs CuPy and a GPU it sees"):
+            dgmm.GaussianMixture(3, device="cuda").fit(data)
+    with pytest.raises(dgmm.InputTypeError, match="a GPU .* is for GaussianMixture for now"):
+        dgmm.GaussianMixtureClassifier(2, device="cuda").fit(data, np.arange(len(data)) % 2)
