@@ -84,9 +84,15 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
         w = None if weights is None else xp.astype(weights[start:stop], xp.float64)
         part = _tile(xp, constants, X[start:stop, :], w)
         loglik, s0, s1, s2 = loglik + part[0], s0 + part[1], s1 + part[2], s2 + part[3]
-    total = float(to_numpy(xp.sum(weights))) if weights is not None else float(n)
-    zero = 0 if weights is None else int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
+    total, zero = _weight_totals(xp, n, weights)
     return Stats(n, float(to_numpy(loglik)), to_numpy(s0), to_numpy(s1), to_numpy(s2), total, zero)
+
+
+def _weight_totals(xp, n_rows: int, weights: Any) -> tuple[float, int]:
+    """The total row weight and the rows of weight 0, on the host (``weights`` None: every weight 1)."""
+    if weights is None:
+        return float(n_rows), 0
+    return float(to_numpy(xp.sum(weights))), int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
 
 
 class _Constants:
@@ -112,26 +118,27 @@ class _Constants:
             self.chols = [put(stacked[:, k * d : (k + 1) * d]) for k in range(K)]
 
 
+def _log_prob(xp, c: _Constants, Z: Any) -> Any:
+    """``log π_k + log N(x | μ_k, Σ_k)`` (n, K), float64, from the centred rows ``Z = X − c`` (compute dtype)."""
+    K = c.plan.n_components
+    if c.plan.covariance_type in ("diag", "spherical"):
+        distances = xp.concat([Z, Z * Z], axis=1) @ c.gemm
+    elif c.plan.covariance_type == "tied":
+        Y = Z @ c.chol
+        distances = xp.stack([xp.sum((Y - c.shift_u[k, :]) ** 2, axis=1) for k in range(K)], axis=1)
+    else:
+        distances = xp.stack([xp.sum(((Z - c.shift[k, :]) @ c.chols[k]) ** 2, axis=1) for k in range(K)], axis=1)
+    return -0.5 * xp.astype(distances, xp.float64) + c.log_norm
+
+
 def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
     """(loglik, s0, s1, s2) of one tile, float64 on the tile's device."""
     plan = c.plan
     K, d = plan.n_components, plan.n_features
     Z = xp.astype(xp.astype(X, xp.float64) - c.centre, c.compute)
     kind = plan.covariance_type
-    if kind in ("diag", "spherical"):
-        ZZ = xp.concat([Z, Z * Z], axis=1)
-        log_prob = -0.5 * xp.astype(ZZ @ c.gemm, xp.float64) + c.log_norm
-    elif kind == "tied":
-        Y = Z @ c.chol
-        columns = [xp.sum((Y - c.shift_u[k, :]) ** 2, axis=1) for k in range(K)]
-        log_prob = -0.5 * xp.astype(xp.stack(columns, axis=1), xp.float64) + c.log_norm
-    else:
-        columns = [xp.sum(((Z - c.shift[k, :]) @ c.chols[k]) ** 2, axis=1) for k in range(K)]
-        log_prob = -0.5 * xp.astype(xp.stack(columns, axis=1), xp.float64) + c.log_norm
-    peak = xp.max(log_prob, axis=1, keepdims=True)
-    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
-    shifted = log_prob - peak
-    lse = xp.log(xp.sum(xp.exp(shifted), axis=1)) + peak[:, 0]
+    log_prob = _log_prob(xp, c, Z)
+    lse = xp_logsumexp_rows(log_prob)
     log_resp = log_prob - lse[:, None]
     resp = xp.where(log_resp < plan.floor, xp.zeros_like(log_resp), xp.exp(log_resp))
     if w is not None:
@@ -193,26 +200,15 @@ def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str
     s2 = xp.stack(s2_parts, axis=0)
     if covariance_type == "tied":
         s2 = xp.sum(s2, axis=0)
-    total = float(to_numpy(xp.sum(weights))) if weights is not None else float(n)
-    zero = 0 if weights is None else int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
+    total, zero = _weight_totals(xp, n, weights)
     return Stats(n, 0.0, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), total, zero)
 
 
 def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:
     """``log π_k + log N(x_n | μ_k, Σ_k)``, (n, K) float64 on X's device (the tiles' distances of :func:`_tile`)."""
     xp = namespace(X)
-    plan = plan_estep(params)
-    c = _Constants(xp, plan, getattr(X, "device", None), xp.float64)
-    Z = xp.astype(X, xp.float64) - c.centre
-    K = plan.n_components
-    if plan.covariance_type in ("diag", "spherical"):
-        distances = xp.concat([Z, Z * Z], axis=1) @ c.gemm
-    elif plan.covariance_type == "tied":
-        Y = Z @ c.chol
-        distances = xp.stack([xp.sum((Y - c.shift_u[k, :]) ** 2, axis=1) for k in range(K)], axis=1)
-    else:
-        distances = xp.stack([xp.sum(((Z - c.shift[k, :]) @ c.chols[k]) ** 2, axis=1) for k in range(K)], axis=1)
-    return -0.5 * distances + c.log_norm
+    c = _Constants(xp, plan_estep(params), getattr(X, "device", None), xp.float64)
+    return _log_prob(xp, c, xp.astype(X, xp.float64) - c.centre)
 
 
 def xp_logsumexp_rows(a: Any) -> Any:
