@@ -150,7 +150,7 @@ class _ClassRows:
         labels = self.classes[np.argmax(joint, axis=1)]
         columns = {"class": pa.array(labels.tolist(), type=self.type, mask=dropped)}
         if proba:
-            resp = np.exp(joint - posterior.logsumexp_rows(joint)[:, None])
+            resp = np.exp(posterior.normalised_rows(joint))
             columns.update({f"proba_{c}": pa.array(resp[:, j], mask=dropped) for j, c in enumerate(self.classes)})
         if log_likelihood:
             columns.update({f"log_likelihood_{c}": pa.array(class_ll[:, j], mask=dropped)

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.inputs import IN_MEMORY_CHUNK_ROWS, as_input
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
-from ..data.parquet import is_path_input
 from ..errors import NotFittedError, ParameterError
 from ..execution.executor import executor_for
 from ..execution.rows import map_rows
@@ -69,10 +68,7 @@ class ClassScoringMixin:
         if ratio and not hasattr(self, "ubm_"):
             raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
         X, groups = frame_column(X, groups)  # a DataFrame's group column
-        names = getattr(self, "feature_names_in_", None)
-        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=self.nan_policy, storage_options=self.storage_options)
-        mixtures[0]._scoring_input(data.dataset if data.dataset is not None else X)  # features and names checked
+        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy)  # features checked
         grouping = as_labels(groups, data, what="groups")
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
@@ -98,10 +94,9 @@ class ClassScoringMixin:
     def _log_likelihoods(self, X: Any, params: tuple, offset: np.ndarray, against_last: bool = False):
         """``log p(x | params_c) + offset_c`` per row and mixture, (n, C); with ``against_last`` the last
         mixture's column is subtracted from the others and dropped, (n, C - 1)."""
-        data = self.estimators_[0]._scoring_input(X)  # checks features and names as a fitted mixture does
+        # checked as a fitted mixture checks them; a Dask DataFrame is scored as a Dask array
+        data = self.estimators_[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy)
         payload = (params, (offset, against_last))
-        if data.frame is not None:
-            data = as_input(data.frame, storage_options=self.storage_options)
         if data.kind == "numpy":
             step = IN_MEMORY_CHUNK_ROWS
             return np.concatenate([class_scores(data.values[i : i + step], payload)

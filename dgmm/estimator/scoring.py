@@ -75,12 +75,14 @@ class ScoringMixin:
         """Akaike information criterion; lower is better."""
         return self.score_summary(X)["aic"]
 
-    def _scoring_input(self, X: Any) -> Input:
+    def _scoring_input(self, X: Any, keep_frame: bool = True, nan_policy: str | None = None) -> Input:
+        """``X`` as input to score, its features checked against the fit's (a Dask DataFrame kept as it
+        is unless ``keep_frame`` is False; ``nan_policy`` default: the model's)."""
         self.fitted_params()
         names = getattr(self, "feature_names_in_", None)
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=getattr(self, "nan_policy", "raise"), storage_options=self.storage_options,
-                        keep_frame=True)
+                        nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
+                        storage_options=self.storage_options, keep_frame=keep_frame)
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
