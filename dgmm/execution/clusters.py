@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 
 
@@ -21,7 +20,10 @@ def current_client():
 
 
 def default_worker_count() -> int:
-    return max(1, min(os.cpu_count() or 1, 4))
+    """Worker processes of a local cluster: one per usable CPU, each with one thread."""
+    from .local import usable_cpus
+
+    return usable_cpus()
 
 
 def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = None, tls_cert: str | None = None,

@@ -34,7 +34,7 @@ import numpy as np
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, InputKind
 from .clusters import connect, current_client, local_cluster
 from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
-from .local import InProcessExecutor
+from .local import InProcessExecutor, single_threaded_blas
 from ..kernels.stats import Stats
 from .passes import Kernel, build_pass, placed_in_row_ranges
 
@@ -169,7 +169,16 @@ def executor_for(
     """The executor a fit runs on; a client or local cluster it starts is closed on exit.
 
     Inside :func:`executors`, a fit given no client or address runs on the executor made there.
+    This process's BLAS runs one thread meanwhile (:func:`~dgmm.execution.local.single_threaded_blas`):
+    the passes' threads or workers have the cores, and the M-step's small factorisations gain nothing.
     """
+    with single_threaded_blas():
+        yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout)
+
+
+def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: str | None,
+                   stall_timeout: float) -> Iterator[Executor]:
+    """The body of :func:`executor_for` (a generator that yields one executor)."""
     factory = _FACTORY.get()
     if factory is not None and client is None and not scheduler_address:
         yield factory(kind, chunk_rows)

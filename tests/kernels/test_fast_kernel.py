@@ -205,7 +205,8 @@ def test_in_process_executor_result_does_not_depend_on_threads(threads):
     params = random_params(rng, 3, 4, "full")
     X = rng.normal(size=(20_000, 4))
     plan = plan_estep(params, "float64", 512)
-    for chunk_rows in (20_000, 1_000):  # few chunks (tiles in parallel) and many (chunks in parallel)
+    # one chunk (tiles in parallel), a few (chunks in flight together, their tiles in parallel), many (chunks in parallel)
+    for chunk_rows in (20_000, 5_000, 1_000):
         reference = InProcessExecutor(chunk_rows, threads=1).map_reduce(X, em_kernel, plan)
         got = InProcessExecutor(chunk_rows, threads=threads).map_reduce(X, em_kernel, plan)
         assert got.loglik == reference.loglik
