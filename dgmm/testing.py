@@ -134,6 +134,26 @@ def counted_in_process() -> Iterator[Any]:
         yield counter
 
 
+@contextlib.contextmanager
+def simulated_gpu() -> Iterator[Any]:
+    """Inside the block, ``device="cuda"`` (and ``"auto"`` for Parquet) is array-api-strict's
+    ``device1``: chunks reach it and are computed there as on a GPU, which it resembles in refusing
+    conversion to NumPy. Yields the :class:`~dgmm.data.devices.DeviceTarget` (pickled into the tasks,
+    so worker processes use it too)."""
+    from .data.devices import DeviceTarget, simulated_device
+
+    target = DeviceTarget("array_api_strict", "device1")
+    with simulated_device(target):
+        yield target
+
+
+def device_cache_reports(client: Any) -> dict[str, dict]:
+    """Every worker's :meth:`~dgmm.data.devices.DeviceCache.report`, by worker address."""
+    from .data.devices import device_cache
+
+    return client.run(lambda: device_cache().report())
+
+
 # ---------------------------------------------------------------- chunkings (hypothesis strategies)
 
 

@@ -150,8 +150,9 @@ def finite(value: float) -> float | None:
 
 
 @contextlib.contextmanager
-def cluster_client(settings: dict, log: ProgressLog):
-    """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on 127.0.0.1."""
+def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu"):
+    """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on
+    127.0.0.1: one per GPU when ``device`` (a mixture's --device) resolves to one, else one per core."""
     from ..execution.deadlines import workers_info
 
     tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
@@ -168,9 +169,11 @@ def cluster_client(settings: dict, log: ProgressLog):
     if given:
         raise ConfigError(f"{', '.join(given)} given without --scheduler; TLS settings apply only to a tls:// "
                           "scheduler: add --scheduler tls://HOST:PORT or drop them")
+    from ..data.devices import device_target
     from ..execution import local_cluster
 
-    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug())) as client:
+    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()),
+                       device_target(device)) as client:
         log.event("local cluster", workers=len(workers_info(client)), dashboard=client.dashboard_link)
         yield client
 

@@ -22,7 +22,7 @@ from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_para
 @settings_command(FIT_SETTINGS, "fit")
 def fit(settings: dict[str, Any]) -> None:
     """Fit a mixture to Parquet DATA and write the model (--model)."""
-    from ..data.inputs import check_device_kind
+    from ..data.devices import device_target
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
     from ..estimator.mixture import GaussianMixture
@@ -52,7 +52,7 @@ def fit(settings: dict[str, Any]) -> None:
         return fit_classifier(settings, dataset)
     model = GaussianMixture(**estimator_parameters(settings))
     validate_params(model)  # every check that needs no cluster runs before one starts
-    check_device_kind(model.device, "parquet")
+    device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     check_n_samples(dataset.n_rows, model.n_components)
     log = ProgressLog(settings["log_format"], settings["max_iter"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
@@ -64,7 +64,7 @@ def fit(settings: dict[str, Any]) -> None:
             resuming = checkpoint.exists()
             finished = model.check_checkpoint(dataset, checkpoint)
             log.event("checkpoint", path=str(checkpoint.path), resuming=resuming, finished=finished)
-        with (contextlib.nullcontext() if finished else cluster_client(settings, log)) as client, \
+        with (contextlib.nullcontext() if finished else cluster_client(settings, log, model.device)) as client, \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.set_params(client=client).fit(dataset, on_iteration=log.iteration, checkpoint=checkpoint)

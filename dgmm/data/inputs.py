@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -16,9 +16,12 @@ import numpy as np
 from ..errors import DataError, IdColumnWarning, InputTypeError
 from .parquet import ParquetDataset, is_path_input
 from .parquet_checks import ID_MIN_ROWS
-from ..kernels.weights import (MAX_MAGNITUDE, NanPolicy, attach_weights, block_row_offset, check_finite_block,
+from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block,
                                check_nan_policy, is_weighted)
 from ..kernels.xp_estep import namespace, to_numpy
+from .devices import check_device_values, device_target, is_device_array
+
+__all__ = ["IN_MEMORY_CHUNK_ROWS", "Input", "InputKind", "as_input", "is_device_array", "on_device", "warn_id_like"]
 
 
 InputKind = Literal["numpy", "dask", "parquet", "xp"]
@@ -42,6 +45,8 @@ class Input:
         numeric columns checked, so outputs keep its partitions and index; ``lazy`` is then None
         (its row count is never computed) and ``weighted`` says whether NaN rows are dropped
     id_like : feature columns that look like row ids (:func:`id_like_columns`); see :func:`warn_id_like`
+    device : for Parquet and Dask input, the GPU its passes run on (a :class:`~dgmm.data.devices.DeviceTarget`,
+        set by :func:`on_device`), or None for the CPU
     """
 
     kind: InputKind
@@ -53,6 +58,7 @@ class Input:
     weighted: bool = False
     frame: Any = None
     id_like: tuple[str, ...] = ()
+    device: Any = None
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""
@@ -136,12 +142,16 @@ def _check_kind(X: Any) -> None:
 
 
 def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
-    """A Dask block, refused if it holds NaN or infinities (named by global row).
+    """A Dask block, refused if it holds NaN or infinities (named by global row); a block on a GPU is
+    checked there.
 
     Parquet chunks are checked by the reader and NumPy input up front, so passes and
     scoring never check again; a cached (persisted) array is checked once.
     """
-    check_finite_block(block, block_row_offset(block_info))
+    if is_device_array(block):
+        check_device_values(block, block_row_offset(block_info))
+    else:
+        check_finite_block(block, block_row_offset(block_info))
     return block
 
 
@@ -221,7 +231,7 @@ def as_input(
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     if is_device_array(X):
-        return _device_input(X, sample_weight, nan_policy, chunk_rows)
+        return device_input(X, sample_weight, nan_policy, chunk_rows)
     _check_kind(X)
     X, sample_weight = _frame_weights(X, sample_weight)
     weighted = is_weighted(sample_weight is not None, nan_policy)
@@ -290,16 +300,9 @@ def warn_id_like(data: Input, stacklevel: int) -> None:
                       "or name the features with columns=[...] (--columns)", IdColumnWarning, stacklevel=stacklevel + 1)
 
 
-def is_device_array(X: Any) -> bool:
-    """An array of another array-API library than NumPy (CuPy, torch, array-api-strict), maybe on a GPU."""
-    if isinstance(X, np.ndarray) or type(X).__module__.split(".")[0] in ("pandas", "dask", "dask_expr"):
-        return False
-    return hasattr(X, "__array_namespace__") or type(X).__module__.split(".")[0] == "torch"
-
-
-def _device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: int | None) -> Input:
-    """Array-API input left on its device: checked there (only a bad row is copied to name it), row
-    weights appended as a last column as for NumPy input."""
+def device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: int | None) -> Input:
+    """Array-API input left on its device, checked there; row weights appended as a last column as for
+    NumPy input."""
     xp = namespace(X)
     _check_2d(tuple(X.shape), "array")
     if 0 in X.shape:
@@ -309,16 +312,7 @@ def _device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows:
             raise InputTypeError(f"input has dtype {X.dtype}, not real numbers")
         X = xp.astype(X, xp.float64)
     where = getattr(X, "device", None)
-    bad = ~xp.isfinite(X)
-    if X.dtype == xp.float64:  # a finite float32 is far below MAX_MAGNITUDE
-        bad = bad | (xp.abs(X) > MAX_MAGNITUDE)
-    dropped = None
-    if nan_policy == "drop":
-        dropped = xp.any(xp.isnan(X), axis=1)
-        bad = bad & ~dropped[:, None]
-    if bool(to_numpy(xp.any(bad))):
-        row = int(np.argmax(to_numpy(xp.any(bad, axis=1))))
-        check_finite_block(to_numpy(X[row : row + 1, ...]), row, nan_policy)
+    dropped = check_device_values(X, 0, nan_policy)
     weighted = is_weighted(sample_weight is not None, nan_policy)
     if weighted:
         X = xp.astype(X, xp.float64)
@@ -340,35 +334,41 @@ def _device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows:
     return Input("xp", None, X, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
 
 
-def check_device_kind(device: str, kind: InputKind) -> None:
-    """Refuse (InputTypeError) input a device cannot take yet: Parquet and Dask are not streamed to a GPU."""
-    if device == "cuda" and kind not in ("numpy", "xp"):
-        raise InputTypeError(f"device='cuda' takes NumPy, pandas or CuPy input for now; {kind} input is not yet "
-                             "streamed to a GPU: load it into a CuPy array, or use device='cpu'")
-
-
 def on_device(data: Input, device: str) -> Input:
-    """The input where ``device`` says the passes run: "auto" leaves it where it lies; "cpu" copies an
-    array-API array on a device to NumPy; "cuda" copies NumPy input to the GPU as one CuPy array.
-    Parquet and Dask input on a GPU (streamed through pinned buffers) is not built yet: refused."""
-    if device == "auto" or (device == "cpu" and data.kind != "xp") or (device == "cuda" and data.kind == "xp"):
-        return data
-    if device == "cpu":
+    """The input where ``device`` says the passes run.
+
+    - "auto": the data's device decides: array-API arrays and Dask arrays of CuPy chunks stay on their
+      GPU, NumPy input and Dask arrays of NumPy chunks on the CPU; Parquet goes to the GPU when CuPy sees
+      one (and, on a cluster, its workers do: checked when the fit places the data).
+    - "cpu": an array-API array is copied to NumPy.
+    - "cuda": NumPy input is copied to the GPU as one CuPy array; Parquet and Dask input are marked for
+      it (:attr:`Input.device`). Without CuPy or a GPU it sees: InputTypeError, one line.
+    """
+    if data.kind == "xp":
+        if device != "cpu":
+            return data
         return Input("numpy", data.feature_names, to_numpy(data.values), chunk_rows=data.chunk_rows,
                      weighted=data.weighted, id_like=data.id_like)
-    check_device_kind(device, data.kind)
-    try:
+    if data.kind == "numpy":
+        if device != "cuda":
+            return data
+        target = device_target("cuda")
+        if target.library != "cupy":  # a simulated GPU (tests): the array goes to its device
+            return Input("xp", data.feature_names, target.put(data.values), chunk_rows=data.chunk_rows,
+                         weighted=data.weighted, id_like=data.id_like)
         import cupy
 
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError("no GPU")
-    except Exception as exc:  # not installed, no driver, no device: all say the same to the user
-        raise InputTypeError(f"device='cuda' needs CuPy and a GPU it sees ({type(exc).__name__}: {exc}); install "
-                             "cupy for your CUDA version, or use device='cpu'") from None
-    return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=data.chunk_rows,
-                 weighted=data.weighted, id_like=data.id_like)
-
-
+        return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=data.chunk_rows,
+                     weighted=data.weighted, id_like=data.id_like)
+    if data.frame is not None:  # a Dask DataFrame kept for scoring: its partitions are scored on the CPU
+        return data
+    if data.lazy is not None and is_device_array(data.lazy._meta):  # a Dask array of CuPy chunks
+        if device == "cpu":
+            return replace(data, lazy=data.lazy.map_blocks(to_numpy, meta=np.empty((0, 0)), dtype=np.float64))
+        return replace(data, device=device_target("cuda"))
+    if data.kind == "dask" and device == "auto":  # NumPy chunks: the data lies on the CPU
+        return data
+    return replace(data, device=device_target(device))
 def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:
     """Attach an array of weights to lazy input, chunk for chunk (features checked on the way)."""
     import dask.array as da

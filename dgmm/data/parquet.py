@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,6 @@ from .sources import (PathLike, RowGroup, SourceFile, file_size, find_parquet_fi
 
 
 __all__ = ["ParquetDataset", "RowGroup", "is_path_input", "read_parquet", "read_row_group"]
-
 
 
 def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
@@ -213,19 +212,26 @@ class ParquetDataset:
                 "n_rows": fingerprint["n_rows"], "columns": list(fingerprint["columns"]),
                 **({"weight_column": self.weight_column} if self.weight_column else {})}
 
-    def to_dask(self):
-        """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group."""
+    def to_dask(self, device: Any = None, cache_bytes: int | None = 0):
+        """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group; on a
+        ``device`` (:class:`~dgmm.data.devices.DeviceTarget`), each process caching ``cache_bytes`` there."""
         import dask.array as da
         from dask.base import tokenize
 
         stamps = self._fingerprint
         source = RowGroupReader(self.row_groups, self.columns, self.weight_column, self.nan_policy)
+        token = tokenize(stamps, self.row_groups, self.columns, self.chunks, self.weight_column, self.nan_policy)
+        name, meta = "parquet-" + token, np.empty((0, 0), dtype=np.float64)
+        if device is not None:
+            from .devices import DeviceRowGroupReader
+
+            source = DeviceRowGroupReader(source, device, token, cache_bytes)
+            name, meta = f"parquet-{device.library}-" + tokenize(token, device, cache_bytes), device.meta()
         return da.from_array(
             source,
             chunks=(self.chunks, (source.shape[1],)),
-            name="parquet-" + tokenize(stamps, self.row_groups, self.columns, self.chunks, self.weight_column,
-                                       self.nan_policy),
-            meta=np.empty((0, 0), dtype=np.float64),
+            name=name,
+            meta=meta,
             asarray=False,
             lock=False,
             fancy=False,
@@ -238,8 +244,9 @@ def read_row_group(
     columns: Sequence[str],
     weight_column: str | None = None,
     nan_policy: NanPolicy = "raise",
+    empty: Callable[[tuple[int, int]], np.ndarray] = np.empty,
 ) -> np.ndarray:
-    """Read one row group as float64.
+    """Read one row group as float64, into ``empty(shape)`` (a pinned buffer for a GPU, see :mod:`.devices`).
 
     Infinite values, negative weights, values beyond MAX_MAGNITUDE and 64-bit integers beyond
     2**53 in magnitude (float64 cannot hold them exactly) are always refused. Nulls and NaN are refused with
@@ -269,7 +276,7 @@ def read_row_group(
         if column.type != pa.float64():
             column = column.cast(pa.float64())
         values.append(_as_numpy(column.fill_null(np.nan) if column.null_count else column))
-    out = np.empty((row_group.n_rows, d + weighted), dtype=np.float64)
+    out = empty((row_group.n_rows, d + weighted))
     _fill_columns(out, values)
     if weighted and weight_column is None:
         out[:, d] = 1.0
@@ -342,6 +349,7 @@ class RowGroupReader:
         self.shape = (int(self.starts[-1]), len(self.columns) + weighted)
         self.dtype = np.dtype(np.float64)
         self.ndim = 2
+        self.empty: Callable[[tuple[int, int]], np.ndarray] = np.empty  # where a chunk of one row group is decoded
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows, cols = key
@@ -350,7 +358,9 @@ class RowGroupReader:
         pieces = []
         i = first
         while i < len(self.row_groups) and self.starts[i] < stop:
-            block = read_row_group(self.row_groups[i], self.columns, self.weight_column, self.nan_policy)
+            alone = i == first and stop <= self.starts[i + 1]  # the only piece: decoded into self.empty
+            block = read_row_group(self.row_groups[i], self.columns, self.weight_column, self.nan_policy,
+                                   self.empty if alone else np.empty)
             lo = max(start - self.starts[i], 0)
             hi = min(stop, self.starts[i + 1]) - self.starts[i]
             pieces.append(block[lo:hi])

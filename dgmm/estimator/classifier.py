@@ -120,6 +120,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         stall_timeout: float = STALL_TIMEOUT,
         storage_options: dict | None = None,
         device: Device = "auto",
+        device_cache_gib: float | None = None,
         priors: Any = "empirical",
         ubm: Any = None,
         relevance_factor: float = 16.0,
@@ -146,6 +147,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.stall_timeout = stall_timeout
         self.storage_options = storage_options
         self.device = device
+        self.device_cache_gib = device_cache_gib
         self.priors = priors
         self.ubm = ubm
         self.relevance_factor = relevance_factor

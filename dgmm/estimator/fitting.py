@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from ..algorithms.smem import best_fit_steps, split_merge_steps
 from ..algorithms.steps import run_steps
-from ..data.inputs import Input
+from ..data.devices import DEVICE_CACHE_SHARE
+from ..data.inputs import Input, is_device_array
+from ..errors import InputTypeError
 from ..execution.executor import executor_for
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback
 
@@ -26,7 +31,7 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
     Returns the best result, the accepted split/merge moves and the cache policy used.
     """
     with executor_for(model.client, data.kind, data.chunk_rows, model.scheduler_address,
-                      model.stall_timeout) as executor:
+                      model.stall_timeout, data.device) as executor:
         array, cache_used = place_data(model, executor, data)
         em = dict(tol=model.tol, max_iter=model.max_iter, reg_covar=model.reg_covar, dtype=model.dtype)
         if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not model.verbose:
@@ -51,8 +56,8 @@ def check_device_settings(model: Any) -> None:
     from ..errors import ParameterError
 
     if model.split_merge:
-        raise ParameterError("split_merge runs on NumPy, Dask or Parquet input; fit array-API input on a device "
-                             "with split_merge=0")
+        raise ParameterError("split_merge runs on the CPU; fit on a GPU (device='cuda', or array-API input on a "
+                             "device) with split_merge=0, or use device='cpu'")
 
 
 def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
@@ -61,12 +66,54 @@ def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
         if executor.client is None:
             return data.values, "memory"
         return executor.keep_in_memory(data.array), "memory"
-    array, chosen = executor.cache(data.array, model.cache)
-    message = f"cache={model.cache}: {'persisted in memory' if chosen == 'memory' else 'streamed every iteration'}"
+    if data.device is not None and executor.device_count(data.device) < 1:
+        if model.device == "cuda":
+            raise InputTypeError("device='cuda', but the cluster's workers see no GPU; connect to workers with "
+                                 "GPUs (one per GPU, e.g. dask-cuda's), or use device='cpu'")
+        data = replace(data, device=None)  # "auto": the workers have no GPU, so the passes run on their CPUs
+    if data.device is not None:
+        array, chosen, message = device_array(model, executor, data)
+    else:
+        array, chosen = executor.cache(data.array, model.cache)
+        message = f"cache={model.cache}: {'persisted in memory' if chosen == 'memory' else 'streamed every iteration'}"
     logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20)
     if model.verbose:
         print(message)
     return array, chosen
+
+
+def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
+    """Parquet or Dask input whose passes run on a GPU: the array of device chunks, the cache chosen and
+    a line saying so.
+
+    - Parquet read by its own reader: chunks decoded into pinned memory and copied to the GPU; each
+      worker keeps ``device_cache_gib`` of them there (half its free memory when None; nothing with
+      ``cache="none"``) and reads the rest every iteration ("device").
+    - Dask arrays whose chunks are on the GPU already (CuPy): persisted there per ``cache``, "auto"
+      when they fit in the device cache budget of one worker.
+    - Other input (Dask arrays of NumPy chunks, Parquet with an array of weights): cached on the host
+      per ``cache``, each chunk copied to the GPU in every pass.
+    """
+    target = data.device
+    budget = 0 if model.cache == "none" else (
+        None if model.device_cache_gib is None else int(model.device_cache_gib * 2**30))
+    if data.dataset is not None and data.lazy.name == data.dataset.to_dask().name:
+        size = "half its free memory" if budget is None else f"{budget / 2**30:.3g} GiB"
+        message = (f"cache=none: chunks read and copied to the {target} every iteration" if budget == 0 else
+                   f"cache={model.cache}: chunks kept on the {target} up to {size} per worker, the rest read "
+                   "every iteration")
+        return executor.placed(data.dataset.to_dask(target, budget)), "device", message
+    if is_device_array(data.lazy._meta):
+        chosen = model.cache
+        if chosen == "auto":
+            room = budget if budget is not None else DEVICE_CACHE_SHARE * target.free_bytes()
+            chosen = "memory" if data.lazy.nbytes <= room else "none"
+        array = executor.keep_in_memory(data.lazy) if chosen == "memory" else data.lazy
+        return array, chosen, f"cache={model.cache}: {'kept on' if chosen == 'memory' else 'streamed to'} the {target}"
+    array, chosen = executor.cache(data.array, model.cache)
+    where = "persisted in memory" if chosen == "memory" else "streamed every iteration"
+    return (array.map_blocks(target.put, meta=target.meta(), dtype=np.float64), chosen,
+            f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass")
 
 
 def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,

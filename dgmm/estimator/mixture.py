@@ -7,6 +7,7 @@ import hashlib
 import logging
 import numbers
 import warnings
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -119,6 +120,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         stall_timeout: float = STALL_TIMEOUT,
         storage_options: dict | None = None,
         device: Device = "auto",
+        device_cache_gib: float | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -145,6 +147,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         self.stall_timeout = stall_timeout
         self.storage_options = storage_options
         self.device = device
+        self.device_cache_gib = device_cache_gib
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ fitting
@@ -223,8 +226,10 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         data = on_device(as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options),
                          self.device)
         check_n_samples(data.n_rows, self.n_components)
-        if data.kind == "xp":
+        if data.kind == "xp" or (data.device is not None and self.device == "cuda"):
             check_device_settings(self)
+        elif data.device is not None and self.split_merge:  # "auto": split/merge moves run on the CPU
+            data = replace(data, device=None)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:
@@ -261,7 +266,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
         ignored = ("client", "scheduler_address", "verbose", "verbose_interval", "cache", "stall_timeout",
-                   "storage_options")
+                   "storage_options", "device_cache_gib")
         settings = {k: v for k, v in self.get_params().items() if k not in ignored}
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
             settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()

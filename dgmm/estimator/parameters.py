@@ -229,8 +229,11 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("stall_timeout", float, STALL_TIMEOUT, "seconds without a running worker (all paused at their memory "
               "limit, or none connected) before the fit ends with a cluster error (exit code 5)", minimum=0),
     Parameter("storage_options", dict, None, "fsspec options for s3:// and other URLs: credentials, endpoint_url, ..."),
-    Parameter("device", str, "auto", "where the passes run: auto (where the data lies), cpu, or cuda (NumPy and "
-              "pandas input copied to the GPU with CuPy)", choices=DEVICES),
+    Parameter("device", str, "auto", "where the passes run: auto (where the data lies; Parquet on a GPU when CuPy "
+              "sees one), cpu, or cuda (NumPy input copied to the GPU, Parquet and Dask chunks streamed "
+              "to it)", choices=DEVICES),
+    Parameter("device_cache_gib", float, None, "on a GPU, GiB of Parquet chunks each GPU worker keeps there (cache "
+              "other than none; default: half its free memory); the rest is read every iteration", minimum=0),
 )
 BY_NAME: Mapping[str, Parameter] = {p.name: p for p in MIXTURE_PARAMETERS}
 # Constructor parameters that are not in the table: objects and arrays, which no config holds.

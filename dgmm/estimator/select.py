@@ -157,9 +157,9 @@ def select(
     data = on_device(as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options),
                      model.device)
     warn_id_like(data, stacklevel=2)
-    if data.kind == "xp":
-        raise InputTypeError("select takes NumPy, pandas, Dask or Parquet input; array-API input on a device is "
-                             "fitted by GaussianMixture for now")
+    if data.kind == "xp" or (data.device is not None and model.device == "cuda"):
+        raise InputTypeError("select runs on the CPU: it takes NumPy, pandas, Dask or Parquet input there; a GPU "
+                             "(device='cuda', or array-API input on a device) is for GaussianMixture for now")
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
     rng = check_random_state(model.random_state)

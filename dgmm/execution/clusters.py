@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..data.devices import DeviceTarget
+
 
 
 def current_client():
@@ -43,20 +49,24 @@ def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = Non
 
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto",
-                  log_level: int | None = None):
+                  log_level: int | None = None, device: DeviceTarget | None = None):
     """A client of a new LocalCluster of worker processes on 127.0.0.1, closed on exit.
 
     Scheduler, workers and dashboard listen on 127.0.0.1 only; one thread per worker.
     ``log_level``: what distributed may log in every process (default: errors).
+
+    With a ``device`` (a GPU): one worker per GPU (``n_workers`` of them sharing the GPUs in turn when
+    given), each with a thread per core of its share (:func:`gpu_worker_threads`): streaming Parquet,
+    decoding is the slow step, so chunks decode while others are copied or computed; dask-cuda's
+    ``LocalCUDACluster`` when it is installed (it pins each worker
+    to its GPU and CPUs), else a LocalCluster whose workers select GPU ``i mod count`` as they start.
     """
     import logging
 
     import dask
     from distributed import Client, LocalCluster
 
-    with LocalCluster(
-        n_workers=n_workers or default_worker_count(),
-        threads_per_worker=1,
+    options = dict(
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
@@ -64,8 +74,34 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
         silence_logs=logging.ERROR if log_level is None else log_level,
         # Ctrl-C and user-error logs (see that module), then any preloads of the user's Dask config
         preload=["dgmm.execution.worker_setup", *dask.config.get("distributed.worker.preload", [])],
-    ) as cluster, Client(cluster, set_as_default=False) as client:
+    )
+    if device is None:
+        cluster = LocalCluster(n_workers=n_workers or default_worker_count(), threads_per_worker=1, **options)
+    elif device.library == "cupy" and not n_workers and importlib.util.find_spec("dask_cuda") is not None:
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(threads_per_worker=gpu_worker_threads(device.count()), **options)
+    else:
+        workers = n_workers or device.count()
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=gpu_worker_threads(workers), **options)
+    with cluster, Client(cluster, set_as_default=False) as client:
+        if device is not None and type(cluster) is LocalCluster:
+            client.run(select_device, device)
         yield client
+
+
+def gpu_worker_threads(workers: int) -> int:
+    """Threads of each of ``workers`` GPU workers: the usable cores shared out, at least 2 (one decodes
+    while another's chunk is on the GPU)."""
+    from .local import usable_cpus
+
+    return max(2, usable_cpus() // max(1, workers))
+
+
+def select_device(device: DeviceTarget, dask_worker=None) -> None:
+    """Run on each worker by ``client.run``: worker ``i`` of a local GPU cluster uses GPU ``i mod count``."""
+    name = getattr(dask_worker, "name", 0)
+    device.select(int(name) if str(name).isdigit() else 0)
 
 
 

@@ -31,11 +31,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..data.devices import DeviceTarget
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, InputKind
 from .clusters import connect, current_client, local_cluster
 from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
 from .local import InProcessExecutor, single_threaded_blas
 from ..kernels.stats import Stats
+from ..kernels.xp_estep import take_rows
 from .passes import Kernel, build_pass, placed_in_row_ranges
 
 CACHE_FRACTION = 0.25
@@ -78,6 +80,12 @@ class Executor:
                 X = self.client.persist(X)
         wait_all(self.client, futures_of(X), self.stall_timeout)
         return X
+
+    def placed(self, X):
+        """``X`` with each worker preferring one contiguous range of its chunks, in every pass: what a
+        worker reads, it reads again, so each worker's device cache holds its own share of the chunks."""
+        workers = sorted(workers_info(self.client)) if self.client is not None else []
+        return placed_in_row_ranges(X, workers) if workers else X
 
     def free_memory(self) -> int:
         """Bytes the workers could still hold: limits minus process memory (this machine's without a client)."""
@@ -126,12 +134,25 @@ class Executor:
         return dask.compute(collection, scheduler=self.scheduler)[0]
 
     def gather_rows(self, X, indices: np.ndarray) -> np.ndarray:
-        """Rows ``X[indices]`` as NumPy, in the order given (one compute)."""
-        order = np.argsort(indices, kind="stable")
-        rows = np.asarray(self.compute(X[np.asarray(indices)[order]]))
+        """Rows ``X[indices]`` as NumPy, in the order given (one compute); each chunk's rows are taken where
+        the chunk lies (a GPU too) and only they are copied to the host."""
+        from dask import delayed
+
+        indices = np.asarray(indices, dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
+        chunk_of = np.searchsorted(bounds, indices, side="right") - 1
+        blocks = X.to_delayed().ravel()
+        parts = [delayed(take_rows)(blocks[c], indices[chunk_of == c] - bounds[c]) for c in np.unique(chunk_of)]
+        rows = self.compute(delayed(np.concatenate)(parts)) if parts else np.empty((0, X.shape[1]))
         out = np.empty_like(rows)
-        out[order] = rows
+        out[np.argsort(chunk_of, kind="stable")] = rows
         return out
+
+    def device_count(self, device) -> int:
+        """The fewest GPUs of ``device``'s kind any worker sees (this process's without a client)."""
+        if self.client is None:
+            return device.count()
+        return min(self.client.run(device.count).values(), default=0)
 
 
 class CountingExecutor:
@@ -164,20 +185,21 @@ class CountingExecutor:
 @contextlib.contextmanager
 def executor_for(
     client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None,
-    stall_timeout: float = STALL_TIMEOUT,
+    stall_timeout: float = STALL_TIMEOUT, device: DeviceTarget | None = None,
 ) -> Iterator[Executor]:
     """The executor a fit runs on; a client or local cluster it starts is closed on exit.
 
     Inside :func:`executors`, a fit given no client or address runs on the executor made there.
     This process's BLAS runs one thread meanwhile (:func:`~dgmm.execution.local.single_threaded_blas`):
     the passes' threads or workers have the cores, and the M-step's small factorisations gain nothing.
+    Parquet input on a ``device`` (a GPU), with no client, runs on a local cluster of one worker per GPU.
     """
     with single_threaded_blas():
-        yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout)
+        yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout, device)
 
 
 def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: str | None,
-                   stall_timeout: float) -> Iterator[Executor]:
+                   stall_timeout: float, device: DeviceTarget | None) -> Iterator[Executor]:
     """The body of :func:`executor_for` (a generator that yields one executor)."""
     factory = _FACTORY.get()
     if factory is not None and client is None and not scheduler_address:
@@ -200,7 +222,7 @@ def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: 
     if kind == "dask":
         yield Executor()
         return
-    with local_cluster() as local_client:
+    with local_cluster(device=device) as local_client:
         yield Executor(local_client, stall_timeout=stall_timeout)
 
 

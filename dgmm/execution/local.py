@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels.stats import Stats, merge_stats
+from ..kernels.xp_estep import take_rows
 from .passes import Kernel, tree_reduce
 
 
@@ -36,6 +37,9 @@ class InProcessExecutor:
     def keep_in_memory(self, X):
         return X
 
+    def placed(self, X):
+        return X
+
     def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
         n = X.shape[0]
         starts = list(range(0, n, self.chunk_rows))
@@ -58,12 +62,10 @@ class InProcessExecutor:
         return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
 
     def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        if isinstance(X, np.ndarray):
-            return X[np.asarray(indices)]
-        from ..kernels.xp_estep import namespace, to_numpy  # an array-API array on its device
+        return take_rows(X, indices)
 
-        xp = namespace(X)
-        return to_numpy(xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=X.device), axis=0))
+    def device_count(self, device) -> int:
+        return device.count()
 
 
 CHUNKS_IN_FLIGHT = 4  # chunks whose tiles are queued on the pool at once

@@ -65,7 +65,7 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     Delayed whose value is the merged Stats
     """
     from dask.delayed import Delayed
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     if X.numblocks[1] != 1:
         raise ValueError("a pass needs chunks that span all columns")
@@ -77,7 +77,9 @@ def build_pass(X, kernel: Kernel, shared: Any, split_every: int):
     layer, final = pass_layer(token, x_keys, offsets, kernel, payload, split_every, levels)
     layer.update(payload_graph)
     name = f"pass-{token}"
-    graph = HighLevelGraph({name: layer, X.name: x_graph}, {name: {X.name}, X.name: set()})
+    placement = getattr(X.__dask_graph__().layers.get(X.name), "annotations", None)  # placed_in_row_ranges'
+    x_layer = MaterializedLayer(x_graph, annotations=placement) if placement else x_graph
+    graph = HighLevelGraph({name: layer, X.name: x_layer}, {name: {X.name}, X.name: set()})
     return Delayed(final, graph, layer=name)
 
 

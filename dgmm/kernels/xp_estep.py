@@ -53,6 +53,15 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def take_rows(X: Any, indices: np.ndarray) -> np.ndarray:
+    """Rows ``X[indices]`` (n, d) of a NumPy or array-API block as NumPy: taken on the block's device, so
+    only those rows are copied to the host."""
+    if isinstance(X, np.ndarray):
+        return X[np.asarray(indices)]
+    xp = namespace(X)
+    return to_numpy(xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=X.device), axis=0))
+
+
 def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
                    tile_rows: int = XP_TILE_ROWS) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.

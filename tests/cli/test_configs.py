@@ -17,7 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "large-out-of-core.yaml", "remote-scheduler.yaml",
-                                  "remote-scheduler-tls.yaml"])
+                                  "remote-scheduler-tls.yaml", "gpu-streamed.yaml"])
 def test_fit_configs_are_valid(name):
     settings = resolve(FIT_SETTINGS, read_yaml(CONFIGS / name), where=name)
     assert settings["data"] and settings["model"] and settings["n_components"] >= 1

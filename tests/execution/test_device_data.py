@@ -1,0 +1,151 @@
+"""Parquet and Dask input whose passes run on a GPU, on a simulated one: array-api-strict's "device1",
+which refuses conversion to NumPy as CuPy does (:func:`dgmm.testing.simulated_gpu`). Chunks are decoded,
+copied to the device and cached there by real worker processes of a real LocalCluster (two of them
+sharing the one device, as two GPU workers share a GPU); the fit must equal the CPU fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.data.devices import DeviceCache, DeviceTarget, simulated_device
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.execution import local_cluster
+from dgmm.execution.clusters import gpu_worker_threads
+from dgmm.testing import device_cache_reports, simulated_gpu
+
+pytest.importorskip("array_api_strict")
+SETTINGS = dict(n_components=3, random_state=0, max_iter=15, tol=0.0)
+ROW_GROUP, N_ROWS = 200, 2400  # 12 chunks of 200 rows x 4 features: 6,400 bytes each
+CHUNK_BYTES = ROW_GROUP * 4 * 8
+
+
+@pytest.fixture(scope="module")
+def rows():
+    X, _ = sample_mixture(random_mixture(3, 4, seed=5, separation=3.0), N_ROWS, seed=5)
+    return X
+
+
+@pytest.fixture
+def data(rows, parquet_dir) -> str:
+    return parquet_dir(rows, row_group_size=ROW_GROUP, n_files=3)
+
+
+def assert_same_fit(gpu, cpu, rtol: float = 1e-10) -> None:
+    assert gpu.n_iter_ == cpu.n_iter_
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(gpu, name), getattr(cpu, name), rtol=rtol, atol=rtol)
+    assert abs(gpu.lower_bound_ - cpu.lower_bound_) <= rtol * abs(cpu.lower_bound_)
+
+
+@pytest.mark.parametrize("covariance_type, init_params", [("full", "kmeans"), ("diag", "k-means++"),
+                                                          ("tied", "random_from_data"), ("spherical", "kmeans")])
+def test_parquet_on_a_gpu_equals_the_cpu_fit(data, cluster_client, covariance_type, init_params):
+    settings = dict(SETTINGS, covariance_type=covariance_type, init_params=init_params, client=cluster_client)
+    cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(data)
+    with simulated_gpu():
+        gpu = dgmm.GaussianMixture(**settings, device="cuda").fit(data)
+    assert gpu.cache_used_ == "device"
+    assert_same_fit(gpu, cpu)
+    assert isinstance(gpu.means_, np.ndarray)
+
+
+def test_weights_and_dropped_rows_reach_the_gpu(rows, parquet_dir, cluster_client):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dirty = rows.copy()
+    dirty[::37, 1] = np.nan
+    folder = parquet_dir(rows[:0], name="empty")  # a fresh folder beside the others
+    table = pa.table({**{f"x{j}": dirty[:, j] for j in range(4)}, "w": np.linspace(0.5, 2.0, len(rows))})
+    pq.write_table(table, f"{folder}/weighted.parquet", row_group_size=ROW_GROUP)
+    settings = dict(SETTINGS, nan_policy="drop", client=cluster_client)
+    path = f"{folder}/weighted.parquet"
+    cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(path, sample_weight="w")
+    with simulated_gpu():
+        gpu = dgmm.GaussianMixture(**settings, device="cuda").fit(path, sample_weight="w")
+    assert_same_fit(gpu, cpu)
+    assert gpu.n_rows_dropped_ == cpu.n_rows_dropped_ == len(range(0, len(rows), 37))
+
+
+def test_each_worker_caches_its_share_within_the_budget(data, cluster_client):
+    with simulated_gpu():
+        fits = [dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda").fit(data)]
+        cached = device_cache_reports(cluster_client).values()
+        assert sum(r["chunks"] for r in cached) >= N_ROWS // ROW_GROUP  # every chunk read once, and kept
+        assert sum(r["hits"] for r in cached) > sum(r["misses"] for r in cached)  # later passes read no file
+
+        budget = 3 * CHUNK_BYTES
+        fits.append(dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda",
+                                         device_cache_gib=budget / 2**30).fit(data))
+        cached = device_cache_reports(cluster_client).values()
+        assert all(r["bytes"] <= budget and r["chunks"] <= 3 for r in cached)
+        assert sum(r["chunks"] for r in cached) >= 3  # the first chunks each worker read stayed
+
+        fits.append(dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda", cache="none").fit(data))
+        cached = device_cache_reports(cluster_client).values()
+        assert all(r["chunks"] == 0 and r["hits"] == 0 for r in cached)  # streamed: every pass reads the files
+    for fit in fits[1:]:  # cached or read, on either worker: the same chunking gives the same bits
+        np.testing.assert_array_equal(fit.means_, fits[0].means_)
+        np.testing.assert_array_equal(fit.covariances_, fits[0].covariances_)
+
+
+def test_device_cache_keeps_the_first_chunks_that_fit_and_one_dataset():
+    cache, loads = DeviceCache(), []
+
+    def load(value):
+        loads.append(value)
+        return np.full((2, 2), float(value))  # 32 bytes
+
+    for _ in range(3):  # three passes over four chunks, room for two
+        for key in range(4):
+            assert cache.get("a", key, 64, lambda: load(key))[0, 0] == key
+    assert loads == [0, 1, 2, 3, 2, 3, 2, 3]  # chunks 0 and 1 stayed; evicting them would only trade hits
+    assert cache.report() | {"token": None} == {"token": None, "budget": 64, "chunks": 2, "bytes": 64,
+                                                 "hits": 4, "misses": 8}
+    cache.get("b", 0, 64, lambda: load(9))  # another data set: the cache holds it alone
+    assert cache.report()["token"] == "b" and cache.report()["chunks"] == 1
+
+
+def test_dask_arrays_of_host_chunks_are_copied_to_the_gpu_per_chunk(rows):
+    import dask.array as da
+
+    X = da.from_array(rows, chunks=(500, -1))
+    cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(X)
+    with simulated_gpu():
+        gpu = dgmm.GaussianMixture(**SETTINGS, device="cuda").fit(X)
+    assert_same_fit(gpu, cpu)
+    assert gpu.cache_used_ in ("memory", "none")
+
+
+def test_parquet_on_a_gpu_without_a_client_runs_on_a_local_gpu_cluster(data):
+    cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(data)
+    with simulated_gpu():
+        assert_same_fit(dgmm.GaussianMixture(**SETTINGS, device="cuda").fit(data), cpu)
+        with local_cluster(2, device=DeviceTarget("array_api_strict", "device1")) as client:  # two share the GPU
+            threads = gpu_worker_threads(2)
+            assert sorted(w["nthreads"] for w in client.scheduler_info()["workers"].values()) == [threads, threads]
+            assert_same_fit(dgmm.GaussianMixture(**SETTINGS, device="cuda", client=client).fit(data), cpu)
+
+
+def test_workers_without_a_gpu_run_auto_on_their_cpus_and_refuse_cuda(data, cluster_client):
+    cpu = dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cpu").fit(data)
+    with simulated_device(DeviceTarget("cupy", "cuda")):  # this process "sees" a GPU; the workers have no CuPy GPU
+        auto = dgmm.GaussianMixture(**SETTINGS, client=cluster_client).fit(data)
+        assert auto.cache_used_ != "device"
+        np.testing.assert_array_equal(auto.means_, cpu.means_)
+        with pytest.raises(dgmm.InputTypeError, match="workers see no GPU"):
+            dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda").fit(data)
+
+
+def test_split_merge_runs_on_the_cpu_under_auto_and_is_refused_on_cuda(data, cluster_client):
+    settings = dict(SETTINGS, client=cluster_client, split_merge=1, max_iter=5)
+    cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(data)
+    with simulated_gpu():
+        auto = dgmm.GaussianMixture(**settings).fit(data)
+        np.testing.assert_array_equal(auto.means_, cpu.means_)
+        with pytest.raises(dgmm.ParameterError, match="split_merge runs on the CPU"):
+            dgmm.GaussianMixture(**settings, device="cuda").fit(data)
+        with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
+            dgmm.select(data, [2, 3], device="cuda", client=cluster_client)
