@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InputTypeError
 from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_finite_block
 from ..kernels.xp_estep import namespace, to_numpy
-from .parquet import RowGroupReader
+from .row_groups import RowGroupReader, column_values, read_row_group
 
 DEVICE_CACHE_SHARE = 0.5  # with no budget given: this share of the device memory free when a fit's first chunk arrives
 
@@ -250,15 +250,45 @@ def device_cache() -> DeviceCache:
 
 
 class DeviceRowGroupReader(RowGroupReader):
-    """:class:`RowGroupReader` whose chunks come back on ``target``: decoded into pinned memory, copied
-    to the device, and served from this process's :class:`DeviceCache` while it has room."""
+    """:class:`RowGroupReader` whose chunks come back on ``target``, served from this process's
+    :class:`DeviceCache` while it has room.
+
+    A chunk is staged column by column, (d [+ 1], n), in this thread's pinned buffer: one contiguous
+    copy per Arrow column, where the row-major layout the CPU kernels want costs a transposition that
+    took as long as pyarrow's decoding. The device gets that block and uses its transpose (n, d [+ 1]),
+    a view. Values are checked there (two reductions); a chunk they find suspect (NaN, infinities,
+    magnitudes beyond MAX_MAGNITUDE, negative weights) is read again by :func:`read_row_group`, which
+    refuses it naming file, column and row, or drops its NaN rows, exactly as on the CPU.
+    """
 
     def __init__(self, reader: RowGroupReader, target: DeviceTarget, token: str, cache_bytes: int | None):
         super().__init__(reader.row_groups, reader.columns, reader.weight_column, reader.nan_policy)
         self.target, self.token, self.cache_bytes = target, token, cache_bytes
-        self.empty = target.staging
 
     def __getitem__(self, key: tuple[slice, slice]) -> Any:
         start, stop, _ = key[0].indices(self.shape[0])
-        return device_cache().get(self.token, (start, stop), self.cache_bytes,
-                                  lambda: self.target.put(super(DeviceRowGroupReader, self).__getitem__(key)))
+        return device_cache().get(self.token, (start, stop), self.cache_bytes, lambda: self.load(start, stop))
+
+    def load(self, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` (within one row group: chunks never span two) on the device, (n, d [+ 1])."""
+        i = int(np.searchsorted(self.starts, start, side="right")) - 1
+        row_group, lo, hi = self.row_groups[i], start - int(self.starts[i]), stop - int(self.starts[i])
+        values = column_values(row_group, self.columns, self.weight_column, self.nan_policy)
+        staged = self.target.staging((self.shape[1], row_group.n_rows))
+        for j, value in enumerate(values):
+            staged[j] = value
+        if len(values) < self.shape[1]:  # weighted by nan_policy="drop" alone: every weight 1
+            staged[-1] = 1.0
+        X = self.target.put(staged[:, lo:hi]).T
+        if self.suspect(X):
+            block = read_row_group(row_group, self.columns, self.weight_column, self.nan_policy)  # raises, or drops
+            X = self.target.put(block[lo:hi])
+        return X
+
+    def suspect(self, X: Any) -> bool:
+        """Whether the chunk may hold what :func:`read_row_group` refuses or drops (checked on its device)."""
+        xp = namespace(X)
+        low, high = float(to_numpy(xp.min(X))), float(to_numpy(xp.max(X)))
+        if not (-MAX_MAGNITUDE <= low and high <= MAX_MAGNITUDE):  # NaN fails both
+            return True
+        return self.weight_column is not None and float(to_numpy(xp.min(X[:, -1]))) < 0

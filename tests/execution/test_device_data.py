@@ -69,6 +69,24 @@ def test_weights_and_dropped_rows_reach_the_gpu(rows, parquet_dir, cluster_clien
     assert gpu.n_rows_dropped_ == cpu.n_rows_dropped_ == len(range(0, len(rows), 37))
 
 
+@pytest.mark.parametrize("column, value", [("x2", np.inf), ("x0", 1e300), ("w", -1.0), ("w", np.nan)])
+def test_values_the_cpu_refuses_are_refused_on_the_gpu_in_the_same_words(rows, tmp_path, cluster_client, column,
+                                                                          value):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {**{f"x{j}": rows[:, j].copy() for j in range(4)}, "w": np.ones(len(rows))}
+    columns[column][ROW_GROUP + 3] = value
+    path = str(tmp_path / "bad.parquet")
+    pq.write_table(pa.table(columns), path, row_group_size=ROW_GROUP, write_statistics=False)  # found on reading
+    errors = []
+    for device in ("cpu", "cuda"):
+        with simulated_gpu(), pytest.raises(dgmm.DataError) as refused:
+            dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device=device).fit(path, sample_weight="w")
+        errors.append(str(refused.value))
+    assert errors[1] == errors[0] and "bad.parquet" in errors[0] and "row group 1" in errors[0]
+
+
 def test_each_worker_caches_its_share_within_the_budget(data, cluster_client):
     with simulated_gpu():
         fits = [dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda").fit(data)]
