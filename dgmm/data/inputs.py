@@ -331,7 +331,8 @@ def device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: 
             weights = xp.where(dropped, xp.zeros_like(weights), weights)
             X = xp.where(dropped[:, None], xp.zeros_like(X), X)
         X = xp.concat([X, weights[:, None]], axis=1)
-    return Input("xp", None, X, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted)
+    # one chunk unless told: on a GPU, a chunk's tiles are as large as memory allows (xp_tile_rows)
+    return Input("xp", None, X, chunk_rows=chunk_rows or X.shape[0], weighted=weighted)
 
 
 def on_device(data: Input, device: str) -> Input:
@@ -353,12 +354,14 @@ def on_device(data: Input, device: str) -> Input:
         if device != "cuda":
             return data
         target = device_target("cuda")
+        # one chunk on the GPU, unless chunk_rows was set (xp_tile_rows sizes its tiles)
+        chunk_rows = data.values.shape[0] if data.chunk_rows == IN_MEMORY_CHUNK_ROWS else data.chunk_rows
         if target.library != "cupy":  # a simulated GPU (tests): the array goes to its device
-            return Input("xp", data.feature_names, target.put(data.values), chunk_rows=data.chunk_rows,
+            return Input("xp", data.feature_names, target.put(data.values), chunk_rows=chunk_rows,
                          weighted=data.weighted, id_like=data.id_like)
         import cupy
 
-        return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=data.chunk_rows,
+        return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=chunk_rows,
                      weighted=data.weighted, id_like=data.id_like)
     if data.frame is not None:  # a Dask DataFrame kept for scoring: its partitions are scored on the CPU
         return data

@@ -43,7 +43,7 @@ class InProcessExecutor:
     def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
         n = X.shape[0]
         starts = list(range(0, n, self.chunk_rows))
-        pool = thread_pool(self.threads)
+        pool = thread_pool(self.threads) if isinstance(X, np.ndarray) else None  # a GPU runs one chunk at a time
         if pool is None:
             leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i) for i in starts]
         else:

@@ -26,7 +26,17 @@ from .estep import EStepPlan, plan_estep
 from .params import MixtureParams
 from .stats import Stats, s2_shape
 
-XP_TILE_ROWS = 1 << 16  # rows per tile: large enough to fill a GPU, small enough for K·T intermediates
+XP_MIN_TILE_ROWS = 1 << 16  # rows per tile at least: enough to fill a GPU
+# A tile's intermediates take at most about this share of its chunk's bytes (GPU memory ≈ 1.25x the data).
+# Tiles are otherwise as large as that allows: each costs ~10 kernel launches per component.
+XP_TILE_SHARE = 0.25
+
+
+def xp_tile_rows(n_rows: int, n_features: int, n_components: int, covariance_type: str) -> int:
+    """Rows per tile of a chunk of ``n_rows``: intermediates of about ``4d + 4K`` values a row (``6d + 4K``
+    for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide) within :data:`XP_TILE_SHARE` of the chunk."""
+    width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 4 * n_components
+    return max(XP_MIN_TILE_ROWS, int(XP_TILE_SHARE * n_rows * n_features / width))
 
 
 def namespace(*arrays: Any):
@@ -63,7 +73,7 @@ def take_rows(X: Any, indices: np.ndarray) -> np.ndarray:
 
 
 def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
-                   tile_rows: int = XP_TILE_ROWS) -> Stats:
+                   tile_rows: int | None = None) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.
 
     Parameters
@@ -72,6 +82,7 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
     params : the old parameters (NumPy), or a plan from :func:`plan_estep` (its dtype is used)
     weights : array of shape (n,) on X's device, or None; row n counts ``weights[n]`` times
     dtype : compute dtype, "float64" or "float32" (statistics are accumulated in float64)
+    tile_rows : rows per tile; default :func:`xp_tile_rows`
 
     Returns
     -------
@@ -88,6 +99,7 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
     s0 = xp.zeros((K,), dtype=xp.float64, device=where)
     s1 = xp.zeros((K, d), dtype=xp.float64, device=where)
     s2 = xp.zeros(s2_shape(K, d, plan.covariance_type), dtype=xp.float64, device=where)
+    tile_rows = tile_rows or xp_tile_rows(n, d, K, plan.covariance_type)
     for start in range(0, n, max(1, tile_rows)):
         stop = min(start + tile_rows, n)
         w = None if weights is None else xp.astype(weights[start:stop], xp.float64)

@@ -91,3 +91,12 @@ def test_kmeans_kernels_equal_the_numpy_ones(data, weighted):
     np.testing.assert_allclose(lloyd.sums, expected.sums, rtol=0, atol=1e-9 * np.abs(X - X.mean(0)).sum())
     np.testing.assert_array_equal(lloyd.far_index, expected.far_index)
     np.testing.assert_array_equal(lloyd.far_rows, expected.far_rows)
+
+
+def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_allows():
+    from dgmm.kernels.xp_estep import XP_MIN_TILE_ROWS, xp_tile_rows
+
+    rows = xp_tile_rows(100_000_000, 16, 8, "full")  # intermediates of 4d + 4K = 96 values a row
+    assert rows == int(0.25 * 100_000_000 * 16 / 96)  # 24 tiles: few kernel launches, 1.25x the data in all
+    assert xp_tile_rows(100_000_000, 64, 64, "diag") == int(0.25 * 100_000_000 * 64 / (6 * 64 + 4 * 64))
+    assert xp_tile_rows(10_000, 16, 8, "full") == XP_MIN_TILE_ROWS  # small chunks: one tile
