@@ -26,17 +26,19 @@ from .estep import EStepPlan, plan_estep
 from .params import MixtureParams
 from .stats import Stats, s2_shape
 
-XP_MIN_TILE_ROWS = 1 << 16  # rows per tile at least: enough to fill a GPU
-# A tile's intermediates take at most about this share of its chunk's bytes (GPU memory ≈ 1.25x the data).
-# Tiles are otherwise as large as that allows: each costs ~10 kernel launches per component.
+# A tile costs ~10 kernel launches per component, each ~10 µs of Python and driver time holding the GIL:
+# tiles are as large as keeping their intermediates within XP_TILE_SHARE of the chunk's bytes allows
+# (GPU memory ≈ 1.25x the data), and never smaller than XP_MIN_TILE_ROWS rows or 1 GiB of intermediates.
 XP_TILE_SHARE = 0.25
+XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES = 1 << 20, 1 << 30
 
 
 def xp_tile_rows(n_rows: int, n_features: int, n_components: int, covariance_type: str) -> int:
-    """Rows per tile of a chunk of ``n_rows``: intermediates of about ``4d + 4K`` values a row (``6d + 4K``
-    for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide) within :data:`XP_TILE_SHARE` of the chunk."""
+    """Rows per tile of a chunk of ``n_rows``; a tile's intermediates are about ``4d + 4K`` float64 values a
+    row (``6d + 4K`` for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide)."""
     width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 4 * n_components
-    return max(XP_MIN_TILE_ROWS, int(XP_TILE_SHARE * n_rows * n_features / width))
+    smallest = min(XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES // (8 * width))
+    return max(smallest, int(XP_TILE_SHARE * n_rows * n_features / width))
 
 
 def namespace(*arrays: Any):
