@@ -172,9 +172,11 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu"):
     from ..data.devices import device_target
     from ..execution import local_cluster
 
+    target = device_target(device)
     with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()),
-                       device_target(device)) as client:
-        log.event("local cluster", workers=len(workers_info(client)), dashboard=client.dashboard_link)
+                       target) as client:
+        log.event("local cluster", workers=len(workers_info(client)), **({"device": str(target)} if target else {}),
+                  dashboard=client.dashboard_link)
         yield client
 
 

@@ -167,3 +167,19 @@ def test_split_merge_runs_on_the_cpu_under_auto_and_is_refused_on_cuda(data, clu
             dgmm.GaussianMixture(**settings, device="cuda").fit(data)
         with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
             dgmm.select(data, [2, 3], device="cuda", client=cluster_client)
+
+
+def test_the_command_line_fits_parquet_on_a_gpu(data, tmp_path):
+    from click.testing import CliRunner
+
+    from dgmm.cli import main
+
+    model = tmp_path / "model.npz"
+    with simulated_gpu():  # in this process (click's runner), so the command's local cluster gets the device
+        result = CliRunner().invoke(main, ["fit", data, "--model", str(model), "--n-components", "3", "--seed", "0",
+                                           "--max-iter", "15", "--tol", "0", "--device", "cuda",
+                                           "--device-cache-gib", "0.001"])
+    assert result.exit_code == 0, result.output
+    assert "workers=1, device=simulated GPU" in result.output and "used=device" in result.output
+    cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(data)
+    np.testing.assert_allclose(dgmm.load_model(model).means_, cpu.means_, rtol=1e-10)
