@@ -55,7 +55,9 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         once, "none" reads it again every iteration (memory bounded by a few chunks),
         "auto" persists only when it takes at most a quarter of the workers' free memory.
         The choice is the fitted attribute ``cache_used_`` (and is logged and printed
-        when verbose). In-memory input on a cluster is always sent once.
+        when verbose); "device" when Parquet is fitted on GPUs, whose workers keep
+        ``device_cache_gib`` of chunks there (none with "none"). In-memory input on a
+        cluster is always sent once.
     nan_policy : "raise" or "drop", default "raise"
         Rows holding nulls or NaN: "raise" refuses them (naming file, column and row);
         "drop" leaves them out of the fit and of ``score``/``bic``/``aic``, and gives them
@@ -80,6 +82,15 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     storage_options : dict, optional
         fsspec options (credentials, ``endpoint_url``, ...) for Parquet input and model files
         given as URLs (``s3://...``); never written to model files or checkpoints.
+    device : "auto", "cpu" or "cuda", default "auto"
+        Where the passes run. "auto": where the data lies (CuPy, torch and other array-API
+        arrays on their device, in this process; CuPy-backed Dask arrays on their GPUs; Parquet
+        on GPU workers when CuPy sees a GPU and the workers do; the rest on the CPU). "cpu":
+        device arrays are copied to NumPy. "cuda": NumPy input is copied to the GPU, Parquet and
+        Dask chunks are streamed to it (see :mod:`dgmm.data.devices`).
+    device_cache_gib : float, optional
+        With Parquet on GPUs: GiB of chunks each GPU worker keeps on its device; the rest are
+        read every iteration. Default: half the device's free memory.
 
     ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding and a few
     Lloyd passes over all rows, out of core (:mod:`dgmm.algorithms.seeding`); "k-means||" stops after
