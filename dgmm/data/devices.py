@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib.util
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Literal
@@ -50,12 +51,14 @@ class DeviceTarget:
         """Devices this process sees (0 without a driver or CuPy)."""
         return cuda_devices() if self.library == "cupy" else 1
 
-    def select(self, index: int) -> None:
-        """Make device ``index`` (modulo :meth:`count`) this process's current device (one worker per GPU)."""
-        if self.library == "cupy":
-            import cupy
-
-            cupy.cuda.runtime.setDevice(index % max(1, self.count()))
+    def select(self, index: int, count: int) -> None:
+        """Make GPU ``index`` mod ``count`` this process's only visible one (one worker per GPU), for every
+        thread: through ``CUDA_VISIBLE_DEVICES``, so before the process first uses CUDA (a current device
+        would be per thread, and a worker's task threads are many)."""
+        if self.library == "cupy" and count > 0:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(i) for i in range(count)]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
 
     def meta(self) -> Any:
         """An empty (0, 0) float64 array of this device's library, for Dask (NumPy for the simulation:

@@ -59,7 +59,7 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
     given), each with a thread per core of its share (:func:`gpu_worker_threads`): streaming Parquet,
     decoding is the slow step, so chunks decode while others are copied or computed; dask-cuda's
     ``LocalCUDACluster`` when it is installed (it pins each worker
-    to its GPU and CPUs), else a LocalCluster whose workers select GPU ``i mod count`` as they start.
+    to its GPU and CPUs), else a LocalCluster whose worker ``i`` sees only GPU ``i mod count``.
     """
     import logging
 
@@ -86,7 +86,9 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
         cluster = LocalCluster(n_workers=workers, threads_per_worker=gpu_worker_threads(workers), **options)
     with cluster, Client(cluster, set_as_default=False) as client:
         if device is not None and type(cluster) is LocalCluster:
-            client.run(select_device, device)
+            from .worker_setup import OneGpuEach
+
+            client.register_plugin(OneGpuEach(device, device.count()))
         yield client
 
 
@@ -96,13 +98,6 @@ def gpu_worker_threads(workers: int) -> int:
     from .local import usable_cpus
 
     return max(2, usable_cpus() // max(1, workers))
-
-
-def select_device(device: DeviceTarget, dask_worker=None) -> None:
-    """Run on each worker by ``client.run``: worker ``i`` of a local GPU cluster uses GPU ``i mod count``."""
-    name = getattr(dask_worker, "name", 0)
-    device.select(int(name) if str(name).isdigit() else 0)
-
 
 
 def cluster_log_level(debug: bool) -> int:

@@ -6,6 +6,8 @@
   KeyboardInterrupt traceback, so workers ignore it.
 - A task that fails with a dgmm error (bad input) is not logged by the worker with a
   traceback: the error reaches the client, which reports it in one line. Other logs are kept.
+
+:class:`OneGpuEach`, a worker plugin, gives worker ``i`` of a local GPU cluster its own GPU.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 _USER_ERRORS = ("DataError", "InputTypeError", "ParameterError", "ConfigError", "ModelFileError", "CheckpointError")
 
@@ -27,3 +32,17 @@ def dask_setup(worker) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker").addFilter(_drop_user_error_records)
+
+
+class OneGpuEach(WorkerPlugin):
+    """Worker ``i`` sees only GPU ``i mod count`` (:meth:`~dgmm.data.devices.DeviceTarget.select`), restarted
+    workers too: set as each starts, before it first uses CUDA."""
+
+    name = "dgmm-one-gpu-each"
+
+    def __init__(self, device: Any, count: int):
+        self.device, self.count = device, count
+
+    def setup(self, worker) -> None:
+        name = getattr(worker, "name", 0)
+        self.device.select(int(name) if str(name).isdigit() else 0, self.count)

@@ -5,6 +5,8 @@ sharing the one device, as two GPU workers share a GPU); the fit must equal the 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from dgmm.data.devices import DeviceCache, DeviceTarget, simulated_device
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.execution import local_cluster
 from dgmm.execution.clusters import gpu_worker_threads
+from dgmm.execution.worker_setup import OneGpuEach
 from dgmm.testing import device_cache_reports, simulated_gpu
 
 pytest.importorskip("array_api_strict")
@@ -145,6 +148,9 @@ def test_parquet_on_a_gpu_without_a_client_runs_on_a_local_gpu_cluster(data):
             threads = gpu_worker_threads(2)
             assert sorted(w["nthreads"] for w in client.scheduler_info()["workers"].values()) == [threads, threads]
             assert_same_fit(dgmm.GaussianMixture(**SETTINGS, device="cuda", client=client).fit(data), cpu)
+            client.register_plugin(OneGpuEach(DeviceTarget(), 2))  # what a CUDA cluster without dask-cuda gets
+            seen = client.run(lambda dask_worker: (dask_worker.name, os.environ.get("CUDA_VISIBLE_DEVICES")))
+            assert sorted(seen.values()) == [(0, "0"), (1, "1")]
 
 
 def test_workers_without_a_gpu_run_auto_on_their_cpus_and_refuse_cuda(data, cluster_client):
