@@ -7,13 +7,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, is_device_array, on_device
 from ..data.parquet import is_path_input
 from ..errors import DataError, NotFittedError
-from ..execution.rows import finite_total, map_partitions_rows, map_rows
+from ..execution.rows import finite_total, map_block_rows, map_partitions_rows, map_rows
 from ..kernels import posterior
 from ..kernels.criteria import information_criteria
 from ..kernels.params import MixtureParams
+from ..kernels.xp_estep import to_numpy, xp_posterior
 
 
 class ScoringMixin:
@@ -83,6 +84,8 @@ class ScoringMixin:
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
                         nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
                         storage_options=self.storage_options, keep_frame=keep_frame)
+        if data.kind in ("parquet", "dask") and getattr(self, "device", "cpu") != "cpu":
+            data = on_device(data, self.device)
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -102,6 +105,10 @@ class ScoringMixin:
         params = self.fitted_params()
         if data.kind == "xp":  # on the array's device, in its library
             return device_posterior(data, kernel, params)
+        if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each output back on the host
+            return map_block_rows(device_chunks(data), functools.partial(host_rows, kernel.__name__, data.n_features,
+                                                                          data.weighted),
+                                  params, None if isinstance(columns, str) else len(columns), dtype)
         if data.frame is not None:
             return map_partitions_rows(data.frame, kernel, params, columns, dtype, data.weighted)
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
@@ -117,19 +124,25 @@ class ScoringMixin:
 def device_posterior(data: Input, kernel: Callable, params: MixtureParams) -> Any:
     """A posterior kernel's output for array-API input, computed on its device (rows dropped by
     nan_policy get -1 or NaN, as :func:`dgmm.kernels.posterior.kept_rows_only` gives them)."""
-    from ..kernels.xp_estep import namespace, xp_logsumexp_rows, xp_weighted_log_prob
+    return device_rows(data.values, params, kernel.__name__, data.n_features, data.weighted)
 
-    xp = namespace(data.values)
-    X = data.values[:, : data.n_features]
-    weighted = xp_weighted_log_prob(X, params)
-    if kernel is posterior.labels:
-        out = xp.argmax(weighted, axis=1)
-    elif kernel is posterior.log_density:
-        out = xp_logsumexp_rows(weighted)
-    else:
-        out = xp.exp(weighted - xp_logsumexp_rows(weighted)[:, None])
-    if data.weighted:
-        dropped = data.values[:, data.n_features] == 0
-        mask = dropped if out.ndim == 1 else dropped[:, None]
-        out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
-    return out
+
+def device_rows(values: Any, params: MixtureParams, output: str, n_features: int, weighted: bool) -> Any:
+    """:func:`~dgmm.kernels.xp_estep.xp_posterior` of a block of features [and a weight column]."""
+    dropped = values[:, n_features] == 0 if weighted else None
+    return xp_posterior(values[:, :n_features], params, output, dropped)
+
+
+def host_rows(output: str, n_features: int, weighted: bool, block: Any, params: MixtureParams) -> np.ndarray:
+    """:func:`device_rows` of a chunk on a GPU, copied back as NumPy (a task of :func:`map_block_rows`)."""
+    return to_numpy(device_rows(block, params, output, n_features, weighted))
+
+
+def device_chunks(data: Input) -> Any:
+    """The Dask array of ``data``'s chunks on its GPU: Parquet read by the device reader (no cache: one
+    pass), CuPy chunks as they are, NumPy chunks copied."""
+    if data.dataset is not None and data.lazy.name == data.dataset.to_dask().name:
+        return data.dataset.to_dask(data.device, 0)
+    if is_device_array(data.lazy._meta):
+        return data.lazy
+    return data.lazy.map_blocks(data.device.put, meta=data.device.meta(), dtype=np.float64)

@@ -20,6 +20,19 @@ def map_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtyp
     return array.map_blocks(kernel, shared, dtype=dtype, **chunks)
 
 
+def map_block_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtype: Any) -> Any:
+    """:func:`map_rows` for arrays whose blocks are not NumPy (on a GPU): one task per row block, no
+    concatenation of input blocks (Dask would join them on the host); ``kernel`` returns NumPy."""
+    import dask.array as da
+    from dask import delayed
+
+    shared = delayed(payload, traverse=False)
+    blocks = array.to_delayed().ravel()
+    parts = [da.from_delayed(delayed(kernel)(block, shared), shape=(rows,) if n_out is None else (rows, n_out),
+                             dtype=dtype) for block, rows in zip(blocks, array.chunks[0])]
+    return da.concatenate(parts)
+
+
 def map_partitions_rows(frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any,
                         drop_nan: bool) -> Any:
     """``kernel(values, payload)`` on every partition of a Dask DataFrame, lazily, keeping partitions and index.

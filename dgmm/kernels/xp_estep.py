@@ -234,6 +234,30 @@ def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:
     return _log_prob(xp, c, xp.astype(X, xp.float64) - c.centre)
 
 
+def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None) -> Any:
+    """A row output of the mixture on X's device, in X's library.
+
+    Parameters
+    ----------
+    X : array of shape (n, d) on any device
+    output : "labels" (n,) int64, "log_density" (n,) or "responsibilities" (n, K) float64, as
+        :mod:`dgmm.kernels.posterior` gives them
+    dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
+    """
+    xp = namespace(X)
+    weighted = xp_weighted_log_prob(X, params)
+    if output == "labels":
+        out = xp.argmax(weighted, axis=1)
+    elif output == "log_density":
+        out = xp_logsumexp_rows(weighted)
+    else:
+        out = xp.exp(weighted - xp_logsumexp_rows(weighted)[:, None])
+    if dropped is not None:
+        mask = dropped if out.ndim == 1 else dropped[:, None]
+        out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
+    return out
+
+
 def xp_logsumexp_rows(a: Any) -> Any:
     """``log Σ_k exp(a_nk)`` per row, (n,), on a's device."""
     xp = namespace(a)

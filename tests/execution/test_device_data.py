@@ -189,3 +189,25 @@ def test_the_command_line_fits_parquet_on_a_gpu(data, tmp_path):
     assert "workers=1, device=simulated GPU" in result.output and "used=device" in result.output
     cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(data)
     np.testing.assert_allclose(dgmm.load_model(model).means_, cpu.means_, rtol=1e-10)
+
+
+def test_predictions_on_parquet_and_dask_input_are_computed_on_the_gpu(rows, parquet_dir):
+    import dask.array as da
+
+    dirty = rows.copy()
+    dirty[::53, 2] = np.nan
+    path = parquet_dir(dirty, row_group_size=ROW_GROUP, n_files=3)
+    cpu = dgmm.GaussianMixture(**SETTINGS, nan_policy="drop", device="cpu").fit(path)
+    gpu = dgmm.GaussianMixture(**SETTINGS, nan_policy="drop", device="cuda")
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_", "n_features_in_", "feature_names_in_"):
+        setattr(gpu, name, getattr(cpu, name))
+    with simulated_gpu():
+        for X in (path, da.from_array(dirty, chunks=(700, -1))):
+            labels = gpu.predict(X)
+            layers = labels.__dask_graph__().layers  # the chunks go through the device reader or a copy to it
+            assert any("parquet-array_api_strict" in name or "put-" in name for name in layers), list(layers)
+            np.testing.assert_array_equal(labels.compute(), cpu.predict(X).compute())
+            assert (labels.compute()[::53] == -1).all()
+            np.testing.assert_allclose(gpu.predict_proba(X).compute(), cpu.predict_proba(X).compute(), rtol=1e-12)
+            np.testing.assert_allclose(gpu.score_samples(X).compute(), cpu.score_samples(X).compute(), rtol=1e-12)
+            assert abs(gpu.score(X) - cpu.score(X)) <= 1e-12 * abs(cpu.score(X))
