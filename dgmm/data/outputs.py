@@ -20,6 +20,8 @@ from .parquet import ParquetDataset, PathLike, read_row_group, read_table
 from .sources import open_input, storage_error
 from .publish import check_destination, published
 from ..kernels.weights import split_weights
+from ..kernels.xp_estep import to_numpy, xp_posterior
+from .devices import device_target
 
 __all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "write_table"]
 
@@ -113,6 +115,8 @@ class _ComponentRows:
 
     def __init__(self, model: Any):
         self.params = model.fitted_params()
+        # a model for a GPU ("cuda", or "auto" with one) scores each row group there
+        self.device = device_target(getattr(model, "device", "cpu"))
 
     def fields(self, proba: bool, log_likelihood: bool) -> list[pa.Field]:
         fields = [pa.field("component", pa.int64())]
@@ -120,6 +124,8 @@ class _ComponentRows:
         return fields + ([pa.field("log_likelihood", pa.float64())] if log_likelihood else [])
 
     def columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
+        if self.device is not None:
+            return self.device_columns(X, dropped, proba, log_likelihood)
         log_norm, log_resp = posterior.log_responsibilities(X, self.params)
         columns = {"component": pa.array(np.argmax(log_resp, axis=1).astype(np.int64), mask=dropped)}
         if proba:
@@ -127,6 +133,19 @@ class _ComponentRows:
             columns.update({f"proba_{k}": pa.array(resp[:, k], mask=dropped) for k in range(self.params.n_components)})
         if log_likelihood:
             columns["log_likelihood"] = pa.array(log_norm, mask=dropped)
+        return columns
+
+    def device_columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
+        """:meth:`columns`, computed on the GPU (:func:`~dgmm.kernels.xp_estep.xp_posterior`)."""
+        on_gpu = self.device.put(X)
+        outputs = ["labels", *(["responsibilities"] if proba else []), *(["log_density"] if log_likelihood else [])]
+        got = {name: to_numpy(xp_posterior(on_gpu, self.params, name)) for name in outputs}
+        columns = {"component": pa.array(got["labels"].astype(np.int64), mask=dropped)}
+        if proba:
+            columns.update({f"proba_{k}": pa.array(got["responsibilities"][:, k], mask=dropped)
+                            for k in range(self.params.n_components)})
+        if log_likelihood:
+            columns["log_likelihood"] = pa.array(got["log_density"], mask=dropped)
         return columns
 
 

@@ -211,3 +211,27 @@ def test_predictions_on_parquet_and_dask_input_are_computed_on_the_gpu(rows, par
             np.testing.assert_allclose(gpu.predict_proba(X).compute(), cpu.predict_proba(X).compute(), rtol=1e-12)
             np.testing.assert_allclose(gpu.score_samples(X).compute(), cpu.score_samples(X).compute(), rtol=1e-12)
             assert abs(gpu.score(X) - cpu.score(X)) <= 1e-12 * abs(cpu.score(X))
+
+
+def test_predict_to_parquet_scores_each_row_group_on_the_gpu(rows, parquet_dir, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    copied = []
+    put = DeviceTarget.put
+    monkeypatch.setattr(DeviceTarget, "put", lambda self, block: copied.append(len(block)) or put(self, block))
+
+    dirty = rows.copy()
+    dirty[::53, 2] = np.nan
+    path = parquet_dir(dirty, row_group_size=ROW_GROUP, n_files=3)
+    model = dgmm.GaussianMixture(**SETTINGS, nan_policy="drop", device="cpu").fit(dirty)
+    dgmm.predict_to_parquet(model, path, tmp_path / "cpu.parquet", proba=True, log_likelihood=True)
+    with simulated_gpu():
+        dgmm.predict_to_parquet(model.set_params(device="cuda"), path, tmp_path / "gpu.parquet", proba=True,
+                                log_likelihood=True)
+    assert copied == [ROW_GROUP] * (N_ROWS // ROW_GROUP)  # each row group went to the device once
+    cpu, gpu = (pq.read_table(tmp_path / f"{name}.parquet") for name in ("cpu", "gpu"))
+    assert gpu.column_names == cpu.column_names and gpu.column("component").null_count == len(range(0, N_ROWS, 53))
+    assert gpu.column("component").equals(cpu.column("component"))
+    for name in cpu.column_names[1:]:
+        np.testing.assert_allclose(gpu.column(name).to_numpy(zero_copy_only=False),
+                                   cpu.column(name).to_numpy(zero_copy_only=False), rtol=1e-12)
