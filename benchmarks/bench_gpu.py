@@ -9,10 +9,12 @@ first 100,000 rows) with tol=0 and a fixed iteration count; medians of ``--repea
 
 * dgmm, GPU (cached): the data generated on the GPU as one CuPy array and fitted where it lies (the
   array-API kernels, ``dgmm.kernels.xp_estep``); s/iter is the median of ``on_iteration``'s times.
-  GPU memory: the CuPy pool's peak over the fit, as a multiple of the data's size.
+  GPU memory: what CuPy's pool holds after the fit, its cached free blocks emptied before it (the
+  pool keeps every block it grew to, so this is the fit's peak, the data included), as a multiple
+  of the data's size.
 * scikit-learn 1.8+, array API on torch CUDA (``SCIPY_ARRAY_API=1``, ``array_api_dispatch``): the same
   data shared through DLPack; s/iter = (fit with 1 + iters iterations − fit with 1) / iters; its
-  memory is torch's ``max_memory_allocated``.
+  memory is torch's ``max_memory_allocated`` plus the data's size (the data is CuPy's memory, not torch's).
 * dgmm, CPU: NumPy in this process's thread pool (a thread per core the affinity allows), shapes up
   to 16M rows.
 * dgmm, GPU streamed: the same rows written as snappy Parquet (row groups of ``--row-group`` rows, files
@@ -90,13 +92,11 @@ class Library:
 
     def reset_peak(self) -> None:
         if self.name == "cupy":
-            pool = self.cupy.get_default_memory_pool()
-            self.base = pool.used_bytes()
-            self.peak = self.base
+            self.cupy.get_default_memory_pool().free_all_blocks()
 
-    def sample_peak(self) -> None:
-        if self.name == "cupy":
-            self.peak = max(self.peak, self.cupy.get_default_memory_pool().used_bytes())
+    def peak_bytes(self) -> int:
+        """The pool's size: it keeps the blocks it grew to, so this is the peak since :meth:`reset_peak`."""
+        return int(self.cupy.get_default_memory_pool().total_bytes()) if self.name == "cupy" else 0
 
     def synchronize(self) -> None:
         if self.name == "cupy":
@@ -104,15 +104,13 @@ class Library:
 
 
 def dgmm_per_iteration(X, start: dict, k: int, kind: str, iters: int, repeats: int, library: Library | None):
-    """Median s/iter of dgmm fits of ``X``, and the peak of extra device memory (bytes) over them."""
+    """Median s/iter of dgmm fits of ``X``, and the peak device memory (bytes, the data included) over them."""
     times = []
     peak = 0
     for _ in range(repeats):
         seconds: list[float] = []
 
         def record(report):
-            if library is not None:
-                library.sample_peak()
             seconds.append(report.seconds)
 
         if library is not None:
@@ -123,7 +121,7 @@ def dgmm_per_iteration(X, start: dict, k: int, kind: str, iters: int, repeats: i
             model.fit(X, on_iteration=record)
         if library is not None:
             library.synchronize()
-            peak = max(peak, library.peak - library.base) if library.name == "cupy" else 0
+            peak = max(peak, library.peak_bytes())
         times.append(statistics.median(seconds))
     return statistics.median(times), peak
 
@@ -153,7 +151,7 @@ def sklearn_torch_per_iteration(X, start: dict, k: int, kind: str, iters: int, r
 
     torch.cuda.reset_peak_memory_stats()
     per = [(fit(1 + iters) - fit(1)) / iters for _ in range(repeats)]
-    return statistics.median(per), torch.cuda.max_memory_allocated()
+    return statistics.median(per), torch.cuda.max_memory_allocated() + X.nbytes  # the data is CuPy's
 
 
 def write_parquet_of(X, library: Library, folder: Path, row_group: int) -> None:
