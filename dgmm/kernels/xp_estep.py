@@ -34,9 +34,10 @@ XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES = 1 << 20, 1 << 30
 
 
 def xp_tile_rows(n_rows: int, n_features: int, n_components: int, covariance_type: str) -> int:
-    """Rows per tile of a chunk of ``n_rows``; a tile's intermediates are about ``4d + 4K`` float64 values a
-    row (``6d + 4K`` for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide)."""
-    width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 4 * n_components
+    """Rows per tile of a chunk of ``n_rows``; a tile's intermediates peak at about ``4d + 7K`` float64 values
+    a row (``Z`` and a component's temporaries; log-probabilities, responsibilities and their temporaries),
+    ``6d + 7K`` for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide."""
+    width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 7 * n_components
     smallest = min(XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES // (8 * width))
     return max(smallest, int(XP_TILE_SHARE * n_rows * n_features / width))
 

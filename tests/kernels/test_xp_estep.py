@@ -96,8 +96,8 @@ def test_kmeans_kernels_equal_the_numpy_ones(data, weighted):
 def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_or_1_gib_allows():
     from dgmm.kernels.xp_estep import xp_tile_rows
 
-    rows = xp_tile_rows(100_000_000, 16, 8, "full")  # intermediates of 4d + 4K = 96 values a row
-    assert rows == int(0.25 * 100_000_000 * 16 / 96)  # 24 tiles: few kernel launches, 1.25x the data in all
-    assert xp_tile_rows(100_000_000, 64, 64, "diag") == int(0.25 * 100_000_000 * 64 / (6 * 64 + 4 * 64))
+    rows = xp_tile_rows(100_000_000, 16, 8, "full")  # intermediates of 4d + 7K = 120 values a row
+    assert rows == int(0.25 * 100_000_000 * 16 / 120)  # 30 tiles: few kernel launches, 1.25x the data in all
+    assert xp_tile_rows(100_000_000, 64, 64, "diag") == int(0.25 * 100_000_000 * 64 / (6 * 64 + 7 * 64))
     assert xp_tile_rows(1_000_000, 16, 8, "full") == 1 << 20  # a row group of a million rows: one tile
-    assert xp_tile_rows(1_000_000, 64, 64, "diag") == 2**30 // (8 * 640)  # ...unless it needs over 1 GiB
+    assert xp_tile_rows(1_000_000, 64, 64, "diag") == 2**30 // (8 * 832)  # ...unless it needs over 1 GiB
