@@ -19,7 +19,7 @@ from .parquet_checks import ID_MIN_ROWS
 from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block,
                                check_nan_policy, is_weighted)
 from ..kernels.xp_estep import namespace, to_numpy
-from .devices import check_device_values, device_target, is_device_array
+from .devices import DeviceTarget, check_device_values, device_target, is_device_array
 
 __all__ = ["IN_MEMORY_CHUNK_ROWS", "Input", "InputKind", "as_input", "is_device_array", "on_device", "warn_id_like"]
 
@@ -348,7 +348,9 @@ def on_device(data: Input, device: str) -> Input:
     if data.kind == "xp":
         if device != "cpu":
             return data
-        return Input("numpy", data.feature_names, to_numpy(data.values), chunk_rows=data.chunk_rows,
+        # chunks of NumPy input's size, unless chunk_rows was set (a device array is one chunk by default)
+        chunk_rows = IN_MEMORY_CHUNK_ROWS if data.chunk_rows == data.values.shape[0] else data.chunk_rows
+        return Input("numpy", data.feature_names, to_numpy(data.values), chunk_rows=chunk_rows,
                      weighted=data.weighted, id_like=data.id_like)
     if data.kind == "numpy":
         if device != "cuda":
@@ -368,10 +370,12 @@ def on_device(data: Input, device: str) -> Input:
     if data.lazy is not None and is_device_array(data.lazy._meta):  # a Dask array of CuPy chunks
         if device == "cpu":
             return replace(data, lazy=data.lazy.map_blocks(to_numpy, meta=np.empty((0, 0)), dtype=np.float64))
-        return replace(data, device=device_target("cuda"))
+        return replace(data, device=DeviceTarget())  # their GPUs, whether or not this process sees one
     if data.kind == "dask" and device == "auto":  # NumPy chunks: the data lies on the CPU
         return data
     return replace(data, device=device_target(device))
+
+
 def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = "raise") -> Input:
     """Attach an array of weights to lazy input, chunk for chunk (features checked on the way)."""
     import dask.array as da
