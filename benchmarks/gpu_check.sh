@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared run for the GPU machine (../shared/device/README.md), about 8 minutes:
-#   here, once:  bash ../shared/device/wheels.sh pytest==8.4.2 iniconfig==2.1.0 pluggy==1.6.0 \
-#                    hypothesis==6.140.2 sortedcontainers==2.4.0 array-api-strict==2.6.1
+#   here, once:  bash ../shared/device/wheels.sh pytest==8.4.2 iniconfig==2.1.0 pluggy==1.6.0 packaging==25.0 \
+#                    array-api-strict==2.6.1
 #   there:       bash benchmarks/gpu_check.sh            (writes its logs to $OUT)
 # 1. the GPU tests (CuPy arrays, CuPy-backed Dask arrays, pinned staging, Parquet by two workers sharing
 #    the GPU) and the simulated-device tests; 2. bench_gpu.py (cached, streamed with a 4 GiB cache,
