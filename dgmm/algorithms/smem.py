@@ -26,6 +26,7 @@ from ..kernels.moves import Move, MoveStats, apply_move, move_stats, principal_a
 from ..kernels.params import MixtureParams
 from .steps import Pass, Steps, together
 from ..kernels.weights import split_weights
+from ..kernels.xp_moves import xp_move_stats
 
 TRIAL_ITER = 10
 
@@ -49,6 +50,8 @@ class AcceptedMove:
 
 def move_kernel(block: np.ndarray, plan: MovePlan, row_offset: int) -> MoveStats:
     X, weights = split_weights(block, plan.params.n_features)
+    if not isinstance(X, np.ndarray):  # an array-API array on its device
+        return xp_move_stats(X, plan.params, plan.axes, weights)
     return move_stats(X, plan.params, plan.axes, weights)
 
 

@@ -50,16 +50,6 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
         return (*run_steps(executor, array, model.split_every, program), cache_used)
 
 
-def check_device_settings(model: Any) -> None:
-    """Refuse (ParameterError) settings a fit on array-API input on its device cannot run yet: every
-    pass but the split/merge moves' is written against the array API (dgmm.kernels.xp_estep, xp_kmeans)."""
-    from ..errors import ParameterError
-
-    if model.split_merge:
-        raise ParameterError("split_merge runs on the CPU; fit on a GPU (device='cuda', or array-API input on a "
-                             "device) with split_merge=0, or use device='cpu'")
-
-
 def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
     """The array passes run over, cached per ``cache``; and what was chosen."""
     if data.kind in ("numpy", "xp"):

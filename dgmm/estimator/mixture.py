@@ -7,7 +7,6 @@ import hashlib
 import logging
 import numbers
 import warnings
-from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..kernels.weights import NanPolicy
 from ..persist.checkpoint import Checkpoint, FitState
 from .base import Estimator
 from .parameters import CachePolicy, Device, check_n_samples, check_random_state, checked_inits, param_error, validate_params
-from .fitting import check_device_settings, run_fit
+from .fitting import run_fit
 from .scoring import ScoringMixin
 
 logger = logging.getLogger("dgmm")
@@ -237,10 +236,6 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         data = on_device(as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options),
                          self.device)
         check_n_samples(data.n_rows, self.n_components)
-        if data.kind == "xp" or (data.device is not None and self.device == "cuda"):
-            check_device_settings(self)
-        elif data.device is not None and self.split_merge:  # "auto": split/merge moves run on the CPU
-            data = replace(data, device=None)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:

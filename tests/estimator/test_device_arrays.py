@@ -77,13 +77,25 @@ def test_weights_nan_rows_and_float32_on_the_device(data):
     np.testing.assert_allclose(single.means_, dgmm.GaussianMixture(**settings).fit(data).means_, rtol=1e-4, atol=1e-4)
 
 
-def test_split_merge_is_refused_before_any_work_and_given_starts_run(data):
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_split_merge_on_the_device_equals_the_numpy_fit(covariance_type):
+    X, _ = sample_mixture(random_mixture(5, 3, seed=4, separation=4.0), 3000, seed=4)  # room for moves
+    settings = dict(n_components=5, covariance_type=covariance_type, init_params="random_from_data",
+                    random_state=3, split_merge=2, chunk_rows=1000)
+    host = dgmm.GaussianMixture(**settings).fit(X)
+    device = dgmm.GaussianMixture(**settings).fit(on_device(X))
+    assert [m[:3] for m in device.split_merge_moves_] == [m[:3] for m in host.split_merge_moves_]
+    assert device.split_merge_moves_  # a move was kept
+    np.testing.assert_allclose([m[3:] for m in device.split_merge_moves_], [m[3:] for m in host.split_merge_moves_],
+                               rtol=1e-12)
+    assert_same_fit(device, host)
+
+
+def test_the_classifier_and_select_are_refused_and_given_starts_run(data):
     with pytest.raises(dgmm.InputTypeError, match="GaussianMixtureClassifier takes NumPy"):
         dgmm.GaussianMixtureClassifier(2).fit(on_device(data), np.arange(len(data)) % 2)
     with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
         dgmm.select(on_device(data), [2, 3])
-    with pytest.raises(dgmm.ParameterError, match="split_merge"):
-        dgmm.GaussianMixture(3, init_params="k-means++", split_merge=2).fit(on_device(data))
     means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
     given = dgmm.GaussianMixture(3, means_init=means).fit(on_device(data))  # a start given: no k-means pass
     assert_same_fit(given, dgmm.GaussianMixture(3, means_init=means).fit(data))

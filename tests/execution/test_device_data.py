@@ -163,14 +163,14 @@ def test_workers_without_a_gpu_run_auto_on_their_cpus_and_refuse_cuda(data, clus
             dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda").fit(data)
 
 
-def test_split_merge_runs_on_the_cpu_under_auto_and_is_refused_on_cuda(data, cluster_client):
+def test_split_merge_runs_on_the_gpu_and_select_is_refused_there(data, cluster_client):
     settings = dict(SETTINGS, client=cluster_client, split_merge=1, max_iter=5)
     cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(data)
     with simulated_gpu():
-        auto = dgmm.GaussianMixture(**settings).fit(data)
-        np.testing.assert_array_equal(auto.means_, cpu.means_)
-        with pytest.raises(dgmm.ParameterError, match="split_merge runs on the CPU"):
-            dgmm.GaussianMixture(**settings, device="cuda").fit(data)
+        gpu = dgmm.GaussianMixture(**settings, device="cuda").fit(data)
+        assert gpu.cache_used_ == "device"
+        assert [m[:3] for m in gpu.split_merge_moves_] == [m[:3] for m in cpu.split_merge_moves_]
+        assert_same_fit(gpu, cpu)
         with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
             dgmm.select(data, [2, 3], device="cuda", client=cluster_client)
 

@@ -101,3 +101,19 @@ def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_or_1_gib_allow
     assert xp_tile_rows(100_000_000, 64, 64, "diag") == int(0.25 * 100_000_000 * 64 / (6 * 64 + 7 * 64))
     assert xp_tile_rows(1_000_000, 16, 8, "full") == 1 << 20  # a row group of a million rows: one tile
     assert xp_tile_rows(1_000_000, 64, 64, "diag") == 2**30 // (8 * 832)  # ...unless it needs over 1 GiB
+
+
+@pytest.mark.parametrize("namespace", ["numpy", "strict-device1"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted):
+    from dgmm.kernels.moves import move_stats, principal_axes
+    from dgmm.kernels.xp_moves import xp_move_stats
+
+    X, weights = data
+    params = dgmm.GaussianMixture(4, random_state=0, max_iter=3).fit(X).fitted_params()
+    axes = principal_axes(params)[1]
+    w = weights if weighted else None
+    ref = move_stats(X, params, axes, w)
+    got = xp_move_stats(on(namespace, X), params, axes, on(namespace, w))
+    for name in ("overlap", "s0", "m2", "m4"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-12, err_msg=name)
