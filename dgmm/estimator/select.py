@@ -29,7 +29,7 @@ from ..algorithms.em import EMResult, em_steps, score_steps
 from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, on_device, warn_id_like
-from ..errors import InputTypeError, ParameterError
+from ..errors import ParameterError
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.criteria import information_criteria
 from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
@@ -157,9 +157,6 @@ def select(
     data = on_device(as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options),
                      model.device)
     warn_id_like(data, stacklevel=2)
-    if data.kind == "xp" or (data.device is not None and model.device == "cuda"):
-        raise InputTypeError("select runs on the CPU: it takes NumPy, pandas, Dask or Parquet input there; a GPU "
-                             "(device='cuda', or array-API input on a device) is for GaussianMixture for now")
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
     rng = check_random_state(model.random_state)
@@ -167,7 +164,8 @@ def select(
     seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(model.n_init)] for _ in grid]
     stage = [""]
     report = None if on_pass is None else (lambda n, seconds: on_pass(SelectionPass(stage[0], n, seconds)))
-    with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout) as executor:
+    with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout,
+                      data.device) as executor:
         counted = CountingExecutor(executor, report)
         array, _ = place_data(model, executor, data)  # as a fit places it: cached per ``cache``
 
@@ -214,7 +212,7 @@ def select(
 
 def _split(array, n_features: int, seed: int, fraction: float, held: bool):
     """Training (``held=False``) or held-out rows of ``array`` as weighted data (others weight 0)."""
-    if isinstance(array, np.ndarray):
+    if not hasattr(array, "map_blocks"):  # in memory, or on a device in this process
         return select_rows(array, n_features, seed, fraction, held)
     return array.map_blocks(select_rows, n_features, seed, fraction, held, dtype=np.float64,
                             chunks=(array.chunks[0], (n_features + 1,)))

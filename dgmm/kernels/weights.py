@@ -134,7 +134,14 @@ def select_rows(block: np.ndarray, n_features: int, seed: int, fraction: float, 
     ``block`` may be weighted or not.
     """
     X, weights = split_weights(block, n_features)
-    out = with_weight_column(X, weights)
     keep = heldout_rows(X.shape[0], block_row_offset(block_info), seed, fraction)
+    if not isinstance(X, np.ndarray):  # an array-API block on its device: the part's mask goes there
+        from .xp_estep import namespace
+
+        xp = namespace(X)
+        part = xp.asarray((keep == held).astype(np.float64), device=X.device)
+        weights = part if weights is None else xp.astype(weights, xp.float64) * part
+        return xp.concat([xp.astype(X, xp.float64), weights[:, None]], axis=1)
+    out = with_weight_column(X, weights)
     out[keep != held, n_features] = 0.0
     return out

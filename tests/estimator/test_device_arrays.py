@@ -91,11 +91,23 @@ def test_split_merge_on_the_device_equals_the_numpy_fit(covariance_type):
     assert_same_fit(device, host)
 
 
-def test_the_classifier_and_select_are_refused_and_given_starts_run(data):
+@pytest.mark.parametrize("criterion", ["bic", "heldout"])
+def test_select_on_the_device_equals_select_on_numpy(data, criterion):
+    kwargs = dict(covariance_types=["full", "diag"], criterion=criterion, random_state=0, chunk_rows=1000)
+    host = dgmm.select(data, [2, 3], **kwargs)
+    device = dgmm.select(on_device(data), [2, 3], **kwargs)
+    assert (device.best.n_components, device.best.covariance_type) == (host.best.n_components,
+                                                                      host.best.covariance_type)
+    assert device.passes == host.passes
+    for got, want in zip(device.table, host.table):
+        for key in ("log_likelihood", "bic", "heldout_log_likelihood"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-10, err_msg=key)
+    np.testing.assert_allclose(device.best.means_, host.best.means_, rtol=1e-9, atol=1e-9)
+
+
+def test_the_classifier_is_refused_and_given_starts_run(data):
     with pytest.raises(dgmm.InputTypeError, match="GaussianMixtureClassifier takes NumPy"):
         dgmm.GaussianMixtureClassifier(2).fit(on_device(data), np.arange(len(data)) % 2)
-    with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
-        dgmm.select(on_device(data), [2, 3])
     means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
     given = dgmm.GaussianMixture(3, means_init=means).fit(on_device(data))  # a start given: no k-means pass
     assert_same_fit(given, dgmm.GaussianMixture(3, means_init=means).fit(data))

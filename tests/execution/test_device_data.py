@@ -163,7 +163,7 @@ def test_workers_without_a_gpu_run_auto_on_their_cpus_and_refuse_cuda(data, clus
             dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda").fit(data)
 
 
-def test_split_merge_runs_on_the_gpu_and_select_is_refused_there(data, cluster_client):
+def test_split_merge_and_select_run_on_the_gpu(data, cluster_client):
     settings = dict(SETTINGS, client=cluster_client, split_merge=1, max_iter=5)
     cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(data)
     with simulated_gpu():
@@ -171,8 +171,14 @@ def test_split_merge_runs_on_the_gpu_and_select_is_refused_there(data, cluster_c
         assert gpu.cache_used_ == "device"
         assert [m[:3] for m in gpu.split_merge_moves_] == [m[:3] for m in cpu.split_merge_moves_]
         assert_same_fit(gpu, cpu)
-        with pytest.raises(dgmm.InputTypeError, match="select runs on the CPU"):
-            dgmm.select(data, [2, 3], device="cuda", client=cluster_client)
+    kwargs = dict(criterion="heldout", random_state=0, max_iter=10, client=cluster_client)
+    host = dgmm.select(data, [2, 3], device="cpu", **kwargs)
+    with simulated_gpu():
+        gpu = dgmm.select(data, [2, 3], device="cuda", **kwargs)
+    assert gpu.best.n_components == host.best.n_components and gpu.passes == host.passes
+    np.testing.assert_allclose([r["heldout_log_likelihood"] for r in gpu.table],
+                               [r["heldout_log_likelihood"] for r in host.table], rtol=1e-10)
+    assert_same_fit(gpu.best, host.best, rtol=1e-9)
 
 
 def test_the_command_line_fits_parquet_on_a_gpu(data, tmp_path):
