@@ -189,7 +189,8 @@ def select_command(settings: dict[str, Any]) -> None:
     def progress(done) -> None:
         log.event("pass", stage=done.stage, number=done.n_pass, seconds=round(done.seconds, 3))
 
-    with cluster_client(settings, log) as client, warnings.catch_warnings():
+    device = settings.get("device") or "auto"
+    with cluster_client(settings, log, device) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         params = {k: v for k, v in estimator_parameters(settings).items()
                   if k not in SET_BY_SELECT and k != "scheduler_address"}  # the client is connected here

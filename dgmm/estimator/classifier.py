@@ -176,8 +176,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         if self.device == "cpu":
             data = on_device(data, "cpu")
         if data.kind == "xp" or self.device == "cuda":
-            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input on the CPU; "
-                                 "a GPU (device='cuda', or array-API input on a device) is for GaussianMixture and select for now")
+            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input on the CPU; a "
+                                 "GPU (device='cuda', or array-API input on a device) is for GaussianMixture and select "
+                                 "for now")
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         self._check_classes(labels, data)

@@ -195,6 +195,10 @@ def test_the_command_line_fits_parquet_on_a_gpu(data, tmp_path):
     assert "workers=1, device=simulated GPU" in result.output and "used=device" in result.output
     cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(data)
     np.testing.assert_allclose(dgmm.load_model(model).means_, cpu.means_, rtol=1e-10)
+    with simulated_gpu():
+        result = CliRunner().invoke(main, ["select", data, "--n-components", "2-3", "--seed", "0", "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    assert "device=simulated GPU" in result.output and "n_components=3" in result.output
 
 
 def test_predictions_on_parquet_and_dask_input_are_computed_on_the_gpu(rows, parquet_dir):
