@@ -13,9 +13,11 @@ situation                              executor
 ``scheduler_address=`` given           a client of that scheduler, closed on exit
 a ``distributed`` client is current    that client
 Parquet input, no client               a LocalCluster of worker processes on
-                                       127.0.0.1, closed when ``fit`` returns
+                                       127.0.0.1 (one per core; one per GPU for
+                                       a GPU fit), closed when ``fit`` returns
 NumPy / pandas input, no client        in this process, chunk by chunk, no
                                        Dask graph: small fits cost no start-up
+array-API input (CuPy, torch, ...)     in this process, on the array's device
 Dask array / DataFrame, no client      Dask's configured default scheduler
 =====================================  =========================================
 """
