@@ -127,5 +127,5 @@ def test_device_cpu_copies_to_numpy_and_cuda_needs_cupy(data):
     if not cuda_devices():
         with pytest.raises(dgmm.InputTypeError, match="device='cuda' needs CuPy and a GPU it sees"):
             dgmm.GaussianMixture(3, device="cuda").fit(data)
-    with pytest.raises(dgmm.InputTypeError, match="a GPU .* is for GaussianMixture for now"):
+    with pytest.raises(dgmm.InputTypeError, match="a GPU .* is for GaussianMixture and select for now"):
         dgmm.GaussianMixtureClassifier(2, device="cuda").fit(data, np.arange(len(data)) % 2)
