@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared run for the GPU machine (../shared/device/README.md), about 8 minutes:
+# The one prepared run for the GPU machine (../shared/device/README.md), at most 9 minutes (one call):
 #   here, once:  bash ../shared/device/wheels.sh pytest==8.4.2 iniconfig==2.1.0 pluggy==1.6.0 packaging==25.0 \
 #                    array-api-strict==2.6.1
 #   there:       bash benchmarks/gpu_check.sh            (writes its logs to $OUT)
@@ -12,8 +12,8 @@ mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 SCIPY_ARRAY_API=1
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -x tests/execution/test_gpu.py \
+timeout 100 python3 -m pytest -q -p no:cacheprovider -x tests/execution/test_gpu.py \
   tests/execution/test_device_data.py 2>&1 | tail -25 | tee "$OUT/tests.txt"
-timeout 330 python3 benchmarks/bench_gpu.py --iters 3 --repeats 1 --parquet-dir /tmp/dgmm-parquet \
+timeout 300 python3 benchmarks/bench_gpu.py --iters 3 --repeats 1 --parquet-dir /tmp/dgmm-parquet \
   2>&1 | tee "$OUT/bench_gpu.txt"
-timeout 150 python3 benchmarks/bench_cores.py --cores 2,8,16 --iters 4 --repeats 1 2>&1 | tee "$OUT/cores.txt"
+timeout 110 python3 benchmarks/bench_cores.py --cores 2,8,16 --iters 4 --repeats 1 2>&1 | tee "$OUT/cores.txt"
