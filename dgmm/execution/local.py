@@ -1,9 +1,11 @@
-"""Passes over in-memory NumPy data in this process, on a small thread pool: no graph, no scheduler."""
+"""Passes over in-memory NumPy data in this process, on a thread pool of every core: no graph, no scheduler."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+import threading
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -85,22 +87,37 @@ def in_process_threads() -> int:
     return usable_cpus()
 
 
-_BLAS_CONTROLLER: list = []
+_BLAS_LOCK = threading.Lock()
+_BLAS_HOLD: dict[str, Any] = {"holders": 0, "limiter": None, "controller": None}
 
 
-def single_threaded_blas():
-    """Context manager limiting BLAS (OpenBLAS, MKL, ...) to one thread, via threadpoolctl.
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Limit BLAS (OpenBLAS, MKL, ...) to one thread while inside, via threadpoolctl.
 
     Held for a whole fit (:func:`~dgmm.execution.executor.executor_for`), not only in passes:
     after a threaded BLAS call (the M-step's Cholesky factors), OpenBLAS's threads spin on
     every core for a while, and the next pass's threads then ran at half speed (measured:
     2 threads at 262,144 x 16 x 8 full took 0.088 s per iteration, 0.052 s with this held).
+    Counted: the first holder sets the limit and the last one out restores the user's, so fits
+    in several threads at once leave it as they found it.
     """
-    if not _BLAS_CONTROLLER:
-        from threadpoolctl import ThreadpoolController
+    with _BLAS_LOCK:
+        if _BLAS_HOLD["holders"] == 0:
+            if _BLAS_HOLD["controller"] is None:
+                from threadpoolctl import ThreadpoolController
 
-        _BLAS_CONTROLLER.append(ThreadpoolController())
-    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
+                _BLAS_HOLD["controller"] = ThreadpoolController()
+            _BLAS_HOLD["limiter"] = _BLAS_HOLD["controller"].limit(limits=1, user_api="blas")
+        _BLAS_HOLD["holders"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_HOLD["holders"] -= 1
+            if _BLAS_HOLD["holders"] == 0:
+                _BLAS_HOLD["limiter"].restore_original_limits()
+                _BLAS_HOLD["limiter"] = None
 
 
 def thread_pool(threads: int, name: str = "dgmm"):

@@ -27,3 +27,16 @@ def test_a_fit_runs_blas_on_one_thread_and_restores_it():
     dgmm.GaussianMixture(2, max_iter=3, tol=0.0).fit(X, on_iteration=lambda report: during.append(blas_threads()))
     assert during and all(threads == [1] * len(before) for threads in during)
     assert blas_threads() == before
+
+
+def test_overlapping_holds_of_single_threaded_blas_restore_the_limit_once_the_last_ends():
+    from dgmm.execution.local import single_threaded_blas
+
+    before = blas_threads()
+    first, second = single_threaded_blas(), single_threaded_blas()  # as two fits in two threads
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first fit ends while the second runs
+    assert blas_threads() == [1] * len(before)
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
