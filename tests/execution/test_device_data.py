@@ -245,3 +245,21 @@ def test_predict_to_parquet_scores_each_row_group_on_the_gpu(rows, parquet_dir, 
     for name in cpu.column_names[1:]:
         np.testing.assert_allclose(gpu.column(name).to_numpy(zero_copy_only=False),
                                    cpu.column(name).to_numpy(zero_copy_only=False), rtol=1e-12)
+
+
+def test_hive_keys_and_row_groups_split_by_chunk_rows_reach_the_gpu(rows, tmp_path, cluster_client):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for region, part in ((1, rows[:1000]), (2, rows[1000:])):  # a feature from the folder names
+        folder = tmp_path / f"region={region}"
+        folder.mkdir()
+        pq.write_table(pa.table({f"x{j}": part[:, j] for j in range(4)}), folder / "part.parquet",
+                       row_group_size=ROW_GROUP)
+    settings = dict(SETTINGS, client=cluster_client, chunk_rows=150)  # chunks of 150 and 50 rows per row group
+    columns = ["x0", "x1", "x2", "x3", "region"]
+    cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(str(tmp_path), columns=columns)
+    with simulated_gpu():
+        gpu = dgmm.GaussianMixture(**settings, device="cuda").fit(str(tmp_path), columns=columns)
+    assert gpu.cache_used_ == "device"
+    assert_same_fit(gpu, cpu)
