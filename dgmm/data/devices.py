@@ -104,6 +104,10 @@ class DeviceTarget:
         stream.synchronize()  # the pinned buffer is this thread's next chunk's
         return out
 
+    def copied(self, array: Any) -> Any:
+        """A Dask array of NumPy chunks with each chunk copied to this device in its task (:meth:`put`)."""
+        return array.map_blocks(self.put, meta=self.meta(), dtype=np.float64)
+
     def free_bytes(self) -> int:
         """Device memory free now (CuPy's pool counts as free), in bytes."""
         if self.library == "cupy":
@@ -158,6 +162,15 @@ def check_device_values(X: Any, row_offset: int = 0, nan_policy: NanPolicy = "ra
         row = int(np.argmax(to_numpy(xp.any(bad, axis=1))))
         check_finite_block(to_numpy(X[row : row + 1, ...]), row_offset + row, nan_policy)
     return dropped
+
+
+def device_route(data: Any) -> str:
+    """How lazy input marked for a GPU (:attr:`~dgmm.data.inputs.Input.device`) gets there: "reader" (Parquet through its
+    dataset's device reader: decoded into pinned memory, cached on each worker), "device" (a Dask array
+    of CuPy chunks, there already) or "copied" (NumPy chunks, each copied in its task)."""
+    if data.dataset is not None and data.lazy.name == data.dataset.to_dask().name:  # no weight array attached
+        return "reader"
+    return "device" if is_device_array(data.lazy._meta) else "copied"
 
 
 _SIMULATED: contextvars.ContextVar[DeviceTarget | None] = contextvars.ContextVar("dgmm_simulated_gpu", default=None)

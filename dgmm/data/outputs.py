@@ -20,7 +20,7 @@ from .parquet import ParquetDataset, PathLike, read_row_group, read_table
 from .sources import open_input, storage_error
 from .publish import check_destination, published
 from ..kernels.weights import split_weights
-from ..kernels.xp_estep import to_numpy, xp_posterior
+from ..kernels.xp_estep import to_numpy, xp_posteriors
 from .devices import device_target
 
 __all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "write_table"]
@@ -139,7 +139,7 @@ class _ComponentRows:
         """:meth:`columns`, computed on the GPU (:func:`~dgmm.kernels.xp_estep.xp_posterior`)."""
         on_gpu = self.device.put(X)
         outputs = ["labels", *(["responsibilities"] if proba else []), *(["log_density"] if log_likelihood else [])]
-        got = {name: to_numpy(xp_posterior(on_gpu, self.params, name)) for name in outputs}
+        got = {name: to_numpy(out) for name, out in xp_posteriors(on_gpu, self.params, tuple(outputs)).items()}
         columns = {"component": pa.array(got["labels"].astype(np.int64), mask=dropped)}
         if proba:
             columns.update({f"proba_{k}": pa.array(got["responsibilities"][:, k], mask=dropped)

@@ -10,13 +10,11 @@ import math
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from ..algorithms.smem import best_fit_steps, split_merge_steps
 from ..algorithms.steps import run_steps
-from ..data.devices import DEVICE_CACHE_SHARE
-from ..data.inputs import Input, is_device_array
+from ..data.devices import DEVICE_CACHE_SHARE, device_route
+from ..data.inputs import Input
 from ..errors import InputTypeError
 from ..execution.executor import executor_for
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback
@@ -87,13 +85,14 @@ def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
     target = data.device
     budget = 0 if model.cache == "none" else (
         None if model.device_cache_gib is None else int(model.device_cache_gib * 2**30))
-    if data.dataset is not None and data.lazy.name == data.dataset.to_dask().name:
+    route = device_route(data)
+    if route == "reader":
         size = "half its free memory" if budget is None else f"{budget / 2**30:.3g} GiB"
         message = (f"cache=none: chunks read and copied to the {target} every iteration" if budget == 0 else
                    f"cache={model.cache}: chunks kept on the {target} up to {size} per worker, the rest read "
                    "every iteration")
         return executor.placed(data.dataset.to_dask(target, budget)), "device", message
-    if is_device_array(data.lazy._meta):
+    if route == "device":
         chosen = model.cache
         if chosen == "auto":
             room = budget if budget is not None else DEVICE_CACHE_SHARE * target.free_bytes()
@@ -102,8 +101,7 @@ def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
         return array, chosen, f"cache={model.cache}: {'kept on' if chosen == 'memory' else 'streamed to'} the {target}"
     array, chosen = executor.cache(data.array, model.cache)
     where = "persisted in memory" if chosen == "memory" else "streamed every iteration"
-    return (array.map_blocks(target.put, meta=target.meta(), dtype=np.float64), chosen,
-            f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass")
+    return target.copied(array), chosen, f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass"
 
 
 def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,

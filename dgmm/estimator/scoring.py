@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, is_device_array, on_device
+from ..data.devices import device_route
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, on_device
 from ..data.parquet import is_path_input
 from ..errors import DataError, NotFittedError
 from ..execution.rows import finite_total, map_block_rows, map_partitions_rows, map_rows
@@ -141,8 +142,7 @@ def host_rows(output: str, n_features: int, weighted: bool, block: Any, params: 
 def device_chunks(data: Input) -> Any:
     """The Dask array of ``data``'s chunks on its GPU: Parquet read by the device reader (no cache: one
     pass), CuPy chunks as they are, NumPy chunks copied."""
-    if data.dataset is not None and data.lazy.name == data.dataset.to_dask().name:
+    route = device_route(data)
+    if route == "reader":
         return data.dataset.to_dask(data.device, 0)
-    if is_device_array(data.lazy._meta):
-        return data.lazy
-    return data.lazy.map_blocks(data.device.put, meta=data.device.meta(), dtype=np.float64)
+    return data.lazy if route == "device" else data.device.copied(data.lazy)

@@ -54,6 +54,7 @@ import numpy as np
 from .gaussian import CovarianceType, log_det_cholesky
 from .params import MixtureParams
 from .stats import Stats, s2_shape, weight_totals
+from .weights import live_rows
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
@@ -298,11 +299,9 @@ def fused_chunk_stats(
     loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
     totals = weight_totals(n_rows, weights)
+    X, weights, _ = live_rows(X, weights)
     if weights is not None:
-        weights = np.ascontiguousarray(weights, dtype=np.float64)
-        kept = weights != 0
-        if not kept.all():  # rows of weight 0 (other classes, dropped rows) add nothing: not computed
-            X, weights = X[kept], weights[kept]
+        weights = np.ascontiguousarray(weights)
     n = X.shape[0]
 
     # (K, d, d) outputs of tiles already summed, for later tiles: a large fresh array per tile

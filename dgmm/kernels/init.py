@@ -33,7 +33,7 @@ from .gaussian import CovarianceType
 from .hashing import random_resp
 from .kmeans import kmeans_plusplus, nearest
 from .stats import Stats, accumulate, weight_totals
-from .weights import no_rows_left
+from .weights import live_rows, no_rows_left
 
 InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||", "split"]
 INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++", "kmeans", "k-means||", "split")
@@ -108,12 +108,10 @@ def init_chunk_stats(
     X = np.asarray(X, dtype=np.float64)
     n_rows, K = X.shape[0], plan.centres.shape[0]
     totals = weight_totals(n_rows, weights)
-    kept = None if weights is None else np.asarray(weights) != 0
-    if kept is not None and not kept.all():  # rows of weight 0 (other classes, dropped rows) add nothing
-        X, weights = X[kept], np.asarray(weights)[kept]
+    X, weights, positions = live_rows(X, weights)
     if plan.method == "random":  # a hash of the global row index: drawn for every row, then kept
         resp = random_resp(n_rows, K, row_offset, plan.seed)
-        resp = resp if kept is None or kept.all() else resp[kept]
+        resp = resp if positions.size == n_rows else resp[positions]
     else:
         labels = nearest(X, plan.centres)[0]
         resp = np.zeros((X.shape[0], K))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hashing import row_uniforms
+from .weights import live_rows
 
 BLOCK_ELEMENTS = 1 << 21  # rows × centres per distance block (16 MiB of float64)
 
@@ -75,18 +76,6 @@ def nearest(X: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _row_weights(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     return np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-
-
-def live_rows(X: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """The rows of weight > 0 (they alone can move a centre or be drawn), their weights, and their
-    positions in the chunk (n_live,); rows of weight 0 (another class's, dropped) are not computed on."""
-    if weights is None:
-        return X, None, np.arange(X.shape[0])
-    weights = np.asarray(weights, dtype=np.float64)
-    positions = np.flatnonzero(weights > 0)
-    if positions.size == X.shape[0]:
-        return X, weights, positions
-    return X[positions], weights[positions], positions
 
 
 def _scores(X: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

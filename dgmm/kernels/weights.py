@@ -64,6 +64,19 @@ def with_weight_column(X: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
     return out
 
 
+def live_rows(X: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The rows of weight > 0, their weights, and their positions in the chunk (n_live,): rows of weight 0
+    (another class's, dropped ones) add nothing to any statistic, so kernels do not compute on them.
+    Without weights, or when none is 0, ``X`` and ``weights`` themselves."""
+    if weights is None:
+        return X, None, np.arange(X.shape[0])
+    weights = np.asarray(weights, dtype=np.float64)
+    positions = np.flatnonzero(weights > 0)
+    if positions.size == X.shape[0]:
+        return X, weights, positions
+    return X[positions], weights[positions], positions
+
+
 def split_weights(block: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Features (n, d) and weights (n,) of a block; weights None for an unweighted (n, d) block."""
     if block.shape[1] == n_features:

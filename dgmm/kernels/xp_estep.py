@@ -236,27 +236,33 @@ def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:
 
 
 def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None) -> Any:
-    """A row output of the mixture on X's device, in X's library.
+    """One row output of the mixture on X's device, in X's library (:func:`xp_posteriors`)."""
+    return xp_posteriors(X, params, (output,), dropped)[output]
+
+
+def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None) -> dict[str, Any]:
+    """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities.
 
     Parameters
     ----------
     X : array of shape (n, d) on any device
-    output : "labels" (n,) int64, "log_density" (n,) or "responsibilities" (n, K) float64, as
+    outputs : any of "labels" (n,) int64, "log_density" (n,) and "responsibilities" (n, K) float64, as
         :mod:`dgmm.kernels.posterior` gives them
     dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
     """
     xp = namespace(X)
     weighted = xp_weighted_log_prob(X, params)
-    if output == "labels":
-        out = xp.argmax(weighted, axis=1)
-    elif output == "log_density":
-        out = xp_logsumexp_rows(weighted)
-    else:
-        out = xp.exp(weighted - xp_logsumexp_rows(weighted)[:, None])
-    if dropped is not None:
-        mask = dropped if out.ndim == 1 else dropped[:, None]
-        out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
-    return out
+    lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
+    computed = {"labels": lambda: xp.argmax(weighted, axis=1), "log_density": lambda: lse,
+                "responsibilities": lambda: xp.exp(weighted - lse[:, None])}
+    got = {}
+    for output in outputs:
+        out = computed[output]()
+        if dropped is not None:
+            mask = dropped if out.ndim == 1 else dropped[:, None]
+            out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
+        got[output] = out
+    return got
 
 
 def xp_logsumexp_rows(a: Any) -> Any:
