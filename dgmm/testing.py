@@ -81,6 +81,21 @@ def assert_close(actual, desired, rtol: float, what: str = "") -> None:
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
+
+def assert_stats_match(got, ref, covariance_type: str, rtol: float) -> None:
+    """Two chunks' Stats within ``rtol`` of each statistic's scale: |loglik|, the total weight, max |S2|, and for
+    S1 a bound on Σ_k Σ r‖x − μ_k‖, Σ_k √(S0_k tr S2_k) (√(Σ S0 · tr S2) tied), since S1 itself nears 0."""
+    assert (got.n_rows, got.weight, got.n_zero_weight) == (ref.n_rows, ref.weight, ref.n_zero_weight)
+    assert abs(got.loglik - ref.loglik) <= rtol * abs(ref.loglik)
+    np.testing.assert_allclose(got.s0, ref.s0, rtol=0, atol=rtol * ref.weight)
+    if covariance_type == "tied":
+        scale = np.sqrt(ref.weight * np.trace(ref.s2))
+    else:
+        trace = np.trace(ref.s2, axis1=1, axis2=2) if covariance_type == "full" else ref.s2.sum(axis=1)
+        scale = np.sum(np.sqrt(ref.s0 * trace))
+    np.testing.assert_allclose(got.s1, ref.s1, rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(got.s2, ref.s2, rtol=0, atol=rtol * np.max(np.abs(ref.s2)))
+
 # ---------------------------------------------------------------- the scikit-learn parity data sets
 
 DATASETS = ["1d_separated", "single_component", "d20_separated", "2d_overlapping"]

@@ -216,6 +216,13 @@ def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows
     )
 
 
+def component_chols(plan: EStepPlan) -> np.ndarray:
+    """Full: the precision Cholesky factors ``U_k`` (K, d, d) in the compute dtype, unpacked from ``plan.gemm``."""
+    K, d = plan.n_components, plan.n_features
+    stacked = np.concatenate(list(plan.gemm[:, :d, :]), axis=1)[:, : K * d]  # (d, K·d): [U_1 … U_K]
+    return np.ascontiguousarray(stacked.reshape(d, K, d).transpose(1, 0, 2))
+
+
 def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None,
                s2_out: np.ndarray | None = None) -> TileParts:
     """E-step and centred statistics of one tile (one call of a compiled kernel).

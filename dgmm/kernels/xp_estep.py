@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .estep import EStepPlan, plan_estep
+from .estep import EStepPlan, component_chols, plan_estep
 from .params import MixtureParams
 from .stats import Stats, s2_shape
 
@@ -76,8 +76,11 @@ def take_rows(X: Any, indices: np.ndarray) -> np.ndarray:
 
 
 def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
-                   tile_rows: int | None = None) -> Stats:
+                   tile_rows: int | None = None, fused: bool = True) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.
+
+    A CuPy array goes to the fused CUDA kernels (:mod:`dgmm.kernels.cuda_estep`) unless ``fused`` is
+    False or they fail to compile; everything else to the array-API tiles below.
 
     Parameters
     ----------
@@ -85,13 +88,20 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
     params : the old parameters (NumPy), or a plan from :func:`plan_estep` (its dtype is used)
     weights : array of shape (n,) on X's device, or None; row n counts ``weights[n]`` times
     dtype : compute dtype, "float64" or "float32" (statistics are accumulated in float64)
-    tile_rows : rows per tile; default :func:`xp_tile_rows`
+    tile_rows : rows per tile; default :func:`xp_tile_rows` (:func:`~dgmm.kernels.cuda_estep.fused_tile_rows` fused)
+    fused : whether a CuPy array may take the fused CUDA kernels
 
     Returns
     -------
     Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
     """
     plan = params if isinstance(params, EStepPlan) else plan_estep(params, dtype)
+    if fused:
+        from .cuda_estep import fused_chunk_stats_on, gpu_launcher
+
+        launcher = gpu_launcher(X, plan)
+        if launcher is not None:
+            return fused_chunk_stats_on(launcher, X, plan, weights, tile_rows)
     xp = namespace(X)
     where = getattr(X, "device", None)
     compute = xp.float32 if plan.dtype == np.float32 else xp.float64
@@ -136,10 +146,8 @@ class _Constants:
         elif plan.covariance_type == "tied":
             self.chol = put(plan.gemm[0, :d, :])  # U, (d, d)
             self.shift_u = put(plan.shift_u)
-        else:  # unpack the grouped GEMM matrices into one U_k per component
-            groups = plan.gemm.shape[0]
-            stacked = np.concatenate([plan.gemm[g, :d, :] for g in range(groups)], axis=1)[:, : K * d]
-            self.chols = [put(stacked[:, k * d : (k + 1) * d]) for k in range(K)]
+        else:
+            self.chols = [put(chol) for chol in component_chols(plan)]
 
 
 def _log_prob(xp, c: _Constants, Z: Any) -> Any:

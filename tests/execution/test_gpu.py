@@ -37,6 +37,30 @@ def test_cupy_array_fit_equals_the_numpy_fit(rows, covariance_type):
     assert isinstance(gpu.predict(cupy.asarray(rows)), cupy.ndarray)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_fused_cuda_kernels_equal_the_numba_and_array_api_kernels(rows, covariance_type):
+    """NVRTC compiles dgmm/kernels/cuda_estep.cu, and the fused tiles equal the numba kernel (float64, 1e-12)
+    and the array-API tiles, with weights, a column-major view (as the Parquet reader stages it) and float32."""
+    from dgmm.kernels.cuda_estep import gpu_launcher
+    from dgmm.kernels.estep import fused_chunk_stats, plan_estep
+    from dgmm.kernels.xp_estep import xp_chunk_stats
+    from dgmm.testing import assert_stats_match
+
+    X = rows + 1000.0
+    params = dgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0, max_iter=3).fit(X).fitted_params()
+    weights = np.random.default_rng(0).integers(0, 3, len(X)).astype(float)
+    plan = plan_estep(params)
+    on_gpu, w = cupy.asarray(X), cupy.asarray(weights)
+    assert gpu_launcher(on_gpu, plan) is not None  # compiled, not fallen back to the array-API tiles
+    ref = fused_chunk_stats(X, plan, weights=weights)
+    for data in (on_gpu, cupy.asfortranarray(on_gpu)):
+        for tile_rows in (None, 1000):
+            assert_stats_match(xp_chunk_stats(data, plan, w, tile_rows=tile_rows), ref, covariance_type, 1e-12)
+    assert_stats_match(xp_chunk_stats(on_gpu, plan, w, fused=False), ref, covariance_type, 1e-12)
+    single = xp_chunk_stats(on_gpu.astype(cupy.float32), params, dtype="float32")
+    assert_stats_match(single, fused_chunk_stats(X, plan), covariance_type, 1e-4)
+
+
 def test_cupy_backed_dask_array_fit_equals_the_numpy_fit(rows):
     import dask.array as da
 

@@ -11,6 +11,7 @@ from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.kernels.estep import fused_chunk_stats, plan_estep
 from dgmm.kernels.gaussian import COVARIANCE_TYPES
 from dgmm.kernels.xp_estep import xp_chunk_stats
+from dgmm.testing import assert_stats_match
 
 xps = pytest.importorskip("array_api_strict")
 
@@ -29,21 +30,6 @@ def on(namespace: str, values: np.ndarray | None):
     return xps.asarray(values, device=device)
 
 
-def assert_matches(got, ref, covariance_type: str, rtol: float) -> None:
-    """Each statistic within ``rtol`` of its scale: |loglik|, the total weight, max |S2|, and for S1 a
-    bound on Σ_k Σ r‖x − μ_k‖, Σ_k √(S0_k tr S2_k) (√(Σ S0 · tr S2) tied), since S1 itself nears 0."""
-    assert (got.n_rows, got.weight, got.n_zero_weight) == (ref.n_rows, ref.weight, ref.n_zero_weight)
-    assert abs(got.loglik - ref.loglik) <= rtol * abs(ref.loglik)
-    np.testing.assert_allclose(got.s0, ref.s0, rtol=0, atol=rtol * ref.weight)
-    if covariance_type == "tied":
-        scale = np.sqrt(ref.weight * np.trace(ref.s2))
-    else:
-        trace = np.trace(ref.s2, axis1=1, axis2=2) if covariance_type == "full" else ref.s2.sum(axis=1)
-        scale = np.sum(np.sqrt(ref.s0 * trace))
-    np.testing.assert_allclose(got.s1, ref.s1, rtol=0, atol=rtol * scale)
-    np.testing.assert_allclose(got.s2, ref.s2, rtol=0, atol=rtol * np.max(np.abs(ref.s2)))
-
-
 @pytest.mark.parametrize("namespace", ["numpy", "strict-cpu", "strict-device1"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
@@ -54,7 +40,7 @@ def test_float64_statistics_equal_the_numba_kernels(data, namespace, covariance_
     ref = fused_chunk_stats(X, plan_estep(params), weights=w)
     for tile_rows in (1000, 1 << 16):  # tiles do not change the statistics beyond rounding
         got = xp_chunk_stats(on(namespace, X), params, on(namespace, w), tile_rows=tile_rows)
-        assert_matches(got, ref, covariance_type, 1e-12)
+        assert_stats_match(got, ref, covariance_type, 1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -64,7 +50,7 @@ def test_float32_compute_accumulates_in_float64(data, covariance_type):
     ref = fused_chunk_stats(X, plan_estep(params))
     got = xp_chunk_stats(on("strict-device1", X), params, dtype="float32")
     assert got.s2.dtype == np.float64
-    assert_matches(got, ref, covariance_type, 1e-4)
+    assert_stats_match(got, ref, covariance_type, 1e-4)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])

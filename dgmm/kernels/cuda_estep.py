@@ -1,0 +1,278 @@
+"""The fused E-step on a GPU: :file:`cuda_estep.cu`, two kernels per tile, launched by CuPy.
+
+The array-API tile (:mod:`dgmm.kernels.xp_estep`) takes ~10 whole-tile array operations per component,
+each reading and writing (T, d) arrays in GPU memory: ~15 KB per row at d=16, K=8, full. Here a tile
+is read twice and only the responsibilities are written:
+
+1. ``dgmm_resp``, a thread per row: distances, log-sum-exp, responsibilities ``R`` (T, K) and the
+   row's log-likelihood, all in registers (as the numba kernel does on the CPU);
+2. ``dgmm_stats``, a thread per (slice of rows, component, block of features): ``S1`` and the lower triangle of
+   ``S2`` row by row, centred on the old means, in float64; the slices' partial sums are added in
+   order, so the statistics depend only on the tile.
+
+Per row that is the data twice, ``R`` written and read: ~0.4 KB at d=16, K=8 in float64.
+
+The same source compiles on the host (:class:`HostLauncher`, the C compiler and ctypes), so the tests
+check the kernels' arithmetic and this module's glue on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .estep import EStepPlan, component_chols
+from .stats import Stats
+
+SOURCE = Path(__file__).with_name("cuda_estep.cu")
+STATS_THREADS = 1 << 18  # dgmm_stats threads a tile aims at: an H200's 132 SMs hold 270,336
+MIN_SLICE_ROWS = 64
+BLOCK = 256  # threads per block
+FUSED_TILE_SHARE, FUSED_MIN_TILE_ROWS = 0.25, 1 << 20
+COV_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 2}
+C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def kernel_source(n_features: int, n_components: int, covariance_type: str, data_dtype: Any,
+                  compute_dtype: Any) -> str:
+    """The kernels' text for one shape: :file:`cuda_estep.cu` after its defines."""
+    defines = {"D": n_features, "K": n_components, "COV": COV_CODES[covariance_type],
+               "IB": rows_per_thread(n_features, covariance_type),
+               "XT": C_TYPES[np.dtype(data_dtype)], "REAL": C_TYPES[np.dtype(compute_dtype)]}
+    return "".join(f"#define {name} {value}\n" for name, value in defines.items()) + SOURCE.read_text()
+
+
+def kernel_key(X: Any, plan: EStepPlan) -> tuple:
+    """What the kernels for ``X`` (n, d) are compiled for: :func:`kernel_source`'s arguments."""
+    data_dtype = np.dtype(X.dtype) if np.dtype(X.dtype) in C_TYPES else np.dtype(np.float64)
+    return X.shape[1], plan.n_components, plan.covariance_type, data_dtype, plan.dtype
+
+
+def fused_tile_rows(n_rows: int, n_features: int, n_components: int) -> int:
+    """Rows per tile: ``R`` and the log-likelihoods, K + 1 float64 a row, within a quarter of the chunk's
+    float64 size (GPU memory ≈ 1.25x the data), and at least a million rows."""
+    return max(FUSED_MIN_TILE_ROWS, int(FUSED_TILE_SHARE * n_rows * n_features / (n_components + 1)))
+
+
+def rows_per_thread(n_features: int, covariance_type: str) -> int:
+    """Full/tied: rows of ``S2`` each ``dgmm_stats`` thread sums, ``IB``: each ``d_tj`` it computes serves IB
+    products, within 64 float64 accumulators (128 of a thread's 255 registers); 1 for diag/spherical."""
+    if covariance_type in ("diag", "spherical"):
+        return 1
+    return max(1, min(4, 64 // n_features))
+
+
+def stats_threads_per_slice(n_features: int, n_components: int, covariance_type: str) -> int:
+    """``dgmm_stats`` threads per slice of rows: one per component and block of ``IB`` features."""
+    return n_components * -(-n_features // rows_per_thread(n_features, covariance_type))
+
+
+def slice_rows(n_rows: int, per_slice: int) -> int:
+    """Rows each ``dgmm_stats`` thread sums, so a tile has about :data:`STATS_THREADS` threads of ``per_slice``
+    threads a slice."""
+    slices = max(1, min(-(-STATS_THREADS // per_slice), -(-n_rows // MIN_SLICE_ROWS)))
+    return -(-n_rows // slices)
+
+
+class _Operands:
+    """The plan's constants on the launcher's device: what ``dgmm_resp`` and ``dgmm_stats`` read."""
+
+    def __init__(self, xp, plan: EStepPlan):
+        d = plan.n_features
+        real = plan.dtype
+        kind = plan.covariance_type
+        log_norm = plan.log_norm
+        if kind == "full":
+            matrix, shift_u = component_chols(plan), np.zeros(1)
+        elif kind == "tied":
+            matrix, shift_u = plan.gemm[0, :d, :], plan.shift_u
+        else:  # per-feature precisions P (K, d); the kernel sums (z − a)² P itself, so log_norm gets ½ a²P back
+            matrix, shift_u = plan.gemm[d:, :].T, np.zeros(1)
+            log_norm = log_norm + 0.5 * np.sum(plan.shift**2 * matrix.astype(np.float64), axis=1)
+        self.centre = xp.asarray(np.ascontiguousarray(plan.centre, dtype=np.float64))
+        self.shift = xp.asarray(np.ascontiguousarray(plan.shift, dtype=real))
+        self.matrix = xp.asarray(np.ascontiguousarray(matrix, dtype=real))
+        self.shift_u = xp.asarray(np.ascontiguousarray(shift_u, dtype=real))
+        self.log_norm = xp.asarray(np.ascontiguousarray(log_norm, dtype=np.float64))
+        self.floor = plan.floor
+        self.empty = xp.zeros(1)
+
+
+def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: EStepPlan, weights: Any = None,
+                         tile_rows: int | None = None) -> Stats:
+    """E-step statistics of one chunk ``X`` (n, d), float32 or float64, by the fused kernels.
+
+    Parameters
+    ----------
+    launcher : where the kernels run; ``X`` and ``weights`` are arrays of its library (``launcher.xp``)
+    plan : from :func:`dgmm.kernels.estep.plan_estep`
+    weights : (n,) or None; row n counts ``weights[n]`` times
+    tile_rows : rows per tile; default :func:`fused_tile_rows`
+
+    Returns
+    -------
+    Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
+    """
+    from .stats import s2_shape
+    from .xp_estep import to_numpy
+
+    xp = launcher.xp
+    n, d = X.shape
+    K = plan.n_components
+    if X.dtype not in (xp.float32, xp.float64):
+        X = X.astype(xp.float64)
+    if weights is not None:
+        weights = xp.ascontiguousarray(weights.astype(xp.float64))
+    ops = _Operands(xp, plan)
+    loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
+    s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
+    tile_rows = max(1, tile_rows or fused_tile_rows(n, d, K))
+    for start in range(0, n, tile_rows):
+        stop = min(start + tile_rows, n)
+        w = None if weights is None else weights[start:stop]
+        parts = _tile(launcher, X[start:stop], plan, ops, w)
+        loglik += float(to_numpy(parts[0]))
+        s0 += to_numpy(parts[1])
+        s1 += to_numpy(parts[2])
+        s2 += _mirrored(to_numpy(parts[3]), plan.covariance_type)
+    if weights is None:
+        total, zero = float(n), 0
+    else:
+        total, zero = float(to_numpy(weights.sum())), int(to_numpy((weights == 0).sum()))
+    return Stats(n, loglik, s0, s1, s2, total, zero)
+
+
+def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any) -> tuple[Any, Any, Any, Any]:
+    """(loglik, s0, s1, lower-triangular or per-feature s2) of one tile, on the launcher's device."""
+    xp = launcher.xp
+    n, d = X.shape
+    K = plan.n_components
+    item = X.dtype.itemsize
+    sr, sc = X.strides[0] // item, X.strides[1] // item
+    key = kernel_key(X, plan)
+    R = xp.empty((n, K), dtype=xp.float64)
+    LL = xp.empty((n,), dtype=xp.float64)
+    launcher.resp(key, n, X, sr, sc, w if w is not None else ops.empty, w is not None, ops, R, LL)
+    per_slice = stats_threads_per_slice(d, K, plan.covariance_type)
+    rows = slice_rows(n, per_slice)
+    slices = -(-n // rows)
+    per_feature = plan.covariance_type in ("diag", "spherical")
+    S1P = xp.empty((slices, K, d), dtype=xp.float64)
+    S2P = xp.empty((slices, K, d) if per_feature else (slices, K, d, d), dtype=xp.float64)
+    launcher.stats(key, slices * per_slice, n, rows, X, sr, sc, ops, R, S1P, S2P)
+    return LL.sum(), R.sum(axis=0), S1P.sum(axis=0), S2P.sum(axis=0)
+
+
+def _mirrored(s2: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Full/tied: each component's lower triangle (K, d, d) made symmetric (summed over components for tied)."""
+    if covariance_type in ("diag", "spherical"):
+        return s2
+    full = s2 + np.tril(s2, -1).transpose(0, 2, 1)
+    return full.sum(axis=0) if covariance_type == "tied" else full
+
+
+class CupyLauncher:
+    """The kernels on CuPy's current device, compiled once per shape and dtype by NVRTC (CuPy caches them)."""
+
+    def __init__(self):
+        import cupy
+
+        self.xp = cupy
+        self._modules: dict[tuple, Any] = {}
+
+    def _function(self, key: tuple, name: str):
+        module = self._modules.get(key)
+        if module is None:
+            module = self._modules[key] = self.xp.RawModule(code=kernel_source(*key))
+        return module.get_function(name)
+
+    def compile(self, key: tuple) -> None:
+        """Compile both kernels of ``key`` now (NVRTC errors surface here, before any data is touched)."""
+        self._function(key, "dgmm_resp")
+        self._function(key, "dgmm_stats")
+
+    def resp(self, key, n, X, sr, sc, W, has_w, ops: _Operands, R, LL) -> None:
+        self._function(key, "dgmm_resp")(
+            (-(-n // BLOCK),), (BLOCK,),
+            (np.int64(n), X, np.int64(sr), np.int64(sc), np.int32(has_w), W, ops.centre, ops.shift, ops.matrix,
+             ops.shift_u, ops.log_norm, np.float64(ops.floor), R, LL))
+
+    def stats(self, key, threads, n, rows, X, sr, sc, ops: _Operands, R, S1P, S2P) -> None:
+        self._function(key, "dgmm_stats")(
+            (-(-threads // BLOCK),), (BLOCK,),
+            (np.int64(threads), np.int64(n), np.int64(rows), X, np.int64(sr), np.int64(sc), ops.centre, ops.shift,
+             R, S1P, S2P))
+
+
+class HostLauncher:
+    """The same kernels compiled by the host's C compiler, each a loop over its thread indices (for tests)."""
+
+    xp = np
+
+    def __init__(self, compiler: str | None = None):
+        self.compiler = compiler or shutil.which("cc") or shutil.which("gcc")
+        if self.compiler is None:
+            raise RuntimeError("no C compiler (cc or gcc) on PATH")
+        self._dir = Path(tempfile.mkdtemp(prefix="dgmm-cuda-estep-"))
+        self._libs: dict[tuple, ctypes.CDLL] = {}
+
+    def _lib(self, key: tuple) -> ctypes.CDLL:
+        lib = self._libs.get(key)
+        if lib is None:
+            source = kernel_source(*key)
+            stem = hashlib.sha256(source.encode()).hexdigest()[:16]
+            c_file, so_file = self._dir / f"{stem}.c", self._dir / f"{stem}.so"
+            c_file.write_text(source)
+            subprocess.run([self.compiler, "-O2", "-shared", "-fPIC", "-DDGMM_HOST", "-o", str(so_file),
+                            str(c_file), "-lm"], check=True, capture_output=True, text=True)
+            lib = self._libs[key] = ctypes.CDLL(str(so_file))
+        return lib
+
+    def compile(self, key: tuple) -> None:
+        self._lib(key)
+
+    def resp(self, key, n, X, sr, sc, W, has_w, ops: _Operands, R, LL) -> None:
+        ll, p, i, f = ctypes.c_longlong, _pointer, ctypes.c_int, ctypes.c_double
+        self._lib(key).dgmm_resp(ll(n), p(X), ll(sr), ll(sc), i(int(has_w)), p(W), p(ops.centre), p(ops.shift),
+                                 p(ops.matrix), p(ops.shift_u), p(ops.log_norm), f(ops.floor), p(R), p(LL))
+
+    def stats(self, key, threads, n, rows, X, sr, sc, ops: _Operands, R, S1P, S2P) -> None:
+        ll, p = ctypes.c_longlong, _pointer
+        self._lib(key).dgmm_stats(ll(threads), ll(n), ll(rows), p(X), ll(sr), ll(sc), p(ops.centre), p(ops.shift),
+                                  p(R), p(S1P), p(S2P))
+
+
+def _pointer(a: np.ndarray) -> ctypes.c_void_p:
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+_GPU: dict[str, Any] = {}
+_GPU_LOCK = threading.Lock()
+
+
+def gpu_launcher(X: Any, plan: EStepPlan) -> CupyLauncher | None:
+    """The launcher for ``X`` when it is a CuPy array and its kernels compile; None otherwise (the array-API
+    kernels run instead). A compile failure is warned about once and not retried."""
+    from array_api_compat import is_cupy_array
+
+    if not is_cupy_array(X) or _GPU.get("failed"):
+        return None
+    with _GPU_LOCK:
+        launcher = _GPU.get("launcher") or _GPU.setdefault("launcher", CupyLauncher())
+        try:
+            launcher.compile(kernel_key(X, plan))
+        except Exception as error:  # NVRTC missing or refusing the source: the fit still runs, unfused
+            _GPU["failed"] = True
+            warnings.warn(f"dgmm's fused CUDA E-step did not compile ({type(error).__name__}: {error}); "
+                          "using the array-API kernels, several times slower", RuntimeWarning, stacklevel=2)
+            return None
+    return launcher

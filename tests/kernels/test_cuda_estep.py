@@ -1,0 +1,118 @@
+"""The fused CUDA E-step (dgmm.kernels.cuda_estep) compiled for the host by the C compiler, against the numba
+kernel: the same source and the same glue as on a GPU, each kernel a loop over its thread indices."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import dgmm
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.kernels.cuda_estep import (HostLauncher, fused_chunk_stats_on, gpu_launcher, kernel_source, slice_rows,
+                                    stats_threads_per_slice)
+from dgmm.kernels.estep import fused_chunk_stats, plan_estep
+from dgmm.kernels.gaussian import COVARIANCE_TYPES
+from dgmm.kernels.params import MixtureParams
+from dgmm.testing import assert_stats_match
+
+pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                                reason="no C compiler to build the CUDA kernels' host version")
+
+
+@pytest.fixture(scope="module")
+def launcher():
+    return HostLauncher()
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _ = sample_mixture(random_mixture(4, 5, seed=1), 3000, seed=1)
+    weights = np.random.default_rng(0).integers(0, 3, len(X)).astype(float)
+    return X + 1000.0, weights  # a large common offset, as real data has
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, _ = data
+    return {kind: dgmm.GaussianMixture(4, covariance_type=kind, random_state=0, max_iter=3).fit(X).fitted_params()
+            for kind in COVARIANCE_TYPES}
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_float64_statistics_equal_the_numba_kernels(launcher, data, fitted, covariance_type, weighted):
+    X, weights = data
+    w = weights if weighted else None
+    plan = plan_estep(fitted[covariance_type])
+    ref = fused_chunk_stats(X, plan, weights=w)
+    for tile_rows in (1000, None):  # tiles do not change the statistics beyond rounding
+        assert_stats_match(fused_chunk_stats_on(launcher, X, plan, w, tile_rows), ref, covariance_type, 1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_data_and_compute_accumulate_in_float64(launcher, data, fitted, covariance_type):
+    X, _ = data
+    params = fitted[covariance_type]
+    ref = fused_chunk_stats(X, plan_estep(params))
+    got = fused_chunk_stats_on(launcher, X.astype(np.float32), plan_estep(params, "float32"))
+    assert got.s2.dtype == np.float64
+    assert_stats_match(got, ref, covariance_type, 1e-4)
+
+
+def test_column_major_data_gives_the_same_bits(launcher, data, fitted):
+    """The GPU reader stages chunks column by column and hands the kernels their transpose: strides, not copies."""
+    X, weights = data
+    plan = plan_estep(fitted["full"])
+    rows_major = fused_chunk_stats_on(launcher, X, plan, weights, 700)
+    columns = np.asfortranarray(X)
+    assert not columns.flags.c_contiguous
+    got = fused_chunk_stats_on(launcher, columns, plan, weights, 700)
+    for name in ("loglik", "s0", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(rows_major, name), err_msg=name)
+
+
+def test_rows_of_weight_zero_and_empty_components_add_nothing(launcher, data, fitted):
+    """A dropped row (weight 0) adds nothing; a component of weight 0 (log π = −inf) gets responsibility 0."""
+    X, weights = data
+    p = fitted["diag"]
+    emptied = MixtureParams(np.r_[p.weights[:-1], 0.0] / p.weights[:-1].sum(), p.means, p.covariances,
+                            p.precisions_cholesky, "diag")
+    plan = plan_estep(emptied)
+    got = fused_chunk_stats_on(launcher, X, plan, weights)
+    ref = fused_chunk_stats(X, plan, weights=weights)
+    assert got.s0[-1] == 0.0 and not np.any(got.s1[-1]) and not np.any(got.s2[-1])
+    assert got.n_zero_weight == int(np.sum(weights == 0)) > 0
+    assert_stats_match(got, ref, "diag", 1e-12)
+    live = weights > 0
+    assert_stats_match(fused_chunk_stats_on(launcher, X[live], plan, weights[live]),
+                       fused_chunk_stats(X[live], plan, weights=weights[live]), "diag", 1e-12)
+
+
+def test_slices_cover_every_row_once():
+    for n, d, K in [(1, 1, 1), (100, 16, 8), (3000, 5, 4), (10**8, 16, 8), (10**6, 64, 64)]:
+        rows = slice_rows(n, stats_threads_per_slice(d, K, "full"))
+        slices = -(-n // rows)
+        assert rows >= 1 and (slices - 1) * rows < n <= slices * rows
+
+
+def test_source_defines_the_shape_and_the_numpy_path_stays_off_the_gpu(data, fitted):
+    source = kernel_source(16, 8, "spherical", np.float32, np.float64)
+    assert source.startswith("#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define XT float\n"
+                             "#define REAL double\n")
+    assert "#define IB 4\n" in kernel_source(16, 8, "full", np.float64, np.float64)
+    X, _ = data
+    assert gpu_launcher(X, plan_estep(fitted["full"])) is None  # NumPy arrays keep the numba kernel
+
+
+@pytest.mark.parametrize("n_features", [1, 20, 40])  # IB = 4, 3 and 1 rows of S2 per thread
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_every_block_of_features_equals_the_numba_kernel(launcher, n_features, covariance_type):
+    from dgmm.testing import random_params
+
+    rng = np.random.default_rng(n_features)
+    params = random_params(rng, 3, n_features, covariance_type)
+    X = rng.normal(size=(500, n_features)) * 2.0 + params.means[rng.integers(0, 3, 500)]
+    plan = plan_estep(params)
+    assert_stats_match(fused_chunk_stats_on(launcher, X, plan), fused_chunk_stats(X, plan), covariance_type, 1e-12)
