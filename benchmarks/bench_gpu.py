@@ -8,7 +8,9 @@ Every fit starts from the same weights/means/precisions (``dgmm.testing.initial_
 first 100,000 rows) with tol=0 and a fixed iteration count; medians of ``--repeats``.
 
 * dgmm, GPU (cached): the data generated on the GPU as one CuPy array and fitted where it lies (the
-  array-API kernels, ``dgmm.kernels.xp_estep``); s/iter is the median of ``on_iteration``'s times.
+  fused CUDA kernels, ``dgmm.kernels.cuda_estep``); s/iter is the median of ``on_iteration``'s times.
+  Beside it, one chunk's E-step alone (``xp_chunk_stats``, median of 3 after a warm-up) by the fused
+  kernels and by the array-API tiles (``fused=False``), the gain of fusing.
   GPU memory: what CuPy's pool holds after the fit, its cached free blocks emptied before it (the
   pool keeps every block it grew to, so this is the fit's peak, the data included), as a multiple
   of the data's size.
@@ -126,6 +128,30 @@ def dgmm_per_iteration(X, start: dict, k: int, kind: str, iters: int, repeats: i
     return statistics.median(times), peak
 
 
+def estep_seconds(X, start: dict, k: int, kind: str, library: Library) -> tuple[float | None, float | None]:
+    """One E-step of the whole array, fused CUDA kernels and array-API tiles: median seconds of 3 each after a
+    warm-up (None, None unless the data is CuPy's)."""
+    from dgmm.kernels.xp_estep import xp_chunk_stats
+
+    if library.name != "cupy":
+        return None, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        params = dgmm.GaussianMixture(k, covariance_type=kind, max_iter=1, **start).fit(
+            library.head(X, 100_000)).fitted_params()
+    medians = []
+    for fused in (True, False):
+        times = []
+        for _ in range(4):
+            library.synchronize()
+            started = time.perf_counter()
+            xp_chunk_stats(X, params, fused=fused)  # returns NumPy: synchronised
+            times.append(time.perf_counter() - started)
+        medians.append(statistics.median(times[1:]))
+    library.reset_peak()
+    return medians[0], medians[1]
+
+
 def sklearn_torch_per_iteration(X, start: dict, k: int, kind: str, iters: int, repeats: int):
     """scikit-learn's array-API path on torch CUDA: differenced s/iter and torch's memory peak; None without it."""
     try:
@@ -221,7 +247,8 @@ def main() -> None:
     parquet_root = Path(args.parquet_dir or tempfile.mkdtemp(prefix="dgmm-bench-gpu-"))
     library = Library(args.xp)
     print(f"device data: {args.xp}; CPU cores: {len(os.sched_getaffinity(0))}; dgmm {dgmm.__version__}")
-    header = ("N x d x K", "cov", "dgmm GPU cached", "GPU mem / data", "dgmm GPU streamed", "read_table s",
+    header = ("N x d x K", "cov", "dgmm GPU cached", "GPU mem / data", "E-step fused", "E-step array-API",
+              "dgmm GPU streamed", "read_table s",
               "streamed / read_table", "sklearn torch CUDA", "its mem / data", "dgmm CPU", "sklearn / dgmm GPU")
     print(" | ".join(header))
     for n, d, k, kind in parse_shapes(args.shapes):
@@ -229,6 +256,7 @@ def main() -> None:
         nbytes = n * d * 8
         start = initial_params(library.head(X, 100_000), k, kind)
         gpu, gpu_peak = dgmm_per_iteration(X, start, k, kind, args.iters, args.repeats, library)
+        fused, unfused = estep_seconds(X, start, k, kind, library)
         torch_s, torch_peak = sklearn_torch_per_iteration(X, start, k, kind, args.iters, args.repeats)
         cpu = None
         if not args.no_cpu and n <= CPU_MAX_ROWS:
@@ -242,7 +270,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         ratio = None if torch_s is None else torch_s / gpu
         print(" | ".join([f"{n:,} x {d} x {k}", kind, fmt(gpu), fmt(gpu_peak / nbytes if gpu_peak else None, ".2f"),
-                          fmt(streamed), fmt(scan), fmt(None if scan is None else streamed / scan, ".2f"),
+                          fmt(fused), fmt(unfused), fmt(streamed), fmt(scan), fmt(None if scan is None else streamed / scan, ".2f"),
                           fmt(torch_s), fmt(torch_peak / nbytes if torch_peak else None, ".2f"), fmt(cpu),
                           fmt(ratio, ".1f") + ("x" if ratio else "")]), flush=True)
         del X
