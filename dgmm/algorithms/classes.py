@@ -51,10 +51,11 @@ def class_kernel(block: np.ndarray, payload: tuple[ClassView, Callable, Any], ro
 
     A kernel that leaves rows of weight 0 out anyway (``skips_zero_weights``: the E-step) gets only
     the class's rows, which is what it would compute on: the same result, without copying the
-    chunk once per class. Others (which hash global row indices) get the whole chunk, reweighted.
+    chunk once per class. Others (which hash global row indices), and blocks on a device, get the whole
+    chunk, reweighted.
     """
     view, kernel, inner = payload
-    if getattr(kernel, "skips_zero_weights", False) and view.code is not None:
+    if getattr(kernel, "skips_zero_weights", False) and view.code is not None and isinstance(block, np.ndarray):
         return kernel(view.class_only(block), inner, row_offset)
     return kernel(view.rows(block), inner, row_offset)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..errors import DataError
+from .devices import is_device_array
 from .inputs import Input
 from .parquet import ParquetDataset, read_table
 from .sources import RowGroup, find_parquet_files, open_input
@@ -58,7 +59,7 @@ def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
     classes, codes = np.unique(labels, return_inverse=True)
     counts = np.bincount(codes, minlength=len(classes))
     codes = codes.astype(np.float64)
-    if data.kind != "numpy":
+    if data.kind not in ("numpy", "xp"):
         import dask.array as da
 
         codes = da.from_array(codes, chunks=(data.array.chunks[0],))
@@ -66,15 +67,26 @@ def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
 
 
 def with_codes(data: Input, codes: Any) -> Input:
-    """The data with the class codes as its last column, chunk for chunk (the layout of ``class_rows``)."""
+    """The data with the class codes as its last column, chunk for chunk (the layout of ``class_rows``); data on a
+    device (an array-API array, a Dask array of CuPy chunks) gets its codes there, and lazy data keeps its GPU."""
     if data.kind == "numpy":
         return Input("numpy", data.feature_names, np.column_stack([data.values, codes]), chunk_rows=data.chunk_rows,
                      weighted=data.weighted)
+    if data.kind == "xp":
+        from ..kernels.xp_estep import namespace
+
+        xp = namespace(data.values)
+        on_device = xp.asarray(np.asarray(codes, dtype=np.float64), device=data.values.device)
+        return Input("xp", data.feature_names, xp.concat([xp.astype(data.values, xp.float64), on_device[:, None]],
+                                                          axis=1), chunk_rows=data.chunk_rows, weighted=data.weighted)
     import dask.array as da
 
-    array = da.concatenate([data.array, codes[:, None]], axis=1).rechunk({1: -1})
+    column = codes[:, None]
+    if data.device is not None and is_device_array(data.lazy._meta):  # CuPy chunks: the codes join them there
+        column = data.device.copied(column)
+    array = da.concatenate([data.array, column], axis=1).rechunk({1: -1})
     return Input(data.kind, data.feature_names, lazy=array, dataset=data.dataset, chunk_rows=data.chunk_rows,
-                 weighted=data.weighted)
+                 weighted=data.weighted, device=data.device)
 
 
 def frame_column(X: Any, name: Any) -> tuple[Any, Any]:

@@ -3,6 +3,8 @@ decisions, likelihood ratios against the background model, and decisions per gro
 
 NumPy input is scored eagerly by blocks of rows; Dask and Parquet input lazily, block by block,
 with the kernels of :mod:`dgmm.kernels.posterior` and :mod:`dgmm.kernels.groups` (no scikit-learn on workers).
+Array-API input (CuPy) is scored on its device; Dask and Parquet input marked for a GPU chunk by chunk
+there, each chunk's scores back on the host (:mod:`dgmm.kernels.xp_classes`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.executor import executor_for
-from ..execution.rows import map_rows
+from ..execution.rows import map_block_rows, map_rows
 from ..kernels.groups import group_kernel
 from ..kernels.posterior import class_scores, most_probable, normalised_rows
+from ..kernels.xp_classes import host_class_scores, xp_most_probable, xp_normalised_rows
+from ..kernels.xp_estep import namespace
 from .fitting import place_data
+from .scoring import device_chunks
 
 
 class ClassScoringMixin:
@@ -97,11 +102,16 @@ class ClassScoringMixin:
         # checked as a fitted mixture checks them; a Dask DataFrame is scored as a Dask array
         data = self.estimators_[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy)
         payload = (params, (offset, against_last))
+        n_out = len(params) - against_last
+        if data.kind == "xp":  # on the array's device, in its library
+            return class_scores(data.values, payload)
+        if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each chunk's scores back on the host
+            return map_block_rows(device_chunks(data), host_class_scores, payload, n_out, np.float64)
         if data.kind == "numpy":
             step = IN_MEMORY_CHUNK_ROWS
             return np.concatenate([class_scores(data.values[i : i + step], payload)
                                    for i in range(0, data.n_rows, step)])
-        return map_rows(data.array, class_scores, payload, len(params) - against_last, np.float64)
+        return map_rows(data.array, class_scores, payload, n_out, np.float64)
 
     def decision_function(self, X: Any):
         """Joint log-likelihood per class, shape (n, C); for two classes the log-odds of ``classes_[1]``, (n,)."""
@@ -113,17 +123,28 @@ class ClassScoringMixin:
         joint = self._joint_log_likelihood(X)
         if isinstance(joint, np.ndarray):
             return normalised_rows(joint)
-        return joint.map_blocks(normalised_rows, dtype=np.float64)
+        if _is_dask(joint):
+            return joint.map_blocks(normalised_rows, dtype=np.float64)
+        return xp_normalised_rows(joint)
 
     def predict_proba(self, X: Any):
         """Posterior probability of each class, shape (n, C); rows sum to 1."""
         log_proba = self.predict_log_proba(X)
-        return np.exp(log_proba)
+        if isinstance(log_proba, np.ndarray) or _is_dask(log_proba):
+            return np.exp(log_proba)
+        return namespace(log_proba).exp(log_proba)
 
     def predict(self, X: Any):
-        """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input)."""
+        """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input; NumPy for input
+        on a device, since class labels may be strings)."""
         joint = self._joint_log_likelihood(X)
         if isinstance(joint, np.ndarray):
             return most_probable(joint, self.classes_)
-        return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+        if _is_dask(joint):
+            return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+        return xp_most_probable(joint, self.classes_)
+
+
+def _is_dask(array: Any) -> bool:
+    return type(array).__module__.split(".")[0] == "dask"
 

@@ -15,6 +15,10 @@ Orchestration only::
 Each class's mixture is bit-identical to ``GaussianMixture(...).fit(X, sample_weight=w * (y == c))``
 on the same chunks. Prediction: ``argmax_c log prior_c + log p(x | c)``; verification scores are
 ``score_ratio``, ``log p(x | c) − log p(x | UBM)``.
+
+``device`` works as for a GaussianMixture: CuPy input, CuPy-backed Dask arrays and (``"cuda"``, or
+``"auto"`` where CuPy sees a GPU) NumPy, Dask and Parquet input are fitted and scored on the GPU, the
+class codes travelling with each chunk there (dgmm.kernels.xp_classes).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
-from ..errors import ConvergenceWarning, DataError, InputTypeError, ParameterError
+from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.adapt import check_adapt
@@ -43,6 +47,7 @@ from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.weights import NanPolicy, no_rows_left
+from ..kernels.xp_estep import to_numpy
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings, place_data
@@ -172,13 +177,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         if not (isinstance(self.relevance_factor, numbers.Real) and self.relevance_factor >= 0):
             raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
         X, y = frame_column(X, y)  # a DataFrame's label column
-        data = self._features(X, y, columns, sample_weight)
-        if self.device == "cpu":
-            data = on_device(data, "cpu")
-        if data.kind == "xp" or self.device == "cuda":
-            raise InputTypeError("GaussianMixtureClassifier takes NumPy, pandas, Dask or Parquet input on the CPU; a "
-                                 "GPU (device='cuda', or array-API input on a device) is for GaussianMixture and select "
-                                 "for now")
+        data = on_device(self._features(X, y, columns, sample_weight), self.device)
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         self._check_classes(labels, data)
@@ -199,8 +198,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         at least ``n_components`` rows."""
         if len(labels.classes) < 2:
             raise DataError(f"y holds one class ({_show(labels.classes[0])}); a classifier needs at least 2 classes")
-        if data.kind == "numpy" and data.weighted:  # a class of total weight 0 has nothing to fit
-            totals = np.bincount(labels.codes.astype(np.int64), weights=data.values[:, -1], minlength=len(labels.classes))
+        if data.kind in ("numpy", "xp") and data.weighted:  # a class of total weight 0 has nothing to fit
+            weights = to_numpy(data.values[:, data.n_features])
+            totals = np.bincount(labels.codes.astype(np.int64), weights=weights, minlength=len(labels.classes))
             if not np.any(totals > 0):
                 raise no_rows_left()
             if not np.all(totals > 0):

@@ -135,6 +135,10 @@ def class_rows(block: np.ndarray, n_features: int, weighted: bool, code: int) ->
     class code of the row (a small integer as float64). Features and weights are copied unchanged,
     so the block equals what a fit given ``sample_weight = w * (code == c)`` sees.
     """
+    if not isinstance(block, np.ndarray):  # an array-API block on its device
+        from .xp_classes import xp_class_rows
+
+        return xp_class_rows(block, n_features, weighted, code)
     weights = block[:, n_features] if weighted else 1.0
     return with_weight_column(block[:, :n_features], np.where(block[:, -1] == code, weights, 0.0))
 

@@ -221,10 +221,19 @@ def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str
         resp = xp.astype(labels[:, None] == xp.arange(K, device=where)[None, :], xp.float64)
     if weights is not None:
         resp = resp * xp.astype(weights, xp.float64)[:, None]
+    return xp_accumulate(X, resp, c, covariance_type, 0.0, _weight_totals(xp, n, weights))
+
+
+def xp_accumulate(X: Any, resp: Any, centres: Any, covariance_type: str, loglik: float,
+                  totals: tuple[float, int]) -> Stats:
+    """:func:`dgmm.kernels.stats.accumulate` on X's device: statistics of float64 rows ``X`` (n, d) with
+    responsibilities ``resp`` (n, K) already multiplied by the row weights, centred on ``centres`` (K, d) there;
+    ``totals`` is (total weight, rows of weight 0)."""
+    xp = namespace(X)
     s0 = xp.sum(resp, axis=0)
     s1_rows, s2_parts = [], []
-    for k in range(K):
-        centred = X - c[k, :]
+    for k in range(resp.shape[1]):
+        centred = X - centres[k, :]
         r = resp[:, k][:, None]
         s1_rows.append(xp.sum(r * centred, axis=0))
         s2_parts.append(xp.matrix_transpose(centred * r) @ centred if covariance_type in ("full", "tied")
@@ -232,8 +241,7 @@ def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str
     s2 = xp.stack(s2_parts, axis=0)
     if covariance_type == "tied":
         s2 = xp.sum(s2, axis=0)
-    total, zero = _weight_totals(xp, n, weights)
-    return Stats(n, 0.0, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), total, zero)
+    return Stats(X.shape[0], loglik, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), *totals)
 
 
 def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:

@@ -105,9 +105,79 @@ def test_select_on_the_device_equals_select_on_numpy(data, criterion):
     np.testing.assert_allclose(device.best.means_, host.best.means_, rtol=1e-9, atol=1e-9)
 
 
-def test_the_classifier_is_refused_and_given_starts_run(data):
-    with pytest.raises(dgmm.InputTypeError, match="GaussianMixtureClassifier takes NumPy"):
-        dgmm.GaussianMixtureClassifier(2).fit(on_device(data), np.arange(len(data)) % 2)
+@pytest.fixture(scope="module")
+def speakers():
+    """Three classes of rows (one of them weighted 0 in places), a NaN row, and a group per 50 rows."""
+    X, labels = sample_mixture(random_mixture(6, 3, seed=4), 3000, seed=4)
+    y = np.array(["ann", "bob", "cy"])[labels % 3]
+    weights = np.random.default_rng(1).integers(0, 3, len(X)).astype(float)
+    weights[y == "bob"] = np.maximum(weights[y == "bob"], 1.0)
+    return X + 20.0, y, weights
+
+
+def assert_same_classifier(device, host, rtol=1e-9):
+    np.testing.assert_array_equal(device.classes_, host.classes_)
+    np.testing.assert_allclose(device.class_prior_, host.class_prior_, rtol=1e-12)
+    for got, want in zip(device.estimators_, host.estimators_):
+        assert got.n_iter_ == want.n_iter_
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=rtol, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_the_classifier_on_the_device_equals_the_numpy_fit(speakers, covariance_type, weighted):
+    X, y, weights = speakers
+    w = weights if weighted else None
+    settings = dict(n_components=2, covariance_type=covariance_type, random_state=0, chunk_rows=1000, n_init=2)
+    device = dgmm.GaussianMixtureClassifier(**settings).fit(on_device(X), y, sample_weight=w)
+    host = dgmm.GaussianMixtureClassifier(**settings).fit(X, y, sample_weight=w)
+    assert_same_classifier(device, host)
+    assert device.passes_ == host.passes_
+    proba = device.predict_proba(on_device(X))
+    assert isinstance(proba, type(on_device(X))) and proba.device == DEVICE  # stays on the device
+    np.testing.assert_allclose(np.asarray(proba.to_device(xps.Device("CPU_DEVICE"))), host.predict_proba(X),
+                               rtol=1e-9, atol=1e-12)
+    labels = device.predict(on_device(X))  # class labels are strings: on the host
+    np.testing.assert_array_equal(labels, host.predict(X))
+    decision = device.decision_function(on_device(X))
+    np.testing.assert_allclose(np.asarray(decision.to_device(xps.Device("CPU_DEVICE"))), host.decision_function(X),
+                               rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("split_merge", [0, 2])
+def test_background_model_adaptation_and_group_decisions_on_the_device(speakers, split_merge):
+    X, y, weights = speakers
+    settings = dict(n_components=3, random_state=0, chunk_rows=1000, ubm="fit", adapt=["means", "weights"],
+                    split_merge=split_merge)
+    device = dgmm.GaussianMixtureClassifier(**settings).fit(on_device(X), y, sample_weight=weights)
+    host = dgmm.GaussianMixtureClassifier(**settings).fit(X, y, sample_weight=weights)
+    assert_same_classifier(device, host)
+    np.testing.assert_allclose(device.ubm_.means_, host.ubm_.means_, rtol=1e-9)
+    ratio = device.score_ratio(on_device(X))
+    np.testing.assert_allclose(np.asarray(ratio.to_device(xps.Device("CPU_DEVICE"))), host.score_ratio(X),
+                               rtol=1e-9, atol=1e-9)
+    groups = np.arange(len(X)) // 50
+    got = device.predict_groups(on_device(X), groups, ratio=True)
+    want = host.predict_groups(X, groups, ratio=True)
+    np.testing.assert_array_equal(got["class"], want["class"])
+    np.testing.assert_allclose(got["score_bob"], want["score_bob"], rtol=1e-9)
+
+
+def test_dropped_rows_on_the_device_are_named_as_on_the_cpu(speakers):
+    X, y, _ = speakers
+    X = X.copy()
+    X[7, 1] = np.nan
+    model = dgmm.GaussianMixtureClassifier(2, random_state=0, nan_policy="drop").fit(X, y)
+    on = dgmm.GaussianMixtureClassifier(2, random_state=0, nan_policy="drop").fit(on_device(X), y)
+    assert_same_classifier(on, model)
+    with pytest.raises(dgmm.DataError, match="row 7 of this block holds nulls or NaN"):
+        on.predict(on_device(X))
+    proba = np.asarray(on.predict_proba(on_device(X)).to_device(xps.Device("CPU_DEVICE")))
+    assert np.isnan(proba[7]).all() and not np.isnan(np.delete(proba, 7, axis=0)).any()
+
+
+def test_given_starts_run_on_the_device(data):
     means = dgmm.GaussianMixture(3, init_params="k-means++", random_state=0).fit(data).means_
     given = dgmm.GaussianMixture(3, means_init=means).fit(on_device(data))  # a start given: no k-means pass
     assert_same_fit(given, dgmm.GaussianMixture(3, means_init=means).fit(data))
@@ -127,5 +197,6 @@ def test_device_cpu_copies_to_numpy_and_cuda_needs_cupy(data):
     if not cuda_devices():
         with pytest.raises(dgmm.InputTypeError, match="device='cuda' needs CuPy and a GPU it sees"):
             dgmm.GaussianMixture(3, device="cuda").fit(data)
-    with pytest.raises(dgmm.InputTypeError, match="a GPU .* is for GaussianMixture and select for now"):
-        dgmm.GaussianMixtureClassifier(2, device="cuda").fit(data, np.arange(len(data)) % 2)
+    if not cuda_devices():
+        with pytest.raises(dgmm.InputTypeError, match="device='cuda' needs CuPy and a GPU it sees"):
+            dgmm.GaussianMixtureClassifier(2, device="cuda").fit(data, np.arange(len(data)) % 2)

@@ -263,3 +263,36 @@ def test_hive_keys_and_row_groups_split_by_chunk_rows_reach_the_gpu(rows, tmp_pa
         gpu = dgmm.GaussianMixture(**settings, device="cuda").fit(str(tmp_path), columns=columns)
     assert gpu.cache_used_ == "device"
     assert_same_fit(gpu, cpu)
+
+
+def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, cluster_client, capsys):
+    """Each class's EM, the background model's adaptation, predictions and group decisions, chunks on the device
+    with their class codes, equal the CPU's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    speaker = np.array(["ann", "bob", "cy"])[np.arange(N_ROWS) * 7 % 3]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, part in enumerate(np.array_split(np.arange(N_ROWS), 3)):
+        table = pa.table({**{f"x{j}": rows[part, j] for j in range(4)}, "speaker": speaker[part]})
+        pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=ROW_GROUP)
+    path = str(folder)
+    groups = np.arange(N_ROWS) // 100
+    for extra in ({}, {"ubm": "fit", "adapt": ["means", "weights"]}):
+        settings = dict(n_components=2, random_state=0, max_iter=10, client=cluster_client, **extra)
+        cpu = dgmm.GaussianMixtureClassifier(**settings, device="cpu").fit(path, "speaker")
+        with simulated_gpu():
+            gpu = dgmm.GaussianMixtureClassifier(**settings, device="cuda", verbose=1).fit(path, "speaker")
+            assert "each chunk copied to the simulated GPU" in capsys.readouterr().out
+            for got, want in zip(gpu.estimators_, cpu.estimators_):
+                assert_same_fit(got, want, rtol=1e-9)
+            labels = gpu.predict(path)
+            layers = labels.__dask_graph__().layers  # scored on the device, read there by its Parquet reader
+            assert any("parquet-array_api_strict" in name for name in layers), list(layers)
+            np.testing.assert_array_equal(labels.compute(), cpu.predict(path).compute())
+            np.testing.assert_allclose(gpu.predict_proba(path).compute(), cpu.predict_proba(path).compute(),
+                                       rtol=1e-10, atol=1e-14)
+            got, want = gpu.predict_groups(path, groups), cpu.predict_groups(path, groups)
+        np.testing.assert_array_equal(got["class"], want["class"])
+        np.testing.assert_allclose(got["score_cy"], want["score_cy"], rtol=1e-10)

@@ -68,6 +68,17 @@ def test_cupy_backed_dask_array_fit_equals_the_numpy_fit(rows):
     assert_same_fit(dgmm.GaussianMixture(**SETTINGS).fit(X), dgmm.GaussianMixture(**SETTINGS).fit(rows))
 
 
+def test_the_classifier_on_cupy_arrays_equals_the_numpy_fit(rows):
+    y = np.array(["a", "b"])[(rows[:, 0] > np.median(rows[:, 0])).astype(int)]
+    settings = dict(n_components=2, random_state=0, max_iter=15, tol=0.0)
+    gpu = dgmm.GaussianMixtureClassifier(**settings).fit(cupy.asarray(rows), y)
+    cpu = dgmm.GaussianMixtureClassifier(**settings).fit(rows, y)
+    for got, want in zip(gpu.estimators_, cpu.estimators_):
+        assert_same_fit(got, want)
+    np.testing.assert_array_equal(gpu.predict(cupy.asarray(rows)), cpu.predict(rows))
+    np.testing.assert_allclose(gpu.predict_proba(cupy.asarray(rows)).get(), cpu.predict_proba(rows), atol=1e-9)
+
+
 def test_pinned_staging_buffer_is_reused_and_put_copies_exactly(rows):
     target = DeviceTarget()
     first = target.staging((1000, 4))

@@ -1,0 +1,90 @@
+"""The classifier's kernels on a block of any array-API library, on its device (CuPy on a GPU): one class's view
+of the rows, every class's statistics under a background model, and every class's scores.
+
+The block's layout is :func:`dgmm.kernels.weights.class_rows`'s: features (n, d), the row weight when the
+data is weighted, and last the class (or group) code of the row as a float.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .params import MixtureParams
+from .stats import Stats
+from .xp_estep import _weight_totals, namespace, to_numpy, xp_accumulate, xp_logsumexp_rows, xp_weighted_log_prob
+
+
+def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any:
+    """The weighted block (n, d + 1) one class's fit sees, on the block's device: other classes' rows weigh 0."""
+    xp = namespace(block)
+    mine = xp.astype(block[:, -1] == code, xp.float64)
+    weights = mine * xp.astype(block[:, n_features], xp.float64) if weighted else mine
+    return xp.concat([xp.astype(block[:, :n_features], xp.float64), weights[:, None]], axis=1)
+
+
+def xp_class_stats(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
+    """:func:`dgmm.kernels.adapt.class_stats` on the block's device: one E-step of ``ubm`` for all its rows, then
+    each class's statistics from its rows (sorted by class once, so every row is accumulated once)."""
+    xp = namespace(block)
+    where = block.device
+    d = ubm.n_features
+    X = xp.astype(block[:, :d], xp.float64)
+    codes = xp.astype(block[:, -1], xp.float64)
+    log_prob = xp_weighted_log_prob(X, ubm)
+    log_norm = xp_logsumexp_rows(log_prob)
+    resp = xp.exp(log_prob - log_norm[:, None])
+    order = xp.argsort(codes, stable=True)
+    edges = xp.asarray(np.arange(n_classes + 1, dtype=np.float64) - 0.5, device=where)
+    bounds = to_numpy(xp.searchsorted(xp.take(codes, order), edges))
+    centres = xp.asarray(np.asarray(ubm.means, dtype=np.float64), device=where)
+    out = []
+    for c in range(n_classes):
+        rows = order[int(bounds[c]) : int(bounds[c + 1])]
+        r, lse = xp.take(resp, rows, axis=0), xp.take(log_norm, rows)
+        w = xp.take(xp.astype(block[:, d], xp.float64), rows) if weighted else None
+        if w is not None:
+            r, lse = r * w[:, None], lse * w
+        loglik = float(to_numpy(xp.sum(lse)))
+        out.append(xp_accumulate(xp.take(X, rows, axis=0), r, centres, ubm.covariance_type, loglik,
+                                 _weight_totals(xp, rows.shape[0], w)))
+    return out
+
+
+def xp_class_scores(block: Any, payload: tuple) -> Any:
+    """:func:`dgmm.kernels.posterior.class_scores` on the block's device: ``log p(x | mixture_c) + offset_c``
+    (n, C), or against the last mixture (n, C − 1); rows of weight 0 get NaN."""
+    params, (offset, against_last) = payload
+    xp = namespace(block)
+    d = params[0].n_features
+    X = block[:, :d]
+    scores = xp.stack([xp_logsumexp_rows(xp_weighted_log_prob(X, p)) for p in params], axis=1)
+    scores = scores + xp.asarray(np.asarray(offset, dtype=np.float64), device=block.device)
+    if against_last:
+        scores = scores[:, :-1] - scores[:, -1:]
+    if block.shape[1] > d:  # weighted: rows dropped by nan_policy
+        scores = xp.where((block[:, d] == 0)[:, None], xp.full_like(scores, float("nan")), scores)
+    return scores
+
+
+def host_class_scores(block: Any, payload: tuple) -> np.ndarray:
+    """:func:`xp_class_scores` of a chunk on a GPU, copied back as NumPy (a task of ``map_block_rows``)."""
+    return to_numpy(xp_class_scores(block, payload))
+
+
+def xp_normalised_rows(joint: Any) -> Any:
+    """:func:`dgmm.kernels.posterior.normalised_rows` on the array's device."""
+    return joint - xp_logsumexp_rows(joint)[:, None]
+
+
+def xp_most_probable(joint: Any, classes: np.ndarray) -> np.ndarray:
+    """:func:`dgmm.kernels.posterior.most_probable` of joint log-likelihoods on a device: the classes as NumPy
+    (labels may be strings, which no device holds)."""
+    from .posterior import most_probable
+
+    xp = namespace(joint)
+    if bool(to_numpy(xp.any(xp.isnan(joint)))):
+        return most_probable(to_numpy(joint), classes)  # names the first dropped row, as on the CPU
+    return classes[to_numpy(xp.argmax(joint, axis=1))]
+
