@@ -87,14 +87,16 @@ def fit(settings: dict[str, Any]) -> None:
 
 def fit_classifier(settings: dict[str, Any], dataset) -> None:
     """``dgmm fit --label-column``: one mixture per class (or a background model adapted to each), one file."""
+    from ..data.devices import device_target
     from ..estimator.classifier import GaussianMixtureClassifier
 
     model = GaussianMixtureClassifier(**estimator_parameters(settings, classifier=True))
+    device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     log = ProgressLog(settings["log_format"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
               label_column=settings["label_column"])
     started = time.perf_counter()
-    with cluster_client(settings, log) as client, warnings.catch_warnings():
+    with cluster_client(settings, log, model.device) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(client=client).fit(dataset, settings["label_column"])
     model.set_params(client=None)

@@ -278,6 +278,16 @@ def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, clust
         table = pa.table({**{f"x{j}": rows[part, j] for j in range(4)}, "speaker": speaker[part]})
         pq.write_table(table, folder / f"part-{i}.parquet", row_group_size=ROW_GROUP)
     path = str(folder)
+    with simulated_gpu():  # the command line too: its local cluster gets the device
+        from click.testing import CliRunner
+
+        from dgmm.cli import main
+
+        result = CliRunner().invoke(main, ["fit", path, "--label-column", "speaker", "--model",
+                                           str(tmp_path / "classes.npz"), "--n-components", "2", "--seed", "0",
+                                           "--max-iter", "10", "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    assert "device=simulated GPU" in result.output
     groups = np.arange(N_ROWS) // 100
     for extra in ({}, {"ubm": "fit", "adapt": ["means", "weights"]}):
         settings = dict(n_components=2, random_state=0, max_iter=10, client=cluster_client, **extra)
@@ -287,6 +297,9 @@ def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, clust
             assert "each chunk copied to the simulated GPU" in capsys.readouterr().out
             for got, want in zip(gpu.estimators_, cpu.estimators_):
                 assert_same_fit(got, want, rtol=1e-9)
+            if not extra:  # the command's fit, on a local cluster of its own
+                saved = dgmm.load_model(tmp_path / "classes.npz").estimators_
+                np.testing.assert_allclose(saved[2].means_, cpu.estimators_[2].means_, rtol=1e-9)
             labels = gpu.predict(path)
             layers = labels.__dask_graph__().layers  # scored on the device, read there by its Parquet reader
             assert any("parquet-array_api_strict" in name for name in layers), list(layers)
