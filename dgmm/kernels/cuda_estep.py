@@ -65,10 +65,11 @@ def fused_tile_rows(n_rows: int, n_features: int, n_components: int) -> int:
 
 def rows_per_thread(n_features: int, covariance_type: str) -> int:
     """Full/tied: rows of ``S2`` each ``dgmm_stats`` thread sums, ``IB``: each ``d_tj`` it computes serves IB
-    products, within 64 float64 accumulators (128 of a thread's 255 registers); 1 for diag/spherical."""
+    products, within 32 float64 accumulators (64 of a thread's 255 registers, leaving room for the hoisted
+    ``c_j`` and ``a_kj``); 1 for diag/spherical."""
     if covariance_type in ("diag", "spherical"):
         return 1
-    return max(1, min(4, 64 // n_features))
+    return max(1, min(4, 32 // n_features))
 
 
 def stats_threads_per_slice(n_features: int, n_components: int, covariance_type: str) -> int:

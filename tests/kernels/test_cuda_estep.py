@@ -101,12 +101,12 @@ def test_source_defines_the_shape_and_the_numpy_path_stays_off_the_gpu(data, fit
     source = kernel_source(16, 8, "spherical", np.float32, np.float64)
     assert source.startswith("#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define XT float\n"
                              "#define REAL double\n")
-    assert "#define IB 4\n" in kernel_source(16, 8, "full", np.float64, np.float64)
+    assert "#define IB 2\n" in kernel_source(16, 8, "full", np.float64, np.float64)
     X, _ = data
     assert gpu_launcher(X, plan_estep(fitted["full"])) is None  # NumPy arrays keep the numba kernel
 
 
-@pytest.mark.parametrize("n_features", [1, 20, 40])  # IB = 4, 3 and 1 rows of S2 per thread
+@pytest.mark.parametrize("n_features", [1, 10, 40])  # IB = 4, 3 and 1 rows of S2 per thread
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_every_block_of_features_equals_the_numba_kernel(launcher, n_features, covariance_type):
     from dgmm.testing import random_params
