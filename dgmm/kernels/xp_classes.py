@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from .params import MixtureParams
-from .stats import Stats
-from .xp_estep import _weight_totals, namespace, to_numpy, xp_accumulate, xp_logsumexp_rows, xp_weighted_log_prob
+from .stats import Stats, merge_stats
+from .xp_estep import (_weight_totals, namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate,
+                       xp_logsumexp_rows, xp_weighted_log_prob)
 
 
 def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any:
@@ -24,9 +25,18 @@ def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any
     return xp.concat([xp.astype(block[:, :n_features], xp.float64), weights[:, None]], axis=1)
 
 
-def xp_class_stats(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
-    """:func:`dgmm.kernels.adapt.class_stats` on the block's device: one E-step of ``ubm`` for all its rows, then
-    each class's statistics from its rows (sorted by class once, so every row is accumulated once)."""
+def xp_class_stats(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool,
+                   tile_rows: int | None = None) -> list[Stats]:
+    """:func:`dgmm.kernels.adapt.class_stats` on the block's device: by tiles of ``tile_rows`` (default:
+    intermediates of 4d + 4K values a row within a quarter of the block), one E-step of ``ubm`` for all the
+    tile's rows, then each class's statistics from its rows (sorted by class once: each row accumulated once)."""
+    n, d = block.shape[0], ubm.n_features
+    tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 4 * d + 4 * ubm.n_components))
+    parts = [_class_stats_tile(block[a:b, :], ubm, n_classes, weighted) for a, b in tiles]
+    return [merge_stats([part[c] for part in parts]) for c in range(n_classes)]
+
+
+def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
     xp = namespace(block)
     where = block.device
     d = ubm.n_features

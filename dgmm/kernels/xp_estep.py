@@ -24,7 +24,7 @@ import numpy as np
 
 from .estep import EStepPlan, component_chols, plan_estep
 from .params import MixtureParams
-from .stats import Stats, s2_shape
+from .stats import Stats, merge_stats, s2_shape
 
 # A tile costs ~10 kernel launches per component, each ~10 µs of Python and driver time holding the GIL:
 # tiles are as large as keeping their intermediates within XP_TILE_SHARE of the chunk's bytes allows
@@ -38,8 +38,18 @@ def xp_tile_rows(n_rows: int, n_features: int, n_components: int, covariance_typ
     a row (``Z`` and a component's temporaries; log-probabilities, responsibilities and their temporaries),
     ``6d + 7K`` for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide."""
     width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 7 * n_components
-    smallest = min(XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES // (8 * width))
-    return max(smallest, int(XP_TILE_SHARE * n_rows * n_features / width))
+    return rows_for_width(n_rows, n_features, width)
+
+
+def rows_for_width(n_rows: int, n_features: int, width: int) -> int:
+    """Rows per tile of a chunk (n_rows, n_features) whose tiles hold ``width`` float64 intermediates a row."""
+    smallest = min(XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES // (8 * max(width, 1)))
+    return max(1, smallest, int(XP_TILE_SHARE * n_rows * n_features / max(width, 1)))
+
+
+def row_tiles(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
+    """``[(start, stop), …]`` of consecutive tiles of ``tile_rows`` covering ``n_rows`` (one empty tile for 0)."""
+    return [(start, min(start + tile_rows, n_rows)) for start in range(0, max(n_rows, 1), max(1, tile_rows))]
 
 
 def namespace(*arrays: Any):
@@ -201,10 +211,21 @@ def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
-                  weights: Any = None) -> Stats:
+                  weights: Any = None, tile_rows: int | None = None) -> Stats:
     """:func:`dgmm.kernels.init.init_chunk_stats` for any array-API chunk: statistics about ``centres`` (K, d)
     under hard assignments to the nearest centre, or for "random" the hashed responsibilities of
-    :func:`dgmm.kernels.hashing.random_resp` (drawn on the host from the global row index)."""
+    :func:`dgmm.kernels.hashing.random_resp` (drawn on the host from the global row index). By tiles of
+    ``tile_rows`` (default: intermediates of 3d + 3K values a row within :data:`XP_TILE_SHARE` of the chunk)."""
+    n, d = X.shape
+    K = centres.shape[0]
+    tile_rows = tile_rows or rows_for_width(n, d, 3 * d + 3 * K)
+    parts = [_init_tile(X[a:b, :], method, centres, covariance_type, seed, row_offset + a,
+                        None if weights is None else weights[a:b]) for a, b in row_tiles(n, tile_rows)]
+    return merge_stats(parts)
+
+
+def _init_tile(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
+               weights: Any) -> Stats:
     from .hashing import random_resp
 
     xp = namespace(X)
@@ -256,8 +277,10 @@ def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None
     return xp_posteriors(X, params, (output,), dropped)[output]
 
 
-def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None) -> dict[str, Any]:
-    """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities.
+def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None,
+                  tile_rows: int | None = None) -> dict[str, Any]:
+    """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities,
+    by tiles of ``tile_rows`` (default: intermediates of 3d + 4K values a row within a quarter of the chunk).
 
     Parameters
     ----------
@@ -267,6 +290,15 @@ def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropp
     dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
     """
     xp = namespace(X)
+    n, d = X.shape
+    tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 3 * d + 4 * params.n_components))
+    parts = [_posterior_tile(xp, X[a:b, :], params, outputs, None if dropped is None else dropped[a:b])
+             for a, b in tiles]
+    return {name: parts[0][name] if len(parts) == 1 else xp.concat([part[name] for part in parts], axis=0)
+            for name in outputs}
+
+
+def _posterior_tile(xp, X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any) -> dict[str, Any]:
     weighted = xp_weighted_log_prob(X, params)
     lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
     computed = {"labels": lambda: xp.argmax(weighted, axis=1), "log_density": lambda: lse,

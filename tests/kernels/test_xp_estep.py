@@ -54,7 +54,8 @@ def test_float32_compute_accumulates_in_float64(data, covariance_type):
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_kmeans_kernels_equal_the_numpy_ones(data, weighted):
+@pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
+def test_kmeans_kernels_equal_the_numpy_ones(data, weighted, tile_rows):
     from dgmm.kernels.kmeans import count_nearest, lloyd_chunk, sample_candidates
     from dgmm.kernels.xp_kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
 
@@ -63,15 +64,15 @@ def test_kmeans_kernels_equal_the_numpy_ones(data, weighted):
     centres = X[[0, 500, 1000, 1500, 2000]]
     device, device_w = on("strict-device1", X), on("strict-device1", w)
     drawn, expected = (xp_sample_candidates(device, centres, seed=3, round_=1, oversampling=8.0, row_offset=100,
-                                            weights=device_w),
+                                            weights=device_w, tile_rows=tile_rows),
                        sample_candidates(X, centres, seed=3, round_=1, oversampling=8.0, row_offset=100, weights=w))
     np.testing.assert_array_equal(drawn.index, expected.index)
     np.testing.assert_allclose(drawn.cost, expected.cost, rtol=1e-12)
     np.testing.assert_array_equal(drawn.rows, expected.rows)
-    counts, expected = xp_count_nearest(device, centres, device_w), count_nearest(X, centres, w)
+    counts, expected = xp_count_nearest(device, centres, device_w, tile_rows), count_nearest(X, centres, w)
     np.testing.assert_allclose(counts.weights, expected.weights, rtol=1e-12)
     np.testing.assert_allclose(counts.cost, expected.cost, rtol=1e-12)
-    lloyd, expected = xp_lloyd_chunk(device, centres, 100, device_w), lloyd_chunk(X, centres, 100, w)
+    lloyd, expected = xp_lloyd_chunk(device, centres, 100, device_w, tile_rows), lloyd_chunk(X, centres, 100, w)
     for name in ("counts", "cost", "far_dist"):
         np.testing.assert_allclose(getattr(lloyd, name), getattr(expected, name), rtol=1e-12)
     np.testing.assert_allclose(lloyd.sums, expected.sums, rtol=0, atol=1e-9 * np.abs(X - X.mean(0)).sum())
@@ -91,7 +92,8 @@ def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_or_1_gib_allow
 
 @pytest.mark.parametrize("namespace", ["numpy", "strict-device1"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted):
+@pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
+def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted, tile_rows):
     from dgmm.kernels.moves import move_stats, principal_axes
     from dgmm.kernels.xp_moves import xp_move_stats
 
@@ -100,6 +102,47 @@ def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted):
     axes = principal_axes(params)[1]
     w = weights if weighted else None
     ref = move_stats(X, params, axes, w)
-    got = xp_move_stats(on(namespace, X), params, axes, on(namespace, w))
+    got = xp_move_stats(on(namespace, X), params, axes, on(namespace, w), tile_rows)
     for name in ("overlap", "s0", "m2", "m4"):
         np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "random"])
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_initial_statistics_and_posteriors_by_tiles_equal_one_tile(data, method, covariance_type):
+    """Tiles keep a device's memory near the chunk's size; they change nothing but rounding (and the hashed
+    responsibilities of "random" follow the global row index across tiles)."""
+    from dgmm.kernels.xp_estep import xp_init_stats, xp_posteriors
+
+    X, weights = data
+    device, device_w = on("strict-device1", X), on("strict-device1", weights)
+    centres = X[[0, 500, 1000, 1500]]
+    whole = xp_init_stats(device, method, centres, covariance_type, 3, 100, device_w)
+    assert_stats_match(xp_init_stats(device, method, centres, covariance_type, 3, 100, device_w, tile_rows=37),
+                       whole, covariance_type, 1e-12)
+    params = dgmm.GaussianMixture(4, covariance_type=covariance_type, random_state=0, max_iter=3).fit(X).fitted_params()
+    dropped = on("strict-device1", weights == 0)
+    outputs = ("labels", "log_density", "responsibilities")
+    one, tiled = (xp_posteriors(device, params, outputs, dropped, tile_rows=rows) for rows in (None, 37))
+    to_host = lambda a: np.asarray(a.to_device(xps.Device("CPU_DEVICE")))  # noqa: E731
+    np.testing.assert_array_equal(to_host(tiled["labels"]), to_host(one["labels"]))
+    for name in ("log_density", "responsibilities"):
+        np.testing.assert_allclose(to_host(tiled[name]), to_host(one[name]), rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
+def test_class_statistics_under_a_background_model_equal_the_numpy_kernel(data, tile_rows):
+    from dgmm.kernels.adapt import class_stats
+    from dgmm.kernels.xp_classes import xp_class_stats
+
+    X, weights = data
+    codes = (np.arange(len(X)) * 7 % 3).astype(float)
+    codes[codes == 2] = 3.0  # class 2 absent from the block: zeros
+    block = np.column_stack([X, weights, codes])
+    ubm = dgmm.GaussianMixture(4, random_state=0, max_iter=3).fit(X).fitted_params()
+    got = xp_class_stats(on("strict-device1", block), ubm, 4, True, tile_rows=tile_rows)
+    for c, (mine, ref) in enumerate(zip(got, class_stats(block, ubm, 4, True))):
+        if c == 2:
+            assert mine.n_rows == ref.n_rows == 0 and not np.any(mine.s2)
+            continue
+        assert_stats_match(mine, ref, "full", 1e-12)
