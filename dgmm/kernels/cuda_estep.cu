@@ -103,11 +103,12 @@ DEVICE void stats_thread(long long g, long long n, long long rows, const XT *X, 
     int k = (int)((g / blocks) % K);
     long long s = g / ((long long)blocks * K);
     long long t, start = s * rows, stop = start + rows < n ? start + rows : n;
-    int b, j;
+    int b;
     double a1[IB], rd[IB];
 #if COV == 2
     double a2[IB];
 #else
+    int j;
     double acc[IB][D];
 #endif
     UNROLL

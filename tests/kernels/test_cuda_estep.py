@@ -116,3 +116,57 @@ def test_every_block_of_features_equals_the_numba_kernel(launcher, n_features, c
     X = rng.normal(size=(500, n_features)) * 2.0 + params.means[rng.integers(0, 3, 500)]
     plan = plan_estep(params)
     assert_stats_match(fused_chunk_stats_on(launcher, X, plan), fused_chunk_stats(X, plan), covariance_type, 1e-12)
+
+
+def nvrtc():
+    """NVRTC, the compiler CuPy uses, as a CPU library (the test extra's nvidia-cuda-nvrtc-cu12, or CUDA's)."""
+    import ctypes
+    import ctypes.util
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    found = [str(p) for folder in (spec.submodule_search_locations if spec else [])
+             for p in sorted(Path(folder, "lib").glob("libnvrtc.so*")) if "builtins" not in p.name]
+    name = found[0] if found else ctypes.util.find_library("nvrtc")
+    if name is None:
+        pytest.skip("no NVRTC library (pip install nvidia-cuda-nvrtc-cu12)")
+    return ctypes.CDLL(name)
+
+
+def nvrtc_compile(lib, source: str, options: list[str]) -> tuple[int, str]:
+    """(NVRTC's result code, its log) of compiling ``source`` with ``options``."""
+    import ctypes
+
+    program, size = ctypes.c_void_p(), ctypes.c_size_t()
+    assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"cuda_estep.cu", 0, None, None) == 0
+    try:
+        flags = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
+        result = lib.nvrtcCompileProgram(program, len(options), flags)
+        lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(program, log)
+        return result, log.value.decode()
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32), (np.float32, np.float64)],
+                         ids=["f64", "f32", "f32-data-f64-compute"])
+def test_nvrtc_compiles_the_kernels_for_an_h100_without_spills(covariance_type, dtypes):
+    """What CuPy does on a GPU, done on the CPU: NVRTC compiles the source for sm_90 (H100/H200), and at the
+    benchmark's shape (d=16, K=8) ptxas keeps every per-thread array in registers."""
+    result, log = nvrtc_compile(nvrtc(), kernel_source(16, 8, covariance_type, *dtypes),
+                                ["--gpu-architecture=sm_90", "--ptxas-options=-v"])
+    assert result == 0, log
+    assert "warning" not in log.replace("ptxas info", ""), log
+    assert log.count("0 bytes spill stores") == 2 and "bytes stack frame" in log, log
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_nvrtc_compiles_wide_shapes(covariance_type):
+    """1M x 64 x 64 diag is a benchmark shape; full at that width spills a little to (cached) local memory."""
+    result, log = nvrtc_compile(nvrtc(), kernel_source(64, 64, covariance_type, np.float64, np.float64),
+                                ["--gpu-architecture=sm_90"])
+    assert result == 0, log
