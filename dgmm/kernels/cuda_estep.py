@@ -124,7 +124,7 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
     Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
     """
     from .stats import s2_shape
-    from .xp_estep import to_numpy
+    from .xp_estep import namespace, to_numpy, xp_weight_totals
 
     xp = launcher.xp
     n, d = X.shape
@@ -145,11 +145,8 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
         s0 += to_numpy(parts[1])
         s1 += to_numpy(parts[2])
         s2 += _mirrored(to_numpy(parts[3]), plan.covariance_type)
-    if weights is None:
-        total, zero = float(n), 0
-    else:
-        total, zero = float(to_numpy(weights.sum())), int(to_numpy((weights == 0).sum()))
-    return Stats(n, loglik, s0, s1, s2, total, zero)
+    totals = xp_weight_totals(namespace(X), n, weights)
+    return Stats(n, loglik, s0, s1, s2, *totals)
 
 
 def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any) -> tuple[Any, Any, Any, Any]:

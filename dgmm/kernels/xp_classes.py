@@ -13,7 +13,7 @@ import numpy as np
 
 from .params import MixtureParams
 from .stats import Stats, merge_stats
-from .xp_estep import (_weight_totals, namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate,
+from .xp_estep import (xp_weight_totals, namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate,
                        xp_logsumexp_rows, xp_weighted_log_prob)
 
 
@@ -58,7 +58,7 @@ def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: 
             r, lse = r * w[:, None], lse * w
         loglik = float(to_numpy(xp.sum(lse)))
         out.append(xp_accumulate(xp.take(X, rows, axis=0), r, centres, ubm.covariance_type, loglik,
-                                 _weight_totals(xp, rows.shape[0], w)))
+                                 xp_weight_totals(xp, rows.shape[0], w)))
     return out
 
 

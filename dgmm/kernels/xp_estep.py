@@ -128,11 +128,11 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
         w = None if weights is None else xp.astype(weights[start:stop], xp.float64)
         part = _tile(xp, constants, X[start:stop, :], w)
         loglik, s0, s1, s2 = loglik + part[0], s0 + part[1], s1 + part[2], s2 + part[3]
-    total, zero = _weight_totals(xp, n, weights)
+    total, zero = xp_weight_totals(xp, n, weights)
     return Stats(n, float(to_numpy(loglik)), to_numpy(s0), to_numpy(s1), to_numpy(s2), total, zero)
 
 
-def _weight_totals(xp, n_rows: int, weights: Any) -> tuple[float, int]:
+def xp_weight_totals(xp, n_rows: int, weights: Any) -> tuple[float, int]:
     """The total row weight and the rows of weight 0, on the host (``weights`` None: every weight 1)."""
     if weights is None:
         return float(n_rows), 0
@@ -242,7 +242,7 @@ def _init_tile(X: Any, method: str, centres: np.ndarray, covariance_type: str, s
         resp = xp.astype(labels[:, None] == xp.arange(K, device=where)[None, :], xp.float64)
     if weights is not None:
         resp = resp * xp.astype(weights, xp.float64)[:, None]
-    return xp_accumulate(X, resp, c, covariance_type, 0.0, _weight_totals(xp, n, weights))
+    return xp_accumulate(X, resp, c, covariance_type, 0.0, xp_weight_totals(xp, n, weights))
 
 
 def xp_accumulate(X: Any, resp: Any, centres: Any, covariance_type: str, loglik: float,
