@@ -7,6 +7,7 @@
  * Defined before this text (dgmm.kernels.cuda_estep.kernel_source):
  *   D, K   features and components;  COV  0 full, 1 tied, 2 diag or spherical (per-feature precisions)
  *   IB     rows of S1 and S2 (features i) each dgmm_stats thread sums
+ *   TRI    1 when every U is upper triangular (as dgmm's precision factors are): y_j sums i <= j only
  *   XT     the element type of the data;  REAL  the compute type (float or double)
  *
  * dgmm_resp: one thread per row t of the tile.
@@ -53,7 +54,8 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
     for (j = 0; j < D; ++j) {
         REAL acc = 0;
         int i;
-        for (i = 0; i < D; ++i) acc += z[i] * U[i * D + j];
+        for (i = 0; i < D; ++i)
+            if (!TRI || i <= j) acc += z[i] * U[i * D + j];
         y[j] = acc;
     }
 #endif
@@ -67,7 +69,8 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
         for (j = 0; j < D; ++j) {
             REAL acc = 0;
             const REAL *u = U + (long long)k * D * D + j;
-            for (i = 0; i < D; ++i) acc += zc[i] * u[i * D];
+            for (i = 0; i < D; ++i)
+                if (!TRI || i <= j) acc += zc[i] * u[i * D];
             m += acc * acc;
         }
 #elif COV == 1

@@ -43,10 +43,11 @@ C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
 def kernel_source(n_features: int, n_components: int, covariance_type: str, data_dtype: Any,
-                  compute_dtype: Any) -> str:
-    """The kernels' text for one shape: :file:`cuda_estep.cu` after its defines."""
+                  compute_dtype: Any, triangular: bool = True) -> str:
+    """The kernels' text for one shape: :file:`cuda_estep.cu` after its defines (``triangular``: the precision
+    factors are upper triangular, so the distances take half the products)."""
     defines = {"D": n_features, "K": n_components, "COV": COV_CODES[covariance_type],
-               "IB": rows_per_thread(n_features, covariance_type),
+               "IB": rows_per_thread(n_features, covariance_type), "TRI": int(triangular),
                "XT": C_TYPES[np.dtype(data_dtype)], "REAL": C_TYPES[np.dtype(compute_dtype)]}
     return "".join(f"#define {name} {value}\n" for name, value in defines.items()) + SOURCE.read_text()
 
@@ -54,7 +55,18 @@ def kernel_source(n_features: int, n_components: int, covariance_type: str, data
 def kernel_key(X: Any, plan: EStepPlan) -> tuple:
     """What the kernels for ``X`` (n, d) are compiled for: :func:`kernel_source`'s arguments."""
     data_dtype = np.dtype(X.dtype) if np.dtype(X.dtype) in C_TYPES else np.dtype(np.float64)
-    return X.shape[1], plan.n_components, plan.covariance_type, data_dtype, plan.dtype
+    return X.shape[1], plan.n_components, plan.covariance_type, data_dtype, plan.dtype, upper_triangular(plan)
+
+
+def upper_triangular(plan: EStepPlan) -> bool:
+    """Whether the plan's precision factors are upper triangular, as every factor dgmm computes is (one built
+    by hand otherwise takes every product, as the numba kernel's GEMM does)."""
+    d = plan.n_features
+    if plan.covariance_type == "full":
+        return not np.any(np.tril(component_chols(plan), -1))
+    if plan.covariance_type == "tied":
+        return not np.any(np.tril(plan.gemm[0, :d, :], -1))
+    return True
 
 
 def fused_tile_rows(n_rows: int, n_features: int, n_components: int) -> int:
@@ -133,14 +145,14 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
         X = X.astype(xp.float64)
     if weights is not None:
         weights = xp.ascontiguousarray(weights.astype(xp.float64))
-    ops = _Operands(xp, plan)
+    ops, key = _Operands(xp, plan), kernel_key(X, plan)
     loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
     tile_rows = max(1, tile_rows or fused_tile_rows(n, d, K))
     for start in range(0, n, tile_rows):
         stop = min(start + tile_rows, n)
         w = None if weights is None else weights[start:stop]
-        parts = _tile(launcher, X[start:stop], plan, ops, w)
+        parts = _tile(launcher, X[start:stop], plan, ops, w, key)
         loglik += float(to_numpy(parts[0]))
         s0 += to_numpy(parts[1])
         s1 += to_numpy(parts[2])
@@ -149,14 +161,13 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
     return Stats(n, loglik, s0, s1, s2, *totals)
 
 
-def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any) -> tuple[Any, Any, Any, Any]:
+def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any, key: tuple) -> tuple[Any, Any, Any, Any]:
     """(loglik, s0, s1, lower-triangular or per-feature s2) of one tile, on the launcher's device."""
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
     item = X.dtype.itemsize
     sr, sc = X.strides[0] // item, X.strides[1] // item
-    key = kernel_key(X, plan)
     R = xp.empty((n, K), dtype=xp.float64)
     LL = xp.empty((n,), dtype=xp.float64)
     launcher.resp(key, n, X, sr, sc, w if w is not None else ops.empty, w is not None, ops, R, LL)

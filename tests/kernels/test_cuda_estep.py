@@ -99,8 +99,8 @@ def test_slices_cover_every_row_once():
 
 def test_source_defines_the_shape_and_the_numpy_path_stays_off_the_gpu(data, fitted):
     source = kernel_source(16, 8, "spherical", np.float32, np.float64)
-    assert source.startswith("#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define XT float\n"
-                             "#define REAL double\n")
+    assert source.startswith("#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define TRI 1\n"
+                             "#define XT float\n#define REAL double\n")
     assert "#define IB 2\n" in kernel_source(16, 8, "full", np.float64, np.float64)
     X, _ = data
     assert gpu_launcher(X, plan_estep(fitted["full"])) is None  # NumPy arrays keep the numba kernel
@@ -170,3 +170,21 @@ def test_nvrtc_compiles_wide_shapes(covariance_type):
     result, log = nvrtc_compile(nvrtc(), kernel_source(64, 64, covariance_type, np.float64, np.float64),
                                 ["--gpu-architecture=sm_90"])
     assert result == 0, log
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_precision_factors_that_are_not_triangular_take_every_product(launcher, data, fitted, covariance_type):
+    """dgmm's factors U are upper triangular and the distances skip the zeros; a factor built by hand otherwise
+    (here with an entry below the diagonal) takes every product, as the numba kernel's GEMM does."""
+    from dgmm.kernels.cuda_estep import upper_triangular
+
+    X, weights = data
+    p = fitted[covariance_type]
+    factor = p.precisions_cholesky.copy()
+    factor[..., 3, 1] = 0.5 * factor[..., 1, 1]
+    lower = MixtureParams(p.weights, p.means, p.covariances, factor, covariance_type)
+    plan, other = plan_estep(p), plan_estep(lower)
+    assert upper_triangular(plan) and not upper_triangular(other)
+    for given in (plan, other):
+        assert_stats_match(fused_chunk_stats_on(launcher, X, given, weights),
+                           fused_chunk_stats(X, given, weights=weights), covariance_type, 1e-12)
