@@ -29,6 +29,7 @@
 #endif
 
 #define BIG 1.0e308
+#define LP_REGISTERS 32 /* up to this many log-probabilities a row stay in the thread's registers */
 
 DEVICE REAL centred(const XT *X, long long t, int j, long long sr, long long sc, const double *centre)
 {
@@ -47,7 +48,12 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
         return;
     }
     REAL z[D];
+#if K <= LP_REGISTERS
     double lp[K];
+#define LP(k) lp[k]
+#else /* many components (a speaker's background model): the row of R holds them until they become R */
+#define LP(k) R[t * K + (k)]
+#endif
     for (j = 0; j < D; ++j) z[j] = centred(X, t, j, sr, sc, centre);
 #if COV == 1
     REAL y[D];
@@ -84,15 +90,15 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
             m += v * v * U[k * D + j];
         }
 #endif
-        lp[k] = log_norm[k] - 0.5 * (double)m;
-        if (lp[k] > peak) peak = lp[k];
+        LP(k) = log_norm[k] - 0.5 * (double)m;
+        if (LP(k) > peak) peak = LP(k);
     }
     if (!(peak > -BIG && peak < BIG)) peak = 0.0; /* no finite log-probability (or NaN): as logsumexp */
     double sum = 0.0;
-    for (k = 0; k < K; ++k) sum += exp(lp[k] - peak);
+    for (k = 0; k < K; ++k) sum += exp(LP(k) - peak);
     double lse = log(sum) + peak;
     for (k = 0; k < K; ++k) {
-        double lr = lp[k] - lse;
+        double lr = LP(k) - lse;
         R[t * K + k] = lr < floor_ ? 0.0 : w * exp(lr);
     }
     LL[t] = w * lse;

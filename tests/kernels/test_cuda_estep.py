@@ -188,3 +188,19 @@ def test_precision_factors_that_are_not_triangular_take_every_product(launcher, 
     for given in (plan, other):
         assert_stats_match(fused_chunk_stats_on(launcher, X, given, weights),
                            fused_chunk_stats(X, given, weights=weights), covariance_type, 1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_many_components_keep_their_log_probabilities_in_the_output_row(launcher, covariance_type):
+    """Beyond 32 components (a speaker's background model has 512 to 2,048) the row of R holds the
+    log-probabilities until they become responsibilities, instead of a per-thread array."""
+    from dgmm.testing import random_params
+
+    rng = np.random.default_rng(9)
+    params = random_params(rng, 40, 3, covariance_type)
+    X = params.means[rng.integers(0, 40, 800)] + rng.normal(size=(800, 3))
+    plan = plan_estep(params)
+    assert_stats_match(fused_chunk_stats_on(launcher, X, plan), fused_chunk_stats(X, plan), covariance_type, 1e-12)
+    result, log = nvrtc_compile(nvrtc(), kernel_source(40, 1024, "diag", np.float32, np.float32),
+                                ["--gpu-architecture=sm_90", "--ptxas-options=-v"])
+    assert result == 0 and log.count("0 bytes stack frame") == 2, log  # nothing in local memory
