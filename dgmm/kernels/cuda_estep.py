@@ -37,7 +37,6 @@ SOURCE = Path(__file__).with_name("cuda_estep.cu")
 STATS_THREADS = 1 << 18  # dgmm_stats threads a tile aims at: an H200's 132 SMs hold 270,336
 MIN_SLICE_ROWS = 64
 BLOCK = 256  # threads per block
-FUSED_TILE_SHARE, FUSED_MIN_TILE_ROWS = 0.25, 1 << 20
 COV_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 2}
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
@@ -70,9 +69,12 @@ def upper_triangular(plan: EStepPlan) -> bool:
 
 
 def fused_tile_rows(n_rows: int, n_features: int, n_components: int) -> int:
-    """Rows per tile: ``R`` and the log-likelihoods, K + 1 float64 a row, within a quarter of the chunk's
-    float64 size (GPU memory ≈ 1.25x the data), and at least a million rows."""
-    return max(FUSED_MIN_TILE_ROWS, int(FUSED_TILE_SHARE * n_rows * n_features / (n_components + 1)))
+    """Rows per tile: ``R`` and the log-likelihoods, K + 1 float64 values a row, by the rule of every device
+    kernel's tiles (:func:`~dgmm.kernels.xp_estep.rows_for_width`: within a quarter of the chunk, so GPU memory
+    is about 1.25x the data, and at least a million rows or 1 GiB)."""
+    from .xp_estep import rows_for_width
+
+    return rows_for_width(n_rows, n_features, n_components + 1)
 
 
 def rows_per_thread(n_features: int, covariance_type: str) -> int:

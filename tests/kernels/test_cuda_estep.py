@@ -204,3 +204,11 @@ def test_many_components_keep_their_log_probabilities_in_the_output_row(launcher
     result, log = nvrtc_compile(nvrtc(), kernel_source(40, 1024, "diag", np.float32, np.float32),
                                 ["--gpu-architecture=sm_90", "--ptxas-options=-v"])
     assert result == 0 and log.count("0 bytes stack frame") == 2, log  # nothing in local memory
+
+
+def test_tiles_hold_a_quarter_of_the_chunk_or_1_gib_of_responsibilities():
+    from dgmm.kernels.cuda_estep import fused_tile_rows
+
+    assert fused_tile_rows(100_000_000, 16, 8) == int(0.25 * 100_000_000 * 16 / 9)  # 3 tiles, 1.25x the data
+    assert fused_tile_rows(1_000_000, 16, 8) == 1 << 20  # a row group of a million rows: one tile
+    assert fused_tile_rows(10_000_000, 40, 1024) == 2**30 // (8 * 1025)  # a background model: 1 GiB of R a tile
