@@ -101,7 +101,7 @@ def slice_rows(n_rows: int, per_slice: int) -> int:
 class _Operands:
     """The plan's constants on the launcher's device: what ``dgmm_resp`` and ``dgmm_stats`` read."""
 
-    def __init__(self, xp, plan: EStepPlan):
+    def __init__(self, xp, plan: EStepPlan, floor: float | None = None):
         d = plan.n_features
         real = plan.dtype
         kind = plan.covariance_type
@@ -118,7 +118,7 @@ class _Operands:
         self.matrix = xp.asarray(np.ascontiguousarray(matrix, dtype=real))
         self.shift_u = xp.asarray(np.ascontiguousarray(shift_u, dtype=real))
         self.log_norm = xp.asarray(np.ascontiguousarray(log_norm, dtype=np.float64))
-        self.floor = plan.floor
+        self.floor = plan.floor if floor is None else floor
         self.empty = xp.zeros(1)
 
 
@@ -161,6 +161,40 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
         s2 += _mirrored(to_numpy(parts[3]), plan.covariance_type)
     totals = xp_weight_totals(namespace(X), n, weights)
     return Stats(n, loglik, s0, s1, s2, *totals)
+
+
+def fused_posteriors_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: EStepPlan, outputs: tuple[str, ...],
+                        tile_rows: int | None = None) -> dict[str, Any]:
+    """Row outputs of the mixture by ``dgmm_resp`` alone, on the launcher's device, in its library.
+
+    Parameters
+    ----------
+    X : (n, d), float32 or float64
+    plan : from :func:`~dgmm.kernels.estep.plan_estep` (float64)
+    outputs : any of "labels" (n,) int64 (the largest responsibility's component), "log_density" (n,) and
+        "responsibilities" (n, K), float64, as :mod:`dgmm.kernels.posterior` gives them (no floor: exact
+        ``exp(log p_k − log p)``)
+    """
+    xp = launcher.xp
+    n, d = X.shape
+    K = plan.n_components
+    if X.dtype not in (xp.float32, xp.float64):
+        X = X.astype(xp.float64)
+    ops, key = _Operands(xp, plan, floor=-1e308), kernel_key(X, plan)
+    parts: dict[str, list] = {name: [] for name in outputs}
+    rows = max(1, tile_rows or fused_tile_rows(n, d, K))
+    for start in range(0, max(n, 1), rows):
+        tile = X[start : start + rows]
+        item = tile.dtype.itemsize
+        R = xp.empty((tile.shape[0], K), dtype=xp.float64)
+        LL = xp.empty((tile.shape[0],), dtype=xp.float64)
+        launcher.resp(key, tile.shape[0], tile, tile.strides[0] // item, tile.strides[1] // item, ops.empty, False,
+                      ops, R, LL)
+        got = {"labels": lambda: xp.argmax(R, axis=1).astype(xp.int64), "log_density": lambda: LL,
+               "responsibilities": lambda: R}
+        for name in outputs:
+            parts[name].append(got[name]())
+    return {name: values[0] if len(values) == 1 else xp.concatenate(values) for name, values in parts.items()}
 
 
 def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any, key: tuple) -> tuple[Any, Any, Any, Any]:

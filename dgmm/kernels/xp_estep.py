@@ -278,9 +278,10 @@ def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None
 
 
 def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None,
-                  tile_rows: int | None = None) -> dict[str, Any]:
+                  tile_rows: int | None = None, fused: bool = True) -> dict[str, Any]:
     """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities,
-    by tiles of ``tile_rows`` (default: intermediates of 3d + 4K values a row within a quarter of the chunk).
+    by tiles of ``tile_rows`` (default: intermediates of 3d + 4K values a row within a quarter of the chunk);
+    a CuPy array by the fused CUDA kernel unless ``fused`` is False (:func:`~dgmm.kernels.cuda_estep.fused_posteriors_on`).
 
     Parameters
     ----------
@@ -290,6 +291,14 @@ def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropp
     dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
     """
     xp = namespace(X)
+    if fused:  # a CuPy array: the fused CUDA kernel's responsibilities and log-densities
+        from .cuda_estep import fused_posteriors_on, gpu_launcher
+
+        plan = plan_estep(params)
+        launcher = gpu_launcher(X, plan)
+        if launcher is not None:
+            got = fused_posteriors_on(launcher, X, plan, outputs, tile_rows)
+            return {name: _mark_dropped(xp, out, dropped) for name, out in got.items()}
     n, d = X.shape
     tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 3 * d + 4 * params.n_components))
     parts = [_posterior_tile(xp, X[a:b, :], params, outputs, None if dropped is None else dropped[a:b])
@@ -303,14 +312,15 @@ def _posterior_tile(xp, X: Any, params: MixtureParams, outputs: tuple[str, ...],
     lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
     computed = {"labels": lambda: xp.argmax(weighted, axis=1), "log_density": lambda: lse,
                 "responsibilities": lambda: xp.exp(weighted - lse[:, None])}
-    got = {}
-    for output in outputs:
-        out = computed[output]()
-        if dropped is not None:
-            mask = dropped if out.ndim == 1 else dropped[:, None]
-            out = xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
-        got[output] = out
-    return got
+    return {output: _mark_dropped(xp, computed[output](), dropped) for output in outputs}
+
+
+def _mark_dropped(xp, out: Any, dropped: Any) -> Any:
+    """A row output with the rows ``dropped`` (n,) (None: none) set to -1 (labels) or NaN."""
+    if dropped is None:
+        return out
+    mask = dropped if out.ndim == 1 else dropped[:, None]
+    return xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
 
 
 def xp_logsumexp_rows(a: Any) -> Any:

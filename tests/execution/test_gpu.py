@@ -59,6 +59,13 @@ def test_fused_cuda_kernels_equal_the_numba_and_array_api_kernels(rows, covarian
     assert_stats_match(xp_chunk_stats(on_gpu, plan, w, fused=False), ref, covariance_type, 1e-12)
     single = xp_chunk_stats(on_gpu.astype(cupy.float32), params, dtype="float32")
     assert_stats_match(single, fused_chunk_stats(X, plan), covariance_type, 1e-4)
+    from dgmm.kernels.xp_estep import xp_posteriors
+
+    outputs = ("labels", "log_density", "responsibilities")
+    fast, slow = xp_posteriors(on_gpu, params, outputs), xp_posteriors(on_gpu, params, outputs, fused=False)
+    np.testing.assert_array_equal(fast["labels"].get(), slow["labels"].get())
+    np.testing.assert_allclose(fast["log_density"].get(), slow["log_density"].get(), rtol=1e-12)
+    np.testing.assert_allclose(fast["responsibilities"].get(), slow["responsibilities"].get(), rtol=1e-10, atol=1e-300)
 
 
 def test_cupy_backed_dask_array_fit_equals_the_numpy_fit(rows):

@@ -212,3 +212,20 @@ def test_tiles_hold_a_quarter_of_the_chunk_or_1_gib_of_responsibilities():
     assert fused_tile_rows(100_000_000, 16, 8) == int(0.25 * 100_000_000 * 16 / 9)  # 3 tiles, 1.25x the data
     assert fused_tile_rows(1_000_000, 16, 8) == 1 << 20  # a row group of a million rows: one tile
     assert fused_tile_rows(10_000_000, 40, 1024) == 2**30 // (8 * 1025)  # a background model: 1 GiB of R a tile
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_row_outputs_of_the_fused_kernel_equal_the_numpy_ones(launcher, data, fitted, covariance_type):
+    """Predictions of a CuPy array take dgmm_resp alone: labels, log-densities and exact responsibilities."""
+    from dgmm.kernels import posterior
+    from dgmm.kernels.cuda_estep import fused_posteriors_on
+
+    X, _ = data
+    params = fitted[covariance_type]
+    outputs = ("labels", "log_density", "responsibilities")
+    for tile_rows in (None, 700):
+        got = fused_posteriors_on(launcher, np.asfortranarray(X), plan_estep(params), outputs, tile_rows)
+        np.testing.assert_array_equal(got["labels"], posterior.labels(X, params))
+        np.testing.assert_allclose(got["log_density"], posterior.log_density(X, params), rtol=1e-12)
+        np.testing.assert_allclose(got["responsibilities"], posterior.responsibilities(X, params), rtol=1e-10,
+                                   atol=1e-300)
