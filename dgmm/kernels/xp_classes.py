@@ -13,8 +13,8 @@ import numpy as np
 
 from .params import MixtureParams
 from .stats import Stats, merge_stats
-from .xp_estep import (xp_weight_totals, namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate,
-                       xp_logsumexp_rows, xp_weighted_log_prob)
+from .xp_estep import (namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate, xp_logsumexp_rows,
+                       xp_posterior, xp_posteriors, xp_weight_totals)
 
 
 def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any:
@@ -42,9 +42,8 @@ def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: 
     d = ubm.n_features
     X = xp.astype(block[:, :d], xp.float64)
     codes = xp.astype(block[:, -1], xp.float64)
-    log_prob = xp_weighted_log_prob(X, ubm)
-    log_norm = xp_logsumexp_rows(log_prob)
-    resp = xp.exp(log_prob - log_norm[:, None])
+    rows_out = xp_posteriors(X, ubm, ("log_density", "responsibilities"))  # fused on a GPU
+    log_norm, resp = rows_out["log_density"], rows_out["responsibilities"]
     order = xp.argsort(codes, stable=True)
     edges = xp.asarray(np.arange(n_classes + 1, dtype=np.float64) - 0.5, device=where)
     bounds = to_numpy(xp.searchsorted(xp.take(codes, order), edges))
@@ -69,7 +68,7 @@ def xp_class_scores(block: Any, payload: tuple) -> Any:
     xp = namespace(block)
     d = params[0].n_features
     X = block[:, :d]
-    scores = xp.stack([xp_logsumexp_rows(xp_weighted_log_prob(X, p)) for p in params], axis=1)
+    scores = xp.stack([xp_posterior(X, p, "log_density") for p in params], axis=1)
     scores = scores + xp.asarray(np.asarray(offset, dtype=np.float64), device=block.device)
     if against_last:
         scores = scores[:, :-1] - scores[:, -1:]
