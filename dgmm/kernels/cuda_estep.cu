@@ -30,6 +30,11 @@
 
 #define BIG 1.0e308
 #define LP_REGISTERS 32 /* up to this many log-probabilities a row stay in the thread's registers */
+#if K <= LP_REGISTERS
+#define UNROLL_K UNROLL /* every lp[k] a register: the component loops unrolled */
+#else
+#define UNROLL_K
+#endif
 
 DEVICE REAL centred(const XT *X, long long t, int j, long long sr, long long sc, const double *centre)
 {
@@ -66,6 +71,7 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
     }
 #endif
     double peak = -BIG;
+    UNROLL_K
     for (k = 0; k < K; ++k) {
         REAL m = 0;
 #if COV == 0
@@ -95,8 +101,10 @@ DEVICE void resp_row(long long t, const XT *X, long long sr, long long sc, int h
     }
     if (!(peak > -BIG && peak < BIG)) peak = 0.0; /* no finite log-probability (or NaN): as logsumexp */
     double sum = 0.0;
+    UNROLL_K
     for (k = 0; k < K; ++k) sum += exp(LP(k) - peak);
     double lse = log(sum) + peak;
+    UNROLL_K
     for (k = 0; k < K; ++k) {
         double lr = LP(k) - lse;
         R[t * K + k] = lr < floor_ ? 0.0 : w * exp(lr);
