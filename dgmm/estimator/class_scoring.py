@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
 from ..errors import NotFittedError, ParameterError
@@ -123,16 +124,16 @@ class ClassScoringMixin:
         joint = self._joint_log_likelihood(X)
         if isinstance(joint, np.ndarray):
             return normalised_rows(joint)
-        if _is_dask(joint):
-            return joint.map_blocks(normalised_rows, dtype=np.float64)
-        return xp_normalised_rows(joint)
+        if is_device_array(joint):
+            return xp_normalised_rows(joint)
+        return joint.map_blocks(normalised_rows, dtype=np.float64)
 
     def predict_proba(self, X: Any):
         """Posterior probability of each class, shape (n, C); rows sum to 1."""
         log_proba = self.predict_log_proba(X)
-        if isinstance(log_proba, np.ndarray) or _is_dask(log_proba):
-            return np.exp(log_proba)
-        return namespace(log_proba).exp(log_proba)
+        if is_device_array(log_proba):
+            return namespace(log_proba).exp(log_proba)
+        return np.exp(log_proba)
 
     def predict(self, X: Any):
         """The most probable class of each row, shape (n,) (lazy Dask for Dask or Parquet input; NumPy for input
@@ -140,11 +141,7 @@ class ClassScoringMixin:
         joint = self._joint_log_likelihood(X)
         if isinstance(joint, np.ndarray):
             return most_probable(joint, self.classes_)
-        if _is_dask(joint):
-            return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
-        return xp_most_probable(joint, self.classes_)
-
-
-def _is_dask(array: Any) -> bool:
-    return type(array).__module__.split(".")[0] == "dask"
+        if is_device_array(joint):
+            return xp_most_probable(joint, self.classes_)
+        return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
 

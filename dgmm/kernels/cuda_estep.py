@@ -138,21 +138,18 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
     Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
     """
     from .stats import s2_shape
-    from .xp_estep import namespace, to_numpy, xp_weight_totals
+    from .xp_estep import namespace, row_tiles, to_numpy, xp_weight_totals
 
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
-    if X.dtype not in (xp.float32, xp.float64):
-        X = X.astype(xp.float64)
+    X = _floating(xp, X)
     if weights is not None:
         weights = xp.ascontiguousarray(weights.astype(xp.float64))
     ops, key = _Operands(xp, plan), kernel_key(X, plan)
     loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
-    tile_rows = max(1, tile_rows or fused_tile_rows(n, d, K))
-    for start in range(0, n, tile_rows):
-        stop = min(start + tile_rows, n)
+    for start, stop in row_tiles(n, tile_rows or fused_tile_rows(n, d, K)):
         w = None if weights is None else weights[start:stop]
         parts = _tile(launcher, X[start:stop], plan, ops, w, key)
         loglik += float(to_numpy(parts[0]))
@@ -175,21 +172,16 @@ def fused_posteriors_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: E
         "responsibilities" (n, K), float64, as :mod:`dgmm.kernels.posterior` gives them (no floor: exact
         ``exp(log p_k − log p)``)
     """
+    from .xp_estep import row_tiles
+
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
-    if X.dtype not in (xp.float32, xp.float64):
-        X = X.astype(xp.float64)
+    X = _floating(xp, X)
     ops, key = _Operands(xp, plan, floor=-1e308), kernel_key(X, plan)
     parts: dict[str, list] = {name: [] for name in outputs}
-    rows = max(1, tile_rows or fused_tile_rows(n, d, K))
-    for start in range(0, max(n, 1), rows):
-        tile = X[start : start + rows]
-        item = tile.dtype.itemsize
-        R = xp.empty((tile.shape[0], K), dtype=xp.float64)
-        LL = xp.empty((tile.shape[0],), dtype=xp.float64)
-        launcher.resp(key, tile.shape[0], tile, tile.strides[0] // item, tile.strides[1] // item, ops.empty, False,
-                      ops, R, LL)
+    for start, stop in row_tiles(n, tile_rows or fused_tile_rows(n, d, K)):
+        R, LL = _responsibilities(launcher, X[start:stop], ops, None, key)
         got = {"labels": lambda: xp.argmax(R, axis=1).astype(xp.int64), "log_density": lambda: LL,
                "responsibilities": lambda: R}
         for name in outputs:
@@ -202,19 +194,39 @@ def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any, key: tuple)
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
-    item = X.dtype.itemsize
-    sr, sc = X.strides[0] // item, X.strides[1] // item
-    R = xp.empty((n, K), dtype=xp.float64)
-    LL = xp.empty((n,), dtype=xp.float64)
-    launcher.resp(key, n, X, sr, sc, w if w is not None else ops.empty, w is not None, ops, R, LL)
+    R, LL = _responsibilities(launcher, X, ops, w, key)
+    per_feature = plan.covariance_type in ("diag", "spherical")
+    if n == 0:  # an empty chunk: nothing to launch
+        return LL.sum(), R.sum(axis=0), xp.zeros((K, d)), xp.zeros((K, d) if per_feature else (K, d, d))
+    sr, sc = _strides(X)
     per_slice = stats_threads_per_slice(d, K, plan.covariance_type)
     rows = slice_rows(n, per_slice)
     slices = -(-n // rows)
-    per_feature = plan.covariance_type in ("diag", "spherical")
     S1P = xp.empty((slices, K, d), dtype=xp.float64)
     S2P = xp.empty((slices, K, d) if per_feature else (slices, K, d, d), dtype=xp.float64)
     launcher.stats(key, slices * per_slice, n, rows, X, sr, sc, ops, R, S1P, S2P)
     return LL.sum(), R.sum(axis=0), S1P.sum(axis=0), S2P.sum(axis=0)
+
+
+def _responsibilities(launcher, X: Any, ops: _Operands, w: Any, key: tuple) -> tuple[Any, Any]:
+    """``dgmm_resp`` on a tile (T, d): responsibilities ``R`` (T, K) and the rows' log-likelihoods (T,), float64."""
+    xp = launcher.xp
+    n = X.shape[0]
+    R = xp.empty((n, ops.log_norm.shape[0]), dtype=xp.float64)
+    LL = xp.empty((n,), dtype=xp.float64)
+    if n:  # CUDA refuses a launch of no blocks
+        launcher.resp(key, n, X, *_strides(X), w if w is not None else ops.empty, w is not None, ops, R, LL)
+    return R, LL
+
+
+def _strides(X: Any) -> tuple[int, int]:
+    """Row and column strides of X (n, d) in elements: the kernels read row-major and column-major tiles alike."""
+    return X.strides[0] // X.dtype.itemsize, X.strides[1] // X.dtype.itemsize
+
+
+def _floating(xp, X: Any) -> Any:
+    """X itself when float32 or float64 (the types the kernels are built for), else X as float64."""
+    return X if X.dtype in (xp.float32, xp.float64) else X.astype(xp.float64)
 
 
 def _mirrored(s2: np.ndarray, covariance_type: str) -> np.ndarray:

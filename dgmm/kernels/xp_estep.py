@@ -290,8 +290,10 @@ def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropp
         :mod:`dgmm.kernels.posterior` gives them
     dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
     """
+    from array_api_compat import is_cupy_array
+
     xp = namespace(X)
-    if fused:  # a CuPy array: the fused CUDA kernel's responsibilities and log-densities
+    if fused and is_cupy_array(X):  # the fused CUDA kernel's responsibilities and log-densities
         from .cuda_estep import fused_posteriors_on, gpu_launcher
 
         plan = plan_estep(params)

@@ -229,3 +229,13 @@ def test_row_outputs_of_the_fused_kernel_equal_the_numpy_ones(launcher, data, fi
         np.testing.assert_allclose(got["log_density"], posterior.log_density(X, params), rtol=1e-12)
         np.testing.assert_allclose(got["responsibilities"], posterior.responsibilities(X, params), rtol=1e-10,
                                    atol=1e-300)
+
+
+def test_an_empty_chunk_launches_nothing_and_adds_nothing(launcher, data, fitted):
+    from dgmm.kernels.cuda_estep import fused_posteriors_on
+
+    X, _ = data
+    plan = plan_estep(fitted["full"])
+    stats = fused_chunk_stats_on(launcher, X[:0], plan)
+    assert stats.n_rows == 0 and stats.loglik == 0.0 and not np.any(stats.s2)
+    assert fused_posteriors_on(launcher, X[:0], plan, ("responsibilities",))["responsibilities"].shape == (0, 4)
