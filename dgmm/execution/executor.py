@@ -37,7 +37,8 @@ from ..data.devices import DeviceTarget
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, InputKind
 from .clusters import connect, current_client, local_cluster
 from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
-from .local import InProcessExecutor, single_threaded_blas
+from .blas import single_threaded_blas
+from .local import InProcessExecutor
 from ..kernels.stats import Stats
 from ..kernels.xp_estep import take_rows
 from .passes import Kernel, build_pass, placed_in_row_ranges
@@ -192,7 +193,7 @@ def executor_for(
     """The executor a fit runs on; a client or local cluster it starts is closed on exit.
 
     Inside :func:`executors`, a fit given no client or address runs on the executor made there.
-    This process's BLAS runs one thread meanwhile (:func:`~dgmm.execution.local.single_threaded_blas`):
+    This process's BLAS runs one thread meanwhile (:func:`~dgmm.execution.blas.single_threaded_blas`):
     the passes' threads or workers have the cores, and the M-step's small factorisations gain nothing.
     Parquet input on a ``device`` (a GPU), with no client, runs on a local cluster of one worker per GPU.
     """

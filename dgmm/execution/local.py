@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..kernels.stats import Stats, merge_stats
 from ..kernels.xp_estep import take_rows
+from .blas import single_threaded_blas
 from .passes import Kernel, tree_reduce
 
 
@@ -46,21 +45,21 @@ class InProcessExecutor:
         n = X.shape[0]
         starts = list(range(0, n, self.chunk_rows))
         pool = thread_pool(self.threads) if isinstance(X, np.ndarray) else None  # a GPU runs one chunk at a time
-        if pool is None:
-            leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i) for i in starts]
-        else:
-            # one BLAS thread per pool thread: nested BLAS threads oversubscribe the cores badly
-            with single_threaded_blas():
-                if getattr(kernel, "maps_tiles", False) and len(starts) < 4 * self.threads:
-                    # driver threads only wait on the tile pool's futures: the tiles keep every core busy
-                    drivers = thread_pool(min(len(starts), CHUNKS_IN_FLIGHT), "dgmm-chunk")
+        # BLAS on one thread, as every pass kernel runs (dgmm.execution.blas): the same bits as on a cluster's
+        # workers, and no nested BLAS threads oversubscribing the pool's cores
+        with single_threaded_blas():
+            if pool is None:
+                leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i) for i in starts]
+            elif getattr(kernel, "maps_tiles", False) and len(starts) < 4 * self.threads:
+                # driver threads only wait on the tile pool's futures: the tiles keep every core busy
+                drivers = thread_pool(min(len(starts), CHUNKS_IN_FLIGHT), "dgmm-chunk")
 
-                    def tiled(i: int) -> Stats:
-                        return kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i, map=pool.map)
+                def tiled(i: int) -> Stats:
+                    return kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i, map=pool.map)
 
-                    leaves = list(drivers.map(tiled, starts)) if drivers is not None else [tiled(i) for i in starts]
-                else:
-                    leaves = list(pool.map(lambda i: kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i), starts))
+                leaves = list(drivers.map(tiled, starts)) if drivers is not None else [tiled(i) for i in starts]
+            else:
+                leaves = list(pool.map(lambda i: kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i), starts))
         return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
 
     def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -85,39 +84,6 @@ def usable_cpus() -> int:
 def in_process_threads() -> int:
     """Threads of the in-process executor: one per usable CPU."""
     return usable_cpus()
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_HOLD: dict[str, Any] = {"holders": 0, "limiter": None, "controller": None}
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Limit BLAS (OpenBLAS, MKL, ...) to one thread while inside, via threadpoolctl.
-
-    Held for a whole fit (:func:`~dgmm.execution.executor.executor_for`), not only in passes:
-    after a threaded BLAS call (the M-step's Cholesky factors), OpenBLAS's threads spin on
-    every core for a while, and the next pass's threads then ran at half speed (measured:
-    2 threads at 262,144 x 16 x 8 full took 0.088 s per iteration, 0.052 s with this held).
-    Counted: the first holder sets the limit and the last one out restores the user's, so fits
-    in several threads at once leave it as they found it.
-    """
-    with _BLAS_LOCK:
-        if _BLAS_HOLD["holders"] == 0:
-            if _BLAS_HOLD["controller"] is None:
-                from threadpoolctl import ThreadpoolController
-
-                _BLAS_HOLD["controller"] = ThreadpoolController()
-            _BLAS_HOLD["limiter"] = _BLAS_HOLD["controller"].limit(limits=1, user_api="blas")
-        _BLAS_HOLD["holders"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_HOLD["holders"] -= 1
-            if _BLAS_HOLD["holders"] == 0:
-                _BLAS_HOLD["limiter"].restore_original_limits()
-                _BLAS_HOLD["limiter"] = None
 
 
 def thread_pool(threads: int, name: str = "dgmm"):

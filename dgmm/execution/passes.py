@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..kernels.stats import Stats, merge_stats
+from .blas import pinned, single_threaded_blas
 
 # A task costs milliseconds of scheduler and worker time, as much as the kernel on ~100 kB of rows:
 # passes over small chunks run whole subtrees of their merge tree to a task (fused_levels).
@@ -154,7 +155,7 @@ def pass_layer(
 
     def leaf(i: int):
         key = (f"stats-{token}", i)
-        layer[key] = Task(key, kernel, TaskRef(x_keys[i]), payload, offsets[i])
+        layer[key] = Task(key, pinned(kernel), TaskRef(x_keys[i]), payload, offsets[i])
         return key
 
     def merge(group: list, depth: int, j: int):
@@ -172,8 +173,10 @@ def pass_layer(
 
 
 def map_merge(kernel: Kernel, blocks: list[np.ndarray], payload: Any, offsets: list[int], split_every: int) -> Stats:
-    """``kernel(block, payload, offset)`` over the blocks, merged by :func:`tree_reduce`: a subtree of a pass."""
-    leaves = [kernel(block, payload, offset) for block, offset in zip(blocks, offsets)]
+    """``kernel(block, payload, offset)`` over the blocks, merged by :func:`tree_reduce`: a subtree of a pass
+    (BLAS on one thread, as every pass kernel runs: :mod:`dgmm.execution.blas`)."""
+    with single_threaded_blas():
+        leaves = [kernel(block, payload, offset) for block, offset in zip(blocks, offsets)]
     return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
 
 

@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .blas import pinned
+
 
 def map_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtype: Any) -> Any:
     """``kernel(block, payload)`` on every row block of a Dask array, lazily.
@@ -17,7 +19,7 @@ def map_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtyp
 
     shared = delayed(payload, traverse=False)
     chunks = {"drop_axis": 1} if n_out is None else {"chunks": (array.chunks[0], (n_out,))}
-    return array.map_blocks(kernel, shared, dtype=dtype, **chunks)
+    return array.map_blocks(pinned(kernel), shared, dtype=dtype, **chunks)
 
 
 def map_block_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None, dtype: Any) -> Any:
@@ -28,7 +30,7 @@ def map_block_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None
 
     shared = delayed(payload, traverse=False)
     blocks = array.to_delayed().ravel()
-    parts = [da.from_delayed(delayed(kernel)(block, shared), shape=(rows,) if n_out is None else (rows, n_out),
+    parts = [da.from_delayed(delayed(pinned(kernel))(block, shared), shape=(rows,) if n_out is None else (rows, n_out),
                              dtype=dtype) for block, rows in zip(blocks, array.chunks[0])]
     return da.concatenate(parts)
 
@@ -62,10 +64,10 @@ def _partition_rows(part, kernel: Callable, payload: Any, columns: Sequence[str]
     values = part.to_numpy(dtype=np.float64, na_value=np.nan)
     try:
         if drop_nan:
-            out = kept_rows_only(kernel, attach_weights(values, None, "drop"), payload)
+            out = pinned(kept_rows_only)(kernel, attach_weights(values, None, "drop"), payload)
         else:
             check_finite_block(values, 0)
-            out = kernel(values, payload)
+            out = pinned(kernel)(values, payload)
     except DataError as exc:  # rows are counted within the partition: its global offset is not known
         number = partition_info["number"] if partition_info else "?"
         raise DataError(f"Dask DataFrame partition {number}, {exc}") from None

@@ -30,7 +30,7 @@ def test_a_fit_runs_blas_on_one_thread_and_restores_it():
 
 
 def test_overlapping_holds_of_single_threaded_blas_restore_the_limit_once_the_last_ends():
-    from dgmm.execution.local import single_threaded_blas
+    from dgmm.execution.blas import single_threaded_blas
 
     before = blas_threads()
     first, second = single_threaded_blas(), single_threaded_blas()  # as two fits in two threads
