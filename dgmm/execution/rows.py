@@ -81,8 +81,11 @@ def finite_total(values: Any) -> tuple[float, int]:
     if isinstance(values, np.ndarray):
         kept = ~np.isnan(values)
         return float(values[kept].sum()), int(kept.sum())
-    if hasattr(values, "to_dask_array"):  # a Dask Series
-        values = values.to_dask_array()
+    if hasattr(values, "to_dask_array"):  # a Dask Series: summed as a Series (its array's graph, with the
+        import dask  # parameters' key beside read_parquet's, cannot be fused by dask.array's optimisation)
+
+        total, n = dask.compute(values.sum(), values.count())
+        return float(total), int(n)
     if type(values).__module__.split(".")[0] not in ("dask", "dask_expr"):  # an array-API array on its device
         from ..kernels.xp_estep import namespace, to_numpy
 

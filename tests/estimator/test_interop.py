@@ -51,27 +51,45 @@ def wide_parquet(tmp_path_factory):
     return folder
 
 
-def test_dask_dataframes_of_any_origin(wide_parquet):
+@pytest.mark.parametrize("on_cluster", [False, True], ids=["no client", "client"])
+def test_dask_dataframes_of_any_origin(wide_parquet, on_cluster, cluster_client):
+    """Every estimator method on Dask DataFrames from read_parquet (whole and column-projected), from_pandas
+    and from_map, equal to the NumPy fit's results; with a distributed client current, and without."""
+    import contextlib
+
     import dask.dataframe as dd
 
     columns = ["c0", "c1"]
-    frame = pd.concat([pd.read_parquet(p) for p in sorted(wide_parquet.glob("*.parquet"))], ignore_index=True)
-    expected = dgmm.GaussianMixture(2, random_state=0).fit(frame[columns].to_numpy())
+    files = sorted(str(p) for p in wide_parquet.glob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    values = frame[columns].to_numpy()
+    expected = dgmm.GaussianMixture(2, random_state=0).fit(values)
     inputs = {
-        "read_parquet": dd.read_parquet(str(wide_parquet))[columns],
+        "read_parquet projected": dd.read_parquet(str(wide_parquet))[columns],
+        "read_parquet columns=": dd.read_parquet(str(wide_parquet), columns=columns),
         "from_pandas": dd.from_pandas(frame[columns], npartitions=3),
-        "from_map": dd.from_map(pd.read_parquet, sorted(str(p) for p in wide_parquet.glob("*.parquet")),
-                                columns=columns),
+        "from_map": dd.from_map(pd.read_parquet, files, columns=columns),
         "unknown divisions": dd.from_pandas(frame[columns], npartitions=3).clear_divisions(),
     }
-    for name, X in inputs.items():
-        model = dgmm.GaussianMixture(2, random_state=0).fit(X)
-        assert list(model.feature_names_in_) == columns, name
-        np.testing.assert_allclose(model.means_, expected.means_, rtol=1e-8, err_msg=name)
-        assert model.predict(X).compute().shape == (8000,), name
-    weighted = dgmm.GaussianMixture(2, random_state=0).fit(inputs["read_parquet"],
-                                                           sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs())
-    assert np.isfinite(weighted.lower_bound_)
+    with cluster_client.as_current() if on_cluster else contextlib.nullcontext():
+        for name, X in inputs.items():
+            model = dgmm.GaussianMixture(2, random_state=0).fit(X)
+            assert list(model.feature_names_in_) == columns, name
+            np.testing.assert_allclose(model.means_, expected.means_, rtol=1e-8, err_msg=name)
+            np.testing.assert_array_equal(model.predict(X).compute().to_numpy(), expected.predict(values), err_msg=name)
+            np.testing.assert_allclose(model.predict_proba(X).compute().to_numpy(), expected.predict_proba(values),
+                                       rtol=1e-6, atol=1e-9, err_msg=name)
+            np.testing.assert_allclose(model.score_samples(X).compute().to_numpy(), expected.score_samples(values),
+                                       rtol=1e-8, err_msg=name)
+            for method in ("score", "bic", "aic"):
+                np.testing.assert_allclose(getattr(model, method)(X), getattr(expected, method)(values), rtol=1e-8,
+                                           err_msg=f"{name}: {method}")
+            assert model.score_summary(X)["n_samples"] == len(frame), name
+            np.testing.assert_array_equal(dgmm.GaussianMixture(2, random_state=0).fit_predict(X).compute().to_numpy(),
+                                          model.predict(values), err_msg=name)
+        weighted = dgmm.GaussianMixture(2, random_state=0).fit(
+            inputs["read_parquet projected"], sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs())
+        assert np.isfinite(weighted.lower_bound_)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
