@@ -140,6 +140,32 @@ class ProgressLog:
             self.pending = False
 
 
+@contextlib.contextmanager
+def events_to(log: ProgressLog):
+    """While inside, dgmm's log records that carry an event (where the data went, each initialisation
+    pass) are written to ``log`` as they happen."""
+    import logging
+
+    from ..estimator.fitting import EVENT
+
+    class Events(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            event = getattr(record, EVENT, None)
+            if event is not None:
+                log.event(event[0], **event[1])
+
+    logger, handler = logging.getLogger("dgmm"), Events()
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def stamp() -> str:
     """Local date and time at the start of a text log line (scheduled runs' logs are read afterwards)."""
     return time.strftime("%Y-%m-%d %H:%M:%S ")
@@ -150,8 +176,10 @@ def finite(value: float) -> float | None:
 
 
 @contextlib.contextmanager
-def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu"):
-    """A client for ``--scheduler`` (over TLS with ``--tls-*``), else a local cluster of worker processes on
+def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu", nbytes: int | None = None):
+    """A client for ``--scheduler`` (over TLS with ``--tls-*``); else None, the fit running in this process,
+    when the data (``nbytes`` as float64) fits here (:func:`~dgmm.execution.executor.fits_in_process`) and
+    neither --n-workers nor --memory-limit asks for a cluster; else a local cluster of worker processes on
     127.0.0.1: one per GPU when ``device`` (a mixture's --device) resolves to one, else one per core."""
     from ..execution.deadlines import workers_info
 
@@ -171,8 +199,15 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu"):
                           "scheduler: add --scheduler tls://HOST:PORT or drop them")
     from ..data.devices import device_target
     from ..execution import local_cluster
+    from ..execution.executor import fits_in_process
 
     target = device_target(device)
+    wants_cluster = settings["n_workers"] or settings["memory_limit"]
+    if target is None and not wants_cluster and nbytes is not None and fits_in_process(nbytes, settings["cache"]):
+        log.event("in process", data_mib=round(nbytes / 2**20, 1),
+                  why="the data fits in memory here (--n-workers N starts a local cluster)")
+        yield None
+        return
     with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()),
                        target) as client:
         log.event("local cluster", workers=len(workers_info(client)), **({"device": str(target)} if target else {}),

@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from ..errors import ConfigError, ConvergenceWarning, DgmmError
-from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, finite, main, settings_command
+from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, events_to, finite, main, settings_command
 from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_parameters
 
 
@@ -64,13 +64,13 @@ def fit(settings: dict[str, Any]) -> None:
             resuming = checkpoint.exists()
             finished = model.check_checkpoint(dataset, checkpoint)
             log.event("checkpoint", path=str(checkpoint.path), resuming=resuming, finished=finished)
-        with (contextlib.nullcontext() if finished else cluster_client(settings, log, model.device)) as client, \
-                warnings.catch_warnings():
+        with (contextlib.nullcontext() if finished else
+              cluster_client(settings, log, model.device, dataset.float64_bytes)) as client, \
+                warnings.catch_warnings(), events_to(log):
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.set_params(client=client).fit(dataset, on_iteration=log.iteration, checkpoint=checkpoint)
         model.set_params(client=None)
         log.end_live()
-        log.event("cache", policy=settings["cache"], used=model.cache_used_)
         for i, j, k, before, after in model.split_merge_moves_:
             log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
                       mean_log_likelihood_after=after)
@@ -96,7 +96,8 @@ def fit_classifier(settings: dict[str, Any], dataset) -> None:
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
               label_column=settings["label_column"])
     started = time.perf_counter()
-    with cluster_client(settings, log, model.device) as client, warnings.catch_warnings():
+    with cluster_client(settings, log, model.device, dataset.float64_bytes + 8 * dataset.n_rows) as client, \
+            warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(client=client).fit(dataset, settings["label_column"])
     model.set_params(client=None)
@@ -192,7 +193,7 @@ def select_command(settings: dict[str, Any]) -> None:
         log.event("pass", stage=done.stage, number=done.n_pass, seconds=round(done.seconds, 3))
 
     device = settings.get("device") or "auto"
-    with cluster_client(settings, log, device) as client, warnings.catch_warnings():
+    with cluster_client(settings, log, device, dataset.float64_bytes) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         params = {k: v for k, v in estimator_parameters(settings).items()
                   if k not in SET_BY_SELECT and k != "scheduler_address"}  # the client is connected here

@@ -83,6 +83,11 @@ class Input:
         return self.lazy
 
     @property
+    def lazy_nbytes(self) -> int | None:
+        """Bytes of the lazy array (Parquet, Dask input), from its metadata; None for in-memory input."""
+        return None if self.lazy is None else int(self.lazy.nbytes)
+
+    @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.values.shape if self.values is not None else self.lazy.shape)
 

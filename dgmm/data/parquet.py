@@ -92,6 +92,11 @@ class ParquetDataset:
     id_like_columns: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
+    def float64_bytes(self) -> int:
+        """Bytes of the rows as the float64 array the passes read (features and a weight column, if any)."""
+        return 8 * self.n_rows * (len(self.columns) + self.weighted)
+
+    @property
     def weighted(self) -> bool:
         """Whether chunks carry a last column of row weights."""
         return is_weighted(self.weight_column is not None, self.nan_policy)

@@ -79,7 +79,7 @@ class ClassScoringMixin:
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
         with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
-                          self.stall_timeout) as executor:
+                          self.stall_timeout, coded.device, coded.lazy_nbytes, self.cache) as executor:
             array, _ = place_data(self, executor, coded)
             sums = executor.map_reduce(array, group_kernel, (params, ratio, data.weighted), self.split_every)
         # the background model's term is the same for every class: the decision is the same with ratio

@@ -305,7 +305,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         seeds = tuple(int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init))
         coded = with_codes(data, labels.codes)
         with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
-                          self.stall_timeout) as executor:
+                          self.stall_timeout, coded.device, coded.lazy_nbytes, self.cache) as executor:
             counted = CountingExecutor(executor)
             array, _ = place_data(mixture, executor, coded)
             shape = (coded.n_rows, d + 1)  # as each class sees the rows: features and a weight

@@ -16,10 +16,11 @@ from ..algorithms.steps import run_steps
 from ..data.devices import DEVICE_CACHE_SHARE, device_route
 from ..data.inputs import Input
 from ..errors import InputTypeError
-from ..execution.executor import executor_for
+from ..execution.executor import CountingExecutor, executor_for
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback
 
 logger = logging.getLogger("dgmm")
+EVENT = "dgmm_event"  # a log record's (name, fields) for the command line's progress log (cli.app.events_to)
 
 
 def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: bool,
@@ -29,8 +30,10 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
     Returns the best result, the accepted split/merge moves and the cache policy used.
     """
     with executor_for(model.client, data.kind, data.chunk_rows, model.scheduler_address,
-                      model.stall_timeout, data.device) as executor:
+                      model.stall_timeout, data.device, data.lazy_nbytes, model.cache) as executor:
         array, cache_used = place_data(model, executor, data)
+        stage = ["restarts"]
+        executor = reporting_passes(executor, stage)
         em = dict(tol=model.tol, max_iter=model.max_iter, reg_covar=model.reg_covar, dtype=model.dtype)
         if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not model.verbose:
             # every restart, initialisation and EM alike, shares each pass
@@ -39,13 +42,26 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
         else:
             for init in range(state.init_index, len(state.seeds)):
                 result = run_init(model, executor, array, data.n_features, state, init, inits, do_init,
-                                  on_iteration, checkpoint)
+                                  on_iteration, checkpoint, stage)
                 best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
                 state = FitState(state.seeds, init + 1, None, best)
                 if checkpoint is not None:
                     checkpoint.save(state, model.covariance_type)
             program = split_merge_steps(state.best, n_candidates=model.split_merge, **em)
+            stage[0] = "split/merge"
         return (*run_steps(executor, array, model.split_every, program), cache_used)
+
+
+def reporting_passes(executor, stage: list[str]) -> CountingExecutor:
+    """``executor``, logging every pass but EM iterations (they have their own report) as a "pass" event
+    of the stage ``stage[0]`` names: the initialisation's passes are otherwise seconds of silence."""
+
+    def report(number: int, seconds: float) -> None:
+        if stage[0] != "EM":
+            logger.info("%s: pass %d over the data, %.3f s", stage[0], number, seconds,
+                        extra={EVENT: ("pass", {"stage": stage[0], "number": number, "seconds": round(seconds, 3)})})
+
+    return CountingExecutor(executor, report)
 
 
 def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
@@ -63,8 +79,11 @@ def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
         array, chosen, message = device_array(model, executor, data)
     else:
         array, chosen = executor.cache(data.array, model.cache)
-        message = f"cache={model.cache}: {'persisted in memory' if chosen == 'memory' else 'streamed every iteration'}"
-    logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20)
+        where = ("read into this process" if executor.client is None else
+                 "persisted in memory" if chosen == "memory" else "streamed every iteration")
+        message = f"cache={model.cache}: {where}"
+    logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20,
+                extra={EVENT: ("cache", {"policy": model.cache, "used": chosen, "data_mib": round(data.array.nbytes / 2**20, 1)})})
     if model.verbose:
         print(message)
     return array, chosen
@@ -105,7 +124,8 @@ def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
 
 
 def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,
-              on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> EMResult:
+              on_iteration: IterationCallback | None, checkpoint: Checkpoint | None,
+              stage: list[str] | None = None) -> EMResult:
     """One initialisation and its EM run, or the rest of it when resuming."""
     if model.verbose:
         print(f"Initialization {init}")
@@ -115,6 +135,8 @@ def run_init(model: Any, executor, array, n_features: int, state: FitState, init
     if current is not None:
         params, start, history = current.params, current.lower_bound, current.lower_bounds
     elif do_init:
+        if stage is not None:
+            stage[0] = f"initialisation {init}" if model.n_init > 1 else "initialisation"
         params = initial_params(executor, array, split_every=model.split_every, seed=state.seeds[init],
                                 **init_settings(model, n_features, inits))
         start, history = -math.inf, []
@@ -122,6 +144,8 @@ def run_init(model: Any, executor, array, n_features: int, state: FitState, init
         params, start, history = model.fitted_params(), model.lower_bound_, []
     if model.max_iter == 0:
         return EMResult(params, False, 0, -math.inf, [])
+    if stage is not None:
+        stage[0] = "EM"
     callback = iteration_callback(model, on_iteration)
     if checkpoint is not None:
         callback = saving_callback(callback, checkpoint, state, init, model.covariance_type)

@@ -165,7 +165,7 @@ def select(
     stage = [""]
     report = None if on_pass is None else (lambda n, seconds: on_pass(SelectionPass(stage[0], n, seconds)))
     with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout,
-                      data.device) as executor:
+                      data.device, data.lazy_nbytes, model.cache) as executor:
         counted = CountingExecutor(executor, report)
         array, _ = place_data(model, executor, data)  # as a fit places it: cached per ``cache``
 

@@ -12,7 +12,11 @@ situation                              executor
 ``client=`` given                      that ``distributed`` client
 ``scheduler_address=`` given           a client of that scheduler, closed on exit
 a ``distributed`` client is current    that client
-Parquet input, no client               a LocalCluster of worker processes on
+Parquet input, no client, small        read into this process once (its row
+                                       groups kept as chunks), passes on a
+                                       thread pool: no cluster to start
+                                       (:func:`fits_in_process`)
+Parquet input, no client, otherwise    a LocalCluster of worker processes on
                                        127.0.0.1 (one per core; one per GPU for
                                        a GPU fit), closed when ``fit`` returns
 NumPy / pandas input, no client        in this process, chunk by chunk, no
@@ -44,6 +48,10 @@ from ..kernels.xp_estep import take_rows
 from .passes import Kernel, build_pass, placed_in_row_ranges
 
 CACHE_FRACTION = 0.25
+# Parquet without a cluster is read into this process when its float64 size is at most this share of the
+# memory available: reading it joins the row groups (twice the size for a moment), and a local cluster
+# would cost seconds and ~1 GiB of processes before its first pass (8-12 s for a 272-row fit)
+IN_PROCESS_FRACTION = 0.125
 
 
 class Executor:
@@ -185,24 +193,38 @@ class CountingExecutor:
         return getattr(self.inner, name)
 
 
+def fits_in_process(nbytes: int, cache: str = "auto") -> bool:
+    """Whether Parquet input of ``nbytes`` (as float64) is fitted in this process rather than on a local
+    cluster, when no cluster is given: it takes at most :data:`IN_PROCESS_FRACTION` of the memory available
+    here, and ``cache`` is not "none" (which asks for streaming, memory bounded by the chunk)."""
+    if cache == "none":
+        return False
+    import psutil
+
+    return nbytes <= IN_PROCESS_FRACTION * psutil.virtual_memory().available
+
+
 @contextlib.contextmanager
 def executor_for(
     client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None,
-    stall_timeout: float = STALL_TIMEOUT, device: DeviceTarget | None = None,
+    stall_timeout: float = STALL_TIMEOUT, device: DeviceTarget | None = None, nbytes: int | None = None,
+    cache: str = "auto",
 ) -> Iterator[Executor]:
     """The executor a fit runs on; a client or local cluster it starts is closed on exit.
 
     Inside :func:`executors`, a fit given no client or address runs on the executor made there.
     This process's BLAS runs one thread meanwhile (:func:`~dgmm.execution.blas.single_threaded_blas`):
     the passes' threads or workers have the cores, and the M-step's small factorisations gain nothing.
-    Parquet input on a ``device`` (a GPU), with no client, runs on a local cluster of one worker per GPU.
+    Parquet input on a ``device`` (a GPU), with no client, runs on a local cluster of one worker per GPU;
+    on the CPU, Parquet of ``nbytes`` that :func:`fits_in_process` runs in this process.
     """
     with single_threaded_blas():
-        yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout, device)
+        yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout, device, nbytes, cache)
 
 
 def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: str | None,
-                   stall_timeout: float, device: DeviceTarget | None) -> Iterator[Executor]:
+                   stall_timeout: float, device: DeviceTarget | None, nbytes: int | None,
+                   cache: str) -> Iterator[Executor]:
     """The body of :func:`executor_for` (a generator that yields one executor)."""
     factory = _FACTORY.get()
     if factory is not None and client is None and not scheduler_address:
@@ -224,6 +246,9 @@ def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: 
         return
     if kind == "dask":
         yield Executor()
+        return
+    if device is None and nbytes is not None and fits_in_process(nbytes, cache):
+        yield InProcessExecutor(chunk_rows)
         return
     with local_cluster(device=device) as local_client:
         yield Executor(local_client, stall_timeout=stall_timeout)

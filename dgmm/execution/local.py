@@ -31,6 +31,7 @@ class InProcessExecutor:
     def __init__(self, chunk_rows: int, threads: int | None = None):
         self.chunk_rows = chunk_rows
         self.threads = threads if threads is not None else in_process_threads()
+        self.row_chunks: tuple[int, ...] | None = None  # the chunks of lazy input read by :meth:`cache`
 
     def __repr__(self) -> str:
         return f"InProcessExecutor(threads={self.threads})"
@@ -38,29 +39,46 @@ class InProcessExecutor:
     def keep_in_memory(self, X):
         return X
 
+    def cache(self, X, policy: str) -> tuple[np.ndarray, str]:
+        """Lazy input (Parquet, a Dask array) read into this process once, as one NumPy array; its row chunks
+        (row groups) stay the chunks of every pass, so the result has the bits a cluster gives it."""
+        import dask
+
+        values = np.ascontiguousarray(dask.compute(X, scheduler="threads")[0])
+        self.row_chunks = tuple(int(c) for c in X.chunks[0])
+        return values, "memory"
+
     def placed(self, X):
         return X
 
     def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
         n = X.shape[0]
-        starts = list(range(0, n, self.chunk_rows))
+        bounds = self.chunk_bounds(n)
+        starts = list(bounds)
+        ends = dict(zip(bounds, [*bounds[1:], n]))
         pool = thread_pool(self.threads) if isinstance(X, np.ndarray) else None  # a GPU runs one chunk at a time
         # BLAS on one thread, as every pass kernel runs (dgmm.execution.blas): the same bits as on a cluster's
         # workers, and no nested BLAS threads oversubscribing the pool's cores
         with single_threaded_blas():
             if pool is None:
-                leaves = [kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i) for i in starts]
+                leaves = [kernel(X[i : ends[i], ...], payload, i) for i in starts]
             elif getattr(kernel, "maps_tiles", False) and len(starts) < 4 * self.threads:
                 # driver threads only wait on the tile pool's futures: the tiles keep every core busy
                 drivers = thread_pool(min(len(starts), CHUNKS_IN_FLIGHT), "dgmm-chunk")
 
                 def tiled(i: int) -> Stats:
-                    return kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i, map=pool.map)
+                    return kernel(X[i : ends[i], ...], payload, i, map=pool.map)
 
                 leaves = list(drivers.map(tiled, starts)) if drivers is not None else [tiled(i) for i in starts]
             else:
-                leaves = list(pool.map(lambda i: kernel(X[i : min(i + self.chunk_rows, n), ...], payload, i), starts))
+                leaves = list(pool.map(lambda i: kernel(X[i : ends[i], ...], payload, i), starts))
         return tree_reduce(leaves, split_every, lambda group, depth, j: merge_stats(group))
+
+    def chunk_bounds(self, n: int) -> list[int]:
+        """The first row of each chunk of an array of ``n`` rows: the read input's chunks, else ``chunk_rows``."""
+        if self.row_chunks is not None and sum(self.row_chunks) == n:
+            return [int(b) for b in np.cumsum((0, *self.row_chunks[:-1]))]
+        return list(range(0, n, self.chunk_rows))
 
     def gather_rows(self, X: np.ndarray, indices: np.ndarray) -> np.ndarray:
         return take_rows(X, indices)
