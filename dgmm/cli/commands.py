@@ -133,11 +133,30 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
     dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
     click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
                f"mean log-likelihood {report['mean_log_likelihood']}{dropped}")
-    with np.printoptions(precision=4, suppress=True):
-        for k, c in enumerate(report["components"]):
-            click.echo(f"  component {k}: weight {c['weight']:.4f}  mean {np.array(c['mean'])}  "
-                       f"variances {np.array(c['variances'])}  condition {c['condition_number']:.3g}")
+    click.echo(components_text(report))
     print_input(report["input"])
+
+
+INSPECT_FEATURES = 12  # feature columns shown in inspect's tables (--json has every one)
+
+
+def components_text(report: dict) -> str:
+    """The components of a :func:`mixture_report` as aligned tables: weights and condition numbers, then
+    the means and standard deviations by feature (the first :data:`INSPECT_FEATURES` of them)."""
+    from ..estimator.tables import format_table
+
+    components = report["components"]
+    names = report["feature_names"] or [f"x{j}" for j in range(report["n_features"])]
+    shown = names[:INSPECT_FEATURES]
+    more = "" if len(names) <= len(shown) else f" (first {len(shown)} of {len(names)} features; --json has all)"
+    summary = format_table(["component", "weight", "log det covariance", "condition number"],
+                           [[k, c["weight"], c["log_det_covariance"], c["condition_number"]]
+                            for k, c in enumerate(components)], indent="  ")
+    parts = [summary]
+    for title, key, transform in (("means", "mean", float), ("standard deviations", "variances", np.sqrt)):
+        rows = [[k, *(float(transform(v)) for v in c[key][: len(shown)])] for k, c in enumerate(components)]
+        parts += [f"{title}{more}:", format_table(["component", *shown], rows, indent="  ")]
+    return "\n".join(parts)
 
 
 def mixture_report(model) -> dict:
@@ -221,12 +240,16 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
 @click.option("--sample-rows", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="rows of DATA to draw (from randomly chosen row groups)")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the row sample")
+@click.option("--features", default=None, metavar="A,B",
+              help="two features to plot against each other [default: the first two principal axes of the "
+                   "standardised features, when there are more than two]")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @STORAGE_OPTION
 @handle_errors("plot")
-def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, overwrite: bool,
-         storage_options: tuple[str, ...]) -> None:
-    """Plot the convergence curve and the components (over a sample of DATA) as a PNG."""
+def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, features: str | None,
+         overwrite: bool, storage_options: tuple[str, ...]) -> None:
+    """Plot the convergence curve and the components (over a sample of DATA) as a PNG; a classifier's
+    classes in one colour each."""
     from ..errors import DataError
     from ..estimator.files import load_model
     from ..data.outputs import check_destination
@@ -237,6 +260,7 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
     if not output.lower().endswith(".png"):
         raise ConfigError(f"{output}: --output must be a .png file")
     check_destination(output, overwrite, options)
+    pair = None if features is None else [f.strip() for f in features.split(",") if f.strip()]
     X = None
     if data is not None:
         names = getattr(model, "feature_names_in_", None)
@@ -244,7 +268,7 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
                         storage_options=options, nan_policy=model.nan_policy)
         if X.shape[1] != model.n_features_in_:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
-    plot_model(model, X, output, overwrite, options)
+    plot_model(model, X, output, overwrite, options, pair)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -68,21 +68,55 @@ def mixture_covariance(model: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
 
 
 def projection_axes(model: GaussianMixture, X: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre (d,), the two leading principal axes W (d, 2) and their shares of the variance (2,).
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre (d,), the two leading principal axes of the *standardised* features as a projection of the
+    original ones W (d, 2), their shares of the standardised variance (2,) and their loadings (d, 2).
 
     From the sample covariance of ``X`` (n, d) when given (n ≥ 2), else from the mixture's total
-    covariance. Each axis's largest-magnitude entry is made positive, so the result is deterministic.
+    covariance. Features are scaled to unit variance first, so a feature in large units (a price in
+    dollars beside carats) does not take the first axis alone: the axes are those of the correlation
+    matrix, ``loadings`` its unit eigenvectors, and ``W = loadings / σ`` projects unscaled rows, so
+    ``(x − centre) W`` are the standardised rows' coordinates. Each axis's largest loading is made
+    positive, so the result is deterministic.
     """
     if X is not None and len(X) > 1:
-        centre, cov = X.mean(axis=0), np.cov(X, rowvar=False)
+        centre, cov = X.mean(axis=0), np.atleast_2d(np.cov(X, rowvar=False))
     else:
         centre, cov = mixture_covariance(model)
-    values, vectors = np.linalg.eigh(cov)
+    scale = np.sqrt(np.clip(np.diag(cov), np.finfo(float).tiny, None))
+    values, vectors = np.linalg.eigh(cov / np.outer(scale, scale))
     order = np.argsort(values)[::-1][:2]
-    W = vectors[:, order]
-    W *= np.where(W[np.argmax(np.abs(W), axis=0), [0, 1]] < 0, -1.0, 1.0)
-    return centre, W, values[order] / max(values.sum(), np.finfo(float).tiny)
+    loadings = vectors[:, order]
+    loadings *= np.where(loadings[np.argmax(np.abs(loadings), axis=0), [0, 1]] < 0, -1.0, 1.0)
+    share = values[order] / max(values.sum(), np.finfo(float).tiny)
+    return centre, loadings / scale[:, None], share, loadings
+
+
+def axis_label(axis: int, share: float, loadings: np.ndarray, names: Sequence[str], most: int = 3) -> str:
+    """"PC1, 62% of the standardised variance" over "+0.58 carat +0.57 price −0.31 depth": the features that
+    load most on a principal axis (loadings of (d,), at most ``most`` of them, those of |loading| ≥ 0.2)."""
+    order = [j for j in np.argsort(-np.abs(loadings))[:most] if abs(loadings[j]) >= 0.2] or [int(np.argmax(np.abs(loadings)))]
+    terms = " ".join(f"{'+' if loadings[j] >= 0 else '−'}{abs(loadings[j]):.2f} {names[j]}" for j in order)
+    return f"PC{axis + 1}, {share:.0%} of the standardised variance\n{terms}"
+
+
+def feature_indices(model: GaussianMixture, features: Sequence[str | int]) -> list[int]:
+    """The column indices of two features named (or numbered) by the user; one-line errors otherwise."""
+    names = _feature_names(model)
+    if len(features) != 2:
+        raise ParameterError(f"features={list(features)!r}: name exactly two features to plot against each other")
+    indices = []
+    for feature in features:
+        if isinstance(feature, str) and feature in names:
+            indices.append(names.index(feature))
+        elif isinstance(feature, (int, np.integer)) or (isinstance(feature, str) and feature.isdigit()):
+            index = int(feature)
+            if not 0 <= index < len(names):
+                raise ParameterError(f"feature {index} is out of range: the model has {len(names)} features")
+            indices.append(index)
+        else:
+            raise ParameterError(f"feature {feature!r} is not one of the model's features: {', '.join(names)}")
+    return indices
 
 
 def project(means: np.ndarray, covariances: np.ndarray, centre: np.ndarray, W: np.ndarray
@@ -146,12 +180,14 @@ def plot_convergence(model: GaussianMixture, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = None) -> Axes:
+def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = None,
+                    features: Sequence[str | int] | None = None) -> Axes:
     """The components over the sample ``X`` (n, d), if given, on ``ax`` (new figure if None).
 
     d = 1: histogram of X, mixture density and weighted component densities. d = 2: X coloured by
-    ``model.predict``, 1σ and 2σ ellipses and the means. d > 2: the same on the first two principal
-    axes (of X's covariance when X is given, else of the mixture's).
+    ``model.predict``, 1σ and 2σ ellipses and the means. d > 2: the same on the two ``features`` named
+    (the mixture's marginal), or else on the first two principal axes of the standardised features (of
+    X's covariance when X is given, else of the mixture's), labelled with the features that load on them.
     """
     from matplotlib.patches import Ellipse
 
@@ -183,13 +219,18 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
     means, covs = np.asarray(model.means_), dense_covariances(model)
     xlabel, ylabel = names[:2]
     points = X
-    if d > 2:
-        centre, W, share = projection_axes(model, X)
+    if features is not None and d > 1:
+        pair = feature_indices(model, features)
+        means, covs = means[:, pair], covs[:, pair][:, :, pair]
+        points = None if X is None else X[:, pair]
+        xlabel, ylabel = names[pair[0]], names[pair[1]]
+        kind += f"\n{xlabel} against {ylabel} (the mixture's marginal)" if d > 2 else ""
+    elif d > 2:
+        centre, W, share, loadings = projection_axes(model, X)
         means, covs = project(means, covs, centre, W)
         points = None if X is None else (X - centre) @ W
-        xlabel, ylabel = "PC1", "PC2"
-        kind += f"\nfirst two principal axes of the {'sample' if X is not None and len(X) > 1 else 'mixture'} " \
-                f"({share[0]:.0%} + {share[1]:.0%} of the variance)"
+        xlabel, ylabel = (axis_label(a, share[a], loadings[:, a], names) for a in (0, 1))
+        kind += f"\nfirst two principal axes of the standardised {'sample' if X is not None and len(X) > 1 else 'mixture'}"
     if points is not None:
         predicted = np.asarray(model.predict(X))
         alpha = float(np.clip(25 / np.sqrt(len(points)), 0.1, 0.6))  # fainter as the sample grows
@@ -202,7 +243,7 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
         ax.plot(*means[k], marker="X", ms=10, mfc=colours[k], mec="black", ls="none",
                 label=labels[k] if K <= 10 else None)
     ax.autoscale_view()
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=kind + "; ellipses at 1σ (solid) and 2σ (dashed)" * (d == 2))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=kind + "; ellipses at 1σ (solid) and 2σ (dashed)" * (d == 2 or features is not None))
     ax.grid(alpha=0.3)
     if K <= 10:
         ax.legend(fontsize="small", markerscale=0.7)
@@ -210,22 +251,89 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
 
 
 def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = None, overwrite: bool = False,
-               storage_options: dict | None = None) -> Figure:
+               storage_options: dict | None = None, features: Sequence[str | int] | None = None) -> Figure:
     """Figure with the convergence curve and the components over ``X`` (n, d); saved as PNG to ``path`` if given.
 
-    The PNG is published at ``path`` whole (:mod:`dgmm.data.publish`; an existing file is replaced
-    only with ``overwrite``), and the figure is then closed.
+    ``features``: two features to plot against each other instead of the principal axes (d > 2).
+    A classifier (``classes_``) is drawn by :func:`plot_classes` instead. The PNG is published at
+    ``path`` whole (:mod:`dgmm.data.publish`; an existing file is replaced only with ``overwrite``),
+    and the figure is then closed.
     """
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(1, 1.3), layout="constrained")
+    if hasattr(model, "classes_"):
+        fig, ax = plt.subplots(figsize=(9, 6.5), layout="constrained")
+        draw = lambda: plot_classes(model, X, ax, features)  # noqa: E731
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), width_ratios=(1, 1.3), layout="constrained")
+        draw = lambda: (plot_convergence(model, left), plot_components(model, X, right, features))  # noqa: E731
     try:
-        plot_convergence(model, left)
-        plot_components(model, X, right)
+        draw()
     except BaseException:
         plt.close(fig)
         raise
+    return save_figure(fig, path, overwrite, storage_options)
+
+
+def plot_classes(model: Any, X: Any = None, ax: Axes | None = None,
+                 features: Sequence[str | int] | None = None) -> Axes:
+    """A classifier: every class's components (means and 1σ ellipses) in one colour per class, over the
+    sample ``X`` coloured by predicted class; on two ``features``, or the principal axes of the
+    standardised features (of X, else of the background model or the first class's mixture) for d > 2."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Ellipse
+
+    if ax is None:
+        ax = _pyplot().subplots(figsize=(9, 6.5), layout="constrained")[1]
+    mixtures, classes = list(model.estimators_), [str(c) for c in model.classes_]
+    reference = getattr(model, "ubm_", None) or mixtures[0]
+    X = _as_sample(reference, X)
+    d, names = reference.n_features_in_, _feature_names(reference)
+    colours = _colours(len(classes))
+    if d == 1:
+        raise ParameterError("a classifier of one feature has no plane to draw its classes on; use dgmm inspect")
+    if features is not None or d == 2:
+        pair = feature_indices(reference, features if features is not None else (0, 1))
+        xlabel, ylabel = names[pair[0]], names[pair[1]]
+
+        def place(means, covs):
+            return means[:, pair], covs[:, pair][:, :, pair]
+
+        points = None if X is None else X[:, pair]
+    else:
+        centre, W, share, loadings = projection_axes(reference, X)
+        xlabel, ylabel = (axis_label(a, share[a], loadings[:, a], names) for a in (0, 1))
+
+        def place(means, covs):
+            return project(means, covs, centre, W)
+
+        points = None if X is None else (X - centre) @ W
+    if points is not None:
+        predicted = np.searchsorted(np.asarray(model.classes_), np.asarray(model.predict(X)))
+        alpha = float(np.clip(25 / np.sqrt(len(points)), 0.1, 0.6))
+        ax.scatter(points[:, 0], points[:, 1], s=4, c=colours[predicted], alpha=alpha, linewidths=0, rasterized=True)
+    for c, mixture in enumerate(mixtures):
+        means, covs = place(np.asarray(mixture.means_), dense_covariances(mixture))
+        for k in range(len(means)):
+            width, height, angle = ellipse_geometry(covs[k], 1.0)
+            ax.add_patch(Ellipse(means[k], width, height, angle=angle, fill=False, ec=colours[c], lw=1.2, alpha=0.8))
+        ax.plot(means[:, 0], means[:, 1], marker="X", ms=7, mfc=colours[c], mec="black", ls="none")
+    ax.autoscale_view()
+    first = mixtures[0]
+    ax.set(xlabel=xlabel, ylabel=ylabel,
+           title=f"{len(classes)} classes, {first.n_components} {first.covariance_type} components each; "
+                 "1σ ellipses, points by predicted class" * (points is not None) or "1σ ellipses")
+    ax.grid(alpha=0.3)
+    if len(classes) <= 20:
+        ax.legend(handles=[Line2D([], [], marker="X", ls="none", mfc=colours[c], mec="black", label=label)
+                           for c, label in enumerate(classes)], title="class", fontsize="small")
+    return ax
+
+
+def save_figure(fig: Figure, path: PathLike | None, overwrite: bool, storage_options: dict | None) -> Figure:
+    """``fig`` published whole as a PNG at ``path`` (nothing when None), then closed."""
     if path is None:
         return fig
+    plt = _pyplot()
     from ..data.publish import published
 
     try:

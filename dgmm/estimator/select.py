@@ -36,6 +36,7 @@ from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
 from ..kernels.weights import select_rows
 from .fitting import init_settings, place_data
 from .mixture import GaussianMixture
+from .tables import format_table
 from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
 
 Criterion = Literal["bic", "aic", "heldout"]
@@ -70,14 +71,13 @@ class Selection:
         return pd.DataFrame(self.table, columns=list(COLUMNS))
 
     def format(self) -> str:
-        """The table as aligned text, the best row marked with ``*``."""
+        """The table as aligned text (one number format per column), the best row marked with ``*``; the
+        held-out column only when the selection held rows out."""
         best = (self.best.n_components, self.best.covariance_type)
-        lines = ["  " + " ".join(f"{c:>14}" for c in COLUMNS)]
-        for row in self.table:
-            mark = "* " if (row["n_components"], row["covariance_type"]) == best else "  "
-            cells = [f"{row[c]:>14.6g}" if isinstance(row[c], float) else f"{row[c]!s:>14}" for c in COLUMNS]
-            lines.append(mark + " ".join(cells))
-        return "\n".join(lines)
+        held = any(math.isfinite(row["heldout_log_likelihood"]) for row in self.table)
+        columns = [c for c in COLUMNS if held or c != "heldout_log_likelihood"]
+        marks = ["*" if (row["n_components"], row["covariance_type"]) == best else "" for row in self.table]
+        return format_table(columns, [[row[c] for c in columns] for row in self.table], marks)
 
 
 def _score(row: dict[str, Any], criterion: str) -> float:

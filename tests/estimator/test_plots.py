@@ -84,9 +84,11 @@ def test_plot_model_without_path_returns_the_figure_and_labels_axes(models):
         plt.close(fig)
     fig = plots.plot_model(models[("5d", "full")][0])
     try:
-        assert (fig.axes[1].get_xlabel(), fig.axes[1].get_ylabel()) == ("PC1", "PC2")
+        xlabel, ylabel = fig.axes[1].get_xlabel(), fig.axes[1].get_ylabel()
+        assert xlabel.startswith("PC1, ") and ylabel.startswith("PC2, ")
+        assert "of the standardised variance\n" in xlabel and " x" in xlabel  # the features that load on it
         title = fig.axes[1].get_title()
-        assert title.startswith("4 components, full covariance\nfirst two principal axes of the mixture")
+        assert title.startswith("4 components, full covariance\nfirst two principal axes of the standardised mixture")
     finally:
         plt.close(fig)
 
@@ -140,12 +142,69 @@ def test_projection_is_wT_sigma_w_and_axes_are_principal(models):
     for k in range(4):
         np.testing.assert_allclose(projected[k], W.T @ covs[k] @ W, rtol=1e-12)
         np.testing.assert_allclose(means[k], (model.means_[k] - centre) @ W, rtol=1e-12)
-    centre, W, share = plots.projection_axes(model, X)
+    centre, W, share, loadings = plots.projection_axes(model, X)
     np.testing.assert_allclose(centre, X.mean(axis=0))
-    np.testing.assert_allclose(W.T @ W, np.eye(2), atol=1e-12)
-    values, vectors = np.linalg.eigh(np.cov(X, rowvar=False))
-    np.testing.assert_allclose(np.abs(W), np.abs(vectors[:, [-1, -2]]), atol=1e-10)
+    np.testing.assert_allclose(loadings.T @ loadings, np.eye(2), atol=1e-12)
+    values, vectors = np.linalg.eigh(np.corrcoef(X, rowvar=False))  # the axes of the standardised features
+    np.testing.assert_allclose(np.abs(loadings), np.abs(vectors[:, [-1, -2]]), atol=1e-10)
     np.testing.assert_allclose(share, values[[-1, -2]] / values.sum())
+    standardised = (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)
+    np.testing.assert_allclose((X - centre) @ W, standardised @ loadings, atol=1e-10)
+
+
+def test_a_feature_in_large_units_does_not_take_the_first_axis_alone():
+    """Diamonds-like data: a price in dollars beside sizes in mm; unscaled, price was '100% of the variance'."""
+    rng = np.random.default_rng(0)
+    size = rng.gamma(2.0, 0.4, 3000)
+    X = np.column_stack([size, 6.4 * size ** 0.33 + rng.normal(0, 0.05, 3000), rng.normal(61.7, 1.4, 3000),
+                         np.exp(8 + 1.7 * np.log(size) + rng.normal(0, 0.3, 3000))])
+    names = ["carat", "x", "depth", "price"]
+    model = fitted(X, names=names)
+    centre, W, share, loadings = plots.projection_axes(model, X)
+    assert share[0] < 0.9 and share[1] > 0.1  # standardised: the sizes and price share the first axis
+    label = plots.axis_label(0, share[0], loadings[:, 0], names)
+    assert {"carat", "x", "price"} <= set(label.replace("−", " ").replace("+", " ").split()) and "depth" not in label
+    ax = plots.plot_components(model, X)
+    try:
+        assert ax.get_xlabel() == label and "PC2" in ax.get_ylabel()
+    finally:
+        plt.close(ax.figure)
+    ax = plots.plot_components(model, X, features=["carat", "price"])  # two features named: their marginal
+    try:
+        assert (ax.get_xlabel(), ax.get_ylabel()) == ("carat", "price")
+        means = [line.get_xydata()[0] for line in ax.get_lines()]
+        np.testing.assert_allclose(means, model.means_[:, [0, 3]])
+    finally:
+        plt.close(ax.figure)
+    with pytest.raises(dgmm.ParameterError, match="'weight' is not one of the model's features: carat, x, depth"):
+        plots.plot_components(model, X, features=["carat", "weight"])
+    with pytest.raises(dgmm.ParameterError, match="exactly two features"):
+        plots.plot_components(model, X, features=["carat"])
+
+
+def test_a_classifier_is_drawn_in_one_colour_per_class(tmp_path):
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(loc, 1.0, size=(400, 4)) for loc in (0.0, 4.0, 8.0)])
+    y = np.repeat(["adelie", "chinstrap", "gentoo"], 400)
+    frame = pd.DataFrame(X, columns=["bill_length", "bill_depth", "flipper", "mass"])
+    model = dgmm.GaussianMixtureClassifier(2, random_state=0).fit(frame, y)
+    ax = plots.plot_classes(model, X)
+    try:
+        handles = ax.get_legend().legend_handles
+        assert [h.get_label() for h in handles] == ["adelie", "chinstrap", "gentoo"]
+        colours = [tuple(h.get_markerfacecolor()) for h in handles]
+        assert len(set(colours)) == 3
+        ellipses = [p for p in ax.patches if isinstance(p, Ellipse)]
+        assert len(ellipses) == 3 * 2  # classes x components
+        for c, colour in enumerate(colours):  # each class's ellipses in its colour
+            assert sum(tuple(e.get_edgecolor()[:3]) == colour[:3] for e in ellipses) == 2
+        assert ax.get_xlabel().startswith("PC1, ")
+    finally:
+        plt.close(ax.figure)
+    path = tmp_path / "classes.png"
+    plots.plot_model(model, X, path)
+    image = mpimg.imread(path)
+    assert image.shape[:2] == (650, 900) and image[..., :3].var() > 0.001
 
 
 def test_mixture_covariance_is_the_law_of_total_covariance(models):
