@@ -6,6 +6,32 @@ what is wrong (file, column, parameter, value) and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from typing import Iterator
+
+_COMMAND_LINE = contextvars.ContextVar("dgmm_command_line", default=False)
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Inside, messages name settings as the ``dgmm`` command spells them (:func:`spell`)."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def spell(keyword: str, option: str) -> str:
+    """How a message names a setting for whoever reads it: its Python keyword (``columns=[...]``), or
+    inside :func:`command_line` its option (``--columns A,B``). Messages raised in Dask workers, where
+    neither is known, name both."""
+    return option if _COMMAND_LINE.get() else keyword
+
+
+COLUMNS_HINT = ("columns=[...]", "--columns A,B,...")  # how a user names the feature columns
+
 
 class DgmmError(Exception):
     """Base class of every error dgmm raises on purpose."""

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from ..errors import ClusterError, ConfigError, DgmmError, FitError
+from ..errors import ClusterError, ConfigError, DgmmError, FitError, command_line
 from ..estimator.parameters import BY_NAME, Parameter
 from ..execution.clusters import cluster_log_level, quiet_cluster_logs
 from .config import read_yaml, resolve
@@ -50,6 +50,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def fail(command: str, message: str, code: int) -> None:
+    end_live_lines()
     click.echo(f"dgmm {command}: error: {message}", err=True)
     sys.exit(code)
 
@@ -71,7 +72,7 @@ def handle_errors(command: str) -> Callable:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), command_line():
                     warnings.showwarning = functools.partial(show_warning, command)
                     return func(*args, **kwargs)
             except FitError as exc:
@@ -82,6 +83,7 @@ def handle_errors(command: str) -> Callable:
                 fail(command, str(exc), EXIT_USER_ERROR)
             except KeyboardInterrupt as exc:
                 terminated = isinstance(exc, Terminated)
+                end_live_lines()  # the message starts a line of its own, not the end of the progress bar's
                 click.echo(f"dgmm {command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True)
                 sys.exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
             except (click.exceptions.Exit, click.ClickException, SystemExit):
@@ -100,8 +102,22 @@ def handle_errors(command: str) -> Callable:
     return wrap
 
 
+_LIVE_LOGS: list["ProgressLog"] = []  # logs whose live line may wait for its newline
+
+
+def end_live_lines() -> None:
+    """End any progress bar's line, so the next message starts a line of its own."""
+    for log in _LIVE_LOGS:
+        log.end_live()
+
+
 class ProgressLog:
-    """Per-iteration progress on stderr: an updating line on a terminal, else plain or JSON lines."""
+    """Per-iteration progress on stderr: an updating line on a terminal, else plain or JSON lines.
+
+    A log whose reader went away (``dgmm fit ... 2>&1 | head -3``) stops writing and the run goes on:
+    a closed pipe must not cost the fit its model. The stream's descriptor is pointed at /dev/null, so
+    later messages and the interpreter's last flush do not fail on it either.
+    """
 
     def __init__(self, log_format: str, max_iter: int = 0, stream=None):
         self.stream = stream or sys.stderr
@@ -109,14 +125,27 @@ class ProgressLog:
         self.live = not self.json and self.stream.isatty()
         self.max_iter = max_iter
         self.pending = False  # a live line waits for its newline
+        self.closed = False
+        if self.live:
+            _LIVE_LOGS.append(self)
+
+    def write(self, text: str) -> None:
+        """Write and flush ``text``; on a closed pipe, stop writing for good (see the class)."""
+        if self.closed:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):  # ValueError: the stream was closed here
+            self.closed = True
+            silence(self.stream)
 
     def event(self, name: str, **fields: Any) -> None:
         if self.json:
-            self.stream.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
+            self.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
         else:
             self.end_live()
-            self.stream.write(stamp() + f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
-        self.stream.flush()
+            self.write(stamp() + f"{name}: " + ", ".join(f"{k}={v}" for k, v in fields.items()) + "\n")
 
     def iteration(self, report) -> None:
         rows_per_s = report.n_rows / report.seconds if report.seconds > 0 else float("inf")
@@ -130,14 +159,32 @@ class ProgressLog:
             done = min(report.n_iter / self.max_iter, 1.0) if self.max_iter else 0.0
             bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
             line = f"[{bar}] {report.n_iter}/{self.max_iter}  " + line.removeprefix(f"iteration {report.n_iter:4d}  ")
-        self.stream.write(("\r" + line + "\033[K") if self.live else stamp() + line + "\n")
+        self.write(("\r" + line + "\033[K") if self.live else stamp() + line + "\n")
         self.pending = self.live
-        self.stream.flush()
 
     def end_live(self) -> None:
         if self.pending:
-            self.stream.write("\n")
             self.pending = False
+            self.write("\n")
+
+
+def say(text: str) -> None:
+    """A command's result on stdout; a reader that went away (``| head``) ends the output, not the run."""
+    try:
+        click.echo(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        silence(sys.stdout)
+
+
+def silence(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (a pipe whose reader has gone)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no descriptor (a StringIO): nothing more is written to it
+        pass
 
 
 @contextlib.contextmanager
@@ -284,6 +331,17 @@ STORAGE_OPTION = setting_option(STORAGE_SETTING)  # the same option on every com
 def storage(values: tuple[str, ...]) -> dict | None:
     """``--storage-option KEY=VALUE`` values as fsspec's storage_options (None when none are given)."""
     return STORAGE_SETTING.convert(values, STORAGE_SETTING.option)
+
+
+COLUMNS_OPTION = click.option(
+    "--columns", default=None, metavar="A,B,...",
+    help="feature columns of DATA, for a model fitted without feature names (NumPy) [default: the model's "
+         "feature names, else every column]")
+
+
+def feature_columns(text: str | None) -> list[str] | None:
+    """``--columns a,b`` as a list (None when not given)."""
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
 NAN_POLICY_OPTION = click.option(

@@ -8,7 +8,8 @@ import click
 import numpy as np
 
 from ..errors import ConfigError
-from .app import NAN_POLICY_OPTION, STORAGE_OPTION, finite, handle_errors, main, storage
+from .config import CLI_SEED
+from .app import COLUMNS_OPTION, NAN_POLICY_OPTION, STORAGE_OPTION, feature_columns, finite, handle_errors, main, storage
 
 
 @main.command()
@@ -24,12 +25,13 @@ from .app import NAN_POLICY_OPTION, STORAGE_OPTION, finite, handle_errors, main,
               help="with --group-column: each class's score of a group, the mean or sum of its rows'")
 @click.option("--ratio", is_flag=True, help="with --group-column: scores against the background model")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@COLUMNS_OPTION
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
 @handle_errors("predict")
 def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
-            group_column: str | None, reduce: str, ratio: bool, overwrite: bool, nan_policy: str | None,
-            storage_options: tuple[str, ...]) -> None:
+            group_column: str | None, reduce: str, ratio: bool, overwrite: bool, columns: str | None,
+            nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
     """Write the most probable component (a classifier's class) of every row of DATA, in input order
     (null for dropped rows); with --group-column one row per group."""
     from ..estimator.files import load_model
@@ -39,14 +41,26 @@ def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood
     model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
     if group_column:
-        return predict_groups(model, data, output, group_column, reduce, ratio, overwrite, options)
+        return predict_groups(model, scoring_data(model, data, columns, options), output, group_column, reduce, ratio,
+                              overwrite, options)
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
     n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
-                           overwrite=overwrite)
+                           overwrite=overwrite, columns=feature_columns(columns))
     click.echo(f"wrote {n} rows to {output}", err=True)
 
 
-def predict_groups(model, data: str, output: str, group_column: str, reduce: str, ratio: bool, overwrite: bool,
+def scoring_data(model, data: str, columns: str | None, options: dict | None):
+    """DATA as a command scores it: the Parquet path itself, or with --columns the data set of those
+    feature columns (a model fitted with feature names reads those names; --columns must agree)."""
+    from ..data.parquet import ParquetDataset
+
+    chosen = feature_columns(columns)
+    if chosen is None:
+        return data
+    return ParquetDataset.open(data, chosen, nan_policy=model.nan_policy, storage_options=options)
+
+
+def predict_groups(model, data, output: str, group_column: str, reduce: str, ratio: bool, overwrite: bool,
                    options: dict | None) -> None:
     """``dgmm predict --group-column``: a classifier's decision and scores per group, as Parquet."""
     import pyarrow as pa
@@ -68,15 +82,19 @@ def predict_groups(model, data: str, output: str, group_column: str, reduce: str
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@COLUMNS_OPTION
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
 @handle_errors("score")
-def score(model_path: str, data: str, as_json: bool, nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
+def score(model_path: str, data: str, as_json: bool, columns: str | None, nan_policy: str | None,
+          storage_options: tuple[str, ...]) -> None:
     """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
     from ..estimator.files import load_model
 
-    model = load_model(model_path, storage(storage_options))
-    summary = model.set_params(nan_policy=nan_policy or model.nan_policy).score_summary(data)
+    options = storage(storage_options)
+    model = load_model(model_path, options)
+    model.set_params(nan_policy=nan_policy or model.nan_policy)
+    summary = model.score_summary(scoring_data(model, data, columns, options))
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -88,7 +106,7 @@ def score(model_path: str, data: str, as_json: bool, nan_policy: str | None, sto
 @click.argument("model_path", metavar="MODEL")
 @click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
 @click.option("--output", "-o", required=True, help="Parquet file to write")
-@click.option("--seed", type=click.IntRange(min=0), default=None)
+@click.option("--seed", type=click.IntRange(min=0), default=CLI_SEED, show_default=True, help="seed of the draws")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @STORAGE_OPTION
 @handle_errors("sample")
@@ -131,8 +149,9 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
     click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
                f"({', '.join(report['feature_names']) or 'unnamed'})")
     dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
+    seed = "" if report["seed"] is None else f", seed {report['seed']}"
     click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
-               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}")
+               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}{seed}")
     click.echo(components_text(report))
     print_input(report["input"])
 
@@ -180,6 +199,7 @@ def mixture_report(model) -> dict:
         "n_iter": int(model.n_iter_),
         "mean_log_likelihood": finite(model.lower_bound_),
         "n_rows_dropped": getattr(model, "n_rows_dropped_", None),
+        "seed": model.random_state if isinstance(model.random_state, int) else None,
         "components": components,
     }
 
@@ -218,7 +238,7 @@ def print_input(source: dict | None) -> None:
 @click.option("--n-features", "-d", type=click.IntRange(min=1), required=True)
 @click.option("--n-components", "-k", type=click.IntRange(min=1), required=True)
 @click.option("--output", "-o", required=True, help="directory to write the Parquet files to")
-@click.option("--seed", type=click.IntRange(min=0), default=0)
+@click.option("--seed", type=click.IntRange(min=0), default=CLI_SEED, show_default=True, help="seed of the data")
 @click.option("--row-group-size", type=click.IntRange(min=1), default=65_536)
 @click.option("--n-files", type=click.IntRange(min=1), default=1)
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
@@ -239,15 +259,16 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
 @click.option("--output", "-o", required=True, help="PNG file to write")
 @click.option("--sample-rows", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="rows of DATA to draw (from randomly chosen row groups)")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="seed of the row sample")
+@click.option("--seed", type=click.IntRange(min=0), default=CLI_SEED, show_default=True, help="seed of the row sample")
 @click.option("--features", default=None, metavar="A,B",
               help="two features to plot against each other [default: the first two principal axes of the "
                    "standardised features, when there are more than two]")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
+@COLUMNS_OPTION
 @STORAGE_OPTION
 @handle_errors("plot")
 def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, features: str | None,
-         overwrite: bool, storage_options: tuple[str, ...]) -> None:
+         overwrite: bool, columns: str | None, storage_options: tuple[str, ...]) -> None:
     """Plot the convergence curve and the components (over a sample of DATA) as a PNG; a classifier's
     classes in one colour each."""
     from ..errors import DataError
@@ -264,7 +285,8 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
     X = None
     if data is not None:
         names = getattr(model, "feature_names_in_", None)
-        X = read_sample(data, list(names) if names is not None else None, sample_rows, seed=seed,
+        chosen = list(names) if names is not None else feature_columns(columns)
+        X = read_sample(data, chosen, sample_rows, seed=seed,
                         storage_options=options, nan_policy=model.nan_policy)
         if X.shape[1] != model.n_features_in_:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")

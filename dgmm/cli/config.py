@@ -41,9 +41,20 @@ CLUSTER_SETTINGS: tuple[Parameter, ...] = (
 )
 LOG_FORMAT = Parameter("log_format", str, "text", "progress lines on stderr", choices=("text", "json"))
 
+# The command line's one rule for randomness: every command that draws uses --seed, 0 unless given, so a run
+# repeats exactly from its command (the seed is logged and written to the model file). Python's API keeps
+# scikit-learn's random_state=None.
+CLI_SEED = 0
+
+
+def seeded(parameters: tuple[Parameter, ...]) -> tuple[Parameter, ...]:
+    """``parameters`` with ``random_state`` (--seed) defaulting to :data:`CLI_SEED`."""
+    return tuple(replace(p, default=CLI_SEED) if p.name == "random_state" else p for p in parameters)
+
+
 FIT_SETTINGS: tuple[Parameter, ...] = (
     DATA, MODEL, OVERWRITE,
-    *MIXTURE_PARAMETERS,
+    *seeded(MIXTURE_PARAMETERS),
     COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN, LABEL_COLUMN, *CLASSIFIER_PARAMETERS, CHECKPOINT, RESUME,
     *CLUSTER_SETTINGS,
     Parameter("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
@@ -59,8 +70,7 @@ SELECT_SETTINGS: tuple[Parameter, ...] = (
     *SELECTION_PARAMETERS,
     replace(MODEL, help="write the best model here (.npz)"),
     OVERWRITE, COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN,
-    *(replace(p, default=0) if p.name == "random_state" else p  # a selection is reproducible unless told
-      for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT),
+    *seeded(tuple(p for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT)),
     *CLUSTER_SETTINGS,
     Parameter("json", bool, False, "print the table as JSON"),
     LOG_FORMAT,

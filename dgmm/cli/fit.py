@@ -14,7 +14,7 @@ import click
 import numpy as np
 
 from ..errors import ConfigError, ConvergenceWarning, DgmmError
-from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, events_to, finite, main, settings_command
+from .app import EXIT_NOT_CONVERGED, ProgressLog, cluster_client, events_to, finite, main, say, settings_command
 from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_parameters
 
 
@@ -55,7 +55,8 @@ def fit(settings: dict[str, Any]) -> None:
     device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     check_n_samples(dataset.n_rows, model.n_components)
     log = ProgressLog(settings["log_format"], settings["max_iter"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
+              seed=settings["seed"])
     checkpoint = Checkpoint(settings["checkpoint"], settings["resume"], storage) if settings["checkpoint"] else None
     started = time.perf_counter()
     with checkpoint.claimed() if checkpoint else contextlib.nullcontext():
@@ -94,7 +95,7 @@ def fit_classifier(settings: dict[str, Any], dataset) -> None:
     device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     log = ProgressLog(settings["log_format"])
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
-              label_column=settings["label_column"])
+              label_column=settings["label_column"], seed=settings["seed"])
     started = time.perf_counter()
     with cluster_client(settings, log, model.device, dataset.float64_bytes + 8 * dataset.n_rows) as client, \
             warnings.catch_warnings():
@@ -186,7 +187,8 @@ def select_command(settings: dict[str, Any]) -> None:
                                   settings["weight_column"], settings["nan_policy"], storage,
                                   settings["exclude_columns"])
     log = ProgressLog(settings["log_format"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns))
+    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
+              seed=settings["seed"])
     started = time.perf_counter()
 
     def progress(done) -> None:
@@ -200,18 +202,17 @@ def select_command(settings: dict[str, Any]) -> None:
         result = select(dataset, ks, types, criterion=settings["criterion"],
                         heldout_fraction=settings["heldout_fraction"], client=client, on_pass=progress, **params)
     criterion = settings["criterion"]
-    log.event("done", n_components=result.best.n_components, covariance_type=result.best.covariance_type,
-              criterion=criterion, passes=result.passes, seconds=round(time.perf_counter() - started, 3))
-    if settings["json"]:
-        click.echo(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
-                               "covariance_type": result.best.covariance_type}, "passes": result.passes,
-                               "table": [{k: finite(v) if isinstance(v, float) else v for k, v in row.items()}
-                                         for row in result.table]}))
-    else:
-        click.echo(result.format())
-        click.echo(f"best by {criterion}: n_components={result.best.n_components}, "
-                   f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")
-    if settings["model"]:
+    if settings["model"]:  # first: a reader of the table that goes away (| head) must not cost the model
         save_model(result.best, settings["model"], extra={"input": dataset.summary(), "selection": criterion},
                    overwrite=settings["overwrite"], storage_options=storage)
-        click.echo(f"wrote {settings['model']}", err=True)
+    log.event("done", n_components=result.best.n_components, covariance_type=result.best.covariance_type,
+              criterion=criterion, passes=result.passes, seconds=round(time.perf_counter() - started, 3),
+              **({"model": settings["model"]} if settings["model"] else {}))
+    if settings["json"]:
+        say(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
+                        "covariance_type": result.best.covariance_type}, "passes": result.passes,
+                        "table": [{k: finite(v) if isinstance(v, float) else v for k, v in row.items()}
+                                  for row in result.table]}))
+    else:
+        say(result.format() + f"\nbest by {criterion}: n_components={result.best.n_components}, "
+            f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")

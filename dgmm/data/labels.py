@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import COLUMNS_HINT, DataError, spell
 from .devices import is_device_array
 from .inputs import Input
 from .parquet import ParquetDataset, read_table
@@ -163,7 +163,7 @@ def label_column(dataset: ParquetDataset, name: str):
     first = dataset.row_groups[0]
     _check_label(first.path, first.partitions, name, dataset.storage_options)
     if name in dataset.columns:
-        raise DataError(f"column {name!r} is also a feature column; leave it out of columns=[...]")
+        raise DataError(f"column {name!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
     reader = LabelReader(dataset, name)
     return da.from_array(reader, chunks=(dataset.chunks,), name="labels-" + tokenize(dataset.fingerprint(), name,
                                                                                        dataset.chunks),

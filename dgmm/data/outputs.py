@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..kernels import posterior
-from ..errors import DataError
+from ..errors import DataError, spell
 from .parquet import ParquetDataset, PathLike, read_row_group, read_table
+from .parquet_checks import not_parquet
 from .sources import open_input, storage_error
 from .publish import check_destination, published
 from ..kernels.weights import split_weights
@@ -51,8 +52,12 @@ def predict_to_parquet(
     keep_columns: Sequence[str] = (),
     overwrite: bool = False,
     storage_options: dict | None = None,
+    columns: Sequence[str] | None = None,
 ) -> int:
     """Label every row of a Parquet input and write the labels, in input order.
+
+    ``columns``: the feature columns, for a model fitted without feature names (default: every column);
+    a model with feature names reads those, and ``columns``, if given, must name the same.
 
     For a GaussianMixtureClassifier the columns are ``class`` (the label), with ``proba``
     ``proba_<class>`` and with ``log_likelihood`` ``log_likelihood_<class>`` (each class's mixture).
@@ -73,7 +78,10 @@ def predict_to_parquet(
     nan_policy = getattr(model, "nan_policy", "raise")
     options = storage_options if storage_options is not None else getattr(model, "storage_options", None)
     check_destination(dest, overwrite, options)  # before reading a byte: the publish checks again
-    dataset = ParquetDataset.open(source, list(names) if names is not None else None, nan_policy=nan_policy,
+    if names is not None and columns is not None and list(columns) != list(names):
+        raise DataError(f"{spell('columns', '--columns')} {list(columns)} differ from the model's feature names "
+                        f"{list(names)}; leave them out: the model reads its own")
+    dataset = ParquetDataset.open(source, list(names) if names is not None else columns, nan_policy=nan_policy,
                                   storage_options=options)
     if len(dataset.columns) != model.n_features_in_:
         raise DataError(
@@ -205,4 +213,4 @@ def _schema(path: str, storage_options: dict | None) -> pa.Schema:
         with open_input(path, storage_options) as handle:
             return pq.read_schema(handle)
     except (OSError, pa.ArrowException) as exc:
-        raise storage_error(path, exc) or DataError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise storage_error(path, exc) or not_parquet(path, exc) from None

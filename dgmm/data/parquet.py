@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import COLUMNS_HINT, DataError, spell
 from .parquet_checks import (EXACT_INT_LIMIT, ID_MIN_ROWS, IdColumns, check_columns, check_duplicates, check_exact_integers,
                              check_not_index, check_null_counts, check_values, is_wide_int,
-                             pandas_index_columns)  # fmt: skip
+                             not_parquet, pandas_index_columns)  # fmt: skip
 from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted
 from .row_groups import RowGroupReader, read_row_group, read_table
 from .sources import (PathLike, RowGroup, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
@@ -133,7 +133,7 @@ class ParquetDataset:
         if excluded and selected is not None:
             raise DataError("give columns or exclude_columns, not both: columns already names every feature")
         if weight_column is not None and selected is not None and weight_column in selected:
-            raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of columns=[...]")
+            raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
         row_groups: list[RowGroup] = []
         first: tuple[str, pa.Schema] | None = None
         ids = IdColumns()
@@ -142,8 +142,7 @@ class ParquetDataset:
                 with open_input(source.path, storage_options) as handle:
                     metadata = pq.read_metadata(handle)
             except (OSError, pa.ArrowException) as exc:
-                raise storage_error(source.path, exc) or DataError(
-                    f"{source.path}: not a readable Parquet file ({exc})") from None
+                raise storage_error(source.path, exc) or not_parquet(source.path, exc) from None
             schema = metadata.schema.to_arrow_schema()
             index = pandas_index_columns(metadata, schema)
             if selected is None:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import COLUMNS_HINT, DataError, spell
 from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, too_large_message
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def check_not_index(path: str, index: frozenset[str], selected: list[str], first
         if name in index:
             raise DataError(
                 f"{path}: column {name!r} is the pandas index in this file but a feature in {first[0]}; "
-                "name the feature columns with columns=[...]"
+                f"name the feature columns with {spell(*COLUMNS_HINT)}"
             )
 
 
@@ -113,7 +113,7 @@ def check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], fir
                 other = f" (it is {first[1].field(first[1].names.index(name)).type} in {first[0]})" if known else ""
                 raise DataError(
                     f"{source.path}: column {name!r} has type {field_type}, not a number{other}; "
-                    "select numeric feature columns with columns=[...]"
+                    f"select numeric feature columns with {spell(*COLUMNS_HINT)}"
                 )
         elif name in partitions:
             try:
@@ -121,7 +121,7 @@ def check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], fir
             except ValueError:
                 raise DataError(
                     f"{source.path}: partition key {name!r} has value {partitions[name]!r}, not a number; "
-                    "leave it out of columns=[...]"
+                    f"leave it out of {spell(*COLUMNS_HINT)}"
                 ) from None
         elif first is not None and name in first[1].names:
             raise DataError(
@@ -168,7 +168,7 @@ def check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArray
         bad |= values < -EXACT_INT_LIMIT
     row = int(np.argmax(bad))
     what = "weight column" if is_weight else "column"
-    fix = "" if is_weight else ", or leave it out of columns=[...]"
+    fix = "" if is_weight else ", or leave it out of the feature columns (columns=[...], --columns)"
     raise DataError(
         f"{row_group.path}: {what} {name!r} ({column.type}) has {int(bad.sum())} integers beyond 2**53 in magnitude "
         f"in row group {row_group.index} (first: row {row} of the group, value {values[row]}); float64 cannot hold "
@@ -198,3 +198,44 @@ def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy:
                         "replace or remove infinities before fitting")
     raise DataError(f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
                     "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN")
+
+
+# Files users pass by mistake: what they are, and how pyarrow (a dependency) converts them to Parquet once
+_CONVERTERS = {".csv": ("CSV", "pyarrow.csv", "read_csv"), ".tsv": ("tab-separated text", "pyarrow.csv", "read_csv"),
+               ".json": ("JSON", "pyarrow.json", "read_json"), ".jsonl": ("JSON lines", "pyarrow.json", "read_json"),
+               ".ndjson": ("JSON lines", "pyarrow.json", "read_json"), ".feather": ("Feather", "pyarrow.feather",
+                                                                                  "read_table"),
+               ".arrow": ("Arrow IPC", "pyarrow.feather", "read_table"), ".orc": ("ORC", "pyarrow.orc", "read_table")}
+
+
+def not_parquet(path: str, exc: Exception) -> DataError:
+    """The error for a file that is not Parquet: what it looks like, and the one line that converts it."""
+    name = str(path).lower().removesuffix(".gz")
+    suffix = next((s for s in _CONVERTERS if name.endswith(s)), None)
+    if suffix is None and name.endswith((".txt", ".dat")) or suffix is None and _looks_like_text(path):
+        suffix = ".csv"
+    if suffix is None:
+        return DataError(f"{path}: not a readable Parquet file ({exc}); dgmm reads Parquet files: write the data "
+                         "as Parquet first (pandas: df.to_parquet(path))")
+    kind, module, reader = _CONVERTERS[suffix]
+    stem = str(path)[: -len(suffix)] if str(path).lower().endswith(suffix) else str(path)
+    options = ", parse_options=pyarrow.csv.ParseOptions(delimiter='\\t')" if suffix == ".tsv" else ""
+    convert = (f"python -c \"import pyarrow.parquet, {module}; "
+               f"pyarrow.parquet.write_table({module}.{reader}('{path}'{options}), '{stem}.parquet')\"")
+    return DataError(f"{path}: this is {kind}, not Parquet; dgmm reads Parquet: convert it once with {convert}, "
+                     f"then give {stem}.parquet")
+
+
+def _looks_like_text(path: str) -> bool:
+    """A local file whose first kilobyte is printable text with a comma, tab or semicolon in its first line."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return False
+    try:
+        first = head.decode("utf-8").splitlines()[0] if head else ""
+    except UnicodeDecodeError:
+        return False
+    return first.isprintable() and any(sep in first for sep in ",\t;")
+

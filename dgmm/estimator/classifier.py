@@ -39,7 +39,7 @@ from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
-from ..errors import ConvergenceWarning, DataError, ParameterError
+from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor, executor_for
 from ..kernels.adapt import check_adapt
@@ -246,7 +246,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         """The features: Parquet input without its label column, as a fit reads them."""
         if isinstance(y, str) and is_path_input(X):
             if columns is not None and y in columns:
-                raise DataError(f"label column {y!r} is also a feature column; leave it out of columns=[...]")
+                raise DataError(f"label column {y!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
             check_label_column(X, y, self.storage_options)
             weight = sample_weight if isinstance(sample_weight, str) else None
             X = ParquetDataset.open(X, columns, self.chunk_rows, weight, self.nan_policy, self.storage_options,

@@ -79,7 +79,7 @@ def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
         array, chosen, message = device_array(model, executor, data)
     else:
         array, chosen = executor.cache(data.array, model.cache)
-        where = ("read into this process" if executor.client is None else
+        where = ("read into this process" if executor.client is None and data.kind == "parquet" else
                  "persisted in memory" if chosen == "memory" else "streamed every iteration")
         message = f"cache={model.cache}: {where}"
     logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20,

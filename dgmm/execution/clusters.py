@@ -47,6 +47,47 @@ def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = Non
     return open_client(address, timeout, client_security(address, tls_ca_file, tls_cert, tls_key))
 
 
+def check_main_guard() -> None:
+    """Refuse, in one line, to start worker processes from a script's unguarded module-level code.
+
+    Worker processes are started by ``spawn`` (distributed's default), which imports the ``__main__``
+    script again in each of them: a fit at the script's top level then runs again in every worker, and
+    multiprocessing refuses with hundreds of lines of tracebacks. The script's module-level line that
+    led here is looked up in its source: inside ``if __name__ == "__main__":`` is fine.
+    """
+    import ast
+
+    import dask
+
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return
+    main = sys.modules.get("__main__")
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and main is not None
+                                     and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    path = getattr(main, "__file__", None)
+    if frame is None or not path:
+        return  # an interactive session or notebook: nothing imports it again
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return
+    line = frame.f_lineno
+
+    def is_guard(node: ast.AST) -> bool:
+        return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and
+                {ast.unparse(node.test.left), *(ast.unparse(c) for c in node.test.comparators)} >=
+                {"__name__", "'__main__'"} and node.lineno <= line <= (node.end_lineno or node.lineno))
+
+    if not any(is_guard(node) for node in ast.walk(tree)):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{path}, line {line}: this starts a local Dask cluster, whose worker processes import the "
+                          "script again; put the code that fits under if __name__ == \"__main__\": (or pass a "
+                          "client of a cluster started elsewhere)")
+
+
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto",
                   log_level: int | None = None, device: DeviceTarget | None = None):
@@ -66,6 +107,7 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | float | None
     import dask
     from distributed import Client, LocalCluster
 
+    check_main_guard()
     options = dict(
         processes=True,
         host="127.0.0.1",
