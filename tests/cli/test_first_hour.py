@@ -205,3 +205,31 @@ def test_array_api_input_needs_no_extra():
 
     core = [r for r in requires("dgmm") if "extra ==" not in r]
     assert any(r.startswith("array-api-compat") for r in core)
+
+
+def test_tables_people_read_have_one_number_format_per_column(tmp_path):
+    from dgmm.estimator.tables import format_table
+
+    text = format_table(["k", "bic", "log_likelihood", "heldout"], [[1, 1389800.31, -4.179943, float("nan")],
+                                                                     [2, 649610.0, -3.5, float("nan")]], ["", "*"])
+    lines = text.splitlines()
+    assert len({len(line) for line in lines}) == 1  # aligned
+    assert lines[1].split() == ["1", "1389800", "-4.17994", "-"] and lines[2].split() == ["*", "2", "649610", "-3.50000", "-"]
+    assert "e+" not in text
+    rng = np.random.default_rng(0)
+    names = ["carat", "depth", "table", "price", "x", "y", "z"]
+    X = rng.normal(size=(3000, 7)) * [0.5, 1.4, 2.2, 4000, 1.1, 1.1, 0.7] + [0.8, 61.7, 57.4, 3900, 5.7, 5.7, 3.5]
+    pd.DataFrame(X, columns=names).to_parquet(tmp_path / "diamonds.parquet")
+    run("fit", tmp_path / "diamonds.parquet", "--n-components", 3, "--model", tmp_path / "m.npz")
+    shown = run("inspect", tmp_path / "m.npz").stdout
+    assert "[" not in shown and "e+0" not in shown  # no NumPy array wrapped across lines
+    tables = shown.split(":\n")
+    means = tables[-2].splitlines()[:4]
+    assert means[0].split() == ["component", *names] and len({len(line) for line in means}) == 1
+    select = run("select", tmp_path / "diamonds.parquet", "--n-components", "1-3").stdout
+    header = select.splitlines()[0].split()
+    assert "heldout_log_likelihood" not in header and header[:3] == ["n_components", "covariance_type", "log_likelihood"]
+    bic = [line.split()[-4] for line in select.splitlines()[1:4]]
+    assert len({len(b.split(".")[-1]) if "." in b else 0 for b in bic}) == 1  # one format in the column
+    held = run("select", tmp_path / "diamonds.parquet", "--n-components", "1-2", "--criterion", "heldout").stdout
+    assert "heldout_log_likelihood" in held.splitlines()[0] and " - " not in held
