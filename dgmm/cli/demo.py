@@ -17,6 +17,8 @@ from ..data.synthetic import random_mixture, sample_mixture, write_parquet
 from ..errors import DgmmError
 from ..estimator.mixture import GaussianMixture
 from ..estimator.parameters import BY_NAME, Parameter
+from ..execution.clusters import cluster_log_level, local_cluster
+from ..execution.deadlines import workers_info
 from .config import read_yaml, resolve
 
 
@@ -65,10 +67,15 @@ def run(data: str, n_samples: int, n_features: int, n_components: int, covarianc
     print(f"wrote {n_samples} rows x {n_features} features to {len(files)} Parquet files in {data}/")
 
     model = GaussianMixture(n_components, covariance_type=covariance_type, tol=tol, max_iter=max_iter, random_state=seed)
-    started = time.perf_counter()
-    model.fit(data)
-    seconds = time.perf_counter() - started
-    print(f"fitted on a local Dask cluster in {seconds:.1f} s: {model.n_iter_} iterations, converged={model.converged_}")
+    # the main job's way: worker processes of a local cluster (this much data alone would fit in this process)
+    with local_cluster(log_level=cluster_log_level(False)) as client:
+        workers = len(workers_info(client))
+        started = time.perf_counter()
+        model.set_params(client=client).fit(data)
+        seconds = time.perf_counter() - started
+    model.set_params(client=None)
+    print(f"fitted on a local Dask cluster of {workers} worker processes in {seconds:.1f} s: {model.n_iter_} "
+          f"iterations, converged={model.converged_}")
 
     order = np.argsort(model.means_[:, 0])
     true_order = np.argsort(truth.means[:, 0])

@@ -15,7 +15,7 @@ def test_demo_generates_parquet_and_fits_on_a_local_cluster(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert len(list(data.glob("part-*.parquet"))) == 4
-    assert "fitted on a local Dask cluster" in out and "converged=True" in out
+    assert "fitted on a local Dask cluster of " in out and " worker processes" in out and "converged=True" in out
     assert "mean log-likelihood per iteration" in out
 
 
