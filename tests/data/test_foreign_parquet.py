@@ -185,7 +185,7 @@ def test_inexact_integers_are_refused_at_open_from_statistics(tmp_path, kind, va
     message = str(caught.value)
     assert message.startswith(f"{path}: column 'n' ({kind}) has ") and "\n" not in message, message
     assert f"in row group 1 (first: row 3 of the group, value {value})" in message, message
-    assert "cast the column to float64 yourself" in message and "leave it out of columns=[...]" in message
+    assert "cast the column to float64 yourself" in message and "leave it out of the feature columns (columns=[...], --columns)" in message
     assert ParquetDataset.open(path, columns=["x"]).columns == ("x",)
 
 

@@ -132,7 +132,7 @@ class Case:
 CASES = [
     # ----------------------------------------------------------------- the data
     Case("missing path", "no such file or directory", build=lambda tmp: tmp / "nope"),
-    Case("not a Parquet file", "not a readable Parquet file", build=text_file),
+    Case("not a Parquet file", "this is CSV, not Parquet; dgmm reads Parquet: convert it once with", build=text_file),
     Case("directory without Parquet files", "directory holds no Parquet files", build=empty_directory),
     Case("zero rows", "no rows", build=lambda tmp: write(tmp / "data.parquet", {"x0": pa.array([], pa.float64())})),
     Case("fewer rows than components", "n_samples >= max(2, n_components) but got n_components = 5, n_samples = 3",

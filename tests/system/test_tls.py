@@ -104,7 +104,7 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The CLI's one error line for a user error (exit code 2), without its prefix; before it only progress lines."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("dgmm fit: error: ") and [line[20:] for line in lines[:-1]] == ["input: files=2, rows=12000, columns=3"], (
+    assert lines[-1].startswith("dgmm fit: error: ") and [line[20:] for line in lines[:-1]] == ["input: files=2, rows=12000, columns=3, seed=0"], (
         proc.stderr
     )
     return lines[-1].removeprefix("dgmm fit: error: ")
