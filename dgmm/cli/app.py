@@ -231,8 +231,8 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu", nbytes
     from ..execution.deadlines import workers_info
 
     tls = {key: settings[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
-    quiet_cluster_logs(debug())
     if settings["scheduler"]:
+        quiet_cluster_logs(debug())
         from ..execution import connect
 
         with connect(settings["scheduler"], **tls) as client:
@@ -255,6 +255,7 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu", nbytes
                   why="the data fits in memory here (--n-workers N starts a local cluster)")
         yield None
         return
+    quiet_cluster_logs(debug())  # imports distributed: only where a cluster is used
     with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()),
                        target) as client:
         log.event("local cluster", workers=len(workers_info(client)), **({"device": str(target)} if target else {}),

@@ -10,7 +10,7 @@ import numpy as np
 from ..kernels.stats import Stats, merge_stats
 from ..kernels.xp_estep import take_rows
 from .blas import single_threaded_blas
-from .passes import Kernel, tree_reduce
+from .passes import Kernel, row_chunk_keys, tree_reduce
 
 
 class InProcessExecutor:
@@ -42,9 +42,11 @@ class InProcessExecutor:
     def cache(self, X, policy: str) -> tuple[np.ndarray, str]:
         """Lazy input (Parquet, a Dask array) read into this process once, as one NumPy array; its row chunks
         (row groups) stay the chunks of every pass, so the result has the bits a cluster gives it."""
-        import dask
+        from dask.threaded import get  # not dask.compute, which imports distributed to look for a client
 
-        values = np.ascontiguousarray(dask.compute(X, scheduler="threads")[0])
+        keys = row_chunk_keys(X)
+        blocks = get(X.__dask_optimize__(X.__dask_graph__(), X.__dask_keys__()), keys)
+        values = np.concatenate(blocks) if len(blocks) > 1 else np.ascontiguousarray(blocks[0])
         self.row_chunks = tuple(int(c) for c in X.chunks[0])
         return values, "memory"
 
