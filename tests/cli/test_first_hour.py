@@ -233,3 +233,25 @@ def test_tables_people_read_have_one_number_format_per_column(tmp_path):
     assert len({len(b.split(".")[-1]) if "." in b else 0 for b in bic}) == 1  # one format in the column
     held = run("select", tmp_path / "diamonds.parquet", "--n-components", "1-2", "--criterion", "heldout").stdout
     assert "heldout_log_likelihood" in held.splitlines()[0] and " - " not in held
+
+
+def test_dgmm_plot_draws_a_classifier_and_two_named_features(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib.image as mpimg
+
+    rng = np.random.default_rng(2)
+    frame = pd.concat([pd.DataFrame({"species": name, "bill_length": rng.normal(loc, 2.5, 150),
+                                     "bill_depth": rng.normal(18 - loc / 10, 1.0, 150),
+                                     "flipper": rng.normal(190 + loc, 6, 150), "mass": rng.normal(3700 + 40 * loc, 400, 150)})
+                       for name, loc in (("Adelie", 39), ("Chinstrap", 49), ("Gentoo", 47))])
+    frame.to_parquet(tmp_path / "penguins.parquet", index=False)
+    run("fit", tmp_path / "penguins.parquet", "--label-column", "species", "--n-components", 2,
+        "--model", tmp_path / "classes.npz")
+    for extra in ((), ("--features", "bill_length,bill_depth")):
+        out = tmp_path / f"classes{len(extra)}.png"
+        run("plot", tmp_path / "classes.npz", tmp_path / "penguins.parquet", "-o", out, *extra)
+        assert mpimg.imread(out)[..., :3].var() > 0.001
+    proc = run("plot", tmp_path / "classes.npz", tmp_path / "penguins.parquet", "-o", tmp_path / "x.png",
+               "--features", "bill_length,beak", check_code=2)
+    assert proc.stderr.strip() == ("dgmm plot: error: feature 'beak' is not one of the model's features: bill_length, "
+                                   "bill_depth, flipper, mass")
