@@ -59,3 +59,21 @@ def parquet_dir(tmp_path):
 def fit_data(tmp_path_factory) -> str:
     """60,000 rows x 3 features in 12 row groups of 2 files: the data the signal and nightly-run tests fit."""
     return mixture_parquet(tmp_path_factory.mktemp("fit-data"), 60_000, 3, 6, 5_000, 2)
+
+
+# Tests that start clusters, processes, servers or notebooks: `make test-fast` leaves them out
+# (`pytest -m "not slow"`); `make test` runs everything.
+SLOW_FOLDERS = {"system", "cli"}
+SLOW_FIXTURES = {"cluster_client", "scheduler_and_workers", "fit_data"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts clusters, processes, servers or notebooks (left out by make "
+                                       "test-fast)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in SLOW_FOLDERS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
