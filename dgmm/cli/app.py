@@ -193,7 +193,7 @@ def events_to(log: ProgressLog):
     pass) are written to ``log`` as they happen."""
     import logging
 
-    from ..estimator.fitting import EVENT
+    from ..estimator.runtime import EVENT
 
     class Events(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:

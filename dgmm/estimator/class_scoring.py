@@ -17,13 +17,12 @@ from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
 from ..errors import NotFittedError, ParameterError
-from ..execution.executor import executor_for
 from ..execution.rows import map_block_rows, map_rows
 from ..kernels.groups import group_kernel
 from ..kernels.posterior import class_scores, most_probable, normalised_rows
 from ..kernels.xp_classes import host_class_scores, xp_most_probable, xp_normalised_rows
 from ..kernels.xp_estep import namespace
-from .fitting import place_data
+from .runtime import runtime
 from .scoring import device_chunks
 
 
@@ -78,10 +77,9 @@ class ClassScoringMixin:
         grouping = as_labels(groups, data, what="groups")
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
-        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
-                          self.stall_timeout, coded.device, coded.lazy_nbytes, self.cache) as executor:
-            array, _ = place_data(self, executor, coded)
-            sums = executor.map_reduce(array, group_kernel, (params, ratio, data.weighted), self.split_every)
+        with runtime(self, coded) as where:
+            sums = where.executor.map_reduce(where.array, group_kernel, (params, ratio, data.weighted),
+                                             self.split_every)
         # the background model's term is the same for every class: the decision is the same with ratio
         decision = sums.sums + np.log(self.class_prior_)
         scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums

@@ -41,7 +41,7 @@ from ..data.labels import Labels, as_labels, check_label_column, frame_column, w
 from ..data.parquet import ParquetDataset, is_path_input
 from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
 from ..execution.deadlines import STALL_TIMEOUT
-from ..execution.executor import CountingExecutor, executor_for
+from ..execution.executor import CountingExecutor
 from ..kernels.adapt import check_adapt
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
@@ -50,7 +50,8 @@ from ..kernels.weights import NanPolicy, no_rows_left
 from ..kernels.xp_estep import to_numpy
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
-from .fitting import init_settings, place_data
+from .fitting import init_settings
+from .runtime import runtime
 from .mixture import GaussianMixture
 from .parameters import BY_NAME, CachePolicy, Device, Parameter, check_n_samples, check_random_state, validate_params
 
@@ -304,10 +305,8 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         # the seeds a GaussianMixture with this random_state draws: each class's fit is that fit's
         seeds = tuple(int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init))
         coded = with_codes(data, labels.codes)
-        with executor_for(self.client, data.kind, data.chunk_rows, self.scheduler_address,
-                          self.stall_timeout, coded.device, coded.lazy_nbytes, self.cache) as executor:
-            counted = CountingExecutor(executor)
-            array, _ = place_data(mixture, executor, coded)
+        with runtime(self, coded) as where:
+            counted, array = CountingExecutor(where.executor), where.array
             shape = (coded.n_rows, d + 1)  # as each class sees the rows: features and a weight
             em = dict(tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar, dtype=self.dtype)
 

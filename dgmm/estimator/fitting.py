@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 from typing import Any
 
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from ..algorithms.smem import best_fit_steps, split_merge_steps
 from ..algorithms.steps import run_steps
-from ..data.devices import DEVICE_CACHE_SHARE, device_route
 from ..data.inputs import Input
-from ..errors import InputTypeError
-from ..execution.executor import CountingExecutor, executor_for
+from ..execution.executor import CountingExecutor
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback
+from .runtime import EVENT, runtime
 
 logger = logging.getLogger("dgmm")
-EVENT = "dgmm_event"  # a log record's (name, fields) for the command line's progress log (cli.app.events_to)
 
 
 def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: bool,
@@ -29,11 +26,10 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
 
     Returns the best result, the accepted split/merge moves and the cache policy used.
     """
-    with executor_for(model.client, data.kind, data.chunk_rows, model.scheduler_address,
-                      model.stall_timeout, data.device, data.lazy_nbytes, model.cache) as executor:
-        array, cache_used = place_data(model, executor, data)
+    with runtime(model, data) as where:
+        array, cache_used = where.array, where.cache_used
         stage = ["restarts"]
-        executor = reporting_passes(executor, stage)
+        executor = reporting_passes(where.executor, stage)
         em = dict(tol=model.tol, max_iter=model.max_iter, reg_covar=model.reg_covar, dtype=model.dtype)
         if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not model.verbose:
             # every restart, initialisation and EM alike, shares each pass
@@ -62,65 +58,6 @@ def reporting_passes(executor, stage: list[str]) -> CountingExecutor:
                         extra={EVENT: ("pass", {"stage": stage[0], "number": number, "seconds": round(seconds, 3)})})
 
     return CountingExecutor(executor, report)
-
-
-def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
-    """The array passes run over, cached per ``cache``; and what was chosen."""
-    if data.kind in ("numpy", "xp"):
-        if executor.client is None:
-            return data.values, "memory"
-        return executor.keep_in_memory(data.array), "memory"
-    if data.device is not None and executor.device_count(data.device) < 1:
-        if model.device == "cuda":
-            raise InputTypeError("device='cuda', but the cluster's workers see no GPU; connect to workers with "
-                                 "GPUs (one per GPU, e.g. dask-cuda's), or use device='cpu'")
-        data = replace(data, device=None)  # "auto": the workers have no GPU, so the passes run on their CPUs
-    if data.device is not None:
-        array, chosen, message = device_array(model, executor, data)
-    else:
-        array, chosen = executor.cache(data.array, model.cache)
-        where = ("read into this process" if executor.client is None and data.kind == "parquet" else
-                 "persisted in memory" if chosen == "memory" else "streamed every iteration")
-        message = f"cache={model.cache}: {where}"
-    logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20,
-                extra={EVENT: ("cache", {"policy": model.cache, "used": chosen, "data_mib": round(data.array.nbytes / 2**20, 1)})})
-    if model.verbose:
-        print(message)
-    return array, chosen
-
-
-def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
-    """Parquet or Dask input whose passes run on a GPU: the array of device chunks, the cache chosen and
-    a line saying so.
-
-    - Parquet read by its own reader: chunks decoded into pinned memory and copied to the GPU; each
-      worker keeps ``device_cache_gib`` of them there (half its free memory when None; nothing with
-      ``cache="none"``) and reads the rest every iteration ("device").
-    - Dask arrays whose chunks are on the GPU already (CuPy): persisted there per ``cache``, "auto"
-      when they fit in the device cache budget of one worker.
-    - Other input (Dask arrays of NumPy chunks, Parquet with an array of weights): cached on the host
-      per ``cache``, each chunk copied to the GPU in every pass.
-    """
-    target = data.device
-    budget = 0 if model.cache == "none" else (
-        None if model.device_cache_gib is None else int(model.device_cache_gib * 2**30))
-    route = device_route(data)
-    if route == "reader":
-        size = "half its free memory" if budget is None else f"{budget / 2**30:.3g} GiB"
-        message = (f"cache=none: chunks read and copied to the {target} every iteration" if budget == 0 else
-                   f"cache={model.cache}: chunks kept on the {target} up to {size} per worker, the rest read "
-                   "every iteration")
-        return executor.placed(data.dataset.to_dask(target, budget)), "device", message
-    if route == "device":
-        chosen = model.cache
-        if chosen == "auto":
-            room = budget if budget is not None else DEVICE_CACHE_SHARE * target.free_bytes()
-            chosen = "memory" if data.lazy.nbytes <= room else "none"
-        array = executor.keep_in_memory(data.lazy) if chosen == "memory" else data.lazy
-        return array, chosen, f"cache={model.cache}: {'kept on' if chosen == 'memory' else 'streamed to'} the {target}"
-    array, chosen = executor.cache(data.array, model.cache)
-    where = "persisted in memory" if chosen == "memory" else "streamed every iteration"
-    return target.copied(array), chosen, f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass"
 
 
 def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,

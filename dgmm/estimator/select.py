@@ -30,11 +30,12 @@ from ..algorithms.smem import best_fit_steps
 from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, on_device, warn_id_like
 from ..errors import ParameterError
-from ..execution.executor import CountingExecutor, executor_for
+from ..execution.executor import CountingExecutor
 from ..kernels.criteria import information_criteria
 from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
 from ..kernels.weights import select_rows
-from .fitting import init_settings, place_data
+from .fitting import init_settings
+from .runtime import runtime
 from .mixture import GaussianMixture
 from .tables import format_table
 from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
@@ -164,10 +165,8 @@ def select(
     seeds = [[int(rng.randint(np.iinfo(np.int32).max)) for _ in range(model.n_init)] for _ in grid]
     stage = [""]
     report = None if on_pass is None else (lambda n, seconds: on_pass(SelectionPass(stage[0], n, seconds)))
-    with executor_for(client, data.kind, data.chunk_rows, model.scheduler_address, model.stall_timeout,
-                      data.device, data.lazy_nbytes, model.cache) as executor:
-        counted = CountingExecutor(executor, report)
-        array, _ = place_data(model, executor, data)  # as a fit places it: cached per ``cache``
+    with runtime(model, data) as where:  # as a fit runs and places it (model holds the shared settings)
+        counted, array = CountingExecutor(where.executor, report), where.array
 
         def fit_grid(rows, name: str) -> list[EMResult]:
             """Every cell and restart on ``rows``: initialisation, then EM, all sharing each pass."""

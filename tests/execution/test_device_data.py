@@ -153,6 +153,43 @@ def test_parquet_on_a_gpu_without_a_client_runs_on_a_local_gpu_cluster(data):
             assert sorted(seen.values()) == [(0, "0"), (1, "1")]
 
 
+def test_the_classifier_on_parquet_without_a_client_runs_where_a_mixture_would(rows, tmp_path, monkeypatch):
+    """One decision for every estimator (estimator/runtime.py): the classifier's fit and its group scores on
+    Parquet with device="cuda" and no client run on a local cluster of GPU workers, as a mixture's fit does
+    (it used to get a CPU cluster of a worker per core), and on the CPU they run in this process."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import dgmm.execution.executor as executor
+
+    speaker = np.array(["ann", "bob", "cy"])[np.arange(N_ROWS) * 7 % 3]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    pq.write_table(pa.table({**{f"x{j}": rows[:, j] for j in range(4)}, "speaker": speaker}), folder / "part.parquet",
+                   row_group_size=ROW_GROUP)
+    started = []
+
+    def recorded(*args, **kwargs):
+        started.append(kwargs.get("device"))
+        return local_cluster(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "local_cluster", recorded)
+    settings = dict(n_components=2, random_state=0, max_iter=10)
+    cpu = dgmm.GaussianMixtureClassifier(**settings, device="cpu").fit(str(folder), "speaker")
+    assert started == []  # small, on the CPU: in this process
+    groups = np.arange(N_ROWS) // 100
+    with simulated_gpu() as target:
+        gpu = dgmm.GaussianMixtureClassifier(**settings, device="cuda").fit(str(folder), "speaker")
+        assert started == [target]  # a local cluster of GPU workers
+        decided = gpu.predict_groups(str(folder), groups)
+        assert started == [target, target]
+    for got, want in zip(gpu.estimators_, cpu.estimators_):
+        assert_same_fit(got, want, rtol=1e-9)
+    expected = cpu.predict_groups(str(folder), groups)
+    np.testing.assert_array_equal(decided["class"], expected["class"])
+    np.testing.assert_allclose(decided["score_ann"], expected["score_ann"], rtol=1e-9)
+
+
 def test_workers_without_a_gpu_run_auto_on_their_cpus_and_refuse_cuda(data, cluster_client):
     cpu = dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cpu").fit(data)
     with simulated_device(DeviceTarget("cupy", "cuda")):  # this process "sees" a GPU; the workers have no CuPy GPU
