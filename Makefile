@@ -19,6 +19,7 @@ demo: $(VENV)/.installed
 	$(PY) -m dgmm.cli.demo --config configs/demo.yaml
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check dgmm tests benchmarks
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)/.installed-test  # the unit tests: no clusters, processes, servers or notebooks
