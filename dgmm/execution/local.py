@@ -55,9 +55,8 @@ class InProcessExecutor:
 
     def map_reduce(self, X: np.ndarray, kernel: Kernel, payload: Any, split_every: int = 8) -> Stats:
         n = X.shape[0]
-        bounds = self.chunk_bounds(n)
-        starts = list(bounds)
-        ends = dict(zip(bounds, [*bounds[1:], n]))
+        starts = self.chunk_bounds(n)
+        ends = dict(zip(starts, [*starts[1:], n]))
         pool = thread_pool(self.threads) if isinstance(X, np.ndarray) else None  # a GPU runs one chunk at a time
         # BLAS on one thread, as every pass kernel runs (dgmm.execution.blas): the same bits as on a cluster's
         # workers, and no nested BLAS threads oversubscribing the pool's cores
