@@ -341,7 +341,7 @@ COLUMNS_OPTION = click.option(
 
 
 def feature_columns(text: str | None) -> list[str] | None:
-    """``--columns a,b`` as a list (None when not given)."""
+    """``--columns a,b`` (or ``--features a,b``) as a list (None when not given)."""
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 

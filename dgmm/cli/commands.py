@@ -281,7 +281,7 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
     if not output.lower().endswith(".png"):
         raise ConfigError(f"{output}: --output must be a .png file")
     check_destination(output, overwrite, options)
-    pair = None if features is None else [f.strip() for f in features.split(",") if f.strip()]
+    pair = feature_columns(features)
     X = None
     if data is not None:
         names = getattr(model, "feature_names_in_", None)

@@ -97,7 +97,8 @@ def fit_classifier(settings: dict[str, Any], dataset) -> None:
     log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
               label_column=settings["label_column"], seed=settings["seed"])
     started = time.perf_counter()
-    with cluster_client(settings, log, model.device, dataset.float64_bytes + 8 * dataset.n_rows) as client, \
+    codes = 8 * dataset.n_rows  # the class codes travel as one more float64 column
+    with cluster_client(settings, log, model.device, dataset.float64_bytes + codes) as client, \
             warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(client=client).fit(dataset, settings["label_column"])
