@@ -22,7 +22,7 @@ import tracemalloc
 import warnings
 
 import dgmm
-import dgmm.kernels.xp_estep as xp_estep
+import dgmm.kernels.device.tiles as xp_estep
 from dgmm.data.synthetic import random_mixture, sample_mixture
 
 

@@ -8,7 +8,7 @@ Every fit starts from the same weights/means/precisions (``dgmm.testing.initial_
 first 100,000 rows) with tol=0 and a fixed iteration count; medians of ``--repeats``.
 
 * dgmm, GPU (cached): the data generated on the GPU as one CuPy array and fitted where it lies (the
-  fused CUDA kernels, ``dgmm.kernels.cuda_estep``); s/iter is the median of ``on_iteration``'s times.
+  fused CUDA kernels, ``dgmm.kernels.device.cuda``); s/iter is the median of ``on_iteration``'s times.
   Beside it, one chunk's E-step alone (``xp_chunk_stats``, median of 3 after a warm-up) by the fused
   kernels and by the array-API tiles (``fused=False``), the gain of fusing.
   GPU memory: what CuPy's pool holds after the fit, its cached free blocks emptied before it (the
@@ -88,7 +88,7 @@ class Library:
         return self.strict.asarray(X, device=self.strict.Device("device1"))
 
     def head(self, X, rows: int) -> np.ndarray:
-        from dgmm.kernels.xp_estep import to_numpy
+        from dgmm.kernels.arrays import to_numpy
 
         return to_numpy(X[: min(rows, X.shape[0]), ...])
 
@@ -131,7 +131,7 @@ def dgmm_per_iteration(X, start: dict, k: int, kind: str, iters: int, repeats: i
 def estep_seconds(X, start: dict, k: int, kind: str, library: Library) -> tuple[float | None, float | None]:
     """One E-step of the whole array, fused CUDA kernels and array-API tiles: median seconds of 3 each after a
     warm-up (None, None unless the data is CuPy's)."""
-    from dgmm.kernels.xp_estep import xp_chunk_stats
+    from dgmm.kernels.device.estep import xp_chunk_stats
 
     if library.name != "cupy":
         return None, None
@@ -183,10 +183,10 @@ def sklearn_torch_per_iteration(X, start: dict, k: int, kind: str, iters: int, r
 def write_parquet_of(X, library: Library, folder: Path, row_group: int) -> None:
     """``X`` written as snappy Parquet files of 8 row groups each, columns x0..x{d-1}, copied off the
     device a file at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from concurrent.futures import ThreadPoolExecutor
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)

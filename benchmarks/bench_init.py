@@ -24,9 +24,9 @@ import warnings
 import numpy as np
 
 import dgmm
-from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import initial_params
 from dgmm.data.inputs import IN_MEMORY_CHUNK_ROWS
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.execution import InProcessExecutor
 
 

@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from .data.outputs import predict_to_parquet
     from .data.parquet import ParquetDataset, read_parquet
     from .errors import ConvergenceWarning, NotFittedError
-    from .estimator.files import load_model
     from .estimator.classifier import GaussianMixtureClassifier
+    from .estimator.files import load_model
     from .estimator.mixture import GaussianMixture
     from .estimator.select import Selection, select
     from .kernels.params import MixtureParams

@@ -2,7 +2,7 @@
 
 Deterministic starting parameters and random mixtures, closeness and bit-identity assertions,
 counters of Dask computes and of passes, the scikit-learn parity data sets, Parquet data sets
-and real `dask scheduler`/`dask worker` processes, and hypothesis strategies for chunkings.
+real `dask scheduler`/`dask worker` processes, the fused CUDA kernels compiled for the host, and hypothesis strategies for chunkings.
 
 Only the package's own dependencies are imported at module level; hypothesis (a test extra)
 is imported inside the functions that build strategies.
@@ -11,10 +11,14 @@ is imported inside the functions that build strategies.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -23,6 +27,7 @@ import numpy as np
 from dask.callbacks import Callback
 
 from .data.synthetic import random_mixture, sample_mixture, write_parquet
+from .kernels.device.cuda import Operands, kernel_source
 from .kernels.gaussian import COVARIANCE_TYPES
 from .kernels.params import MixtureParams
 
@@ -167,6 +172,51 @@ def device_cache_reports(client: Any) -> dict[str, dict]:
     from .data.devices import device_cache
 
     return client.run(lambda: device_cache().report())
+
+
+# ---------------------------------------------------------------- the CUDA kernels on the host
+
+
+class HostLauncher:
+    """The same kernels compiled by the host's C compiler, each a loop over its thread indices (for tests)."""
+
+    xp = np
+
+    def __init__(self, compiler: str | None = None):
+        self.compiler = compiler or shutil.which("cc") or shutil.which("gcc")
+        if self.compiler is None:
+            raise RuntimeError("no C compiler (cc or gcc) on PATH")
+        self._dir = Path(tempfile.mkdtemp(prefix="dgmm-cuda-estep-"))
+        self._libs: dict[tuple, ctypes.CDLL] = {}
+
+    def _lib(self, key: tuple) -> ctypes.CDLL:
+        lib = self._libs.get(key)
+        if lib is None:
+            source = kernel_source(*key)
+            stem = hashlib.sha256(source.encode()).hexdigest()[:16]
+            c_file, so_file = self._dir / f"{stem}.c", self._dir / f"{stem}.so"
+            c_file.write_text(source)
+            subprocess.run([self.compiler, "-O2", "-shared", "-fPIC", "-DDGMM_HOST", "-o", str(so_file),
+                            str(c_file), "-lm"], check=True, capture_output=True, text=True)
+            lib = self._libs[key] = ctypes.CDLL(str(so_file))
+        return lib
+
+    def compile(self, key: tuple) -> None:
+        self._lib(key)
+
+    def resp(self, key, n, X, sr, sc, W, has_w, ops: Operands, R, LL) -> None:
+        ll, p, i, f = ctypes.c_longlong, HostLauncher.pointer, ctypes.c_int, ctypes.c_double
+        self._lib(key).dgmm_resp(ll(n), p(X), ll(sr), ll(sc), i(int(has_w)), p(W), p(ops.centre), p(ops.shift),
+                                 p(ops.matrix), p(ops.shift_u), p(ops.log_norm), f(ops.floor), p(R), p(LL))
+
+    def stats(self, key, threads, n, rows, X, sr, sc, ops: Operands, R, S1P, S2P) -> None:
+        ll, p = ctypes.c_longlong, HostLauncher.pointer
+        self._lib(key).dgmm_stats(ll(threads), ll(n), ll(rows), p(X), ll(sr), ll(sc), p(ops.centre), p(ops.shift),
+                                  p(R), p(S1P), p(S2P))
+
+    @staticmethod
+    def pointer(a: np.ndarray) -> ctypes.c_void_p:
+        return ctypes.c_void_p(a.ctypes.data)
 
 
 # ---------------------------------------------------------------- chunkings (hypothesis strategies)

@@ -1,7 +1,7 @@
 """Fitting one mixture per class in shared passes: a program of one class sees only that class's rows;
 and adapting a background mixture to every class in one pass.
 
-The data carries a last column of class codes (:func:`dgmm.kernels.weights.class_rows`). Wrapping a
+The data carries a last column of class codes (:func:`dgmm.kernels.row_weights.class_rows`). Wrapping a
 fitting program with :func:`for_class` gives each of its passes and row gathers the block the program
 would see if the other classes' rows had weight 0; :func:`dgmm.algorithms.steps.together` then runs
 every class in the same passes. So each class's result equals a fit of the same program on the same
@@ -20,10 +20,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ..kernels.adapt import class_stats, map_adapt
+from ..kernels.arrays import ByBackend, on_host
+from ..kernels.device.classes import xp_class_rows, xp_class_stats
 from ..kernels.params import MixtureParams
+from ..kernels.row_weights import class_rows, with_weight_column
 from ..kernels.stats import Stats
-from ..kernels.weights import class_rows, with_weight_column
 from .steps import Bundle, Gather, Pass, Steps, T
+
+CLASS_ROWS = ByBackend(class_rows, xp_class_rows)
+CLASS_STATS = ByBackend(class_stats, xp_class_stats)
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,7 @@ class ClassView:
     def rows(self, block: np.ndarray) -> np.ndarray:
         if self.code is None:  # the data as it is, without the codes
             return block[:, : self.n_features + self.weighted]
-        return class_rows(block, self.n_features, self.weighted, self.code)
+        return CLASS_ROWS(block, self.n_features, self.weighted, self.code)
 
     def class_only(self, block: np.ndarray) -> np.ndarray:
         """Only the class's rows, weighted (m, d + 1): :meth:`rows` without the rows of weight 0."""
@@ -55,7 +60,7 @@ def class_kernel(block: np.ndarray, payload: tuple[ClassView, Callable, Any], ro
     chunk, reweighted.
     """
     view, kernel, inner = payload
-    if getattr(kernel, "skips_zero_weights", False) and view.code is not None and isinstance(block, np.ndarray):
+    if getattr(kernel, "skips_zero_weights", False) and view.code is not None and on_host(block):
         return kernel(view.class_only(block), inner, row_offset)
     return kernel(view.rows(block), inner, row_offset)
 
@@ -85,7 +90,7 @@ class AdaptPlan:
 
 def adapt_kernel(block: np.ndarray, plan: AdaptPlan, row_offset: int) -> Bundle:
     """Every class's statistics under the background model: one E-step for the chunk."""
-    return Bundle(tuple(class_stats(block, plan.ubm, plan.n_classes, plan.weighted)))
+    return Bundle(tuple(CLASS_STATS(block, plan.ubm, plan.n_classes, plan.weighted)))
 
 
 def adapt_steps(ubm: MixtureParams, n_classes: int, weighted: bool, *, relevance_factor: float,

@@ -22,17 +22,18 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import FitError, ReseedWarning
+from ..kernels.arrays import on_host
+from ..kernels.device.estep import xp_chunk_stats, xp_init_stats
 from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
 from ..kernels.moves import split_heaviest_components
 from ..kernels.mstep import m_step
-from ..kernels.xp_estep import xp_chunk_stats, xp_init_stats
 from ..kernels.params import MixtureParams
+from ..kernels.row_weights import no_rows_left, split_weights
+from ..kernels.stats import Stats
 from .seeding import initial_centres
 from .steps import Gather, Pass, PassRunner, Steps, run_steps
-from ..kernels.stats import Stats
-from ..kernels.weights import no_rows_left, split_weights
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def em_kernel(
     if isinstance(plan, MixtureParams):
         plan = plan_estep(plan)
     X, weights = split_weights(block, plan.n_features)
-    if not isinstance(X, np.ndarray):  # an array-API array on its device (CuPy, torch, ...)
+    if not on_host(X):  # an array-API array on its device (CuPy, torch, ...)
         return xp_chunk_stats(X, plan, weights)
     return fused_chunk_stats(X, plan, map, weights)
 
@@ -92,7 +93,7 @@ em_kernel.skips_zero_weights = True  # fused_chunk_stats computes on the rows of
 
 def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
     X, weights = split_weights(block, plan.centres.shape[1])
-    if not isinstance(X, np.ndarray):  # an array-API array on its device
+    if not on_host(X):  # an array-API array on its device
         return xp_init_stats(X, plan.method, plan.centres, plan.covariance_type, plan.seed, row_offset, weights)
     return init_chunk_stats(X, plan, row_offset, weights)
 
@@ -123,7 +124,7 @@ def init_steps(
     (see :mod:`dgmm.algorithms.seeding`); nothing when all three of ``weights_init``, ``means_init``
     and ``precisions_init`` are given, and one pass when ``means_init`` is: every row goes to its
     nearest given mean, whatever the method, so a row of weight w counts exactly as w repeated rows. The data has ``shape``: ``n_features`` columns
-    (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.weights`).
+    (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.row_weights`).
     "split" grows the mixture from one component (:func:`split_steps`, EM settings ``split_em``).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:

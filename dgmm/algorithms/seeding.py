@@ -23,7 +23,7 @@ per-chunk results add with ``+``.
 hard-assignment statistics pass (dgmm.algorithms.em.initial_params).
 
 Weighted data (sample weights, rows dropped by ``nan_policy``) carries the weight as
-one extra column of every chunk (:mod:`dgmm.kernels.weights`), so each kernel sees its
+one extra column of every chunk (:mod:`dgmm.kernels.row_weights`), so each kernel sees its
 chunk's rows and weights together.
 """
 
@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.arrays import on_host
+from ..kernels.device.kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
 from ..kernels.init import InitMethod, choose_centres, sample_size
-from ..kernels.xp_kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
 from ..kernels.kmeans import (
     CandidateCounts,
     CandidateSample,
@@ -48,8 +49,8 @@ from ..kernels.kmeans import (
     recluster,
     sample_candidates,
 )
+from ..kernels.row_weights import no_rows_left, split_weights
 from .steps import Gather, Pass, Steps
-from ..kernels.weights import no_rows_left, split_weights
 
 DISTRIBUTED_INITS: tuple[str, ...] = ("kmeans", "k-means||")
 ROUNDS = 5
@@ -77,7 +78,7 @@ class CentresPlan:
 
 def sampling_kernel(block: np.ndarray, plan: RoundPlan, row_offset: int) -> CandidateSample:
     X, w = split_weights(block, plan.candidates.shape[1])
-    if not isinstance(X, np.ndarray):  # an array-API array on its device
+    if not on_host(X):  # an array-API array on its device
         return xp_sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round,
                                     oversampling=plan.oversampling, row_offset=row_offset, weights=w)
     return sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round, oversampling=plan.oversampling,
@@ -86,14 +87,14 @@ def sampling_kernel(block: np.ndarray, plan: RoundPlan, row_offset: int) -> Cand
 
 def counting_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> CandidateCounts:
     X, w = split_weights(block, plan.centres.shape[1])
-    if not isinstance(X, np.ndarray):
+    if not on_host(X):
         return xp_count_nearest(X, plan.centres, w)
     return count_nearest(X, plan.centres, w)
 
 
 def lloyd_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> LloydStats:
     X, w = split_weights(block, plan.centres.shape[1])
-    if not isinstance(X, np.ndarray):
+    if not on_host(X):
         return xp_lloyd_chunk(X, plan.centres, row_offset, w)
     return lloyd_chunk(X, plan.centres, row_offset, w)
 

@@ -20,13 +20,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .em import EMResult, best_run, em_steps, fit_steps
+from ..kernels.arrays import on_host
+from ..kernels.device.moves import xp_move_stats
 from ..kernels.estep import ComputeDType
 from ..kernels.moves import Move, MoveStats, apply_move, move_stats, principal_axes, rank_moves
 from ..kernels.params import MixtureParams
+from ..kernels.row_weights import split_weights
+from .em import EMResult, best_run, em_steps, fit_steps
 from .steps import Pass, Steps, together
-from ..kernels.weights import split_weights
-from ..kernels.xp_moves import xp_move_stats
 
 TRIAL_ITER = 10
 
@@ -50,7 +51,7 @@ class AcceptedMove:
 
 def move_kernel(block: np.ndarray, plan: MovePlan, row_offset: int) -> MoveStats:
     X, weights = split_weights(block, plan.params.n_features)
-    if not isinstance(X, np.ndarray):  # an array-API array on its device
+    if not on_host(X):  # an array-API array on its device
         return xp_move_stats(X, plan.params, plan.axes, weights)
     return move_stats(X, plan.params, plan.axes, weights)
 

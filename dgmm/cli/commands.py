@@ -8,8 +8,17 @@ import click
 import numpy as np
 
 from ..errors import ConfigError
+from .app import (
+    COLUMNS_OPTION,
+    NAN_POLICY_OPTION,
+    STORAGE_OPTION,
+    feature_columns,
+    finite,
+    handle_errors,
+    main,
+    storage,
+)
 from .config import CLI_SEED
-from .app import COLUMNS_OPTION, NAN_POLICY_OPTION, STORAGE_OPTION, feature_columns, finite, handle_errors, main, storage
 
 
 @main.command()
@@ -34,8 +43,8 @@ def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood
             nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
     """Write the most probable component (a classifier's class) of every row of DATA, in input order
     (null for dropped rows); with --group-column one row per group."""
-    from ..estimator.files import load_model
     from ..data.outputs import predict_to_parquet
+    from ..estimator.files import load_model
 
     options = storage(storage_options)
     model = load_model(model_path, options)
@@ -115,8 +124,8 @@ def sample(model_path: str, n_samples: int, output: str, seed: int | None, overw
     """Draw rows from the model; columns are its features plus `component`."""
     import pyarrow as pa
 
-    from ..estimator.files import load_model
     from ..data.outputs import check_destination, model_summary, write_table
+    from ..estimator.files import load_model
 
     options = storage(storage_options)
     model = load_model(model_path, options)
@@ -271,10 +280,11 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
          overwrite: bool, columns: str | None, storage_options: tuple[str, ...]) -> None:
     """Plot the convergence curve and the components (over a sample of DATA) as a PNG; a classifier's
     classes in one colour each."""
+    from ..data.outputs import check_destination
     from ..errors import DataError
     from ..estimator.files import load_model
-    from ..data.outputs import check_destination
-    from ..estimator.plots import plot_model, sample_rows as read_sample
+    from ..estimator.plots import plot_model
+    from ..estimator.plots import sample_rows as read_sample
 
     options = storage(storage_options)
     model = load_model(model_path, options)

@@ -14,11 +14,9 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..errors import ConfigError
-from ..estimator.parameters import MIXTURE_PARAMETERS, Parameter, show
 from ..estimator.classifier import CLASSIFIER_PARAMETERS
+from ..estimator.parameters import MIXTURE_PARAMETERS, Parameter, show
 from ..estimator.select import SELECTION_PARAMETERS
-
-
 
 # Settings of a command run that are not estimator parameters.
 DATA = Parameter("data", str, None, "Parquet file or directory to fit")

@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
-
-from dataclasses import replace
 
 from ..data.synthetic import random_mixture, sample_mixture, write_parquet
 from ..errors import DgmmError

@@ -121,8 +121,8 @@ def fit_classifier(settings: dict[str, Any], dataset) -> None:
 def publish_model(model, dest: str, overwrite: bool, dataset, checkpoint) -> None:
     """Write the fitted model; if that fails, keep it (in the checkpoint, else a file in the temporary
     directory) and say how to publish it without refitting. The checkpoint is removed once published."""
-    from ..persist.model_file import save_model
     from ..errors import OutputExists
+    from ..persist.model_file import save_model
 
     try:
         save_model(model, dest, extra={"input": dataset.summary()}, overwrite=overwrite,

@@ -25,9 +25,9 @@ from typing import Any, Callable, Iterator, Literal
 import numpy as np
 
 from ..errors import InputTypeError
-from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_finite_block
-from ..kernels.xp_estep import namespace, to_numpy
+from ..kernels.arrays import namespace, to_numpy
 from .row_groups import RowGroupReader, column_values, read_row_group
+from .validation import MAX_MAGNITUDE, NanPolicy, check_finite_block
 
 DEVICE_CACHE_SHARE = 0.5  # with no budget given: this share of the device memory free when a fit's first chunk arrives
 

@@ -14,12 +14,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ..errors import DataError, IdColumnWarning, InputTypeError
+from ..kernels.arrays import namespace, to_numpy
+from ..kernels.row_weights import block_row_offset
+from .devices import DeviceTarget, check_device_values, device_target, is_device_array
 from .parquet import ParquetDataset, is_path_input
 from .parquet_checks import ID_MIN_ROWS
-from ..kernels.weights import (NanPolicy, attach_weights, block_row_offset, check_finite_block,
-                               check_nan_policy, is_weighted)
-from ..kernels.xp_estep import namespace, to_numpy
-from .devices import DeviceTarget, check_device_values, device_target, is_device_array
+from .validation import NanPolicy, attach_weights, check_finite_block, check_nan_policy, is_weighted
 
 __all__ = ["IN_MEMORY_CHUNK_ROWS", "Input", "InputKind", "as_input", "is_device_array", "on_device", "warn_id_like"]
 
@@ -40,7 +40,7 @@ class Input:
     values : the NumPy array (n, d [+ 1]) itself for in-memory input (the device array for "xp"), else None
     lazy : dask.array.Array (n, d [+ 1]), float64, chunked along rows only
     weighted : the last column holds row weights (sample weights, 0 for rows dropped by
-        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.weights.split_weights`
+        ``nan_policy="drop"``); kernels split it off with :func:`dgmm.kernels.row_weights.split_weights`
     frame : for scoring only (``as_input(..., keep_frame=True)``): the Dask DataFrame itself,
         numeric columns checked, so outputs keep its partitions and index; ``lazy`` is then None
         (its row count is never computed) and ``weighted`` says whether NaN rows are dropped

@@ -73,7 +73,7 @@ def with_codes(data: Input, codes: Any) -> Input:
         return Input("numpy", data.feature_names, np.column_stack([data.values, codes]), chunk_rows=data.chunk_rows,
                      weighted=data.weighted)
     if data.kind == "xp":
-        from ..kernels.xp_estep import namespace
+        from ..kernels.arrays import namespace
 
         xp = namespace(data.values)
         on_device = xp.asarray(np.asarray(codes, dtype=np.float64), device=data.values.device)

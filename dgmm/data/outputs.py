@@ -14,15 +14,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..kernels import posterior
 from ..errors import DataError, spell
+from ..kernels import posterior
+from ..kernels.arrays import to_numpy
+from ..kernels.device.posterior import xp_posteriors
+from ..kernels.row_weights import split_weights
+from .devices import device_target
 from .parquet import ParquetDataset, PathLike, read_row_group, read_table
 from .parquet_checks import not_parquet
-from .sources import open_input, storage_error
 from .publish import check_destination, published
-from ..kernels.weights import split_weights
-from ..kernels.xp_estep import to_numpy, xp_posteriors
-from .devices import device_target
+from .sources import open_input, storage_error
 
 __all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "write_table"]
 
@@ -144,7 +145,7 @@ class _ComponentRows:
         return columns
 
     def device_columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
-        """:meth:`columns`, computed on the GPU (:func:`~dgmm.kernels.xp_estep.xp_posterior`)."""
+        """:meth:`columns`, computed on the GPU (:func:`~dgmm.kernels.device.posterior.xp_posterior`)."""
         on_gpu = self.device.put(X)
         outputs = ["labels", *(["responsibilities"] if proba else []), *(["log_density"] if log_likelihood else [])]
         got = {name: to_numpy(out) for name, out in xp_posteriors(on_gpu, self.params, tuple(outputs)).items()}

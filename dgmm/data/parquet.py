@@ -26,14 +26,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import COLUMNS_HINT, DataError, spell
-from .parquet_checks import (EXACT_INT_LIMIT, ID_MIN_ROWS, IdColumns, check_columns, check_duplicates, check_exact_integers,
-                             check_not_index, check_null_counts, check_values, is_wide_int,
-                             not_parquet, pandas_index_columns)  # fmt: skip
-from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted
+from .parquet_checks import (
+    EXACT_INT_LIMIT,
+    ID_MIN_ROWS,
+    IdColumns,
+    check_columns,
+    check_duplicates,
+    check_exact_integers,
+    check_not_index,
+    check_null_counts,
+    check_values,
+    is_wide_int,
+    not_parquet,  # fmt: skip
+    pandas_index_columns,
+)
 from .row_groups import RowGroupReader, read_row_group, read_table
-from .sources import (PathLike, RowGroup, SourceFile, file_size, find_parquet_files, is_path_input, open_input, read_tail,
-                      storage_error)
-
+from .sources import (
+    PathLike,
+    RowGroup,
+    SourceFile,
+    file_size,
+    find_parquet_files,
+    is_path_input,
+    open_input,
+    read_tail,
+    storage_error,
+)
+from .validation import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted
 
 __all__ = ["ParquetDataset", "RowGroup", "RowGroupReader", "is_path_input", "read_parquet", "read_row_group",
            "read_table"]

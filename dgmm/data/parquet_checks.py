@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import COLUMNS_HINT, DataError, spell
-from ..kernels.weights import MAX_MAGNITUDE, NanPolicy, too_large_message
+from .validation import MAX_MAGNITUDE, NanPolicy, too_large_message
 
 if TYPE_CHECKING:
     from .sources import RowGroup, SourceFile

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import DataError
-from ..kernels.weights import NanPolicy, is_weighted, within_range
 from .parquet_checks import check_exact_integers, check_values, is_wide_int, null_message
 from .sources import RowGroup, open_input, storage_error
+from .validation import NanPolicy, is_weighted, within_range
 
 
 def column_values(row_group: RowGroup, columns: Sequence[str], weight_column: str | None = None,

@@ -4,7 +4,7 @@ decisions, likelihood ratios against the background model, and decisions per gro
 NumPy input is scored eagerly by blocks of rows; Dask and Parquet input lazily, block by block,
 with the kernels of :mod:`dgmm.kernels.posterior` and :mod:`dgmm.kernels.groups` (no scikit-learn on workers).
 Array-API input (CuPy) is scored on its device; Dask and Parquet input marked for a GPU chunk by chunk
-there, each chunk's scores back on the host (:mod:`dgmm.kernels.xp_classes`).
+there, each chunk's scores back on the host (:mod:`dgmm.kernels.device.classes`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,20 @@ from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.rows import map_block_rows, map_rows
+from ..kernels.arrays import ByBackend, namespace
+from ..kernels.device.classes import (
+    host_class_scores,
+    xp_class_scores,
+    xp_group_sums,
+    xp_most_probable,
+    xp_normalised_rows,
+)
 from ..kernels.groups import group_kernel
 from ..kernels.posterior import class_scores, most_probable, normalised_rows
-from ..kernels.xp_classes import host_class_scores, xp_most_probable, xp_normalised_rows
-from ..kernels.xp_estep import namespace
 from .runtime import runtime
 from .scoring import device_chunks
+
+GROUP_SUMS = ByBackend(group_kernel, xp_group_sums)  # a chunk on the host or, placed by the runtime, on a device
 
 
 class ClassScoringMixin:
@@ -78,7 +86,7 @@ class ClassScoringMixin:
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
         with runtime(self, coded) as where:
-            sums = where.executor.map_reduce(where.array, group_kernel, (params, ratio, data.weighted),
+            sums = where.executor.map_reduce(where.array, GROUP_SUMS, (params, ratio, data.weighted),
                                              self.split_every)
         # the background model's term is the same for every class: the decision is the same with ratio
         decision = sums.sums + np.log(self.class_prior_)
@@ -103,7 +111,7 @@ class ClassScoringMixin:
         payload = (params, (offset, against_last))
         n_out = len(params) - against_last
         if data.kind == "xp":  # on the array's device, in its library
-            return class_scores(data.values, payload)
+            return xp_class_scores(data.values, payload)
         if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each chunk's scores back on the host
             return map_block_rows(device_chunks(data), host_class_scores, payload, n_out, np.float64)
         if data.kind == "numpy":

@@ -18,7 +18,7 @@ on the same chunks. Prediction: ``argmax_c log prior_c + log p(x | c)``; verific
 
 ``device`` works as for a GaussianMixture: CuPy input, CuPy-backed Dask arrays and (``"cuda"``, or
 ``"auto"`` where CuPy sees a GPU) NumPy, Dask and Parquet input are fitted and scored on the GPU, the
-class codes travelling with each chunk there (dgmm.kernels.xp_classes).
+class codes travelling with each chunk there (dgmm.kernels.device.classes).
 """
 
 from __future__ import annotations
@@ -39,21 +39,22 @@ from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
+from ..data.validation import NanPolicy
 from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor
 from ..kernels.adapt import check_adapt
+from ..kernels.arrays import to_numpy
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
-from ..kernels.weights import NanPolicy, no_rows_left
-from ..kernels.xp_estep import to_numpy
+from ..kernels.row_weights import no_rows_left
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings
-from .runtime import runtime
 from .mixture import GaussianMixture
 from .parameters import BY_NAME, CachePolicy, Device, Parameter, check_n_samples, check_random_state, validate_params
+from .runtime import runtime
 
 PRIORS = ("empirical", "uniform")
 # The classifier's own parameters, as the command line and configs take them (arrays of priors and

@@ -15,6 +15,7 @@ from sklearn.base import DensityMixin
 from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
 from ..data.inputs import Input, as_input, on_device, warn_id_like
+from ..data.validation import NanPolicy
 from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels import posterior
@@ -22,11 +23,18 @@ from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.sampling import draw
-from ..kernels.weights import NanPolicy
 from ..persist.checkpoint import Checkpoint, FitState
 from .base import Estimator
-from .parameters import CachePolicy, Device, check_n_samples, check_random_state, checked_inits, param_error, validate_params
 from .fitting import run_fit
+from .parameters import (
+    CachePolicy,
+    Device,
+    check_n_samples,
+    check_random_state,
+    checked_inits,
+    param_error,
+    validate_params,
+)
 from .scoring import ScoringMixin
 
 logger = logging.getLogger("dgmm")

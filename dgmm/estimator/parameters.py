@@ -24,12 +24,12 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
+from ..data.validation import NAN_POLICIES
 from ..errors import ConfigError, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels.estep import COMPUTE_DTYPES
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
 from ..kernels.init import INIT_METHODS
-from ..kernels.weights import NAN_POLICIES
 
 CachePolicy = Literal["auto", "memory", "none"]
 Device = Literal["auto", "cpu", "cuda"]

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..kernels import gaussian
-from ..errors import DataError, DgmmError, ParameterError
 from ..data.parquet import ParquetDataset, PathLike, read_row_group
-from ..kernels.weights import NanPolicy
+from ..data.validation import NanPolicy
+from ..errors import DataError, DgmmError, ParameterError
+from ..kernels import gaussian
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

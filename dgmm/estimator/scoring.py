@@ -13,9 +13,10 @@ from ..data.parquet import is_path_input
 from ..errors import DataError, NotFittedError
 from ..execution.rows import finite_total, map_block_rows, map_partitions_rows, map_rows
 from ..kernels import posterior
+from ..kernels.arrays import to_numpy
 from ..kernels.criteria import information_criteria
+from ..kernels.device.posterior import xp_posterior
 from ..kernels.params import MixtureParams
-from ..kernels.xp_estep import to_numpy, xp_posterior
 
 
 class ScoringMixin:
@@ -129,7 +130,7 @@ def device_posterior(data: Input, kernel: Callable, params: MixtureParams) -> An
 
 
 def device_rows(values: Any, params: MixtureParams, output: str, n_features: int, weighted: bool) -> Any:
-    """:func:`~dgmm.kernels.xp_estep.xp_posterior` of a block of features [and a weight column]."""
+    """:func:`~dgmm.kernels.device.posterior.xp_posterior` of a block of features [and a weight column]."""
     dropped = values[:, n_features] == 0 if weighted else None
     return xp_posterior(values[:, :n_features], params, output, dropped)
 

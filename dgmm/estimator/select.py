@@ -31,14 +31,16 @@ from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, on_device, warn_id_like
 from ..errors import ParameterError
 from ..execution.executor import CountingExecutor
+from ..kernels.arrays import ByBackend
 from ..kernels.criteria import information_criteria
+from ..kernels.device.classes import xp_select_rows
 from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
-from ..kernels.weights import select_rows
+from ..kernels.row_weights import select_rows
 from .fitting import init_settings
-from .runtime import runtime
 from .mixture import GaussianMixture
-from .tables import format_table
 from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
+from .runtime import runtime
+from .tables import format_table
 
 Criterion = Literal["bic", "aic", "heldout"]
 CRITERIA: tuple[str, ...] = ("bic", "aic", "heldout")
@@ -209,11 +211,14 @@ def select(
     return Selection(best, table, criterion, counted.passes)
 
 
+SELECT_ROWS = ByBackend(select_rows, xp_select_rows)
+
+
 def _split(array, n_features: int, seed: int, fraction: float, held: bool):
     """Training (``held=False``) or held-out rows of ``array`` as weighted data (others weight 0)."""
     if not hasattr(array, "map_blocks"):  # in memory, or on a device in this process
-        return select_rows(array, n_features, seed, fraction, held)
-    return array.map_blocks(select_rows, n_features, seed, fraction, held, dtype=np.float64,
+        return SELECT_ROWS(array, n_features, seed, fraction, held)
+    return array.map_blocks(SELECT_ROWS, n_features, seed, fraction, held, dtype=np.float64,
                             chunks=(array.chunks[0], (n_features + 1,)))
 
 

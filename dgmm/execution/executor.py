@@ -39,12 +39,12 @@ import numpy as np
 
 from ..data.devices import DeviceTarget
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, InputKind
+from ..kernels.arrays import take_rows
+from ..kernels.stats import Stats
+from .blas import single_threaded_blas
 from .clusters import connect, current_client, local_cluster
 from .deadlines import STALL_TIMEOUT, result, wait_all, workers_info
-from .blas import single_threaded_blas
 from .local import InProcessExecutor
-from ..kernels.stats import Stats
-from ..kernels.xp_estep import take_rows
 from .passes import Kernel, build_pass, placed_in_row_ranges
 
 CACHE_FRACTION = 0.25

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels.arrays import take_rows
 from ..kernels.stats import Stats, merge_stats
-from ..kernels.xp_estep import take_rows
 from .blas import single_threaded_blas
 from .passes import Kernel, row_chunk_keys, tree_reduce
 

@@ -57,9 +57,9 @@ def _partition_rows(part, kernel: Callable, payload: Any, columns: Sequence[str]
     """One partition of :func:`map_partitions_rows`, as pandas."""
     import pandas as pd
 
+    from ..data.validation import attach_weights, check_finite_block
     from ..errors import DataError
     from ..kernels.posterior import kept_rows_only
-    from ..kernels.weights import attach_weights, check_finite_block
 
     values = part.to_numpy(dtype=np.float64, na_value=np.nan)
     try:
@@ -87,7 +87,7 @@ def finite_total(values: Any) -> tuple[float, int]:
         total, n = dask.compute(values.sum(), values.count())
         return float(total), int(n)
     if type(values).__module__.split(".")[0] not in ("dask", "dask_expr"):  # an array-API array on its device
-        from ..kernels.xp_estep import namespace, to_numpy
+        from ..kernels.arrays import namespace, to_numpy
 
         xp = namespace(values)
         kept = ~xp.isnan(values)

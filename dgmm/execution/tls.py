@@ -20,8 +20,7 @@ import os
 import ssl
 from typing import Any
 
-from ..errors import ConfigError
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 TLS_SETTINGS = ("tls_ca_file", "tls_cert", "tls_key")
 _DASK_KEYS = {

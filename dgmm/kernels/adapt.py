@@ -25,8 +25,8 @@ import numpy as np
 from ..errors import ParameterError
 from .params import MixtureParams
 from .posterior import log_responsibilities
+from .row_weights import split_weights
 from .stats import Stats, accumulate
-from .weights import split_weights
 
 ADAPTABLE = ("means", "weights", "covariances")
 
@@ -46,10 +46,6 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, n_classes: int, weighted:
     ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, the class code.
     Returns one :class:`~dgmm.kernels.stats.Stats` per class (a class absent from the block: zeros).
     """
-    if not isinstance(block, np.ndarray):  # an array-API block on its device
-        from .xp_classes import xp_class_stats
-
-        return xp_class_stats(block, ubm, n_classes, weighted)
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
     codes = block[:, -1]
     log_norm, log_resp = log_responsibilities(X, ubm)

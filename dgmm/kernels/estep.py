@@ -53,8 +53,8 @@ import numpy as np
 
 from .gaussian import CovarianceType, log_det_cholesky
 from .params import MixtureParams
+from .row_weights import live_rows
 from .stats import Stats, s2_shape, weight_totals
-from .weights import live_rows
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")

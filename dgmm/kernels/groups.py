@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .posterior import class_log_likelihoods
-from .weights import split_weights
+from .row_weights import split_weights
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,6 @@ def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSum
     over a chunk (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy
     are left out. ``payload`` is ``(mixtures, ratio, weighted)``."""
     params, ratio, weighted = payload
-    if not isinstance(block, np.ndarray):  # on its device: the scores (n, C) come back to the host
-        from .xp_classes import host_class_scores
-        from .xp_estep import to_numpy
-
-        scores = host_class_scores(block[:, :-1], (params, (np.zeros(len(params)), ratio)))
-        codes = to_numpy(block[:, -1])
-        kept = ~np.isnan(scores[:, 0]) if weighted else slice(None)  # rows dropped by nan_policy weigh 0
-        return GroupSums.of_rows(codes[kept], scores[kept])
     X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
     scores = class_log_likelihoods(X, params)
     if ratio:

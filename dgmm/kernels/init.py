@@ -32,8 +32,8 @@ import numpy as np
 from .gaussian import CovarianceType
 from .hashing import random_resp
 from .kmeans import kmeans_plusplus, nearest
+from .row_weights import live_rows, no_rows_left
 from .stats import Stats, accumulate, weight_totals
-from .weights import live_rows, no_rows_left
 
 InitMethod = Literal["random", "random_from_data", "k-means++", "kmeans", "k-means||", "split"]
 INIT_METHODS: tuple[str, ...] = ("random", "random_from_data", "k-means++", "kmeans", "k-means||", "split")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .hashing import row_uniforms
-from .weights import live_rows
+from .row_weights import live_rows
 
 BLOCK_ELEMENTS = 1 << 21  # rows × centres per distance block (16 MiB of float64)
 

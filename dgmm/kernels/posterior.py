@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import DataError
 from .gaussian import log_gaussian_prob
 from .params import MixtureParams
-from .weights import split_weights
+from .row_weights import split_weights
 
 
 def logsumexp_rows(a: np.ndarray) -> np.ndarray:
@@ -71,10 +71,6 @@ def class_scores(block: np.ndarray, payload: tuple) -> np.ndarray:
     """``log p(x | mixture_c) + offset_c`` (n, C) of a block (n, d [+ 1]); with ``against_last`` the last
     mixture's column is subtracted from the others and dropped (n, C - 1). Rows of weight 0 (dropped
     by nan_policy) get NaN. ``payload`` is ``(mixtures, (offset, against_last))``."""
-    if not isinstance(block, np.ndarray):  # an array-API block on its device
-        from .xp_classes import xp_class_scores
-
-        return xp_class_scores(block, payload)
     params, (offset, against_last) = payload
     X, weights = split_weights(block, params[0].n_features)
     scores = class_log_likelihoods(X, params) + offset

@@ -31,14 +31,14 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .archive import Invalid, Spec, canonical_json, checksum, read_archive
 from ..algorithms.em import EMResult, IterationCallback, IterationReport
+from ..data.sources import filesystem, is_remote, remote_call
 from ..errors import CheckpointError, DgmmError
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
+from ..kernels.params import MixtureParams
+from .archive import Invalid, Spec, canonical_json, checksum, read_archive
 from .checks import CORRUPT, INT, NONE, REAL, STR, TooLarge, check_keys, check_limits, has_type
 from .model_file import write_archive
-from ..kernels.params import MixtureParams
-from ..data.sources import filesystem, is_remote, remote_call
 
 FORMAT = "dgmm-checkpoint"
 FORMAT_VERSION = 2  # 2: n_components, n_features and n_seeds in the metadata, for bounded reads; "finished"

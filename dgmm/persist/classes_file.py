@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from . import model_file
 from .archive import Invalid, Spec
 from .checks import INT, NONE, REAL, STR, TooLarge, check_keys, check_values
-from . import model_file
 
 FORMAT = "dgmm-classifier"
 FORMAT_VERSION = 1

@@ -35,15 +35,29 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .archive import MAX_METADATA_BYTES, Invalid, Spec, canonical_json, check_spec, checksum, read_archive
+from ..data.sources import is_remote, open_input
+from ..data.validation import NAN_POLICIES
 from ..errors import DataError, ModelFileError, NotFittedError, ParameterError
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
-from ..data.sources import is_remote, open_input
-from ..kernels.weights import NAN_POLICIES
 from ..version import __version__
-from .checks import (CORRUPT, INT, MAX_COMPONENTS, MAX_FEATURE_NAME_CHARS, MAX_FEATURES,  # noqa: F401  (documented here)
-                     MAX_ITERATIONS, MAX_PARAMETER_ELEMENTS, NONE, REAL, STR, TooLarge, check_keys, check_limits,
-                     check_values, has_type)
+from .archive import MAX_METADATA_BYTES, Invalid, Spec, canonical_json, check_spec, checksum, read_archive
+from .checks import (  # noqa: F401  (documented here)
+    CORRUPT,
+    INT,
+    MAX_COMPONENTS,
+    MAX_FEATURE_NAME_CHARS,
+    MAX_FEATURES,
+    MAX_ITERATIONS,
+    MAX_PARAMETER_ELEMENTS,
+    NONE,
+    REAL,
+    STR,
+    TooLarge,
+    check_keys,
+    check_limits,
+    check_values,
+    has_type,
+)
 
 FORMAT = "dgmm-model"
 FORMAT_VERSION = 1

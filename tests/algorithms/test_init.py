@@ -13,8 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dgmm
-from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import init_kernel, initial_params
+from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
+from dgmm.algorithms.steps import run_steps
+from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.data.validation import attach_weights
 from dgmm.execution import CountingExecutor, Executor, InProcessExecutor
 from dgmm.kernels.hashing import row_uniforms
 from dgmm.kernels.init import InitPlan, choose_centres, init_chunk_stats
@@ -30,9 +33,6 @@ from dgmm.kernels.kmeans import (
     sampling_probabilities,
     squared_distances,
 )
-from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
-from dgmm.algorithms.steps import run_steps
-from dgmm.kernels.weights import attach_weights
 from dgmm.testing import ComputeCounter, assert_close, chunk_cuts, chunks_of
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
-from dgmm.data.synthetic import write_mixture_parquet
-from dgmm.cli.demo import DEMO_SETTINGS
 from dgmm import load_model
+from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
+from dgmm.cli.demo import DEMO_SETTINGS
+from dgmm.data.synthetic import write_mixture_parquet
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

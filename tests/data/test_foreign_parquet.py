@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import dgmm
-from dgmm.errors import DataError
 from dgmm.data.parquet import ParquetDataset
+from dgmm.errors import DataError
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 LIMIT = 2**53

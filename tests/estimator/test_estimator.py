@@ -10,8 +10,8 @@ from sklearn.base import clone
 
 import dgmm
 from dgmm.data.synthetic import sample_mixture
-from dgmm.kernels.params import MixtureParams
 from dgmm.errors import ConvergenceWarning, DataError, NotFittedError, ParameterError
+from dgmm.kernels.params import MixtureParams
 from dgmm.testing import assert_close
 
 

@@ -3,9 +3,8 @@ validation, the YAML keys and options of `dgmm fit` and `dgmm select`, select() 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import inspect
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

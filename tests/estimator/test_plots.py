@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
 import dgmm  # noqa: E402
-from dgmm.estimator import plots  # noqa: E402
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet  # noqa: E402
 from dgmm.errors import DgmmError  # noqa: E402
+from dgmm.estimator import plots  # noqa: E402
 from dgmm.testing import COVARIANCE_TYPES  # noqa: E402
 
 DGMM = str(Path(sys.executable).parent / "dgmm")

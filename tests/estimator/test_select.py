@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import dgmm
+from dgmm.algorithms.seeding import LLOYD_MAX_ITER, ROUNDS
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.errors import ParameterError
-from dgmm.algorithms.seeding import LLOYD_MAX_ITER, ROUNDS
 from dgmm.estimator.select import select
 
 

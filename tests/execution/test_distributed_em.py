@@ -9,10 +9,9 @@ import dask.array as da
 import numpy as np
 import pytest
 
-
 import dgmm
-from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.algorithms.em import em_kernel
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.execution import Executor, build_pass, current_client
 from dgmm.testing import COVARIANCE_TYPES, ComputeCounter, assert_close, initial_params, random_params
 

@@ -39,11 +39,11 @@ def test_cupy_array_fit_equals_the_numpy_fit(rows, covariance_type):
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_fused_cuda_kernels_equal_the_numba_and_array_api_kernels(rows, covariance_type):
-    """NVRTC compiles dgmm/kernels/cuda_estep.cu, and the fused tiles equal the numba kernel (float64, 1e-12)
+    """NVRTC compiles dgmm/kernels/device/cuda.cu, and the fused tiles equal the numba kernel (float64, 1e-12)
     and the array-API tiles, with weights, a column-major view (as the Parquet reader stages it) and float32."""
-    from dgmm.kernels.cuda_estep import gpu_launcher
+    from dgmm.kernels.device.cuda import gpu_launcher
+    from dgmm.kernels.device.estep import xp_chunk_stats
     from dgmm.kernels.estep import fused_chunk_stats, plan_estep
-    from dgmm.kernels.xp_estep import xp_chunk_stats
     from dgmm.testing import assert_stats_match
 
     X = rows + 1000.0
@@ -59,7 +59,7 @@ def test_fused_cuda_kernels_equal_the_numba_and_array_api_kernels(rows, covarian
     assert_stats_match(xp_chunk_stats(on_gpu, plan, w, fused=False), ref, covariance_type, 1e-12)
     single = xp_chunk_stats(on_gpu.astype(cupy.float32), params, dtype="float32")
     assert_stats_match(single, fused_chunk_stats(X, plan), covariance_type, 1e-4)
-    from dgmm.kernels.xp_estep import xp_posteriors
+    from dgmm.kernels.device.posterior import xp_posteriors
 
     outputs = ("labels", "log_density", "responsibilities")
     fast, slow = xp_posteriors(on_gpu, params, outputs), xp_posteriors(on_gpu, params, outputs, fused=False)

@@ -1,4 +1,4 @@
-"""The fused CUDA E-step (dgmm.kernels.cuda_estep) compiled for the host by the C compiler, against the numba
+"""The fused CUDA E-step (dgmm.kernels.device.cuda) compiled for the host by the C compiler, against the numba
 kernel: the same source and the same glue as on a GPU, each kernel a loop over its thread indices."""
 
 from __future__ import annotations
@@ -10,12 +10,17 @@ import pytest
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
-from dgmm.kernels.cuda_estep import (HostLauncher, fused_chunk_stats_on, gpu_launcher, kernel_source, slice_rows,
-                                    stats_threads_per_slice)
+from dgmm.kernels.device.cuda import (
+    fused_chunk_stats_on,
+    gpu_launcher,
+    kernel_source,
+    slice_rows,
+    stats_threads_per_slice,
+)
 from dgmm.kernels.estep import fused_chunk_stats, plan_estep
 from dgmm.kernels.gaussian import COVARIANCE_TYPES
 from dgmm.kernels.params import MixtureParams
-from dgmm.testing import assert_stats_match
+from dgmm.testing import HostLauncher, assert_stats_match
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                 reason="no C compiler to build the CUDA kernels' host version")
@@ -139,7 +144,7 @@ def nvrtc_compile(lib, source: str, options: list[str]) -> tuple[int, str]:
     import ctypes
 
     program, size = ctypes.c_void_p(), ctypes.c_size_t()
-    assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"cuda_estep.cu", 0, None, None) == 0
+    assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"cuda.cu", 0, None, None) == 0
     try:
         flags = (ctypes.c_char_p * len(options))(*[o.encode() for o in options])
         result = lib.nvrtcCompileProgram(program, len(options), flags)
@@ -176,7 +181,7 @@ def test_nvrtc_compiles_wide_shapes(covariance_type):
 def test_precision_factors_that_are_not_triangular_take_every_product(launcher, data, fitted, covariance_type):
     """dgmm's factors U are upper triangular and the distances skip the zeros; a factor built by hand otherwise
     (here with an entry below the diagonal) takes every product, as the numba kernel's GEMM does."""
-    from dgmm.kernels.cuda_estep import upper_triangular
+    from dgmm.kernels.device.cuda import upper_triangular
 
     X, weights = data
     p = fitted[covariance_type]
@@ -207,7 +212,7 @@ def test_many_components_keep_their_log_probabilities_in_the_output_row(launcher
 
 
 def test_tiles_hold_a_quarter_of_the_chunk_or_1_gib_of_responsibilities():
-    from dgmm.kernels.cuda_estep import fused_tile_rows
+    from dgmm.kernels.device.cuda import fused_tile_rows
 
     assert fused_tile_rows(100_000_000, 16, 8) == int(0.25 * 100_000_000 * 16 / 9)  # 3 tiles, 1.25x the data
     assert fused_tile_rows(1_000_000, 16, 8) == 1 << 20  # a row group of a million rows: one tile
@@ -218,7 +223,7 @@ def test_tiles_hold_a_quarter_of_the_chunk_or_1_gib_of_responsibilities():
 def test_row_outputs_of_the_fused_kernel_equal_the_numpy_ones(launcher, data, fitted, covariance_type):
     """Predictions of a CuPy array take dgmm_resp alone: labels, log-densities and exact responsibilities."""
     from dgmm.kernels import posterior
-    from dgmm.kernels.cuda_estep import fused_posteriors_on
+    from dgmm.kernels.device.cuda import fused_posteriors_on
 
     X, _ = data
     params = fitted[covariance_type]
@@ -232,7 +237,7 @@ def test_row_outputs_of_the_fused_kernel_equal_the_numpy_ones(launcher, data, fi
 
 
 def test_an_empty_chunk_launches_nothing_and_adds_nothing(launcher, data, fitted):
-    from dgmm.kernels.cuda_estep import fused_posteriors_on
+    from dgmm.kernels.device.cuda import fused_posteriors_on
 
     X, _ = data
     plan = plan_estep(fitted["full"])

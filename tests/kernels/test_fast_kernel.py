@@ -14,8 +14,8 @@ import dgmm
 from dgmm.algorithms.em import em_kernel
 from dgmm.errors import ParameterError
 from dgmm.execution import InProcessExecutor
-from dgmm.kernels.estep import fused_chunk_stats, plan_estep, tile_bounds
 from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of
+from dgmm.kernels.estep import fused_chunk_stats, plan_estep, tile_bounds
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
 from dgmm.kernels.stats import merge_stats

@@ -1,4 +1,4 @@
-"""The array-API E-step (dgmm.kernels.xp_estep) against the numba kernel, under NumPy and array-api-strict
+"""The array-API E-step (dgmm.kernels.device.estep) against the numba kernel, under NumPy and array-api-strict
 (on its CPU device and on "device1", which refuses conversion to NumPy as CuPy's arrays do)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
+from dgmm.kernels.device.estep import xp_chunk_stats
 from dgmm.kernels.estep import fused_chunk_stats, plan_estep
 from dgmm.kernels.gaussian import COVARIANCE_TYPES
-from dgmm.kernels.xp_estep import xp_chunk_stats
 from dgmm.testing import assert_stats_match
 
 xps = pytest.importorskip("array_api_strict")
@@ -56,8 +56,8 @@ def test_float32_compute_accumulates_in_float64(data, covariance_type):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
 def test_kmeans_kernels_equal_the_numpy_ones(data, weighted, tile_rows):
+    from dgmm.kernels.device.kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
     from dgmm.kernels.kmeans import count_nearest, lloyd_chunk, sample_candidates
-    from dgmm.kernels.xp_kmeans import xp_count_nearest, xp_lloyd_chunk, xp_sample_candidates
 
     X, weights = data
     w = weights if weighted else None
@@ -81,7 +81,7 @@ def test_kmeans_kernels_equal_the_numpy_ones(data, weighted, tile_rows):
 
 
 def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_or_1_gib_allows():
-    from dgmm.kernels.xp_estep import xp_tile_rows
+    from dgmm.kernels.device.tiles import xp_tile_rows
 
     rows = xp_tile_rows(100_000_000, 16, 8, "full")  # intermediates of 4d + 7K = 120 values a row
     assert rows == int(0.25 * 100_000_000 * 16 / 120)  # 30 tiles: few kernel launches, 1.25x the data in all
@@ -94,8 +94,8 @@ def test_tiles_on_a_device_are_as_large_as_a_quarter_of_the_chunk_or_1_gib_allow
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
 def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted, tile_rows):
+    from dgmm.kernels.device.moves import xp_move_stats
     from dgmm.kernels.moves import move_stats, principal_axes
-    from dgmm.kernels.xp_moves import xp_move_stats
 
     X, weights = data
     params = dgmm.GaussianMixture(4, random_state=0, max_iter=3).fit(X).fitted_params()
@@ -112,7 +112,8 @@ def test_move_statistics_equal_the_numpy_kernel(data, namespace, weighted, tile_
 def test_initial_statistics_and_posteriors_by_tiles_equal_one_tile(data, method, covariance_type):
     """Tiles keep a device's memory near the chunk's size; they change nothing but rounding (and the hashed
     responsibilities of "random" follow the global row index across tiles)."""
-    from dgmm.kernels.xp_estep import xp_init_stats, xp_posteriors
+    from dgmm.kernels.device.estep import xp_init_stats
+    from dgmm.kernels.device.posterior import xp_posteriors
 
     X, weights = data
     device, device_w = on("strict-device1", X), on("strict-device1", weights)
@@ -133,7 +134,7 @@ def test_initial_statistics_and_posteriors_by_tiles_equal_one_tile(data, method,
 @pytest.mark.parametrize("tile_rows", [None, 37], ids=["one-tile", "tiles-of-37"])
 def test_class_statistics_under_a_background_model_equal_the_numpy_kernel(data, tile_rows):
     from dgmm.kernels.adapt import class_stats
-    from dgmm.kernels.xp_classes import xp_class_stats
+    from dgmm.kernels.device.classes import xp_class_stats
 
     X, weights = data
     codes = (np.arange(len(X)) * 7 % 3).astype(float)

@@ -21,13 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dgmm
-from dgmm.persist import model_file as model_io
-from dgmm.errors import CheckpointError
-from dgmm.persist.checkpoint import Checkpoint
 from dgmm.cli.config import FIT_SETTINGS, read_yaml, resolve
-from dgmm.errors import ConfigError
-from dgmm.errors import DgmmError, ModelFileError
+from dgmm.errors import CheckpointError, ConfigError, DgmmError, ModelFileError
 from dgmm.estimator.files import load_model, load_model_with_metadata
+from dgmm.persist import model_file as model_io
+from dgmm.persist.checkpoint import Checkpoint
 from dgmm.persist.model_file import read_metadata, save_model
 
 FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 import dgmm
 import dgmm.data.publish
-from dgmm.persist import model_file as model_io
-from dgmm.errors import ModelFileError, NotFittedError, ParameterError
 from dgmm import load_model
+from dgmm.errors import ModelFileError, NotFittedError, ParameterError
+from dgmm.persist import model_file as model_io
 from dgmm.persist.model_file import read_metadata, save_model
 from dgmm.testing import COVARIANCE_TYPES
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import dgmm
-from dgmm.persist import archive, checks
-from dgmm.persist import model_file as model_io
+from dgmm import load_model, save_model
 from dgmm.errors import ModelFileError
 from dgmm.kernels.gaussian import covariance_shape, precision_cholesky
-from dgmm import load_model, save_model
+from dgmm.persist import archive, checks
+from dgmm.persist import model_file as model_io
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: its dgmm first on the PYTHONPATH
 X = np.random.default_rng(0).normal(size=(200, 4)) + np.repeat([[0.0], [6.0]], 100, axis=0)

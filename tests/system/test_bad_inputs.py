@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import dgmm
-from dgmm.errors import DgmmError
-from dgmm.data.devices import cuda_devices
 from dgmm import load_model
+from dgmm.data.devices import cuda_devices
+from dgmm.errors import DgmmError
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 RNG = np.random.default_rng(7)

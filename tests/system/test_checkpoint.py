@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import KillAt, passes_seen
 
 import dgmm
+from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.errors import CheckpointError
 from dgmm.persist.checkpoint import Checkpoint
-from dgmm.data.synthetic import random_mixture, sample_mixture
-
-from faults import KillAt, passes_seen
 
 DGMM = str(Path(sys.executable).parent / "dgmm")
 

@@ -13,11 +13,10 @@ import sys
 
 import pytest
 from distributed import Client
+from faults import FOLDER, KillAt, killed, passes_seen, resume
 
 import dgmm
 from dgmm.testing import BIN, assert_identical, dask_processes, mixture_parquet
-
-from faults import FOLDER, KillAt, killed, passes_seen, resume
 
 FIT = dict(n_components=3, tol=0.0, max_iter=6, random_state=1)
 CLI_FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "6", "--seed", "1"]

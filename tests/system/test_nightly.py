@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import preload_env
 
 import dgmm
-from dgmm.persist.checkpoint import Checkpoint
 from dgmm.data.synthetic import write_parquet
+from dgmm.persist.checkpoint import Checkpoint
 from dgmm.testing import BIN, assert_identical
-
-from faults import preload_env
 
 FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "--n-workers", "2"]
 LATE_PASS = 17  # of the 21 passes of this fit (13 initialisation passes, then 8 EM iterations)

@@ -9,12 +9,11 @@ import subprocess
 
 import psutil
 import pytest
+from faults import HOOKS, preload_env, worker_pids
 
 import dgmm
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.testing import BIN, assert_identical
-
-from faults import HOOKS, preload_env, worker_pids
 
 FIT = ["--n-components", "3", "--tol", "0", "--max-iter", "8", "--seed", "1", "--n-workers", "2"]
 

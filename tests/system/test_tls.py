@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 import dgmm
 from dgmm.cli import main
-from dgmm.errors import ConfigError
 from dgmm.data.synthetic import random_mixture, sample_mixture, write_parquet
+from dgmm.errors import ConfigError
 from dgmm.execution import connect
 from dgmm.testing import BIN, dask_processes
 

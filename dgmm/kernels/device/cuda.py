@@ -1,6 +1,6 @@
-"""The fused E-step on a GPU: :file:`cuda_estep.cu`, two kernels per tile, launched by CuPy.
+"""The fused E-step on a GPU: :file:`cuda.cu`, two kernels per tile, launched by CuPy.
 
-The array-API tile (:mod:`dgmm.kernels.xp_estep`) takes ~10 whole-tile array operations per component,
+The array-API tile (:mod:`dgmm.kernels.device.estep`) takes ~10 whole-tile array operations per component,
 each reading and writing (T, d) arrays in GPU memory: ~15 KB per row at d=16, K=8, full. Here a tile
 is read twice and only the responsibilities are written:
 
@@ -12,28 +12,25 @@ is read twice and only the responsibilities are written:
 
 Per row that is the data twice, ``R`` written and read: ~0.4 KB at d=16, K=8 in float64.
 
-The same source compiles on the host (:class:`HostLauncher`, the C compiler and ctypes), so the tests
+The same source compiles on the host (:class:`dgmm.testing.HostLauncher`, the C compiler and ctypes), so the tests
 check the kernels' arithmetic and this module's glue on machines without a GPU.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import shutil
-import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from .estep import EStepPlan, component_chols
-from .stats import Stats
+from ..arrays import namespace, to_numpy
+from ..estep import EStepPlan, component_chols
+from ..stats import Stats, s2_shape
+from .tiles import row_tiles, rows_for_width, xp_weight_totals
 
-SOURCE = Path(__file__).with_name("cuda_estep.cu")
+SOURCE = Path(__file__).with_name("cuda.cu")
 STATS_THREADS = 1 << 18  # dgmm_stats threads a tile aims at: an H200's 132 SMs hold 270,336
 MIN_SLICE_ROWS = 64
 BLOCK = 256  # threads per block
@@ -43,7 +40,7 @@ C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 def kernel_source(n_features: int, n_components: int, covariance_type: str, data_dtype: Any,
                   compute_dtype: Any, triangular: bool = True) -> str:
-    """The kernels' text for one shape: :file:`cuda_estep.cu` after its defines (``triangular``: the precision
+    """The kernels' text for one shape: :file:`cuda.cu` after its defines (``triangular``: the precision
     factors are upper triangular, so the distances take half the products)."""
     defines = {"D": n_features, "K": n_components, "COV": COV_CODES[covariance_type],
                "IB": rows_per_thread(n_features, covariance_type), "TRI": int(triangular),
@@ -70,10 +67,8 @@ def upper_triangular(plan: EStepPlan) -> bool:
 
 def fused_tile_rows(n_rows: int, n_features: int, n_components: int) -> int:
     """Rows per tile: ``R`` and the log-likelihoods, K + 1 float64 values a row, by the rule of every device
-    kernel's tiles (:func:`~dgmm.kernels.xp_estep.rows_for_width`: within a quarter of the chunk, so GPU memory
+    kernel's tiles (:func:`~dgmm.kernels.device.tiles.rows_for_width`: within a quarter of the chunk, so GPU memory
     is about 1.25x the data, and at least a million rows or 1 GiB)."""
-    from .xp_estep import rows_for_width
-
     return rows_for_width(n_rows, n_features, n_components + 1)
 
 
@@ -98,7 +93,7 @@ def slice_rows(n_rows: int, per_slice: int) -> int:
     return -(-n_rows // slices)
 
 
-class _Operands:
+class Operands:
     """The plan's constants on the launcher's device: what ``dgmm_resp`` and ``dgmm_stats`` read."""
 
     def __init__(self, xp, plan: EStepPlan, floor: float | None = None):
@@ -122,7 +117,7 @@ class _Operands:
         self.empty = xp.zeros(1)
 
 
-def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: EStepPlan, weights: Any = None,
+def fused_chunk_stats_on(launcher: "Launcher", X: Any, plan: EStepPlan, weights: Any = None,
                          tile_rows: int | None = None) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d), float32 or float64, by the fused kernels.
 
@@ -137,16 +132,13 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
     -------
     Stats (NumPy, float64), as :func:`dgmm.kernels.estep.fused_chunk_stats` gives
     """
-    from .stats import s2_shape
-    from .xp_estep import namespace, row_tiles, to_numpy, xp_weight_totals
-
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
     X = _floating(xp, X)
     if weights is not None:
         weights = xp.ascontiguousarray(weights.astype(xp.float64))
-    ops, key = _Operands(xp, plan), kernel_key(X, plan)
+    ops, key = Operands(xp, plan), kernel_key(X, plan)
     loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, plan.covariance_type))
     for start, stop in row_tiles(n, tile_rows or fused_tile_rows(n, d, K)):
@@ -160,7 +152,7 @@ def fused_chunk_stats_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: 
     return Stats(n, loglik, s0, s1, s2, *totals)
 
 
-def fused_posteriors_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: EStepPlan, outputs: tuple[str, ...],
+def fused_posteriors_on(launcher: "Launcher", X: Any, plan: EStepPlan, outputs: tuple[str, ...],
                         tile_rows: int | None = None) -> dict[str, Any]:
     """Row outputs of the mixture by ``dgmm_resp`` alone, on the launcher's device, in its library.
 
@@ -172,13 +164,11 @@ def fused_posteriors_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: E
         "responsibilities" (n, K), float64, as :mod:`dgmm.kernels.posterior` gives them (no floor: exact
         ``exp(log p_k − log p)``)
     """
-    from .xp_estep import row_tiles
-
     xp = launcher.xp
     n, d = X.shape
     K = plan.n_components
     X = _floating(xp, X)
-    ops, key = _Operands(xp, plan, floor=-1e308), kernel_key(X, plan)
+    ops, key = Operands(xp, plan, floor=-1e308), kernel_key(X, plan)
     parts: dict[str, list] = {name: [] for name in outputs}
     for start, stop in row_tiles(n, tile_rows or fused_tile_rows(n, d, K)):
         R, LL = _responsibilities(launcher, X[start:stop], ops, None, key)
@@ -189,7 +179,7 @@ def fused_posteriors_on(launcher: "HostLauncher | CupyLauncher", X: Any, plan: E
     return {name: values[0] if len(values) == 1 else xp.concatenate(values) for name, values in parts.items()}
 
 
-def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any, key: tuple) -> tuple[Any, Any, Any, Any]:
+def _tile(launcher, X: Any, plan: EStepPlan, ops: Operands, w: Any, key: tuple) -> tuple[Any, Any, Any, Any]:
     """(loglik, s0, s1, lower-triangular or per-feature s2) of one tile, on the launcher's device."""
     xp = launcher.xp
     n, d = X.shape
@@ -208,7 +198,7 @@ def _tile(launcher, X: Any, plan: EStepPlan, ops: _Operands, w: Any, key: tuple)
     return LL.sum(), R.sum(axis=0), S1P.sum(axis=0), S2P.sum(axis=0)
 
 
-def _responsibilities(launcher, X: Any, ops: _Operands, w: Any, key: tuple) -> tuple[Any, Any]:
+def _responsibilities(launcher, X: Any, ops: Operands, w: Any, key: tuple) -> tuple[Any, Any]:
     """``dgmm_resp`` on a tile (T, d): responsibilities ``R`` (T, K) and the rows' log-likelihoods (T,), float64."""
     xp = launcher.xp
     n = X.shape[0]
@@ -237,6 +227,18 @@ def _mirrored(s2: np.ndarray, covariance_type: str) -> np.ndarray:
     return full.sum(axis=0) if covariance_type == "tied" else full
 
 
+class Launcher(Protocol):
+    """What runs the two kernels: :class:`CupyLauncher` on a GPU, ``dgmm.testing.HostLauncher`` on the host."""
+
+    xp: Any
+
+    def compile(self, key: tuple) -> None: ...
+
+    def resp(self, key, n, X, sr, sc, W, has_w, ops: Operands, R, LL) -> None: ...
+
+    def stats(self, key, threads, n, rows, X, sr, sc, ops: Operands, R, S1P, S2P) -> None: ...
+
+
 class CupyLauncher:
     """The kernels on CuPy's current device, compiled once per shape and dtype by NVRTC (CuPy caches them)."""
 
@@ -257,59 +259,17 @@ class CupyLauncher:
         self._function(key, "dgmm_resp")
         self._function(key, "dgmm_stats")
 
-    def resp(self, key, n, X, sr, sc, W, has_w, ops: _Operands, R, LL) -> None:
+    def resp(self, key, n, X, sr, sc, W, has_w, ops: Operands, R, LL) -> None:
         self._function(key, "dgmm_resp")(
             (-(-n // BLOCK),), (BLOCK,),
             (np.int64(n), X, np.int64(sr), np.int64(sc), np.int32(has_w), W, ops.centre, ops.shift, ops.matrix,
              ops.shift_u, ops.log_norm, np.float64(ops.floor), R, LL))
 
-    def stats(self, key, threads, n, rows, X, sr, sc, ops: _Operands, R, S1P, S2P) -> None:
+    def stats(self, key, threads, n, rows, X, sr, sc, ops: Operands, R, S1P, S2P) -> None:
         self._function(key, "dgmm_stats")(
             (-(-threads // BLOCK),), (BLOCK,),
             (np.int64(threads), np.int64(n), np.int64(rows), X, np.int64(sr), np.int64(sc), ops.centre, ops.shift,
              R, S1P, S2P))
-
-
-class HostLauncher:
-    """The same kernels compiled by the host's C compiler, each a loop over its thread indices (for tests)."""
-
-    xp = np
-
-    def __init__(self, compiler: str | None = None):
-        self.compiler = compiler or shutil.which("cc") or shutil.which("gcc")
-        if self.compiler is None:
-            raise RuntimeError("no C compiler (cc or gcc) on PATH")
-        self._dir = Path(tempfile.mkdtemp(prefix="dgmm-cuda-estep-"))
-        self._libs: dict[tuple, ctypes.CDLL] = {}
-
-    def _lib(self, key: tuple) -> ctypes.CDLL:
-        lib = self._libs.get(key)
-        if lib is None:
-            source = kernel_source(*key)
-            stem = hashlib.sha256(source.encode()).hexdigest()[:16]
-            c_file, so_file = self._dir / f"{stem}.c", self._dir / f"{stem}.so"
-            c_file.write_text(source)
-            subprocess.run([self.compiler, "-O2", "-shared", "-fPIC", "-DDGMM_HOST", "-o", str(so_file),
-                            str(c_file), "-lm"], check=True, capture_output=True, text=True)
-            lib = self._libs[key] = ctypes.CDLL(str(so_file))
-        return lib
-
-    def compile(self, key: tuple) -> None:
-        self._lib(key)
-
-    def resp(self, key, n, X, sr, sc, W, has_w, ops: _Operands, R, LL) -> None:
-        ll, p, i, f = ctypes.c_longlong, _pointer, ctypes.c_int, ctypes.c_double
-        self._lib(key).dgmm_resp(ll(n), p(X), ll(sr), ll(sc), i(int(has_w)), p(W), p(ops.centre), p(ops.shift),
-                                 p(ops.matrix), p(ops.shift_u), p(ops.log_norm), f(ops.floor), p(R), p(LL))
-
-    def stats(self, key, threads, n, rows, X, sr, sc, ops: _Operands, R, S1P, S2P) -> None:
-        ll, p = ctypes.c_longlong, _pointer
-        self._lib(key).dgmm_stats(ll(threads), ll(n), ll(rows), p(X), ll(sr), ll(sc), p(ops.centre), p(ops.shift),
-                                  p(R), p(S1P), p(S2P))
-
-
-def _pointer(a: np.ndarray) -> ctypes.c_void_p:
-    return ctypes.c_void_p(a.ctypes.data)
 
 
 _GPU: dict[str, Any] = {}

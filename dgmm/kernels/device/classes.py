@@ -1,7 +1,8 @@
 """The classifier's kernels on a block of any array-API library, on its device (CuPy on a GPU): one class's view
-of the rows, every class's statistics under a background model, and every class's scores.
+of the rows, every class's statistics under a background model, every class's scores and their sums per group;
+and the training or held-out part of a block.
 
-The block's layout is :func:`dgmm.kernels.weights.class_rows`'s: features (n, d), the row weight when the
+The block's layout is :func:`dgmm.kernels.row_weights.class_rows`'s: features (n, d), the row weight when the
 data is weighted, and last the class (or group) code of the row as a float.
 """
 
@@ -11,10 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from .params import MixtureParams
-from .stats import Stats, merge_stats
-from .xp_estep import (namespace, row_tiles, rows_for_width, to_numpy, xp_accumulate, xp_logsumexp_rows,
-                       xp_posterior, xp_posteriors, xp_weight_totals)
+from ..arrays import namespace, to_numpy
+from ..groups import GroupSums
+from ..hashing import heldout_rows
+from ..params import MixtureParams
+from ..posterior import most_probable
+from ..row_weights import block_row_offset
+from ..stats import Stats, merge_stats
+from .estep import xp_accumulate, xp_logsumexp_rows
+from .posterior import xp_posterior, xp_posteriors
+from .tiles import row_tiles, rows_for_width, xp_weight_totals
 
 
 def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any:
@@ -90,10 +97,29 @@ def xp_normalised_rows(joint: Any) -> Any:
 def xp_most_probable(joint: Any, classes: np.ndarray) -> np.ndarray:
     """:func:`dgmm.kernels.posterior.most_probable` of joint log-likelihoods on a device: the classes as NumPy
     (labels may be strings, which no device holds)."""
-    from .posterior import most_probable
-
     xp = namespace(joint)
     if bool(to_numpy(xp.any(xp.isnan(joint)))):
         return most_probable(to_numpy(joint), classes)  # names the first dropped row, as on the CPU
     return classes[to_numpy(xp.argmax(joint, axis=1))]
 
+
+def xp_group_sums(block: Any, payload: tuple, row_offset: int) -> GroupSums:
+    """:func:`dgmm.kernels.groups.group_kernel` of a block on its device: the scores (n, C) come back to the host
+    and are summed there per group."""
+    params, ratio, weighted = payload
+    scores = host_class_scores(block[:, :-1], (params, (np.zeros(len(params)), ratio)))
+    codes = to_numpy(block[:, -1])
+    kept = ~np.isnan(scores[:, 0]) if weighted else slice(None)  # rows dropped by nan_policy weigh 0
+    return GroupSums.of_rows(codes[kept], scores[kept])
+
+
+def xp_select_rows(block: Any, n_features: int, seed: int, fraction: float, held: bool,
+                   block_info: dict | None = None) -> Any:
+    """:func:`dgmm.kernels.row_weights.select_rows` on the block's device: the part's mask goes there."""
+    xp = namespace(block)
+    X = block[:, :n_features]
+    weights = block[:, n_features] if block.shape[1] > n_features else None
+    keep = heldout_rows(X.shape[0], block_row_offset(block_info), seed, fraction)
+    part = xp.asarray((keep == held).astype(np.float64), device=X.device)
+    weights = part if weights is None else xp.astype(weights, xp.float64) * part
+    return xp.concat([xp.astype(X, xp.float64), weights[:, None]], axis=1)

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .hashing import row_uniforms
-from .kmeans import CandidateCounts, CandidateSample, LloydStats
-from .xp_estep import namespace, row_tiles, rows_for_width, to_numpy
+from ..arrays import namespace, to_numpy
+from ..hashing import row_uniforms
+from ..kmeans import CandidateCounts, CandidateSample, LloydStats
+from .tiles import row_tiles, rows_for_width
 
 
 def _nearest(xp, X: Any, centres: np.ndarray) -> tuple[Any, Any]:

@@ -22,74 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from .estep import EStepPlan, component_chols, plan_estep
-from .params import MixtureParams
-from .stats import Stats, merge_stats, s2_shape
-
-# A tile costs ~10 kernel launches per component, each ~10 µs of Python and driver time holding the GIL:
-# tiles are as large as keeping their intermediates within XP_TILE_SHARE of the chunk's bytes allows
-# (GPU memory ≈ 1.25x the data), and never smaller than XP_MIN_TILE_ROWS rows or 1 GiB of intermediates.
-XP_TILE_SHARE = 0.25
-XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES = 1 << 20, 1 << 30
-
-
-def xp_tile_rows(n_rows: int, n_features: int, n_components: int, covariance_type: str) -> int:
-    """Rows per tile of a chunk of ``n_rows``; a tile's intermediates peak at about ``4d + 7K`` float64 values
-    a row (``Z`` and a component's temporaries; log-probabilities, responsibilities and their temporaries),
-    ``6d + 7K`` for diag/spherical, whose ``[Z, Z∘Z]`` is twice as wide."""
-    width = (6 if covariance_type in ("diag", "spherical") else 4) * n_features + 7 * n_components
-    return rows_for_width(n_rows, n_features, width)
-
-
-def rows_for_width(n_rows: int, n_features: int, width: int) -> int:
-    """Rows per tile of a chunk (n_rows, n_features) whose tiles hold ``width`` float64 intermediates a row."""
-    smallest = min(XP_MIN_TILE_ROWS, XP_MIN_TILE_BYTES // (8 * max(width, 1)))
-    return max(1, smallest, int(XP_TILE_SHARE * n_rows * n_features / max(width, 1)))
-
-
-def row_tiles(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
-    """``[(start, stop), …]`` of consecutive tiles of ``tile_rows`` covering ``n_rows`` (one empty tile for 0)."""
-    return [(start, min(start + tile_rows, n_rows)) for start in range(0, max(n_rows, 1), max(1, tile_rows))]
-
-
-def namespace(*arrays: Any):
-    """The array API namespace of ``arrays`` (array-api-compat's wrapper for NumPy, CuPy, torch)."""
-    from array_api_compat import array_namespace
-
-    return array_namespace(*arrays)
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """A small result back on the host as NumPy, from any array-API library and device."""
-    from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
-
-    if is_numpy_array(x):
-        return x
-    if is_cupy_array(x):
-        return x.get()
-    if is_torch_array(x):
-        return x.detach().cpu().numpy()
-    if type(x).__module__.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(x)
-
-
-def take_rows(X: Any, indices: np.ndarray) -> np.ndarray:
-    """Rows ``X[indices]`` (n, d) of a NumPy or array-API block as NumPy: taken on the block's device, so
-    only those rows are copied to the host."""
-    if isinstance(X, np.ndarray):
-        return X[np.asarray(indices)]
-    xp = namespace(X)
-    return to_numpy(xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=X.device), axis=0))
+from ..arrays import namespace, to_numpy
+from ..estep import EStepPlan, component_chols, plan_estep
+from ..hashing import random_resp
+from ..params import MixtureParams
+from ..stats import Stats, merge_stats, s2_shape
+from .cuda import fused_chunk_stats_on, gpu_launcher
+from .tiles import row_tiles, rows_for_width, xp_tile_rows, xp_weight_totals
 
 
 def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
                    tile_rows: int | None = None, fused: bool = True) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.
 
-    A CuPy array goes to the fused CUDA kernels (:mod:`dgmm.kernels.cuda_estep`) unless ``fused`` is
+    A CuPy array goes to the fused CUDA kernels (:mod:`dgmm.kernels.device.cuda`) unless ``fused`` is
     False or they fail to compile; everything else to the array-API tiles below.
 
     Parameters
@@ -98,7 +44,7 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
     params : the old parameters (NumPy), or a plan from :func:`plan_estep` (its dtype is used)
     weights : array of shape (n,) on X's device, or None; row n counts ``weights[n]`` times
     dtype : compute dtype, "float64" or "float32" (statistics are accumulated in float64)
-    tile_rows : rows per tile; default :func:`xp_tile_rows` (:func:`~dgmm.kernels.cuda_estep.fused_tile_rows` fused)
+    tile_rows : rows per tile; default :func:`xp_tile_rows` (:func:`~dgmm.kernels.device.cuda.fused_tile_rows` fused)
     fused : whether a CuPy array may take the fused CUDA kernels
 
     Returns
@@ -107,8 +53,6 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
     """
     plan = params if isinstance(params, EStepPlan) else plan_estep(params, dtype)
     if fused:
-        from .cuda_estep import fused_chunk_stats_on, gpu_launcher
-
         launcher = gpu_launcher(X, plan)
         if launcher is not None:
             return fused_chunk_stats_on(launcher, X, plan, weights, tile_rows)
@@ -130,13 +74,6 @@ def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = Non
         loglik, s0, s1, s2 = loglik + part[0], s0 + part[1], s1 + part[2], s2 + part[3]
     total, zero = xp_weight_totals(xp, n, weights)
     return Stats(n, float(to_numpy(loglik)), to_numpy(s0), to_numpy(s1), to_numpy(s2), total, zero)
-
-
-def xp_weight_totals(xp, n_rows: int, weights: Any) -> tuple[float, int]:
-    """The total row weight and the rows of weight 0, on the host (``weights`` None: every weight 1)."""
-    if weights is None:
-        return float(n_rows), 0
-    return float(to_numpy(xp.sum(weights))), int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
 
 
 class _Constants:
@@ -226,8 +163,6 @@ def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str
 
 def _init_tile(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
                weights: Any) -> Stats:
-    from .hashing import random_resp
-
     xp = namespace(X)
     where = getattr(X, "device", None)
     n, d = X.shape
@@ -263,66 +198,6 @@ def xp_accumulate(X: Any, resp: Any, centres: Any, covariance_type: str, loglik:
     if covariance_type == "tied":
         s2 = xp.sum(s2, axis=0)
     return Stats(X.shape[0], loglik, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), *totals)
-
-
-def xp_weighted_log_prob(X: Any, params: MixtureParams) -> Any:
-    """``log π_k + log N(x_n | μ_k, Σ_k)``, (n, K) float64 on X's device (the tiles' distances of :func:`_tile`)."""
-    xp = namespace(X)
-    c = _Constants(xp, plan_estep(params), getattr(X, "device", None), xp.float64)
-    return _log_prob(xp, c, xp.astype(X, xp.float64) - c.centre)
-
-
-def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None) -> Any:
-    """One row output of the mixture on X's device, in X's library (:func:`xp_posteriors`)."""
-    return xp_posteriors(X, params, (output,), dropped)[output]
-
-
-def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None,
-                  tile_rows: int | None = None, fused: bool = True) -> dict[str, Any]:
-    """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities,
-    by tiles of ``tile_rows`` (default: intermediates of 3d + 4K values a row within a quarter of the chunk);
-    a CuPy array by the fused CUDA kernel unless ``fused`` is False (:func:`~dgmm.kernels.cuda_estep.fused_posteriors_on`).
-
-    Parameters
-    ----------
-    X : array of shape (n, d) on any device
-    outputs : any of "labels" (n,) int64, "log_density" (n,) and "responsibilities" (n, K) float64, as
-        :mod:`dgmm.kernels.posterior` gives them
-    dropped : (n,) booleans on X's device, or None; those rows get -1 or NaN
-    """
-    from array_api_compat import is_cupy_array
-
-    xp = namespace(X)
-    if fused and is_cupy_array(X):  # the fused CUDA kernel's responsibilities and log-densities
-        from .cuda_estep import fused_posteriors_on, gpu_launcher
-
-        plan = plan_estep(params)
-        launcher = gpu_launcher(X, plan)
-        if launcher is not None:
-            got = fused_posteriors_on(launcher, X, plan, outputs, tile_rows)
-            return {name: _mark_dropped(xp, out, dropped) for name, out in got.items()}
-    n, d = X.shape
-    tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 3 * d + 4 * params.n_components))
-    parts = [_posterior_tile(xp, X[a:b, :], params, outputs, None if dropped is None else dropped[a:b])
-             for a, b in tiles]
-    return {name: parts[0][name] if len(parts) == 1 else xp.concat([part[name] for part in parts], axis=0)
-            for name in outputs}
-
-
-def _posterior_tile(xp, X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any) -> dict[str, Any]:
-    weighted = xp_weighted_log_prob(X, params)
-    lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
-    computed = {"labels": lambda: xp.argmax(weighted, axis=1), "log_density": lambda: lse,
-                "responsibilities": lambda: xp.exp(weighted - lse[:, None])}
-    return {output: _mark_dropped(xp, computed[output](), dropped) for output in outputs}
-
-
-def _mark_dropped(xp, out: Any, dropped: Any) -> Any:
-    """A row output with the rows ``dropped`` (n,) (None: none) set to -1 (labels) or NaN."""
-    if dropped is None:
-        return out
-    mask = dropped if out.ndim == 1 else dropped[:, None]
-    return xp.where(mask, xp.full_like(out, -1 if out.dtype == xp.int64 else float("nan")), out)
 
 
 def xp_logsumexp_rows(a: Any) -> Any:

@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from .moves import MoveStats
-from .params import MixtureParams
-from .xp_estep import namespace, row_tiles, rows_for_width, to_numpy, xp_posterior
+from ..arrays import namespace, to_numpy
+from ..moves import MoveStats
+from ..params import MixtureParams
+from .posterior import xp_posterior
+from .tiles import row_tiles, rows_for_width
 
 
 def xp_move_stats(X: Any, params: MixtureParams, axes: np.ndarray, weights: Any = None,
