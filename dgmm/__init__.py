@@ -35,7 +35,7 @@ _LAZY = {
     "select": "dgmm.estimator.select",
     "Selection": "dgmm.estimator.select",
     "load_model": "dgmm.estimator.files",
-    "save_model": "dgmm.persist.model_file",
+    "save_model": "dgmm.persist.formats",
     "read_parquet": "dgmm.data.parquet",
     "ParquetDataset": "dgmm.data.parquet",
     "predict_to_parquet": "dgmm.data.outputs",
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from .estimator.select import Selection, select
     from .kernels.params import MixtureParams
     from .persist.checkpoint import Checkpoint
-    from .persist.model_file import save_model
+    from .persist.formats import save_model
 
 
 def __getattr__(name: str) -> Any:

@@ -122,7 +122,7 @@ def publish_model(model, dest: str, overwrite: bool, dataset, checkpoint) -> Non
     """Write the fitted model; if that fails, keep it (in the checkpoint, else a file in the temporary
     directory) and say how to publish it without refitting. The checkpoint is removed once published."""
     from ..errors import OutputExists
-    from ..persist.model_file import save_model
+    from ..persist.formats import save_model
 
     try:
         save_model(model, dest, extra={"input": dataset.summary()}, overwrite=overwrite,
@@ -142,7 +142,7 @@ def keep_unpublished(model, dest: str, checkpoint) -> str:
     """Where the fitted model that could not be published is kept, and how to publish it (a sentence)."""
     import tempfile
 
-    from ..persist.model_file import save_model
+    from ..persist.formats import save_model
 
     if checkpoint is not None:  # it holds the finished fit
         return (f"is kept in the checkpoint {checkpoint.path}: fix that, then run the same command with --resume "
@@ -176,7 +176,7 @@ def select_command(settings: dict[str, Any]) -> None:
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
     from ..estimator.select import select
-    from ..persist.model_file import save_model
+    from ..persist.formats import save_model
 
     ks = _int_list(settings["n_components"])
     types = settings["covariance_types"]

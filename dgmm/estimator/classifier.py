@@ -336,7 +336,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
     def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
         """Write every class's mixture (and the background model) to one safe file (see
         :mod:`dgmm.persist.classes_file`); :func:`dgmm.load_model` reads it back."""
-        from ..persist.model_file import save_model
+        from ..persist.formats import save_model
 
         save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 

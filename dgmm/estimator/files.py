@@ -11,7 +11,7 @@ import numpy as np
 
 from ..kernels.params import MixtureParams
 from ..persist.classes_file import is_classifier, member_arrays
-from ..persist.model_file import read_model_file
+from ..persist.formats import read_model_file
 from .mixture import GaussianMixture
 
 

@@ -331,7 +331,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
 
         An existing file is replaced only with ``overwrite``.
         """
-        from ..persist.model_file import save_model
+        from ..persist.formats import save_model
 
         save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 

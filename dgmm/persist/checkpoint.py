@@ -38,7 +38,7 @@ from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
 from ..kernels.params import MixtureParams
 from .archive import Invalid, Spec, canonical_json, checksum, read_archive
 from .checks import CORRUPT, INT, NONE, REAL, STR, TooLarge, check_keys, check_limits, has_type
-from .model_file import write_archive
+from .formats import write_archive
 
 FORMAT = "dgmm-checkpoint"
 FORMAT_VERSION = 2  # 2: n_components, n_features and n_seeds in the metadata, for bounded reads; "finished"

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..version import __version__
 from . import model_file
 from .archive import Invalid, Spec
 from .checks import INT, NONE, REAL, STR, TooLarge, check_keys, check_values
@@ -38,19 +39,19 @@ def contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray], 
     arrays: dict[str, np.ndarray] = {}
     members = []
     for i, mixture in enumerate(model.estimators_):
-        member_arrays, member = model_file._contents(mixture, {})
+        member_arrays, member = model_file.contents(mixture, {})
         arrays.update({f"c{i}.{name}": value for name, value in member_arrays.items()})
         members.append(member)
     ubm = None
     if getattr(model, "ubm_", None) is not None:
-        member_arrays, ubm = model_file._contents(model.ubm_, {})
+        member_arrays, ubm = model_file.contents(model.ubm_, {})
         arrays.update({f"ubm.{name}": value for name, value in member_arrays.items()})
     classes = [label.item() if isinstance(label, np.generic) else label for label in model.classes_]
     if not all(isinstance(c, str) or (isinstance(c, numbers.Integral) and not isinstance(c, bool)) for c in classes):
         raise Invalid(f"class labels {classes[:3]!r:.80} cannot be stored: only strings and integers can")
     priors = model.priors if isinstance(model.priors, str) else [float(p) for p in np.ravel(model.priors)]
     adapt = model.adapt if isinstance(model.adapt, str) else list(model.adapt)
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "dgmm_version": model_file.__version__,
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "dgmm_version": __version__,
                 "classes": classes, "priors": [float(p) for p in model.class_prior_],
                 "params": {"priors": priors, "relevance_factor": float(model.relevance_factor), "adapt": adapt},
                 "members": members, "ubm": ubm, "extra": extra}
@@ -85,7 +86,7 @@ def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     for prefix, member in named:
         if not isinstance(member, dict):
             raise Invalid(f"metadata member {prefix} is not an object")
-        member_specs = model_file._specs({**member, "sha256": ""})
+        member_specs = model_file.specs({**member, "sha256": ""})
         shapes.add(member["n_features"])
         out.update({f"{prefix}.{name}": spec for name, spec in member_specs.items()})
     if len(shapes) != 1:
@@ -98,7 +99,7 @@ def check_member_values(arrays: Mapping[str, np.ndarray], metadata: Mapping[str,
     named = [(f"c{i}", member) for i, member in enumerate(metadata["members"])]
     named += [("ubm", metadata["ubm"])] if metadata["ubm"] is not None else []
     for prefix, member in named:
-        check_values(member_arrays(arrays, prefix), member["covariance_type"], model_file._NUMERIC)
+        check_values(member_arrays(arrays, prefix), member["covariance_type"], model_file.NUMERIC)
 
 
 def member_arrays(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -5,7 +5,7 @@ A model file (format ``"dgmm-model"``, version 1) holds float64 arrays ``weights
 spherical (K,)), ``lower_bounds`` (n_iter,); unicode ``feature_names`` ((d,), or (0,) without names);
 and ``metadata``, UTF-8 JSON as a 1-D uint8 array whose ``sha256`` covers every other array (name,
 dtype, shape, bytes, in a fixed order) and the rest of the metadata, so any changed value is detected.
-Writes are atomic (temporary file, fsync, rename); any problem on load is a ``ModelFileError``.
+Saving and loading either format, and publishing the archive whole, is :mod:`dgmm.persist.formats`.
 
 Loading is bounded (see :mod:`dgmm.persist.archive`): the metadata is read first, at most ``MAX_METADATA_BYTES``
 (16 MiB), then every array's ``.npy`` header must declare exactly the dtype (``<f8``, C order) and shape
@@ -27,22 +27,16 @@ overflows, means too far apart for the covariances) are refused: they would pred
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import stat
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..data.sources import is_remote, open_input
 from ..data.validation import NAN_POLICIES
-from ..errors import DataError, ModelFileError, NotFittedError, ParameterError
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
 from ..version import __version__
-from .archive import MAX_METADATA_BYTES, Invalid, Spec, canonical_json, check_spec, checksum, read_archive
+from .archive import Invalid, Spec, check_spec, checksum
 from .checks import (  # noqa: F401  (documented here)
-    CORRUPT,
     INT,
     MAX_COMPONENTS,
     MAX_FEATURE_NAME_CHARS,
@@ -62,24 +56,21 @@ from .checks import (  # noqa: F401  (documented here)
 FORMAT = "dgmm-model"
 FORMAT_VERSION = 1
 
-_NUMERIC = ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds")
-_HASHED = _NUMERIC + ("feature_names",)
-_PARAMS = {"n_components": INT, "covariance_type": STR, "tol": REAL, "reg_covar": REAL, "max_iter": INT,
+NUMERIC = ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds")
+HASHED = NUMERIC + ("feature_names",)
+PARAMS = {"n_components": INT, "covariance_type": STR, "tol": REAL, "reg_covar": REAL, "max_iter": INT,
            "n_init": INT, "init_params": STR, "random_state": INT + NONE, "warm_start": (bool,),
            "verbose": INT, "verbose_interval": INT, "split_every": INT, "nan_policy": STR,
            "split_merge": INT}  # fmt: skip
-_OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge")  # absent from files of dgmm <= 0.1
-_METADATA = {"format": STR, "format_version": INT, "dgmm_version": STR, "covariance_type": STR,
+OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge")  # absent from files of dgmm <= 0.1
+METADATA = {"format": STR, "format_version": INT, "dgmm_version": STR, "covariance_type": STR,
              "n_components": INT, "n_features": INT, "converged": (bool,), "n_iter": INT,
              "lower_bound": REAL + NONE, "params": (dict,), "extra": (dict,), "sha256": STR,
              "n_rows_dropped": INT}  # fmt: skip
-_OPTIONAL_METADATA = ("n_rows_dropped",)  # absent from older files
+OPTIONAL_METADATA = ("n_rows_dropped",)  # absent from older files
 
 
-_canonical_json = canonical_json
-
-
-def _checksum(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], names: Sequence[str] = _HASHED) -> str:
+def checksum_of(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], names: Sequence[str] = HASHED) -> str:
     """SHA-256 (hex) of the arrays named in ``names`` and of ``metadata`` minus its ``sha256``.
 
     Each array adds its name, dtype, shape and C-order bytes, in the order of ``names``; the
@@ -88,58 +79,9 @@ def _checksum(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any], nam
     return checksum(arrays, metadata, names)
 
 
-def save_model(model: Any, path: str | os.PathLike[str], extra: Mapping[str, Any] | None = None, *,
-               overwrite: bool = False, storage_options: dict | None = None) -> None:
-    """Write a fitted model (a :class:`~dgmm.GaussianMixture`) to ``path`` (used as given: no suffix is added), atomically.
-
-    An existing file at ``path`` — there before, or appearing while the model is written — is
-    an OutputExists error unless ``overwrite`` (see :mod:`dgmm.data.publish`); ``path`` may be an
-    fsspec URL (``s3://...``), opened with ``storage_options``.
-
-    ``extra`` is a JSON-serialisable dict kept in the metadata (after a JSON round trip: tuples
-    become lists; ``{}`` if None), read back by :func:`read_metadata`. The client, the init
-    arrays and a RandomState ``random_state`` are not stored (the loaded model has the defaults).
-
-    Raises NotFittedError, ParameterError (bad ``extra``), ModelFileError (an inconsistent model,
-    which could not be loaded back), OutputExists, or OSError (the write failed; a file already
-    at ``path`` is then left intact).
-    """
-    from . import classes_file
-
-    path = os.fspath(path)
-    if not hasattr(model, "means_") and not hasattr(model, "estimators_"):
-        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call 'fit' before saving it")
-    try:
-        extra = json.loads(json.dumps(dict(extra or {}), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise ParameterError(f"extra must be a JSON-serialisable dict (str keys, finite numbers): {exc}") from None
-    try:
-        if hasattr(model, "estimators_"):  # a GaussianMixtureClassifier: every class's mixture in one file
-            arrays, metadata = classes_file.contents(model, extra)
-            specs = classes_file.specs({**metadata, "sha256": ""})
-            for name, spec in specs.items():
-                check_spec(name, arrays[name].dtype, arrays[name].shape, spec)
-            classes_file.check_member_values(arrays, metadata)
-            arrays = {name: arrays[name] for name in specs}  # hashed and read in this order
-        else:
-            arrays, metadata = _contents(model, extra)
-            _validate(arrays, {**metadata, "sha256": ""})
-        metadata["sha256"] = _checksum(arrays, metadata, list(arrays) if hasattr(model, "estimators_") else _HASHED)
-        text = _canonical_json(metadata).encode("utf-8")
-        if len(text) > MAX_METADATA_BYTES:
-            raise TooLarge(f"the metadata takes {len(text)} bytes, more than MAX_METADATA_BYTES={MAX_METADATA_BYTES} "
-                            "(pass a smaller extra)")  # fmt: skip
-    except TooLarge as exc:
-        raise ModelFileError(f"{path}: refusing to save a model too large for dgmm model files: {exc}") from None
-    except Invalid as exc:
-        raise ModelFileError(f"{path}: refusing to save an inconsistent model: {exc}") from None
-    arrays["metadata"] = np.frombuffer(text, dtype=np.uint8)
-    write_archive(path, arrays, overwrite, storage_options)
-
-
-def _contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and the metadata (without ``sha256``) of a fitted model."""
-    arrays = {name: np.asarray(getattr(model, name + "_"), dtype=np.float64) for name in _NUMERIC}
+    arrays = {name: np.asarray(getattr(model, name + "_"), dtype=np.float64) for name in NUMERIC}
     names = getattr(model, "feature_names_in_", None)
     arrays["feature_names"] = np.asarray([] if names is None else [str(n) for n in names], dtype=str)
     if names is not None and arrays["feature_names"].tolist() != list(names):
@@ -152,8 +94,8 @@ def _contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray],
     if math.isnan(lower_bound) or lower_bound == math.inf:  # null in the file stands for -inf
         raise Invalid(f"lower_bound_ is {lower_bound}; only finite values or -inf can be stored")
     # JSON-safe parameters only: never the client or the init arrays, nor a RandomState.
-    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in model.get_params().items() if k in _PARAMS}
-    if not has_type(params.get("random_state"), _PARAMS["random_state"]):
+    params = {k: v.item() if isinstance(v, np.generic) else v for k, v in model.get_params().items() if k in PARAMS}
+    if not has_type(params.get("random_state"), PARAMS["random_state"]):
         params.pop("random_state", None)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "dgmm_version": __version__,
                 "covariance_type": params["covariance_type"], "n_components": params["n_components"],
@@ -165,87 +107,8 @@ def _contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray],
     return arrays, metadata
 
 
-def write_archive(path: str, arrays: Mapping[str, np.ndarray], overwrite: bool = True,
-                      storage_options: dict | None = None) -> None:
-    """Publish the archive of ``arrays`` at ``path`` whole (:mod:`dgmm.data.publish`); over another file only if ``overwrite``."""
-    from ..data.publish import published
-
-    with published(path, overwrite, storage_options) as file:
-        np.savez(file, **arrays)  # a file object: numpy appends no ".npz" to the name
-
-
-def read_metadata(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The metadata of a model file (format, versions, params, ``extra``, ...), checked as by load_model."""
-    return read_model_file(path, storage_options)[1]
-
-
-def read_model_file(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and metadata of a model file, fully checked; any problem is a ModelFileError.
-
-    :func:`dgmm.load_model` builds the estimator from them.
-    """
-    path = os.fspath(path)
-    from . import classes_file
-
-    try:
-        arrays, metadata = _read(path, storage_options)
-        if classes_file.is_classifier(metadata):
-            classes_file.check_member_values(arrays, metadata)
-        else:
-            check_values(arrays, metadata["covariance_type"], _NUMERIC)
-    except DataError:  # storage refused access (credentials, endpoint): not the file's fault
-        raise
-    except TooLarge as exc:
-        raise ModelFileError(f"{path}: {exc}; the file is corrupt or not written by dgmm") from None
-    except Invalid as exc:
-        raise ModelFileError(f"{path}: {exc}") from None
-    except PermissionError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror}); check its permissions") from None
-    except CORRUPT as exc:
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        raise ModelFileError(f"{path}: truncated or corrupt model file ({detail}); save the model again") from None
-    return arrays, metadata
-
-
-def _read(path: str, storage_options: Mapping[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and metadata of the archive at ``path``: metadata, dtypes, shapes and checksum checked."""
-    if is_remote(path):
-        return _read_remote(path, storage_options)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise Invalid("no such model file; check the path") from None
-    if not stat.S_ISREG(mode):
-        what = "is a directory" if stat.S_ISDIR(mode) else "is not a regular file"
-        raise Invalid(f"{what}, not a model file; give the path of a file written by save_model")
-    with open(path, "rb") as file:
-        if file.read(4) != b"PK\x03\x04":
-            raise Invalid("not a dgmm model file (not an .npz archive)")
-    metadata, arrays = read_archive(path, _specs, max_metadata_bytes=MAX_METADATA_BYTES, what="dgmm model file")
-    return arrays, metadata
-
-
-def _read_remote(path: str, storage_options: Mapping[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """:func:`_read` of a model file at an fsspec URL."""
-    try:
-        with open_input(path, storage_options) as file:
-            if file.read(4) != b"PK\x03\x04":
-                raise Invalid("not a dgmm model file (not an .npz archive)")
-            file.seek(0)
-            metadata, arrays = read_archive(file, _specs, max_metadata_bytes=MAX_METADATA_BYTES,
-                                            what="dgmm model file")
-    except FileNotFoundError:
-        raise Invalid("no such model file; check the URL") from None
-    return arrays, metadata
-
-
-def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
+def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     """The dtype and shape of every array of a model file, in hashing order, from its checked metadata."""
-    from . import classes_file
-
-    if classes_file.is_classifier(metadata):
-        return classes_file.specs(metadata)
     if metadata.get("format") != FORMAT:
         raise Invalid(f"not a dgmm model file (format {metadata.get('format')!r:.80}, expected {FORMAT!r})")
     version = metadata.get("format_version")
@@ -261,14 +124,14 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
     """Metadata keys, types and ranges, and the limits of the module docstring."""
-    check_keys("metadata", metadata, _METADATA, optional=_OPTIONAL_METADATA)
+    check_keys("metadata", metadata, METADATA, optional=OPTIONAL_METADATA)
     kind, K, d, params = (metadata[key] for key in ("covariance_type", "n_components", "n_features", "params"))
     if kind not in COVARIANCE_TYPES:
         raise Invalid(f"unknown covariance_type {kind!r:.80}; expected one of {', '.join(COVARIANCE_TYPES)}")
     if K < 1 or d < 1 or metadata["n_iter"] < 0:
         raise Invalid(f"metadata n_components={K}, n_features={d} or n_iter={metadata['n_iter']} is out of range")
     check_limits(kind, K, d, metadata["n_iter"])
-    check_keys("metadata params", params, _PARAMS, optional=_OPTIONAL_PARAMS)
+    check_keys("metadata params", params, PARAMS, optional=OPTIONAL_PARAMS)
     if params.get("nan_policy", "raise") not in NAN_POLICIES:
         raise Invalid(f"metadata params nan_policy={params['nan_policy']!r:.80} is not one of {', '.join(NAN_POLICIES)}")
     if params["n_components"] != K or params["covariance_type"] != kind:
@@ -286,30 +149,10 @@ def _array_specs(kind: str, K: int, d: int, n_iter: int) -> dict[str, Spec]:
             "feature_names": Spec(names, ((0,), (d,)), f"for n_features={d}")}  # fmt: skip
 
 
-def _validate(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> None:
+def validate(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> None:
     """Metadata keys, types and limits, array dtypes and shapes, and the values of the parameters."""
     _check_metadata(metadata)
     specs = _array_specs(*(metadata[key] for key in ("covariance_type", "n_components", "n_features", "n_iter")))
     for name, spec in specs.items():
         check_spec(name, arrays[name].dtype, arrays[name].shape, spec)
-    check_values(arrays, metadata["covariance_type"], _NUMERIC)
-
-
-def _check_shapes(arrays: Mapping[str, np.ndarray], kind: str, K: int, d: int) -> None:
-    """Float64 parameters of the shapes of ``kind``, 1-D lower_bounds, unicode feature names (0,) or (d,)."""
-    for name in _NUMERIC:
-        if arrays[name].dtype.kind != "f" or arrays[name].dtype.itemsize != 8:
-            raise Invalid(f"array {name!r} has dtype {arrays[name].dtype}, expected float64")
-    cov = covariance_shape(kind, K, d)
-    for name, shape in {"weights": (K,), "means": (K, d), "covariances": cov, "precisions_cholesky": cov}.items():
-        if arrays[name].shape != shape:
-            raise Invalid(f"array {name!r} has shape {arrays[name].shape}, expected {shape} for "
-                           f"covariance_type {kind!r} with n_components={K}, n_features={d}")  # fmt: skip
-    if arrays["lower_bounds"].ndim != 1:
-        raise Invalid(f"array 'lower_bounds' has shape {arrays['lower_bounds'].shape}, expected 1-D")
-    names = arrays["feature_names"]
-    if names.dtype.kind != "U" or names.shape not in ((0,), (d,)):
-        raise Invalid(f"array 'feature_names' has dtype {names.dtype}, shape {names.shape}; expected unicode, (0,) "
-                       f"or ({d},)")  # fmt: skip
-
-
+    check_values(arrays, metadata["covariance_type"], NUMERIC)

@@ -12,7 +12,7 @@ import pytest
 
 import dgmm
 from dgmm.errors import ModelFileError
-from dgmm.persist import model_file
+from dgmm.persist import formats, model_file
 
 rng = np.random.default_rng(0)
 X = np.concatenate([rng.normal(c, 1.0, (200, 2)) for c in (0.0, 2.0, 4.0)])
@@ -42,7 +42,7 @@ def test_round_trip_is_exact(classifier, tmp_path):
     assert_same(loaded, classifier)
     params = loaded.get_params()
     assert (params["adapt"], params["relevance_factor"], params["n_components"]) == ("means,covariances", 4.0, 2)
-    assert model_file.read_metadata(tmp_path / "c.npz")["extra"] == {"corpus": "test"}
+    assert formats.read_metadata(tmp_path / "c.npz")["extra"] == {"corpus": "test"}
     integers = dgmm.GaussianMixtureClassifier(2, random_state=0, priors=[1, 2, 3]).fit(X, np.repeat([3, 1, 2], 200))
     integers.save(tmp_path / "i.npz")
     back = dgmm.load_model(tmp_path / "i.npz")
@@ -76,7 +76,7 @@ def test_any_flipped_array_byte_and_forged_metadata_are_refused(classifier, tmp_
                            (lambda m: m.update(format_version=2), "newer than this dgmm supports")]:
         forged = json.loads(json.dumps(metadata))
         forge(forged)
-        forged["sha256"] = model_file._checksum(arrays, forged, list(arrays))
+        forged["sha256"] = model_file.checksum_of(arrays, forged, list(arrays))
         with open(path, "wb") as file:
             np.savez(file, metadata=np.frombuffer(json.dumps(forged).encode(), dtype=np.uint8), **arrays)
         with pytest.raises(ModelFileError, match=message):

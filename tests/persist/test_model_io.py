@@ -19,7 +19,7 @@ import dgmm.data.publish
 from dgmm import load_model
 from dgmm.errors import ModelFileError, NotFittedError, ParameterError
 from dgmm.persist import model_file as model_io
-from dgmm.persist.model_file import read_metadata, save_model
+from dgmm.persist.formats import read_metadata, save_model
 from dgmm.testing import COVARIANCE_TYPES
 
 FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
@@ -70,7 +70,7 @@ def write_archive(path, arrays: dict, metadata: dict, rehash: bool = True) -> No
     """Write a (possibly forged) model file; ``rehash`` makes its checksum consistent again."""
     metadata = dict(metadata)
     if rehash:
-        metadata["sha256"] = model_io._checksum(arrays, metadata)
+        metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     with open(path, "wb") as file:
         np.savez(file, metadata=np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8), **arrays)
 
@@ -103,7 +103,7 @@ def test_file_layout_and_metadata(saved):
     model, path = saved
     arrays, metadata = read_archive(path)
     assert set(arrays) == {"weights", "means", "covariances", "precisions_cholesky", "lower_bounds", "feature_names"}
-    assert all(arrays[name].dtype == np.float64 for name in model_io._NUMERIC)
+    assert all(arrays[name].dtype == np.float64 for name in model_io.NUMERIC)
     assert arrays["feature_names"].dtype.kind == "U" and arrays["feature_names"].tolist() == NAMES
     with np.load(path) as npz:
         assert npz["metadata"].dtype == np.uint8 and npz["metadata"].ndim == 1
@@ -111,7 +111,7 @@ def test_file_layout_and_metadata(saved):
     assert metadata["dgmm_version"] == dgmm.__version__ and len(metadata["sha256"]) == 64
     assert (metadata["covariance_type"], metadata["n_components"], metadata["n_features"]) == ("full", 3, 2)
     assert metadata["lower_bound"] == model.lower_bound_ and metadata["n_iter"] == model.n_iter_
-    assert set(metadata["params"]) == set(model_io._PARAMS)  # never client, weights_init, means_init, ...
+    assert set(metadata["params"]) == set(model_io.PARAMS)  # never client, weights_init, means_init, ...
     assert metadata["extra"] == {} and read_metadata(path) == metadata
 
 

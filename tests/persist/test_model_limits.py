@@ -78,7 +78,7 @@ def forge(path, edit) -> None:
     """Rewrite the model at ``path`` with ``edit(arrays, metadata)`` applied and a matching checksum."""
     arrays, metadata = contents(path)
     edit(arrays, metadata)
-    metadata["sha256"] = model_io._checksum(arrays, metadata)
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     write_zip(path, members_of(arrays, metadata))
 
 
@@ -231,7 +231,7 @@ def test_too_many_members_are_refused_before_the_directory_is_read(saved):
 def test_a_shape_that_disagrees_with_the_metadata_is_refused(saved, name, shape):
     arrays, metadata = contents(saved)
     arrays[name] = np.ones(shape)
-    metadata["sha256"] = model_io._checksum(arrays, metadata)
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     write_zip(saved, members_of(arrays, metadata))
     context = f"for n_iter={metadata['n_iter']}" if name == "lower_bounds" else "for covariance_type 'diag'"
     refused(saved, rf"array '{name}' has shape \({', '.join(map(str, shape))},?\), expected .* {context}")
@@ -241,7 +241,7 @@ def test_a_shape_that_disagrees_with_the_metadata_is_refused(saved, name, shape)
 def test_a_dtype_other_than_little_endian_float64_is_refused(saved, dtype):
     arrays, metadata = contents(saved)
     arrays["means"] = arrays["means"].astype(dtype)
-    metadata["sha256"] = model_io._checksum(arrays, metadata)
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     write_zip(saved, members_of(arrays, metadata))
     refused(saved, r"array 'means' has dtype \S+, expected float64")
 
@@ -253,7 +253,7 @@ def test_fortran_order_and_over_long_feature_names_are_refused(saved):
     refused(saved, "array 'means' is stored in Fortran order, expected C order")
     arrays["means"] = np.ascontiguousarray(arrays["means"])
     arrays["feature_names"] = np.array(["x" * 257, "b", "c", "d"])
-    metadata["sha256"] = model_io._checksum(arrays, metadata)
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     write_zip(saved, members_of(arrays, metadata))
     refused(saved, r"array 'feature_names' has dtype <U257, expected unicode \(<U\) of at most 256 characters")
 
@@ -453,7 +453,7 @@ def test_read_archive_reads_a_checkpoint_like_archive_from_its_metadata(tmp_path
     arrays = {"seeds": np.array([3, 1, 4], dtype=np.int64), "current_means": np.ones((2, 3)),
               "current_lower_bounds": np.array([-3.0, -2.5])}  # fmt: skip
     metadata = {"format": "dgmm-checkpoint", "n_components": 2, "n_features": 3, "n_iter": 2}
-    metadata["sha256"] = model_io._checksum(arrays, metadata, sorted(arrays))
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata, sorted(arrays))
     write_zip(path, members_of(arrays, metadata))
 
     def expected(meta: dict) -> dict:
@@ -465,7 +465,7 @@ def test_read_archive_reads_a_checkpoint_like_archive_from_its_metadata(tmp_path
     assert all(read[name].dtype == arrays[name].dtype and np.array_equal(read[name], arrays[name]) for name in arrays)
 
     arrays["seeds"] = arrays["seeds"].astype(np.int32)
-    metadata["sha256"] = model_io._checksum(arrays, metadata, sorted(arrays))
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata, sorted(arrays))
     write_zip(path, members_of(arrays, metadata))
     with pytest.raises(archive.Invalid, match="array 'seeds' has dtype int32, expected int64"):
         archive.read_archive(str(path), expected)

@@ -94,7 +94,7 @@ def other_version(content: bytes) -> bytes:
         arrays = {name: npz[name] for name in npz.files}
     metadata = json.loads(arrays.pop("metadata").tobytes())
     metadata["format_version"] = 99
-    metadata["sha256"] = model_io._checksum(arrays, metadata)
+    metadata["sha256"] = model_io.checksum_of(arrays, metadata)
     out = io.BytesIO()
     np.savez(out, metadata=np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8), **arrays)
     return out.getvalue()
