@@ -30,13 +30,14 @@ from .data.synthetic import random_mixture, sample_mixture, write_parquet
 from .kernels.device.cuda import Operands, kernel_source
 from .kernels.gaussian import COVARIANCE_TYPES
 from .kernels.params import MixtureParams
+from .persist.fitted import ATTRIBUTES
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
 # ---------------------------------------------------------------- parameters and assertions
 
-FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bound_", "lower_bounds_", "n_iter_")
+FITTED = ATTRIBUTES  # every fitted attribute of a mixture (dgmm.persist.fitted)
 
 
 def initial_params(X: np.ndarray, n_components: int, covariance_type: str, seed: int = 0) -> dict:
@@ -73,9 +74,12 @@ def random_params(rng: np.random.Generator, K: int, d: int, covariance_type: str
 
 
 def assert_identical(a, b) -> None:
-    """Two fitted models with the same bits (parameters, log-likelihood history, iterations)."""
+    """Two fitted models with the same bits: every fitted attribute (parameters, log-likelihood history,
+    iterations, feature names, dropped rows), and the same ones absent."""
     for attr in FITTED:
-        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+        assert hasattr(a, attr) == hasattr(b, attr), f"{attr} is set on only one of the models"
+        if hasattr(a, attr):
+            np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
 def assert_close(actual, desired, rtol: float, what: str = "") -> None:

@@ -27,7 +27,7 @@ import math
 import numbers
 import os
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -40,7 +40,7 @@ from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..data.validation import NanPolicy
-from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
+from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ModelFileError, ParameterError, spell
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor
 from ..kernels.adapt import check_adapt
@@ -49,6 +49,8 @@ from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.row_weights import no_rows_left
+from ..persist.classes_file import is_classifier, member_arrays
+from ..persist.formats import read_model_file, save_model
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings
@@ -276,9 +278,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         if ubm is None or (isinstance(ubm, str) and ubm == "fit"):
             return ubm
         if isinstance(ubm, (str, os.PathLike)):
-            from .files import load_model
-
-            return load_model(ubm, self.storage_options)
+            return GaussianMixture.load(ubm, self.storage_options)
         ubm = getattr(ubm, "estimator", ubm)  # FrozenEstimator(model)
         if type(ubm).__module__.startswith("sklearn.mixture"):
             return GaussianMixture.from_sklearn(ubm)
@@ -336,9 +336,39 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
     def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
         """Write every class's mixture (and the background model) to one safe file (see
         :mod:`dgmm.persist.classes_file`); :func:`dgmm.load_model` reads it back."""
-        from ..persist.formats import save_model
-
         save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+             ) -> "GaussianMixtureClassifier":
+        """Read a classifier written by :meth:`save` (a path or an fsspec URL); every inconsistency is a
+        ModelFileError, and so is a model file of one mixture (:func:`dgmm.load_model` reads either)."""
+        arrays, metadata = read_model_file(path, storage_options)
+        if not is_classifier(metadata):
+            raise ModelFileError(f"{os.fspath(path)}: a model file of one mixture, not a classifier; load it with "
+                                 "dgmm.load_model or GaussianMixture.load")
+        return cls.from_file_contents(arrays, metadata, storage_options)
+
+    @classmethod
+    def from_file_contents(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+                           storage_options: Mapping[str, Any] | None = None) -> "GaussianMixtureClassifier":
+        """The fitted classifier of a classifier file's checked arrays and metadata: every class's mixture, and
+        the background model, built as mixtures."""
+        members = [GaussianMixture.from_file_contents(member_arrays(arrays, f"c{i}"), member, storage_options)
+                   for i, member in enumerate(metadata["members"])]
+        settings = {k: v for k, v in members[0].get_params().items() if k in cls().get_params()}
+        model = cls(**{**settings, **metadata["params"]})
+        model.estimators_ = members
+        model.classes_ = np.asarray(metadata["classes"])
+        model.class_prior_ = np.asarray(metadata["priors"], dtype=np.float64)
+        model.n_iter_ = np.asarray([m.n_iter_ for m in members])
+        model.n_features_in_ = members[0].n_features_in_
+        if hasattr(members[0], "feature_names_in_"):
+            model.feature_names_in_ = members[0].feature_names_in_
+        if metadata["ubm"] is not None:
+            model.ubm_ = GaussianMixture.from_file_contents(member_arrays(arrays, "ubm"), metadata["ubm"],
+                                                            storage_options)
+        return model
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -7,13 +7,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ParameterError
+from ..persist.fitted import FittedState
 from .parameters import BY_NAME
 
 # Constructor parameters the two estimators share (same names, same meanings).
 SHARED = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "random_state", "warm_start",
           "verbose", "verbose_interval", "weights_init", "means_init", "precisions_init")
-FITTED = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_", "converged_", "n_iter_",
-          "lower_bound_", "n_features_in_")
 
 
 def to_sklearn(model: Any):
@@ -29,22 +28,16 @@ def to_sklearn(model: Any):
     model.fitted_params()  # NotFittedError before fit
     init = "kmeans" if model.init_params == "k-means||" else model.init_params
     converted = SklearnGaussianMixture(init_params=init, **{name: getattr(model, name) for name in SHARED})
-    for name in FITTED:
-        setattr(converted, name, getattr(model, name))
-    converted.lower_bounds_ = list(getattr(model, "lower_bounds_", []))
-    if hasattr(model, "feature_names_in_"):
-        converted.feature_names_in_ = np.asarray(model.feature_names_in_, dtype=object)
+    FittedState.of(model).apply(converted, dgmm_only=False)
     return converted
 
 
-def from_sklearn(fitted: Any, **params: Any):
-    """A fitted :class:`~dgmm.GaussianMixture` from a fitted ``sklearn.mixture.GaussianMixture``.
+def from_sklearn(cls: type, fitted: Any, **params: Any):
+    """A fitted ``cls`` (:class:`~dgmm.GaussianMixture`) from a fitted ``sklearn.mixture.GaussianMixture``.
 
     ``params`` sets dgmm's own parameters (``split_every``, ``chunk_rows``, ``dtype``, ...) for later
     fits and scoring; the shared ones come from ``fitted``.
     """
-    from .mixture import GaussianMixture
-
     if not hasattr(fitted, "means_") or not hasattr(fitted, "precisions_cholesky_"):
         raise ParameterError(f"from_sklearn needs a fitted sklearn.mixture.GaussianMixture, got {type(fitted).__name__}")
     unknown = sorted(set(params) - set(BY_NAME) - {"client"})
@@ -52,18 +45,9 @@ def from_sklearn(fitted: Any, **params: Any):
         raise ParameterError(f"from_sklearn: {', '.join(sorted(set(params) & set(SHARED)) + unknown)} cannot be "
                              "set here; the shared parameters come from the fitted model")
     init = fitted.init_params if fitted.init_params in BY_NAME["init_params"].choices else "kmeans"
-    model = GaussianMixture(init_params=init, **{name: getattr(fitted, name) for name in SHARED}, **params)
-    for name in FITTED:
-        value = getattr(fitted, name)
-        if isinstance(value, np.ndarray):
-            value = np.asarray(value, dtype=np.float64)
-        elif isinstance(value, np.generic):  # numpy scalars (n_iter_, lower_bound_) as Python numbers
-            value = value.item()
-        setattr(model, name, value)
-    model.lower_bounds_ = [float(v) for v in getattr(fitted, "lower_bounds_", [fitted.lower_bound_])]
+    model = cls(init_params=init, **{name: getattr(fitted, name) for name in SHARED}, **params)
+    FittedState.of(fitted).apply(model)
     model.split_merge_moves_, model.cache_used_ = [], "none"
-    if hasattr(fitted, "feature_names_in_"):
-        model.feature_names_in_ = np.asarray(fitted.feature_names_in_, dtype=object)
     return model
 
 

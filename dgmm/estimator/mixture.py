@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import numbers
+import os
 import warnings
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.base import DensityMixin
@@ -16,14 +18,19 @@ from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.validation import NanPolicy
-from ..errors import ConvergenceWarning, DataError, ParameterError
+from ..errors import ConvergenceWarning, DataError, ModelFileError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels import posterior
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
+from ..kernels.params import MixtureParams
 from ..kernels.sampling import draw
 from ..persist.checkpoint import Checkpoint, FitState
+from ..persist.classes_file import is_classifier
+from ..persist.fitted import PARAMETER_ARRAYS, FittedState
+from ..persist.formats import read_model_file, save_model
+from . import interop, plots
 from .base import Estimator
 from .fitting import run_fit
 from .parameters import (
@@ -289,73 +296,65 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         return settings
 
     def _set_fitted(self, result: EMResult, data: Input) -> None:
-        p = result.params
-        self.weights_ = p.weights
-        self.means_ = p.means
-        self.covariances_ = p.covariances
-        self.precisions_cholesky_ = p.precisions_cholesky
-        self.precisions_ = p.precisions
-        self.converged_ = result.converged
-        self.n_iter_ = result.n_iter
-        self.lower_bound_ = result.lower_bound
-        self.lower_bounds_ = list(result.lower_bounds)
-        self.n_rows_dropped_ = result.n_zero_weight
-        self.n_features_in_ = data.n_features
-        if data.feature_names is not None:
-            self.feature_names_in_ = data.feature_names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
-
+        FittedState(result.params, result.converged, result.n_iter, result.lower_bound, tuple(result.lower_bounds),
+                    data.n_features, data.feature_names, result.n_zero_weight).apply(self)
 
     def to_sklearn(self):
         """A fitted ``sklearn.mixture.GaussianMixture`` of this model (same predictions; see :mod:`.interop`)."""
-        from .interop import to_sklearn
-
-        return to_sklearn(self)
+        return interop.to_sklearn(self)
 
     def to_onnx(self):
         """The fitted model as an ONNX graph (predict, predict_proba, score_samples; see :mod:`.interop`)."""
-        from .interop import to_onnx
-
-        return to_onnx(self)
+        return interop.to_onnx(self)
 
     @classmethod
     def from_sklearn(cls, fitted: Any, **params: Any) -> "GaussianMixture":
         """This estimator, fitted, from a fitted ``sklearn.mixture.GaussianMixture`` (see :mod:`.interop`)."""
-        from .interop import from_sklearn
-
-        return from_sklearn(fitted, **params)
+        return interop.from_sklearn(cls, fitted, **params)
 
     def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
         """Write the fitted model to a safe, versioned ``.npz`` file (see :mod:`dgmm.persist.model_file`).
 
         An existing file is replaced only with ``overwrite``.
         """
-        from ..persist.formats import save_model
-
         save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 
     @classmethod
-    def load(cls, path: str) -> "GaussianMixture":
-        """Read a model written by :meth:`save`; every inconsistency is a ModelFileError."""
-        from .files import load_model
+    def load(cls, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> "GaussianMixture":
+        """Read a model written by :meth:`save` (a path or an fsspec URL); every inconsistency is a ModelFileError,
+        and so is a classifier file (:func:`dgmm.load_model` reads either)."""
+        arrays, metadata = read_model_file(path, storage_options)
+        if is_classifier(metadata):
+            raise ModelFileError(f"{os.fspath(path)}: a classifier file, not one mixture; load it with "
+                                 "dgmm.load_model or GaussianMixtureClassifier.load")
+        return cls.from_file_contents(arrays, metadata, storage_options)
 
-        return load_model(path)
+    @classmethod
+    def from_file_contents(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
+                           storage_options: Mapping[str, Any] | None = None) -> "GaussianMixture":
+        """The fitted model of a model file's checked arrays and metadata (:func:`dgmm.persist.formats.read_model_file`);
+        it reads data with ``storage_options``."""
+        model = cls(**metadata["params"], storage_options=dict(storage_options) if storage_options else None)
+        params = MixtureParams(*(arrays[name].astype(np.float64, copy=False) for name in PARAMETER_ARRAYS),
+                               metadata["covariance_type"])
+        names = arrays["feature_names"]
+        lower_bound = -math.inf if metadata["lower_bound"] is None else float(metadata["lower_bound"])
+        FittedState(params, metadata["converged"], metadata["n_iter"], lower_bound,
+                    tuple(float(v) for v in arrays["lower_bounds"]), metadata["n_features"],
+                    np.asarray(names.tolist(), dtype=object) if names.size else None,
+                    metadata.get("n_rows_dropped")).apply(model)
+        return model
 
     def plot(self, X: Any = None, path: str | None = None, overwrite: bool = False):
         """Convergence curve and components over a sample ``X`` (n, d) of the data; a PNG at ``path``.
 
         Returns the matplotlib Figure (needs the ``plot`` extra). See :mod:`dgmm.estimator.plots`.
         """
-        from .plots import plot_model
-
-        return plot_model(self, None if X is None else np.asarray(X, dtype=np.float64), path, overwrite)
+        return plots.plot_model(self, None if X is None else np.asarray(X, dtype=np.float64), path, overwrite)
 
     def plot_convergence(self, ax: Any = None):
         """Mean log-likelihood per iteration on a matplotlib Axes."""
-        from .plots import plot_convergence
-
-        return plot_convergence(self, ax)
+        return plots.plot_convergence(self, ax)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows from the fitted mixture.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
@@ -23,7 +23,20 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .mixture import GaussianMixture
+
+class FittedMixture(Protocol):
+    """What the plots read of a fitted :class:`~dgmm.GaussianMixture`."""
+
+    covariance_type: str
+    weights_: np.ndarray
+    means_: np.ndarray
+    covariances_: np.ndarray
+    n_features_in_: int
+    n_iter_: int
+    converged_: bool
+    lower_bounds_: list[float]
+
+    def predict(self, X: Any) -> Any: ...
 
 
 def _pyplot() -> Any:
@@ -40,7 +53,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def dense_covariances(model: GaussianMixture) -> np.ndarray:
+def dense_covariances(model: FittedMixture) -> np.ndarray:
     """The covariance of every component as a dense matrix, shape (K, d, d), for any covariance type."""
     return gaussian.dense_covariances(model.covariances_, model.covariance_type, len(model.weights_), model.n_features_in_)
 
@@ -59,7 +72,7 @@ def ellipse_geometry(cov: np.ndarray, n_sigma: float = 1.0) -> tuple[float, floa
     return 2 * n_sigma * float(np.sqrt(values[1])), 2 * n_sigma * float(np.sqrt(values[0])), angle
 
 
-def mixture_covariance(model: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
+def mixture_covariance(model: FittedMixture) -> tuple[np.ndarray, np.ndarray]:
     """The mixture's mean μ̄ = Σ πₖμₖ, shape (d,), and covariance Σ πₖ(Σₖ + μₖμₖᵀ) − μ̄μ̄ᵀ, shape (d, d)."""
     w, mu = np.asarray(model.weights_), np.asarray(model.means_)
     mean = w @ mu
@@ -67,7 +80,7 @@ def mixture_covariance(model: GaussianMixture) -> tuple[np.ndarray, np.ndarray]:
     return mean, second - np.outer(mean, mean)
 
 
-def projection_axes(model: GaussianMixture, X: np.ndarray | None = None
+def projection_axes(model: FittedMixture, X: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre (d,), the two leading principal axes of the *standardised* features as a projection of the
     original ones W (d, 2), their shares of the standardised variance (2,) and their loadings (d, 2).
@@ -100,7 +113,7 @@ def axis_label(axis: int, share: float, loadings: np.ndarray, names: Sequence[st
     return f"PC{axis + 1}, {share:.0%} of the standardised variance\n{terms}"
 
 
-def feature_indices(model: GaussianMixture, features: Sequence[str | int]) -> list[int]:
+def feature_indices(model: FittedMixture, features: Sequence[str | int]) -> list[int]:
     """The column indices of two features named (or numbered) by the user; one-line errors otherwise."""
     names = _feature_names(model)
     if len(features) != 2:
@@ -125,7 +138,7 @@ def project(means: np.ndarray, covariances: np.ndarray, centre: np.ndarray, W: n
     return (means - centre) @ W, np.einsum("ia,kij,jb->kab", W, covariances, W)
 
 
-def mixture_density_1d(model: GaussianMixture, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def mixture_density_1d(model: FittedMixture, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Density p(x), shape (n,), and weighted component densities πₖN(x|μₖ,σₖ²), shape (n, K), of a 1-D model
     on ``grid``, shape (n,)."""
     if model.n_features_in_ != 1:
@@ -136,7 +149,7 @@ def mixture_density_1d(model: GaussianMixture, grid: np.ndarray) -> tuple[np.nda
     return parts.sum(axis=1), parts
 
 
-def _feature_names(model: GaussianMixture) -> list[str]:
+def _feature_names(model: FittedMixture) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     return [str(n) for n in names] if names is not None else [f"x{j}" for j in range(model.n_features_in_)]
 
@@ -151,7 +164,7 @@ def _colours(K: int) -> np.ndarray:
     return colormaps["turbo"](np.linspace(0.05, 0.95, K))[:, :3]
 
 
-def _as_sample(model: GaussianMixture, X: Any) -> np.ndarray | None:
+def _as_sample(model: FittedMixture, X: Any) -> np.ndarray | None:
     if X is None:
         return None
     X = np.asarray(X, dtype=np.float64)
@@ -161,7 +174,7 @@ def _as_sample(model: GaussianMixture, X: Any) -> np.ndarray | None:
     return X
 
 
-def plot_convergence(model: GaussianMixture, ax: Axes | None = None) -> Axes:
+def plot_convergence(model: FittedMixture, ax: Axes | None = None) -> Axes:
     """Mean log-likelihood per EM iteration (``model.lower_bounds_``, x = 1..n) on ``ax`` (new figure if None)."""
     if ax is None:
         ax = _pyplot().subplots(figsize=(6, 4.5), layout="constrained")[1]
@@ -180,7 +193,7 @@ def plot_convergence(model: GaussianMixture, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = None,
+def plot_components(model: FittedMixture, X: Any = None, ax: Axes | None = None,
                     features: Sequence[str | int] | None = None) -> Axes:
     """The components over the sample ``X`` (n, d), if given, on ``ax`` (new figure if None).
 
@@ -250,7 +263,7 @@ def plot_components(model: GaussianMixture, X: Any = None, ax: Axes | None = Non
     return ax
 
 
-def plot_model(model: GaussianMixture, X: Any = None, path: PathLike | None = None, overwrite: bool = False,
+def plot_model(model: FittedMixture, X: Any = None, path: PathLike | None = None, overwrite: bool = False,
                storage_options: dict | None = None, features: Sequence[str | int] | None = None) -> Figure:
     """Figure with the convergence curve and the components over ``X`` (n, d); saved as PNG to ``path`` if given.
 

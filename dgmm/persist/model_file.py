@@ -52,11 +52,12 @@ from .checks import (  # noqa: F401  (documented here)
     check_values,
     has_type,
 )
+from .fitted import PARAMETER_ARRAYS
 
 FORMAT = "dgmm-model"
 FORMAT_VERSION = 1
 
-NUMERIC = ("weights", "means", "covariances", "precisions_cholesky", "lower_bounds")
+NUMERIC = PARAMETER_ARRAYS + ("lower_bounds",)  # the fitted state's arrays (:mod:`dgmm.persist.fitted`)
 HASHED = NUMERIC + ("feature_names",)
 PARAMS = {"n_components": INT, "covariance_type": STR, "tol": REAL, "reg_covar": REAL, "max_iter": INT,
            "n_init": INT, "init_params": STR, "random_state": INT + NONE, "warm_start": (bool,),

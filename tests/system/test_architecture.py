@@ -6,8 +6,13 @@
 
 A package may import only the packages listed for it in ALLOWED (and ``dgmm.errors``, ``dgmm.version``);
 only ``execution`` and ``data`` import dask or distributed, and nothing under ``kernels`` or
-``algorithms`` imports dask, distributed or pyarrow. Module-level imports form no cycle, and no
+``algorithms`` imports dask, distributed or pyarrow. Imports form no cycle at any level (module-level,
+function-local and TYPE_CHECKING ones alike: a cycle hidden in a function is still a knot), and no
 name with a leading underscore is imported from another package.
+
+Inside ``kernels``, ``kernels/device/`` (the array-API and CUDA twins) imports the NumPy kernels, never
+the reverse, and no NumPy kernel tests the array type it was given: the pass kernels above choose once
+(``dgmm.kernels.arrays``: ``on_host``, ``ByBackend``).
 
 Above the packages sit two consumers that may import any of them: ``dgmm/__init__.py`` (the public
 API) and ``dgmm/testing.py`` (helpers for tests/ and benchmarks/ only: no module of dgmm imports it,
@@ -128,11 +133,11 @@ def test_no_private_name_is_imported_from_another_package():
     assert not problems, problems
 
 
-def test_module_level_imports_have_no_cycle():
+def test_imports_have_no_cycle_at_any_level():
     edges = defaultdict(set)
     for module, found in GRAPH.items():
-        for target, names, top in found:
-            if not top or not target.startswith("dgmm"):
+        for target, names, _ in found:
+            if not target.startswith("dgmm"):
                 continue
             candidates = [f"{target}.{n}" for n in names if f"{target}.{n}" in GRAPH] or [target]
             edges[module] |= {c for c in candidates if c in GRAPH and c != module}
@@ -152,6 +157,29 @@ def test_module_level_imports_have_no_cycle():
     for module in sorted(GRAPH):
         if module not in state and module != "dgmm":
             visit(module, [module])
+
+
+HOST_KERNELS = sorted(m for m in GRAPH if layer(m) == "kernels" and not m.startswith("dgmm.kernels.device"))
+
+
+@pytest.mark.parametrize("module", HOST_KERNELS)
+def test_numpy_kernels_never_import_their_device_twins(module):
+    device = [target for target, names, _ in GRAPH[module] if target.startswith("dgmm.kernels.device")
+              or (target == "dgmm.kernels" and "device" in names)]
+    assert not device, f"{module} imports {device}: kernels/device imports the NumPy kernels, never the reverse"
+
+
+@pytest.mark.parametrize("module", [m for m in HOST_KERNELS if m != "dgmm.kernels.arrays"])
+def test_numpy_kernels_never_test_the_array_type(module):
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = path.with_suffix("") / "__init__.py"
+    tests = [node.lineno for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) in ("isinstance", "on_host")
+             and any(isinstance(arg, ast.Attribute) and arg.attr == "ndarray" for arg in ast.walk(node))
+             or isinstance(node, ast.Call) and getattr(node.func, "id", None) == "on_host"]
+    assert not tests, (f"{module} tests the array type (line {tests[0]}); choose between a kernel and its "
+                       "device twin in the pass kernel (dgmm.kernels.arrays.on_host, ByBackend)")
 
 
 def test_files_stay_small():
