@@ -22,7 +22,7 @@ import tracemalloc
 import warnings
 
 import dgmm
-import dgmm.kernels.device.tiles as xp_estep
+import dgmm.kernels.device.tiles as device_tiles
 from dgmm.data.synthetic import random_mixture, sample_mixture
 
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--quarter-rule", action="store_true")
     args = parser.parse_args()
     if args.quarter_rule:
-        xp_estep.XP_MIN_TILE_ROWS, xp_estep.XP_MIN_TILE_BYTES = 1, 1
+        device_tiles.XP_MIN_TILE_ROWS, device_tiles.XP_MIN_TILE_BYTES = 1, 1
     X, _ = sample_mixture(random_mixture(args.components, args.features, seed=0), args.rows, seed=0)
     data_bytes = X.nbytes
     if args.xp == "cupy":

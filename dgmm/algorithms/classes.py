@@ -3,7 +3,7 @@ and adapting a background mixture to every class in one pass.
 
 The data carries a last column of class codes (:func:`dgmm.kernels.row_weights.class_rows`). Wrapping a
 fitting program with :func:`for_class` gives each of its passes and row gathers the block the program
-would see if the other classes' rows had weight 0; :func:`dgmm.algorithms.steps.together` then runs
+would see if the other classes' rows had weight 0; :func:`dgmm.algorithms.programs.together` then runs
 every class in the same passes. So each class's result equals a fit of the same program on the same
 chunks with ``sample_weight = w * (y == c)``, bit for bit. A view of code None sees the data as it is,
 every row (the background model's fit: bit-identical to a GaussianMixture fit on the data).
@@ -25,7 +25,7 @@ from ..kernels.device.classes import xp_class_rows, xp_class_stats
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import class_rows, with_weight_column
 from ..kernels.stats import Stats
-from .steps import Bundle, Gather, Pass, Steps, T
+from .programs import Bundle, Gather, Pass, Steps, T
 
 CLASS_ROWS = ByBackend(class_rows, xp_class_rows)
 CLASS_STATS = ByBackend(class_stats, xp_class_stats)

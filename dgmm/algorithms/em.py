@@ -1,4 +1,4 @@
-"""The distributed EM loop and the initial pass, on an executor (:class:`~dgmm.algorithms.steps.PassRunner`).
+"""The distributed EM loop and the initial pass, on an executor (:class:`~dgmm.algorithms.programs.PassRunner`).
 
 Orchestration only: the maths is in :mod:`dgmm.kernels.stats`, :mod:`dgmm.kernels.mstep` and
 :mod:`dgmm.kernels.init`. One iteration is one pass over the data::
@@ -32,8 +32,8 @@ from ..kernels.mstep import m_step
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import no_rows_left, split_weights
 from ..kernels.stats import Stats
+from .programs import Gather, Pass, PassRunner, Steps, run_steps
 from .seeding import initial_centres
-from .steps import Gather, Pass, PassRunner, Steps, run_steps
 
 
 @dataclass(frozen=True)

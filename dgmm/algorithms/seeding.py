@@ -1,7 +1,7 @@
 """Where the starting centres come from: orchestration of the initialisation passes, no maths.
 
 The maths is in :mod:`dgmm.kernels.kmeans` and :mod:`dgmm.kernels.init`. Every function here is a
-program of :mod:`dgmm.algorithms.steps` (it yields the passes and gathers it needs), so many
+program of :mod:`dgmm.algorithms.programs` (it yields the passes and gathers it needs), so many
 initialisations can share each pass; every pass applies a pure kernel whose
 per-chunk results add with ``+``.
 
@@ -50,7 +50,7 @@ from ..kernels.kmeans import (
     sample_candidates,
 )
 from ..kernels.row_weights import no_rows_left, split_weights
-from .steps import Gather, Pass, Steps
+from .programs import Gather, Pass, Steps
 
 DISTRIBUTED_INITS: tuple[str, ...] = ("kmeans", "k-means||")
 ROUNDS = 5

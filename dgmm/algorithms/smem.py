@@ -1,6 +1,6 @@
 """Split-and-merge rounds after EM has converged: orchestration only (maths in :mod:`dgmm.kernels.moves`).
 
-One round, as a program of :mod:`dgmm.algorithms.steps`::
+One round, as a program of :mod:`dgmm.algorithms.programs`::
 
     1. one pass: MoveStats of the converged model -> the C best (merge i+j, split k) moves
     2. ``TRIAL_ITER`` EM iterations at most, from each moved model AND from the model
@@ -27,7 +27,7 @@ from ..kernels.moves import Move, MoveStats, apply_move, move_stats, principal_a
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import split_weights
 from .em import EMResult, best_run, em_steps, fit_steps
-from .steps import Pass, Steps, together
+from .programs import Pass, Steps, together
 
 TRIAL_ITER = 10
 

@@ -47,6 +47,7 @@ class Input:
     id_like : feature columns that look like row ids (:func:`id_like_columns`); see :func:`warn_id_like`
     device : for Parquet and Dask input, the GPU its passes run on (a :class:`~dgmm.data.devices.DeviceTarget`,
         set by :func:`on_device`), or None for the CPU
+    host_output : for scoring only: NumPy input placed on a device, whose outputs come back as NumPy
     """
 
     kind: InputKind
@@ -59,6 +60,7 @@ class Input:
     frame: Any = None
     id_like: tuple[str, ...] = ()
     device: Any = None
+    host_output: bool = False
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this input, for checkpoints: files, or a hash of in-memory data."""

@@ -18,7 +18,7 @@ from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.rows import map_block_rows, map_rows
-from ..kernels.arrays import ByBackend, namespace
+from ..kernels.arrays import ByBackend, namespace, to_numpy
 from ..kernels.device.classes import (
     host_class_scores,
     xp_class_scores,
@@ -81,7 +81,7 @@ class ClassScoringMixin:
         if ratio and not hasattr(self, "ubm_"):
             raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
         X, groups = frame_column(X, groups)  # a DataFrame's group column
-        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy)  # features checked
+        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
         grouping = as_labels(groups, data, what="groups")
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
@@ -107,11 +107,12 @@ class ClassScoringMixin:
         """``log p(x | params_c) + offset_c`` per row and mixture, (n, C); with ``against_last`` the last
         mixture's column is subtracted from the others and dropped, (n, C - 1)."""
         # checked as a fitted mixture checks them; a Dask DataFrame is scored as a Dask array
-        data = self.estimators_[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy)
+        data = self.estimators_[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
         payload = (params, (offset, against_last))
         n_out = len(params) - against_last
         if data.kind == "xp":  # on the array's device, in its library
-            return xp_class_scores(data.values, payload)
+            scores = xp_class_scores(data.values, payload)
+            return to_numpy(scores) if data.host_output else scores
         if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each chunk's scores back on the host
             return map_block_rows(device_chunks(data), host_class_scores, payload, n_out, np.float64)
         if data.kind == "numpy":

@@ -6,7 +6,7 @@ Orchestration only::
        their sorted classes (dgmm.data.labels) and carried as one more column of every chunk
     2. per class: the program of a GaussianMixture fit (initialisation, restarts, EM, split/merge),
        seeing only that class's rows (dgmm.algorithms.classes.for_class); all classes together
-       (dgmm.algorithms.steps.together): each pass reads every chunk once for every class still
+       (dgmm.algorithms.programs.together): each pass reads every chunk once for every class still
        initialising or iterating, so S classes cost the passes of the slowest, not S times them
     2'. or, with a background model (``ubm``): fit it on all rows first when ``ubm="fit"``, then
        one pass adapts it to every class by MAP (dgmm.algorithms.classes.adapt_steps)
@@ -24,7 +24,6 @@ class codes travelling with each chunk there (dgmm.kernels.device.classes).
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import warnings
 from typing import Any, Mapping, Sequence
@@ -34,8 +33,8 @@ from sklearn.base import ClassifierMixin
 
 from ..algorithms.classes import ClassView, adapt_steps, for_class
 from ..algorithms.em import EMResult
+from ..algorithms.programs import run_steps, run_together
 from ..algorithms.smem import best_fit_steps
-from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
@@ -70,6 +69,7 @@ CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("adapt", str, "means", "what MAP adapts: means, weights or covariances, or several comma-separated "
               "(means,weights)"),
 )
+CLASSIFIER_BY_NAME = {parameter.name: parameter for parameter in CLASSIFIER_PARAMETERS}
 
 
 class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
@@ -178,8 +178,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         validate_params(self)
         background = self._background()
         adapt = check_adapt(self.adapt)
-        if not (isinstance(self.relevance_factor, numbers.Real) and self.relevance_factor >= 0):
-            raise ParameterError(f"relevance_factor={self.relevance_factor!r} is invalid; expected a number >= 0")
+        CLASSIFIER_BY_NAME["relevance_factor"].validate(self.relevance_factor)  # the others may be Python objects
         X, y = frame_column(X, y)  # a DataFrame's label column
         data = on_device(self._features(X, y, columns, sample_weight), self.device)
         warn_id_like(data, stacklevel=2)

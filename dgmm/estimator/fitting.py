@@ -10,8 +10,8 @@ import math
 from typing import Any
 
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
+from ..algorithms.programs import run_steps
 from ..algorithms.smem import best_fit_steps, split_merge_steps
-from ..algorithms.steps import run_steps
 from ..data.inputs import Input
 from ..execution.executor import CountingExecutor
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback

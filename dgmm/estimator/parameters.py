@@ -6,7 +6,7 @@ the rest is derived:
 * the estimator's validation (:func:`validate_params`), run by ``fit`` and by the command line
   before a cluster starts;
 * the YAML keys and command-line options of ``dgmm fit`` and ``dgmm select``
-  (:mod:`dgmm.cli.settings`), under the option names in ``setting`` where they differ
+  (:mod:`dgmm.cli.config`), under the option names in ``setting`` where they differ
   (``--init``, ``--seed``, ``--scheduler``);
 * the keyword parameters :func:`dgmm.select` accepts;
 * the README's parameter table (:func:`markdown_table`; a test keeps the README in step).

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 from ..data.devices import DEVICE_CACHE_SHARE, device_route
-from ..data.inputs import Input
+from ..data.inputs import Input, on_device
 from ..errors import InputTypeError
 from ..execution.executor import executor_for
 
@@ -39,6 +39,17 @@ def runtime(estimator: Any, data: Input) -> Iterator[Runtime]:
                       estimator.stall_timeout, data.device, data.lazy_nbytes, estimator.cache) as executor:
         array, cache_used = place_data(estimator, executor, data)
         yield Runtime(executor, array, cache_used)
+
+
+def scoring_input(data: Input, device: str) -> Input:
+    """Where a fitted model scores ``data``: where its fit would run (:func:`~dgmm.data.inputs.on_device`), so
+    ``device="cuda"`` scores NumPy input on the GPU as it fits it there, and the outputs come back as NumPy
+    (NumPy in, NumPy out: ``Input.host_output``). An array on a device is scored there, in its library; a Dask
+    DataFrame kept whole by its partitions on the CPU; Parquet and Dask input with ``device="cpu"`` on the CPU."""
+    if data.kind == "xp" or data.frame is not None or (data.kind != "numpy" and device == "cpu"):
+        return data
+    placed = on_device(data, device)
+    return replace(placed, host_output=True) if data.kind == "numpy" and placed.kind == "xp" else placed
 
 
 def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:

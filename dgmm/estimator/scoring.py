@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..data.devices import device_route
-from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input, on_device
+from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
 from ..data.parquet import is_path_input
 from ..errors import DataError, NotFittedError
 from ..execution.rows import finite_total, map_block_rows, map_partitions_rows, map_rows
@@ -17,6 +17,7 @@ from ..kernels.arrays import to_numpy
 from ..kernels.criteria import information_criteria
 from ..kernels.device.posterior import xp_posterior
 from ..kernels.params import MixtureParams
+from .runtime import scoring_input
 
 
 class ScoringMixin:
@@ -78,16 +79,17 @@ class ScoringMixin:
         """Akaike information criterion; lower is better."""
         return self.score_summary(X)["aic"]
 
-    def _scoring_input(self, X: Any, keep_frame: bool = True, nan_policy: str | None = None) -> Input:
-        """``X`` as input to score, its features checked against the fit's (a Dask DataFrame kept as it
-        is unless ``keep_frame`` is False; ``nan_policy`` default: the model's)."""
+    def _scoring_input(self, X: Any, keep_frame: bool = True, nan_policy: str | None = None,
+                       device: str | None = None) -> Input:
+        """``X`` as input to score, its features checked against the fit's, placed where ``device`` (default:
+        the model's) says (a Dask DataFrame kept as it is unless ``keep_frame`` is False; ``nan_policy``
+        default: the model's)."""
         self.fitted_params()
         names = getattr(self, "feature_names_in_", None)
         data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
                         nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
                         storage_options=self.storage_options, keep_frame=keep_frame)
-        if data.kind in ("parquet", "dask") and getattr(self, "device", "cpu") != "cpu":
-            data = on_device(data, self.device)
+        data = scoring_input(data, device or getattr(self, "device", "cpu"))
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -105,8 +107,9 @@ class ScoringMixin:
         ``columns``: the output's name (one value per row) or column names (several).
         """
         params = self.fitted_params()
-        if data.kind == "xp":  # on the array's device, in its library
-            return device_posterior(data, kernel, params)
+        if data.kind == "xp":  # on the array's device, in its library (NumPy input placed there: back as NumPy)
+            out = device_posterior(data, kernel, params)
+            return to_numpy(out) if data.host_output else out
         if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each output back on the host
             return map_block_rows(device_chunks(data), functools.partial(host_rows, kernel.__name__, data.n_features,
                                                                           data.weighted),

@@ -4,7 +4,7 @@ Orchestration only. With ``criterion="bic"`` or ``"aic"`` the table and the mode
 same rows, all of them::
 
     1. each grid cell × restart is initialised and runs EM on all rows; all of them together
-       (dgmm.algorithms.steps.run_together): each pass reads every chunk once for every
+       (dgmm.algorithms.programs.run_together): each pass reads every chunk once for every
        initialisation or EM run still going
     2. one more pass scores every cell's model on all rows: log-likelihood, BIC and AIC
        (n = the total row weight), exactly what ``model.bic(X)`` gives
@@ -26,8 +26,8 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 
 from ..algorithms.em import EMResult, em_steps, score_steps
+from ..algorithms.programs import run_steps, run_together
 from ..algorithms.smem import best_fit_steps
-from ..algorithms.steps import run_steps, run_together
 from ..data.inputs import as_input, on_device, warn_id_like
 from ..errors import ParameterError
 from ..execution.executor import CountingExecutor

@@ -25,8 +25,7 @@ def single_threaded_blas() -> Iterator[None]:
 
     Held for a whole fit (:func:`~dgmm.execution.executor.executor_for`), not only in passes:
     after a threaded BLAS call (the M-step's Cholesky factors), OpenBLAS's threads spin on
-    every core for a while, and the next pass's threads then ran at half speed (measured:
-    2 threads at 262,144 x 16 x 8 full took 0.088 s per iteration, 0.052 s with this held).
+    every core for a while and slow the next pass's threads (docs/benchmarks.md has the figures).
     Counted: the first holder sets the limit and the last one out restores the user's, so fits
     in several threads at once leave it as they found it.
     """

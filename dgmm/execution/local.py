@@ -21,8 +21,8 @@ class InProcessExecutor:
     at once: over the chunks when there are many, else over the row tiles of each
     chunk for kernels that take a ``map`` (``kernel.maps_tiles``). Then up to
     ``CHUNKS_IN_FLIGHT`` chunks queue their tiles at once, so threads that finish a
-    chunk's last tiles start the next chunk's instead of waiting (at 16 threads, a
-    chunk of 22 tiles kept 10 of them idle for its second half). Results are
+    chunk's last tiles start the next chunk's instead of waiting (one chunk's last
+    few tiles would leave most threads idle). Results are
     merged in chunk (and tile) order, so they do not depend on the thread count.
     """
 

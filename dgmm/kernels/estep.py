@@ -58,7 +58,7 @@ from .stats import Stats, s2_shape, weight_totals
 
 ComputeDType = Literal["float64", "float32"]
 COMPUTE_DTYPES: tuple[str, ...] = ("float64", "float32")
-TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64 (measured)
+TILE_ELEMENTS = 1 << 18  # (T × width of a tile's intermediates) in elements, 2 MiB of float64: within L2
 GEMM_ELEMENTS = 1 << 15  # full/tied: the Mahalanobis GEMM's output block in elements, 256 KiB of float64
 GROUP_COLUMNS = 256  # full: the Mahalanobis GEMM takes groups of components about this many columns wide
 MIN_TILE_ROWS, MAX_TILE_ROWS = 256, 8192
@@ -94,8 +94,7 @@ def default_tile_rows(n_components: int, n_features: int, covariance_type: Covar
     per_component = 4 * n_components  # log-probabilities, their exp, exponent bits, responsibilities
     if covariance_type in ("full", "tied"):
         # [Z, 1] and V (the Mahalanobis product goes in row blocks, :func:`default_gemm_rows`), in 3/4 of
-        # the budget, since BLAS packs copies of Vᵀ V's operands too: at d=16, K=8, 3,456 rows took 0.29 s
-        # per 1M rows, 3,971 took 0.44
+        # the budget, since BLAS packs copies of Vᵀ V's operands too (taller tiles spill them out of cache)
         budget = 3 * TILE_ELEMENTS // 4
         width = 2 * (n_features + 1) + per_component
     else:

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import dgmm
 from dgmm.algorithms.em import init_kernel, initial_params
+from dgmm.algorithms.programs import run_steps
 from dgmm.algorithms.seeding import ROUNDS, initial_centres, kmeans_parallel, lloyd
-from dgmm.algorithms.steps import run_steps
 from dgmm.data.synthetic import random_mixture, sample_mixture
 from dgmm.data.validation import attach_weights
 from dgmm.execution import CountingExecutor, Executor, InProcessExecutor

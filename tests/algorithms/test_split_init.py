@@ -7,7 +7,7 @@ import pytest
 
 import dgmm
 from dgmm.algorithms.em import split_steps
-from dgmm.algorithms.steps import run_steps
+from dgmm.algorithms.programs import run_steps
 from dgmm.execution import InProcessExecutor
 from dgmm.kernels.moves import split_heaviest_components
 from dgmm.kernels.params import MixtureParams

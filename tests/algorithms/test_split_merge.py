@@ -7,8 +7,8 @@ import pytest
 
 import dgmm
 from dgmm.algorithms.em import run_em
+from dgmm.algorithms.programs import run_steps
 from dgmm.algorithms.smem import TRIAL_ITER, split_merge_steps
-from dgmm.algorithms.steps import run_steps
 from dgmm.execution import CountingExecutor, InProcessExecutor
 from dgmm.kernels.moves import apply_move, merge_components, move_stats, principal_axes, rank_moves, split_scores
 from dgmm.kernels.params import MixtureParams

@@ -346,3 +346,36 @@ def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, clust
             got, want = gpu.predict_groups(path, groups), cpu.predict_groups(path, groups)
         np.testing.assert_array_equal(got["class"], want["class"])
         np.testing.assert_allclose(got["score_cy"], want["score_cy"], rtol=1e-10)
+
+
+def test_numpy_input_is_scored_where_it_is_fitted_and_comes_back_as_numpy(rows, monkeypatch):
+    """device='cuda' places NumPy input on the GPU for scoring as for the fit (one decision, estimator/runtime.py:
+    scoring_input): computed there by the device kernels, returned as NumPy, equal to the CPU's scores."""
+    import dgmm.estimator.class_scoring as class_scoring
+    import dgmm.estimator.scoring as scoring
+
+    seen = []
+    for module, name in ((scoring, "xp_posterior"), (class_scoring, "xp_class_scores")):
+        def spy(X, *args, _kernel=getattr(module, name), _name=name):
+            seen.append((_name, type(X).__module__.split(".")[0]))
+            return _kernel(X, *args)
+
+        monkeypatch.setattr(module, name, spy)
+    y = (rows[:, 0] > np.median(rows[:, 0])).astype(np.int64)
+    model = dgmm.GaussianMixture(**SETTINGS).fit(rows)
+    classifier = dgmm.GaussianMixtureClassifier(n_components=2, random_state=0, max_iter=10).fit(rows, y)
+    expected = [model.predict(rows), model.predict_proba(rows), model.score_samples(rows),
+                classifier.predict_proba(rows), classifier.predict(rows)]
+    assert not seen
+    with simulated_gpu():
+        model.set_params(device="cuda"), classifier.set_params(device="cuda")
+        got = [model.predict(rows), model.predict_proba(rows), model.score_samples(rows),
+               classifier.predict_proba(rows), classifier.predict(rows)]
+    assert {name for name, _ in seen} == {"xp_posterior", "xp_class_scores"}
+    assert {library for _, library in seen} == {"array_api_strict"}  # the simulated GPU's arrays
+    assert all(type(out) is np.ndarray for out in got)
+    for out, want in zip(got, expected):
+        if out.dtype.kind == "f":
+            np.testing.assert_allclose(out, want, rtol=1e-9, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(out, want)

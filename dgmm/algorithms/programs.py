@@ -1,4 +1,4 @@
-"""Algorithms as *steps*, so that many of them can share every pass over the data.
+"""Algorithms as programs of pass requests (*steps*), so that many of them can share every pass over the data.
 
 An initialisation, an EM run or a scoring pass is written as a generator that
 yields what it needs from the data and receives the answer::
