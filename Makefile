@@ -20,6 +20,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check dgmm tests benchmarks
+	$(VENV)/bin/ruff format --check dgmm tests benchmarks
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)/.installed-test  # the unit tests: no clusters, processes, servers or notebooks

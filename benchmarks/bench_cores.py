@@ -37,7 +37,8 @@ def measure(n: int, d: int, k: int, kind: str, iters: int, repeats: int) -> floa
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dgmm.GaussianMixture(k, covariance_type=kind, tol=0.0, max_iter=iters, **start).fit(
-                X, on_iteration=lambda report: seconds.append(report.seconds))
+                X, on_iteration=lambda report: seconds.append(report.seconds)
+            )
         medians.append(statistics.median(seconds[1:] or seconds))
     return statistics.median(medians)
 
@@ -75,14 +76,30 @@ def main() -> None:
         n, d, k, kind = parse_shape(shape)
         base = None
         for c in cores:
-            out = subprocess.run([sys.executable, __file__, "--child-shape", shape, "--child-cores", str(c),
-                                  "--iters", str(args.iters), "--repeats", str(args.repeats)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child-shape",
+                    shape,
+                    "--child-cores",
+                    str(c),
+                    "--iters",
+                    str(args.iters),
+                    "--repeats",
+                    str(args.repeats),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             seconds = json.loads(out.strip().splitlines()[-1])["seconds"]
             base = base or (seconds, c)
             speedup = base[0] / seconds
-            print(f"{n:,} x {d} x {k} | {kind} | {c} | {seconds:.4f} | {speedup:.2f} | "
-                  f"{speedup * base[1] / c:.0%}", flush=True)
+            print(
+                f"{n:,} x {d} x {k} | {kind} | {c} | {seconds:.4f} | {speedup:.2f} | {speedup * base[1] / c:.0%}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,12 @@ def write(folder: str, rows: int, features: int) -> None:
     rng = np.random.default_rng(0)
     for part in range(4):
         X = rng.standard_normal((rows // 4, features))
-        pq.write_table(pa.table({f"x{j}": X[:, j] for j in range(features)}), f"{folder}/part-{part}.parquet",
-                       row_group_size=ROW_GROUP, compression="snappy")
+        pq.write_table(
+            pa.table({f"x{j}": X[:, j] for j in range(features)}),
+            f"{folder}/part-{part}.parquet",
+            row_group_size=ROW_GROUP,
+            compression="snappy",
+        )
 
 
 def main() -> None:
@@ -78,7 +82,8 @@ def main() -> None:
     routes = {
         "read_table": read_table,
         "decode only": lambda: over_row_groups(
-            lambda g: pq.ParquetFile(g.path).read_row_group(g.index, columns=list(dataset.columns))),
+            lambda g: pq.ParquetFile(g.path).read_row_group(g.index, columns=list(dataset.columns))
+        ),
         "column-major staging (GPU path)": lambda: over_row_groups(staged),
         "row-major block (CPU path)": lambda: over_row_groups(lambda g: read_row_group(g, dataset.columns)),
     }

@@ -137,8 +137,11 @@ def estep_seconds(X, start: dict, k: int, kind: str, library: Library) -> tuple[
         return None, None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        params = dgmm.GaussianMixture(k, covariance_type=kind, max_iter=1, **start).fit(
-            library.head(X, 100_000)).fitted_params()
+        params = (
+            dgmm.GaussianMixture(k, covariance_type=kind, max_iter=1, **start)
+            .fit(library.head(X, 100_000))
+            .fitted_params()
+        )
     medians = []
     for fused in (True, False):
         times = []
@@ -170,8 +173,9 @@ def sklearn_torch_per_iteration(X, start: dict, k: int, kind: str, iters: int, r
         started = time.perf_counter()
         with sklearn.config_context(array_api_dispatch=True), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            GaussianMixture(k, covariance_type=kind, tol=0.0, max_iter=max_iter, init_params="random_from_data",
-                            **init).fit(tensor)
+            GaussianMixture(
+                k, covariance_type=kind, tol=0.0, max_iter=max_iter, init_params="random_from_data", **init
+            ).fit(tensor)
         torch.cuda.synchronize()
         return time.perf_counter() - started
 
@@ -212,8 +216,9 @@ def read_table_seconds(folder: Path, repeats: int = 2) -> float:
     return statistics.median(times)
 
 
-def streamed_per_iteration(folder: Path, start: dict, k: int, kind: str, iters: int, cache_gib: float,
-                           library: Library) -> float:
+def streamed_per_iteration(
+    folder: Path, start: dict, k: int, kind: str, iters: int, cache_gib: float, library: Library
+) -> float:
     """Median s/iter of one dgmm fit of the Parquet files on the GPU (a simulated one with ``--xp strict``)."""
     import contextlib
 
@@ -222,9 +227,9 @@ def streamed_per_iteration(folder: Path, start: dict, k: int, kind: str, iters: 
     seconds: list[float] = []
     with simulated_gpu() if library.name != "cupy" else contextlib.nullcontext(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dgmm.GaussianMixture(k, covariance_type=kind, tol=0.0, max_iter=iters, device="cuda",
-                             device_cache_gib=cache_gib, **start).fit(
-            str(folder), on_iteration=lambda report: seconds.append(report.seconds))
+        dgmm.GaussianMixture(
+            k, covariance_type=kind, tol=0.0, max_iter=iters, device="cuda", device_cache_gib=cache_gib, **start
+        ).fit(str(folder), on_iteration=lambda report: seconds.append(report.seconds))
     return statistics.median(seconds)
 
 
@@ -247,9 +252,21 @@ def main() -> None:
     parquet_root = Path(args.parquet_dir or tempfile.mkdtemp(prefix="dgmm-bench-gpu-"))
     library = Library(args.xp)
     print(f"device data: {args.xp}; CPU cores: {len(os.sched_getaffinity(0))}; dgmm {dgmm.__version__}")
-    header = ("N x d x K", "cov", "dgmm GPU cached", "GPU mem / data", "E-step fused", "E-step array-API",
-              "dgmm GPU streamed", "read_table s",
-              "streamed / read_table", "sklearn torch CUDA", "its mem / data", "dgmm CPU", "sklearn / dgmm GPU")
+    header = (
+        "N x d x K",
+        "cov",
+        "dgmm GPU cached",
+        "GPU mem / data",
+        "E-step fused",
+        "E-step array-API",
+        "dgmm GPU streamed",
+        "read_table s",
+        "streamed / read_table",
+        "sklearn torch CUDA",
+        "its mem / data",
+        "dgmm CPU",
+        "sklearn / dgmm GPU",
+    )
     print(" | ".join(header))
     for n, d, k, kind in parse_shapes(args.shapes):
         X = library.data(n, d, k)
@@ -269,10 +286,26 @@ def main() -> None:
             streamed = streamed_per_iteration(folder, start, k, kind, args.iters, args.cache_gib, library)
             shutil.rmtree(folder, ignore_errors=True)
         ratio = None if torch_s is None else torch_s / gpu
-        print(" | ".join([f"{n:,} x {d} x {k}", kind, fmt(gpu), fmt(gpu_peak / nbytes if gpu_peak else None, ".2f"),
-                          fmt(fused), fmt(unfused), fmt(streamed), fmt(scan), fmt(None if scan is None else streamed / scan, ".2f"),
-                          fmt(torch_s), fmt(torch_peak / nbytes if torch_peak else None, ".2f"), fmt(cpu),
-                          fmt(ratio, ".1f") + ("x" if ratio else "")]), flush=True)
+        print(
+            " | ".join(
+                [
+                    f"{n:,} x {d} x {k}",
+                    kind,
+                    fmt(gpu),
+                    fmt(gpu_peak / nbytes if gpu_peak else None, ".2f"),
+                    fmt(fused),
+                    fmt(unfused),
+                    fmt(streamed),
+                    fmt(scan),
+                    fmt(None if scan is None else streamed / scan, ".2f"),
+                    fmt(torch_s),
+                    fmt(torch_peak / nbytes if torch_peak else None, ".2f"),
+                    fmt(cpu),
+                    fmt(ratio, ".1f") + ("x" if ratio else ""),
+                ]
+            ),
+            flush=True,
+        )
         del X
     if not args.parquet_dir:
         shutil.rmtree(parquet_root, ignore_errors=True)

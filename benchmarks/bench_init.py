@@ -34,8 +34,16 @@ def time_init(X: np.ndarray, k: int, repeats: int) -> float:
     times = []
     for seed in range(repeats):
         started = time.perf_counter()
-        initial_params(InProcessExecutor(IN_MEMORY_CHUNK_ROWS), X, n_components=k, covariance_type="full",
-                       method="k-means||", reg_covar=1e-6, seed=seed, split_every=8)
+        initial_params(
+            InProcessExecutor(IN_MEMORY_CHUNK_ROWS),
+            X,
+            n_components=k,
+            covariance_type="full",
+            method="k-means||",
+            reg_covar=1e-6,
+            seed=seed,
+            split_every=8,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -52,8 +60,10 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from sklearn.mixture import GaussianMixture as SklearnGM
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, dgmm {dgmm.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, dgmm {dgmm.__version__}"
+    )
     mixture = random_mixture(args.k, args.d, seed=0)
     sizes = [int(s) for s in args.sizes.split(",")]
     X_all, _ = sample_mixture(mixture, max(sizes), seed=0)
@@ -63,10 +73,14 @@ def main() -> None:
     for n in sizes:
         seconds = time_init(X_all[:n], args.k, args.repeats)
         base = base or (n, seconds)
-        print(f"{n:>9} | {seconds:>8.3f} | {seconds / n * 1e6:>10.3f} | {seconds / base[1]:>6.2f} | {n / base[0]:>5.1f}")
+        print(
+            f"{n:>9} | {seconds:>8.3f} | {seconds / n * 1e6:>10.3f} | {seconds / base[1]:>6.2f} | {n / base[0]:>5.1f}"
+        )
 
     X = X_all[: args.quality_n]
-    print(f"\n2. final lower_bound_ (mean log-likelihood), N={len(X)}, d={args.d}, K={args.k}, seeds 0..{args.seeds - 1}")
+    print(
+        f"\n2. final lower_bound_ (mean log-likelihood), N={len(X)}, d={args.d}, K={args.k}, seeds 0..{args.seeds - 1}"
+    )
     ours, theirs = [], []
     for seed in range(args.seeds):
         ours.append(dgmm.GaussianMixture(args.k, init_params="k-means||", random_state=seed).fit(X).lower_bound_)

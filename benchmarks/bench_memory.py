@@ -175,10 +175,15 @@ class RssSampler(threading.Thread):
         self.cpu_ours, self.cpu_others = ours1 - ours0, max(0.0, (busy1 - busy0) - (ours1 - ours0))
 
     def describe(self) -> str:
-        nannies = (f"{len(self.nannies)} nanny process(es)" if self.nannies
-                   else "the nannies (in-process: each worker's parent is this process)")
-        return (f"this process (client + LocalCluster scheduler + {nannies}), "
-                f"{len(self.workers)} worker processes and any other child processes")
+        nannies = (
+            f"{len(self.nannies)} nanny process(es)"
+            if self.nannies
+            else "the nannies (in-process: each worker's parent is this process)"
+        )
+        return (
+            f"this process (client + LocalCluster scheduler + {nannies}), "
+            f"{len(self.workers)} worker processes and any other child processes"
+        )
 
 
 # --------------------------------------------------------------------------- one case
@@ -216,8 +221,9 @@ def measure(client, tmp: str, label: str, n_rows: int, args, max_iter: int, seed
     case = Case(label, n_rows, d)
     path = os.path.join(tmp, f"{label}-{n_rows}")
     started = time.perf_counter()
-    write_mixture_parquet(path, n_rows, d, K, seed=seed, row_group_size=args.row_group_size,
-                          n_files=max(1, n_rows // 2_000_000))
+    write_mixture_parquet(
+        path, n_rows, d, K, seed=seed, row_group_size=args.row_group_size, n_files=max(1, n_rows // 2_000_000)
+    )
     case.generate_seconds = time.perf_counter() - started
     try:
         client.wait_for_workers(N_WORKERS, timeout=120)  # a worker restarted by an earlier case is back
@@ -228,8 +234,9 @@ def measure(client, tmp: str, label: str, n_rows: int, args, max_iter: int, seed
         sampler.peak_sum = sampler.peak_client = 0
         sampler.peak_worker = dict.fromkeys(sampler.peak_worker, 0)
         extra = {"cache": args.cache} if "cache" in inspect.signature(dgmm.GaussianMixture).parameters else {}
-        model = dgmm.GaussianMixture(K, covariance_type="full", tol=0.0, max_iter=max_iter, random_state=0,
-                                     client=client, **extra)
+        model = dgmm.GaussianMixture(
+            K, covariance_type="full", tol=0.0, max_iter=max_iter, random_state=0, client=client, **extra
+        )
 
         def on_iteration(report) -> None:
             case.iteration_seconds.append(report.seconds)
@@ -257,7 +264,9 @@ def measure(client, tmp: str, label: str, n_rows: int, args, max_iter: int, seed
         else:
             case.spilled = sum(spilled_after[a] - spilled_before[a] for a in spilled_after)
         if len(case.iteration_seconds) != max_iter:
-            raise RuntimeError(f"{label}: expected {max_iter} iterations, the callback saw {len(case.iteration_seconds)}")
+            raise RuntimeError(
+                f"{label}: expected {max_iter} iterations, the callback saw {len(case.iteration_seconds)}"
+            )
         return case
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -270,33 +279,41 @@ def machine() -> str:
     import psutil
     import pyarrow
 
-    return (f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-            f"{psutil.virtual_memory().total / 2**30:.1f} GiB memory, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, dask {dask.__version__}, distributed {distributed.__version__}, "
-            f"pyarrow {pyarrow.__version__}, dgmm {dgmm.__version__}")
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.1f} GiB memory, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, dask {dask.__version__}, distributed {distributed.__version__}, "
+        f"pyarrow {pyarrow.__version__}, dgmm {dgmm.__version__}"
+    )
 
 
-HEADER = (f"{'case':>8} {'rows':>11} {'MiB f64':>8} {'s/iter':>8} {'s/Mrow':>7} {'peak RSS sum MiB':>16} "
-          f"{'max worker MiB':>14} {'restarted':>9} {'spilled bytes':>13}")
+HEADER = (
+    f"{'case':>8} {'rows':>11} {'MiB f64':>8} {'s/iter':>8} {'s/Mrow':>7} {'peak RSS sum MiB':>16} "
+    f"{'max worker MiB':>14} {'restarted':>9} {'spilled bytes':>13}"
+)
 
 
 def row(case: Case) -> str:
     spilled = "n/a" if case.spilled is None else f"{case.spilled:.0f}"
     restarted = "n/a" if case.restarted is None else ("yes" if case.restarted else "no")
-    return (f"{case.label:>8} {case.n_rows:>11,} {case.mib:>8.0f} {case.per_iteration:>8.3f} "
-            f"{case.per_iteration / (case.n_rows / 1e6):>7.3f} {case.peak_sum / MiB:>16.0f} "
-            f"{max(case.peak_workers.values()) / MiB:>14.0f} {restarted:>9} {spilled:>13}")
+    return (
+        f"{case.label:>8} {case.n_rows:>11,} {case.mib:>8.0f} {case.per_iteration:>8.3f} "
+        f"{case.per_iteration / (case.n_rows / 1e6):>7.3f} {case.peak_sum / MiB:>16.0f} "
+        f"{max(case.peak_workers.values()) / MiB:>14.0f} {restarted:>9} {spilled:>13}"
+    )
 
 
 def detail(case: Case) -> str:
     workers = ", ".join(f"{v / MiB:.0f}" for v in case.peak_workers.values())
-    return (f"  {case.label}: cache used {case.cache_used}; generate {case.generate_seconds:.1f} s, "
-            f"fit {case.fit_seconds:.1f} s "
-            f"(iterations: {', '.join(f'{s:.2f}' for s in case.iteration_seconds)} s); RSS sum before fit "
-            f"{case.baseline_sum / MiB:.0f} MiB, peak of this process {case.peak_client / MiB:.0f} MiB, "
-            f"worker peaks {workers} MiB (max during init passes + iteration 1: {case.peak_worker_early / MiB:.0f}, "
-            f"during iterations 2..: {case.peak_worker_later / MiB:.0f}); CPU during the fit: ours {case.cpu_ours:.0f} s, "
-            f"other processes {case.cpu_others:.0f} s of {case.fit_seconds * (os.cpu_count() or 1):.0f} available")
+    return (
+        f"  {case.label}: cache used {case.cache_used}; generate {case.generate_seconds:.1f} s, "
+        f"fit {case.fit_seconds:.1f} s "
+        f"(iterations: {', '.join(f'{s:.2f}' for s in case.iteration_seconds)} s); RSS sum before fit "
+        f"{case.baseline_sum / MiB:.0f} MiB, peak of this process {case.peak_client / MiB:.0f} MiB, "
+        f"worker peaks {workers} MiB (max during init passes + iteration 1: {case.peak_worker_early / MiB:.0f}, "
+        f"during iterations 2..: {case.peak_worker_later / MiB:.0f}); CPU during the fit: ours {case.cpu_ours:.0f} s, "
+        f"other processes {case.cpu_others:.0f} s of {case.fit_seconds * (os.cpu_count() or 1):.0f} available"
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -309,10 +326,18 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--row-group-size", type=int, default=100_000)
     parser.add_argument("--memory-limit", default="512MiB", help="per worker (2 workers)")
-    parser.add_argument("--oversize", action=argparse.BooleanOptionalAction, default=True,
-                        help="add a data set of at least 3x the workers' total memory limit (2 iterations)")
-    parser.add_argument("--cache", default="none", choices=("none", "auto", "memory"),
-                        help="dgmm's cache policy (default none: stream from Parquet every iteration)")
+    parser.add_argument(
+        "--oversize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add a data set of at least 3x the workers' total memory limit (2 iterations)",
+    )
+    parser.add_argument(
+        "--cache",
+        default="none",
+        choices=("none", "auto", "memory"),
+        help="dgmm's cache policy (default none: stream from Parquet every iteration)",
+    )
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     warnings.simplefilter("ignore")
@@ -322,18 +347,31 @@ def main() -> None:
 
     print(machine(), flush=True)
     limit = parse_bytes(args.memory_limit)
-    print(f"cluster: LocalCluster, 2 worker processes x 1 thread, memory_limit {format_bytes(limit)} each; "
-          f"d={args.features}, K={args.components}, full covariance, row groups of {args.row_group_size:,} rows; "
-          f"{args.iters} EM iterations (tol=0), s/iter = median over them; cache={args.cache}", flush=True)
+    print(
+        f"cluster: LocalCluster, 2 worker processes x 1 thread, memory_limit {format_bytes(limit)} each; "
+        f"d={args.features}, K={args.components}, full covariance, row groups of {args.row_group_size:,} rows; "
+        f"{args.iters} EM iterations (tol=0), s/iter = median over them; cache={args.cache}",
+        flush=True,
+    )
 
     cases: list[Case] = []
-    with LocalCluster(n_workers=N_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=args.memory_limit,
-                      silence_logs=logging.ERROR) as cluster, \
-            Client(cluster, set_as_default=False) as client, \
-            tempfile.TemporaryDirectory(prefix="dgmm-bench-memory-") as tmp:
-        print("RSS covers: " + RssSampler(worker_pids(client)).describe() + f"; sampled every {SAMPLE_SECONDS} s",
-              flush=True)
+    with (
+        LocalCluster(
+            n_workers=N_WORKERS,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=args.memory_limit,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+        tempfile.TemporaryDirectory(prefix="dgmm-bench-memory-") as tmp,
+    ):
+        print(
+            "RSS covers: " + RssSampler(worker_pids(client)).describe() + f"; sampled every {SAMPLE_SECONDS} s",
+            flush=True,
+        )
         print(HEADER, flush=True)
         for i, scale in enumerate(scales):
             cases.append(measure(client, tmp, f"{scale}x", scale * args.base_rows, args, args.iters, seed=1 + i))
@@ -347,16 +385,20 @@ def main() -> None:
     for case in cases:
         print(detail(case))
     if args.oversize:
-        print(f"  oversize: {cases[-1].mib:.0f} MiB float64 = {cases[-1].mib * MiB / (N_WORKERS * limit):.2f}x the "
-              f"workers' total memory limit ({format_bytes(N_WORKERS * limit)}); 2 EM iterations")
+        print(
+            f"  oversize: {cases[-1].mib:.0f} MiB float64 = {cases[-1].mib * MiB / (N_WORKERS * limit):.2f}x the "
+            f"workers' total memory limit ({format_bytes(N_WORKERS * limit)}); 2 EM iterations"
+        )
     by_scale = {scale: case for scale, case in zip(scales, cases)}
     small, large = min(scales), max(scales)
     if large != small:
         r = large // small if large % small == 0 else large / small
         a, b = by_scale[small], by_scale[large]
-        print(f"\nratios {large}x / {small}x: time/iter {b.per_iteration / a.per_iteration:.2f} (ideal {r}), "
-              f"peak RSS sum {b.peak_sum / a.peak_sum:.2f} (ideal ~1), "
-              f"max worker peak RSS {max(b.peak_workers.values()) / max(a.peak_workers.values()):.2f} (ideal ~1)")
+        print(
+            f"\nratios {large}x / {small}x: time/iter {b.per_iteration / a.per_iteration:.2f} (ideal {r}), "
+            f"peak RSS sum {b.peak_sum / a.peak_sum:.2f} (ideal ~1), "
+            f"max worker peak RSS {max(b.peak_workers.values()) / max(a.peak_workers.values()):.2f} (ideal ~1)"
+        )
 
 
 if __name__ == "__main__":

@@ -38,31 +38,38 @@ def main() -> None:
         SklearnGM = None
         print("scikit-learn not installed: its column is skipped")
     print(f"N={args.n}, d={args.d}, K={args.k}, separation={args.separation}, seeds 0..{args.seeds - 1}, full")
-    print(f"{'init':>17} | {'improved':>8} | {'median gain':>11} | {'max gain':>9} | {'passes 0':>8} | "
-          f"{'passes 5':>8} | {'LL plain':>9} | {'LL moves':>9} | {'LL sklearn':>10}")
+    print(
+        f"{'init':>17} | {'improved':>8} | {'median gain':>11} | {'max gain':>9} | {'passes 0':>8} | "
+        f"{'passes 5':>8} | {'LL plain':>9} | {'LL moves':>9} | {'LL sklearn':>10}"
+    )
     for init in args.inits.split(","):
         gains, passes_plain, passes_moves, plain_ll, moved_ll, sk_ll = [], [], [], [], [], []
         for seed in range(args.seeds):
-            X = sample_mixture(random_mixture(args.k, args.d, seed=seed, separation=args.separation), args.n,
-                               seed=seed)[0]
+            X = sample_mixture(
+                random_mixture(args.k, args.d, seed=seed, separation=args.separation), args.n, seed=seed
+            )[0]
             fits = {}
             with counted_in_process() as counter:
                 for smem in (0, 5):
                     counter.passes = 0
-                    fits[smem] = dgmm.GaussianMixture(args.k, init_params=init, random_state=seed, tol=1e-4,
-                                                      max_iter=500, split_merge=smem).fit(X)
+                    fits[smem] = dgmm.GaussianMixture(
+                        args.k, init_params=init, random_state=seed, tol=1e-4, max_iter=500, split_merge=smem
+                    ).fit(X)
                     (passes_plain if smem == 0 else passes_moves).append(counter.passes)
             plain_ll.append(fits[0].lower_bound_)
             moved_ll.append(fits[5].lower_bound_)
             gains.append(fits[5].lower_bound_ - fits[0].lower_bound_)
             if SklearnGM is not None:
-                sk_ll.append(SklearnGM(args.k, init_params=init, random_state=seed, tol=1e-4, max_iter=500).fit(X)
-                             .lower_bound_)
+                sk_ll.append(
+                    SklearnGM(args.k, init_params=init, random_state=seed, tol=1e-4, max_iter=500).fit(X).lower_bound_
+                )
         improved = sum(g > 1e-4 for g in gains)
         sk = f"{statistics.median(sk_ll):>10.5f}" if sk_ll else f"{'-':>10}"
-        print(f"{init:>17} | {improved:>4}/{args.seeds:<3} | {statistics.median(gains):>11.5f} | {max(gains):>9.5f} | "
-              f"{statistics.median(passes_plain):>8.0f} | {statistics.median(passes_moves):>8.0f} | "
-              f"{statistics.median(plain_ll):>9.5f} | {statistics.median(moved_ll):>9.5f} | {sk}")
+        print(
+            f"{init:>17} | {improved:>4}/{args.seeds:<3} | {statistics.median(gains):>11.5f} | {max(gains):>9.5f} | "
+            f"{statistics.median(passes_plain):>8.0f} | {statistics.median(passes_moves):>8.0f} | "
+            f"{statistics.median(plain_ll):>9.5f} | {statistics.median(moved_ll):>9.5f} | {sk}"
+        )
 
 
 if __name__ == "__main__":

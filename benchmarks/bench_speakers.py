@@ -86,8 +86,11 @@ def synthesise(text: str, voice: str, path: str) -> tuple[int, np.ndarray]:
     from scipy.io import wavfile
 
     variant, pitch = voice.split("-p")
-    subprocess.run(["espeak-ng", "-v", f"en-us+{variant}", "-p", pitch, "-s", "165", "-w", path, text], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-v", f"en-us+{variant}", "-p", pitch, "-s", "165", "-w", path, text],
+        check=True,
+        capture_output=True,
+    )
     rate, signal = wavfile.read(path)
     return rate, signal.astype(np.float64)
 
@@ -128,8 +131,9 @@ def make_corpus(out: str, quick: bool) -> dict:
                     parts.append(frame)
                 table = pd.concat(parts, ignore_index=True)
                 sizes[f"{split}_frames"] += len(table)
-                table.to_parquet(os.path.join(out, split, f"speaker-{speaker:02d}.parquet"), index=False,
-                                 row_group_size=4096)
+                table.to_parquet(
+                    os.path.join(out, split, f"speaker-{speaker:02d}.parquet"), index=False, row_group_size=4096
+                )
     return {"train": os.path.join(out, "train"), "test": os.path.join(out, "test"), **sizes}
 
 
@@ -155,20 +159,33 @@ def accuracy_table(corpus: dict, client, quick: bool) -> list[dict]:
         for covariance_type in ("diag", "full"):
             for method, extra in (("ML", {}), ("UBM-MAP", {"ubm": "fit", "relevance_factor": 16.0, "adapt": "means"})):
                 started = time.perf_counter()
-                model = dgmm.GaussianMixtureClassifier(K, covariance_type=covariance_type, random_state=0,
-                                                       max_iter=50 if quick else 200, client=client, **extra)
+                model = dgmm.GaussianMixtureClassifier(
+                    K,
+                    covariance_type=covariance_type,
+                    random_state=0,
+                    max_iter=50 if quick else 200,
+                    client=client,
+                    **extra,
+                )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", dgmm.ConvergenceWarning)
                     model.fit(corpus["train"], "speaker", columns=list(features_only.columns))
                 seconds = time.perf_counter() - started
-                row = {"K": K, "covariance": covariance_type, "method": method, "fit_s": round(seconds, 1),
-                       "passes": model.passes_}
+                row = {
+                    "K": K,
+                    "covariance": covariance_type,
+                    "method": method,
+                    "fit_s": round(seconds, 1),
+                    "passes": model.passes_,
+                }
                 for length in SEGMENT_SECONDS:
                     groups = segments(test, length)
                     kept = groups >= 0
                     decided = model.predict_groups(features_only[kept], groups[kept], reduce="sum")
                     truth = test[kept].groupby(groups[kept])["speaker"].first()
-                    row[f"{length:g}s"] = float((decided["class"].to_numpy() == truth.loc[decided["group"]].to_numpy()).mean())
+                    row[f"{length:g}s"] = float(
+                        (decided["class"].to_numpy() == truth.loc[decided["group"]].to_numpy()).mean()
+                    )
                 rows.append(row)
                 print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     return rows
@@ -215,8 +232,13 @@ def plot(rows: list[dict], path: str) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, K in zip(axes, (8, 32)):
         for row in (r for r in rows if r["K"] == K):
-            ax.plot(SEGMENT_SECONDS, [row[f"{s:g}s"] for s in SEGMENT_SECONDS], marker="o",
-                    linestyle="-" if row["method"] == "ML" else "--", label=f"{row['method']}, {row['covariance']}")
+            ax.plot(
+                SEGMENT_SECONDS,
+                [row[f"{s:g}s"] for s in SEGMENT_SECONDS],
+                marker="o",
+                linestyle="-" if row["method"] == "ML" else "--",
+                label=f"{row['method']}, {row['covariance']}",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xticks(SEGMENT_SECONDS, [f"{s:g}" for s in SEGMENT_SECONDS])
         ax.set_xlabel("test segment (s)")
@@ -240,8 +262,10 @@ def main() -> None:
     out = args.out or tempfile.mkdtemp(prefix="dgmm-speakers-")
     started = time.perf_counter()
     corpus = make_corpus(out, args.quick)
-    print(f"corpus: {len(VOICES)} speakers, {corpus['train_frames']:,} training and {corpus['test_frames']:,} test frames "
-          f"(26 features) in {out}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"corpus: {len(VOICES)} speakers, {corpus['train_frames']:,} training and {corpus['test_frames']:,} test frames "
+        f"(26 features) in {out}, {time.perf_counter() - started:.0f} s"
+    )
     from dgmm.execution import local_cluster
 
     with local_cluster(2) as client:
@@ -250,8 +274,12 @@ def main() -> None:
     header = ["K", "covariance", "method", *[f"{s:g}s" for s in SEGMENT_SECONDS], "passes", "fit_s"]
     print(" | ".join(header))
     for row in rows:
-        print(" | ".join(f"{row[h]:.3f}" if isinstance(row[h], float) and h.endswith("s") and h != "fit_s"
-                         else str(row[h]) for h in header))
+        print(
+            " | ".join(
+                f"{row[h]:.3f}" if isinstance(row[h], float) and h.endswith("s") and h != "fit_s" else str(row[h])
+                for h in header
+            )
+        )
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")

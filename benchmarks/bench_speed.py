@@ -84,10 +84,15 @@ def spark_session():
     except ImportError:
         return None
     logging.getLogger("py4j").setLevel(logging.ERROR)
-    session = (SparkSession.builder.master("local[2]").appName("dgmm-bench")
-            .config("spark.driver.memory", "8g").config("spark.ui.enabled", "false")
-            .config("spark.ui.showConsoleProgress", "false")
-            .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("dgmm-bench")
+        .config("spark.driver.memory", "8g")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .getOrCreate()
+    )
     session.sparkContext.setLogLevel("ERROR")
     return session
 
@@ -146,20 +151,25 @@ def main() -> None:
     spark = None if args.no_spark else spark_session()
     if spark is None and not args.no_spark:
         print("pyspark not installed: the Spark column is skipped (pip install dgmm[bench])")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"numpy {np.__version__}, dgmm {dgmm.__version__}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, dgmm {dgmm.__version__}; load average {os.getloadavg()[0]:.1f}"
+    )
 
     from distributed import Client, LocalCluster
 
     cluster = client = None
     if not args.no_cluster:
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                               silence_logs=logging.ERROR)
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR
+        )
         client = Client(cluster, set_as_default=False)
     rows = []
-    header = (f"{'N':>8} {'d':>3} {'K':>3} {'cov':>5} | {'sklearn':>8} {'spark':>8} | {'dgmm f64':>8} {'x skl':>6} "
-              f"{'x spark':>7} {'GF/s':>5} {'GEMM%':>6} | {'f32':>7} {'f64/f32':>7} {'rel dLL':>8} | {'cached':>7} "
-              f"{'stream':>7} {'scan':>7} {'strm/max':>8}")
+    header = (
+        f"{'N':>8} {'d':>3} {'K':>3} {'cov':>5} | {'sklearn':>8} {'spark':>8} | {'dgmm f64':>8} {'x skl':>6} "
+        f"{'x spark':>7} {'GF/s':>5} {'GEMM%':>6} | {'f32':>7} {'f64/f32':>7} {'rel dLL':>8} | {'cached':>7} "
+        f"{'stream':>7} {'scan':>7} {'strm/max':>8}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.shapes.split(","):
             size, cov = spec.split(":")
@@ -171,20 +181,26 @@ def main() -> None:
             kwargs = dict(covariance_type=cov, tol=0.0, max_iter=args.iters, **init)
             sk = sp = cached = streamed = scan = None
             if SklearnGM is not None and not args.no_sklearn:
-                sk = differenced(lambda m: SklearnGM(K, covariance_type=cov, tol=0.0, max_iter=m, **init).fit(X),
-                                 args.iters, args.repeats)
+                sk = differenced(
+                    lambda m: SklearnGM(K, covariance_type=cov, tol=0.0, max_iter=m, **init).fit(X),
+                    args.iters,
+                    args.repeats,
+                )
             if spark is not None and cov == "full":
                 sp = spark_per_iteration(spark, path, K, args.iters, args.repeats)
             rate_before = gemm_rate()
             ours, ll64 = dgmm_per_iteration(lambda: dgmm.GaussianMixture(K, **kwargs), X, args.repeats)
-            ours32, ll32 = dgmm_per_iteration(lambda: dgmm.GaussianMixture(K, dtype="float32", **kwargs), X,
-                                              args.repeats)
+            ours32, ll32 = dgmm_per_iteration(
+                lambda: dgmm.GaussianMixture(K, dtype="float32", **kwargs), X, args.repeats
+            )
             rate = (rate_before + gemm_rate()) / 2
             if client is not None:
                 cached, _ = dgmm_per_iteration(
-                    lambda: dgmm.GaussianMixture(K, client=client, cache="memory", **kwargs), path, args.repeats)
+                    lambda: dgmm.GaussianMixture(K, client=client, cache="memory", **kwargs), path, args.repeats
+                )
                 streamed, _ = dgmm_per_iteration(
-                    lambda: dgmm.GaussianMixture(K, client=client, cache="none", **kwargs), path, args.repeats)
+                    lambda: dgmm.GaussianMixture(K, client=client, cache="none", **kwargs), path, args.repeats
+                )
                 scan = pyarrow_scan(path, args.repeats)
             flops = 3 * N * K * d * d if cov in ("full", "tied") else 8 * N * K * d
             rows.append(
@@ -214,9 +230,12 @@ def overhead(client, repeats: int) -> None:
     local, _ = dgmm_per_iteration(lambda: dgmm.GaussianMixture(K, chunk_rows=1_000, **kwargs), X, repeats)
     array = da.from_array(X, chunks=(1_000, d))
     remote, _ = dgmm_per_iteration(
-        lambda: dgmm.GaussianMixture(K, client=client, cache="memory", **kwargs), array, repeats)
-    print(f"orchestration, 1000 chunks x 1000 rows (d={d}, K={K}, full): cluster {remote:.3f} s/iter, "
-          f"in-process {local:.3f} s/iter, overhead {remote - local:+.3f} s/iter")
+        lambda: dgmm.GaussianMixture(K, client=client, cache="memory", **kwargs), array, repeats
+    )
+    print(
+        f"orchestration, 1000 chunks x 1000 rows (d={d}, K={K}, full): cluster {remote:.3f} s/iter, "
+        f"in-process {local:.3f} s/iter, overhead {remote - local:+.3f} s/iter"
+    )
 
 
 if __name__ == "__main__":

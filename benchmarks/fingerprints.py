@@ -39,9 +39,14 @@ def blobs(n: int = 3000, d: int = 3, seed: int = 0) -> np.ndarray:
 
 def record(model: dgmm.GaussianMixture, X: np.ndarray, sample: bool = True) -> dict:
     r = {k: fingerprint(getattr(model, k)) for k in ("weights_", "means_", "covariances_", "precisions_cholesky_")}
-    r.update(n_iter=int(model.n_iter_), lb=float(model.lower_bound_).hex(), predict=fingerprint(model.predict(X)),
-             score=float(model.score(X)).hex(), proba=fingerprint(model.predict_proba(X)),
-             bic=float(model.bic(X)).hex())
+    r.update(
+        n_iter=int(model.n_iter_),
+        lb=float(model.lower_bound_).hex(),
+        predict=fingerprint(model.predict(X)),
+        score=float(model.score(X)).hex(),
+        proba=fingerprint(model.predict_proba(X)),
+        bic=float(model.bic(X)).hex(),
+    )
     if sample:  # a selection's best model has random_state None: its sample is not reproducible
         rows, labels = model.sample(50)
         r["sample"] = fingerprint(rows) + fingerprint(labels)
@@ -56,12 +61,14 @@ def fits() -> dict:
     out = {}
     for cov in ("full", "tied", "diag", "spherical"):
         for init in ("kmeans", "k-means++", "k-means||", "random_from_data", "random"):
-            m = dgmm.GaussianMixture(4, covariance_type=cov, init_params=init, random_state=7, chunk_rows=700,
-                                     max_iter=30)
+            m = dgmm.GaussianMixture(
+                4, covariance_type=cov, init_params=init, random_state=7, chunk_rows=700, max_iter=30
+            )
             out[f"{cov}-{init}"] = record(m.fit(X), X)
     for cov in ("full", "diag"):
-        m = dgmm.GaussianMixture(3, covariance_type=cov, n_init=3, random_state=1, chunk_rows=500, split_merge=3,
-                                 max_iter=40)
+        m = dgmm.GaussianMixture(
+            3, covariance_type=cov, n_init=3, random_state=1, chunk_rows=500, split_merge=3, max_iter=40
+        )
         out[f"smem-{cov}"] = record(m.fit(X), X)
         m = dgmm.GaussianMixture(3, covariance_type=cov, random_state=2, chunk_rows=333, dtype="float32")
         out[f"f32-{cov}"] = record(m.fit(X), X)
@@ -90,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.compare) as f:
             old = json.load(f)
         differ = sorted(k for k in old.keys() | out.keys() if old.get(k) != out.get(k))
-        print(f"{len(out) - len(differ)} of {len(out)} results bit-identical" + (f"; differ: {', '.join(differ)}" if differ else ""))
+        print(
+            f"{len(out) - len(differ)} of {len(out)} results bit-identical"
+            + (f"; differ: {', '.join(differ)}" if differ else "")
+        )
         return 1 if differ else 0
     print(f"{len(out)} results recorded in {args.output}")
     return 0

@@ -38,8 +38,14 @@ def main() -> None:
                 ref, ours = SklearnGM(K, **kwargs).fit(X), dgmm.GaussianMixture(K, **kwargs).fit(X)
                 for attr in ATTRS:
                     worst[attr] = max(worst[attr], relative(getattr(ours, attr), getattr(ref, attr)))
-                worst["predict_proba"] = max(worst["predict_proba"], float(np.abs(ours.predict_proba(X) - ref.predict_proba(X)).max()))
-    print("largest deviation from scikit-learn over", len(DATASETS), "data sets x 4 covariance types x {1, 10, 50} iterations")
+                worst["predict_proba"] = max(
+                    worst["predict_proba"], float(np.abs(ours.predict_proba(X) - ref.predict_proba(X)).max())
+                )
+    print(
+        "largest deviation from scikit-learn over",
+        len(DATASETS),
+        "data sets x 4 covariance types x {1, 10, 50} iterations",
+    )
     for attr, value in worst.items():
         print(f"  {attr:22s} {value:.1e}" + ("  (absolute)" if attr == "predict_proba" else "  (relative)"))
     X, K = make_dataset("2d_overlapping")

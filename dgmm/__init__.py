@@ -72,7 +72,20 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = sorted([
-    "CheckpointError", "ClusterError", "ConfigError", "DataError", "DgmmError", "FitError", "InputTypeError", "ModelFileError",
-    "OutputExists", "ParameterError", "ReseedWarning", "__version__", *_LAZY,
-])
+__all__ = sorted(
+    [
+        "CheckpointError",
+        "ClusterError",
+        "ConfigError",
+        "DataError",
+        "DgmmError",
+        "FitError",
+        "InputTypeError",
+        "ModelFileError",
+        "OutputExists",
+        "ParameterError",
+        "ReseedWarning",
+        "__version__",
+        *_LAZY,
+    ]
+)

@@ -80,7 +80,7 @@ class ModelFileError(DgmmError, ValueError):
 
 class IdColumnWarning(UserWarning):
     """A feature column looks like a row id: distinct consecutive integers, one per row (see
-    :func:`dgmm.data.inputs.id_like_columns`). Fitting it as a feature spreads every component along it."""
+    :func:`dgmm.data.input_checks.id_like_columns`). Fitting it as a feature spreads every component along it."""
 
 
 class ReseedWarning(UserWarning):

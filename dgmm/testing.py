@@ -90,7 +90,6 @@ def assert_close(actual, desired, rtol: float, what: str = "") -> None:
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
-
 def assert_stats_match(got, ref, covariance_type: str, rtol: float) -> None:
     """Two chunks' Stats within ``rtol`` of each statistic's scale: |loglik|, the total weight, max |S2|, and for
     S1 a bound on Σ_k Σ r‖x − μ_k‖, Σ_k √(S0_k tr S2_k) (√(Σ S0 · tr S2) tied), since S1 itself nears 0."""
@@ -104,6 +103,7 @@ def assert_stats_match(got, ref, covariance_type: str, rtol: float) -> None:
         scale = np.sum(np.sqrt(ref.s0 * trace))
     np.testing.assert_allclose(got.s1, ref.s1, rtol=0, atol=rtol * scale)
     np.testing.assert_allclose(got.s2, ref.s2, rtol=0, atol=rtol * np.max(np.abs(ref.s2)))
+
 
 # ---------------------------------------------------------------- the scikit-learn parity data sets
 
@@ -122,7 +122,12 @@ def make_dataset(name: str):
     if name == "single_component":
         return rng.normal(size=(400, 3)) @ np.array([[2, 0, 0], [1, 1, 0], [0, 0.5, 0.3]]), 1
     if name == "d20_separated":
-        return _blobs(rng, [250, 200, 150], [np.zeros(20), np.full(20, 3.0), np.r_[np.full(10, -3.0), np.zeros(10)]], [1.0, 1.5, 0.7]), 3
+        return _blobs(
+            rng,
+            [250, 200, 150],
+            [np.zeros(20), np.full(20, 3.0), np.r_[np.full(10, -3.0), np.zeros(10)]],
+            [1.0, 1.5, 0.7],
+        ), 3
     if name == "2d_overlapping":
         return _blobs(rng, [300, 300, 200], [[0.0, 0.0], [1.0, 0.5], [0.5, 1.5]], [1.0, 0.8, 1.2]), 3
     raise KeyError(name)
@@ -200,8 +205,12 @@ class HostLauncher:
             stem = hashlib.sha256(source.encode()).hexdigest()[:16]
             c_file, so_file = self._dir / f"{stem}.c", self._dir / f"{stem}.so"
             c_file.write_text(source)
-            subprocess.run([self.compiler, "-O2", "-shared", "-fPIC", "-DDGMM_HOST", "-o", str(so_file),
-                            str(c_file), "-lm"], check=True, capture_output=True, text=True)
+            subprocess.run(
+                [self.compiler, "-O2", "-shared", "-fPIC", "-DDGMM_HOST", "-o", str(so_file), str(c_file), "-lm"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             lib = self._libs[key] = ctypes.CDLL(str(so_file))
         return lib
 
@@ -210,13 +219,28 @@ class HostLauncher:
 
     def resp(self, key, n, X, sr, sc, W, has_w, ops: Operands, R, LL) -> None:
         ll, p, i, f = ctypes.c_longlong, HostLauncher.pointer, ctypes.c_int, ctypes.c_double
-        self._lib(key).dgmm_resp(ll(n), p(X), ll(sr), ll(sc), i(int(has_w)), p(W), p(ops.centre), p(ops.shift),
-                                 p(ops.matrix), p(ops.shift_u), p(ops.log_norm), f(ops.floor), p(R), p(LL))
+        self._lib(key).dgmm_resp(
+            ll(n),
+            p(X),
+            ll(sr),
+            ll(sc),
+            i(int(has_w)),
+            p(W),
+            p(ops.centre),
+            p(ops.shift),
+            p(ops.matrix),
+            p(ops.shift_u),
+            p(ops.log_norm),
+            f(ops.floor),
+            p(R),
+            p(LL),
+        )
 
     def stats(self, key, threads, n, rows, X, sr, sc, ops: Operands, R, S1P, S2P) -> None:
         ll, p = ctypes.c_longlong, HostLauncher.pointer
-        self._lib(key).dgmm_stats(ll(threads), ll(n), ll(rows), p(X), ll(sr), ll(sc), p(ops.centre), p(ops.shift),
-                                  p(R), p(S1P), p(S2P))
+        self._lib(key).dgmm_stats(
+            ll(threads), ll(n), ll(rows), p(X), ll(sr), ll(sc), p(ops.centre), p(ops.shift), p(R), p(S1P), p(S2P)
+        )
 
     @staticmethod
     def pointer(a: np.ndarray) -> ctypes.c_void_p:
@@ -261,15 +285,21 @@ def client_of(address: str, tls: dict[str, str] | None = None) -> Any:
 
     security = None
     if tls:
-        security = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
-                            require_encryption=True)
+        security = Security(
+            tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"], require_encryption=True
+        )
     return Client(address, set_as_default=False, security=security)
 
 
 @contextlib.contextmanager
-def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None = None,
-                   timeout: float = 60, env: dict[str, str] | None = None,
-                   pythonpath: Sequence[str | os.PathLike] = ()) -> Iterator[str]:
+def dask_processes(
+    folder: Path,
+    n_workers: int = 2,
+    tls: dict[str, str] | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    pythonpath: Sequence[str | os.PathLike] = (),
+) -> Iterator[str]:
     """`dask scheduler` plus ``n_workers`` `dask worker` processes (with nannies) on 127.0.0.1.
 
     ``tls`` ({"ca": ..., "cert": ..., "key": ...}, PEM files) makes every process listen and
@@ -287,16 +317,47 @@ def dask_processes(folder: Path, n_workers: int = 2, tls: dict[str, str] | None 
     tls_args = ["--tls-ca-file", tls["ca"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
     quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     host = "tls://127.0.0.1" if tls else "127.0.0.1"
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", host, "--port", "0", "--no-dashboard",
-                               "--scheduler-file", scheduler_file, *tls_args], **quiet)]
+    procs = [
+        subprocess.Popen(
+            [
+                BIN / "dask",
+                "scheduler",
+                "--host",
+                host,
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                scheduler_file,
+                *tls_args,
+            ],
+            **quiet,
+        )
+    ]
     try:
         deadline = time.monotonic() + timeout
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         for _ in range(n_workers):
-            procs.append(subprocess.Popen([BIN / "dask", "worker", "--scheduler-file", scheduler_file, "--nthreads",
-                                           "1", "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "2GiB",
-                                           *tls_args], **quiet))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        BIN / "dask",
+                        "worker",
+                        "--scheduler-file",
+                        scheduler_file,
+                        "--nthreads",
+                        "1",
+                        "--host",
+                        "127.0.0.1",
+                        "--no-dashboard",
+                        "--memory-limit",
+                        "2GiB",
+                        *tls_args,
+                    ],
+                    **quiet,
+                )
+            )
         address = json.loads(scheduler_file.read_text())["address"]
         if n_workers:
             with client_of(address, tls) as client:

@@ -25,14 +25,17 @@ def cluster_client():
     """A real distributed cluster: 2 worker processes on 127.0.0.1."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster, set_as_default=False) as client:
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
         yield client
 
 
@@ -68,8 +71,9 @@ SLOW_FIXTURES = {"cluster_client", "scheduler_and_workers", "fit_data"}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: starts clusters, processes, servers or notebooks (left out by make "
-                                       "test-fast)")
+    config.addinivalue_line(
+        "markers", "slow: starts clusters, processes, servers or notebooks (left out by make test-fast)"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,7 +22,11 @@ HOOKS = FOLDER / "hooks"  # sitecustomize.py: a signal at the n-th row group rea
 
 # moment -> (key prefix, start state, finish state) of the transition that triggers the kill
 MOMENTS = {
-    "payload-made": ("payload-", "executing", "memory"),  # the worker that made the parameters, before others fetch them
+    "payload-made": (
+        "payload-",
+        "executing",
+        "memory",
+    ),  # the worker that made the parameters, before others fetch them
     "payload-fetch": ("payload-", "fetch", "flight"),  # a worker starting to fetch the parameters
     "task": (("stats-", "merge-"), "ready", "executing"),  # a chunk or merge task starting
 }
@@ -42,8 +46,14 @@ class KillAt(WorkerPlugin):
     ``distributed.worker.memory.pause: false``, or their memory monitor resumes them).
     """
 
-    def __init__(self, folder: str | os.PathLike, n: int | None, moment: str = "task", target: str | int = "worker",
-                 signal: str = "SIGKILL"):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        n: int | None,
+        moment: str = "task",
+        target: str | int = "worker",
+        signal: str = "SIGKILL",
+    ):
         self.folder, self.n, self.moment, self.target, self.signal = str(folder), n, moment, target, signal
 
     def setup(self, worker) -> None:
@@ -139,5 +149,9 @@ def preload_env(folder: str | os.PathLike, **fault) -> dict[str, str]:
     """The environment of a `dgmm` command whose local cluster's workers carry ``KillAt(folder, **fault)``."""
     import json
 
-    return {**os.environ, "PYTHONPATH": str(FOLDER), "DASK_DISTRIBUTED__WORKER__PRELOAD": '["faults"]',
-            "DGMM_FAULT": json.dumps({"folder": str(folder), **fault})}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(FOLDER),
+        "DASK_DISTRIBUTED__WORKER__PRELOAD": '["faults"]',
+        "DGMM_FAULT": json.dumps({"folder": str(folder), **fault}),
+    }

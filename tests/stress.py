@@ -34,8 +34,13 @@ def main() -> int:
         for run in range(args.runs):
             started = time.monotonic()
             try:
-                proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
-                                       *args.files], cwd=ROOT, capture_output=True, text=True, timeout=args.hang)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *args.files],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.hang,
+                )
             except subprocess.TimeoutExpired as exc:  # a hang is a failure, and the run is cut off
                 outcomes[f"run {run + 1} (hung, cut off after {args.hang} s)"]["FAILED"] += 1
                 proc = subprocess.CompletedProcess(exc.cmd, 1, exc.stdout or "", exc.stderr or "")
@@ -46,15 +51,19 @@ def main() -> int:
                 if word in ("PASSED", "FAILED", "ERROR") and node.startswith("tests/"):
                     outcomes[node.split(" - ")[0]][word] += 1
             failed = sum(c["FAILED"] + c["ERROR"] for c in outcomes.values())
-            print(f"run {run + 1}/{args.runs}: exit {proc.returncode}, {seconds[-1]:.0f} s, failures so far {failed}",
-                  flush=True)
+            print(
+                f"run {run + 1}/{args.runs}: exit {proc.returncode}, {seconds[-1]:.0f} s, failures so far {failed}",
+                flush=True,
+            )
             if proc.returncode not in (0, 1):  # interrupted, or pytest itself failed
                 print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
     finally:
         for hog in hogs:
             hog.kill()
-    print(f"\n{args.runs} runs with {args.busy} busy process(es) beside them; median {statistics.median(seconds):.0f} s "
-          f"a run (min {min(seconds):.0f}, max {max(seconds):.0f})")
+    print(
+        f"\n{args.runs} runs with {args.busy} busy process(es) beside them; median {statistics.median(seconds):.0f} s "
+        f"a run (min {min(seconds):.0f}, max {max(seconds):.0f})"
+    )
     for node, counts in sorted(outcomes.items()):
         print(f"  {counts['PASSED']:3d} passed {counts['FAILED']:3d} failed {counts['ERROR']:3d} errors  {node}")
     return 0 if all(not (c["FAILED"] or c["ERROR"]) for c in outcomes.values()) else 1

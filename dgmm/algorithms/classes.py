@@ -48,7 +48,9 @@ class ClassView:
     def class_only(self, block: np.ndarray) -> np.ndarray:
         """Only the class's rows, weighted (m, d + 1): :meth:`rows` without the rows of weight 0."""
         mine = block[:, -1] == self.code
-        return with_weight_column(block[mine, : self.n_features], block[mine, self.n_features] if self.weighted else None)
+        return with_weight_column(
+            block[mine, : self.n_features], block[mine, self.n_features] if self.weighted else None
+        )
 
 
 def class_kernel(block: np.ndarray, payload: tuple[ClassView, Callable, Any], row_offset: int) -> Any:
@@ -93,8 +95,15 @@ def adapt_kernel(block: np.ndarray, plan: AdaptPlan, row_offset: int) -> Bundle:
     return Bundle(tuple(CLASS_STATS(block, plan.ubm, plan.n_classes, plan.weighted)))
 
 
-def adapt_steps(ubm: MixtureParams, n_classes: int, weighted: bool, *, relevance_factor: float,
-                adapt: frozenset[str], reg_covar: float) -> Steps[list[tuple[MixtureParams, Stats]]]:
+def adapt_steps(
+    ubm: MixtureParams,
+    n_classes: int,
+    weighted: bool,
+    *,
+    relevance_factor: float,
+    adapt: frozenset[str],
+    reg_covar: float,
+) -> Steps[list[tuple[MixtureParams, Stats]]]:
     """One pass: every class's MAP-adapted parameters and the statistics they came from."""
     bundle = yield Pass(adapt_kernel, AdaptPlan(ubm, n_classes, weighted))
     return [(map_adapt(stats, ubm, relevance_factor, adapt, reg_covar), stats) for stats in bundle.parts]

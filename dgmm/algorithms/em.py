@@ -130,14 +130,20 @@ def init_steps(
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
     if means_init is None and method == "split":
-        fitted = yield from split_steps(n_components=n_components, n_features=n_features or shape[1],
-                                        covariance_type=covariance_type, reg_covar=reg_covar, **(split_em or {}))
+        fitted = yield from split_steps(
+            n_components=n_components,
+            n_features=n_features or shape[1],
+            covariance_type=covariance_type,
+            reg_covar=reg_covar,
+            **(split_em or {}),
+        )
     else:
         if means_init is not None:  # 1. the given means are the centres: no draw, so weights act as repetitions
             centres, method = np.asarray(means_init, dtype=np.float64), "k-means++"  # (any hard-assigning method)
         else:  # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
-            centres = yield from initial_centres(shape, n_components=n_components,
-                                                 n_features=n_features or shape[1], method=method, seed=seed)
+            centres = yield from initial_centres(
+                shape, n_components=n_components, n_features=n_features or shape[1], method=method, seed=seed
+            )
         # 2. one statistics pass under the initial (hard or random) responsibilities -> ordinary M-step
         stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))
         fitted, reseeded = m_step(stats, centres, covariance_type, reg_covar)
@@ -149,8 +155,16 @@ def init_steps(
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
 
 
-def split_steps(*, n_components: int, n_features: int, covariance_type: CovarianceType, reg_covar: float,
-                tol: float = 1e-3, max_iter: int = 100, dtype: ComputeDType = "float64") -> Steps[MixtureParams]:
+def split_steps(
+    *,
+    n_components: int,
+    n_features: int,
+    covariance_type: CovarianceType,
+    reg_covar: float,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    dtype: ComputeDType = "float64",
+) -> Steps[MixtureParams]:
     """Binary splitting, as HTK and GaussianMixtures.jl grow a mixture.
 
     1. one component: the statistics of every row about the first row (one gather, one pass)
@@ -181,8 +195,9 @@ def score_steps(params: MixtureParams) -> Steps[tuple[float, float]]:
     return (stats.loglik / stats.weight if stats.weight > 0 else math.nan), float(stats.weight)
 
 
-def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int,
-              warn_reseed: bool = True) -> tuple[MixtureParams, float, bool]:
+def em_update(
+    stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int, warn_reseed: bool = True
+) -> tuple[MixtureParams, float, bool]:
     """The M-step after the pass of iteration ``n_iter``: (new parameters, mean log-likelihood of
     ``params``, whether a component was re-seeded)."""
     if not stats.weight > 0:
@@ -190,8 +205,7 @@ def em_update(stats: Stats, params: MixtureParams, reg_covar: float, n_iter: int
     lower_bound = stats.loglik / stats.weight
     if not np.isfinite(lower_bound):
         raise FitError(
-            f"the log-likelihood became {lower_bound} at iteration {n_iter}; "
-            "scale the input data or increase reg_covar"
+            f"the log-likelihood became {lower_bound} at iteration {n_iter}; scale the input data or increase reg_covar"
         )
     new, reseeded = m_step(stats, params.means, params.covariance_type, reg_covar)
     if warn_reseed:
@@ -265,8 +279,17 @@ def em_steps(
         if on_iteration is not None:
             seconds = time.perf_counter() - started
             on_iteration(
-                IterationReport(n_iter, lower_bound, change, seconds, stats.n_rows, params, tuple(lower_bounds), converged,
-                                stats.n_zero_weight)
+                IterationReport(
+                    n_iter,
+                    lower_bound,
+                    change,
+                    seconds,
+                    stats.n_rows,
+                    params,
+                    tuple(lower_bounds),
+                    converged,
+                    stats.n_zero_weight,
+                )
             )
         if converged:
             break

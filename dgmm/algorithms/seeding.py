@@ -79,10 +79,24 @@ class CentresPlan:
 def sampling_kernel(block: np.ndarray, plan: RoundPlan, row_offset: int) -> CandidateSample:
     X, w = split_weights(block, plan.candidates.shape[1])
     if not on_host(X):  # an array-API array on its device
-        return xp_sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round,
-                                    oversampling=plan.oversampling, row_offset=row_offset, weights=w)
-    return sample_candidates(X, plan.candidates, seed=plan.seed, round_=plan.round, oversampling=plan.oversampling,
-                             row_offset=row_offset, weights=w)
+        return xp_sample_candidates(
+            X,
+            plan.candidates,
+            seed=plan.seed,
+            round_=plan.round,
+            oversampling=plan.oversampling,
+            row_offset=row_offset,
+            weights=w,
+        )
+    return sample_candidates(
+        X,
+        plan.candidates,
+        seed=plan.seed,
+        round_=plan.round,
+        oversampling=plan.oversampling,
+        row_offset=row_offset,
+        weights=w,
+    )
 
 
 def counting_kernel(block: np.ndarray, plan: CentresPlan, row_offset: int) -> CandidateCounts:
@@ -145,7 +159,9 @@ def kmeans_parallel(
     return recluster(candidates, counts.weights, n_components, rng)
 
 
-def lloyd(centres: np.ndarray, *, max_iter: int = LLOYD_MAX_ITER, tol: float = LLOYD_TOL) -> Steps[tuple[np.ndarray, int]]:
+def lloyd(
+    centres: np.ndarray, *, max_iter: int = LLOYD_MAX_ITER, tol: float = LLOYD_TOL
+) -> Steps[tuple[np.ndarray, int]]:
     """Distributed Lloyd iterations from ``centres`` (K, d), one pass each; returns (centres, passes).
 
     Stops when ``Σ_k ‖Δc_k‖² ≤ tol ×`` the mean per-feature variance of the data (from

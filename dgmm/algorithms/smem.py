@@ -88,8 +88,15 @@ def split_merge_steps(
         rest = yield from em_steps(best.params, max_iter=max_iter, lower_bound=best.lower_bound, **em)
         kept = candidates[next(i for i, trial in enumerate(trials) if trial is best)]
         moves.append(AcceptedMove(kept, control.lower_bound, rest.lower_bound))
-        result = EMResult(rest.params, rest.converged, result.n_iter + best.n_iter + rest.n_iter, rest.lower_bound,
-                          result.lower_bounds + best.lower_bounds + rest.lower_bounds, rest.weight, rest.n_zero_weight)
+        result = EMResult(
+            rest.params,
+            rest.converged,
+            result.n_iter + best.n_iter + rest.n_iter,
+            rest.lower_bound,
+            result.lower_bounds + best.lower_bounds + rest.lower_bounds,
+            rest.weight,
+            rest.n_zero_weight,
+        )
     return result, moves
 
 

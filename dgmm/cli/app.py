@@ -90,8 +90,11 @@ def handle_errors(command: str) -> Callable:
                 raise
             except OSError as exc:  # a path the user named cannot be read or written
                 where = f"{exc.filename}: " if exc.filename else ""
-                fail(command, f"{where}{exc.strerror or exc}; check the path, its permissions and free space",
-                     EXIT_USER_ERROR)
+                fail(
+                    command,
+                    f"{where}{exc.strerror or exc}; check the path, its permissions and free space",
+                    EXIT_USER_ERROR,
+                )
             except Exception as exc:  # unexpected: one line unless debugging
                 if os.environ.get("DGMM_DEBUG"):
                     raise
@@ -150,11 +153,19 @@ class ProgressLog:
     def iteration(self, report) -> None:
         rows_per_s = report.n_rows / report.seconds if report.seconds > 0 else float("inf")
         if self.json:
-            self.event("iteration", iteration=report.n_iter, mean_log_likelihood=report.lower_bound,
-                       change=finite(report.change), seconds=report.seconds, rows_per_second=rows_per_s)
+            self.event(
+                "iteration",
+                iteration=report.n_iter,
+                mean_log_likelihood=report.lower_bound,
+                change=finite(report.change),
+                seconds=report.seconds,
+                rows_per_second=rows_per_s,
+            )
             return
-        line = (f"iteration {report.n_iter:4d}  mean log-likelihood {report.lower_bound:.8f}  "
-                f"change {report.change:+.3e}  {report.seconds:.2f} s  {rows_per_s:,.0f} rows/s")
+        line = (
+            f"iteration {report.n_iter:4d}  mean log-likelihood {report.lower_bound:.8f}  "
+            f"change {report.change:+.3e}  {report.seconds:.2f} s  {rows_per_s:,.0f} rows/s"
+        )
         if self.live:
             done = min(report.n_iter / self.max_iter, 1.0) if self.max_iter else 0.0
             bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
@@ -236,14 +247,20 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu", nbytes
         from ..execution import connect
 
         with connect(settings["scheduler"], **tls) as client:
-            log.event("cluster", scheduler=settings["scheduler"], workers=len(workers_info(client)),
-                      dashboard=client.dashboard_link)
+            log.event(
+                "cluster",
+                scheduler=settings["scheduler"],
+                workers=len(workers_info(client)),
+                dashboard=client.dashboard_link,
+            )
             yield client
         return
     given = [key for key, value in tls.items() if value]
     if given:
-        raise ConfigError(f"{', '.join(given)} given without --scheduler; TLS settings apply only to a tls:// "
-                          "scheduler: add --scheduler tls://HOST:PORT or drop them")
+        raise ConfigError(
+            f"{', '.join(given)} given without --scheduler; TLS settings apply only to a tls:// "
+            "scheduler: add --scheduler tls://HOST:PORT or drop them"
+        )
     from ..data.devices import device_target
     from ..execution import local_cluster
     from ..execution.executor import fits_in_process
@@ -251,15 +268,23 @@ def cluster_client(settings: dict, log: ProgressLog, device: str = "cpu", nbytes
     target = device_target(device)
     wants_cluster = settings["n_workers"] or settings["memory_limit"]
     if target is None and not wants_cluster and nbytes is not None and fits_in_process(nbytes, settings["cache"]):
-        log.event("in process", data_mib=round(nbytes / 2**20, 1),
-                  why="the data fits in memory here (--n-workers N starts a local cluster)")
+        log.event(
+            "in process",
+            data_mib=round(nbytes / 2**20, 1),
+            why="the data fits in memory here (--n-workers N starts a local cluster)",
+        )
         yield None
         return
     quiet_cluster_logs(debug())  # imports distributed: only where a cluster is used
-    with local_cluster(settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()),
-                       target) as client:
-        log.event("local cluster", workers=len(workers_info(client)), **({"device": str(target)} if target else {}),
-                  dashboard=client.dashboard_link)
+    with local_cluster(
+        settings["n_workers"], settings["memory_limit"] or "auto", cluster_log_level(debug()), target
+    ) as client:
+        log.event(
+            "local cluster",
+            workers=len(workers_info(client)),
+            **({"device": str(target)} if target else {}),
+            dashboard=client.dashboard_link,
+        )
         yield client
 
 
@@ -280,8 +305,9 @@ def settings_command(settings: tuple[Parameter, ...], command: str) -> Callable:
         for setting in reversed(settings):
             if setting.name != "data":
                 run = setting_option(setting)(run)
-        run = click.option("--config", "config_path", type=click.Path(dir_okay=False),
-                           help="YAML file with any of these options")(run)
+        run = click.option(
+            "--config", "config_path", type=click.Path(dir_okay=False), help="YAML file with any of these options"
+        )(run)
         return click.argument("data", required=False)(run)
 
     return decorate
@@ -335,9 +361,12 @@ def storage(values: tuple[str, ...]) -> dict | None:
 
 
 COLUMNS_OPTION = click.option(
-    "--columns", default=None, metavar="A,B,...",
+    "--columns",
+    default=None,
+    metavar="A,B,...",
     help="feature columns of DATA, for a model fitted without feature names (NumPy) [default: the model's "
-         "feature names, else every column]")
+    "feature names, else every column]",
+)
 
 
 def feature_columns(text: str | None) -> list[str] | None:
@@ -346,13 +375,14 @@ def feature_columns(text: str | None) -> list[str] | None:
 
 
 NAN_POLICY_OPTION = click.option(
-    "--nan-policy", type=click.Choice(BY_NAME["nan_policy"].choices), default=None,
-    help="rows with nulls or NaN: refuse them, or drop them [default: the model's, as fitted]")
+    "--nan-policy",
+    type=click.Choice(BY_NAME["nan_policy"].choices),
+    default=None,
+    help="rows with nulls or NaN: refuse them, or drop them [default: the model's, as fitted]",
+)
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dgmm")
 def main() -> None:
     """Gaussian mixture models fitted by exact EM on Parquet data, on Dask clusters."""
-
-

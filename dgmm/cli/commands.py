@@ -28,19 +28,38 @@ from .config import CLI_SEED
 @click.option("--proba", is_flag=True, help="also write proba_0..proba_{K-1}")
 @click.option("--log-likelihood", "log_likelihood", is_flag=True, help="also write each row's log-likelihood")
 @click.option("--keep-columns", default="", help="input columns to copy to the output, e.g. id")
-@click.option("--group-column", default=None,
-              help="a classifier's decision per group of rows (e.g. utterance): one output row per group")
-@click.option("--reduce", type=click.Choice(["mean", "sum"]), default="mean",
-              help="with --group-column: each class's score of a group, the mean or sum of its rows'")
+@click.option(
+    "--group-column",
+    default=None,
+    help="a classifier's decision per group of rows (e.g. utterance): one output row per group",
+)
+@click.option(
+    "--reduce",
+    type=click.Choice(["mean", "sum"]),
+    default="mean",
+    help="with --group-column: each class's score of a group, the mean or sum of its rows'",
+)
 @click.option("--ratio", is_flag=True, help="with --group-column: scores against the background model")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @COLUMNS_OPTION
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
 @handle_errors("predict")
-def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood: bool, keep_columns: str,
-            group_column: str | None, reduce: str, ratio: bool, overwrite: bool, columns: str | None,
-            nan_policy: str | None, storage_options: tuple[str, ...]) -> None:
+def predict(
+    model_path: str,
+    data: str,
+    output: str,
+    proba: bool,
+    log_likelihood: bool,
+    keep_columns: str,
+    group_column: str | None,
+    reduce: str,
+    ratio: bool,
+    overwrite: bool,
+    columns: str | None,
+    nan_policy: str | None,
+    storage_options: tuple[str, ...],
+) -> None:
     """Write the most probable component (a classifier's class) of every row of DATA, in input order
     (null for dropped rows); with --group-column one row per group."""
     from ..data.outputs import predict_to_parquet
@@ -50,11 +69,20 @@ def predict(model_path: str, data: str, output: str, proba: bool, log_likelihood
     model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
     if group_column:
-        return predict_groups(model, scoring_data(model, data, columns, options), output, group_column, reduce, ratio,
-                              overwrite, options)
+        return predict_groups(
+            model, scoring_data(model, data, columns, options), output, group_column, reduce, ratio, overwrite, options
+        )
     keep = [c.strip() for c in keep_columns.split(",") if c.strip()]
-    n = predict_to_parquet(model, data, output, proba=proba, log_likelihood=log_likelihood, keep_columns=keep,
-                           overwrite=overwrite, columns=feature_columns(columns))
+    n = predict_to_parquet(
+        model,
+        data,
+        output,
+        proba=proba,
+        log_likelihood=log_likelihood,
+        keep_columns=keep,
+        overwrite=overwrite,
+        columns=feature_columns(columns),
+    )
     click.echo(f"wrote {n} rows to {output}", err=True)
 
 
@@ -69,16 +97,18 @@ def scoring_data(model, data: str, columns: str | None, options: dict | None):
     return ParquetDataset.open(data, chosen, nan_policy=model.nan_policy, storage_options=options)
 
 
-def predict_groups(model, data, output: str, group_column: str, reduce: str, ratio: bool, overwrite: bool,
-                   options: dict | None) -> None:
+def predict_groups(
+    model, data, output: str, group_column: str, reduce: str, ratio: bool, overwrite: bool, options: dict | None
+) -> None:
     """``dgmm predict --group-column``: a classifier's decision and scores per group, as Parquet."""
     import pyarrow as pa
 
     from ..data.outputs import check_destination, model_summary, write_table
 
     if not hasattr(model, "classes_"):
-        raise ConfigError("--group-column needs a classifier model (fitted with --label-column); this model is "
-                          "one mixture")
+        raise ConfigError(
+            "--group-column needs a classifier model (fitted with --label-column); this model is one mixture"
+        )
     check_destination(output, overwrite, options)
     frame = model.predict_groups(data, group_column, reduce=reduce, ratio=ratio)
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -95,8 +125,14 @@ def predict_groups(model, data, output: str, group_column: str, reduce: str, rat
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
 @handle_errors("score")
-def score(model_path: str, data: str, as_json: bool, columns: str | None, nan_policy: str | None,
-          storage_options: tuple[str, ...]) -> None:
+def score(
+    model_path: str,
+    data: str,
+    as_json: bool,
+    columns: str | None,
+    nan_policy: str | None,
+    storage_options: tuple[str, ...],
+) -> None:
     """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
     from ..estimator.files import load_model
 
@@ -119,8 +155,9 @@ def score(model_path: str, data: str, as_json: bool, columns: str | None, nan_po
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @STORAGE_OPTION
 @handle_errors("sample")
-def sample(model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool,
-           storage_options: tuple[str, ...]) -> None:
+def sample(
+    model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool, storage_options: tuple[str, ...]
+) -> None:
     """Draw rows from the model; columns are its features plus `component`."""
     import pyarrow as pa
 
@@ -133,8 +170,10 @@ def sample(model_path: str, n_samples: int, output: str, seed: int | None, overw
     X, labels = model.set_params(random_state=seed).sample(n_samples)
     names = getattr(model, "feature_names_in_", None)
     names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
-    table = pa.table({**{n: X[:, j] for j, n in enumerate(names)}, "component": labels},
-                     metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
+    table = pa.table(
+        {**{n: X[:, j] for j, n in enumerate(names)}, "component": labels},
+        metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()},
+    )
     write_table(table, output, overwrite, storage_options=options)
     click.echo(f"wrote {n_samples} rows to {output}", err=True)
 
@@ -155,12 +194,16 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
     if as_json:
         click.echo(json.dumps(report))
         return
-    click.echo(f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
-               f"({', '.join(report['feature_names']) or 'unnamed'})")
+    click.echo(
+        f"{model.n_components} components, {model.covariance_type} covariances, {model.n_features_in_} features "
+        f"({', '.join(report['feature_names']) or 'unnamed'})"
+    )
     dropped = "" if report["n_rows_dropped"] is None else f", {report['n_rows_dropped']} rows dropped"
     seed = "" if report["seed"] is None else f", seed {report['seed']}"
-    click.echo(f"converged: {report['converged']} after {report['n_iter']} iterations, "
-               f"mean log-likelihood {report['mean_log_likelihood']}{dropped}{seed}")
+    click.echo(
+        f"converged: {report['converged']} after {report['n_iter']} iterations, "
+        f"mean log-likelihood {report['mean_log_likelihood']}{dropped}{seed}"
+    )
     click.echo(components_text(report))
     print_input(report["input"])
 
@@ -177,9 +220,11 @@ def components_text(report: dict) -> str:
     names = report["feature_names"] or [f"x{j}" for j in range(report["n_features"])]
     shown = names[:INSPECT_FEATURES]
     more = "" if len(names) <= len(shown) else f" (first {len(shown)} of {len(names)} features; --json has all)"
-    summary = format_table(["component", "weight", "log det covariance", "condition number"],
-                           [[k, c["weight"], c["log_det_covariance"], c["condition_number"]]
-                            for k, c in enumerate(components)], indent="  ")
+    summary = format_table(
+        ["component", "weight", "log det covariance", "condition number"],
+        [[k, c["weight"], c["log_det_covariance"], c["condition_number"]] for k, c in enumerate(components)],
+        indent="  ",
+    )
     parts = [summary]
     for title, key, transform in (("means", "mean", float), ("standard deviations", "variances", np.sqrt)):
         rows = [[k, *(float(transform(v)) for v in c[key][: len(shown)])] for k, c in enumerate(components)]
@@ -192,13 +237,15 @@ def mixture_report(model) -> dict:
     components = []
     for k, cov in enumerate(model.fitted_params().dense_covariances):
         eig = np.linalg.eigvalsh(cov)
-        components.append({
-            "weight": float(model.weights_[k]),
-            "mean": model.means_[k].tolist(),
-            "variances": np.diag(cov).tolist(),
-            "log_det_covariance": float(np.sum(np.log(eig))),
-            "condition_number": float(eig[-1] / eig[0]),
-        })
+        components.append(
+            {
+                "weight": float(model.weights_[k]),
+                "mean": model.means_[k].tolist(),
+                "variances": np.diag(cov).tolist(),
+                "log_det_covariance": float(np.sum(np.log(eig))),
+                "condition_number": float(eig[-1] / eig[0]),
+            }
+        )
     return {
         "covariance_type": model.covariance_type,
         "n_components": model.n_components,
@@ -217,21 +264,30 @@ def inspect_classifier(model, metadata: dict, as_json: bool) -> None:
     """``inspect`` of a classifier file: its classes, priors, each class's mixture and the background model."""
     classes = [c.item() if isinstance(c, np.generic) else c for c in model.classes_]
     background = getattr(model, "ubm_", None)
-    report = {"kind": "classifier", "classes": classes, "priors": [float(p) for p in model.class_prior_],
-              "n_features": model.n_features_in_, "feature_names": list(getattr(model, "feature_names_in_", [])),
-              "mixtures": [mixture_report(m) for m in model.estimators_],
-              "background_model": None if background is None else mixture_report(background),
-              "input": metadata.get("extra", {}).get("input")}
+    report = {
+        "kind": "classifier",
+        "classes": classes,
+        "priors": [float(p) for p in model.class_prior_],
+        "n_features": model.n_features_in_,
+        "feature_names": list(getattr(model, "feature_names_in_", [])),
+        "mixtures": [mixture_report(m) for m in model.estimators_],
+        "background_model": None if background is None else mixture_report(background),
+        "input": metadata.get("extra", {}).get("input"),
+    }
     if as_json:
         click.echo(json.dumps(report))
         return
     first = model.estimators_[0]
-    click.echo(f"classifier: {len(classes)} classes, {first.n_components} {first.covariance_type} components each, "
-               f"{model.n_features_in_} features ({', '.join(report['feature_names']) or 'unnamed'}); "
-               f"{'MAP-adapted from a background model' if background is not None else 'each class fitted by EM'}")
+    click.echo(
+        f"classifier: {len(classes)} classes, {first.n_components} {first.covariance_type} components each, "
+        f"{model.n_features_in_} features ({', '.join(report['feature_names']) or 'unnamed'}); "
+        f"{'MAP-adapted from a background model' if background is not None else 'each class fitted by EM'}"
+    )
     for label, prior, mixture in zip(classes, report["priors"], report["mixtures"]):
-        click.echo(f"  class {label!r}: prior {prior:.4f}, converged {mixture['converged']} after "
-                   f"{mixture['n_iter']} iterations, mean log-likelihood {mixture['mean_log_likelihood']}")
+        click.echo(
+            f"  class {label!r}: prior {prior:.4f}, converged {mixture['converged']} after "
+            f"{mixture['n_iter']} iterations, mean log-likelihood {mixture['mean_log_likelihood']}"
+        )
     print_input(report["input"])
 
 
@@ -252,13 +308,29 @@ def print_input(source: dict | None) -> None:
 @click.option("--n-files", type=click.IntRange(min=1), default=1)
 @click.option("--overwrite", is_flag=True, help="replace an existing output directory")
 @handle_errors("generate")
-def generate(n_samples: int, n_features: int, n_components: int, output: str, seed: int,
-             row_group_size: int, n_files: int, overwrite: bool) -> None:
+def generate(
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    output: str,
+    seed: int,
+    row_group_size: int,
+    n_files: int,
+    overwrite: bool,
+) -> None:
     """Synthetic mixture data as Parquet (columns x0..x{d-1}), written in blocks."""
     from ..data.synthetic import write_mixture_parquet
 
-    write_mixture_parquet(output, n_samples, n_features, n_components, seed=seed,
-                          row_group_size=row_group_size, n_files=n_files, overwrite=overwrite)
+    write_mixture_parquet(
+        output,
+        n_samples,
+        n_features,
+        n_components,
+        seed=seed,
+        row_group_size=row_group_size,
+        n_files=n_files,
+        overwrite=overwrite,
+    )
     click.echo(f"wrote {n_samples} rows x {n_features} features ({n_components} components) to {output}", err=True)
 
 
@@ -266,18 +338,36 @@ def generate(n_samples: int, n_features: int, n_components: int, output: str, se
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data", required=False)
 @click.option("--output", "-o", required=True, help="PNG file to write")
-@click.option("--sample-rows", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="rows of DATA to draw (from randomly chosen row groups)")
+@click.option(
+    "--sample-rows",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="rows of DATA to draw (from randomly chosen row groups)",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=CLI_SEED, show_default=True, help="seed of the row sample")
-@click.option("--features", default=None, metavar="A,B",
-              help="two features to plot against each other [default: the first two principal axes of the "
-                   "standardised features, when there are more than two]")
+@click.option(
+    "--features",
+    default=None,
+    metavar="A,B",
+    help="two features to plot against each other [default: the first two principal axes of the "
+    "standardised features, when there are more than two]",
+)
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @COLUMNS_OPTION
 @STORAGE_OPTION
 @handle_errors("plot")
-def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed: int, features: str | None,
-         overwrite: bool, columns: str | None, storage_options: tuple[str, ...]) -> None:
+def plot(
+    model_path: str,
+    data: str | None,
+    output: str,
+    sample_rows: int,
+    seed: int,
+    features: str | None,
+    overwrite: bool,
+    columns: str | None,
+    storage_options: tuple[str, ...],
+) -> None:
     """Plot the convergence curve and the components (over a sample of DATA) as a PNG; a classifier's
     classes in one colour each."""
     from ..data.outputs import check_destination
@@ -296,11 +386,8 @@ def plot(model_path: str, data: str | None, output: str, sample_rows: int, seed:
     if data is not None:
         names = getattr(model, "feature_names_in_", None)
         chosen = list(names) if names is not None else feature_columns(columns)
-        X = read_sample(data, chosen, sample_rows, seed=seed,
-                        storage_options=options, nan_policy=model.nan_policy)
+        X = read_sample(data, chosen, sample_rows, seed=seed, storage_options=options, nan_policy=model.nan_policy)
         if X.shape[1] != model.n_features_in_:
             raise DataError(f"{data}: input has {X.shape[1]} feature columns, the model expects {model.n_features_in_}")
     plot_model(model, X, output, overwrite, options, pair)
     click.echo(f"wrote {output}", err=True)
-
-

@@ -14,8 +14,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from ..errors import ConfigError
-from ..estimator.classifier import CLASSIFIER_PARAMETERS
-from ..estimator.parameters import MIXTURE_PARAMETERS, Parameter, show
+from ..estimator.parameters import CLASSIFIER_PARAMETERS, MIXTURE_PARAMETERS, Parameter, show
 from ..estimator.select import SELECTION_PARAMETERS
 
 # Settings of a command run that are not estimator parameters.
@@ -23,11 +22,20 @@ DATA = Parameter("data", str, None, "Parquet file or directory to fit")
 MODEL = Parameter("model", str, None, "where to write the fitted model (.npz)")
 OVERWRITE = Parameter("overwrite", bool, False, "replace an existing model file")
 COLUMNS = Parameter("columns", str, None, "feature columns (default: all)", is_list=True)
-EXCLUDE_COLUMNS = Parameter("exclude_columns", str, None, "columns that are not features (ids, labels), when "
-                            "--columns is not given", is_list=True)
+EXCLUDE_COLUMNS = Parameter(
+    "exclude_columns",
+    str,
+    None,
+    "columns that are not features (ids, labels), when --columns is not given",
+    is_list=True,
+)
 WEIGHT_COLUMN = Parameter("weight_column", str, None, "column of per-row weights >= 0 (not a feature)")
-LABEL_COLUMN = Parameter("label_column", str, None, "column (or hive key) of each row's class: fit one mixture per "
-                         "class, a classifier (never a feature)")
+LABEL_COLUMN = Parameter(
+    "label_column",
+    str,
+    None,
+    "column (or hive key) of each row's class: fit one mixture per class, a classifier (never a feature)",
+)
 CHECKPOINT = Parameter("checkpoint", str, None, "directory for a checkpoint written after every iteration")
 RESUME = Parameter("resume", bool, False, "continue from the checkpoint (starts afresh when there is none)")
 CLUSTER_SETTINGS: tuple[Parameter, ...] = (
@@ -51,9 +59,17 @@ def seeded(parameters: tuple[Parameter, ...]) -> tuple[Parameter, ...]:
 
 
 FIT_SETTINGS: tuple[Parameter, ...] = (
-    DATA, MODEL, OVERWRITE,
+    DATA,
+    MODEL,
+    OVERWRITE,
     *seeded(MIXTURE_PARAMETERS),
-    COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN, LABEL_COLUMN, *CLASSIFIER_PARAMETERS, CHECKPOINT, RESUME,
+    COLUMNS,
+    EXCLUDE_COLUMNS,
+    WEIGHT_COLUMN,
+    LABEL_COLUMN,
+    *CLASSIFIER_PARAMETERS,
+    CHECKPOINT,
+    RESUME,
     *CLUSTER_SETTINGS,
     Parameter("require_convergence", bool, False, "exit with code 3 when max_iter ends the fit"),
     LOG_FORMAT,
@@ -67,7 +83,10 @@ SELECT_SETTINGS: tuple[Parameter, ...] = (
     Parameter("covariance_types", str, "full", "covariance types to try, comma-separated", is_list=True),
     *SELECTION_PARAMETERS,
     replace(MODEL, help="write the best model here (.npz)"),
-    OVERWRITE, COLUMNS, EXCLUDE_COLUMNS, WEIGHT_COLUMN,
+    OVERWRITE,
+    COLUMNS,
+    EXCLUDE_COLUMNS,
+    WEIGHT_COLUMN,
     *seeded(tuple(p for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT)),
     *CLUSTER_SETTINGS,
     Parameter("json", bool, False, "print the table as JSON"),
@@ -82,8 +101,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); "
-                          "save the config as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x}); save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the file") from None
     except RecursionError:

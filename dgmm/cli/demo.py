@@ -55,8 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(data: str, n_samples: int, n_features: int, n_components: int, covariance_type: str,
-        max_iter: int, tol: float, seed: int) -> None:
+def run(
+    data: str,
+    n_samples: int,
+    n_features: int,
+    n_components: int,
+    covariance_type: str,
+    max_iter: int,
+    tol: float,
+    seed: int,
+) -> None:
     """Generate, write, fit and report."""
     if n_samples < n_components:
         raise DgmmError(f"n_samples ({n_samples}) must be at least n_components ({n_components})")
@@ -65,7 +73,9 @@ def run(data: str, n_samples: int, n_features: int, n_components: int, covarianc
     files = write_parquet(X, data, row_group_size=25_000, n_files=4)
     print(f"wrote {n_samples} rows x {n_features} features to {len(files)} Parquet files in {data}/")
 
-    model = GaussianMixture(n_components, covariance_type=covariance_type, tol=tol, max_iter=max_iter, random_state=seed)
+    model = GaussianMixture(
+        n_components, covariance_type=covariance_type, tol=tol, max_iter=max_iter, random_state=seed
+    )
     # the main job's way: worker processes of a local cluster (this much data alone would fit in this process)
     with local_cluster(log_level=cluster_log_level(False)) as client:
         workers = len(workers_info(client))
@@ -73,8 +83,10 @@ def run(data: str, n_samples: int, n_features: int, n_components: int, covarianc
         model.set_params(client=client).fit(data)
         seconds = time.perf_counter() - started
     model.set_params(client=None)
-    print(f"fitted on a local Dask cluster of {workers} worker processes in {seconds:.1f} s: {model.n_iter_} "
-          f"iterations, converged={model.converged_}")
+    print(
+        f"fitted on a local Dask cluster of {workers} worker processes in {seconds:.1f} s: {model.n_iter_} "
+        f"iterations, converged={model.converged_}"
+    )
 
     order = np.argsort(model.means_[:, 0])
     true_order = np.argsort(truth.means[:, 0])

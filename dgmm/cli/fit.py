@@ -38,16 +38,24 @@ def fit(settings: dict[str, Any]) -> None:
     label = settings["label_column"]
     if label:
         if settings["checkpoint"]:
-            raise ConfigError("--checkpoint applies to a single mixture; a classifier (--label-column) is fitted "
-                              "without one")
+            raise ConfigError(
+                "--checkpoint applies to a single mixture; a classifier (--label-column) is fitted without one"
+            )
         from ..data.labels import check_label_column
 
         check_label_column(settings["data"], label, storage)
     excluded = settings["exclude_columns"]
     if label and not settings["columns"]:
         excluded = [*(excluded or []), label]
-    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"], storage, excluded)
+    dataset = ParquetDataset.open(
+        settings["data"],
+        settings["columns"],
+        settings["chunk_rows"],
+        settings["weight_column"],
+        settings["nan_policy"],
+        storage,
+        excluded,
+    )
     if label:
         return fit_classifier(settings, dataset)
     model = GaussianMixture(**estimator_parameters(settings))
@@ -55,8 +63,9 @@ def fit(settings: dict[str, Any]) -> None:
     device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     check_n_samples(dataset.n_rows, model.n_components)
     log = ProgressLog(settings["log_format"], settings["max_iter"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
-              seed=settings["seed"])
+    log.event(
+        "input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns), seed=settings["seed"]
+    )
     checkpoint = Checkpoint(settings["checkpoint"], settings["resume"], storage) if settings["checkpoint"] else None
     started = time.perf_counter()
     with checkpoint.claimed() if checkpoint else contextlib.nullcontext():
@@ -65,23 +74,43 @@ def fit(settings: dict[str, Any]) -> None:
             resuming = checkpoint.exists()
             finished = model.check_checkpoint(dataset, checkpoint)
             log.event("checkpoint", path=str(checkpoint.path), resuming=resuming, finished=finished)
-        with (contextlib.nullcontext() if finished else
-              cluster_client(settings, log, model.device, dataset.float64_bytes)) as client, \
-                warnings.catch_warnings(), events_to(log):
+        with (
+            (
+                contextlib.nullcontext()
+                if finished
+                else cluster_client(settings, log, model.device, dataset.float64_bytes)
+            ) as client,
+            warnings.catch_warnings(),
+            events_to(log),
+        ):
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.set_params(client=client).fit(dataset, on_iteration=log.iteration, checkpoint=checkpoint)
         model.set_params(client=None)
         log.end_live()
         for i, j, k, before, after in model.split_merge_moves_:
-            log.event("split-merge", merged=[i, j], split=k, mean_log_likelihood_before=before,
-                      mean_log_likelihood_after=after)
+            log.event(
+                "split-merge",
+                merged=[i, j],
+                split=k,
+                mean_log_likelihood_before=before,
+                mean_log_likelihood_after=after,
+            )
         publish_model(model, settings["model"], settings["overwrite"], dataset, checkpoint)
-    log.event("done", converged=model.converged_, iterations=model.n_iter_,
-              mean_log_likelihood=finite(model.lower_bound_), rows_dropped=model.n_rows_dropped_, seconds=round(time.perf_counter() - started, 3),
-              model=settings["model"])
+    log.event(
+        "done",
+        converged=model.converged_,
+        iterations=model.n_iter_,
+        mean_log_likelihood=finite(model.lower_bound_),
+        rows_dropped=model.n_rows_dropped_,
+        seconds=round(time.perf_counter() - started, 3),
+        model=settings["model"],
+    )
     if not model.converged_ and model.max_iter > 0:
-        click.echo(f"dgmm fit: warning: did not converge in {model.max_iter} iterations "
-                   "(raise --max-iter or --tol); the model was written", err=True)
+        click.echo(
+            f"dgmm fit: warning: did not converge in {model.max_iter} iterations "
+            "(raise --max-iter or --tol); the model was written",
+            err=True,
+        )
         if settings["require_convergence"]:
             sys.exit(EXIT_NOT_CONVERGED)
 
@@ -94,26 +123,48 @@ def fit_classifier(settings: dict[str, Any], dataset) -> None:
     model = GaussianMixtureClassifier(**estimator_parameters(settings, classifier=True))
     device_target(model.device)  # device="cuda" without a GPU is refused before a cluster starts
     log = ProgressLog(settings["log_format"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
-              label_column=settings["label_column"], seed=settings["seed"])
+    log.event(
+        "input",
+        files=len(dataset.files),
+        rows=dataset.n_rows,
+        columns=len(dataset.columns),
+        label_column=settings["label_column"],
+        seed=settings["seed"],
+    )
     started = time.perf_counter()
     codes = 8 * dataset.n_rows  # the class codes travel as one more float64 column
-    with cluster_client(settings, log, model.device, dataset.float64_bytes + codes) as client, \
-            warnings.catch_warnings():
+    with (
+        cluster_client(settings, log, model.device, dataset.float64_bytes + codes) as client,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.set_params(client=client).fit(dataset, settings["label_column"])
     model.set_params(client=None)
     for label, mixture, prior in zip(model.classes_, model.estimators_, model.class_prior_):
-        log.event("class", label=label.item() if isinstance(label, np.generic) else label, prior=float(prior),
-                  converged=mixture.converged_, iterations=mixture.n_iter_,
-                  mean_log_likelihood=finite(mixture.lower_bound_))
+        log.event(
+            "class",
+            label=label.item() if isinstance(label, np.generic) else label,
+            prior=float(prior),
+            converged=mixture.converged_,
+            iterations=mixture.n_iter_,
+            mean_log_likelihood=finite(mixture.lower_bound_),
+        )
     publish_model(model, settings["model"], settings["overwrite"], dataset, None)
     late = [str(c) for c, m in zip(model.classes_, model.estimators_) if not m.converged_]
-    log.event("done", classes=len(model.classes_), passes=model.passes_, converged=not late,
-              seconds=round(time.perf_counter() - started, 3), model=settings["model"])
+    log.event(
+        "done",
+        classes=len(model.classes_),
+        passes=model.passes_,
+        converged=not late,
+        seconds=round(time.perf_counter() - started, 3),
+        model=settings["model"],
+    )
     if late and model.max_iter > 0 and model.ubm is None:
-        click.echo(f"dgmm fit: warning: classes {', '.join(late)} did not converge in {model.max_iter} iterations "
-                   "(raise --max-iter or --tol); the model was written", err=True)
+        click.echo(
+            f"dgmm fit: warning: classes {', '.join(late)} did not converge in {model.max_iter} iterations "
+            "(raise --max-iter or --tol); the model was written",
+            err=True,
+        )
         if settings["require_convergence"]:
             sys.exit(EXIT_NOT_CONVERGED)
 
@@ -125,15 +176,19 @@ def publish_model(model, dest: str, overwrite: bool, dataset, checkpoint) -> Non
     from ..persist.formats import save_model
 
     try:
-        save_model(model, dest, extra={"input": dataset.summary()}, overwrite=overwrite,
-                   storage_options=model.storage_options)
+        save_model(
+            model, dest, extra={"input": dataset.summary()}, overwrite=overwrite, storage_options=model.storage_options
+        )
     except OutputExists:  # the check at the start passed: another run wrote there meanwhile
-        raise DgmmError(f"{dest}: appeared while this fit ran (another run writing there?) and is not replaced "
-                        f"without --overwrite; the fitted model {keep_unpublished(model, dest, checkpoint)}") from None
+        raise DgmmError(
+            f"{dest}: appeared while this fit ran (another run writing there?) and is not replaced "
+            f"without --overwrite; the fitted model {keep_unpublished(model, dest, checkpoint)}"
+        ) from None
     except (DgmmError, OSError) as exc:
         reason = str(exc).removeprefix(f"{dest}: ") if isinstance(exc, DgmmError) else f"{exc.strerror or exc}"
-        raise DgmmError(f"{dest}: the fitted model could not be written ({reason}); it "
-                        f"{keep_unpublished(model, dest, checkpoint)}") from None
+        raise DgmmError(
+            f"{dest}: the fitted model could not be written ({reason}); it {keep_unpublished(model, dest, checkpoint)}"
+        ) from None
     if checkpoint is not None:
         checkpoint.remove()
 
@@ -145,8 +200,10 @@ def keep_unpublished(model, dest: str, checkpoint) -> str:
     from ..persist.formats import save_model
 
     if checkpoint is not None:  # it holds the finished fit
-        return (f"is kept in the checkpoint {checkpoint.path}: fix that, then run the same command with --resume "
-                "to write it without refitting")
+        return (
+            f"is kept in the checkpoint {checkpoint.path}: fix that, then run the same command with --resume "
+            "to write it without refitting"
+        )
     rescue = os.path.join(tempfile.gettempdir(), f"dgmm-unpublished-{os.getpid()}-{os.path.basename(dest)[:80]}")
     try:
         save_model(model, rescue)
@@ -156,7 +213,7 @@ def keep_unpublished(model, dest: str, checkpoint) -> str:
 
 
 def _int_list(text: str) -> list[int]:
-    """"1-10" or "2,4,8" -> a list of ints (ConfigError otherwise)."""
+    """ "1-10" or "2,4,8" -> a list of ints (ConfigError otherwise)."""
     values: list[int] = []
     try:
         for part in text.split(","):
@@ -184,12 +241,19 @@ def select_command(settings: dict[str, Any]) -> None:
     storage = settings["storage_options"]
     if settings["model"]:
         check_destination(settings["model"], settings["overwrite"], storage)
-    dataset = ParquetDataset.open(settings["data"], settings["columns"], settings["chunk_rows"],
-                                  settings["weight_column"], settings["nan_policy"], storage,
-                                  settings["exclude_columns"])
+    dataset = ParquetDataset.open(
+        settings["data"],
+        settings["columns"],
+        settings["chunk_rows"],
+        settings["weight_column"],
+        settings["nan_policy"],
+        storage,
+        settings["exclude_columns"],
+    )
     log = ProgressLog(settings["log_format"])
-    log.event("input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns),
-              seed=settings["seed"])
+    log.event(
+        "input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns), seed=settings["seed"]
+    )
     started = time.perf_counter()
 
     def progress(done) -> None:
@@ -198,22 +262,54 @@ def select_command(settings: dict[str, Any]) -> None:
     device = settings.get("device") or "auto"
     with cluster_client(settings, log, device, dataset.float64_bytes) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        params = {k: v for k, v in estimator_parameters(settings).items()
-                  if k not in SET_BY_SELECT and k != "scheduler_address"}  # the client is connected here
-        result = select(dataset, ks, types, criterion=settings["criterion"],
-                        heldout_fraction=settings["heldout_fraction"], client=client, on_pass=progress, **params)
+        params = {
+            k: v
+            for k, v in estimator_parameters(settings).items()
+            if k not in SET_BY_SELECT and k != "scheduler_address"
+        }  # the client is connected here
+        result = select(
+            dataset,
+            ks,
+            types,
+            criterion=settings["criterion"],
+            heldout_fraction=settings["heldout_fraction"],
+            client=client,
+            on_pass=progress,
+            **params,
+        )
     criterion = settings["criterion"]
     if settings["model"]:  # first: a reader of the table that goes away (| head) must not cost the model
-        save_model(result.best, settings["model"], extra={"input": dataset.summary(), "selection": criterion},
-                   overwrite=settings["overwrite"], storage_options=storage)
-    log.event("done", n_components=result.best.n_components, covariance_type=result.best.covariance_type,
-              criterion=criterion, passes=result.passes, seconds=round(time.perf_counter() - started, 3),
-              **({"model": settings["model"]} if settings["model"] else {}))
+        save_model(
+            result.best,
+            settings["model"],
+            extra={"input": dataset.summary(), "selection": criterion},
+            overwrite=settings["overwrite"],
+            storage_options=storage,
+        )
+    log.event(
+        "done",
+        n_components=result.best.n_components,
+        covariance_type=result.best.covariance_type,
+        criterion=criterion,
+        passes=result.passes,
+        seconds=round(time.perf_counter() - started, 3),
+        **({"model": settings["model"]} if settings["model"] else {}),
+    )
     if settings["json"]:
-        say(json.dumps({"criterion": criterion, "best": {"n_components": result.best.n_components,
-                        "covariance_type": result.best.covariance_type}, "passes": result.passes,
-                        "table": [{k: finite(v) if isinstance(v, float) else v for k, v in row.items()}
-                                  for row in result.table]}))
+        say(
+            json.dumps(
+                {
+                    "criterion": criterion,
+                    "best": {"n_components": result.best.n_components, "covariance_type": result.best.covariance_type},
+                    "passes": result.passes,
+                    "table": [
+                        {k: finite(v) if isinstance(v, float) else v for k, v in row.items()} for row in result.table
+                    ],
+                }
+            )
+        )
     else:
-        say(result.format() + f"\nbest by {criterion}: n_components={result.best.n_components}, "
-            f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)")
+        say(
+            result.format() + f"\nbest by {criterion}: n_components={result.best.n_components}, "
+            f"covariance_type={result.best.covariance_type} ({result.passes} passes over the data)"
+        )

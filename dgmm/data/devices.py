@@ -199,8 +199,10 @@ def device_target(device: str) -> DeviceTarget | None:
     if cuda_devices():
         return DeviceTarget()
     if device == "cuda":
-        raise InputTypeError("device='cuda' needs CuPy and a GPU it sees (none found: pip install cupy-cuda12x "
-                             "or cupy-cuda13x for your CUDA, and check nvidia-smi), or use device='cpu'")
+        raise InputTypeError(
+            "device='cuda' needs CuPy and a GPU it sees (none found: pip install cupy-cuda12x "
+            "or cupy-cuda13x for your CUDA, and check nvidia-smi), or use device='cpu'"
+        )
     return None
 
 
@@ -240,8 +242,11 @@ class DeviceCache:
             self.misses += 1
             if (token, budget) == (self.token, self.asked) and self.budget < 0:
                 self.budget = int(DEVICE_CACHE_SHARE * _free_bytes(value))
-            if (token, budget) == (self.token, self.asked) and key not in self.chunks \
-                    and self.used + nbytes <= self.budget:
+            if (
+                (token, budget) == (self.token, self.asked)
+                and key not in self.chunks
+                and self.used + nbytes <= self.budget
+            ):
                 self.chunks[key] = value
                 self.used += nbytes
         return value
@@ -249,8 +254,14 @@ class DeviceCache:
     def report(self) -> dict[str, Any]:
         """What the cache holds and how it served the passes so far."""
         with self.lock:
-            return {"token": self.token, "budget": self.budget, "chunks": len(self.chunks), "bytes": self.used,
-                    "hits": self.hits, "misses": self.misses}
+            return {
+                "token": self.token,
+                "budget": self.budget,
+                "chunks": len(self.chunks),
+                "bytes": self.used,
+                "hits": self.hits,
+                "misses": self.misses,
+            }
 
 
 def _free_bytes(value: Any) -> int:

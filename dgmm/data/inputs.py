@@ -17,8 +17,17 @@ from ..errors import DataError, IdColumnWarning, InputTypeError
 from ..kernels.arrays import namespace, to_numpy
 from ..kernels.row_weights import block_row_offset
 from .devices import DeviceTarget, check_device_values, device_target, is_device_array
+from .input_checks import (
+    check_2d,
+    check_kind,
+    check_numeric_frame,
+    column_names,
+    frame_array,
+    frame_weights,
+    id_like_columns,
+    weight_vector,
+)
 from .parquet import ParquetDataset, is_path_input
-from .parquet_checks import ID_MIN_ROWS
 from .validation import NanPolicy, attach_weights, check_finite_block, check_nan_policy, is_weighted
 
 __all__ = ["IN_MEMORY_CHUNK_ROWS", "Input", "InputKind", "as_input", "is_device_array", "on_device", "warn_id_like"]
@@ -77,8 +86,10 @@ class Input:
         """The data as a Dask array (built on first use for in-memory input)."""
         if self.lazy is None:
             if self.kind == "xp":
-                raise InputTypeError("array-API input on a device is fitted in this process; a Dask cluster needs "
-                                     "NumPy, Dask or Parquet input")
+                raise InputTypeError(
+                    "array-API input on a device is fitted in this process; a Dask cluster needs "
+                    "NumPy, Dask or Parquet input"
+                )
             import dask.array as da
 
             self.lazy = da.from_array(self.values, chunks=(self.chunk_rows, self.values.shape[1]), name=False)
@@ -104,50 +115,6 @@ class Input:
         return int(self.shape[1]) - self.weighted
 
 
-def _names(columns) -> np.ndarray | None:
-    names = list(columns)
-    if names and all(isinstance(c, str) for c in names):
-        return np.asarray(names, dtype=object)
-    return None
-
-
-def _kind(dtype) -> str | None:
-    """NumPy's kind letter of a dtype; None for pandas extension dtypes (strings, categories, nullable)."""
-    try:
-        return np.dtype(dtype).kind
-    except TypeError:
-        return None
-
-
-def _is_number(dtype) -> bool:
-    return _kind(dtype) in ("i", "u", "f")
-
-
-def _check_numeric_frame(dtypes, where: str) -> None:
-    for name, dtype in dtypes.items():
-        if not _is_number(dtype):
-            raise DataError(f"{where}: column {name!r} has dtype {dtype}, not a number; select numeric columns")
-
-
-def _check_2d(shape: tuple, what: str) -> None:
-    if len(shape) != 2:
-        raise DataError(
-            f"expected a 2-D {what} of shape (n_samples, n_features), got shape {shape}; "
-            "Reshape your data with X.reshape(-1, 1) (one feature) or X.reshape(1, -1) (one row)"
-        )
-
-
-def _check_kind(X: Any) -> None:
-    """Refuse sparse and complex input, which would otherwise be densified or lose its imaginary part."""
-    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
-        raise InputTypeError(f"a sparse matrix ({type(X).__name__}) was passed, but dense data is required; "
-                             "use X.toarray() to convert it to a dense numpy array")
-    dtype = getattr(X, "dtype", None)
-    if dtype is not None and _kind(dtype) == "c":
-        raise InputTypeError(f"Complex data not supported: input has dtype {dtype}; fit the real and imaginary "
-                             "parts as separate columns")
-
-
 def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     """A Dask block, refused if it holds NaN or infinities (named by global row); a block on a GPU is
     checked there.
@@ -162,45 +129,11 @@ def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     return block
 
 
-def _weighted_block(block: np.ndarray, weights: np.ndarray | None = None, nan_policy: NanPolicy = "raise",
-                    block_info=None) -> np.ndarray:
+def _weighted_block(
+    block: np.ndarray, weights: np.ndarray | None = None, nan_policy: NanPolicy = "raise", block_info=None
+) -> np.ndarray:
     """:func:`attach_weights` on one Dask block (``weights`` of shape (n, 1) or None)."""
     return attach_weights(block, None if weights is None else weights[:, 0], nan_policy, block_row_offset(block_info))
-
-
-def _weight_vector(sample_weight: Any, n_rows: int):
-    """A 1-D NumPy or Dask array of ``n_rows`` weights."""
-    if type(sample_weight).__module__.split(".")[0] in ("dask", "dask_expr"):
-        weights = _frame_array(sample_weight) if hasattr(sample_weight, "to_dask_array") else sample_weight
-    else:
-        try:
-            weights = np.asarray(sample_weight, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"sample_weight is not numeric: {exc}") from None
-    if weights.ndim != 1 or weights.shape[0] != n_rows:
-        raise DataError(f"sample_weight has shape {weights.shape}; expected ({n_rows},), one weight per row")
-    return weights
-
-
-def _frame_array(frame: Any):
-    """A Dask DataFrame or Series as a Dask array with known chunk sizes, in one pass over its partitions.
-
-    The lengths are computed from the array's own graph: ``to_dask_array(lengths=True)`` computes
-    them from the frame's optimised graph, which may fuse partitions (``read_parquet`` of a column
-    subset does) and then no longer matches the array ("1 != 2" lengths).
-    """
-    return frame.to_dask_array().compute_chunk_sizes()
-
-
-def _frame_weights(X: Any, sample_weight: Any) -> tuple[Any, Any]:
-    """A column name as ``sample_weight`` of a DataFrame: that column, removed from the features."""
-    if isinstance(sample_weight, str) and hasattr(X, "columns"):
-        if sample_weight not in X.columns:
-            raise DataError(f"weight column {sample_weight!r} not found; columns are {', '.join(map(str, X.columns))}")
-        return X.drop(columns=[sample_weight]), X[sample_weight]
-    if isinstance(sample_weight, str):
-        raise DataError("sample_weight as a column name needs Parquet or DataFrame input; give an array of weights")
-    return X, sample_weight
 
 
 def as_input(
@@ -228,35 +161,42 @@ def as_input(
             column = column or (X.weight_column if sample_weight is None else None)
             dataset = X
             if (column, nan_policy) != (X.weight_column, X.nan_policy):
-                dataset = ParquetDataset.open(list(X.files), list(X.columns), X.chunk_rows, column, nan_policy,
-                                              X.storage_options)
+                dataset = ParquetDataset.open(
+                    list(X.files), list(X.columns), X.chunk_rows, column, nan_policy, X.storage_options
+                )
         else:
             dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options)
-        data = Input("parquet", np.asarray(dataset.columns, dtype=object), lazy=dataset.to_dask(), dataset=dataset,
-                     weighted=dataset.weighted, id_like=dataset.id_like_columns)
+        data = Input(
+            "parquet",
+            np.asarray(dataset.columns, dtype=object),
+            lazy=dataset.to_dask(),
+            dataset=dataset,
+            weighted=dataset.weighted,
+            id_like=dataset.id_like_columns,
+        )
         return data if column is not None or sample_weight is None else _with_weight_array(data, sample_weight)
     if columns is not None:
         raise DataError("columns= only applies to Parquet paths; select columns of in-memory data before fitting")
     if is_device_array(X):
         return device_input(X, sample_weight, nan_policy, chunk_rows)
-    _check_kind(X)
-    X, sample_weight = _frame_weights(X, sample_weight)
+    check_kind(X)
+    X, sample_weight = frame_weights(X, sample_weight)
     weighted = is_weighted(sample_weight is not None, nan_policy)
     id_like: tuple[str, ...] = ()
     module = type(X).__module__.split(".")[0]
     if module == "pandas" and hasattr(X, "dtypes") and hasattr(X, "columns"):
-        _check_numeric_frame(X.dtypes, "DataFrame")
-        values, names, id_like = X.to_numpy(dtype=np.float64), _names(X.columns), id_like_columns(X)
+        check_numeric_frame(X.dtypes, "DataFrame")
+        values, names, id_like = X.to_numpy(dtype=np.float64), column_names(X.columns), id_like_columns(X)
     elif module in ("dask", "dask_expr"):
         if hasattr(X, "columns") and hasattr(X, "to_dask_array"):
-            _check_numeric_frame(X.dtypes, "Dask DataFrame")
-            names = _names(X.columns)
+            check_numeric_frame(X.dtypes, "Dask DataFrame")
+            names = column_names(X.columns)
             if keep_frame and sample_weight is None:
                 return Input("dask", names, frame=X, weighted=weighted)
-            X = _frame_array(X)
+            X = frame_array(X)
         else:
             names = None
-        _check_2d(X.shape, "Dask array")
+        check_2d(X.shape, "Dask array")
         X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
         if not weighted:
             return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
@@ -264,34 +204,27 @@ def as_input(
     else:
         try:
             values, names = np.asarray(X), None
-            _check_kind(values)  # a list of complex numbers has no dtype until now
+            check_kind(values)  # a list of complex numbers has no dtype until now
             values = values.astype(np.float64, copy=False)
         except TypeError as exc:
             raise InputTypeError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
         except ValueError as exc:
             raise DataError(f"input of type {type(X).__name__} is not a numeric array: {exc}") from None
-    _check_2d(values.shape, "array")
+    check_2d(values.shape, "array")
     for axis, what in ((0, "sample"), (1, "feature")):
         if values.shape[axis] == 0:
-            raise DataError(f"Found array with 0 {what}(s) (shape={values.shape}) while a minimum of 1 is required; "
-                            "the input needs at least one row and one column")
+            raise DataError(
+                f"Found array with 0 {what}(s) (shape={values.shape}) while a minimum of 1 is required; "
+                "the input needs at least one row and one column"
+            )
     if weighted:
-        weights = None if sample_weight is None else np.asarray(_weight_vector(sample_weight, values.shape[0]))
+        weights = None if sample_weight is None else np.asarray(weight_vector(sample_weight, values.shape[0]))
         values = attach_weights(values, weights, nan_policy)
     else:
         check_finite_block(values, 0)
-    return Input("numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted,
-                 id_like=id_like)
-
-
-def id_like_columns(frame: Any) -> tuple[str, ...]:
-    """Integer columns of a pandas DataFrame holding distinct consecutive integers, one per row (e.g. 0..n-1,
-    or 1..n as R's row names): row ids, not features. Frames of fewer than ID_MIN_ROWS rows have none."""
-    if len(frame) < ID_MIN_ROWS:
-        return ()
-    return tuple(str(name) for name, dtype in frame.dtypes.items()
-                 if _kind(dtype) in ("i", "u") and int(frame[name].max()) - int(frame[name].min()) + 1 == len(frame)
-                 and frame[name].is_unique)
+    return Input(
+        "numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted, id_like=id_like
+    )
 
 
 def warn_id_like(data: Input, stacklevel: int) -> None:
@@ -300,18 +233,25 @@ def warn_id_like(data: Input, stacklevel: int) -> None:
     if data.id_like:
         one = len(data.id_like) == 1
         quoted = ", ".join(map(repr, data.id_like))
-        what = ("column {} looks like a row id", "is fitted as a feature", "it") if one else \
-            ("columns {} look like row ids", "are fitted as features", "them")
-        warnings.warn(f"{what[0].format(quoted)} (distinct consecutive integers, one per row) but {what[1]}; leave "
-                      f"{what[2]} out with exclude_columns=[{quoted}] (--exclude-columns {','.join(data.id_like)}), "
-                      "or name the features with columns=[...] (--columns)", IdColumnWarning, stacklevel=stacklevel + 1)
+        what = (
+            ("column {} looks like a row id", "is fitted as a feature", "it")
+            if one
+            else ("columns {} look like row ids", "are fitted as features", "them")
+        )
+        warnings.warn(
+            f"{what[0].format(quoted)} (distinct consecutive integers, one per row) but {what[1]}; leave "
+            f"{what[2]} out with exclude_columns=[{quoted}] (--exclude-columns {','.join(data.id_like)}), "
+            "or name the features with columns=[...] (--columns)",
+            IdColumnWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: int | None) -> Input:
     """Array-API input left on its device, checked there; row weights appended as a last column as for
     NumPy input."""
     xp = namespace(X)
-    _check_2d(tuple(X.shape), "array")
+    check_2d(tuple(X.shape), "array")
     if 0 in X.shape:
         raise DataError(f"Found array with shape {tuple(X.shape)}; the input needs at least one row and one column")
     if not xp.isdtype(X.dtype, "real floating"):
@@ -326,14 +266,16 @@ def device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: 
         if sample_weight is None:
             weights = xp.ones((X.shape[0],), dtype=xp.float64, device=where)
         else:
-            host = None if is_device_array(sample_weight) else np.asarray(_weight_vector(sample_weight, X.shape[0]))
+            host = None if is_device_array(sample_weight) else np.asarray(weight_vector(sample_weight, X.shape[0]))
             weights = xp.asarray(host if host is not None else sample_weight, dtype=xp.float64, device=where)
             if weights.shape != (X.shape[0],):
                 raise DataError(f"sample_weight has shape {tuple(weights.shape)}; expected ({X.shape[0]},)")
             invalid = ~(weights >= 0) | ~xp.isfinite(weights)
             if bool(to_numpy(xp.any(invalid))):
                 row = int(np.argmax(to_numpy(invalid)))
-                raise DataError(f"sample_weight[{row}] is {float(to_numpy(weights[row]))}; weights must be finite and >= 0")
+                raise DataError(
+                    f"sample_weight[{row}] is {float(to_numpy(weights[row]))}; weights must be finite and >= 0"
+                )
         if dropped is not None:
             weights = xp.where(dropped, xp.zeros_like(weights), weights)
             X = xp.where(dropped[:, None], xp.zeros_like(X), X)
@@ -357,8 +299,14 @@ def on_device(data: Input, device: str) -> Input:
             return data
         # chunks of NumPy input's size, unless chunk_rows was set (a device array is one chunk by default)
         chunk_rows = IN_MEMORY_CHUNK_ROWS if data.chunk_rows == data.values.shape[0] else data.chunk_rows
-        return Input("numpy", data.feature_names, to_numpy(data.values), chunk_rows=chunk_rows,
-                     weighted=data.weighted, id_like=data.id_like)
+        return Input(
+            "numpy",
+            data.feature_names,
+            to_numpy(data.values),
+            chunk_rows=chunk_rows,
+            weighted=data.weighted,
+            id_like=data.id_like,
+        )
     if data.kind == "numpy":
         if device != "cuda":
             return data
@@ -366,12 +314,24 @@ def on_device(data: Input, device: str) -> Input:
         # one chunk on the GPU, unless chunk_rows was set (xp_tile_rows sizes its tiles)
         chunk_rows = data.values.shape[0] if data.chunk_rows == IN_MEMORY_CHUNK_ROWS else data.chunk_rows
         if target.library != "cupy":  # a simulated GPU (tests): the array goes to its device
-            return Input("xp", data.feature_names, target.put(data.values), chunk_rows=chunk_rows,
-                         weighted=data.weighted, id_like=data.id_like)
+            return Input(
+                "xp",
+                data.feature_names,
+                target.put(data.values),
+                chunk_rows=chunk_rows,
+                weighted=data.weighted,
+                id_like=data.id_like,
+            )
         import cupy
 
-        return Input("xp", data.feature_names, cupy.asarray(data.values), chunk_rows=chunk_rows,
-                     weighted=data.weighted, id_like=data.id_like)
+        return Input(
+            "xp",
+            data.feature_names,
+            cupy.asarray(data.values),
+            chunk_rows=chunk_rows,
+            weighted=data.weighted,
+            id_like=data.id_like,
+        )
     if data.frame is not None:  # a Dask DataFrame kept for scoring: its partitions are scored on the CPU
         return data
     if data.lazy is not None and is_device_array(data.lazy._meta):  # a Dask array of CuPy chunks
@@ -390,11 +350,12 @@ def _with_weight_array(data: Input, sample_weight: Any, nan_policy: NanPolicy = 
     X = data.lazy
     weights = None
     if sample_weight is not None:
-        weights = da.asarray(_weight_vector(sample_weight, X.shape[0])).astype(np.float64)
+        weights = da.asarray(weight_vector(sample_weight, X.shape[0])).astype(np.float64)
         weights = weights.rechunk((X.chunks[0],))[:, None]
     if data.weighted:  # Parquet read with nan_policy="drop": its rows of weight 0 stay dropped
         X, kept = X[:, :-1], X[:, -1:]
         weights = kept if weights is None else da.where(kept > 0, weights, 0.0)
-    lazy = da.map_blocks(_weighted_block, X, weights, nan_policy=nan_policy, dtype=np.float64,
-                         chunks=(X.chunks[0], (X.shape[1] + 1,)))
+    lazy = da.map_blocks(
+        _weighted_block, X, weights, nan_policy=nan_policy, dtype=np.float64, chunks=(X.chunks[0], (X.shape[1] + 1,))
+    )
     return Input(data.kind, data.feature_names, lazy=lazy, dataset=data.dataset, weighted=True)

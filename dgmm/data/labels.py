@@ -41,8 +41,9 @@ def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
     """
     if isinstance(y, str):
         if data.dataset is None:
-            raise DataError(f"{what}={y!r} names a column, which needs Parquet input; give one value per row "
-                            "as an array")
+            raise DataError(
+                f"{what}={y!r} names a column, which needs Parquet input; give one value per row as an array"
+            )
         return _lazy_labels(label_column(data.dataset, y), data, f"column {y!r}")
     if type(y).__module__.split(".")[0] in ("dask", "dask_expr"):
         labels = y.to_dask_array() if hasattr(y, "to_dask_array") else y
@@ -70,23 +71,40 @@ def with_codes(data: Input, codes: Any) -> Input:
     """The data with the class codes as its last column, chunk for chunk (the layout of ``class_rows``); data on a
     device (an array-API array, a Dask array of CuPy chunks) gets its codes there, and lazy data keeps its GPU."""
     if data.kind == "numpy":
-        return Input("numpy", data.feature_names, np.column_stack([data.values, codes]), chunk_rows=data.chunk_rows,
-                     weighted=data.weighted)
+        return Input(
+            "numpy",
+            data.feature_names,
+            np.column_stack([data.values, codes]),
+            chunk_rows=data.chunk_rows,
+            weighted=data.weighted,
+        )
     if data.kind == "xp":
         from ..kernels.arrays import namespace
 
         xp = namespace(data.values)
         on_device = xp.asarray(np.asarray(codes, dtype=np.float64), device=data.values.device)
-        return Input("xp", data.feature_names, xp.concat([xp.astype(data.values, xp.float64), on_device[:, None]],
-                                                          axis=1), chunk_rows=data.chunk_rows, weighted=data.weighted)
+        return Input(
+            "xp",
+            data.feature_names,
+            xp.concat([xp.astype(data.values, xp.float64), on_device[:, None]], axis=1),
+            chunk_rows=data.chunk_rows,
+            weighted=data.weighted,
+        )
     import dask.array as da
 
     column = codes[:, None]
     if data.device is not None and is_device_array(data.lazy._meta):  # CuPy chunks: the codes join them there
         column = data.device.copied(column)
     array = da.concatenate([data.array, column], axis=1).rechunk({1: -1})
-    return Input(data.kind, data.feature_names, lazy=array, dataset=data.dataset, chunk_rows=data.chunk_rows,
-                 weighted=data.weighted, device=data.device)
+    return Input(
+        data.kind,
+        data.feature_names,
+        lazy=array,
+        dataset=data.dataset,
+        chunk_rows=data.chunk_rows,
+        weighted=data.weighted,
+        device=data.device,
+    )
 
 
 def frame_column(X: Any, name: Any) -> tuple[Any, Any]:
@@ -103,8 +121,12 @@ def _column_vector(labels: np.ndarray) -> np.ndarray:
     if labels.ndim == 2 and labels.shape[1] == 1:
         from sklearn.exceptions import DataConversionWarning
 
-        warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y to "
-                      "(n_samples,), for example using ravel().", DataConversionWarning, stacklevel=4)
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the shape of y to "
+            "(n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=4,
+        )
         return labels[:, 0]
     if labels.ndim != 1:
         raise DataError(f"y has shape {labels.shape}; expected one label per row, shape (n_samples,)")
@@ -114,8 +136,10 @@ def _column_vector(labels: np.ndarray) -> np.ndarray:
 def _check_discrete(labels: np.ndarray) -> None:
     """Refuse continuous targets (a regression's y), as scikit-learn's classifiers do."""
     if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        raise DataError("Unknown label type: continuous. y holds non-integer numbers; a classifier needs class "
-                        "labels (integers or strings)")
+        raise DataError(
+            "Unknown label type: continuous. y holds non-integer numbers; a classifier needs class "
+            "labels (integers or strings)"
+        )
 
 
 def _check_no_nulls(labels: np.ndarray, where: str) -> None:
@@ -165,10 +189,16 @@ def label_column(dataset: ParquetDataset, name: str):
     if name in dataset.columns:
         raise DataError(f"column {name!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
     reader = LabelReader(dataset, name)
-    return da.from_array(reader, chunks=(dataset.chunks,), name="labels-" + tokenize(dataset.fingerprint(), name,
-                                                                                       dataset.chunks),
-                         meta=np.empty((0,), dtype=object), asarray=False, lock=False, fancy=False,
-                         inline_array=False)
+    return da.from_array(
+        reader,
+        chunks=(dataset.chunks,),
+        name="labels-" + tokenize(dataset.fingerprint(), name, dataset.chunks),
+        meta=np.empty((0,), dtype=object),
+        asarray=False,
+        lock=False,
+        fancy=False,
+        inline_array=False,
+    )
 
 
 def check_label_column(path: Any, name: str, storage_options: Any = None) -> None:
@@ -213,6 +243,8 @@ def _read_labels(row_group: RowGroup, name: str) -> np.ndarray:
         return np.full(row_group.n_rows, partitions[name], dtype=object)
     column = read_table(row_group, [name]).column(name)
     if column.null_count:
-        raise DataError(f"{row_group.path}: column {name!r} holds {column.null_count} nulls in row group "
-                        f"{row_group.index}; every row needs a value (drop those rows first)")
+        raise DataError(
+            f"{row_group.path}: column {name!r} holds {column.null_count} nulls in row group "
+            f"{row_group.index}; every row needs a value (drop those rows first)"
+        )
     return column.to_numpy(zero_copy_only=False)

@@ -29,15 +29,21 @@ __all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "
 
 
 @contextlib.contextmanager
-def atomic_parquet_writer(dest: PathLike, schema: pa.Schema, overwrite: bool = False,
-                          storage_options: dict | None = None) -> Iterator[pq.ParquetWriter]:
+def atomic_parquet_writer(
+    dest: PathLike, schema: pa.Schema, overwrite: bool = False, storage_options: dict | None = None
+) -> Iterator[pq.ParquetWriter]:
     """A ParquetWriter whose file is published at ``dest`` only on success (:func:`dgmm.data.publish.published`)."""
     with published(dest, overwrite, storage_options) as file, pq.ParquetWriter(file, schema) as writer:
         yield writer
 
 
-def write_table(table: pa.Table, dest: PathLike, overwrite: bool = False, row_group_size: int = 65_536,
-                storage_options: dict | None = None) -> None:
+def write_table(
+    table: pa.Table,
+    dest: PathLike,
+    overwrite: bool = False,
+    row_group_size: int = 65_536,
+    storage_options: dict | None = None,
+) -> None:
     """Write one table atomically (``dest`` a path or an fsspec URL)."""
     with atomic_parquet_writer(dest, table.schema, overwrite, storage_options) as writer:
         writer.write_table(table, row_group_size=row_group_size)
@@ -80,10 +86,13 @@ def predict_to_parquet(
     options = storage_options if storage_options is not None else getattr(model, "storage_options", None)
     check_destination(dest, overwrite, options)  # before reading a byte: the publish checks again
     if names is not None and columns is not None and list(columns) != list(names):
-        raise DataError(f"{spell('columns', '--columns')} {list(columns)} differ from the model's feature names "
-                        f"{list(names)}; leave them out: the model reads its own")
-    dataset = ParquetDataset.open(source, list(names) if names is not None else columns, nan_policy=nan_policy,
-                                  storage_options=options)
+        raise DataError(
+            f"{spell('columns', '--columns')} {list(columns)} differ from the model's feature names "
+            f"{list(names)}; leave them out: the model reads its own"
+        )
+    dataset = ParquetDataset.open(
+        source, list(names) if names is not None else columns, nan_policy=nan_policy, storage_options=options
+    )
     if len(dataset.columns) != model.n_features_in_:
         raise DataError(
             f"{dataset.files[0]}: input has {len(dataset.columns)} feature columns, the model expects {model.n_features_in_}"
@@ -94,8 +103,10 @@ def predict_to_parquet(
     for f, schema in zip(dataset.files, schemas):
         for name in keep:
             if name not in schema.names and name not in keys.get(f, {}):
-                raise DataError(f"{f}: column {name!r} (from --keep-columns) not found; columns are "
-                                f"{', '.join([*schema.names, *keys.get(f, {})])}")
+                raise DataError(
+                    f"{f}: column {name!r} (from --keep-columns) not found; columns are "
+                    f"{', '.join([*schema.names, *keys.get(f, {})])}"
+                )
     file_keep = [n for n in keep if n in schemas[0].names] if keep else []
     fields = [schemas[0].field(n) if n in file_keep else pa.field(n, pa.string()) for n in keep]
     rows = _ClassRows(model) if hasattr(model, "classes_") else _ComponentRows(model)
@@ -110,9 +121,12 @@ def predict_to_parquet(
             if keep:
                 kept = read_table(rg, file_keep)
                 values = dict(rg.partitions)
-                columns.update({n: kept.column(n) if n in file_keep else pa.repeat(pa.scalar(values[n], pa.string()),
-                                                                                    rg.n_rows)
-                                for n in keep})
+                columns.update(
+                    {
+                        n: kept.column(n) if n in file_keep else pa.repeat(pa.scalar(values[n], pa.string()), rg.n_rows)
+                        for n in keep
+                    }
+                )
             columns.update(rows.columns(X, dropped, proba, log_likelihood))
             writer.write_table(pa.table(columns, schema=writer.schema))
             n_rows += X.shape[0]
@@ -151,8 +165,12 @@ class _ComponentRows:
         got = {name: to_numpy(out) for name, out in xp_posteriors(on_gpu, self.params, tuple(outputs)).items()}
         columns = {"component": pa.array(got["labels"].astype(np.int64), mask=dropped)}
         if proba:
-            columns.update({f"proba_{k}": pa.array(got["responsibilities"][:, k], mask=dropped)
-                            for k in range(self.params.n_components)})
+            columns.update(
+                {
+                    f"proba_{k}": pa.array(got["responsibilities"][:, k], mask=dropped)
+                    for k in range(self.params.n_components)
+                }
+            )
         if log_likelihood:
             columns["log_likelihood"] = pa.array(got["log_density"], mask=dropped)
         return columns
@@ -170,7 +188,9 @@ class _ClassRows:
     def fields(self, proba: bool, log_likelihood: bool) -> list[pa.Field]:
         fields = [pa.field("class", self.type)]
         fields += [pa.field(f"proba_{c}", pa.float64()) for c in self.classes] if proba else []
-        return fields + ([pa.field(f"log_likelihood_{c}", pa.float64()) for c in self.classes] if log_likelihood else [])
+        return fields + (
+            [pa.field(f"log_likelihood_{c}", pa.float64()) for c in self.classes] if log_likelihood else []
+        )
 
     def columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
         class_ll = posterior.class_log_likelihoods(X, self.params)
@@ -181,8 +201,9 @@ class _ClassRows:
             resp = np.exp(posterior.normalised_rows(joint))
             columns.update({f"proba_{c}": pa.array(resp[:, j], mask=dropped) for j, c in enumerate(self.classes)})
         if log_likelihood:
-            columns.update({f"log_likelihood_{c}": pa.array(class_ll[:, j], mask=dropped)
-                            for j, c in enumerate(self.classes)})
+            columns.update(
+                {f"log_likelihood_{c}": pa.array(class_ll[:, j], mask=dropped) for j, c in enumerate(self.classes)}
+            )
         return columns
 
 
@@ -192,20 +213,29 @@ def model_summary(model: Any) -> dict[str, Any]:
 
     names = getattr(model, "feature_names_in_", None)
     if hasattr(model, "classes_"):  # a classifier
-        return {"dgmm_version": __version__, "kind": "classifier",
-                "classes": [c.item() if isinstance(c, np.generic) else c for c in model.classes_],
-                "priors": [float(p) for p in model.class_prior_], "n_features": int(model.n_features_in_),
-                "feature_names": None if names is None else [str(n) for n in names],
-                "n_components": [int(m.n_components) for m in model.estimators_],
-                "covariance_type": model.estimators_[0].covariance_type,
-                "background_model": getattr(model, "ubm_", None) is not None}
-    return {"dgmm_version": __version__, "n_components": int(model.n_components),
-            "covariance_type": model.covariance_type, "n_features": int(model.n_features_in_),
+        return {
+            "dgmm_version": __version__,
+            "kind": "classifier",
+            "classes": [c.item() if isinstance(c, np.generic) else c for c in model.classes_],
+            "priors": [float(p) for p in model.class_prior_],
+            "n_features": int(model.n_features_in_),
             "feature_names": None if names is None else [str(n) for n in names],
-            "nan_policy": getattr(model, "nan_policy", "raise"), "converged": bool(model.converged_),
-            "n_iter": int(model.n_iter_), "mean_log_likelihood": float(model.lower_bound_)
-            if np.isfinite(model.lower_bound_) else None,
-            "weights": [float(w) for w in model.weights_]}
+            "n_components": [int(m.n_components) for m in model.estimators_],
+            "covariance_type": model.estimators_[0].covariance_type,
+            "background_model": getattr(model, "ubm_", None) is not None,
+        }
+    return {
+        "dgmm_version": __version__,
+        "n_components": int(model.n_components),
+        "covariance_type": model.covariance_type,
+        "n_features": int(model.n_features_in_),
+        "feature_names": None if names is None else [str(n) for n in names],
+        "nan_policy": getattr(model, "nan_policy", "raise"),
+        "converged": bool(model.converged_),
+        "n_iter": int(model.n_iter_),
+        "mean_log_likelihood": float(model.lower_bound_) if np.isfinite(model.lower_bound_) else None,
+        "weights": [float(w) for w in model.weights_],
+    }
 
 
 def _schema(path: str, storage_options: dict | None) -> pa.Schema:

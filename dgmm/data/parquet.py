@@ -54,12 +54,25 @@ from .sources import (
 )
 from .validation import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted
 
-__all__ = ["ParquetDataset", "RowGroup", "RowGroupReader", "is_path_input", "read_parquet", "read_row_group",
-           "read_table"]
+__all__ = [
+    "ParquetDataset",
+    "RowGroup",
+    "RowGroupReader",
+    "is_path_input",
+    "read_parquet",
+    "read_row_group",
+    "read_table",
+]
 
 
-def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: pa.Schema, columns: list[str],
-                        weight_column: str | None, storage_options: Mapping[str, Any] | None = None) -> None:
+def _check_value_ranges(
+    source: SourceFile,
+    metadata: pq.FileMetaData,
+    schema: pa.Schema,
+    columns: list[str],
+    weight_column: str | None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> None:
     """Refuse, from the footer statistics, what reading would refuse later on a worker: 64-bit integers
     float64 cannot hold exactly, and values beyond MAX_MAGNITUDE.
 
@@ -84,8 +97,9 @@ def _check_value_ranges(source: SourceFile, metadata: pq.FileMetaData, schema: p
                 if is_wide_int(field_type):
                     check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
                 else:
-                    check_values(group, name, read_table(group, [name]).column(name).to_numpy(), "drop",
-                                  name == weight_column)
+                    check_values(
+                        group, name, read_table(group, [name]).column(name).to_numpy(), "drop", name == weight_column
+                    )
 
 
 @dataclass(frozen=True)
@@ -152,7 +166,9 @@ class ParquetDataset:
         if excluded and selected is not None:
             raise DataError("give columns or exclude_columns, not both: columns already names every feature")
         if weight_column is not None and selected is not None and weight_column in selected:
-            raise DataError(f"weight column {weight_column!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
+            raise DataError(
+                f"weight column {weight_column!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}"
+            )
         row_groups: list[RowGroup] = []
         first: tuple[str, pa.Schema] | None = None
         ids = IdColumns()
@@ -168,10 +184,15 @@ class ParquetDataset:
                 keys = dict(source.partitions)  # hive keys are no features unless named: excluding one is fine
                 missing = [name for name in excluded if name not in schema.names and name not in keys]
                 if missing:
-                    raise DataError(f"{source.path}: column {missing[0]!r} (from exclude_columns) not found; columns "
-                                    f"are {', '.join(schema.names)}")
-                selected = [name for name in schema.names
-                            if name != weight_column and name not in index and name not in excluded]
+                    raise DataError(
+                        f"{source.path}: column {missing[0]!r} (from exclude_columns) not found; columns "
+                        f"are {', '.join(schema.names)}"
+                    )
+                selected = [
+                    name
+                    for name in schema.names
+                    if name != weight_column and name not in index and name not in excluded
+                ]
             if not selected:
                 raise DataError(f"{source.path}: no columns selected")
             wanted = selected + ([weight_column] if weight_column else [])
@@ -191,8 +212,16 @@ class ParquetDataset:
             )
         if not row_groups:
             raise DataError(f"{', '.join(s.path for s in sources)}: no rows")
-        return cls(tuple(s.path for s in sources), tuple(row_groups), tuple(selected), chunk_rows, weight_column,
-                   nan_policy, storage_options, ids.found(ID_MIN_ROWS))
+        return cls(
+            tuple(s.path for s in sources),
+            tuple(row_groups),
+            tuple(selected),
+            chunk_rows,
+            weight_column,
+            nan_policy,
+            storage_options,
+            ids.found(ID_MIN_ROWS),
+        )
 
     @property
     def chunks(self) -> tuple[int, ...]:
@@ -233,9 +262,14 @@ class ParquetDataset:
         fingerprint = self._fingerprint
         files = fingerprint["files"]
         digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
-        return {"n_files": len(files), "first_file": files[0]["path"], "files_sha256": digest,
-                "n_rows": fingerprint["n_rows"], "columns": list(fingerprint["columns"]),
-                **({"weight_column": self.weight_column} if self.weight_column else {})}
+        return {
+            "n_files": len(files),
+            "first_file": files[0]["path"],
+            "files_sha256": digest,
+            "n_rows": fingerprint["n_rows"],
+            "columns": list(fingerprint["columns"]),
+            **({"weight_column": self.weight_column} if self.weight_column else {}),
+        }
 
     def to_dask(self, device: Any = None, cache_bytes: int | None = 0):
         """Dask array of shape (n_rows, n_columns [+ 1 weight column]), float64, one chunk per row group; on a
@@ -265,8 +299,11 @@ class ParquetDataset:
 
 
 def read_parquet(
-    path: PathLike | Sequence[PathLike], columns: Sequence[str] | None = None, chunk_rows: int | None = None,
-    storage_options: Mapping[str, Any] | None = None, exclude_columns: Sequence[str] | None = None,
+    path: PathLike | Sequence[PathLike],
+    columns: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    exclude_columns: Sequence[str] | None = None,
 ):
     """Read Parquet data as a Dask array of float64 features.
 
@@ -290,5 +327,6 @@ def read_parquet(
         Missing file or column, non-numeric column, nulls recorded in the metadata.
         NaN and infinities raise the same error when the chunk is computed.
     """
-    return ParquetDataset.open(path, columns, chunk_rows, storage_options=storage_options,
-                               exclude_columns=exclude_columns).to_dask()
+    return ParquetDataset.open(
+        path, columns, chunk_rows, storage_options=storage_options, exclude_columns=exclude_columns
+    ).to_dask()

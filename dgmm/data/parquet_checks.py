@@ -70,15 +70,26 @@ class IdColumns:
                 if name not in wanted or row_group.num_rows == 0:
                     continue
                 span = self.spans.setdefault(name, [0, stats.min, stats.max] if stats and stats.has_min_max else None)
-                if span is None or not (stats and stats.has_min_max and stats.null_count == 0
-                                        and stats.max - stats.min + 1 == row_group.num_rows):
+                if span is None or not (
+                    stats
+                    and stats.has_min_max
+                    and stats.null_count == 0
+                    and stats.max - stats.min + 1 == row_group.num_rows
+                ):
                     self.spans[name] = None
                     continue
-                span[0], span[1], span[2] = span[0] + row_group.num_rows, min(span[1], stats.min), max(span[2], stats.max)
+                span[0], span[1], span[2] = (
+                    span[0] + row_group.num_rows,
+                    min(span[1], stats.min),
+                    max(span[2], stats.max),
+                )
 
     def found(self, min_rows: int) -> tuple[str, ...]:
-        return tuple(name for name, span in self.spans.items()
-                     if span is not None and span[0] >= min_rows and span[2] - span[1] + 1 == span[0])
+        return tuple(
+            name
+            for name, span in self.spans.items()
+            if span is not None and span[0] >= min_rows and span[2] - span[1] + 1 == span[0]
+        )
 
 
 def check_duplicates(path: str, schema: pa.Schema, wanted: list[str] | None) -> None:
@@ -102,7 +113,9 @@ def check_not_index(path: str, index: frozenset[str], selected: list[str], first
             )
 
 
-def check_columns(source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None) -> None:
+def check_columns(
+    source: SourceFile, schema: pa.Schema, columns: list[str], first: tuple[str, pa.Schema] | None
+) -> None:
     """Every selected column is a numeric column of the file or a numeric partition key."""
     partitions = dict(source.partitions)
     for name in columns:
@@ -148,10 +161,14 @@ def check_null_counts(path: str, metadata: pq.FileMetaData, columns: list[str], 
 
 def null_message(path: str, name: str, count: int, row_group: int, is_weight: bool) -> str:
     if is_weight:
-        return (f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
-                "give every row a weight, or pass nan_policy='drop' to skip those rows")
-    return (f"{path}: column {name!r} has {count} null values in row group {row_group}; "
-            "drop or impute them before fitting, or pass nan_policy='drop' (--nan-policy drop) to skip those rows")
+        return (
+            f"{path}: weight column {name!r} has {count} null values in row group {row_group}; "
+            "give every row a weight, or pass nan_policy='drop' to skip those rows"
+        )
+    return (
+        f"{path}: column {name!r} has {count} null values in row group {row_group}; "
+        "drop or impute them before fitting, or pass nan_policy='drop' (--nan-policy drop) to skip those rows"
+    )
 
 
 def check_exact_integers(row_group: RowGroup, name: str, column: pa.ChunkedArray, is_weight: bool) -> None:
@@ -181,8 +198,13 @@ def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy:
     huge = np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)
     if huge.any():
         row = int(np.argmax(huge))
-        raise DataError(too_large_message(f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} "
-                                          f"in row group {row_group.index}, row {row} of the group,", values[row]))
+        raise DataError(
+            too_large_message(
+                f"{row_group.path}: {'weight column' if is_weight else 'column'} {name!r} "
+                f"in row group {row_group.index}, row {row} of the group,",
+                values[row],
+            )
+        )
     bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
     if is_weight:
         bad |= values < 0
@@ -194,18 +216,27 @@ def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy:
     if is_weight:
         raise DataError(f"{where} negative, NaN or infinite weights {first}; weights must be finite and >= 0")
     if nan_policy == "drop":
-        raise DataError(f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
-                        "replace or remove infinities before fitting")
-    raise DataError(f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
-                    "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN")
+        raise DataError(
+            f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
+            "replace or remove infinities before fitting"
+        )
+    raise DataError(
+        f"{where} NaN or infinite values {first}; drop or impute them before fitting, "
+        "or pass nan_policy='drop' (--nan-policy drop) to skip rows with nulls or NaN"
+    )
 
 
 # Files users pass by mistake: what they are, and how pyarrow (a dependency) converts them to Parquet once
-_CONVERTERS = {".csv": ("CSV", "pyarrow.csv", "read_csv"), ".tsv": ("tab-separated text", "pyarrow.csv", "read_csv"),
-               ".json": ("JSON", "pyarrow.json", "read_json"), ".jsonl": ("JSON lines", "pyarrow.json", "read_json"),
-               ".ndjson": ("JSON lines", "pyarrow.json", "read_json"), ".feather": ("Feather", "pyarrow.feather",
-                                                                                  "read_table"),
-               ".arrow": ("Arrow IPC", "pyarrow.feather", "read_table"), ".orc": ("ORC", "pyarrow.orc", "read_table")}
+_CONVERTERS = {
+    ".csv": ("CSV", "pyarrow.csv", "read_csv"),
+    ".tsv": ("tab-separated text", "pyarrow.csv", "read_csv"),
+    ".json": ("JSON", "pyarrow.json", "read_json"),
+    ".jsonl": ("JSON lines", "pyarrow.json", "read_json"),
+    ".ndjson": ("JSON lines", "pyarrow.json", "read_json"),
+    ".feather": ("Feather", "pyarrow.feather", "read_table"),
+    ".arrow": ("Arrow IPC", "pyarrow.feather", "read_table"),
+    ".orc": ("ORC", "pyarrow.orc", "read_table"),
+}
 
 
 def not_parquet(path: str, exc: Exception) -> DataError:
@@ -215,15 +246,21 @@ def not_parquet(path: str, exc: Exception) -> DataError:
     if suffix is None and name.endswith((".txt", ".dat")) or suffix is None and _looks_like_text(path):
         suffix = ".csv"
     if suffix is None:
-        return DataError(f"{path}: not a readable Parquet file ({exc}); dgmm reads Parquet files: write the data "
-                         "as Parquet first (pandas: df.to_parquet(path))")
+        return DataError(
+            f"{path}: not a readable Parquet file ({exc}); dgmm reads Parquet files: write the data "
+            "as Parquet first (pandas: df.to_parquet(path))"
+        )
     kind, module, reader = _CONVERTERS[suffix]
     stem = str(path)[: -len(suffix)] if str(path).lower().endswith(suffix) else str(path)
     options = ", parse_options=pyarrow.csv.ParseOptions(delimiter='\\t')" if suffix == ".tsv" else ""
-    convert = (f"python -c \"import pyarrow.parquet, {module}; "
-               f"pyarrow.parquet.write_table({module}.{reader}('{path}'{options}), '{stem}.parquet')\"")
-    return DataError(f"{path}: this is {kind}, not Parquet; dgmm reads Parquet: convert it once with {convert}, "
-                     f"then give {stem}.parquet")
+    convert = (
+        f'python -c "import pyarrow.parquet, {module}; '
+        f"pyarrow.parquet.write_table({module}.{reader}('{path}'{options}), '{stem}.parquet')\""
+    )
+    return DataError(
+        f"{path}: this is {kind}, not Parquet; dgmm reads Parquet: convert it once with {convert}, "
+        f"then give {stem}.parquet"
+    )
 
 
 def _looks_like_text(path: str) -> bool:
@@ -238,4 +275,3 @@ def _looks_like_text(path: str) -> bool:
     except UnicodeDecodeError:
         return False
     return first.isprintable() and any(sep in first for sep in ",\t;")
-

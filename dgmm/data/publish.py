@@ -42,7 +42,6 @@ _RENAME_NOREPLACE = 1
 _NOT_SUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.EXDEV}
 
 
-
 def exists_message(dest: str, during: bool = False) -> str:
     when = " (it appeared while this run was working)" if during else ""
     return f"{dest}: output exists{when}; remove it or pass --overwrite"

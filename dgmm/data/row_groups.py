@@ -18,8 +18,9 @@ from .sources import RowGroup, open_input, storage_error
 from .validation import NanPolicy, is_weighted, within_range
 
 
-def column_values(row_group: RowGroup, columns: Sequence[str], weight_column: str | None = None,
-                  nan_policy: NanPolicy = "raise") -> list[np.ndarray | float]:
+def column_values(
+    row_group: RowGroup, columns: Sequence[str], weight_column: str | None = None, nan_policy: NanPolicy = "raise"
+) -> list[np.ndarray | float]:
     """The feature columns (then the weight column) of one row group as float64 arrays of shape (n,),
     viewed in Arrow's buffers, or floats for hive keys; nulls are NaN (refused with ``"raise"``) and
     64-bit integers float64 cannot hold exactly are refused. Other values are not checked here."""
@@ -108,8 +109,12 @@ def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:
 
     Not ``to_numpy()``: pyarrow imports pandas for it, ~65 MiB more in every worker process.
     """
-    parts = [np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=8 * chunk.offset)
-             if len(chunk) else np.empty(0) for chunk in column.chunks]
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=8 * chunk.offset)
+        if len(chunk)
+        else np.empty(0)
+        for chunk in column.chunks
+    ]
     return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -127,8 +132,13 @@ def _fill_columns(out: np.ndarray, values: list[np.ndarray | float], block_rows:
 class RowGroupReader:
     """Array-like over row groups for ``dask.array.from_array``; slices align with chunks."""
 
-    def __init__(self, row_groups: Sequence[RowGroup], columns: Sequence[str], weight_column: str | None = None,
-                 nan_policy: NanPolicy = "raise"):
+    def __init__(
+        self,
+        row_groups: Sequence[RowGroup],
+        columns: Sequence[str],
+        weight_column: str | None = None,
+        nan_policy: NanPolicy = "raise",
+    ):
         self.row_groups = tuple(row_groups)
         self.columns = tuple(columns)
         self.weight_column = weight_column

@@ -43,7 +43,7 @@ def is_remote(path: str) -> bool:
 
 
 def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def filesystem(path: str, storage_options: Mapping[str, Any] | None = None):
@@ -53,14 +53,17 @@ def filesystem(path: str, storage_options: Mapping[str, Any] | None = None):
     try:
         return fsspec.core.url_to_fs(path, **dict(storage_options or {}))
     except (ImportError, ValueError, TypeError) as exc:
-        raise DataError(f"{path}: cannot open this filesystem ({' '.join(str(exc).split())[:200]}); install its "
-                        "fsspec driver (e.g. s3fs) and check storage_options") from None
+        raise DataError(
+            f"{path}: cannot open this filesystem ({' '.join(str(exc).split())[:200]}); install its "
+            "fsspec driver (e.g. s3fs) and check storage_options"
+        ) from None
+
 
 # What a storage service answers when it refuses a request, by the name of the exception
 # (botocore's, aiohttp's, fsspec's), and what to do about it.
 _STORAGE_PROBLEMS = {
     "NoCredentialsError": "no credentials found; set them (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, "
-                          "or storage_options key/secret)",
+    "or storage_options key/secret)",
     "PartialCredentialsError": "incomplete credentials; set both the key and the secret",
     "EndpointConnectionError": "cannot reach the storage endpoint; check endpoint_url and the network",
     "ClientConnectorError": "cannot reach the storage endpoint; check endpoint_url and the network",
@@ -182,8 +185,9 @@ def _expand(path: str, storage_options: Mapping[str, Any] | None = None) -> list
     raise DataError(f"{path}: no such file or directory")
 
 
-def find_parquet_files(path: PathLike | Sequence[PathLike],
-                       storage_options: Mapping[str, Any] | None = None) -> list[SourceFile]:
+def find_parquet_files(
+    path: PathLike | Sequence[PathLike], storage_options: Mapping[str, Any] | None = None
+) -> list[SourceFile]:
     """The Parquet files behind a path, a directory, a glob, a URL, or a list of those, in order."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     files: list[SourceFile] = []

@@ -13,9 +13,7 @@ from ..kernels.params import MixtureParams
 from .publish import published_directory
 
 
-def random_mixture(
-    n_components: int, n_features: int, *, seed: int = 0, separation: float = 6.0
-) -> MixtureParams:
+def random_mixture(n_components: int, n_features: int, *, seed: int = 0, separation: float = 6.0) -> MixtureParams:
     """A random full-covariance mixture whose means lie ``separation`` apart on average."""
     rng = np.random.default_rng(seed)
     weights = rng.dirichlet(np.full(n_components, 5.0))

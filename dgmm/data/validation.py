@@ -28,8 +28,10 @@ def within_range(values: np.ndarray) -> bool:
 
 
 def too_large_message(where: str, value: float) -> str:
-    return (f"{where} is {value:.6g}, beyond {MAX_MAGNITUDE:g} in magnitude, where the second moments overflow; "
-            "scale the data (e.g. divide the column by a power of ten) before fitting")
+    return (
+        f"{where} is {value:.6g}, beyond {MAX_MAGNITUDE:g} in magnitude, where the second moments overflow; "
+        "scale the data (e.g. divide the column by a power of ten) before fitting"
+    )
 
 
 def check_nan_policy(nan_policy: str) -> None:
@@ -53,8 +55,11 @@ def check_finite_block(block: np.ndarray, row_offset: int, nan_policy: str = "ra
         raise DataError(too_large_message(f"input row {row_offset + int(row)}, column {int(col)}", block[row, col]))
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        fix = ("nan_policy='drop' skips only NaN: replace or remove infinities before fitting" if nan_policy == "drop"
-               else "drop or impute NaN and infinite values before fitting, or pass nan_policy='drop' to skip NaN rows")
+        fix = (
+            "nan_policy='drop' skips only NaN: replace or remove infinities before fitting"
+            if nan_policy == "drop"
+            else "drop or impute NaN and infinite values before fitting, or pass nan_policy='drop' to skip NaN rows"
+        )
         raise DataError(f"input row {row_offset + int(row)}, column {int(col)} is {block[row, col]}; {fix}")
 
 

@@ -50,8 +50,9 @@ class ClassScoringMixin:
         if not hasattr(self, "ubm_"):
             raise NotFittedError("score_ratio needs a background model: fit with ubm='fit', a fitted model or a file")
         params = tuple(m.fitted_params() for m in mixtures)
-        return self._log_likelihoods(X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1),
-                                     against_last=True)
+        return self._log_likelihoods(
+            X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1), against_last=True
+        )
 
     def predict_groups(self, X: Any, groups: Any, *, reduce: str = "mean", ratio: bool = False):
         """One decision per group of rows (the frames of an utterance), out of core.
@@ -86,21 +87,27 @@ class ClassScoringMixin:
         params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
         coded = with_codes(data, grouping.codes)
         with runtime(self, coded) as where:
-            sums = where.executor.map_reduce(where.array, GROUP_SUMS, (params, ratio, data.weighted),
-                                             self.split_every)
+            sums = where.executor.map_reduce(where.array, GROUP_SUMS, (params, ratio, data.weighted), self.split_every)
         # the background model's term is the same for every class: the decision is the same with ratio
         decision = sums.sums + np.log(self.class_prior_)
         scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums
-        frame = pd.DataFrame({"group": grouping.classes[sums.codes], "n_rows": sums.counts,
-                              "class": self.classes_[np.argmax(decision, axis=1)]})
+        frame = pd.DataFrame(
+            {
+                "group": grouping.classes[sums.codes],
+                "n_rows": sums.counts,
+                "class": self.classes_[np.argmax(decision, axis=1)],
+            }
+        )
         for c, label in enumerate(self.classes_):
             frame[f"score_{label}"] = scores[:, c]
         return frame
 
     def _fitted(self) -> list:
         if not hasattr(self, "estimators_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
-                                 "appropriate arguments before using this estimator.")
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
         return self.estimators_
 
     def _log_likelihoods(self, X: Any, params: tuple, offset: np.ndarray, against_last: bool = False):
@@ -117,8 +124,9 @@ class ClassScoringMixin:
             return map_block_rows(device_chunks(data), host_class_scores, payload, n_out, np.float64)
         if data.kind == "numpy":
             step = IN_MEMORY_CHUNK_ROWS
-            return np.concatenate([class_scores(data.values[i : i + step], payload)
-                                   for i in range(0, data.n_rows, step)])
+            return np.concatenate(
+                [class_scores(data.values[i : i + step], payload) for i in range(0, data.n_rows, step)]
+            )
         return map_rows(data.array, class_scores, payload, n_out, np.float64)
 
     def decision_function(self, X: Any):
@@ -151,4 +159,3 @@ class ClassScoringMixin:
         if is_device_array(joint):
             return xp_most_probable(joint, self.classes_)
         return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
-

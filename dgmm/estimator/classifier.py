@@ -54,22 +54,17 @@ from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings
 from .mixture import GaussianMixture
-from .parameters import BY_NAME, CachePolicy, Device, Parameter, check_n_samples, check_random_state, validate_params
-from .runtime import runtime
-
-PRIORS = ("empirical", "uniform")
-# The classifier's own parameters, as the command line and configs take them (arrays of priors and
-# fitted background models are for Python).
-CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("priors", str, "empirical", "class priors: the classes' shares of the rows, or equal", choices=PRIORS),
-    Parameter("ubm", str, None, "background model MAP-adapted to every class: a model file, or fit (on all rows "
-              "first); default: each class fitted by EM"),
-    Parameter("relevance_factor", float, 16.0, "MAP relevance factor r: a component moves n/(n + r) of the way "
-              "to the class's rows", minimum=0),
-    Parameter("adapt", str, "means", "what MAP adapts: means, weights or covariances, or several comma-separated "
-              "(means,weights)"),
+from .parameters import (
+    BY_NAME,
+    CLASSIFIER_BY_NAME,
+    PRIORS,
+    CachePolicy,
+    Device,
+    check_n_samples,
+    check_random_state,
+    validate_params,
 )
-CLASSIFIER_BY_NAME = {parameter.name: parameter for parameter in CLASSIFIER_PARAMETERS}
+from .runtime import runtime
 
 
 class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
@@ -163,8 +158,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.adapt = adapt
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: Any, y: Any, *, columns: Sequence[str] | None = None,
-            sample_weight: Any = None) -> "GaussianMixtureClassifier":
+    def fit(
+        self, X: Any, y: Any, *, columns: Sequence[str] | None = None, sample_weight: Any = None
+    ) -> "GaussianMixtureClassifier":
         """Fit one mixture per class of ``y``, all in the same passes over ``X``.
 
         Parameters
@@ -192,8 +188,12 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self._set_fitted(runs, ubm, labels, data, priors, passes)
         late = [str(c) for c, run in zip(labels.classes, runs) if not run.converged]
         if late and self.max_iter > 0:
-            warnings.warn(f"the mixtures of classes {', '.join(late)} did not converge in {self.max_iter} "
-                          "iterations; increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"the mixtures of classes {', '.join(late)} did not converge in {self.max_iter} "
+                "iterations; increase max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
     def _check_classes(self, labels: Labels, data: Input) -> None:
@@ -207,16 +207,25 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
             if not np.any(totals > 0):
                 raise no_rows_left()
             if not np.all(totals > 0):
-                raise DataError(f"class {_show(labels.classes[int(np.argmin(totals > 0))])}: every row has weight "
-                                "zero (sample weight 0, or dropped for NaN); leave the class out or give its rows weight")
+                raise DataError(
+                    f"class {_show(labels.classes[int(np.argmin(totals > 0))])}: every row has weight "
+                    "zero (sample weight 0, or dropped for NaN); leave the class out or give its rows weight"
+                )
         for label, count in zip(labels.classes, labels.counts):
             try:
                 check_n_samples(int(count), self.n_components)
             except DataError as exc:
                 raise DataError(f"class {_show(label)}: {exc}") from None
 
-    def _set_fitted(self, runs: list[EMResult], ubm: GaussianMixture | None, labels: Labels, data: Input,
-                    priors: np.ndarray | None, passes: int) -> None:
+    def _set_fitted(
+        self,
+        runs: list[EMResult],
+        ubm: GaussianMixture | None,
+        labels: Labels,
+        data: Input,
+        priors: np.ndarray | None,
+        passes: int,
+    ) -> None:
         """The fitted attributes: one GaussianMixture per class, the background model, classes and priors."""
         settings = self._mixture_params()
         if ubm is not None:
@@ -252,8 +261,15 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 raise DataError(f"label column {y!r} is also a feature column; leave it out of {spell(*COLUMNS_HINT)}")
             check_label_column(X, y, self.storage_options)
             weight = sample_weight if isinstance(sample_weight, str) else None
-            X = ParquetDataset.open(X, columns, self.chunk_rows, weight, self.nan_policy, self.storage_options,
-                                    exclude_columns=None if columns is not None else [y])
+            X = ParquetDataset.open(
+                X,
+                columns,
+                self.chunk_rows,
+                weight,
+                self.nan_policy,
+                self.storage_options,
+                exclude_columns=None if columns is not None else [y],
+            )
             sample_weight = None if weight is not None else sample_weight
             columns = None
         return as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options)
@@ -262,13 +278,17 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         """The given priors, normalised; None for "empirical" (known after the fit)."""
         if isinstance(self.priors, str):
             if self.priors not in PRIORS:
-                raise ParameterError(f"priors={self.priors!r} is invalid; expected one of {', '.join(PRIORS)} "
-                                     "or an array of one probability per class")
+                raise ParameterError(
+                    f"priors={self.priors!r} is invalid; expected one of {', '.join(PRIORS)} "
+                    "or an array of one probability per class"
+                )
             return np.full(n_classes, 1.0 / n_classes) if self.priors == "uniform" else None
         priors = np.asarray(self.priors, dtype=np.float64)
         if priors.shape != (n_classes,) or not np.all(np.isfinite(priors)) or not np.all(priors > 0):
-            raise ParameterError(f"priors has shape {priors.shape} or values that are not positive; expected "
-                                 f"({n_classes},) positive values, one per class in the order of classes_")
+            raise ParameterError(
+                f"priors has shape {priors.shape} or values that are not positive; expected "
+                f"({n_classes},) positive values, one per class in the order of classes_"
+            )
         return priors / priors.sum()
 
     def _background(self) -> Any:
@@ -282,20 +302,26 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         if type(ubm).__module__.startswith("sklearn.mixture"):
             return GaussianMixture.from_sklearn(ubm)
         if not isinstance(ubm, GaussianMixture):
-            raise ParameterError(f"ubm={self.ubm!r} is invalid; expected None, 'fit', a model file path or a fitted "
-                                 "GaussianMixture (wrapped in sklearn.frozen.FrozenEstimator)")
+            raise ParameterError(
+                f"ubm={self.ubm!r} is invalid; expected None, 'fit', a model file path or a fitted "
+                "GaussianMixture (wrapped in sklearn.frozen.FrozenEstimator)"
+            )
         return ubm
 
     def _check_background(self, ubm: GaussianMixture, data: Input) -> None:
         if ubm.n_features_in_ != data.n_features:
-            raise DataError(f"X has {data.n_features} features, but the background model (ubm) has "
-                            f"{ubm.n_features_in_}")
+            raise DataError(
+                f"X has {data.n_features} features, but the background model (ubm) has {ubm.n_features_in_}"
+            )
         names = getattr(ubm, "feature_names_in_", None)
         if names is not None and data.feature_names is not None and list(names) != list(data.feature_names):
-            raise DataError(f"feature names {list(data.feature_names)} differ from the background model's {list(names)}")
+            raise DataError(
+                f"feature names {list(data.feature_names)} differ from the background model's {list(names)}"
+            )
 
-    def _fit_classes(self, data: Input, labels: Labels, background: Any,
-                     adapt: frozenset[str]) -> tuple[list[EMResult], GaussianMixture | None, int]:
+    def _fit_classes(
+        self, data: Input, labels: Labels, background: Any, adapt: frozenset[str]
+    ) -> tuple[list[EMResult], GaussianMixture | None, int]:
         """Every class's fit (restarts, EM, split/merge) in shared passes, or the background model
         (fitted first for ``"fit"``) adapted to every class in one pass; the results, the background
         model and the pass count."""
@@ -312,8 +338,12 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
 
             def fit_steps(code: int | None):
                 rows = shape if code is not None else (coded.n_rows, d + data.weighted)  # None: the data as it is
-                return for_class(best_fit_steps(rows, seeds, init_settings(mixture, d, (None, None, None)),
-                                                split_merge=self.split_merge, **em), ClassView(code, d, data.weighted))
+                return for_class(
+                    best_fit_steps(
+                        rows, seeds, init_settings(mixture, d, (None, None, None)), split_merge=self.split_merge, **em
+                    ),
+                    ClassView(code, d, data.weighted),
+                )
 
             if background is None:
                 programs = [fit_steps(code) for code in range(len(labels.classes))]
@@ -323,13 +353,31 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 run, _ = run_steps(counted, array, self.split_every, fit_steps(None))
                 background = GaussianMixture(**self._mixture_params())
                 background._set_fitted(run, data)
-            adapted = run_steps(counted, array, self.split_every,
-                                adapt_steps(background.fitted_params(), len(labels.classes), data.weighted,
-                                            relevance_factor=float(self.relevance_factor), adapt=adapt,
-                                            reg_covar=self.reg_covar))
-        runs = [EMResult(params, True, 1, stats.loglik / stats.weight if stats.weight > 0 else math.nan,
-                         [stats.loglik / stats.weight if stats.weight > 0 else math.nan], stats.weight,
-                         stats.n_zero_weight) for params, stats in adapted]
+            adapted = run_steps(
+                counted,
+                array,
+                self.split_every,
+                adapt_steps(
+                    background.fitted_params(),
+                    len(labels.classes),
+                    data.weighted,
+                    relevance_factor=float(self.relevance_factor),
+                    adapt=adapt,
+                    reg_covar=self.reg_covar,
+                ),
+            )
+        runs = [
+            EMResult(
+                params,
+                True,
+                1,
+                stats.loglik / stats.weight if stats.weight > 0 else math.nan,
+                [stats.loglik / stats.weight if stats.weight > 0 else math.nan],
+                stats.weight,
+                stats.n_zero_weight,
+            )
+            for params, stats in adapted
+        ]
         return runs, background, counted.passes
 
     def save(self, path: str, extra: dict | None = None, *, overwrite: bool = False) -> None:
@@ -338,23 +386,32 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         save_model(self, path, extra, overwrite=overwrite, storage_options=self.storage_options)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
-             ) -> "GaussianMixtureClassifier":
+    def load(
+        cls, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ) -> "GaussianMixtureClassifier":
         """Read a classifier written by :meth:`save` (a path or an fsspec URL); every inconsistency is a
         ModelFileError, and so is a model file of one mixture (:func:`dgmm.load_model` reads either)."""
         arrays, metadata = read_model_file(path, storage_options)
         if not is_classifier(metadata):
-            raise ModelFileError(f"{os.fspath(path)}: a model file of one mixture, not a classifier; load it with "
-                                 "dgmm.load_model or GaussianMixture.load")
+            raise ModelFileError(
+                f"{os.fspath(path)}: a model file of one mixture, not a classifier; load it with "
+                "dgmm.load_model or GaussianMixture.load"
+            )
         return cls.from_file_contents(arrays, metadata, storage_options)
 
     @classmethod
-    def from_file_contents(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
-                           storage_options: Mapping[str, Any] | None = None) -> "GaussianMixtureClassifier":
+    def from_file_contents(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        metadata: Mapping[str, Any],
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> "GaussianMixtureClassifier":
         """The fitted classifier of a classifier file's checked arrays and metadata: every class's mixture, and
         the background model, built as mixtures."""
-        members = [GaussianMixture.from_file_contents(member_arrays(arrays, f"c{i}"), member, storage_options)
-                   for i, member in enumerate(metadata["members"])]
+        members = [
+            GaussianMixture.from_file_contents(member_arrays(arrays, f"c{i}"), member, storage_options)
+            for i, member in enumerate(metadata["members"])
+        ]
         settings = {k: v for k, v in members[0].get_params().items() if k in cls().get_params()}
         model = cls(**{**settings, **metadata["params"]})
         model.estimators_ = members
@@ -365,8 +422,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         if hasattr(members[0], "feature_names_in_"):
             model.feature_names_in_ = members[0].feature_names_in_
         if metadata["ubm"] is not None:
-            model.ubm_ = GaussianMixture.from_file_contents(member_arrays(arrays, "ubm"), metadata["ubm"],
-                                                            storage_options)
+            model.ubm_ = GaussianMixture.from_file_contents(
+                member_arrays(arrays, "ubm"), metadata["ubm"], storage_options
+            )
         return model
 
     def __sklearn_tags__(self):

@@ -12,8 +12,9 @@ from .classifier import GaussianMixtureClassifier
 from .mixture import GaussianMixture
 
 
-def load_model(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
-               ) -> GaussianMixture | GaussianMixtureClassifier:
+def load_model(
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> GaussianMixture | GaussianMixtureClassifier:
     """Read a model written by :func:`~dgmm.save_model` (a path or an fsspec URL, opened with ``storage_options``):
     a GaussianMixture, or a GaussianMixtureClassifier from a classifier file.
 
@@ -22,8 +23,9 @@ def load_model(path: str | os.PathLike[str], storage_options: Mapping[str, Any] 
     return load_model_with_metadata(path, storage_options)[0]
 
 
-def load_model_with_metadata(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
-                             ) -> tuple[GaussianMixture | GaussianMixtureClassifier, dict[str, Any]]:
+def load_model_with_metadata(
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> tuple[GaussianMixture | GaussianMixtureClassifier, dict[str, Any]]:
     """The model and its metadata (``extra`` included), from one read of the file."""
     arrays, metadata = read_model_file(path, storage_options)
     cls = GaussianMixtureClassifier if is_classifier(metadata) else GaussianMixture

@@ -20,8 +20,15 @@ from .runtime import EVENT, runtime
 logger = logging.getLogger("dgmm")
 
 
-def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: bool,
-            on_iteration: IterationCallback | None, checkpoint: Checkpoint | None) -> tuple[EMResult, list, str]:
+def run_fit(
+    model: Any,
+    data: Input,
+    inits: tuple,
+    state: FitState,
+    do_init: bool,
+    on_iteration: IterationCallback | None,
+    checkpoint: Checkpoint | None,
+) -> tuple[EMResult, list, str]:
     """Initialisations, EM and split/merge rounds on the executor the fit runs on.
 
     Returns the best result, the accepted split/merge moves and the cache policy used.
@@ -33,12 +40,28 @@ def run_fit(model: Any, data: Input, inits: tuple, state: FitState, do_init: boo
         em = dict(tol=model.tol, max_iter=model.max_iter, reg_covar=model.reg_covar, dtype=model.dtype)
         if len(state.seeds) > 1 and do_init and checkpoint is None and on_iteration is None and not model.verbose:
             # every restart, initialisation and EM alike, shares each pass
-            program = best_fit_steps(array.shape, state.seeds, init_settings(model, data.n_features, inits),
-                                     split_merge=model.split_merge, **em)
+            program = best_fit_steps(
+                array.shape,
+                state.seeds,
+                init_settings(model, data.n_features, inits),
+                split_merge=model.split_merge,
+                **em,
+            )
         else:
             for init in range(state.init_index, len(state.seeds)):
-                result = run_init(model, executor, array, data.n_features, state, init, inits, do_init,
-                                  on_iteration, checkpoint, stage)
+                result = run_init(
+                    model,
+                    executor,
+                    array,
+                    data.n_features,
+                    state,
+                    init,
+                    inits,
+                    do_init,
+                    on_iteration,
+                    checkpoint,
+                    stage,
+                )
                 best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
                 state = FitState(state.seeds, init + 1, None, best)
                 if checkpoint is not None:
@@ -54,15 +77,30 @@ def reporting_passes(executor, stage: list[str]) -> CountingExecutor:
 
     def report(number: int, seconds: float) -> None:
         if stage[0] != "EM":
-            logger.info("%s: pass %d over the data, %.3f s", stage[0], number, seconds,
-                        extra={EVENT: ("pass", {"stage": stage[0], "number": number, "seconds": round(seconds, 3)})})
+            logger.info(
+                "%s: pass %d over the data, %.3f s",
+                stage[0],
+                number,
+                seconds,
+                extra={EVENT: ("pass", {"stage": stage[0], "number": number, "seconds": round(seconds, 3)})},
+            )
 
     return CountingExecutor(executor, report)
 
 
-def run_init(model: Any, executor, array, n_features: int, state: FitState, init: int, inits, do_init: bool,
-              on_iteration: IterationCallback | None, checkpoint: Checkpoint | None,
-              stage: list[str] | None = None) -> EMResult:
+def run_init(
+    model: Any,
+    executor,
+    array,
+    n_features: int,
+    state: FitState,
+    init: int,
+    inits,
+    do_init: bool,
+    on_iteration: IterationCallback | None,
+    checkpoint: Checkpoint | None,
+    stage: list[str] | None = None,
+) -> EMResult:
     """One initialisation and its EM run, or the rest of it when resuming."""
     if model.verbose:
         print(f"Initialization {init}")
@@ -74,8 +112,13 @@ def run_init(model: Any, executor, array, n_features: int, state: FitState, init
     elif do_init:
         if stage is not None:
             stage[0] = f"initialisation {init}" if model.n_init > 1 else "initialisation"
-        params = initial_params(executor, array, split_every=model.split_every, seed=state.seeds[init],
-                                **init_settings(model, n_features, inits))
+        params = initial_params(
+            executor,
+            array,
+            split_every=model.split_every,
+            seed=state.seeds[init],
+            **init_settings(model, n_features, inits),
+        )
         start, history = -math.inf, []
     else:
         params, start, history = model.fitted_params(), model.lower_bound_, []
@@ -108,10 +151,17 @@ def run_init(model: Any, executor, array, n_features: int, state: FitState, init
 def init_settings(model: Any, n_features: int, inits: tuple) -> dict[str, Any]:
     """:func:`~dgmm.algorithms.em.init_steps` keywords but the seed."""
     weights_init, means_init, precisions_init = inits
-    return dict(n_components=model.n_components, n_features=n_features, covariance_type=model.covariance_type,
-                method=model.init_params, reg_covar=model.reg_covar, weights_init=weights_init,
-                means_init=means_init, precisions_init=precisions_init,
-                split_em=dict(tol=model.tol, max_iter=model.max_iter, dtype=model.dtype))
+    return dict(
+        n_components=model.n_components,
+        n_features=n_features,
+        covariance_type=model.covariance_type,
+        method=model.init_params,
+        reg_covar=model.reg_covar,
+        weights_init=weights_init,
+        means_init=means_init,
+        precisions_init=precisions_init,
+        split_em=dict(tol=model.tol, max_iter=model.max_iter, dtype=model.dtype),
+    )
 
 
 def iteration_callback(model: Any, extra: IterationCallback | None) -> IterationCallback | None:
@@ -125,4 +175,3 @@ def iteration_callback(model: Any, extra: IterationCallback | None) -> Iteration
             extra(it)
 
     return report
-

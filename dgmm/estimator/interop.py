@@ -11,8 +11,21 @@ from ..persist.fitted import FittedState
 from .parameters import BY_NAME
 
 # Constructor parameters the two estimators share (same names, same meanings).
-SHARED = ("n_components", "covariance_type", "tol", "reg_covar", "max_iter", "n_init", "random_state", "warm_start",
-          "verbose", "verbose_interval", "weights_init", "means_init", "precisions_init")
+SHARED = (
+    "n_components",
+    "covariance_type",
+    "tol",
+    "reg_covar",
+    "max_iter",
+    "n_init",
+    "random_state",
+    "warm_start",
+    "verbose",
+    "verbose_interval",
+    "weights_init",
+    "means_init",
+    "precisions_init",
+)
 
 
 def to_sklearn(model: Any):
@@ -39,11 +52,15 @@ def from_sklearn(cls: type, fitted: Any, **params: Any):
     fits and scoring; the shared ones come from ``fitted``.
     """
     if not hasattr(fitted, "means_") or not hasattr(fitted, "precisions_cholesky_"):
-        raise ParameterError(f"from_sklearn needs a fitted sklearn.mixture.GaussianMixture, got {type(fitted).__name__}")
+        raise ParameterError(
+            f"from_sklearn needs a fitted sklearn.mixture.GaussianMixture, got {type(fitted).__name__}"
+        )
     unknown = sorted(set(params) - set(BY_NAME) - {"client"})
     if unknown or set(params) & set(SHARED):
-        raise ParameterError(f"from_sklearn: {', '.join(sorted(set(params) & set(SHARED)) + unknown)} cannot be "
-                             "set here; the shared parameters come from the fitted model")
+        raise ParameterError(
+            f"from_sklearn: {', '.join(sorted(set(params) & set(SHARED)) + unknown)} cannot be "
+            "set here; the shared parameters come from the fitted model"
+        )
     init = fitted.init_params if fitted.init_params in BY_NAME["init_params"].choices else "kmeans"
     model = cls(init_params=init, **{name: getattr(fitted, name) for name in SHARED}, **params)
     FittedState.of(fitted).apply(model)

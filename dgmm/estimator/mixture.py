@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import numbers
 import os
 import warnings
@@ -24,12 +23,12 @@ from ..kernels import posterior
 from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
-from ..kernels.params import MixtureParams
 from ..kernels.sampling import draw
 from ..persist.checkpoint import Checkpoint, FitState
 from ..persist.classes_file import is_classifier
-from ..persist.fitted import PARAMETER_ARRAYS, FittedState
+from ..persist.fitted import FittedState
 from ..persist.formats import read_model_file, save_model
+from ..persist.model_file import fitted_state
 from . import interop, plots
 from .base import Estimator
 from .fitting import run_fit
@@ -240,16 +239,18 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
             )
         return data
 
-    def _start(self, X: Any, columns: Sequence[str] | None, sample_weight: Any,
-               checkpoint: Checkpoint | None) -> tuple[Input, tuple, FitState, bool]:
+    def _start(
+        self, X: Any, columns: Sequence[str] | None, sample_weight: Any, checkpoint: Checkpoint | None
+    ) -> tuple[Input, tuple, FitState, bool]:
         """Every check a fit makes before touching the data: parameters, input, initial arrays, checkpoint.
 
         Returns the input, the initial arrays, where the fit stands (a resumed checkpoint's state)
         and whether it initialises (not a warm start).
         """
         validate_params(self)
-        data = on_device(as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options),
-                         self.device)
+        data = on_device(
+            as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options), self.device
+        )
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -265,8 +266,9 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
             state = checkpoint.load() or state
         return data, inits, state, do_init
 
-    def check_checkpoint(self, X: Any, checkpoint: Checkpoint, *, columns: Sequence[str] | None = None,
-                         sample_weight: Any = None) -> bool:
+    def check_checkpoint(
+        self, X: Any, checkpoint: Checkpoint, *, columns: Sequence[str] | None = None, sample_weight: Any = None
+    ) -> bool:
         """Raise, before any cluster starts, what ``fit(X, checkpoint=checkpoint)`` would refuse.
 
         A checkpoint of another run (without resume) or one written for other input or settings
@@ -278,26 +280,46 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     def _report_moves(self, moves: list) -> None:
         self.split_merge_moves_ = [(*m.move, m.before, m.after) for m in moves]
         for (i, j, k), before, after in ((m.move, m.before, m.after) for m in moves):
-            message = (f"split/merge: merged components {i} and {j}, split {k}: "
-                       f"mean log-likelihood {before:.6f} -> {after:.6f}")
+            message = (
+                f"split/merge: merged components {i} and {j}, split {k}: "
+                f"mean log-likelihood {before:.6f} -> {after:.6f}"
+            )
             logger.info(message)
             if self.verbose:
                 print(message)
 
     def _settings(self, inits: tuple) -> dict[str, Any]:
         """What a checkpoint must agree on to be resumed: parameters and initial arrays."""
-        ignored = ("client", "scheduler_address", "verbose", "verbose_interval", "cache", "stall_timeout",
-                   "storage_options", "device_cache_gib")
+        ignored = (
+            "client",
+            "scheduler_address",
+            "verbose",
+            "verbose_interval",
+            "cache",
+            "stall_timeout",
+            "storage_options",
+            "device_cache_gib",
+        )
         settings = {k: v for k, v in self.get_params().items() if k not in ignored}
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
-            settings[name] = None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+            settings[name] = (
+                None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+            )
         if not (settings["random_state"] is None or isinstance(settings["random_state"], numbers.Integral)):
             settings["random_state"] = "RandomState"
         return settings
 
     def _set_fitted(self, result: EMResult, data: Input) -> None:
-        FittedState(result.params, result.converged, result.n_iter, result.lower_bound, tuple(result.lower_bounds),
-                    data.n_features, data.feature_names, result.n_zero_weight).apply(self)
+        FittedState(
+            result.params,
+            result.converged,
+            result.n_iter,
+            result.lower_bound,
+            tuple(result.lower_bounds),
+            data.n_features,
+            data.feature_names,
+            result.n_zero_weight,
+        ).apply(self)
 
     def to_sklearn(self):
         """A fitted ``sklearn.mixture.GaussianMixture`` of this model (same predictions; see :mod:`.interop`)."""
@@ -325,24 +347,23 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         and so is a classifier file (:func:`dgmm.load_model` reads either)."""
         arrays, metadata = read_model_file(path, storage_options)
         if is_classifier(metadata):
-            raise ModelFileError(f"{os.fspath(path)}: a classifier file, not one mixture; load it with "
-                                 "dgmm.load_model or GaussianMixtureClassifier.load")
+            raise ModelFileError(
+                f"{os.fspath(path)}: a classifier file, not one mixture; load it with "
+                "dgmm.load_model or GaussianMixtureClassifier.load"
+            )
         return cls.from_file_contents(arrays, metadata, storage_options)
 
     @classmethod
-    def from_file_contents(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any],
-                           storage_options: Mapping[str, Any] | None = None) -> "GaussianMixture":
+    def from_file_contents(
+        cls,
+        arrays: Mapping[str, np.ndarray],
+        metadata: Mapping[str, Any],
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> "GaussianMixture":
         """The fitted model of a model file's checked arrays and metadata (:func:`dgmm.persist.formats.read_model_file`);
         it reads data with ``storage_options``."""
         model = cls(**metadata["params"], storage_options=dict(storage_options) if storage_options else None)
-        params = MixtureParams(*(arrays[name].astype(np.float64, copy=False) for name in PARAMETER_ARRAYS),
-                               metadata["covariance_type"])
-        names = arrays["feature_names"]
-        lower_bound = -math.inf if metadata["lower_bound"] is None else float(metadata["lower_bound"])
-        FittedState(params, metadata["converged"], metadata["n_iter"], lower_bound,
-                    tuple(float(v) for v in arrays["lower_bounds"]), metadata["n_features"],
-                    np.asarray(names.tolist(), dtype=object) if names.size else None,
-                    metadata.get("n_rows_dropped")).apply(model)
+        fitted_state(arrays, metadata).apply(model)
         return model
 
     def plot(self, X: Any = None, path: str | None = None, overwrite: bool = False):
@@ -368,4 +389,3 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
             raise param_error("n_samples", n_samples, "an int >= 1")
         return draw(params, n_samples, check_random_state(self.random_state))
-

@@ -1,4 +1,4 @@
-"""Every parameter of :class:`~dgmm.GaussianMixture`, declared once.
+"""Every parameter of :class:`~dgmm.GaussianMixture` and :class:`~dgmm.GaussianMixtureClassifier`, declared once.
 
 :data:`MIXTURE_PARAMETERS` is the one table (name, type, default, constraint, help) from which
 the rest is derived:
@@ -10,6 +10,8 @@ the rest is derived:
   (``--init``, ``--seed``, ``--scheduler``);
 * the keyword parameters :func:`dgmm.select` accepts;
 * the README's parameter table (:func:`markdown_table`; a test keeps the README in step).
+
+:data:`CLASSIFIER_PARAMETERS` are the classifier's own (the mixture's apply to every class's mixture).
 
 The constructor's signature keeps its literal defaults (scikit-learn reads parameters from it);
 a test fails when they differ from this table, or when a parameter is neither here nor exempt.
@@ -173,7 +175,9 @@ def _mapping(value: Any, bad: ConfigError, where: str) -> dict[str, Any] | None:
         for item in value:
             key, sep, text = str(item).partition("=")
             if not sep or not key.strip():
-                raise ConfigError(f"{where}: {item!r} is not KEY=VALUE, e.g. --storage-option endpoint_url=http://host:9000")
+                raise ConfigError(
+                    f"{where}: {item!r} is not KEY=VALUE, e.g. --storage-option endpoint_url=http://host:9000"
+                )
             try:
                 pairs[key.strip()] = yaml.safe_load(text) if text.strip() else ""
             except yaml.YAMLError:
@@ -212,28 +216,64 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("max_iter", int, 100, "most EM iterations", minimum=0),
     Parameter("n_init", int, 1, "initialisations; the best is kept", minimum=1),
     Parameter("init_params", str, "kmeans", "initialisation method", choices=INIT_METHODS, setting="init"),
-    Parameter("random_state", int, None, "random seed (fixes the initialisation)", minimum=0, setting="seed",
-              check=_check_seed),
+    Parameter(
+        "random_state",
+        int,
+        None,
+        "random seed (fixes the initialisation)",
+        minimum=0,
+        setting="seed",
+        check=_check_seed,
+    ),
     Parameter("verbose", int, 0, "print progress to stdout: 1 per initialisation, 2 per iteration", minimum=0),
     Parameter("verbose_interval", int, 10, "with verbose 2: print every this many iterations", minimum=1),
-    Parameter("scheduler_address", str, None, "address of a running Dask scheduler (default: a local cluster)",
-              setting="scheduler"),
+    Parameter(
+        "scheduler_address",
+        str,
+        None,
+        "address of a running Dask scheduler (default: a local cluster)",
+        setting="scheduler",
+    ),
     Parameter("split_every", int, 8, "fan-in of the tree reduce", minimum=2),
     Parameter("chunk_rows", int, None, "split Parquet row groups larger than this", minimum=1),
-    Parameter("cache", str, "auto", "keep the data in cluster memory, or stream it every iteration",
-              choices=CACHE_POLICIES),
+    Parameter(
+        "cache", str, "auto", "keep the data in cluster memory, or stream it every iteration", choices=CACHE_POLICIES
+    ),
     Parameter("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=NAN_POLICIES),
-    Parameter("dtype", str, "float64", "compute dtype of the E-step (statistics are accumulated in float64)",
-              choices=COMPUTE_DTYPES),
+    Parameter(
+        "dtype",
+        str,
+        "float64",
+        "compute dtype of the E-step (statistics are accumulated in float64)",
+        choices=COMPUTE_DTYPES,
+    ),
     Parameter("split_merge", int, 0, "split/merge moves tried per round after EM converges (0: none)", minimum=0),
-    Parameter("stall_timeout", float, STALL_TIMEOUT, "seconds without a running worker (all paused at their memory "
-              "limit, or none connected) before the fit ends with a cluster error (exit code 5)", minimum=0),
+    Parameter(
+        "stall_timeout",
+        float,
+        STALL_TIMEOUT,
+        "seconds without a running worker (all paused at their memory "
+        "limit, or none connected) before the fit ends with a cluster error (exit code 5)",
+        minimum=0,
+    ),
     Parameter("storage_options", dict, None, "fsspec options for s3:// and other URLs: credentials, endpoint_url, ..."),
-    Parameter("device", str, "auto", "where the passes run: auto (where the data lies; Parquet on a GPU when CuPy "
-              "sees one), cpu, or cuda (NumPy input copied to the GPU, Parquet and Dask chunks streamed "
-              "to it)", choices=DEVICES),
-    Parameter("device_cache_gib", float, None, "on a GPU, GiB of Parquet chunks each GPU worker keeps there (cache "
-              "other than none; default: half its free memory); the rest is read every iteration", minimum=0),
+    Parameter(
+        "device",
+        str,
+        "auto",
+        "where the passes run: auto (where the data lies; Parquet on a GPU when CuPy "
+        "sees one), cpu, or cuda (NumPy input copied to the GPU, Parquet and Dask chunks streamed "
+        "to it)",
+        choices=DEVICES,
+    ),
+    Parameter(
+        "device_cache_gib",
+        float,
+        None,
+        "on a GPU, GiB of Parquet chunks each GPU worker keeps there (cache "
+        "other than none; default: half its free memory); the rest is read every iteration",
+        minimum=0,
+    ),
 )
 BY_NAME: Mapping[str, Parameter] = {p.name: p for p in MIXTURE_PARAMETERS}
 # Constructor parameters that are not in the table: objects and arrays, which no config holds.
@@ -244,6 +284,35 @@ NOT_SETTINGS: Mapping[str, str] = {
     "precisions_init": "an array whose shape depends on covariance_type; give initial values from Python",
     "warm_start": "continues a model held in memory by the same process; a command starts from a file or afresh",
 }
+
+
+PRIORS = ("empirical", "uniform")
+# The classifier's own parameters, as the command line and configs take them (arrays of priors and
+# fitted background models are for Python).
+CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("priors", str, "empirical", "class priors: the classes' shares of the rows, or equal", choices=PRIORS),
+    Parameter(
+        "ubm",
+        str,
+        None,
+        "background model MAP-adapted to every class: a model file, or fit (on all rows "
+        "first); default: each class fitted by EM",
+    ),
+    Parameter(
+        "relevance_factor",
+        float,
+        16.0,
+        "MAP relevance factor r: a component moves n/(n + r) of the way to the class's rows",
+        minimum=0,
+    ),
+    Parameter(
+        "adapt",
+        str,
+        "means",
+        "what MAP adapts: means, weights or covariances, or several comma-separated (means,weights)",
+    ),
+)
+CLASSIFIER_BY_NAME = {parameter.name: parameter for parameter in CLASSIFIER_PARAMETERS}
 
 
 def validate_params(est: Any) -> None:
@@ -303,4 +372,3 @@ def checked_inits(est, n_features: int) -> tuple[np.ndarray | None, ...]:
         elif np.any(precisions <= 0):
             raise ParameterError("precisions_init: every precision must be positive")
     return weights, means, precisions
-

@@ -55,7 +55,9 @@ def _pyplot() -> Any:
 
 def dense_covariances(model: FittedMixture) -> np.ndarray:
     """The covariance of every component as a dense matrix, shape (K, d, d), for any covariance type."""
-    return gaussian.dense_covariances(model.covariances_, model.covariance_type, len(model.weights_), model.n_features_in_)
+    return gaussian.dense_covariances(
+        model.covariances_, model.covariance_type, len(model.weights_), model.n_features_in_
+    )
 
 
 def ellipse_geometry(cov: np.ndarray, n_sigma: float = 1.0) -> tuple[float, float, float]:
@@ -80,8 +82,9 @@ def mixture_covariance(model: FittedMixture) -> tuple[np.ndarray, np.ndarray]:
     return mean, second - np.outer(mean, mean)
 
 
-def projection_axes(model: FittedMixture, X: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def projection_axes(
+    model: FittedMixture, X: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Centre (d,), the two leading principal axes of the *standardised* features as a projection of the
     original ones W (d, 2), their shares of the standardised variance (2,) and their loadings (d, 2).
 
@@ -106,9 +109,11 @@ def projection_axes(model: FittedMixture, X: np.ndarray | None = None
 
 
 def axis_label(axis: int, share: float, loadings: np.ndarray, names: Sequence[str], most: int = 3) -> str:
-    """"PC1, 62% of the standardised variance" over "+0.58 carat +0.57 price −0.31 depth": the features that
+    """ "PC1, 62% of the standardised variance" over "+0.58 carat +0.57 price −0.31 depth": the features that
     load most on a principal axis (loadings of (d,), at most ``most`` of them, those of |loading| ≥ 0.2)."""
-    order = [j for j in np.argsort(-np.abs(loadings))[:most] if abs(loadings[j]) >= 0.2] or [int(np.argmax(np.abs(loadings)))]
+    order = [j for j in np.argsort(-np.abs(loadings))[:most] if abs(loadings[j]) >= 0.2] or [
+        int(np.argmax(np.abs(loadings)))
+    ]
     terms = " ".join(f"{'+' if loadings[j] >= 0 else '−'}{abs(loadings[j]):.2f} {names[j]}" for j in order)
     return f"PC{axis + 1}, {share:.0%} of the standardised variance\n{terms}"
 
@@ -132,8 +137,9 @@ def feature_indices(model: FittedMixture, features: Sequence[str | int]) -> list
     return indices
 
 
-def project(means: np.ndarray, covariances: np.ndarray, centre: np.ndarray, W: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    means: np.ndarray, covariances: np.ndarray, centre: np.ndarray, W: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Means (K, d) → (μₖ − centre)W, shape (K, 2); covariances (K, d, d) → WᵀΣₖW, shape (K, 2, 2)."""
     return (means - centre) @ W, np.einsum("ia,kij,jb->kab", W, covariances, W)
 
@@ -193,8 +199,9 @@ def plot_convergence(model: FittedMixture, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_components(model: FittedMixture, X: Any = None, ax: Axes | None = None,
-                    features: Sequence[str | int] | None = None) -> Axes:
+def plot_components(
+    model: FittedMixture, X: Any = None, ax: Axes | None = None, features: Sequence[str | int] | None = None
+) -> Axes:
     """The components over the sample ``X`` (n, d), if given, on ``ax`` (new figure if None).
 
     d = 1: histogram of X, mixture density and weighted component densities. d = 2: X coloured by
@@ -243,7 +250,9 @@ def plot_components(model: FittedMixture, X: Any = None, ax: Axes | None = None,
         means, covs = project(means, covs, centre, W)
         points = None if X is None else (X - centre) @ W
         xlabel, ylabel = (axis_label(a, share[a], loadings[:, a], names) for a in (0, 1))
-        kind += f"\nfirst two principal axes of the standardised {'sample' if X is not None and len(X) > 1 else 'mixture'}"
+        kind += (
+            f"\nfirst two principal axes of the standardised {'sample' if X is not None and len(X) > 1 else 'mixture'}"
+        )
     if points is not None:
         predicted = np.asarray(model.predict(X))
         alpha = float(np.clip(25 / np.sqrt(len(points)), 0.1, 0.6))  # fainter as the sample grows
@@ -253,18 +262,29 @@ def plot_components(model: FittedMixture, X: Any = None, ax: Axes | None = None,
             width, height, angle = ellipse_geometry(covs[k], n_sigma)
             for colour, lw in (("white", 3.5), (colours[k], 1.8)):  # a white halo keeps edges visible on points
                 ax.add_patch(Ellipse(means[k], width, height, angle=angle, fill=False, ec=colour, lw=lw, ls=style))
-        ax.plot(*means[k], marker="X", ms=10, mfc=colours[k], mec="black", ls="none",
-                label=labels[k] if K <= 10 else None)
+        ax.plot(
+            *means[k], marker="X", ms=10, mfc=colours[k], mec="black", ls="none", label=labels[k] if K <= 10 else None
+        )
     ax.autoscale_view()
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=kind + "; ellipses at 1σ (solid) and 2σ (dashed)" * (d == 2 or features is not None))
+    ax.set(
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=kind + "; ellipses at 1σ (solid) and 2σ (dashed)" * (d == 2 or features is not None),
+    )
     ax.grid(alpha=0.3)
     if K <= 10:
         ax.legend(fontsize="small", markerscale=0.7)
     return ax
 
 
-def plot_model(model: FittedMixture, X: Any = None, path: PathLike | None = None, overwrite: bool = False,
-               storage_options: dict | None = None, features: Sequence[str | int] | None = None) -> Figure:
+def plot_model(
+    model: FittedMixture,
+    X: Any = None,
+    path: PathLike | None = None,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    features: Sequence[str | int] | None = None,
+) -> Figure:
     """Figure with the convergence curve and the components over ``X`` (n, d); saved as PNG to ``path`` if given.
 
     ``features``: two features to plot against each other instead of the principal axes (d > 2).
@@ -287,8 +307,9 @@ def plot_model(model: FittedMixture, X: Any = None, path: PathLike | None = None
     return save_figure(fig, path, overwrite, storage_options)
 
 
-def plot_classes(model: Any, X: Any = None, ax: Axes | None = None,
-                 features: Sequence[str | int] | None = None) -> Axes:
+def plot_classes(
+    model: Any, X: Any = None, ax: Axes | None = None, features: Sequence[str | int] | None = None
+) -> Axes:
     """A classifier: every class's components (means and 1σ ellipses) in one colour per class, over the
     sample ``X`` coloured by predicted class; on two ``features``, or the principal axes of the
     standardised features (of X, else of the background model or the first class's mixture) for d > 2."""
@@ -332,13 +353,24 @@ def plot_classes(model: Any, X: Any = None, ax: Axes | None = None,
         ax.plot(means[:, 0], means[:, 1], marker="X", ms=7, mfc=colours[c], mec="black", ls="none")
     ax.autoscale_view()
     first = mixtures[0]
-    ax.set(xlabel=xlabel, ylabel=ylabel,
-           title=f"{len(classes)} classes, {first.n_components} {first.covariance_type} components each; "
-                 "1σ ellipses, points by predicted class" * (points is not None) or "1σ ellipses")
+    ax.set(
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=f"{len(classes)} classes, {first.n_components} {first.covariance_type} components each; "
+        "1σ ellipses, points by predicted class"
+        * (points is not None)
+        or "1σ ellipses",
+    )
     ax.grid(alpha=0.3)
     if len(classes) <= 20:
-        ax.legend(handles=[Line2D([], [], marker="X", ls="none", mfc=colours[c], mec="black", label=label)
-                           for c, label in enumerate(classes)], title="class", fontsize="small")
+        ax.legend(
+            handles=[
+                Line2D([], [], marker="X", ls="none", mfc=colours[c], mec="black", label=label)
+                for c, label in enumerate(classes)
+            ],
+            title="class",
+            fontsize="small",
+        )
     return ax
 
 
@@ -357,8 +389,14 @@ def save_figure(fig: Figure, path: PathLike | None, overwrite: bool, storage_opt
     return fig
 
 
-def sample_rows(source: PathLike | Sequence[PathLike], columns: Sequence[str] | None, n_rows: int,
-                seed: int = 0, storage_options: dict | None = None, nan_policy: NanPolicy = "raise") -> np.ndarray:
+def sample_rows(
+    source: PathLike | Sequence[PathLike],
+    columns: Sequence[str] | None,
+    n_rows: int,
+    seed: int = 0,
+    storage_options: dict | None = None,
+    nan_policy: NanPolicy = "raise",
+) -> np.ndarray:
     """Up to ``n_rows`` rows of Parquet input, shape (m, len(columns)), m = min(n_rows, total rows).
 
     With ``nan_policy="drop"`` (a model fitted so) rows holding nulls or NaN are left out, as the fit left them.

@@ -35,8 +35,16 @@ class Runtime:
 @contextlib.contextmanager
 def runtime(estimator: Any, data: Input) -> Iterator[Runtime]:
     """Where ``estimator``'s passes over ``data`` run; a cluster started for them is closed on exit."""
-    with executor_for(estimator.client, data.kind, data.chunk_rows, estimator.scheduler_address,
-                      estimator.stall_timeout, data.device, data.lazy_nbytes, estimator.cache) as executor:
+    with executor_for(
+        estimator.client,
+        data.kind,
+        data.chunk_rows,
+        estimator.scheduler_address,
+        estimator.stall_timeout,
+        data.device,
+        data.lazy_nbytes,
+        estimator.cache,
+    ) as executor:
         array, cache_used = place_data(estimator, executor, data)
         yield Runtime(executor, array, cache_used)
 
@@ -60,18 +68,31 @@ def place_data(model: Any, executor, data: Input) -> tuple[Any, str]:
         return executor.keep_in_memory(data.array), "memory"
     if data.device is not None and executor.device_count(data.device) < 1:
         if model.device == "cuda":
-            raise InputTypeError("device='cuda', but the cluster's workers see no GPU; connect to workers with "
-                                 "GPUs (one per GPU, e.g. dask-cuda's), or use device='cpu'")
+            raise InputTypeError(
+                "device='cuda', but the cluster's workers see no GPU; connect to workers with "
+                "GPUs (one per GPU, e.g. dask-cuda's), or use device='cpu'"
+            )
         data = replace(data, device=None)  # "auto": the workers have no GPU, so the passes run on their CPUs
     if data.device is not None:
         array, chosen, message = device_array(model, executor, data)
     else:
         array, chosen = executor.cache(data.array, model.cache)
-        where = ("read into this process" if executor.client is None and data.kind == "parquet" else
-                 "persisted in memory" if chosen == "memory" else "streamed every iteration")
+        where = (
+            "read into this process"
+            if executor.client is None and data.kind == "parquet"
+            else "persisted in memory"
+            if chosen == "memory"
+            else "streamed every iteration"
+        )
         message = f"cache={model.cache}: {where}"
-    logger.info("%s (%.0f MiB of float64)", message, data.array.nbytes / 2**20,
-                extra={EVENT: ("cache", {"policy": model.cache, "used": chosen, "data_mib": round(data.array.nbytes / 2**20, 1)})})
+    logger.info(
+        "%s (%.0f MiB of float64)",
+        message,
+        data.array.nbytes / 2**20,
+        extra={
+            EVENT: ("cache", {"policy": model.cache, "used": chosen, "data_mib": round(data.array.nbytes / 2**20, 1)})
+        },
+    )
     if model.verbose:
         print(message)
     return array, chosen
@@ -90,14 +111,20 @@ def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
       per ``cache``, each chunk copied to the GPU in every pass.
     """
     target = data.device
-    budget = 0 if model.cache == "none" else (
-        None if model.device_cache_gib is None else int(model.device_cache_gib * 2**30))
+    budget = (
+        0
+        if model.cache == "none"
+        else (None if model.device_cache_gib is None else int(model.device_cache_gib * 2**30))
+    )
     route = device_route(data)
     if route == "reader":
         size = "half its free memory" if budget is None else f"{budget / 2**30:.3g} GiB"
-        message = (f"cache=none: chunks read and copied to the {target} every iteration" if budget == 0 else
-                   f"cache={model.cache}: chunks kept on the {target} up to {size} per worker, the rest read "
-                   "every iteration")
+        message = (
+            f"cache=none: chunks read and copied to the {target} every iteration"
+            if budget == 0
+            else f"cache={model.cache}: chunks kept on the {target} up to {size} per worker, the rest read "
+            "every iteration"
+        )
         return executor.placed(data.dataset.to_dask(target, budget)), "device", message
     if route == "device":
         chosen = model.cache
@@ -108,4 +135,8 @@ def device_array(model: Any, executor, data: Input) -> tuple[Any, str, str]:
         return array, chosen, f"cache={model.cache}: {'kept on' if chosen == 'memory' else 'streamed to'} the {target}"
     array, chosen = executor.cache(data.array, model.cache)
     where = "persisted in memory" if chosen == "memory" else "streamed every iteration"
-    return target.copied(array), chosen, f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass"
+    return (
+        target.copied(array),
+        chosen,
+        f"cache={model.cache}: {where}, each chunk copied to the {target} in every pass",
+    )

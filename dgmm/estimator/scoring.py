@@ -50,8 +50,12 @@ class ScoringMixin:
 
     def predict_proba(self, X: Any):
         """Posterior probability of each component, shape (n, K); columns ``proba_k`` for a Dask DataFrame."""
-        return self._apply(self._scoring_input(X), posterior.responsibilities,
-                           [f"proba_{k}" for k in range(self.n_components)], np.float64)
+        return self._apply(
+            self._scoring_input(X),
+            posterior.responsibilities,
+            [f"proba_{k}" for k in range(self.n_components)],
+            np.float64,
+        )
 
     def score_samples(self, X: Any):
         """Log-likelihood ``log p(x_n)`` of each row, shape (n,); a Series ``log_likelihood`` for a Dask DataFrame."""
@@ -79,16 +83,21 @@ class ScoringMixin:
         """Akaike information criterion; lower is better."""
         return self.score_summary(X)["aic"]
 
-    def _scoring_input(self, X: Any, keep_frame: bool = True, nan_policy: str | None = None,
-                       device: str | None = None) -> Input:
+    def _scoring_input(
+        self, X: Any, keep_frame: bool = True, nan_policy: str | None = None, device: str | None = None
+    ) -> Input:
         """``X`` as input to score, its features checked against the fit's, placed where ``device`` (default:
         the model's) says (a Dask DataFrame kept as it is unless ``keep_frame`` is False; ``nan_policy``
         default: the model's)."""
         self.fitted_params()
         names = getattr(self, "feature_names_in_", None)
-        data = as_input(X, list(names) if names is not None and is_path_input(X) else None,
-                        nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
-                        storage_options=self.storage_options, keep_frame=keep_frame)
+        data = as_input(
+            X,
+            list(names) if names is not None and is_path_input(X) else None,
+            nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
+            storage_options=self.storage_options,
+            keep_frame=keep_frame,
+        )
         data = scoring_input(data, device or getattr(self, "device", "cpu"))
         if data.n_features != self.n_features_in_:
             raise DataError(
@@ -96,9 +105,7 @@ class ScoringMixin:
                 f"{self.n_features_in_} features as input"
             )
         if names is not None and data.feature_names is not None and list(data.feature_names) != list(names):
-            raise DataError(
-                f"feature names {list(data.feature_names)} differ from those seen in fit {list(names)}"
-            )
+            raise DataError(f"feature names {list(data.feature_names)} differ from those seen in fit {list(names)}")
         return data
 
     def _apply(self, data: Input, kernel: Callable, columns: str | list[str], dtype) -> Any:
@@ -111,9 +118,13 @@ class ScoringMixin:
             out = device_posterior(data, kernel, params)
             return to_numpy(out) if data.host_output else out
         if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each output back on the host
-            return map_block_rows(device_chunks(data), functools.partial(host_rows, kernel.__name__, data.n_features,
-                                                                          data.weighted),
-                                  params, None if isinstance(columns, str) else len(columns), dtype)
+            return map_block_rows(
+                device_chunks(data),
+                functools.partial(host_rows, kernel.__name__, data.n_features, data.weighted),
+                params,
+                None if isinstance(columns, str) else len(columns),
+                dtype,
+            )
         if data.frame is not None:
             return map_partitions_rows(data.frame, kernel, params, columns, dtype, data.weighted)
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
@@ -123,7 +134,6 @@ class ScoringMixin:
             step = IN_MEMORY_CHUNK_ROWS
             return np.concatenate([kernel(values[i : i + step], params) for i in range(0, len(values), step)])
         return map_rows(data.array, kernel, params, None if isinstance(columns, str) else len(columns), dtype)
-
 
 
 def device_posterior(data: Input, kernel: Callable, params: MixtureParams) -> Any:

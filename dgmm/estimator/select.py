@@ -44,8 +44,16 @@ from .tables import format_table
 
 Criterion = Literal["bic", "aic", "heldout"]
 CRITERIA: tuple[str, ...] = ("bic", "aic", "heldout")
-COLUMNS = ("n_components", "covariance_type", "log_likelihood", "bic", "aic", "heldout_log_likelihood",
-           "n_iter", "converged")
+COLUMNS = (
+    "n_components",
+    "covariance_type",
+    "log_likelihood",
+    "bic",
+    "aic",
+    "heldout_log_likelihood",
+    "n_iter",
+    "converged",
+)
 
 
 @dataclass
@@ -89,10 +97,21 @@ def _score(row: dict[str, Any], criterion: str) -> float:
 
 
 SELECTION_PARAMETERS: tuple[Parameter, ...] = (
-    Parameter("criterion", str, "bic", "what picks the best cell: bic, aic (lower is better) or heldout "
-              "(higher held-out log-likelihood)", choices=CRITERIA),
-    Parameter("heldout_fraction", float, None, "share of rows held out by a hash of the row index for the "
-              "held-out column (below 1; default 0.1 with criterion heldout, else 0: no held-out fits)", minimum=0),
+    Parameter(
+        "criterion",
+        str,
+        "bic",
+        "what picks the best cell: bic, aic (lower is better) or heldout (higher held-out log-likelihood)",
+        choices=CRITERIA,
+    ),
+    Parameter(
+        "heldout_fraction",
+        float,
+        None,
+        "share of rows held out by a hash of the row index for the "
+        "held-out column (below 1; default 0.1 with criterion heldout, else 0: no held-out fits)",
+        minimum=0,
+    ),
 )
 
 
@@ -145,8 +164,10 @@ def select(
     unknown = sorted(set(params) - set(BY_NAME) | set(params) & {"n_components", "covariance_type"})
     if unknown:
         allowed = ", ".join(n for n in BY_NAME if n not in ("n_components", "covariance_type"))
-        raise ParameterError(f"select got {', '.join(map(repr, unknown))}; the grid sets n_components and "
-                             f"covariance_type, and the other parameters are: {allowed}")
+        raise ParameterError(
+            f"select got {', '.join(map(repr, unknown))}; the grid sets n_components and "
+            f"covariance_type, and the other parameters are: {allowed}"
+        )
     cells = [GaussianMixture(k, covariance_type=c, client=client, **params) for k, c in grid]
     for cell in cells:
         validate_params(cell)
@@ -154,11 +175,13 @@ def select(
         parameter.validate(value)
     fraction = (0.1 if criterion == "heldout" else 0.0) if heldout_fraction is None else float(heldout_fraction)
     if fraction >= 1.0 or (criterion == "heldout" and fraction == 0.0):
-        raise ParameterError(f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 "
-                             "(and > 0 for criterion='heldout')")
+        raise ParameterError(
+            f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 (and > 0 for criterion='heldout')"
+        )
     model = cells[0]  # the settings every cell shares
-    data = on_device(as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options),
-                     model.device)
+    data = on_device(
+        as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options), model.device
+    )
     warn_id_like(data, stacklevel=2)
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features
@@ -174,9 +197,16 @@ def select(
             """Every cell and restart on ``rows``: initialisation, then EM, all sharing each pass."""
             stage[0] = name
             programs = [
-                best_fit_steps(rows.shape, cell_seeds, init_settings(cell, d, (None, None, None)),
-                               split_merge=cell.split_merge, tol=cell.tol, max_iter=cell.max_iter,
-                               reg_covar=cell.reg_covar, dtype=cell.dtype)
+                best_fit_steps(
+                    rows.shape,
+                    cell_seeds,
+                    init_settings(cell, d, (None, None, None)),
+                    split_merge=cell.split_merge,
+                    tol=cell.tol,
+                    max_iter=cell.max_iter,
+                    reg_covar=cell.reg_covar,
+                    dtype=cell.dtype,
+                )
                 for cell, cell_seeds in zip(cells, seeds)
             ]
             return [run for run, _ in run_together(counted, rows, model.split_every, programs)]
@@ -196,16 +226,31 @@ def select(
         table = []
         for (k, c), run, (mean, weight), held_out in zip(grid, runs, scores, heldout):
             bic, aic = information_criteria(mean * weight, run.params.n_free_parameters(), weight)
-            table.append({"n_components": k, "covariance_type": c, "log_likelihood": mean, "bic": bic, "aic": aic,
-                          "heldout_log_likelihood": held_out, "n_iter": run.n_iter, "converged": run.converged})
+            table.append(
+                {
+                    "n_components": k,
+                    "covariance_type": c,
+                    "log_likelihood": mean,
+                    "bic": bic,
+                    "aic": aic,
+                    "heldout_log_likelihood": held_out,
+                    "n_iter": run.n_iter,
+                    "converged": run.converged,
+                }
+            )
         chosen = min(range(len(grid)), key=lambda i: _score(table[i], criterion))
         best_run = runs[chosen]
         if criterion == "heldout":  # the chosen cell, refit on all rows from its training-rows parameters
             stage[0] = "refit on all rows"
             cell = cells[chosen]
-            best_run = run_steps(counted, array, model.split_every,
-                                 em_steps(best_run.params, tol=cell.tol, max_iter=cell.max_iter,
-                                          reg_covar=cell.reg_covar, dtype=cell.dtype))
+            best_run = run_steps(
+                counted,
+                array,
+                model.split_every,
+                em_steps(
+                    best_run.params, tol=cell.tol, max_iter=cell.max_iter, reg_covar=cell.reg_covar, dtype=cell.dtype
+                ),
+            )
     best = cells[chosen].set_params(client=None)
     best._set_fitted(best_run, data)
     return Selection(best, table, criterion, counted.passes)
@@ -214,12 +259,21 @@ def select(
 SELECT_ROWS = ByBackend(select_rows, xp_select_rows)
 
 
+def _select_block(
+    block: Any, n_features: int, seed: int, fraction: float, held: bool, block_info: dict | None = None
+) -> Any:
+    """:data:`SELECT_ROWS` of one Dask block; named ``block_info`` so that Dask passes it (the block's global row
+    offset decides which rows are held out)."""
+    return SELECT_ROWS(block, n_features, seed, fraction, held, block_info)
+
+
 def _split(array, n_features: int, seed: int, fraction: float, held: bool):
     """Training (``held=False``) or held-out rows of ``array`` as weighted data (others weight 0)."""
     if not hasattr(array, "map_blocks"):  # in memory, or on a device in this process
         return SELECT_ROWS(array, n_features, seed, fraction, held)
-    return array.map_blocks(SELECT_ROWS, n_features, seed, fraction, held, dtype=np.float64,
-                            chunks=(array.chunks[0], (n_features + 1,)))
+    return array.map_blocks(
+        _select_block, n_features, seed, fraction, held, dtype=np.float64, chunks=(array.chunks[0], (n_features + 1,))
+    )
 
 
 __all__ = ["COVARIANCE_TYPES", "CRITERIA", "Selection", "SelectionPass", "select"]

@@ -31,8 +31,9 @@ def cell(value: Any, spec: str) -> str:
     return format(value, spec) if math.isfinite(value) else (MISSING if math.isnan(value) else str(value))
 
 
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], marks: Sequence[str] | None = None,
-                 indent: str = "") -> str:
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], marks: Sequence[str] | None = None, indent: str = ""
+) -> str:
     """``rows`` under ``header`` as aligned text: numbers right-aligned, text left-aligned, a column's floats
     in one format (:func:`column_format`); ``marks`` (one short string a row, e.g. "*") go before the rows."""
     columns = list(zip(*rows)) if rows else [[] for _ in header]

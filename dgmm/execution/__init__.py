@@ -6,5 +6,15 @@ from .executor import CountingExecutor, Executor, executor_for, executors
 from .local import InProcessExecutor
 from .passes import build_pass, tree_reduce
 
-__all__ = ["connect", "CountingExecutor", "current_client", "Executor", "executor_for", "executors", "InProcessExecutor",
-           "build_pass", "local_cluster", "tree_reduce"]
+__all__ = [
+    "connect",
+    "CountingExecutor",
+    "current_client",
+    "Executor",
+    "executor_for",
+    "executors",
+    "InProcessExecutor",
+    "build_pass",
+    "local_cluster",
+    "tree_reduce",
+]

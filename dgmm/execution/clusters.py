@@ -12,7 +12,6 @@ if TYPE_CHECKING:
     from ..data.devices import DeviceTarget
 
 
-
 def current_client():
     """The current ``distributed`` client, or None (never imports distributed itself)."""
     if "distributed" not in sys.modules:
@@ -32,8 +31,14 @@ def default_worker_count() -> int:
     return usable_cpus()
 
 
-def connect(address: str, timeout: str = "10s", *, tls_ca_file: str | None = None, tls_cert: str | None = None,
-            tls_key: str | None = None):
+def connect(
+    address: str,
+    timeout: str = "10s",
+    *,
+    tls_ca_file: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+):
     """A client of the scheduler at ``address``.
 
     A ``tls://`` address uses the given CA file, client certificate and key, and Dask's
@@ -63,8 +68,9 @@ def check_main_guard() -> None:
         return
     main = sys.modules.get("__main__")
     frame = sys._getframe(1)
-    while frame is not None and not (frame.f_code.co_name == "<module>" and main is not None
-                                     and frame.f_globals is vars(main)):
+    while frame is not None and not (
+        frame.f_code.co_name == "<module>" and main is not None and frame.f_globals is vars(main)
+    ):
         frame = frame.f_back
     path = getattr(main, "__file__", None)
     if frame is None or not path:
@@ -76,21 +82,31 @@ def check_main_guard() -> None:
     line = frame.f_lineno
 
     def is_guard(node: ast.AST) -> bool:
-        return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and
-                {ast.unparse(node.test.left), *(ast.unparse(c) for c in node.test.comparators)} >=
-                {"__name__", "'__main__'"} and node.lineno <= line <= (node.end_lineno or node.lineno))
+        return (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.Compare)
+            and {ast.unparse(node.test.left), *(ast.unparse(c) for c in node.test.comparators)}
+            >= {"__name__", "'__main__'"}
+            and node.lineno <= line <= (node.end_lineno or node.lineno)
+        )
 
     if not any(is_guard(node) for node in ast.walk(tree)):
         from ..errors import ConfigError
 
-        raise ConfigError(f"{path}, line {line}: this starts a local Dask cluster, whose worker processes import the "
-                          "script again; put the code that fits under if __name__ == \"__main__\": (or pass a "
-                          "client of a cluster started elsewhere)")
+        raise ConfigError(
+            f"{path}, line {line}: this starts a local Dask cluster, whose worker processes import the "
+            'script again; put the code that fits under if __name__ == "__main__": (or pass a '
+            "client of a cluster started elsewhere)"
+        )
 
 
 @contextlib.contextmanager
-def local_cluster(n_workers: int | None = None, memory_limit: str | float | None = "auto",
-                  log_level: int | None = None, device: DeviceTarget | None = None):
+def local_cluster(
+    n_workers: int | None = None,
+    memory_limit: str | float | None = "auto",
+    log_level: int | None = None,
+    device: DeviceTarget | None = None,
+):
     """A client of a new LocalCluster of worker processes on 127.0.0.1, closed on exit.
 
     Scheduler, workers and dashboard listen on 127.0.0.1 only; one thread per worker.

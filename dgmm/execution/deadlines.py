@@ -72,12 +72,18 @@ def health(client: Any) -> Health:
     paused = [w for w in workers if w.get("status") == "paused"]
     running = sum(w.get("status") == "running" for w in workers)
     worst = max(paused, key=lambda w: w.get("metrics", {}).get("memory", 0), default={})
-    return Health(running, len(paused), len(workers), int(worst.get("metrics", {}).get("memory", 0) or 0),
-                  int(worst.get("memory_limit") or 0))
+    return Health(
+        running,
+        len(paused),
+        len(workers),
+        int(worst.get("metrics", {}).get("memory", 0) or 0),
+        int(worst.get("memory_limit") or 0),
+    )
 
 
-def wait_all(client: Any, futures: Sequence[Any], stall_timeout: float = STALL_TIMEOUT,
-             poll: float = POLL_SECONDS) -> None:
+def wait_all(
+    client: Any, futures: Sequence[Any], stall_timeout: float = STALL_TIMEOUT, poll: float = POLL_SECONDS
+) -> None:
     """Wait until every future is done; ClusterError when the cluster cannot run them.
 
     Errors raised by the tasks themselves are not raised here: ``future.result()`` raises them.
@@ -134,24 +140,31 @@ def cancelled_error(client: Any, exc: BaseException) -> ClusterError:
     """The ClusterError for futures the cluster cancelled (the scheduler lost, or the work lost)."""
     text = " ".join(str(exc).split())
     if "scheduler-connection-lost" in text or getattr(client, "status", "running") != "running":
-        return ClusterError(f"lost the connection to the scheduler {address_of(client)}; restart it (and its "
-                            f"workers) and run again; {RESUME_HINT}")
+        return ClusterError(
+            f"lost the connection to the scheduler {address_of(client)}; restart it (and its "
+            f"workers) and run again; {RESUME_HINT}"
+        )
     reason = getattr(exc, "reason", None) or text[:160]
-    return ClusterError(f"the cluster at {address_of(client)} dropped this pass's work ({reason}), after losing "
-                        f"workers or the scheduler; check them and run again; {RESUME_HINT}")
+    return ClusterError(
+        f"the cluster at {address_of(client)} dropped this pass's work ({reason}), after losing "
+        f"workers or the scheduler; check them and run again; {RESUME_HINT}"
+    )
 
 
 def stalled_error(client: Any, now: Health, seconds: float) -> ClusterError:
     """The ClusterError for a cluster on which no worker ran for ``seconds``."""
     where = f"scheduler {address_of(client)}"
     if not now.reachable:
-        return ClusterError(f"{where} did not answer for {seconds:g} s; check that it runs and run again; "
-                            f"{RESUME_HINT}")
+        return ClusterError(
+            f"{where} did not answer for {seconds:g} s; check that it runs and run again; {RESUME_HINT}"
+        )
     if now.paused:
         return ClusterError(
             f"no worker ran for {seconds:g} s: {now.paused} of {now.total} workers are paused at their memory "
             f"limit (process memory {now.memory / 2**20:.0f} MiB of {now.limit / 2**20:.0f} MiB); give workers "
             f"more memory (--memory-limit) or start fewer, larger ones; {RESUME_HINT}"
         )
-    return ClusterError(f"no worker connected to {where} for {seconds:g} s; start workers (or find out why they "
-                        f"stopped) and run again; {RESUME_HINT}")
+    return ClusterError(
+        f"no worker connected to {where} for {seconds:g} s; start workers (or find out why they "
+        f"stopped) and run again; {RESUME_HINT}"
+    )

@@ -206,8 +206,13 @@ def fits_in_process(nbytes: int, cache: str = "auto") -> bool:
 
 @contextlib.contextmanager
 def executor_for(
-    client, kind: InputKind, chunk_rows: int = IN_MEMORY_CHUNK_ROWS, scheduler_address: str | None = None,
-    stall_timeout: float = STALL_TIMEOUT, device: DeviceTarget | None = None, nbytes: int | None = None,
+    client,
+    kind: InputKind,
+    chunk_rows: int = IN_MEMORY_CHUNK_ROWS,
+    scheduler_address: str | None = None,
+    stall_timeout: float = STALL_TIMEOUT,
+    device: DeviceTarget | None = None,
+    nbytes: int | None = None,
     cache: str = "auto",
 ) -> Iterator[Executor]:
     """The executor a fit runs on; a client or local cluster it starts is closed on exit.
@@ -222,9 +227,16 @@ def executor_for(
         yield from _executors_for(client, kind, chunk_rows, scheduler_address, stall_timeout, device, nbytes, cache)
 
 
-def _executors_for(client, kind: InputKind, chunk_rows: int, scheduler_address: str | None,
-                   stall_timeout: float, device: DeviceTarget | None, nbytes: int | None,
-                   cache: str) -> Iterator[Executor]:
+def _executors_for(
+    client,
+    kind: InputKind,
+    chunk_rows: int,
+    scheduler_address: str | None,
+    stall_timeout: float,
+    device: DeviceTarget | None,
+    nbytes: int | None,
+    cache: str,
+) -> Iterator[Executor]:
     """The body of :func:`executor_for` (a generator that yields one executor)."""
     factory = _FACTORY.get()
     if factory is not None and client is None and not scheduler_address:

@@ -114,5 +114,3 @@ def thread_pool(threads: int, name: str = "dgmm"):
 
         _POOLS[name, threads] = ThreadPoolExecutor(threads, thread_name_prefix=name)
     return _POOLS[name, threads]
-
-

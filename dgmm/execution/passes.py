@@ -194,5 +194,3 @@ def tree_reduce(leaves: list, split_every: int, combine: Callable[[list, int, in
         depth += 1
         level = [combine(level[i : i + size], depth, j) for j, i in enumerate(range(0, len(level), size))]
     return level[0]
-
-

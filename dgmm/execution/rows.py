@@ -30,13 +30,18 @@ def map_block_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None
 
     shared = delayed(payload, traverse=False)
     blocks = array.to_delayed().ravel()
-    parts = [da.from_delayed(delayed(pinned(kernel))(block, shared), shape=(rows,) if n_out is None else (rows, n_out),
-                             dtype=dtype) for block, rows in zip(blocks, array.chunks[0])]
+    parts = [
+        da.from_delayed(
+            delayed(pinned(kernel))(block, shared), shape=(rows,) if n_out is None else (rows, n_out), dtype=dtype
+        )
+        for block, rows in zip(blocks, array.chunks[0])
+    ]
     return da.concatenate(parts)
 
 
-def map_partitions_rows(frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any,
-                        drop_nan: bool) -> Any:
+def map_partitions_rows(
+    frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any, drop_nan: bool
+) -> Any:
     """``kernel(values, payload)`` on every partition of a Dask DataFrame, lazily, keeping partitions and index.
 
     Returns a Dask Series named ``columns`` (a str) or a Dask DataFrame of those columns.
@@ -48,12 +53,17 @@ def map_partitions_rows(frame: Any, kernel: Callable, payload: Any, columns: Seq
     shared = delayed(payload, traverse=False)
     empty = np.empty((0,) if isinstance(columns, str) else (0, len(columns)), dtype=dtype)
     meta = pd.Series(empty, name=columns) if isinstance(columns, str) else pd.DataFrame(empty, columns=list(columns))
-    return frame.map_partitions(_partition_rows, kernel, shared, columns, drop_nan, meta=meta,
-                                enforce_metadata=False)
+    return frame.map_partitions(_partition_rows, kernel, shared, columns, drop_nan, meta=meta, enforce_metadata=False)
 
 
-def _partition_rows(part, kernel: Callable, payload: Any, columns: Sequence[str] | str, drop_nan: bool,
-                    partition_info: dict | None = None):
+def _partition_rows(
+    part,
+    kernel: Callable,
+    payload: Any,
+    columns: Sequence[str] | str,
+    drop_nan: bool,
+    partition_info: dict | None = None,
+):
     """One partition of :func:`map_partitions_rows`, as pandas."""
     import pandas as pd
 
@@ -91,7 +101,9 @@ def finite_total(values: Any) -> tuple[float, int]:
 
         xp = namespace(values)
         kept = ~xp.isnan(values)
-        return float(to_numpy(xp.sum(xp.where(kept, values, xp.zeros_like(values))))), int(to_numpy(xp.sum(xp.astype(kept, xp.int64))))
+        return float(to_numpy(xp.sum(xp.where(kept, values, xp.zeros_like(values))))), int(
+            to_numpy(xp.sum(xp.astype(kept, xp.int64)))
+        )
     import dask
     import dask.array as da
 

@@ -36,8 +36,9 @@ def is_tls(address: str) -> bool:
     return address.strip().lower().startswith("tls://")
 
 
-def client_security(address: str, tls_ca_file: str | None = None, tls_cert: str | None = None,
-                    tls_key: str | None = None) -> Any:
+def client_security(
+    address: str, tls_ca_file: str | None = None, tls_cert: str | None = None, tls_key: str | None = None
+) -> Any:
     """The ``distributed.Security`` a client of ``address`` uses, or None for Dask's default.
 
     Explicit files win over Dask's configuration. Raises ConfigError when TLS files are given for
@@ -53,9 +54,11 @@ def client_security(address: str, tls_ca_file: str | None = None, tls_cert: str 
         dask_tls = _dask_tls_settings()
         if dask_tls:
             one = len(dask_tls) == 1
-            raise ConfigError(f"scheduler {address}: Dask's {', '.join(dask_tls)} {'is' if one else 'are'} set but the "
-                              f"address is not tls://; use tls://HOST:PORT for a TLS scheduler or unset "
-                              f"{'it' if one else 'them'} (Dask config or DASK_DISTRIBUTED__COMM__* variables)")
+            raise ConfigError(
+                f"scheduler {address}: Dask's {', '.join(dask_tls)} {'is' if one else 'are'} set but the "
+                f"address is not tls://; use tls://HOST:PORT for a TLS scheduler or unset "
+                f"{'it' if one else 'them'} (Dask config or DASK_DISTRIBUTED__COMM__* variables)"
+            )
         return None
     from distributed import Security
 
@@ -99,8 +102,10 @@ def check_files(files: dict[str, str | None], explicit: dict[str, str]) -> None:
     try:
         context = ssl.create_default_context(**({"cadata": ca} if "\n" in ca else {"cafile": ca}))
     except (ssl.SSLError, ValueError) as exc:
-        raise ConfigError(f"{_origin('tls_ca_file', explicit)} {_short(ca)}: not a PEM CA certificate "
-                          f"({_reason(exc)}); give the CA that signed the scheduler's certificate") from None
+        raise ConfigError(
+            f"{_origin('tls_ca_file', explicit)} {_short(ca)}: not a PEM CA certificate "
+            f"({_reason(exc)}); give the CA that signed the scheduler's certificate"
+        ) from None
     if "\n" in cert or (key and "\n" in key):
         return  # in-memory PEM text: Dask itself writes it to temporary files
     try:
@@ -134,8 +139,13 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
 
 
 # OpenSSL's reasons when the bytes received are not TLS at all (a plaintext server answered)
-_NOT_TLS = ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
-            "RECORD_LAYER_FAILURE")
+_NOT_TLS = (
+    "WRONG_VERSION_NUMBER",
+    "UNKNOWN_PROTOCOL",
+    "HTTP_REQUEST",
+    "PACKET_LENGTH_TOO_LONG",
+    "RECORD_LAYER_FAILURE",
+)
 
 
 def connection_error(address: str, timeout: str, exc: BaseException) -> DataError:

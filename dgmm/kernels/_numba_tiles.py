@@ -114,11 +114,31 @@ def gram_lower(V, G):  # pragma: no cover - compiled
     flags = _UPPER_NOTRANS
     # V C-ordered is A = Vᵀ (e, T) to Fortran, so A Aᵀ in Fortran's upper triangle: G's lower one
     if V.itemsize == 4:
-        _SSYRK(flags[0:].ctypes, flags[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, scalars[0:].ctypes,
-               V.ctypes, sizes[0:].ctypes, scalars[1:].ctypes, G.ctypes, sizes[0:].ctypes)
+        _SSYRK(
+            flags[0:].ctypes,
+            flags[1:].ctypes,
+            sizes[0:].ctypes,
+            sizes[1:].ctypes,
+            scalars[0:].ctypes,
+            V.ctypes,
+            sizes[0:].ctypes,
+            scalars[1:].ctypes,
+            G.ctypes,
+            sizes[0:].ctypes,
+        )
     else:
-        _DSYRK(flags[0:].ctypes, flags[1:].ctypes, sizes[0:].ctypes, sizes[1:].ctypes, scalars[0:].ctypes,
-               V.ctypes, sizes[0:].ctypes, scalars[1:].ctypes, G.ctypes, sizes[0:].ctypes)
+        _DSYRK(
+            flags[0:].ctypes,
+            flags[1:].ctypes,
+            sizes[0:].ctypes,
+            sizes[1:].ctypes,
+            scalars[0:].ctypes,
+            V.ctypes,
+            sizes[0:].ctypes,
+            scalars[1:].ctypes,
+            G.ctypes,
+            sizes[0:].ctypes,
+        )
 
 
 @njit(**_JIT)
@@ -207,8 +227,9 @@ def responsibilities(L, floor, weights, s0, R, work):  # pragma: no cover - comp
 
 
 @njit(**_JIT)
-def full_tile(X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weights, s0, s1, s2, cbuf,
-              fbuf):  # pragma: no cover
+def full_tile(
+    X, centre, gemm, gemm_rows, log_norm, floor, shift, shift_u, weights, s0, s1, s2, cbuf, fbuf
+):  # pragma: no cover
     """E-step and centred statistics of one tile, full or tied covariances (tied when ``shift_u`` has rows).
 
     X : (T, d); centre : (d,) float64; gemm : (⌈K / K_g⌉, d + 1, K_g·d) full, a block per group

@@ -35,8 +35,10 @@ def check_adapt(adapt: str | Iterable[str]) -> frozenset[str]:
     """``"means"``, ``"means,weights"`` or a list of them -> the set; ParameterError otherwise."""
     parts = [p.strip() for p in adapt.split(",")] if isinstance(adapt, str) else list(adapt)
     if not parts or not all(isinstance(p, str) and p in ADAPTABLE for p in parts):
-        raise ParameterError(f"adapt={adapt!r} is invalid; expected one or more of {', '.join(ADAPTABLE)} "
-                             "(a list, or a comma-separated string such as 'means,weights')")
+        raise ParameterError(
+            f"adapt={adapt!r} is invalid; expected one or more of {', '.join(ADAPTABLE)} "
+            "(a list, or a comma-separated string such as 'means,weights')"
+        )
     return frozenset(parts)
 
 
@@ -59,8 +61,9 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, n_classes: int, weighted:
     return out
 
 
-def map_adapt(stats: Stats, ubm: MixtureParams, relevance_factor: float, adapt: frozenset[str],
-              reg_covar: float) -> MixtureParams:
+def map_adapt(
+    stats: Stats, ubm: MixtureParams, relevance_factor: float, adapt: frozenset[str], reg_covar: float
+) -> MixtureParams:
     """The UBM adapted to the rows ``stats`` describe (see the module docstring).
 
     Raises FitError (from :meth:`MixtureParams.from_covariances`) if a covariance is not positive definite.
@@ -89,19 +92,32 @@ def _ratio(n: np.ndarray | float, relevance_factor: float) -> np.ndarray:
     return np.divide(n, denominator, out=np.zeros_like(n), where=denominator > 0)
 
 
-def _adapted_covariances(stats: Stats, nk: np.ndarray, alpha: np.ndarray, delta: np.ndarray, ubm: MixtureParams,
-                         relevance_factor: float, reg_covar: float) -> np.ndarray:
+def _adapted_covariances(
+    stats: Stats,
+    nk: np.ndarray,
+    alpha: np.ndarray,
+    delta: np.ndarray,
+    ubm: MixtureParams,
+    relevance_factor: float,
+    reg_covar: float,
+) -> np.ndarray:
     kind, d = ubm.covariance_type, ubm.n_features
     if kind == "full":
-        cov = (alpha[:, None, None] * stats.s2 / nk[:, None, None] + (1.0 - alpha)[:, None, None] * ubm.covariances
-               - delta[:, :, None] * delta[:, None, :])
+        cov = (
+            alpha[:, None, None] * stats.s2 / nk[:, None, None]
+            + (1.0 - alpha)[:, None, None] * ubm.covariances
+            - delta[:, :, None] * delta[:, None, :]
+        )
         cov[:, np.arange(d), np.arange(d)] += alpha[:, None] * reg_covar
         return 0.5 * (cov + np.swapaxes(cov, 1, 2))
     if kind == "tied":
         total = nk.sum()
         pooled = _ratio(stats.s0.sum(), relevance_factor)
-        cov = (pooled * stats.s2 / total + (1.0 - pooled) * ubm.covariances
-               - np.einsum("k,ki,kj->ij", nk / total, delta, delta))
+        cov = (
+            pooled * stats.s2 / total
+            + (1.0 - pooled) * ubm.covariances
+            - np.einsum("k,ki,kj->ij", nk / total, delta, delta)
+        )
         cov[np.arange(d), np.arange(d)] += pooled * reg_covar
         return 0.5 * (cov + cov.T)
     var = alpha[:, None] * (stats.s2 / nk[:, None] + reg_covar) - delta**2

@@ -155,8 +155,9 @@ class EStepPlan:
         return int(self.shift.shape[1])
 
 
-def plan_estep(params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None,
-               gemm_rows: int | None = None) -> EStepPlan:
+def plan_estep(
+    params: MixtureParams, dtype: ComputeDType = "float64", tile_rows: int | None = None, gemm_rows: int | None = None
+) -> EStepPlan:
     """Precompute the per-iteration constants of :func:`fused_chunk_stats` (O(K·d²) work).
 
     Parameters
@@ -222,8 +223,9 @@ def component_chols(plan: EStepPlan) -> np.ndarray:
     return np.ascontiguousarray(stacked.reshape(d, K, d).transpose(1, 0, 2))
 
 
-def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None,
-               s2_out: np.ndarray | None = None) -> TileParts:
+def tile_stats(
+    X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None, s2_out: np.ndarray | None = None
+) -> TileParts:
     """E-step and centred statistics of one tile (one call of a compiled kernel).
 
     Parameters
@@ -251,14 +253,28 @@ def tile_stats(X: np.ndarray, plan: EStepPlan, weights: np.ndarray | None = None
     if plan.covariance_type in ("diag", "spherical"):
         s2 = np.zeros((K, d))
         cbuf = _scratch("tile", plan.dtype, rows * (2 * d + K))
-        loglik = _k.diag_tile(X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights,
-                              s0, s1, s2, cbuf, fbuf)
+        loglik = _k.diag_tile(
+            X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights, s0, s1, s2, cbuf, fbuf
+        )
         return loglik, s0, s1, s2
     s2 = np.empty((K, d, d)) if s2_out is None else s2_out
-    cbuf = _scratch("tile", plan.dtype,
-                    rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
-    loglik = _k.full_tile(X, plan.centre, plan.gemm, plan.gemm_rows, plan.log_norm, plan.floor, plan.shift_c,
-                          plan.shift_u, row_weights, s0, s1, s2, cbuf, fbuf)
+    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
+    loglik = _k.full_tile(
+        X,
+        plan.centre,
+        plan.gemm,
+        plan.gemm_rows,
+        plan.log_norm,
+        plan.floor,
+        plan.shift_c,
+        plan.shift_u,
+        row_weights,
+        s0,
+        s1,
+        s2,
+        cbuf,
+        fbuf,
+    )
     return loglik, s0, s1, s2
 
 

@@ -42,8 +42,9 @@ def covariance_shape(covariance_type: CovarianceType, n_components: int, n_featu
     K, d = n_components, n_features
     shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}
     if covariance_type not in shapes:
-        raise ValueError(f"covariance_type={covariance_type!r} is invalid; "
-                         f"expected one of {', '.join(COVARIANCE_TYPES)}")
+        raise ValueError(
+            f"covariance_type={covariance_type!r} is invalid; expected one of {', '.join(COVARIANCE_TYPES)}"
+        )
     return shapes[covariance_type]
 
 
@@ -80,9 +81,7 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: CovarianceType)
     return 1.0 / np.sqrt(covariances)
 
 
-def precision_cholesky_from_precisions(
-    precisions: np.ndarray, covariance_type: CovarianceType
-) -> np.ndarray:
+def precision_cholesky_from_precisions(precisions: np.ndarray, covariance_type: CovarianceType) -> np.ndarray:
     """Precision Cholesky factors from precision matrices (``P = U Uᵀ``, U upper).
 
     Parameters
@@ -111,9 +110,7 @@ def precision_cholesky_from_precisions(
     return np.sqrt(precisions)
 
 
-def precisions_from_cholesky(
-    precisions_cholesky: np.ndarray, covariance_type: CovarianceType
-) -> np.ndarray:
+def precisions_from_cholesky(precisions_cholesky: np.ndarray, covariance_type: CovarianceType) -> np.ndarray:
     """Precision matrices ``U Uᵀ`` (full, tied) or ``u²`` (diag, spherical)."""
     if covariance_type == "full":
         return np.einsum("kij,klj->kil", precisions_cholesky, precisions_cholesky)
@@ -122,9 +119,7 @@ def precisions_from_cholesky(
     return precisions_cholesky**2
 
 
-def covariances_from_precisions(
-    precisions: np.ndarray, covariance_type: CovarianceType
-) -> np.ndarray:
+def covariances_from_precisions(precisions: np.ndarray, covariance_type: CovarianceType) -> np.ndarray:
     """Covariances as inverses of precisions, same shape."""
     if covariance_type == "full":
         return np.linalg.inv(precisions)

@@ -94,9 +94,7 @@ def choose_centres(
     return np.repeat((weights @ sample / weights.sum())[None, :], n_components, axis=0)
 
 
-def init_chunk_stats(
-    X: np.ndarray, plan: InitPlan, row_offset: int = 0, weights: np.ndarray | None = None
-) -> Stats:
+def init_chunk_stats(X: np.ndarray, plan: InitPlan, row_offset: int = 0, weights: np.ndarray | None = None) -> Stats:
     """Statistics of one chunk under the initial responsibilities of ``plan``.
 
     Parameters

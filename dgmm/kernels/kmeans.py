@@ -107,8 +107,9 @@ class CandidateSample:
     def kept(self) -> "CandidateSample":
         """Only the rows still drawn at cost φ: ``u·φ < ℓ·w·d²``."""
         keep = self.uniform * self.cost < self.oversampling * self.score
-        return CandidateSample(self.oversampling, self.cost, self.rows[keep], self.index[keep], self.score[keep],
-                               self.uniform[keep])
+        return CandidateSample(
+            self.oversampling, self.cost, self.rows[keep], self.index[keep], self.score[keep], self.uniform[keep]
+        )
 
     def __add__(self, other: "CandidateSample") -> "CandidateSample":
         return CandidateSample(

@@ -68,8 +68,9 @@ def move_stats(X: np.ndarray, params: MixtureParams, axes: np.ndarray, weights: 
     weighted = resp if weights is None else resp * weights[:, None]
     t = X @ axes.T - np.einsum("kd,kd->k", params.means, axes)  # (n, K) projections on each own axis
     t2 = t * t
-    return MoveStats(resp.T @ weighted, weighted.sum(axis=0), (weighted * t2).sum(axis=0),
-                     (weighted * t2 * t2).sum(axis=0))
+    return MoveStats(
+        resp.T @ weighted, weighted.sum(axis=0), (weighted * t2).sum(axis=0), (weighted * t2 * t2).sum(axis=0)
+    )
 
 
 def merge_scores(stats: MoveStats) -> np.ndarray:
@@ -96,9 +97,12 @@ def rank_moves(stats: MoveStats, n_candidates: int) -> list[Move]:
     merge, split = merge_scores(stats), split_scores(stats)
     pairs = sorted(((i, j) for i in range(K) for j in range(i + 1, K)), key=lambda p: -merge[p])
     splits = list(np.argsort(-split, kind="stable"))
-    moves = [(pair_rank + split_rank, pair_rank, (i, j, int(k)))
-             for pair_rank, (i, j) in enumerate(pairs)
-             for split_rank, k in enumerate(splits) if k != i and k != j and np.isfinite(split[k])]
+    moves = [
+        (pair_rank + split_rank, pair_rank, (i, j, int(k)))
+        for pair_rank, (i, j) in enumerate(pairs)
+        for split_rank, k in enumerate(splits)
+        if k != i and k != j and np.isfinite(split[k])
+    ]
     return [move for _, _, move in sorted(moves)[:n_candidates]]
 
 
@@ -114,7 +118,9 @@ def merge_components(
     mean = (w[:, None] * means[[i, j]]).sum(axis=0) / total
     spread = means[[i, j]] - mean  # (2, d)
     if covariance_type == "full":
-        covariances[i] = sum(w[a] * (covariances[c] + np.outer(spread[a], spread[a])) for a, c in enumerate((i, j))) / total
+        covariances[i] = (
+            sum(w[a] * (covariances[c] + np.outer(spread[a], spread[a])) for a, c in enumerate((i, j))) / total
+        )
     elif covariance_type == "diag":
         covariances[i] = (w[:, None] * (covariances[[i, j]] + spread**2)).sum(axis=0) / total
     elif covariance_type == "spherical":
@@ -128,7 +134,9 @@ def split_component(
     """Split component h in place into h and ``into``: half of h's weight each, means
     ``μ_h ∓ sqrt(λ_max) v_max`` along h's principal axis, h's covariance."""
     d = means.shape[1]
-    dense = dense_covariances(covariances if covariance_type == "tied" else covariances[h : h + 1], covariance_type, 1, d)
+    dense = dense_covariances(
+        covariances if covariance_type == "tied" else covariances[h : h + 1], covariance_type, 1, d
+    )
     eigenvalue, axis = largest_eigenpairs(dense)
     offset = np.sqrt(eigenvalue[0]) * axis[0]
     means[into], means[h] = means[h] + offset, means[h] - offset

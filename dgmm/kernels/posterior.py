@@ -90,8 +90,10 @@ def most_probable(joint: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """The class of the highest joint log-likelihood per row, (n,); a row dropped for NaN has none."""
     missing = np.isnan(joint).any(axis=1)
     if missing.any():
-        raise DataError(f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
-                        "(nan_policy='drop'): it has no class; remove such rows before predict")
+        raise DataError(
+            f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
+            "(nan_policy='drop'): it has no class; remove such rows before predict"
+        )
     return classes[np.argmax(joint, axis=1)]
 
 

@@ -17,8 +17,10 @@ from .hashing import heldout_rows
 
 def no_rows_left(where: str = "") -> DataError:
     """The error of a fit (or of its initialisation sample, ``where``) left with no row of weight > 0."""
-    return DataError(f"no rows left to fit{where}: every row has weight zero (dropped for nulls or NaN, or sample "
-                     "weight 0); check the input or nan_policy")
+    return DataError(
+        f"no rows left to fit{where}: every row has weight zero (dropped for nulls or NaN, or sample "
+        "weight 0); check the input or nan_policy"
+    )
 
 
 def block_row_offset(block_info: dict | None) -> int:
@@ -66,8 +68,9 @@ def class_rows(block: np.ndarray, n_features: int, weighted: bool, code: int) ->
     return with_weight_column(block[:, :n_features], np.where(block[:, -1] == code, weights, 0.0))
 
 
-def select_rows(block: np.ndarray, n_features: int, seed: int, fraction: float, held: bool,
-                block_info: dict | None = None) -> np.ndarray:
+def select_rows(
+    block: np.ndarray, n_features: int, seed: int, fraction: float, held: bool, block_info: dict | None = None
+) -> np.ndarray:
     """A weighted block (n, d + 1) keeping only the training rows (``held=False``) or the held-out ones.
 
     Rows of the other part get weight 0 (:func:`dgmm.kernels.hashing.heldout_rows` splits them);

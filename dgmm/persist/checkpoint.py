@@ -53,7 +53,6 @@ _RESULT_META = {"converged": (bool,), "n_iter": INT, "lower_bound": REAL + NONE}
 MAX_CHECKPOINT_METADATA_BYTES = 64 << 20  # the identity lists every input file
 
 
-
 @dataclass(frozen=True)
 class FitState:
     """Where a fit stands.
@@ -87,8 +86,13 @@ def _result_meta(result: EMResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
     lower_bound = result.lower_bound if math.isfinite(result.lower_bound) else None
-    return {"converged": result.converged, "n_iter": result.n_iter, "lower_bound": lower_bound,
-            "history": len(result.lower_bounds), "n_zero_weight": result.n_zero_weight}
+    return {
+        "converged": result.converged,
+        "n_iter": result.n_iter,
+        "lower_bound": lower_bound,
+        "history": len(result.lower_bounds),
+        "n_zero_weight": result.n_zero_weight,
+    }
 
 
 def _result_from(prefix: str, meta: dict | None, arrays: dict, covariance_type: str) -> EMResult | None:
@@ -96,8 +100,14 @@ def _result_from(prefix: str, meta: dict | None, arrays: dict, covariance_type: 
         return None
     params = MixtureParams(*(arrays[f"{prefix}_{name}"] for name in _PARAM_FIELDS), covariance_type)
     lower_bound = -math.inf if meta["lower_bound"] is None else float(meta["lower_bound"])
-    return EMResult(params, bool(meta["converged"]), int(meta["n_iter"]), lower_bound,
-                    arrays[f"{prefix}_lower_bounds"].tolist(), n_zero_weight=int(meta.get("n_zero_weight", 0)))
+    return EMResult(
+        params,
+        bool(meta["converged"]),
+        int(meta["n_iter"]),
+        lower_bound,
+        arrays[f"{prefix}_lower_bounds"].tolist(),
+        n_zero_weight=int(meta.get("n_zero_weight", 0)),
+    )
 
 
 class Checkpoint:
@@ -114,8 +124,9 @@ class Checkpoint:
     def __init__(self, directory: str | os.PathLike, resume: bool = False, storage_options: dict | None = None):
         self.directory = os.fspath(directory)
         self.remote = is_remote(self.directory)
-        self.path = (f"{self.directory.rstrip('/')}/{FILE_NAME}" if self.remote
-                     else os.path.join(self.directory, FILE_NAME))
+        self.path = (
+            f"{self.directory.rstrip('/')}/{FILE_NAME}" if self.remote else os.path.join(self.directory, FILE_NAME)
+        )
         self.resume = resume
         self.storage_options = storage_options
         self.identity: dict[str, Any] = {}
@@ -151,8 +162,10 @@ class Checkpoint:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise CheckpointError(f"{self.path}: in use by another run; wait for it to end, or give this run "
-                                      "its own --checkpoint directory") from None
+                raise CheckpointError(
+                    f"{self.path}: in use by another run; wait for it to end, or give this run "
+                    "its own --checkpoint directory"
+                ) from None
             self._claims = 1
             try:
                 yield
@@ -215,13 +228,16 @@ class Checkpoint:
         if not self.exists():
             return None
         if not self.resume:
-            raise CheckpointError(f"{self.path}: a checkpoint of an earlier run is there; continue it with --resume "
-                                  "(resume=True), or delete it to start over")
+            raise CheckpointError(
+                f"{self.path}: a checkpoint of an earlier run is there; continue it with --resume "
+                "(resume=True), or delete it to start over"
+            )
         metadata, arrays = self._read()
         difference = identity_difference(metadata["identity"], self.identity)
         if difference:
-            raise CheckpointError(f"{self.path}: written for {difference}; delete the checkpoint or run without "
-                                  "resuming")
+            raise CheckpointError(
+                f"{self.path}: written for {difference}; delete the checkpoint or run without resuming"
+            )
         kind = metadata["covariance_type"]
         finished = metadata["finished"]
         return FitState(
@@ -229,8 +245,9 @@ class Checkpoint:
             int(metadata["init_index"]),
             _result_from("current", metadata["current"], arrays, kind),
             _result_from("best", metadata["best"], arrays, kind),
-            None if finished is None else tuple((int(i), int(j), int(k), float(b), float(a))
-                                                for i, j, k, b, a in finished),
+            None
+            if finished is None
+            else tuple((int(i), int(j), int(k), float(b), float(a)) for i, j, k, b, a in finished),
         )
 
     def _read(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -239,20 +256,25 @@ class Checkpoint:
 
         try:
             with open_input(self.path, self.storage_options) as source:
-                metadata, arrays = read_archive(source if self.remote else str(source), _specs,
-                                                max_metadata_bytes=MAX_CHECKPOINT_METADATA_BYTES,
-                                                what="dgmm checkpoint")
+                metadata, arrays = read_archive(
+                    source if self.remote else str(source),
+                    _specs,
+                    max_metadata_bytes=MAX_CHECKPOINT_METADATA_BYTES,
+                    what="dgmm checkpoint",
+                )
             _check_values(metadata, arrays)
         except TooLarge as exc:
             raise CheckpointError(f"{self.path}: {exc}; delete it to start over") from None
         except Invalid as exc:
-            raise CheckpointError(f"{self.path}: not an intact dgmm checkpoint ({exc}); delete it to start over"
-                                  ) from None
+            raise CheckpointError(
+                f"{self.path}: not an intact dgmm checkpoint ({exc}); delete it to start over"
+            ) from None
         except DgmmError:
             raise
         except CORRUPT + (AttributeError, RecursionError) as exc:
-            raise CheckpointError(f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over"
-                                  ) from None
+            raise CheckpointError(
+                f"{self.path}: corrupt checkpoint ({type(exc).__name__}); delete it to start over"
+            ) from None
         return metadata, arrays
 
 
@@ -261,8 +283,10 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     if metadata.get("format") != FORMAT:
         raise Invalid(f"format {metadata.get('format')!r:.80}, expected {FORMAT!r}")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise Invalid(f"format version {metadata.get('format_version')!r:.20}; this dgmm reads version "
-                      f"{FORMAT_VERSION} (a checkpoint of another dgmm version)")
+        raise Invalid(
+            f"format version {metadata.get('format_version')!r:.20}; this dgmm reads version "
+            f"{FORMAT_VERSION} (a checkpoint of another dgmm version)"
+        )
     check_keys("metadata", metadata, _METADATA)
     kind, K, d, n_seeds = (metadata[key] for key in ("covariance_type", "n_components", "n_features", "n_seeds"))
     if kind not in COVARIANCE_TYPES:
@@ -273,16 +297,24 @@ def _specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
         if not isinstance(metadata["identity"].get(part, {}), dict):
             raise Invalid(f"metadata identity {part} is not an object")
     for move in metadata["finished"] or ():  # kept split/merge moves: (i, j, k, before, after)
-        if not (isinstance(move, list) and len(move) == 5 and all(has_type(v, INT) and 0 <= v < K for v in move[:3])
-                and all(has_type(v, REAL) for v in move[3:])):
+        if not (
+            isinstance(move, list)
+            and len(move) == 5
+            and all(has_type(v, INT) and 0 <= v < K for v in move[:3])
+            and all(has_type(v, REAL) for v in move[3:])
+        ):
             raise Invalid(f"metadata finished holds {move!r:.80}, not a move [i, j, k, before, after]")
     specs = {"seeds": Spec(np.dtype("<i8"), ((n_seeds,),))}
     for prefix in ("current", "best"):
         meta = metadata[prefix]
         if meta is None:
             continue
-        check_keys(f"metadata {prefix}", meta, {**_RESULT_META, "history": INT, "n_zero_weight": INT},
-                   optional=("n_zero_weight",))  # absent from older checkpoints
+        check_keys(
+            f"metadata {prefix}",
+            meta,
+            {**_RESULT_META, "history": INT, "n_zero_weight": INT},
+            optional=("n_zero_weight",),
+        )  # absent from older checkpoints
         if K < 1 or d < 1 or meta["n_iter"] < 0 or meta["history"] < 0:
             raise Invalid(f"metadata {prefix}: n_components={K}, n_features={d} or n_iter is out of range")
         check_limits(kind, K, d, meta["history"])
@@ -335,13 +367,20 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def saving_callback(callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int,
-                    covariance_type: str) -> IterationCallback:
+def saving_callback(
+    callback: IterationCallback | None, checkpoint: Checkpoint, state: FitState, init: int, covariance_type: str
+) -> IterationCallback:
     """An iteration callback that also checkpoints the running initialisation."""
 
     def save(report: IterationReport) -> None:
-        current = EMResult(report.params, report.converged, report.n_iter, report.lower_bound,
-                           list(report.lower_bounds), n_zero_weight=report.n_zero_weight)
+        current = EMResult(
+            report.params,
+            report.converged,
+            report.n_iter,
+            report.lower_bound,
+            list(report.lower_bounds),
+            n_zero_weight=report.n_zero_weight,
+        )
         checkpoint.save(FitState(state.seeds, init, current, state.best), covariance_type)
         if callback is not None:
             callback(report)

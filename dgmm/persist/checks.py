@@ -33,7 +33,6 @@ CORRUPT = (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, KeyErr
             tokenize.TokenError)  # fmt: skip
 
 
-
 class TooLarge(Invalid):
     """A model beyond the limits of the module docstring."""
 
@@ -45,8 +44,9 @@ def has_type(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value))
 
 
-def check_keys(where: str, mapping: Mapping[str, Any], spec: Mapping[str, tuple[type, ...]],
-                optional: tuple[str, ...] = ()):
+def check_keys(
+    where: str, mapping: Mapping[str, Any], spec: Mapping[str, tuple[type, ...]], optional: tuple[str, ...] = ()
+):
     """Every key of ``spec`` but the ``optional`` ones present, no other key, and each value of its types."""
     unknown = sorted(mapping.keys() - spec.keys())
     if unknown:
@@ -57,7 +57,6 @@ def check_keys(where: str, mapping: Mapping[str, Any], spec: Mapping[str, tuple[
         if key in mapping and not has_type(mapping[key], types):
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise Invalid(f"{where} {key}={mapping[key]!r:.80} is not {expected}")
-
 
 
 def check_limits(kind: str, K: int, d: int, n_iter: int) -> None:
@@ -155,4 +154,3 @@ def is_spd(cov: np.ndarray) -> bool:
     except linalg.LinAlgError:
         return False
     return bool(np.max(np.abs(cov - cov.T)) <= 1e-10 * np.max(np.abs(cov)))
-

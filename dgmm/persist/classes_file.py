@@ -25,8 +25,18 @@ from .checks import INT, NONE, REAL, STR, TooLarge, check_keys, check_values
 FORMAT = "dgmm-classifier"
 FORMAT_VERSION = 1
 MAX_CLASSES = 100_000
-_METADATA = {"format": STR, "format_version": INT, "dgmm_version": STR, "classes": (list,), "priors": (list,),
-             "params": (dict,), "members": (list,), "ubm": (dict,) + NONE, "extra": (dict,), "sha256": STR}
+_METADATA = {
+    "format": STR,
+    "format_version": INT,
+    "dgmm_version": STR,
+    "classes": (list,),
+    "priors": (list,),
+    "params": (dict,),
+    "members": (list,),
+    "ubm": (dict,) + NONE,
+    "extra": (dict,),
+    "sha256": STR,
+}
 _PARAMS = {"priors": STR + (list,), "relevance_factor": REAL, "adapt": STR + (list,)}
 
 
@@ -51,10 +61,17 @@ def contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray], 
         raise Invalid(f"class labels {classes[:3]!r:.80} cannot be stored: only strings and integers can")
     priors = model.priors if isinstance(model.priors, str) else [float(p) for p in np.ravel(model.priors)]
     adapt = model.adapt if isinstance(model.adapt, str) else list(model.adapt)
-    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "dgmm_version": __version__,
-                "classes": classes, "priors": [float(p) for p in model.class_prior_],
-                "params": {"priors": priors, "relevance_factor": float(model.relevance_factor), "adapt": adapt},
-                "members": members, "ubm": ubm, "extra": extra}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dgmm_version": __version__,
+        "classes": classes,
+        "priors": [float(p) for p in model.class_prior_],
+        "params": {"priors": priors, "relevance_factor": float(model.relevance_factor), "adapt": adapt},
+        "members": members,
+        "ubm": ubm,
+        "extra": extra,
+    }
     return arrays, metadata
 
 
@@ -64,8 +81,9 @@ def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise Invalid(f"unknown classifier format version {version!r:.80}")
     if version > FORMAT_VERSION:
-        raise Invalid(f"classifier format version {version} is newer than this dgmm supports ({FORMAT_VERSION}); "
-                      "upgrade dgmm")
+        raise Invalid(
+            f"classifier format version {version} is newer than this dgmm supports ({FORMAT_VERSION}); upgrade dgmm"
+        )
     check_keys("metadata", metadata, _METADATA)
     check_keys("metadata params", metadata["params"], _PARAMS)
     classes, priors, members = metadata["classes"], metadata["priors"], metadata["members"]
@@ -73,11 +91,15 @@ def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
         raise TooLarge(f"{len(classes)} classes; a classifier file holds 2 to MAX_CLASSES={MAX_CLASSES}")
     if len(members) != len(classes) or len(priors) != len(classes):
         raise Invalid(f"{len(classes)} classes but {len(members)} members and {len(priors)} priors")
-    if not all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in classes) \
-            or len({type(c) for c in classes}) != 1 or len(set(classes)) != len(classes):
+    if (
+        not all(isinstance(c, str) or (isinstance(c, int) and not isinstance(c, bool)) for c in classes)
+        or len({type(c) for c in classes}) != 1
+        or len(set(classes)) != len(classes)
+    ):
         raise Invalid("class labels must be distinct strings, or distinct integers")
-    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0 for p in priors) \
-            or not math.isclose(sum(priors), 1.0, rel_tol=1e-9):
+    if not all(isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0 for p in priors) or not math.isclose(
+        sum(priors), 1.0, rel_tol=1e-9
+    ):
         raise Invalid(f"priors {priors[:4]!r:.80} are not positive numbers summing to 1")
     out: dict[str, Spec] = {}
     named = [(f"c{i}", member) for i, member in enumerate(members)]

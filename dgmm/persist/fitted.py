@@ -16,8 +16,15 @@ from ..kernels.params import MixtureParams
 PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 # every fitted attribute of a GaussianMixture, as scikit-learn names them (dgmm adds lower_bounds_, n_rows_dropped_)
 ATTRIBUTES = tuple(f"{name}_" for name in PARAMETER_ARRAYS) + (
-    "precisions_", "converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_", "feature_names_in_",
-    "n_rows_dropped_")
+    "precisions_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+    "n_features_in_",
+    "feature_names_in_",
+    "n_rows_dropped_",
+)
 
 
 @dataclass(frozen=True)
@@ -51,15 +58,24 @@ class FittedState:
     @classmethod
     def of(cls, model: Any) -> "FittedState":
         """The state of a fitted dgmm or scikit-learn mixture (which has no ``lower_bounds_`` before 1.7)."""
-        params = MixtureParams(*(np.asarray(getattr(model, f"{name}_"), dtype=np.float64) for name in PARAMETER_ARRAYS),
-                               model.covariance_type)
+        params = MixtureParams(
+            *(np.asarray(getattr(model, f"{name}_"), dtype=np.float64) for name in PARAMETER_ARRAYS),
+            model.covariance_type,
+        )
         lower_bound = float(model.lower_bound_)
         names = getattr(model, "feature_names_in_", None)
         dropped = getattr(model, "n_rows_dropped_", None)
-        return cls(params, bool(model.converged_), int(model.n_iter_), lower_bound,
-                   tuple(float(v) for v in getattr(model, "lower_bounds_", [lower_bound])), int(model.n_features_in_),
-                   None if names is None else np.asarray(names, dtype=object),
-                   None if dropped is None else int(dropped), getattr(model, "precisions_", None))
+        return cls(
+            params,
+            bool(model.converged_),
+            int(model.n_iter_),
+            lower_bound,
+            tuple(float(v) for v in getattr(model, "lower_bounds_", [lower_bound])),
+            int(model.n_features_in_),
+            None if names is None else np.asarray(names, dtype=object),
+            None if dropped is None else int(dropped),
+            getattr(model, "precisions_", None),
+        )
 
     def apply(self, model: Any, dgmm_only: bool = True) -> None:
         """Set the fitted attributes of ``model``; ``dgmm_only=False`` leaves out ``n_rows_dropped_`` (a

@@ -30,8 +30,14 @@ def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     return model_file.specs(metadata)
 
 
-def save_model(model: Any, path: str | os.PathLike[str], extra: Mapping[str, Any] | None = None, *,
-               overwrite: bool = False, storage_options: dict | None = None) -> None:
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> None:
     """Write a fitted model (a :class:`~dgmm.GaussianMixture`) to ``path`` (used as given: no suffix is added), atomically.
 
     An existing file at ``path`` — there before, or appearing while the model is written — is
@@ -78,8 +84,9 @@ def save_model(model: Any, path: str | os.PathLike[str], extra: Mapping[str, Any
     write_archive(path, arrays, overwrite, storage_options)
 
 
-def write_archive(path: str, arrays: Mapping[str, np.ndarray], overwrite: bool = True,
-                  storage_options: dict | None = None) -> None:
+def write_archive(
+    path: str, arrays: Mapping[str, np.ndarray], overwrite: bool = True, storage_options: dict | None = None
+) -> None:
     """Publish the archive of ``arrays`` at ``path`` whole (:mod:`dgmm.data.publish`); over another file only if ``overwrite``."""
     with published(path, overwrite, storage_options) as file:
         np.savez(file, **arrays)  # a file object: numpy appends no ".npz" to the name
@@ -90,8 +97,9 @@ def read_metadata(path: str | os.PathLike[str], storage_options: Mapping[str, An
     return read_model_file(path, storage_options)[1]
 
 
-def read_model_file(path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_model_file(
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays and metadata of a model file, fully checked; any problem is a ModelFileError.
 
     :func:`dgmm.load_model` builds the estimator from them.
@@ -142,8 +150,7 @@ def _read_remote(path: str, storage_options: Mapping[str, Any] | None) -> tuple[
             if file.read(4) != b"PK\x03\x04":
                 raise Invalid("not a dgmm model file (not an .npz archive)")
             file.seek(0)
-            metadata, arrays = read_archive(file, specs, max_metadata_bytes=MAX_METADATA_BYTES,
-                                            what="dgmm model file")
+            metadata, arrays = read_archive(file, specs, max_metadata_bytes=MAX_METADATA_BYTES, what="dgmm model file")
     except FileNotFoundError:
         raise Invalid("no such model file; check the URL") from None
     return arrays, metadata

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..data.validation import NAN_POLICIES
 from ..kernels.gaussian import COVARIANCE_TYPES, covariance_shape
+from ..kernels.params import MixtureParams
 from ..version import __version__
 from .archive import Invalid, Spec, check_spec, checksum
 from .checks import (  # noqa: F401  (documented here)
@@ -52,7 +53,7 @@ from .checks import (  # noqa: F401  (documented here)
     check_values,
     has_type,
 )
-from .fitted import PARAMETER_ARRAYS
+from .fitted import PARAMETER_ARRAYS, FittedState
 
 FORMAT = "dgmm-model"
 FORMAT_VERSION = 1
@@ -108,6 +109,24 @@ def contents(model: Any, extra: dict[str, Any]) -> tuple[dict[str, np.ndarray], 
     return arrays, metadata
 
 
+def fitted_state(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, Any]) -> FittedState:
+    """The fitted state a model file's checked arrays and metadata hold (a stored lower bound of null is -inf)."""
+    params = MixtureParams(
+        *(arrays[name].astype(np.float64, copy=False) for name in PARAMETER_ARRAYS), metadata["covariance_type"]
+    )
+    names = arrays["feature_names"]
+    return FittedState(
+        params,
+        metadata["converged"],
+        metadata["n_iter"],
+        -math.inf if metadata["lower_bound"] is None else float(metadata["lower_bound"]),
+        tuple(float(v) for v in arrays["lower_bounds"]),
+        metadata["n_features"],
+        np.asarray(names.tolist(), dtype=object) if names.size else None,
+        metadata.get("n_rows_dropped"),
+    )
+
+
 def specs(metadata: Mapping[str, Any]) -> dict[str, Spec]:
     """The dtype and shape of every array of a model file, in hashing order, from its checked metadata."""
     if metadata.get("format") != FORMAT:
@@ -134,7 +153,9 @@ def _check_metadata(metadata: Mapping[str, Any]) -> None:
     check_limits(kind, K, d, metadata["n_iter"])
     check_keys("metadata params", params, PARAMS, optional=OPTIONAL_PARAMS)
     if params.get("nan_policy", "raise") not in NAN_POLICIES:
-        raise Invalid(f"metadata params nan_policy={params['nan_policy']!r:.80} is not one of {', '.join(NAN_POLICIES)}")
+        raise Invalid(
+            f"metadata params nan_policy={params['nan_policy']!r:.80} is not one of {', '.join(NAN_POLICIES)}"
+        )
     if params["n_components"] != K or params["covariance_type"] != kind:
         raise Invalid(f"metadata params n_components or covariance_type differ from n_components={K}, {kind!r}")
 

@@ -74,8 +74,18 @@ def test_a_round_draws_exactly_the_naive_sample_for_any_chunking(cuts, weighted,
     X = rng.normal(size=(300, 3))
     w = rng.integers(0, 3, size=300).astype(float) if weighted else np.ones(300)
     candidates, ell = X[:2] + 0.5, 6.0
-    parts = [sample_candidates(b, candidates, seed=seed, round_=3, oversampling=ell, row_offset=off,
-                               weights=w[off:off + len(b)] if weighted else None) for off, b in chunks_of(X, cuts)]
+    parts = [
+        sample_candidates(
+            b,
+            candidates,
+            seed=seed,
+            round_=3,
+            oversampling=ell,
+            row_offset=off,
+            weights=w[off : off + len(b)] if weighted else None,
+        )
+        for off, b in chunks_of(X, cuts)
+    ]
     merged = reduce(lambda a, b: a + b, parts)
     d2 = naive_d2(X, candidates).min(axis=1)
     cost = float(np.sum(w * d2))
@@ -109,7 +119,7 @@ def test_candidate_weights_match_naive():
     X, w = rng.normal(size=(500, 3)), rng.uniform(0, 3, size=500)
     candidates = rng.normal(size=(7, 3))
     labels = np.argmin(naive_d2(X, candidates), axis=1)
-    parts = [count_nearest(b, candidates, w[off:off + len(b)]) for off, b in chunks_of(X, [17, 200, 201, 480])]
+    parts = [count_nearest(b, candidates, w[off : off + len(b)]) for off, b in chunks_of(X, [17, 200, 201, 480])]
     merged = reduce(lambda a, b: a + b, parts)
     assert_close(merged.weights, np.bincount(labels, weights=w, minlength=7), 1e-12)
     assert_close(merged.cost, np.sum(w * naive_d2(X, candidates).min(axis=1)), 1e-12)
@@ -121,8 +131,10 @@ def test_lloyd_sums_match_naive_and_merge_over_chunks():
     X, w = rng.normal(size=(400, 3)) + 100.0, rng.uniform(0, 2, size=400)
     centres = X[:4] + 0.01
     labels = np.argmin(naive_d2(X, centres), axis=1)
-    merged = reduce(lambda a, b: a + b, [lloyd_chunk(b, centres, off, w[off:off + len(b)])
-                                         for off, b in chunks_of(X, [99, 100, 250])])
+    merged = reduce(
+        lambda a, b: a + b,
+        [lloyd_chunk(b, centres, off, w[off : off + len(b)]) for off, b in chunks_of(X, [99, 100, 250])],
+    )
     for k in range(4):
         rows = labels == k
         assert_close(merged.counts[k], w[rows].sum(), 1e-12)
@@ -150,7 +162,10 @@ def test_integer_weights_equal_repeated_rows():
     rng = np.random.default_rng(4)
     X, reps = rng.normal(size=(300, 2)), rng.integers(0, 4, size=300)
     centres = X[:3] + 0.1
-    weighted, repeated = lloyd_chunk(X, centres, weights=reps.astype(float)), lloyd_chunk(np.repeat(X, reps, axis=0), centres)
+    weighted, repeated = (
+        lloyd_chunk(X, centres, weights=reps.astype(float)),
+        lloyd_chunk(np.repeat(X, reps, axis=0), centres),
+    )
     for a, b in [(weighted.counts, repeated.counts), (weighted.sums, repeated.sums), (weighted.cost, repeated.cost)]:
         assert_close(a, b, 1e-10)
     plan = InitPlan("k-means||", centres, 0, "full")
@@ -190,10 +205,18 @@ def test_centres_do_not_depend_on_chunking_or_workers(blobs, parquet_dir, cluste
     reference = run_steps(InProcessExecutor(3000), blobs, 8, initial_centres(blobs.shape, **kwargs))
     others = [
         run_steps(InProcessExecutor(257), blobs, 3, initial_centres(blobs.shape, **kwargs)),
-        run_steps(Executor(scheduler="threads"), da.from_array(blobs, chunks=(uneven(3000), 3)), 4,
-                  initial_centres(blobs.shape, **kwargs)),
-        run_steps(Executor(cluster_client), da.from_array(blobs, chunks=(uneven(3000, 1), 3)), 2,
-                  initial_centres(blobs.shape, **kwargs)),
+        run_steps(
+            Executor(scheduler="threads"),
+            da.from_array(blobs, chunks=(uneven(3000), 3)),
+            4,
+            initial_centres(blobs.shape, **kwargs),
+        ),
+        run_steps(
+            Executor(cluster_client),
+            da.from_array(blobs, chunks=(uneven(3000, 1), 3)),
+            2,
+            initial_centres(blobs.shape, **kwargs),
+        ),
     ]
     for other in others:
         assert_close(other, reference, 1e-10)
@@ -201,7 +224,9 @@ def test_centres_do_not_depend_on_chunking_or_workers(blobs, parquet_dir, cluste
         return  # the estimator on Parquet: once is enough
     model = dgmm.GaussianMixture(5, init_params=method, random_state=0, tol=0.0, max_iter=3)
     from_parquet = model.fit(parquet_dir(blobs, row_group_size=250)).means_
-    in_memory = dgmm.GaussianMixture(5, init_params=method, random_state=0, tol=0.0, max_iter=3, chunk_rows=500).fit(blobs)
+    in_memory = dgmm.GaussianMixture(5, init_params=method, random_state=0, tol=0.0, max_iter=3, chunk_rows=500).fit(
+        blobs
+    )
     assert_close(from_parquet, in_memory.means_, 1e-9)
 
 
@@ -213,8 +238,12 @@ def test_weighted_centres_do_not_depend_on_chunking_and_ignore_zero_weight_rows(
     weighted = attach_weights(X, w, "raise")
     reference = run_steps(InProcessExecutor(10_000), weighted, 8, initial_centres(weighted.shape, **kwargs))
     assert np.all(np.abs(reference) < 500)
-    chunked = run_steps(Executor(scheduler="sync"), da.from_array(weighted, chunks=(uneven(3400), 4)), 3,
-                        initial_centres(weighted.shape, **kwargs))
+    chunked = run_steps(
+        Executor(scheduler="sync"),
+        da.from_array(weighted, chunks=(uneven(3400), 4)),
+        3,
+        initial_centres(weighted.shape, **kwargs),
+    )
     assert_close(chunked, reference, 1e-10)
 
 
@@ -229,8 +258,17 @@ def test_weighted_lloyd_and_statistics_equal_repeated_rows(blobs):
     a = executor.map_reduce(blocks, init_kernel, plan, 4)
     b = executor.map_reduce(repeated, init_kernel, plan, 4)
     assert_close(a.s2, b.s2, 1e-9)
-    params = initial_params(executor, blocks, n_components=5, n_features=3, covariance_type="diag", method="k-means||", reg_covar=1e-6,
-                            seed=0, split_every=4)
+    params = initial_params(
+        executor,
+        blocks,
+        n_components=5,
+        n_features=3,
+        covariance_type="diag",
+        method="k-means||",
+        reg_covar=1e-6,
+        seed=0,
+        split_every=4,
+    )
     assert np.isclose(params.weights.sum(), 1.0)
 
 
@@ -247,7 +285,9 @@ def test_kmeans_parallel_costs_rounds_plus_two_passes(blobs):
     assert ROUNDS + 3 <= counting.passes <= ROUNDS + 2 + 10
     X = da.from_array(blobs, chunks=(300, 3))
     with ComputeCounter() as counter:
-        model = dgmm.GaussianMixture(5, init_params="k-means||", tol=0.0, max_iter=3, cache="none", random_state=0).fit(X)
+        model = dgmm.GaussianMixture(5, init_params="k-means||", tol=0.0, max_iter=3, cache="none", random_state=0).fit(
+            X
+        )
     assert model.n_iter_ == 3
     assert counter.computes == 1 + (ROUNDS + 2) + 3  # first-centre gather, init passes, EM iterations
 

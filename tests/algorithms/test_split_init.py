@@ -15,8 +15,9 @@ from dgmm.kernels.params import MixtureParams
 
 def test_the_heaviest_components_split_along_their_principal_axes():
     covariances = np.array([np.diag([4.0, 1.0]), np.diag([1.0, 9.0]), np.eye(2)])
-    params = MixtureParams.from_covariances(np.array([0.5, 0.3, 0.2]), np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]),
-                                            covariances, "full")
+    params = MixtureParams.from_covariances(
+        np.array([0.5, 0.3, 0.2]), np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]), covariances, "full"
+    )
     grown = split_heaviest_components(params, 2)
     assert grown.n_components == 5 and grown.weights.sum() == pytest.approx(1.0)
     np.testing.assert_allclose(grown.weights, [0.25, 0.15, 0.2, 0.25, 0.15])
@@ -45,8 +46,9 @@ def test_splitting_finds_the_clusters_for_every_covariance_type(rectangle, covar
     model = dgmm.GaussianMixture(4, covariance_type=covariance_type, init_params="split", tol=1e-6).fit(X)
     if covariance_type != "spherical":  # a spherical component has no principal axis: it splits along any
         np.testing.assert_allclose(nearest_means(model, centres), centres, atol=0.2)
-    again = dgmm.GaussianMixture(4, covariance_type=covariance_type, init_params="split", tol=1e-6,
-                                 random_state=123).fit(X)
+    again = dgmm.GaussianMixture(
+        4, covariance_type=covariance_type, init_params="split", tol=1e-6, random_state=123
+    ).fit(X)
     np.testing.assert_array_equal(again.means_, model.means_)  # no randomness
     # three components: 1, 2 (left, right), then only the heavier right side splits
     three = dgmm.GaussianMixture(3, covariance_type="full", init_params="split", tol=1e-6).fit(X)

@@ -26,10 +26,15 @@ def three_blobs():
 
 def bad_start(covariance_type: str) -> dict:
     """Two components on the first cluster, one between the other two: EM converges to that."""
-    covariances = {"full": np.stack([np.eye(2)] * 3), "tied": np.eye(2), "diag": np.ones((3, 2)),
-                   "spherical": np.ones(3)}[covariance_type]
-    params = MixtureParams.from_covariances(np.full(3, 1 / 3), np.array([[-1.0, 0.0], [1.0, 0.0], [12.0, 0.0]]),
-                                            covariances, covariance_type)
+    covariances = {
+        "full": np.stack([np.eye(2)] * 3),
+        "tied": np.eye(2),
+        "diag": np.ones((3, 2)),
+        "spherical": np.ones(3),
+    }[covariance_type]
+    params = MixtureParams.from_covariances(
+        np.full(3, 1 / 3), np.array([[-1.0, 0.0], [1.0, 0.0], [12.0, 0.0]]), covariances, covariance_type
+    )
     return dict(weights_init=params.weights, means_init=params.means, precisions_init=params.precisions)
 
 
@@ -45,7 +50,7 @@ def test_split_merge_escapes_a_bad_local_optimum_that_plain_em_keeps(three_blobs
     assert moved.lower_bound_ > plain.lower_bound_ + 0.5
     found = sorted(map(tuple, np.round(moved.means_)))
     assert found == [(0, 0), (12, -6), (12, 6)], found
-    (i, j, k, before, after), = moved.split_merge_moves_
+    ((i, j, k, before, after),) = moved.split_merge_moves_
     assert {i, j} == {0, 1} and k == 2 and after > before
     assert_close(before, plain.lower_bound_, 1e-5)
     assert_close(after, moved.lower_bound_, 1e-12)
@@ -53,13 +58,15 @@ def test_split_merge_escapes_a_bad_local_optimum_that_plain_em_keeps(three_blobs
 
 
 def test_no_move_is_kept_at_the_right_optimum_and_it_costs_one_round(three_blobs):
-    start = MixtureParams.from_covariances(np.full(3, 1 / 3), np.array([[0.0, 0.0], [12.0, -6.0], [12.0, 6.0]]),
-                                           np.stack([np.eye(2)] * 3), "full")
+    start = MixtureParams.from_covariances(
+        np.full(3, 1 / 3), np.array([[0.0, 0.0], [12.0, -6.0], [12.0, 6.0]]), np.stack([np.eye(2)] * 3), "full"
+    )
     counting = CountingExecutor(InProcessExecutor(1000))
     converged = run_em(counting, three_blobs, start, tol=1e-6, max_iter=300, reg_covar=1e-6, split_every=8)
     counting.passes = 0
-    result, moves = run_steps(counting, three_blobs, 8, split_merge_steps(converged, n_candidates=5, tol=1e-6,
-                                                                          max_iter=300, reg_covar=1e-6))
+    result, moves = run_steps(
+        counting, three_blobs, 8, split_merge_steps(converged, n_candidates=5, tol=1e-6, max_iter=300, reg_covar=1e-6)
+    )
     assert moves == [] and result is converged
     # one ranking pass, then at most TRIAL_ITER passes for the control and all 5 trials together
     assert 2 <= counting.passes <= 1 + TRIAL_ITER
@@ -94,7 +101,9 @@ def test_split_merge_on_parquet_on_the_cluster_equals_in_memory(three_blobs, par
 
 def test_move_statistics_add_over_chunks_and_match_naive_sums(three_blobs):
     rng = np.random.default_rng(1)
-    params = MixtureParams.from_covariances(np.full(3, 1 / 3), three_blobs[[0, 2500, 5000]], np.ones((3, 2)) * 4, "diag")
+    params = MixtureParams.from_covariances(
+        np.full(3, 1 / 3), three_blobs[[0, 2500, 5000]], np.ones((3, 2)) * 4, "diag"
+    )
     axes = principal_axes(params)[1]
     w = rng.uniform(0.0, 2.0, size=len(three_blobs))
     whole = move_stats(three_blobs, params, axes, w)
@@ -102,8 +111,12 @@ def test_move_statistics_add_over_chunks_and_match_naive_sums(three_blobs):
     summed = parts[0] + parts[1] + parts[2]
     resp = responsibilities(three_blobs, params)
     t = np.stack([(three_blobs - params.means[k]) @ axes[k] for k in range(3)], axis=1)
-    naive = dict(overlap=resp.T @ (resp * w[:, None]), s0=resp.T @ w, m2=(resp * w[:, None] * t**2).sum(0),
-                 m4=(resp * w[:, None] * t**4).sum(0))
+    naive = dict(
+        overlap=resp.T @ (resp * w[:, None]),
+        s0=resp.T @ w,
+        m2=(resp * w[:, None] * t**2).sum(0),
+        m4=(resp * w[:, None] * t**4).sum(0),
+    )
     for name, value in naive.items():
         assert_close(getattr(whole, name), value, 1e-10, name)
         assert_close(getattr(summed, name), value, 1e-10, name)
@@ -120,8 +133,9 @@ def test_split_score_is_near_zero_for_a_gaussian_and_near_two_for_two_clusters()
 
 
 def test_the_bad_optimum_ranks_merging_the_shared_pair_and_splitting_the_wide_one_first(three_blobs):
-    result = run_em(InProcessExecutor(1000), three_blobs, _bad_params("full"), tol=1e-6, max_iter=300,
-                    reg_covar=1e-6, split_every=8)
+    result = run_em(
+        InProcessExecutor(1000), three_blobs, _bad_params("full"), tol=1e-6, max_iter=300, reg_covar=1e-6, split_every=8
+    )
     stats = move_stats(three_blobs, result.params, principal_axes(result.params)[1])
     assert rank_moves(stats, 5)[0] == (0, 1, 2)
     assert len(rank_moves(stats, 100)) == 3  # 3 pairs x 1 split outside each pair
@@ -129,8 +143,9 @@ def test_the_bad_optimum_ranks_merging_the_shared_pair_and_splitting_the_wide_on
 
 def _bad_params(covariance_type: str) -> MixtureParams:
     start = bad_start(covariance_type)
-    return MixtureParams.from_precisions(start["weights_init"], start["means_init"], start["precisions_init"],
-                                         covariance_type)
+    return MixtureParams.from_precisions(
+        start["weights_init"], start["means_init"], start["precisions_init"], covariance_type
+    )
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -138,21 +153,29 @@ def test_merge_matches_the_pair_moments_and_a_move_keeps_the_others(covariance_t
     rng = np.random.default_rng(3)
     K, d = 4, 3
     full = np.stack([np.cov(rng.normal(size=(10, d)).T) + np.eye(d) for _ in range(K)])
-    covariances = {"full": full, "tied": full[0], "diag": np.stack([np.diag(c) for c in full]),
-                   "spherical": np.array([np.trace(c) / d for c in full])}[covariance_type]
-    params = MixtureParams.from_covariances(np.array([0.1, 0.2, 0.3, 0.4]), rng.normal(size=(K, d)), covariances,
-                                            covariance_type)
+    covariances = {
+        "full": full,
+        "tied": full[0],
+        "diag": np.stack([np.diag(c) for c in full]),
+        "spherical": np.array([np.trace(c) / d for c in full]),
+    }[covariance_type]
+    params = MixtureParams.from_covariances(
+        np.array([0.1, 0.2, 0.3, 0.4]), rng.normal(size=(K, d)), covariances, covariance_type
+    )
     weights, means, covs = params.weights.copy(), params.means.copy(), params.covariances.copy()
     merge_components(weights, means, covs, 1, 3, covariance_type)
     w = params.weights[[1, 3]]
     mean = (w[:, None] * params.means[[1, 3]]).sum(0) / w.sum()
     dense = params.dense_covariances[[1, 3]]
-    pooled = sum(w[a] * (dense[a] + np.outer(params.means[c] - mean, params.means[c] - mean))
-                 for a, c in enumerate((1, 3))) / w.sum()
+    pooled = (
+        sum(w[a] * (dense[a] + np.outer(params.means[c] - mean, params.means[c] - mean)) for a, c in enumerate((1, 3)))
+        / w.sum()
+    )
     assert_close(weights[1], w.sum(), 1e-12)
     assert_close(means[1], mean, 1e-12)
-    expected = {"full": pooled, "tied": params.covariances, "diag": np.diag(pooled),
-                "spherical": np.trace(pooled) / d}[covariance_type]
+    expected = {"full": pooled, "tied": params.covariances, "diag": np.diag(pooled), "spherical": np.trace(pooled) / d}[
+        covariance_type
+    ]
     assert_close(covs if covariance_type == "tied" else covs[1], expected, 1e-12)
     moved = apply_move(params, (1, 3, 0))
     assert_close(moved.weights.sum(), 1.0, 1e-12)

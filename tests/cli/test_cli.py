@@ -35,7 +35,23 @@ def one_line_error(proc: subprocess.CompletedProcess, command: str) -> str:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "data"
-    run("generate", "-n", 30_000, "-d", 3, "-k", 3, "--output", out, "--seed", 4, "--row-group-size", 5_000, "--n-files", 2)
+    run(
+        "generate",
+        "-n",
+        30_000,
+        "-d",
+        3,
+        "-k",
+        3,
+        "--output",
+        out,
+        "--seed",
+        4,
+        "--row-group-size",
+        5_000,
+        "--n-files",
+        2,
+    )
     return out
 
 
@@ -54,7 +70,9 @@ def test_generate_writes_parquet_in_row_groups(generated):
 
 def test_fit_inspect_predict_score_sample_on_a_local_cluster(generated, tmp_path):
     model_path = tmp_path / "model.npz"
-    fit = run("fit", generated, "--n-components", 3, "--model", model_path, "--seed", 0, "--n-workers", 2, "--tol", "1e-6")
+    fit = run(
+        "fit", generated, "--n-components", 3, "--model", model_path, "--seed", 0, "--n-workers", 2, "--tol", "1e-6"
+    )
     assert "local cluster: workers=2, dashboard=http://127.0.0.1:" in fit.stderr
     assert "iteration    1  mean log-likelihood" in fit.stderr and "rows/s" in fit.stderr
     assert "done: converged=True" in fit.stderr
@@ -101,8 +119,20 @@ def test_predict_keeps_id_columns_in_row_order(tmp_path, scheduler_address):
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=128)
     model_path = tmp_path / "m.npz"
     run("fit", tmp_path / "in.parquet", "-h")  # help works on every subcommand
-    run("fit", tmp_path / "in.parquet", "--n-components", 2, "--columns", "a,b", "--model", model_path,
-        "--scheduler", scheduler_address, "--seed", 0)
+    run(
+        "fit",
+        tmp_path / "in.parquet",
+        "--n-components",
+        2,
+        "--columns",
+        "a,b",
+        "--model",
+        model_path,
+        "--scheduler",
+        scheduler_address,
+        "--seed",
+        0,
+    )
     out = tmp_path / "out.parquet"
     run("predict", model_path, tmp_path / "in.parquet", "--output", out, "--keep-columns", "id,name")
     result = pq.read_table(out)
@@ -118,8 +148,10 @@ def test_predict_keeps_id_columns_in_row_order(tmp_path, scheduler_address):
 
 def test_config_file_with_overrides_and_json_logs(generated, tmp_path, scheduler_address):
     config = tmp_path / "run.yaml"
-    config.write_text(f"data: {generated}\nn_components: 2\ncovariance_type: diag\nmax_iter: 4\ntol: 0\n"
-                      f"scheduler: {scheduler_address}\nlog_format: json\n")
+    config.write_text(
+        f"data: {generated}\nn_components: 2\ncovariance_type: diag\nmax_iter: 4\ntol: 0\n"
+        f"scheduler: {scheduler_address}\nlog_format: json\n"
+    )
     model_path = tmp_path / "m.npz"
     proc = run("fit", "--config", config, "--n-components", 3, "--model", model_path)
     events = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
@@ -138,7 +170,10 @@ def test_config_file_with_overrides_and_json_logs(generated, tmp_path, scheduler
     [
         ("n_components: 3\nbogus: 1\n", "unknown key 'bogus'; allowed keys: data, model, overwrite, n_components"),
         ("n_components: three\n", "key 'n_components' has value 'three'; expected an integer >= 1"),
-        ("covariance_type: banana\n", "key 'covariance_type' has value 'banana'; expected one of full, tied, diag, spherical"),
+        (
+            "covariance_type: banana\n",
+            "key 'covariance_type' has value 'banana'; expected one of full, tied, diag, spherical",
+        ),
         ("tol: -1\n", "key 'tol' has value -1; expected a number >= 0"),
         ("- just\n- a list\n", "the config must be a mapping of key: value, not list"),
         ("n_components: [\n", "not valid YAML"),
@@ -188,15 +223,31 @@ def test_select_takes_a_config_with_every_estimator_key(generated, tmp_path, sch
     """`dgmm select --config`: the grid, the criterion and estimator keys such as dtype and reg_covar,
     options overriding the file; the best model is written with the settings it was fitted with."""
     config = tmp_path / "select.yaml"
-    config.write_text("n_components: 2-3\ncovariance_types: [full, diag]\ndtype: float32\nreg_covar: 1.0e-4\n"
-                      "max_iter: 20\ncache: none\nseed: 3\ncriterion: aic\n")
+    config.write_text(
+        "n_components: 2-3\ncovariance_types: [full, diag]\ndtype: float32\nreg_covar: 1.0e-4\n"
+        "max_iter: 20\ncache: none\nseed: 3\ncriterion: aic\n"
+    )
     model_path = tmp_path / "best.npz"
-    proc = run("select", generated, "--config", config, "--criterion", "bic", "--scheduler", scheduler_address,
-               "--model", model_path, "--json")
+    proc = run(
+        "select",
+        generated,
+        "--config",
+        config,
+        "--criterion",
+        "bic",
+        "--scheduler",
+        scheduler_address,
+        "--model",
+        model_path,
+        "--json",
+    )
     report = json.loads(proc.stdout)
     assert report["criterion"] == "bic" and len(report["table"]) == 4
     best = load_model(model_path)
-    assert (best.n_components, best.covariance_type) == (report["best"]["n_components"], report["best"]["covariance_type"])
+    assert (best.n_components, best.covariance_type) == (
+        report["best"]["n_components"],
+        report["best"]["covariance_type"],
+    )
     assert best.reg_covar == 1e-4 and best.max_iter == 20 and best.random_state == 3
     bad = run("select", generated, "--config", config, "--dtype", "float16", check_code=2)
     assert "float16" in one_line_error(bad, "select")
@@ -211,17 +262,44 @@ def test_classifier_fit_inspect_predict_rows_and_groups(tmp_path, scheduler_addr
     frames = []
     for c, speaker in enumerate(["ann", "bob", "cy"]):
         X = rng.normal(size=(600, 2)) + [2.0 * c, 0.0]
-        frames.append(pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "speaker": speaker,
-                                    "utterance": [f"{speaker}-{i // 60}" for i in range(600)]}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "a": X[:, 0],
+                    "b": X[:, 1],
+                    "speaker": speaker,
+                    "utterance": [f"{speaker}-{i // 60}" for i in range(600)],
+                }
+            )
+        )
     frame = pd.concat(frames, ignore_index=True)
     data = tmp_path / "frames"
     data.mkdir()
     for i, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
         frame.iloc[part].to_parquet(data / f"part-{i}.parquet", row_group_size=128, index=False)
     model_path = tmp_path / "speakers.npz"
-    run("fit", data, "--label-column", "speaker", "--exclude-columns", "utterance", "--n-components", 2,
-        "--covariance-type", "diag", "--ubm", "fit", "--adapt", "means,weights", "--model", model_path,
-        "--scheduler", scheduler_address, "--seed", 0)
+    run(
+        "fit",
+        data,
+        "--label-column",
+        "speaker",
+        "--exclude-columns",
+        "utterance",
+        "--n-components",
+        2,
+        "--covariance-type",
+        "diag",
+        "--ubm",
+        "fit",
+        "--adapt",
+        "means,weights",
+        "--model",
+        model_path,
+        "--scheduler",
+        scheduler_address,
+        "--seed",
+        0,
+    )
     report = json.loads(run("inspect", model_path, "--json").stdout)
     assert report["kind"] == "classifier" and report["classes"] == ["ann", "bob", "cy"]
     assert report["feature_names"] == ["a", "b"] and report["background_model"]["n_components"] == 2
@@ -231,8 +309,9 @@ def test_classifier_fit_inspect_predict_rows_and_groups(tmp_path, scheduler_addr
     table = pq.read_table(rows)
     assert table.column_names == ["utterance", "class", "proba_ann", "proba_bob", "proba_cy"]
     loaded = load_model(model_path)
-    np.testing.assert_array_equal(table.column("class").to_numpy(zero_copy_only=False),
-                                  loaded.predict(frame[["a", "b"]]))
+    np.testing.assert_array_equal(
+        table.column("class").to_numpy(zero_copy_only=False), loaded.predict(frame[["a", "b"]])
+    )
     groups = tmp_path / "groups.parquet"
     run("predict", model_path, data, "--output", groups, "--group-column", "utterance")
     decided = pq.read_table(groups).to_pandas()
@@ -240,11 +319,19 @@ def test_classifier_fit_inspect_predict_rows_and_groups(tmp_path, scheduler_addr
     # a one-mixture model has no classes; a missing label column and a checkpoint are refused in one line
     mixture = tmp_path / "mixture.npz"
     run("fit", generated, "--n-components", 2, "--model", mixture, "--scheduler", scheduler_address, "--max-iter", 3)
-    bad = run("predict", mixture, data, "--output", tmp_path / "x.parquet", "--group-column", "utterance",
-              check_code=2)
+    bad = run("predict", mixture, data, "--output", tmp_path / "x.parquet", "--group-column", "utterance", check_code=2)
     assert "needs a classifier model" in one_line_error(bad, "predict")
     missing = run("fit", data, "--label-column", "nope", "--model", tmp_path / "y.npz", check_code=2)
     assert "column 'nope' not found; columns are a, b, speaker, utterance" in one_line_error(missing, "fit")
-    refused = run("fit", data, "--label-column", "speaker", "--checkpoint", tmp_path / "ck", "--model",
-                  tmp_path / "z.npz", check_code=2)
+    refused = run(
+        "fit",
+        data,
+        "--label-column",
+        "speaker",
+        "--checkpoint",
+        tmp_path / "ck",
+        "--model",
+        tmp_path / "z.npz",
+        check_code=2,
+    )
     assert "--checkpoint applies to a single mixture" in one_line_error(refused, "fit")

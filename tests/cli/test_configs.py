@@ -16,8 +16,16 @@ from dgmm.data.synthetic import write_mixture_parquet
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.mark.parametrize("name", ["quickstart.yaml", "large-out-of-core.yaml", "remote-scheduler.yaml",
-                                  "remote-scheduler-tls.yaml", "gpu-streamed.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "quickstart.yaml",
+        "large-out-of-core.yaml",
+        "remote-scheduler.yaml",
+        "remote-scheduler-tls.yaml",
+        "gpu-streamed.yaml",
+    ],
+)
 def test_fit_configs_are_valid(name):
     settings = resolve(FIT_SETTINGS, read_yaml(CONFIGS / name), where=name)
     assert settings["data"] and settings["model"] and settings["n_components"] >= 1
@@ -30,8 +38,13 @@ def test_demo_config_is_valid():
 def test_quickstart_config_fits(tmp_path):
     write_mixture_parquet(tmp_path / "demo-data", 20_000, 2, 3, seed=0, row_group_size=5_000)
     dgmm_cmd = str(Path(sys.executable).parent / "dgmm")
-    proc = subprocess.run([dgmm_cmd, "fit", "--config", CONFIGS / "quickstart.yaml", "--n-workers", "1"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [dgmm_cmd, "fit", "--config", CONFIGS / "quickstart.yaml", "--n-workers", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     model = load_model(tmp_path / "demo-model.npz")
     assert model.converged_ and model.n_components == 3

@@ -33,8 +33,12 @@ def faithful(tmp_path_factory) -> Path:
     """272 rows of two features, as the Old Faithful geyser data (eruption minutes, minutes waited)."""
     rng = np.random.default_rng(0)
     short = rng.random(272) < 0.35
-    frame = pd.DataFrame({"eruptions": np.where(short, rng.normal(2.0, 0.3, 272), rng.normal(4.3, 0.4, 272)).round(3),
-                          "waiting": np.where(short, rng.normal(54, 6, 272), rng.normal(80, 6, 272)).round(0)})
+    frame = pd.DataFrame(
+        {
+            "eruptions": np.where(short, rng.normal(2.0, 0.3, 272), rng.normal(4.3, 0.4, 272)).round(3),
+            "waiting": np.where(short, rng.normal(54, 6, 272), rng.normal(80, 6, 272)).round(0),
+        }
+    )
     folder = tmp_path_factory.mktemp("faithful")
     frame.to_parquet(folder / "faithful.parquet", index=False)
     frame.to_csv(folder / "faithful.csv", index=False)
@@ -103,12 +107,15 @@ def test_messages_name_the_options_of_the_command_they_come_from(faithful, tmp_p
     X = pd.read_parquet(faithful / "faithful.parquet").to_numpy()
     dgmm.GaussianMixture(2, random_state=0).fit(X).save(str(tmp_path / "numpy.npz"))  # no feature names
     data = faithful / "with_text.parquet"
-    for args in (("predict", tmp_path / "numpy.npz", data, "-o", tmp_path / "p.parquet"),
-                 ("score", tmp_path / "numpy.npz", data),
-                 ("plot", tmp_path / "numpy.npz", data, "-o", tmp_path / "p.png")):
+    for args in (
+        ("predict", tmp_path / "numpy.npz", data, "-o", tmp_path / "p.parquet"),
+        ("score", tmp_path / "numpy.npz", data),
+        ("plot", tmp_path / "numpy.npz", data, "-o", tmp_path / "p.png"),
+    ):
         proc = run(*args, check_code=2)
-        assert proc.stderr.strip().endswith("not a number; select numeric feature columns with --columns A,B,..."), \
+        assert proc.stderr.strip().endswith("not a number; select numeric feature columns with --columns A,B,..."), (
             proc.stderr
+        )
         assert "columns=[" not in proc.stderr
         run(*args, "--columns", "eruptions,waiting")  # and the option is there
     with pytest.raises(dgmm.DataError, match=r"select numeric feature columns with columns=\[\.\.\.\]$"):
@@ -120,9 +127,13 @@ def test_messages_name_the_options_of_the_command_they_come_from(faithful, tmp_p
 def test_a_csv_file_gets_the_one_line_that_converts_it(faithful, tmp_path):
     proc = run("fit", faithful / "faithful.csv", "--model", tmp_path / "m.npz", check_code=2)
     line = proc.stderr.strip()
-    assert line.startswith(f"dgmm fit: error: {faithful / 'faithful.csv'}: this is CSV, not Parquet") and "\n" not in line
+    assert (
+        line.startswith(f"dgmm fit: error: {faithful / 'faithful.csv'}: this is CSV, not Parquet") and "\n" not in line
+    )
     command = line.split("convert it once with ", 1)[1].split(", then give", 1)[0]
-    subprocess.run(command, shell=True, check=True, cwd=faithful, env={**os.environ, "PATH": str(Path(sys.executable).parent)})
+    subprocess.run(
+        command, shell=True, check=True, cwd=faithful, env={**os.environ, "PATH": str(Path(sys.executable).parent)}
+    )
     run("fit", faithful / "faithful.parquet", "--model", tmp_path / "m.npz", "--n-components", 2)
     assert pd.read_parquet(faithful / "faithful.parquet").shape == (272, 2)
 
@@ -131,14 +142,26 @@ def test_a_closed_log_pipe_does_not_lose_the_fit(faithful, tmp_path):
     """`dgmm fit ... 2>&1 | head -2`: the reader goes away after two lines; the fit goes on and writes its model."""
     for log_format in ("text", "json"):
         model = tmp_path / f"{log_format}.npz"
-        proc = subprocess.run(f"'{DGMM}' fit '{faithful / 'faithful.parquet'}' --n-components 3 --model '{model}' "
-                              f"--log-format {log_format} 2>&1 | head -2; exit ${{PIPESTATUS[0]}}",
-                              shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            f"'{DGMM}' fit '{faithful / 'faithful.parquet'}' --n-components 3 --model '{model}' "
+            f"--log-format {log_format} 2>&1 | head -2; exit ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2, proc
         assert dgmm.load_model(model).converged_
-    proc = subprocess.run(f"'{DGMM}' select '{faithful / 'faithful.parquet'}' --n-components 1-3 --model "
-                          f"'{tmp_path / 'best.npz'}' 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}",
-                          shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        f"'{DGMM}' select '{faithful / 'faithful.parquet'}' --n-components 1-3 --model "
+        f"'{tmp_path / 'best.npz'}' 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and (tmp_path / "best.npz").is_file()
 
 
@@ -158,8 +181,8 @@ def test_ctrl_c_starts_its_own_line_after_a_progress_bar(faithful, tmp_path):
 
         app.ProgressLog.iteration = iteration
         sys.stderr.isatty = lambda: True
-        sys.argv = ["dgmm", "fit", {str(faithful / 'faithful.parquet')!r}, "--n-components", "2", "--model",
-                    {str(tmp_path / 'm.npz')!r}, "--max-iter", "50", "--tol", "0"]
+        sys.argv = ["dgmm", "fit", {str(faithful / "faithful.parquet")!r}, "--n-components", "2", "--model",
+                    {str(tmp_path / "m.npz")!r}, "--max-iter", "50", "--tol", "0"]
         from dgmm.cli import main
         main()
     """)
@@ -173,27 +196,32 @@ def test_ctrl_c_starts_its_own_line_after_a_progress_bar(faithful, tmp_path):
 
 def test_a_script_without_a_main_guard_is_told_what_to_add(faithful, tmp_path):
     script = tmp_path / "unguarded.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import dgmm
-        model = dgmm.GaussianMixture(2, random_state=0, cache="none").fit({str(faithful / 'faithful.parquet')!r})
-    """))
+        model = dgmm.GaussianMixture(2, random_state=0, cache="none").fit({str(faithful / "faithful.parquet")!r})
+    """)
+    )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         f"dgmm.errors.ConfigError: {script}, line 3: this starts a local Dask cluster, whose worker processes "
         'import the script again; put the code that fits under if __name__ == "__main__": (or pass a client of a '
-        "cluster started elsewhere)")
+        "cluster started elsewhere)"
+    )
     assert len(proc.stderr.splitlines()) < 40  # its own traceback, not hundreds of lines from every worker
     guarded = tmp_path / "guarded.py"
-    guarded.write_text(textwrap.dedent(f"""
+    guarded.write_text(
+        textwrap.dedent(f"""
         import dgmm
 
         def fit():
-            return dgmm.GaussianMixture(2, random_state=0, cache="none").fit({str(faithful / 'faithful.parquet')!r})
+            return dgmm.GaussianMixture(2, random_state=0, cache="none").fit({str(faithful / "faithful.parquet")!r})
 
         if __name__ == "__main__":
             print(fit().converged_)
-    """))
+    """)
+    )
     proc = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "True", proc.stderr
 
@@ -208,11 +236,20 @@ def test_array_api_input_needs_no_extra():
 def test_tables_people_read_have_one_number_format_per_column(tmp_path):
     from dgmm.estimator.tables import format_table
 
-    text = format_table(["k", "bic", "log_likelihood", "heldout"], [[1, 1389800.31, -4.179943, float("nan")],
-                                                                     [2, 649610.0, -3.5, float("nan")]], ["", "*"])
+    text = format_table(
+        ["k", "bic", "log_likelihood", "heldout"],
+        [[1, 1389800.31, -4.179943, float("nan")], [2, 649610.0, -3.5, float("nan")]],
+        ["", "*"],
+    )
     lines = text.splitlines()
     assert len({len(line) for line in lines}) == 1  # aligned
-    assert lines[1].split() == ["1", "1389800", "-4.17994", "-"] and lines[2].split() == ["*", "2", "649610", "-3.50000", "-"]
+    assert lines[1].split() == ["1", "1389800", "-4.17994", "-"] and lines[2].split() == [
+        "*",
+        "2",
+        "649610",
+        "-3.50000",
+        "-",
+    ]
     assert "e+" not in text
     rng = np.random.default_rng(0)
     names = ["carat", "depth", "table", "price", "x", "y", "z"]
@@ -226,7 +263,11 @@ def test_tables_people_read_have_one_number_format_per_column(tmp_path):
     assert means[0].split() == ["component", *names] and len({len(line) for line in means}) == 1
     select = run("select", tmp_path / "diamonds.parquet", "--n-components", "1-3").stdout
     header = select.splitlines()[0].split()
-    assert "heldout_log_likelihood" not in header and header[:3] == ["n_components", "covariance_type", "log_likelihood"]
+    assert "heldout_log_likelihood" not in header and header[:3] == [
+        "n_components",
+        "covariance_type",
+        "log_likelihood",
+    ]
     bic = [line.split()[-4] for line in select.splitlines()[1:4]]
     assert len({len(b.split(".")[-1]) if "." in b else 0 for b in bic}) == 1  # one format in the column
     held = run("select", tmp_path / "diamonds.parquet", "--n-components", "1-2", "--criterion", "heldout").stdout
@@ -238,18 +279,45 @@ def test_dgmm_plot_draws_a_classifier_and_two_named_features(tmp_path):
     import matplotlib.image as mpimg
 
     rng = np.random.default_rng(2)
-    frame = pd.concat([pd.DataFrame({"species": name, "bill_length": rng.normal(loc, 2.5, 150),
-                                     "bill_depth": rng.normal(18 - loc / 10, 1.0, 150),
-                                     "flipper": rng.normal(190 + loc, 6, 150), "mass": rng.normal(3700 + 40 * loc, 400, 150)})
-                       for name, loc in (("Adelie", 39), ("Chinstrap", 49), ("Gentoo", 47))])
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "species": name,
+                    "bill_length": rng.normal(loc, 2.5, 150),
+                    "bill_depth": rng.normal(18 - loc / 10, 1.0, 150),
+                    "flipper": rng.normal(190 + loc, 6, 150),
+                    "mass": rng.normal(3700 + 40 * loc, 400, 150),
+                }
+            )
+            for name, loc in (("Adelie", 39), ("Chinstrap", 49), ("Gentoo", 47))
+        ]
+    )
     frame.to_parquet(tmp_path / "penguins.parquet", index=False)
-    run("fit", tmp_path / "penguins.parquet", "--label-column", "species", "--n-components", 2,
-        "--model", tmp_path / "classes.npz")
+    run(
+        "fit",
+        tmp_path / "penguins.parquet",
+        "--label-column",
+        "species",
+        "--n-components",
+        2,
+        "--model",
+        tmp_path / "classes.npz",
+    )
     for extra in ((), ("--features", "bill_length,bill_depth")):
         out = tmp_path / f"classes{len(extra)}.png"
         run("plot", tmp_path / "classes.npz", tmp_path / "penguins.parquet", "-o", out, *extra)
         assert mpimg.imread(out)[..., :3].var() > 0.001
-    proc = run("plot", tmp_path / "classes.npz", tmp_path / "penguins.parquet", "-o", tmp_path / "x.png",
-               "--features", "bill_length,beak", check_code=2)
-    assert proc.stderr.strip() == ("dgmm plot: error: feature 'beak' is not one of the model's features: bill_length, "
-                                   "bill_depth, flipper, mass")
+    proc = run(
+        "plot",
+        tmp_path / "classes.npz",
+        tmp_path / "penguins.parquet",
+        "-o",
+        tmp_path / "x.png",
+        "--features",
+        "bill_length,beak",
+        check_code=2,
+    )
+    assert proc.stderr.strip() == (
+        "dgmm plot: error: feature 'beak' is not one of the model's features: bill_length, bill_depth, flipper, mass"
+    )

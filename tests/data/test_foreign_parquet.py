@@ -42,6 +42,7 @@ def index_columns(path: Path) -> list:
 
 # -- pandas: its index is never a feature unless named ----------------------------------------------------------------
 
+
 def test_pandas_default_range_index_is_not_stored_and_features_are_read(tmp_path):
     df = features()[["a", "b"]]
     df.to_parquet(tmp_path / "range.parquet")
@@ -73,8 +74,10 @@ def test_pandas_named_indexes_are_left_out_unless_named(tmp_path):
     assert ParquetDataset.open(tmp_path / "named.parquet").columns == ("a", "b")
     np.testing.assert_array_equal(computed(dgmm.read_parquet(tmp_path / "named.parquet")), df[["a", "b"]].to_numpy())
     assert ParquetDataset.open(tmp_path / "multi.parquet").columns == ("a",)
-    np.testing.assert_array_equal(computed(dgmm.read_parquet(tmp_path / "named.parquet", columns=["id", "a"])),
-                                  df[["id", "a"]].to_numpy(dtype=float))
+    np.testing.assert_array_equal(
+        computed(dgmm.read_parquet(tmp_path / "named.parquet", columns=["id", "a"])),
+        df[["id", "a"]].to_numpy(dtype=float),
+    )
 
 
 def test_pandas_partitioned_data_set_uses_neither_index_nor_partition_key_by_default(tmp_path):
@@ -102,8 +105,7 @@ def test_fit_on_a_pandas_file_with_an_index_matches_the_fit_on_its_features(tmp_
     df = features()
     kept = df[df.index % 5 != 0].set_index("id")
     kept.to_parquet(tmp_path / "named.parquet")
-    on_file = dgmm.GaussianMixture(2, max_iter=3, random_state=0, client=cluster_client).fit(
-        tmp_path / "named.parquet")
+    on_file = dgmm.GaussianMixture(2, max_iter=3, random_state=0, client=cluster_client).fit(tmp_path / "named.parquet")
     in_memory = dgmm.GaussianMixture(2, max_iter=3, random_state=0).fit(kept[["a", "b"]].to_numpy())
     assert on_file.n_features_in_ == 2
     np.testing.assert_allclose(on_file.means_, in_memory.means_, rtol=1e-8, atol=1e-8)
@@ -111,18 +113,21 @@ def test_fit_on_a_pandas_file_with_an_index_matches_the_fit_on_its_features(tmp_
 
 # -- Polars and DuckDB ------------------------------------------------------------------------------------------------
 
+
 def test_polars_integer_widths_and_uint64_are_read_exactly(tmp_path):
     n = 50
-    frame = pl.DataFrame({
-        "i8": pl.Series(np.arange(n) - 25, dtype=pl.Int8),
-        "i16": pl.Series(np.arange(n) * -300, dtype=pl.Int16),
-        "i32": pl.Series(np.arange(n) * 40_000_000, dtype=pl.Int32),
-        "i64": pl.Series(-LIMIT + np.arange(n), dtype=pl.Int64),
-        "u8": pl.Series(np.arange(n) + 200, dtype=pl.UInt8),
-        "u32": pl.Series(np.arange(n) * 80_000_000, dtype=pl.UInt32),
-        "u64": pl.Series(np.uint64(LIMIT) - np.arange(n, dtype=np.uint64), dtype=pl.UInt64),
-        "f32": pl.Series(np.linspace(-1, 1, n), dtype=pl.Float32),
-    })
+    frame = pl.DataFrame(
+        {
+            "i8": pl.Series(np.arange(n) - 25, dtype=pl.Int8),
+            "i16": pl.Series(np.arange(n) * -300, dtype=pl.Int16),
+            "i32": pl.Series(np.arange(n) * 40_000_000, dtype=pl.Int32),
+            "i64": pl.Series(-LIMIT + np.arange(n), dtype=pl.Int64),
+            "u8": pl.Series(np.arange(n) + 200, dtype=pl.UInt8),
+            "u32": pl.Series(np.arange(n) * 80_000_000, dtype=pl.UInt32),
+            "u64": pl.Series(np.uint64(LIMIT) - np.arange(n, dtype=np.uint64), dtype=pl.UInt64),
+            "f32": pl.Series(np.linspace(-1, 1, n), dtype=pl.Float32),
+        }
+    )
     frame.write_parquet(tmp_path / "polars.parquet", row_group_size=20)
     assert str(pq.read_schema(tmp_path / "polars.parquet").field("u64").type) == "uint64"
     array = dgmm.read_parquet(tmp_path / "polars.parquet")
@@ -149,6 +154,7 @@ def test_duckdb_file_with_several_row_groups(tmp_path):
 
 # -- duplicate column names -------------------------------------------------------------------------------------------
 
+
 def test_duplicate_column_names_are_refused_when_used(tmp_path):
     table = pa.table([pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([5.0, 6.0])], names=["x", "x", "y"])
     pq.write_table(table, tmp_path / "dup.parquet")
@@ -162,6 +168,7 @@ def test_duplicate_column_names_are_refused_when_used(tmp_path):
 
 
 # -- 64-bit integers float64 cannot hold exactly ----------------------------------------------------------------------
+
 
 def write_wide(path: Path, kind: str, statistics: bool) -> str:
     """Two row groups of 10 rows; row 3 of row group 1 holds 2**53 + 1 (uint64) or -2**53 - 1 (int64)."""
@@ -185,7 +192,10 @@ def test_inexact_integers_are_refused_at_open_from_statistics(tmp_path, kind, va
     message = str(caught.value)
     assert message.startswith(f"{path}: column 'n' ({kind}) has ") and "\n" not in message, message
     assert f"in row group 1 (first: row 3 of the group, value {value})" in message, message
-    assert "cast the column to float64 yourself" in message and "leave it out of the feature columns (columns=[...], --columns)" in message
+    assert (
+        "cast the column to float64 yourself" in message
+        and "leave it out of the feature columns (columns=[...], --columns)" in message
+    )
     assert ParquetDataset.open(path, columns=["x"]).columns == ("x",)
 
 
@@ -198,8 +208,9 @@ def test_inexact_integers_without_statistics_are_refused_when_read(tmp_path, kin
     message = str(caught.value)
     assert message.startswith(f"{path}: column 'n' ({kind}) has ") and "\n" not in message, message
     assert f"in row group 1 (first: row 3 of the group, value {value})" in message, message
-    np.testing.assert_array_equal(computed(array[:10]), np.c_[np.linspace(0, 1, 20)[:10],
-                                                              pq.read_table(path)["n"].to_numpy()[:10]])
+    np.testing.assert_array_equal(
+        computed(array[:10]), np.c_[np.linspace(0, 1, 20)[:10], pq.read_table(path)["n"].to_numpy()[:10]]
+    )
 
 
 def test_inexact_integers_found_in_cluster_tasks_are_a_data_error(tmp_path, cluster_client):
@@ -210,8 +221,12 @@ def test_inexact_integers_found_in_cluster_tasks_are_a_data_error(tmp_path, clus
 
 def test_command_line_refuses_inexact_integers_in_one_line(tmp_path):
     path = write_wide(tmp_path / "uint64.parquet", "uint64", statistics=True)
-    proc = subprocess.run([DGMM, "fit", path, "--n-components", "2", "--model", str(tmp_path / "m.npz")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [DGMM, "fit", path, "--n-components", "2", "--model", str(tmp_path / "m.npz")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

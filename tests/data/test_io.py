@@ -94,7 +94,9 @@ def test_nan_and_inf_name_file_column_and_row(tmp_path, bad):
     values[17] = bad
     path = write(tmp_path / "a.parquet", {"ok": np.arange(30.0), "v": values}, row_group_size=10)
     array = dgmm.read_parquet(path)
-    with pytest.raises(DataError, match=r"a\.parquet: column 'v' has 1 NaN or infinite values in row group 1 \(first: row 7"):
+    with pytest.raises(
+        DataError, match=r"a\.parquet: column 'v' has 1 NaN or infinite values in row group 1 \(first: row 7"
+    ):
         array.compute()
 
 
@@ -148,7 +150,9 @@ def test_globs_and_file_urls(tmp_path):
     for i in range(3):
         write(tmp_path / f"day-{i}.parquet", {"a": np.full(2, float(i))})
     write(tmp_path / "other.parquet", {"a": np.full(2, 9.0)})
-    np.testing.assert_array_equal(dgmm.read_parquet(str(tmp_path / "day-*.parquet")).compute()[:, 0], [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(
+        dgmm.read_parquet(str(tmp_path / "day-*.parquet")).compute()[:, 0], [0, 0, 1, 1, 2, 2]
+    )
     np.testing.assert_array_equal(dgmm.read_parquet(f"file://{tmp_path}/other.parquet").compute()[:, 0], [9, 9])
     with pytest.raises(DataError, match="the pattern matches no files"):
         dgmm.read_parquet(str(tmp_path / "nothing-*.parquet"))
@@ -168,7 +172,10 @@ def test_fsspec_memory_filesystem():
 
 
 def test_any_numeric_width_is_cast_to_float64(tmp_path):
-    cols = {t: pa.array([1, 2, 3], type=getattr(pa, t)()) for t in ("int8", "uint16", "int32", "int64", "float16", "float32")}
+    cols = {
+        t: pa.array([1, 2, 3], type=getattr(pa, t)())
+        for t in ("int8", "uint16", "int32", "int64", "float16", "float32")
+    }
     array = dgmm.read_parquet(write(tmp_path / "a.parquet", cols))
     assert array.dtype == np.float64
     np.testing.assert_array_equal(array.compute(), np.tile([[1.0], [2.0], [3.0]], (1, 6)))
@@ -180,7 +187,9 @@ def test_schema_disagreement_names_both_files(tmp_path):
     with pytest.raises(DataError, match=r"schemas disagree: column 'y' is in .*a\.parquet but not in .*b\.parquet"):
         dgmm.read_parquet([first, second])
     third = write(tmp_path / "c.parquet", {"x": ["s"], "y": [2.0]})
-    with pytest.raises(DataError, match=r"c\.parquet: column 'x' has type string, not a number \(it is double in .*a\.parquet\)"):
+    with pytest.raises(
+        DataError, match=r"c\.parquet: column 'x' has type string, not a number \(it is double in .*a\.parquet\)"
+    ):
         dgmm.read_parquet([first, third])
     np.testing.assert_array_equal(dgmm.read_parquet([first, second], columns=["x"]).compute(), [[1.0], [1.0]])
 
@@ -196,27 +205,46 @@ def test_exclude_columns_leaves_ids_and_labels_out(tmp_path):
     import pandas as pd
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"id": np.arange(500), "a": rng.normal(size=500), "label": rng.integers(0, 3, 500),
-                          "b": rng.normal(size=500)})
+    frame = pd.DataFrame(
+        {"id": np.arange(500), "a": rng.normal(size=500), "label": rng.integers(0, 3, 500), "b": rng.normal(size=500)}
+    )
     frame.to_parquet(tmp_path / "d.parquet", index=False)
     dataset = dgmm.ParquetDataset.open(tmp_path / "d.parquet", exclude_columns=["id", "label"])
     assert dataset.columns == ("a", "b")
-    np.testing.assert_array_equal(dgmm.read_parquet(tmp_path / "d.parquet", exclude_columns="id").compute(),
-                                  frame[["a", "label", "b"]].to_numpy(dtype=float))
+    np.testing.assert_array_equal(
+        dgmm.read_parquet(tmp_path / "d.parquet", exclude_columns="id").compute(),
+        frame[["a", "label", "b"]].to_numpy(dtype=float),
+    )
     with pytest.raises(dgmm.DataError, match="column 'nope' \\(from exclude_columns\\) not found; columns are id, a"):
         dgmm.ParquetDataset.open(tmp_path / "d.parquet", exclude_columns=["nope"])
     with pytest.raises(dgmm.DataError, match="give columns or exclude_columns, not both"):
         dgmm.ParquetDataset.open(tmp_path / "d.parquet", ["a"], exclude_columns=["id"])
     # the id left in: the fit goes on, with one warning line naming it and the option that leaves it out
-    proc = subprocess.run([Path(sys.executable).parent / "dgmm", "fit", tmp_path / "d.parquet", "--exclude-columns",
-                           "label", "--model", tmp_path / "m.npz", "--n-components", "2", "--n-workers", "1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            Path(sys.executable).parent / "dgmm",
+            "fit",
+            tmp_path / "d.parquet",
+            "--exclude-columns",
+            "label",
+            "--model",
+            tmp_path / "m.npz",
+            "--n-components",
+            "2",
+            "--n-workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert list(dgmm.load_model(tmp_path / "m.npz").feature_names_in_) == ["id", "a", "b"]
     warned = [line for line in proc.stderr.splitlines() if "warning" in line]
-    assert warned == ["dgmm fit: warning: column 'id' looks like a row id (distinct consecutive integers, one per "
-                      "row) but is fitted as a feature; leave it out with exclude_columns=['id'] (--exclude-columns "
-                      "id), or name the features with columns=[...] (--columns)"], proc.stderr
+    assert warned == [
+        "dgmm fit: warning: column 'id' looks like a row id (distinct consecutive integers, one per "
+        "row) but is fitted as a feature; leave it out with exclude_columns=['id'] (--exclude-columns "
+        "id), or name the features with columns=[...] (--columns)"
+    ], proc.stderr
 
 
 def test_columns_that_look_like_row_ids_are_found_from_footers_and_frames(tmp_path):
@@ -226,13 +254,20 @@ def test_columns_that_look_like_row_ids_are_found_from_footers_and_frames(tmp_pa
 
     rng = np.random.default_rng(1)
     n = 600
-    frame = pd.DataFrame({"rownames": np.arange(1, n + 1), "a": rng.normal(size=n),
-                          "count": rng.integers(0, 50, n), "b": rng.normal(size=n)})
+    frame = pd.DataFrame(
+        {
+            "rownames": np.arange(1, n + 1),
+            "a": rng.normal(size=n),
+            "count": rng.integers(0, 50, n),
+            "b": rng.normal(size=n),
+        }
+    )
     frame["shuffled"] = rng.permutation(n) + 1000  # unique, consecutive, in any order
     frame["gappy"] = np.arange(n) * 2  # unique but not consecutive: a measurement as likely as an id
     for i, part in enumerate(np.array_split(np.arange(n), 3)):  # three files of several row groups
-        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False), tmp_path / f"p{i}.parquet",
-                       row_group_size=70)
+        pq.write_table(
+            pa.Table.from_pandas(frame.iloc[part], preserve_index=False), tmp_path / f"p{i}.parquet", row_group_size=70
+        )
     assert dgmm.ParquetDataset.open(tmp_path).id_like_columns == ("rownames",)  # shuffled across files: not seen
     one = tmp_path / "one.parquet"
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), one, row_group_size=n)

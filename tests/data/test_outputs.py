@@ -18,7 +18,9 @@ def fitted(tmp_path):
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(0, 1, (700, 2)), rng.normal(5, 1, (500, 2))])[rng.permutation(1200)]
     for i, rows in enumerate(np.array_split(np.arange(1200), 3)):
-        pq.write_table(pa.table({"id": rows, "a": X[rows, 0], "b": X[rows, 1]}), tmp_path / f"p{i}.parquet", row_group_size=150)
+        pq.write_table(
+            pa.table({"id": rows, "a": X[rows, 0], "b": X[rows, 1]}), tmp_path / f"p{i}.parquet", row_group_size=150
+        )
     model = dgmm.GaussianMixture(2, random_state=0).fit(X)
     model.feature_names_in_ = np.asarray(["a", "b"], dtype=object)
     return model, X, tmp_path
@@ -28,7 +30,9 @@ def test_outputs_equal_the_in_memory_methods(fitted):
     model, X, folder = fitted
     dest = folder / "out" / "scores.parquet"
     dest.parent.mkdir()
-    n = dgmm.predict_to_parquet(model, str(folder / "p*.parquet"), dest, proba=True, log_likelihood=True, keep_columns=["id"])
+    n = dgmm.predict_to_parquet(
+        model, str(folder / "p*.parquet"), dest, proba=True, log_likelihood=True, keep_columns=["id"]
+    )
     table = pq.read_table(dest)
     assert n == 1200 and table.column_names == ["id", "component", "proba_0", "proba_1", "log_likelihood"]
     np.testing.assert_array_equal(table.column("id").to_numpy(), np.arange(1200))
@@ -85,5 +89,7 @@ def test_hive_partition_keys_can_be_kept(tmp_path):
     table = pq.read_table(tmp_path / "out.parquet")
     assert table.column_names == ["id", "day", "component"] and table.schema.field("day").type == pa.string()
     assert table.column("day").to_pylist() == ["mon"] * 300 + ["tue"] * 300
-    with pytest.raises(dgmm.DataError, match="column 'month' \\(from --keep-columns\\) not found; columns are id, a, b, day"):
+    with pytest.raises(
+        dgmm.DataError, match="column 'month' \\(from --keep-columns\\) not found; columns are id, a, b, day"
+    ):
         dgmm.predict_to_parquet(model, tmp_path / "data", tmp_path / "none.parquet", keep_columns=["month"])

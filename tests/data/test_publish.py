@@ -51,6 +51,7 @@ def test_publish_path_refuses_a_taken_name_whatever_the_system_call(tmp_path, mo
         if fallback != "renameat2":
             monkeypatch.setattr(publish, "_rename_noreplace", lambda source, dest: False)
         if fallback == "placeholder":
+
             def no_links(*args):
                 raise OSError(1, "Operation not permitted")
 

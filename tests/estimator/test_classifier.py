@@ -37,13 +37,27 @@ def assert_identical(a, b):
         np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
 
 
-@pytest.mark.parametrize("covariance_type,init_params", [("full", "kmeans"), ("diag", "k-means++"),
-                                                          ("tied", "random"), ("spherical", "k-means||"),
-                                                          ("full", "random_from_data")])
+@pytest.mark.parametrize(
+    "covariance_type,init_params",
+    [
+        ("full", "kmeans"),
+        ("diag", "k-means++"),
+        ("tied", "random"),
+        ("spherical", "k-means||"),
+        ("full", "random_from_data"),
+    ],
+)
 def test_each_class_is_the_mixture_fitted_with_the_other_rows_at_weight_zero(speakers, covariance_type, init_params):
     X, y = speakers
-    settings = dict(n_components=3, covariance_type=covariance_type, init_params=init_params, random_state=4,
-                    chunk_rows=500, n_init=2, split_merge=2 if covariance_type == "full" else 0)
+    settings = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        random_state=4,
+        chunk_rows=500,
+        n_init=2,
+        split_merge=2 if covariance_type == "full" else 0,
+    )
     with counted_in_process() as counter:
         model = dgmm.GaussianMixtureClassifier(**settings).fit(X, y)
         together = counter.passes
@@ -88,10 +102,13 @@ def test_sample_weights_and_dask_labels(speakers):
     w = np.random.default_rng(1).integers(0, 3, len(X)).astype(float)
     model = dgmm.GaussianMixtureClassifier(2, random_state=1, chunk_rows=600).fit(X, y, sample_weight=w)
     for c, mixture in zip(model.classes_, model.estimators_):
-        assert_identical(mixture, dgmm.GaussianMixture(2, random_state=1, chunk_rows=600).fit(X, sample_weight=w * (y == c)))
+        assert_identical(
+            mixture, dgmm.GaussianMixture(2, random_state=1, chunk_rows=600).fit(X, sample_weight=w * (y == c))
+        )
     np.testing.assert_allclose(model.class_count_, [w[y == c].sum() for c in model.classes_])
-    lazy = dgmm.GaussianMixtureClassifier(2, random_state=1).fit(da.from_array(X, chunks=(700, 2)),
-                                                                da.from_array(y, chunks=500))
+    lazy = dgmm.GaussianMixtureClassifier(2, random_state=1).fit(
+        da.from_array(X, chunks=(700, 2)), da.from_array(y, chunks=500)
+    )
     eager = dgmm.GaussianMixtureClassifier(2, random_state=1).fit(X, y)
     for a, b in zip(lazy.estimators_, eager.estimators_):
         np.testing.assert_allclose(a.means_, b.means_, rtol=1e-9)
@@ -121,14 +138,25 @@ def test_parquet_label_column_and_hive_key(speakers, tmp_path, cluster_client):
         dgmm.GaussianMixtureClassifier(2, client=cluster_client).fit(str(tmp_path), "nope")
 
 
-@parametrize_with_checks([dgmm.GaussianMixtureClassifier(),
-                          dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0),
-                          dgmm.GaussianMixtureClassifier(2, ubm="fit", relevance_factor=4, random_state=0,
-                                                         adapt="means,weights,covariances")],
-                         expected_failed_checks=lambda estimator: {} if estimator.ubm is None else {
-                             "check_sample_weight_equivalence_on_dense_data": (
-                                 "the background model's initialisation draws rows, so a repeated row is drawn "
-                                 "differently from a weighted one, as for GaussianMixture (test_sklearn_api.py)")})
+@parametrize_with_checks(
+    [
+        dgmm.GaussianMixtureClassifier(),
+        dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0),
+        dgmm.GaussianMixtureClassifier(
+            2, ubm="fit", relevance_factor=4, random_state=0, adapt="means,weights,covariances"
+        ),
+    ],
+    expected_failed_checks=lambda estimator: (
+        {}
+        if estimator.ubm is None
+        else {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "the background model's initialisation draws rows, so a repeated row is drawn "
+                "differently from a weighted one, as for GaussianMixture (test_sklearn_api.py)"
+            )
+        }
+    ),
+)
 def test_scikit_learn_classifier_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
@@ -174,21 +202,28 @@ def test_map_with_relevance_zero_is_one_m_step_from_the_ubm_on_the_class_rows(cl
 
     X, y = close_speakers
     ubm = dgmm.GaussianMixture(4, covariance_type=covariance_type, random_state=0).fit(X)
-    model = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), relevance_factor=0,
-                                           adapt=["means", "weights", "covariances"]).fit(X, y)
+    model = dgmm.GaussianMixtureClassifier(
+        ubm=FrozenEstimator(ubm), relevance_factor=0, adapt=["means", "weights", "covariances"]
+    ).fit(X, y)
     assert model.passes_ == 1  # every class adapted in one pass
     params = ubm.fitted_params()
     for c, mixture in enumerate(model.estimators_):
         rows = X[y == c]
-        step, _ = m_step(accumulate(rows, responsibilities(rows, params), params.means, covariance_type),
-                         params.means, covariance_type, ubm.reg_covar, reseed=False)
+        step, _ = m_step(
+            accumulate(rows, responsibilities(rows, params), params.means, covariance_type),
+            params.means,
+            covariance_type,
+            ubm.reg_covar,
+            reseed=False,
+        )
         assert (mixture.n_components, mixture.covariance_type) == (4, covariance_type)
         np.testing.assert_allclose(mixture.means_, step.means, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(mixture.weights_, step.weights, rtol=1e-10)
         np.testing.assert_allclose(mixture.covariances_, step.covariances, rtol=1e-10, atol=1e-14)
     # a huge relevance factor keeps the UBM; "means" alone adapts only the means
-    stiff = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm), relevance_factor=1e15,
-                                           adapt="means,weights,covariances").fit(X, y)
+    stiff = dgmm.GaussianMixtureClassifier(
+        ubm=FrozenEstimator(ubm), relevance_factor=1e15, adapt="means,weights,covariances"
+    ).fit(X, y)
     np.testing.assert_allclose(stiff.estimators_[0].covariances_, ubm.covariances_, rtol=1e-9)
     np.testing.assert_allclose(stiff.estimators_[0].means_, ubm.means_, rtol=1e-9, atol=1e-9)
     means_only = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm)).fit(X, y)  # r = 16, means
@@ -214,8 +249,10 @@ def test_ubm_fit_file_and_frozen_estimators_and_the_likelihood_ratio(close_speak
     np.testing.assert_allclose(ratio, expected, rtol=1e-9, atol=1e-9)
     # the UBM as a file, a frozen dgmm model, a frozen scikit-learn model: the same adaptation
     ubm.save(tmp_path / "ubm.npz")
-    adapted = [dgmm.GaussianMixtureClassifier(ubm=given).fit(X, y).estimators_[1].means_
-               for given in (str(tmp_path / "ubm.npz"), FrozenEstimator(ubm), FrozenEstimator(ubm.to_sklearn()))]
+    adapted = [
+        dgmm.GaussianMixtureClassifier(ubm=given).fit(X, y).estimators_[1].means_
+        for given in (str(tmp_path / "ubm.npz"), FrozenEstimator(ubm), FrozenEstimator(ubm.to_sklearn()))
+    ]
     np.testing.assert_allclose(adapted[0], adapted[1], rtol=1e-12)
     np.testing.assert_allclose(adapted[2], adapted[1], rtol=1e-12)
     frozen = dgmm.GaussianMixtureClassifier(ubm=FrozenEstimator(ubm))
@@ -236,8 +273,9 @@ def test_ubm_fit_file_and_frozen_estimators_and_the_likelihood_ratio(close_speak
 def test_group_scores_equal_an_in_memory_group_by(close_speakers):
     X, y = close_speakers
     groups = y * 100 + np.arange(len(X)) % 37  # every utterance's frames scattered over the chunks
-    model = dgmm.GaussianMixtureClassifier(3, covariance_type="diag", ubm="fit", random_state=0,
-                                           chunk_rows=250).fit(X, y)
+    model = dgmm.GaussianMixtureClassifier(3, covariance_type="diag", ubm="fit", random_state=0, chunk_rows=250).fit(
+        X, y
+    )
     frame = pd.DataFrame(np.column_stack([m.score_samples(X) for m in model.estimators_]), columns=[0, 1, 2])
     frame["group"] = groups
     for reduce in ("mean", "sum"):
@@ -264,8 +302,12 @@ def test_group_scores_over_many_files_with_groups_spanning_row_groups(close_spea
     frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "speaker": y, "utterance": utterance})
     for i, part in enumerate(np.array_split(np.arange(len(X)), 7)):  # cuts fall inside utterances
         frame.iloc[part].to_parquet(tmp_path / f"part-{i}.parquet", row_group_size=33, index=False)
-    model = dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0, client=cluster_client,
-                                           ).fit(str(tmp_path), "speaker", columns=["a", "b", "c"])
+    model = dgmm.GaussianMixtureClassifier(
+        2,
+        covariance_type="diag",
+        random_state=0,
+        client=cluster_client,
+    ).fit(str(tmp_path), "speaker", columns=["a", "b", "c"])
     out = model.predict_groups(str(tmp_path), "utterance")
     memory = model.predict_groups(frame[["a", "b", "c"]], utterance)
     pd.testing.assert_frame_equal(out, memory, rtol=1e-10)

@@ -35,8 +35,14 @@ def assert_same_fit(device, host, rtol=1e-10):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("init_params", ["k-means++", "split"])
 def test_a_fit_on_the_device_equals_the_numpy_fit(data, covariance_type, init_params):
-    settings = dict(n_components=3, covariance_type=covariance_type, init_params=init_params, random_state=0,
-                    chunk_rows=1500, n_init=2 if init_params == "k-means++" else 1)
+    settings = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        init_params=init_params,
+        random_state=0,
+        chunk_rows=1500,
+        n_init=2 if init_params == "k-means++" else 1,
+    )
     assert_same_fit(dgmm.GaussianMixture(**settings).fit(on_device(data)), dgmm.GaussianMixture(**settings).fit(data))
 
 
@@ -80,14 +86,21 @@ def test_weights_nan_rows_and_float32_on_the_device(data):
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_split_merge_on_the_device_equals_the_numpy_fit(covariance_type):
     X, _ = sample_mixture(random_mixture(5, 3, seed=4, separation=4.0), 3000, seed=4)  # room for moves
-    settings = dict(n_components=5, covariance_type=covariance_type, init_params="random_from_data",
-                    random_state=3, split_merge=2, chunk_rows=1000)
+    settings = dict(
+        n_components=5,
+        covariance_type=covariance_type,
+        init_params="random_from_data",
+        random_state=3,
+        split_merge=2,
+        chunk_rows=1000,
+    )
     host = dgmm.GaussianMixture(**settings).fit(X)
     device = dgmm.GaussianMixture(**settings).fit(on_device(X))
     assert [m[:3] for m in device.split_merge_moves_] == [m[:3] for m in host.split_merge_moves_]
     assert device.split_merge_moves_  # a move was kept
-    np.testing.assert_allclose([m[3:] for m in device.split_merge_moves_], [m[3:] for m in host.split_merge_moves_],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        [m[3:] for m in device.split_merge_moves_], [m[3:] for m in host.split_merge_moves_], rtol=1e-12
+    )
     assert_same_fit(device, host)
 
 
@@ -96,8 +109,10 @@ def test_select_on_the_device_equals_select_on_numpy(data, criterion):
     kwargs = dict(covariance_types=["full", "diag"], criterion=criterion, random_state=0, chunk_rows=1000)
     host = dgmm.select(data, [2, 3], **kwargs)
     device = dgmm.select(on_device(data), [2, 3], **kwargs)
-    assert (device.best.n_components, device.best.covariance_type) == (host.best.n_components,
-                                                                      host.best.covariance_type)
+    assert (device.best.n_components, device.best.covariance_type) == (
+        host.best.n_components,
+        host.best.covariance_type,
+    )
     assert device.passes == host.passes
     for got, want in zip(device.table, host.table):
         for key in ("log_likelihood", "bic", "heldout_log_likelihood"):
@@ -136,27 +151,31 @@ def test_the_classifier_on_the_device_equals_the_numpy_fit(speakers, covariance_
     assert device.passes_ == host.passes_
     proba = device.predict_proba(on_device(X))
     assert isinstance(proba, type(on_device(X))) and proba.device == DEVICE  # stays on the device
-    np.testing.assert_allclose(np.asarray(proba.to_device(xps.Device("CPU_DEVICE"))), host.predict_proba(X),
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(proba.to_device(xps.Device("CPU_DEVICE"))), host.predict_proba(X), rtol=1e-9, atol=1e-12
+    )
     labels = device.predict(on_device(X))  # class labels are strings: on the host
     np.testing.assert_array_equal(labels, host.predict(X))
     decision = device.decision_function(on_device(X))
-    np.testing.assert_allclose(np.asarray(decision.to_device(xps.Device("CPU_DEVICE"))), host.decision_function(X),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(decision.to_device(xps.Device("CPU_DEVICE"))), host.decision_function(X), rtol=1e-9, atol=1e-9
+    )
 
 
 @pytest.mark.parametrize("split_merge", [0, 2])
 def test_background_model_adaptation_and_group_decisions_on_the_device(speakers, split_merge):
     X, y, weights = speakers
-    settings = dict(n_components=3, random_state=0, chunk_rows=1000, ubm="fit", adapt=["means", "weights"],
-                    split_merge=split_merge)
+    settings = dict(
+        n_components=3, random_state=0, chunk_rows=1000, ubm="fit", adapt=["means", "weights"], split_merge=split_merge
+    )
     device = dgmm.GaussianMixtureClassifier(**settings).fit(on_device(X), y, sample_weight=weights)
     host = dgmm.GaussianMixtureClassifier(**settings).fit(X, y, sample_weight=weights)
     assert_same_classifier(device, host)
     np.testing.assert_allclose(device.ubm_.means_, host.ubm_.means_, rtol=1e-9)
     ratio = device.score_ratio(on_device(X))
-    np.testing.assert_allclose(np.asarray(ratio.to_device(xps.Device("CPU_DEVICE"))), host.score_ratio(X),
-                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(ratio.to_device(xps.Device("CPU_DEVICE"))), host.score_ratio(X), rtol=1e-9, atol=1e-9
+    )
     groups = np.arange(len(X)) // 50
     got = device.predict_groups(on_device(X), groups, ratio=True)
     want = host.predict_groups(X, groups, ratio=True)
@@ -191,8 +210,10 @@ def test_device_cpu_copies_to_numpy_and_cuda_needs_cupy(data):
     assert isinstance(copied.predict(data), np.ndarray)
     y = (data[:, 0] > np.median(data[:, 0])).astype(int)
     classes = dgmm.GaussianMixtureClassifier(2, random_state=0, device="cpu").fit(on_device(data), y)
-    np.testing.assert_array_equal(classes.estimators_[1].means_,
-                                  dgmm.GaussianMixtureClassifier(2, random_state=0).fit(data, y).estimators_[1].means_)
+    np.testing.assert_array_equal(
+        classes.estimators_[1].means_,
+        dgmm.GaussianMixtureClassifier(2, random_state=0).fit(data, y).estimators_[1].means_,
+    )
     assert dgmm.select(on_device(data), [2, 3], device="cpu").best.n_components in (2, 3)
     if not cuda_devices():
         with pytest.raises(dgmm.InputTypeError, match="device='cuda' needs CuPy and a GPU it sees"):

@@ -27,12 +27,27 @@ def test_get_set_params_clone_and_repr():
     model = dgmm.GaussianMixture(4, covariance_type="diag", split_every=4)
     params = model.get_params()
     assert params["n_components"] == 4 and params["covariance_type"] == "diag" and params["split_every"] == 4
-    assert {"tol", "reg_covar", "max_iter", "n_init", "init_params", "weights_init", "means_init",
-            "precisions_init", "random_state", "warm_start", "verbose", "client"} <= set(params)
+    assert {
+        "tol",
+        "reg_covar",
+        "max_iter",
+        "n_init",
+        "init_params",
+        "weights_init",
+        "means_init",
+        "precisions_init",
+        "random_state",
+        "warm_start",
+        "verbose",
+        "client",
+    } <= set(params)
     twin = clone(model)
     assert twin is not model and twin.get_params() == params
     assert model.set_params(tol=1e-5) is model and model.tol == 1e-5
-    assert " ".join(repr(model).split()) == "GaussianMixture(covariance_type='diag', n_components=4, split_every=4, tol=1e-05)"
+    assert (
+        " ".join(repr(model).split())
+        == "GaussianMixture(covariance_type='diag', n_components=4, split_every=4, tol=1e-05)"
+    )
     with pytest.raises(ParameterError, match="invalid parameter 'n_clusters'"):
         model.set_params(n_clusters=3)
 
@@ -41,17 +56,29 @@ def test_get_set_params_clone_and_repr():
     "kwargs, message",
     [
         ({"n_components": 0}, r"n_components=0 is invalid; expected an int >= 1"),
-        ({"covariance_type": "banana"}, r"covariance_type='banana' is invalid; expected one of full, tied, diag, spherical"),
+        (
+            {"covariance_type": "banana"},
+            r"covariance_type='banana' is invalid; expected one of full, tied, diag, spherical",
+        ),
         ({"tol": -1.0}, r"tol=-1.0 is invalid"),
         ({"reg_covar": float("nan")}, r"reg_covar=nan is invalid"),
         ({"max_iter": 1.5}, r"max_iter=1.5 is invalid"),
-        ({"init_params": "kmeans++"}, r"init_params='kmeans\+\+' is invalid; expected one of random, random_from_data, k-means\+\+, kmeans, k-means\|\|, split$"),
+        (
+            {"init_params": "kmeans++"},
+            r"init_params='kmeans\+\+' is invalid; expected one of random, random_from_data, k-means\+\+, kmeans, k-means\|\|, split$",
+        ),
         ({"split_every": 1}, r"split_every=1 is invalid; expected an int >= 2"),
         ({"weights_init": [0.5, 0.6]}, r"weights_init must be in \[0, 1\] and sum to 1"),
         ({"means_init": np.zeros((3, 2))}, r"means_init=\(3, 2\) is invalid; expected shape \(2, 2\)"),
         ({"precisions_init": np.ones((2, 2))}, r"precisions_init=\(2, 2\) is invalid; expected shape \(2, 2, 2\)"),
-        ({"precisions_init": np.array([[[1, 2], [0, 1]]] * 2)}, r"precisions_init: every precision matrix must be symmetric"),
-        ({"precisions_init": np.array([[[1, 2], [2, 1]]] * 2)}, r"precisions_init: precision matrix 0 is not symmetric positive definite"),
+        (
+            {"precisions_init": np.array([[[1, 2], [0, 1]]] * 2)},
+            r"precisions_init: every precision matrix must be symmetric",
+        ),
+        (
+            {"precisions_init": np.array([[[1, 2], [2, 1]]] * 2)},
+            r"precisions_init: precision matrix 0 is not symmetric positive definite",
+        ),
         ({"random_state": "seed"}, r"random_state='seed' must be None, an int or a numpy RandomState"),
     ],
 )
@@ -125,7 +152,9 @@ def test_recovers_the_generating_mixture_and_labels(data):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_every_init_method_and_covariance_type_fits(data, init_params, covariance_type):
     X = data[0]
-    model = dgmm.GaussianMixture(3, covariance_type=covariance_type, init_params=init_params, n_init=2, random_state=0, max_iter=300).fit(X)
+    model = dgmm.GaussianMixture(
+        3, covariance_type=covariance_type, init_params=init_params, n_init=2, random_state=0, max_iter=300
+    ).fit(X)
     assert model.converged_
     one_component = dgmm.GaussianMixture(1, covariance_type=covariance_type).fit(X).score(X)
     # "random" starts every mean at the data mean, as scikit-learn's does, and often
@@ -158,7 +187,10 @@ def test_random_state_makes_fits_reproducible(data):
 
 def test_n_init_keeps_the_best_lower_bound(data):
     X = data[0]
-    single = [dgmm.GaussianMixture(3, init_params="random", max_iter=3, tol=0.0, random_state=s).fit(X).lower_bound_ for s in range(3)]
+    single = [
+        dgmm.GaussianMixture(3, init_params="random", max_iter=3, tol=0.0, random_state=s).fit(X).lower_bound_
+        for s in range(3)
+    ]
     best = dgmm.GaussianMixture(3, init_params="random", max_iter=3, tol=0.0, n_init=4, random_state=0).fit(X)
     assert best.lower_bound_ >= max(single) - 0.5
     assert best.lower_bound_ == max(best.lower_bounds_[-1], best.lower_bound_)

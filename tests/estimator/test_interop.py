@@ -77,18 +77,29 @@ def test_dask_dataframes_of_any_origin(wide_parquet, on_cluster, cluster_client)
             assert list(model.feature_names_in_) == columns, name
             np.testing.assert_allclose(model.means_, expected.means_, rtol=1e-8, err_msg=name)
             np.testing.assert_array_equal(model.predict(X).compute().to_numpy(), expected.predict(values), err_msg=name)
-            np.testing.assert_allclose(model.predict_proba(X).compute().to_numpy(), expected.predict_proba(values),
-                                       rtol=1e-6, atol=1e-9, err_msg=name)
-            np.testing.assert_allclose(model.score_samples(X).compute().to_numpy(), expected.score_samples(values),
-                                       rtol=1e-8, err_msg=name)
+            np.testing.assert_allclose(
+                model.predict_proba(X).compute().to_numpy(),
+                expected.predict_proba(values),
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=name,
+            )
+            np.testing.assert_allclose(
+                model.score_samples(X).compute().to_numpy(), expected.score_samples(values), rtol=1e-8, err_msg=name
+            )
             for method in ("score", "bic", "aic"):
-                np.testing.assert_allclose(getattr(model, method)(X), getattr(expected, method)(values), rtol=1e-8,
-                                           err_msg=f"{name}: {method}")
+                np.testing.assert_allclose(
+                    getattr(model, method)(X), getattr(expected, method)(values), rtol=1e-8, err_msg=f"{name}: {method}"
+                )
             assert model.score_summary(X)["n_samples"] == len(frame), name
-            np.testing.assert_array_equal(dgmm.GaussianMixture(2, random_state=0).fit_predict(X).compute().to_numpy(),
-                                          model.predict(values), err_msg=name)
+            np.testing.assert_array_equal(
+                dgmm.GaussianMixture(2, random_state=0).fit_predict(X).compute().to_numpy(),
+                model.predict(values),
+                err_msg=name,
+            )
         weighted = dgmm.GaussianMixture(2, random_state=0).fit(
-            inputs["read_parquet projected"], sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs())
+            inputs["read_parquet projected"], sample_weight=dd.read_parquet(str(wide_parquet))["c5"].abs()
+        )
         assert np.isfinite(weighted.lower_bound_)
 
 
@@ -99,8 +110,9 @@ def test_onnx_export_runs_in_onnxruntime_as_dgmm_predicts(data, covariance_type)
     model = dgmm.GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(data)
     graph = model.to_onnx()
     session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-    outputs = dict(zip([o.name for o in session.get_outputs()],
-                       session.run(None, {session.get_inputs()[0].name: data})))
+    outputs = dict(
+        zip([o.name for o in session.get_outputs()], session.run(None, {session.get_inputs()[0].name: data}))
+    )
     np.testing.assert_array_equal(outputs["label"].ravel(), model.predict(data))
     np.testing.assert_allclose(outputs["probabilities"], model.predict_proba(data), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(outputs["score_samples"].ravel(), model.score_samples(data), rtol=1e-12, atol=1e-12)

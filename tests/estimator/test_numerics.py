@@ -61,8 +61,11 @@ def test_heights_of_men_and_women():
     # optimum near weights 0.67/0.33 -- the one scikit-learn's default reaches too (mean LL -3.594881) --
     # while k-means++ row-sample starts reach the better one (-3.594652) near the truth
     default = fit_best(heights, 2)
-    sklearn = pytest.importorskip("sklearn.mixture").GaussianMixture(2, n_init=3, tol=1e-6, max_iter=1000,
-                                                                     random_state=0).fit(heights)
+    sklearn = (
+        pytest.importorskip("sklearn.mixture")
+        .GaussianMixture(2, n_init=3, tol=1e-6, max_iter=1000, random_state=0)
+        .fit(heights)
+    )
     np.testing.assert_allclose(default.lower_bound_, sklearn.lower_bound_, rtol=1e-6)
     model = fit_best(heights, 2, init_params="k-means++")
     assert model.lower_bound_ > default.lower_bound_ + 1e-4

@@ -77,4 +77,6 @@ def test_select_takes_every_parameter_but_the_grid():
 
 
 def test_the_readme_shows_the_table():
-    assert markdown_table() in README.read_text(), "regenerate with: python -c 'from dgmm.estimator.parameters import markdown_table as t; print(t())'"
+    assert markdown_table() in README.read_text(), (
+        "regenerate with: python -c 'from dgmm.estimator.parameters import markdown_table as t; print(t())'"
+    )

@@ -30,8 +30,9 @@ def data(d: int, K: int = 3, n: int = 2000, seed: int = 0) -> np.ndarray:
     return sample_mixture(random_mixture(K, d, seed=seed), n, seed=seed + 1)[0]
 
 
-def fitted(X: np.ndarray, K: int = 3, covariance_type: str = "full",
-           names: list[str] | None = None) -> dgmm.GaussianMixture:
+def fitted(
+    X: np.ndarray, K: int = 3, covariance_type: str = "full", names: list[str] | None = None
+) -> dgmm.GaussianMixture:
     source = pd.DataFrame(X, columns=names) if names else X
     return dgmm.GaussianMixture(K, covariance_type=covariance_type, random_state=0).fit(source)
 
@@ -111,8 +112,12 @@ def test_dense_covariances_match_every_covariance_type(models):
         assert dense.shape == (3, 2, 2)
         cov = model.covariances_
         for k in range(3):
-            expected = {"full": lambda: cov[k], "tied": lambda: cov, "diag": lambda: np.diag(cov[k]),
-                        "spherical": lambda: cov[k] * np.eye(2)}[kind]()
+            expected = {
+                "full": lambda: cov[k],
+                "tied": lambda: cov,
+                "diag": lambda: np.diag(cov[k]),
+                "spherical": lambda: cov[k] * np.eye(2),
+            }[kind]()
             np.testing.assert_array_equal(dense[k], expected)
 
 
@@ -156,8 +161,14 @@ def test_a_feature_in_large_units_does_not_take_the_first_axis_alone():
     """Diamonds-like data: a price in dollars beside sizes in mm; unscaled, price was '100% of the variance'."""
     rng = np.random.default_rng(0)
     size = rng.gamma(2.0, 0.4, 3000)
-    X = np.column_stack([size, 6.4 * size ** 0.33 + rng.normal(0, 0.05, 3000), rng.normal(61.7, 1.4, 3000),
-                         np.exp(8 + 1.7 * np.log(size) + rng.normal(0, 0.3, 3000))])
+    X = np.column_stack(
+        [
+            size,
+            6.4 * size**0.33 + rng.normal(0, 0.05, 3000),
+            rng.normal(61.7, 1.4, 3000),
+            np.exp(8 + 1.7 * np.log(size) + rng.normal(0, 0.3, 3000)),
+        ]
+    )
     names = ["carat", "x", "depth", "price"]
     model = fitted(X, names=names)
     centre, W, share, loadings = plots.projection_axes(model, X)
@@ -319,6 +330,16 @@ def test_a_model_fitted_with_nan_policy_drop_plots_over_data_with_nan(tmp_path):
     with pytest.raises(DgmmError, match="null|NaN"):
         plots.sample_rows(tmp_path / "d.parquet", None, 5000)
     dgmm.GaussianMixture(2, nan_policy="drop", random_state=0).fit(str(tmp_path / "d.parquet")).save(tmp_path / "m.npz")
-    proc = subprocess.run([Path(sys.executable).parent / "dgmm", "plot", tmp_path / "m.npz", tmp_path / "d.parquet",
-                           "-o", tmp_path / "p.png"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            Path(sys.executable).parent / "dgmm",
+            "plot",
+            tmp_path / "m.npz",
+            tmp_path / "d.parquet",
+            "-o",
+            tmp_path / "p.png",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and (tmp_path / "p.png").exists(), proc.stderr

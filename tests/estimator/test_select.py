@@ -37,8 +37,9 @@ def test_bic_picks_five_among_one_to_ten_sharing_passes(five):
 
 
 def test_select_with_sample_based_init_costs_one_init_pass_for_all_cells(five):
-    result = select(five, n_components=range(1, 11), covariance_types=["full", "diag"], random_state=0,
-                    init_params="k-means++")
+    result = select(
+        five, n_components=range(1, 11), covariance_types=["full", "diag"], random_state=0, init_params="k-means++"
+    )
     assert result.best.n_components == 5
     iterations = max(row["n_iter"] for row in result.table)
     # one gather of the row samples of all cells, one statistics pass, the EM passes, one scoring pass
@@ -51,8 +52,9 @@ def test_select_with_sample_based_init_costs_one_init_pass_for_all_cells(five):
 def test_a_heldout_column_beside_bic_leaves_the_bic_fits_and_the_model_as_they_are(five):
     passes = []
     plain = select(five, n_components=[2, 5], random_state=0, init_params="k-means++")
-    both = select(five, n_components=[2, 5], random_state=0, init_params="k-means++", heldout_fraction=0.2,
-                  on_pass=passes.append)
+    both = select(
+        five, n_components=[2, 5], random_state=0, init_params="k-means++", heldout_fraction=0.2, on_pass=passes.append
+    )
     for a, b in zip(plain.table, both.table):
         assert a["bic"] == b["bic"] and a["log_likelihood"] == b["log_likelihood"]
         assert np.isnan(a["heldout_log_likelihood"]) and np.isfinite(b["heldout_log_likelihood"])
@@ -103,9 +105,22 @@ def test_select_command_prints_the_table_and_saves_the_best(five, parquet_dir, c
     from pathlib import Path
 
     path = parquet_dir(five, row_group_size=1000)
-    command = [str(Path(sys.executable).parent / "dgmm"), "select", path, "--n-components", "3-6",
-               "--covariance-types", "full", "--scheduler", cluster_client.scheduler.address,
-               "--model", str(tmp_path / "best.npz"), "--json", "--log-format", "json"]
+    command = [
+        str(Path(sys.executable).parent / "dgmm"),
+        "select",
+        path,
+        "--n-components",
+        "3-6",
+        "--covariance-types",
+        "full",
+        "--scheduler",
+        cluster_client.scheduler.address,
+        "--model",
+        str(tmp_path / "best.npz"),
+        "--json",
+        "--log-format",
+        "json",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

@@ -28,7 +28,8 @@ EXPECTED_FAILURES = {
         "the initialisation draws rows by a hash of their global index (k-means||, kmeans, random) or "
         "samples rows (k-means++, random_from_data), so a repeated row is drawn differently from a "
         "weighted one; with means_init given, weighted and repeated fits agree to 1e-15 "
-        "(test_weights_act_as_repetitions_when_means_are_given)"),
+        "(test_weights_act_as_repetitions_when_means_are_given)"
+    ),
 }
 SETTINGS = [
     dgmm.GaussianMixture(),
@@ -75,9 +76,12 @@ def bic_scorer(estimator, X, y=None) -> float:
 def test_grid_search_over_a_pipeline_finds_the_generating_k(blobs, scoring):
     X, _ = blobs
     pipe = make_pipeline(StandardScaler(), dgmm.GaussianMixture(random_state=0))
-    search = GridSearchCV(pipe, {"gaussianmixture__n_components": [1, 2, 3],
-                                 "gaussianmixture__covariance_type": ["full", "diag"]},
-                          scoring=scoring, cv=KFold(3, shuffle=True, random_state=0))
+    search = GridSearchCV(
+        pipe,
+        {"gaussianmixture__n_components": [1, 2, 3], "gaussianmixture__covariance_type": ["full", "diag"]},
+        scoring=scoring,
+        cv=KFold(3, shuffle=True, random_state=0),
+    )
     search.fit(X)
     scores = search.cv_results_["mean_test_score"]
     assert np.all(np.isfinite(scores)) and len(set(np.round(scores, 9))) > 1
@@ -133,7 +137,9 @@ def test_bad_inputs_are_refused_as_scikit_learn_refuses_them(blobs):
         dgmm.GaussianMixture(2).fit(X + 1j)
     with pytest.raises(TypeError, match="sparse"):
         dgmm.GaussianMixture(2).fit(sparse.csr_matrix(X))
-    with pytest.raises(dgmm.ParameterError, match="precisions_init: precision matrix 1 is not symmetric positive definite"):
+    with pytest.raises(
+        dgmm.ParameterError, match="precisions_init: precision matrix 1 is not symmetric positive definite"
+    ):
         dgmm.GaussianMixture(2, precisions_init=np.stack([np.eye(2), np.ones((2, 2))])).fit(X)
 
 

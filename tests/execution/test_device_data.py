@@ -42,8 +42,10 @@ def assert_same_fit(gpu, cpu, rtol: float = 1e-10) -> None:
     assert abs(gpu.lower_bound_ - cpu.lower_bound_) <= rtol * abs(cpu.lower_bound_)
 
 
-@pytest.mark.parametrize("covariance_type, init_params", [("full", "kmeans"), ("diag", "k-means++"),
-                                                          ("tied", "random_from_data"), ("spherical", "kmeans")])
+@pytest.mark.parametrize(
+    "covariance_type, init_params",
+    [("full", "kmeans"), ("diag", "k-means++"), ("tied", "random_from_data"), ("spherical", "kmeans")],
+)
 def test_parquet_on_a_gpu_equals_the_cpu_fit(data, cluster_client, covariance_type, init_params):
     settings = dict(SETTINGS, covariance_type=covariance_type, init_params=init_params, client=cluster_client)
     cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(data)
@@ -73,8 +75,7 @@ def test_weights_and_dropped_rows_reach_the_gpu(rows, parquet_dir, cluster_clien
 
 
 @pytest.mark.parametrize("column, value", [("x2", np.inf), ("x0", 1e300), ("w", -1.0), ("w", np.nan)])
-def test_values_the_cpu_refuses_are_refused_on_the_gpu_in_the_same_words(rows, tmp_path, cluster_client, column,
-                                                                          value):
+def test_values_the_cpu_refuses_are_refused_on_the_gpu_in_the_same_words(rows, tmp_path, cluster_client, column, value):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -98,8 +99,11 @@ def test_each_worker_caches_its_share_within_the_budget(data, cluster_client):
         assert sum(r["hits"] for r in cached) > sum(r["misses"] for r in cached)  # later passes read no file
 
         budget = 3 * CHUNK_BYTES
-        fits.append(dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda",
-                                         device_cache_gib=budget / 2**30).fit(data))
+        fits.append(
+            dgmm.GaussianMixture(**SETTINGS, client=cluster_client, device="cuda", device_cache_gib=budget / 2**30).fit(
+                data
+            )
+        )
         cached = device_cache_reports(cluster_client).values()
         assert all(r["bytes"] <= budget and r["chunks"] <= 3 for r in cached)
         assert sum(r["chunks"] for r in cached) >= 3  # the first chunks each worker read stayed
@@ -123,8 +127,14 @@ def test_device_cache_keeps_the_first_chunks_that_fit_and_one_dataset():
         for key in range(4):
             assert cache.get("a", key, 64, lambda: load(key))[0, 0] == key
     assert loads == [0, 1, 2, 3, 2, 3, 2, 3]  # chunks 0 and 1 stayed; evicting them would only trade hits
-    assert cache.report() | {"token": None} == {"token": None, "budget": 64, "chunks": 2, "bytes": 64,
-                                                 "hits": 4, "misses": 8}
+    assert cache.report() | {"token": None} == {
+        "token": None,
+        "budget": 64,
+        "chunks": 2,
+        "bytes": 64,
+        "hits": 4,
+        "misses": 8,
+    }
     cache.get("b", 0, 64, lambda: load(9))  # another data set: the cache holds it alone
     assert cache.report()["token"] == "b" and cache.report()["chunks"] == 1
 
@@ -165,8 +175,11 @@ def test_the_classifier_on_parquet_without_a_client_runs_where_a_mixture_would(r
     speaker = np.array(["ann", "bob", "cy"])[np.arange(N_ROWS) * 7 % 3]
     folder = tmp_path / "frames"
     folder.mkdir()
-    pq.write_table(pa.table({**{f"x{j}": rows[:, j] for j in range(4)}, "speaker": speaker}), folder / "part.parquet",
-                   row_group_size=ROW_GROUP)
+    pq.write_table(
+        pa.table({**{f"x{j}": rows[:, j] for j in range(4)}, "speaker": speaker}),
+        folder / "part.parquet",
+        row_group_size=ROW_GROUP,
+    )
     started = []
 
     def recorded(*args, **kwargs):
@@ -213,8 +226,9 @@ def test_split_merge_and_select_run_on_the_gpu(data, cluster_client):
     with simulated_gpu():
         gpu = dgmm.select(data, [2, 3], device="cuda", **kwargs)
     assert gpu.best.n_components == host.best.n_components and gpu.passes == host.passes
-    np.testing.assert_allclose([r["heldout_log_likelihood"] for r in gpu.table],
-                               [r["heldout_log_likelihood"] for r in host.table], rtol=1e-10)
+    np.testing.assert_allclose(
+        [r["heldout_log_likelihood"] for r in gpu.table], [r["heldout_log_likelihood"] for r in host.table], rtol=1e-10
+    )
     assert_same_fit(gpu.best, host.best, rtol=1e-9)
 
 
@@ -225,9 +239,27 @@ def test_the_command_line_fits_parquet_on_a_gpu(data, tmp_path):
 
     model = tmp_path / "model.npz"
     with simulated_gpu():  # in this process (click's runner), so the command's local cluster gets the device
-        result = CliRunner().invoke(main, ["fit", data, "--model", str(model), "--n-components", "3", "--seed", "0",
-                                           "--max-iter", "15", "--tol", "0", "--device", "cuda",
-                                           "--device-cache-gib", "0.001"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "fit",
+                data,
+                "--model",
+                str(model),
+                "--n-components",
+                "3",
+                "--seed",
+                "0",
+                "--max-iter",
+                "15",
+                "--tol",
+                "0",
+                "--device",
+                "cuda",
+                "--device-cache-gib",
+                "0.001",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert "workers=1, device=simulated GPU" in result.output and "used=device" in result.output
     cpu = dgmm.GaussianMixture(**SETTINGS, device="cpu").fit(data)
@@ -273,15 +305,17 @@ def test_predict_to_parquet_scores_each_row_group_on_the_gpu(rows, parquet_dir, 
     model = dgmm.GaussianMixture(**SETTINGS, nan_policy="drop", device="cpu").fit(dirty)
     dgmm.predict_to_parquet(model, path, tmp_path / "cpu.parquet", proba=True, log_likelihood=True)
     with simulated_gpu():
-        dgmm.predict_to_parquet(model.set_params(device="cuda"), path, tmp_path / "gpu.parquet", proba=True,
-                                log_likelihood=True)
+        dgmm.predict_to_parquet(
+            model.set_params(device="cuda"), path, tmp_path / "gpu.parquet", proba=True, log_likelihood=True
+        )
     assert copied == [ROW_GROUP] * (N_ROWS // ROW_GROUP)  # each row group went to the device once
     cpu, gpu = (pq.read_table(tmp_path / f"{name}.parquet") for name in ("cpu", "gpu"))
     assert gpu.column_names == cpu.column_names and gpu.column("component").null_count == len(range(0, N_ROWS, 53))
     assert gpu.column("component").equals(cpu.column("component"))
     for name in cpu.column_names[1:]:
-        np.testing.assert_allclose(gpu.column(name).to_numpy(zero_copy_only=False),
-                                   cpu.column(name).to_numpy(zero_copy_only=False), rtol=1e-12)
+        np.testing.assert_allclose(
+            gpu.column(name).to_numpy(zero_copy_only=False), cpu.column(name).to_numpy(zero_copy_only=False), rtol=1e-12
+        )
 
 
 def test_hive_keys_and_row_groups_split_by_chunk_rows_reach_the_gpu(rows, tmp_path, cluster_client):
@@ -291,8 +325,9 @@ def test_hive_keys_and_row_groups_split_by_chunk_rows_reach_the_gpu(rows, tmp_pa
     for region, part in ((1, rows[:1000]), (2, rows[1000:])):  # a feature from the folder names
         folder = tmp_path / f"region={region}"
         folder.mkdir()
-        pq.write_table(pa.table({f"x{j}": part[:, j] for j in range(4)}), folder / "part.parquet",
-                       row_group_size=ROW_GROUP)
+        pq.write_table(
+            pa.table({f"x{j}": part[:, j] for j in range(4)}), folder / "part.parquet", row_group_size=ROW_GROUP
+        )
     settings = dict(SETTINGS, client=cluster_client, chunk_rows=150)  # chunks of 150 and 50 rows per row group
     columns = ["x0", "x1", "x2", "x3", "region"]
     cpu = dgmm.GaussianMixture(**settings, device="cpu").fit(str(tmp_path), columns=columns)
@@ -320,9 +355,25 @@ def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, clust
 
         from dgmm.cli import main
 
-        result = CliRunner().invoke(main, ["fit", path, "--label-column", "speaker", "--model",
-                                           str(tmp_path / "classes.npz"), "--n-components", "2", "--seed", "0",
-                                           "--max-iter", "10", "--device", "cuda"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "fit",
+                path,
+                "--label-column",
+                "speaker",
+                "--model",
+                str(tmp_path / "classes.npz"),
+                "--n-components",
+                "2",
+                "--seed",
+                "0",
+                "--max-iter",
+                "10",
+                "--device",
+                "cuda",
+            ],
+        )
     assert result.exit_code == 0, result.output
     assert "device=simulated GPU" in result.output
     groups = np.arange(N_ROWS) // 100
@@ -341,8 +392,9 @@ def test_the_classifier_fits_and_scores_parquet_on_the_gpu(rows, tmp_path, clust
             layers = labels.__dask_graph__().layers  # scored on the device, read there by its Parquet reader
             assert any("parquet-array_api_strict" in name for name in layers), list(layers)
             np.testing.assert_array_equal(labels.compute(), cpu.predict(path).compute())
-            np.testing.assert_allclose(gpu.predict_proba(path).compute(), cpu.predict_proba(path).compute(),
-                                       rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(
+                gpu.predict_proba(path).compute(), cpu.predict_proba(path).compute(), rtol=1e-10, atol=1e-14
+            )
             got, want = gpu.predict_groups(path, groups), cpu.predict_groups(path, groups)
         np.testing.assert_array_equal(got["class"], want["class"])
         np.testing.assert_allclose(got["score_cy"], want["score_cy"], rtol=1e-10)
@@ -356,6 +408,7 @@ def test_numpy_input_is_scored_where_it_is_fitted_and_comes_back_as_numpy(rows, 
 
     seen = []
     for module, name in ((scoring, "xp_posterior"), (class_scoring, "xp_class_scores")):
+
         def spy(X, *args, _kernel=getattr(module, name), _name=name):
             seen.append((_name, type(X).__module__.split(".")[0]))
             return _kernel(X, *args)
@@ -364,13 +417,23 @@ def test_numpy_input_is_scored_where_it_is_fitted_and_comes_back_as_numpy(rows, 
     y = (rows[:, 0] > np.median(rows[:, 0])).astype(np.int64)
     model = dgmm.GaussianMixture(**SETTINGS).fit(rows)
     classifier = dgmm.GaussianMixtureClassifier(n_components=2, random_state=0, max_iter=10).fit(rows, y)
-    expected = [model.predict(rows), model.predict_proba(rows), model.score_samples(rows),
-                classifier.predict_proba(rows), classifier.predict(rows)]
+    expected = [
+        model.predict(rows),
+        model.predict_proba(rows),
+        model.score_samples(rows),
+        classifier.predict_proba(rows),
+        classifier.predict(rows),
+    ]
     assert not seen
     with simulated_gpu():
         model.set_params(device="cuda"), classifier.set_params(device="cuda")
-        got = [model.predict(rows), model.predict_proba(rows), model.score_samples(rows),
-               classifier.predict_proba(rows), classifier.predict(rows)]
+        got = [
+            model.predict(rows),
+            model.predict_proba(rows),
+            model.score_samples(rows),
+            classifier.predict_proba(rows),
+            classifier.predict(rows),
+        ]
     assert {name for name, _ in seen} == {"xp_posterior", "xp_class_scores"}
     assert {library for _, library in seen} == {"array_api_strict"}  # the simulated GPU's arrays
     assert all(type(out) is np.ndarray for out in got)

@@ -68,8 +68,9 @@ def test_one_compute_per_iteration_on_local_scheduler(mixture_data):
     assert model.n_iter_ == 7
     assert counter.computes == 7
     with ComputeCounter() as counter:
-        model = dgmm.GaussianMixture(3, tol=0.0, max_iter=4, n_init=2, random_state=0, cache="none",
-                                     init_params="k-means++").fit(X)
+        model = dgmm.GaussianMixture(
+            3, tol=0.0, max_iter=4, n_init=2, random_state=0, cache="none", init_params="k-means++"
+        ).fit(X)
     # both inits share one row-sample gather and one init pass; then 4 iterations, each one compute for both
     assert counter.computes == 2 + 4
     with ComputeCounter() as counter:
@@ -109,11 +110,15 @@ def test_one_graph_submission_per_iteration_on_a_cluster(mixture_data, parquet_d
     counter = GraphCounter(cluster_client)
     path = parquet_dir(mixture_data, row_group_size=150)
     init = initial_params(mixture_data, 3, "diag")
-    model = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="none", **init)
+    model = dgmm.GaussianMixture(
+        3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="none", **init
+    )
     model.fit(path)
     assert model.n_iter_ == 6 and model.cache_used_ == "none"
     assert counter.count == 6
-    cached = dgmm.GaussianMixture(3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="memory", **init)
+    cached = dgmm.GaussianMixture(
+        3, covariance_type="diag", tol=0.0, max_iter=6, client=cluster_client, cache="memory", **init
+    )
     cached.fit(path)
     assert cached.cache_used_ == "memory"
     assert counter.count == 6 + 1 + 6  # the data is persisted once, then one graph per iteration
@@ -172,8 +177,10 @@ def test_fused_pass_runs_the_same_merges_in_fewer_tasks(mixture_data, monkeypatc
     fused = build_pass(X, em_kernel, payload, 8)
     monkeypatch.setattr("dgmm.execution.passes.FUSE_CHUNK_BYTES", 0)
     unfused = build_pass(X, em_kernel, payload, 8)
-    tasks = {name: sum(1 for k in dict(p.__dask_graph__()) if k[0].startswith(("stats-", "merge-")))
-             for name, p in (("fused", fused), ("unfused", unfused))}
+    tasks = {
+        name: sum(1 for k in dict(p.__dask_graph__()) if k[0].startswith(("stats-", "merge-")))
+        for name, p in (("fused", fused), ("unfused", unfused))
+    }
     assert tasks["unfused"] == X.numblocks[0] + tasks["fused"] and tasks["fused"] < tasks["unfused"] / 7
     a, b = Executor(scheduler="sync").compute(fused), Executor(scheduler="sync").compute(unfused)
     for field in ("n_rows", "loglik", "s0", "s1", "s2", "weight"):

@@ -101,6 +101,7 @@ def test_parquet_streamed_to_the_gpu_by_two_workers_sharing_it(rows, parquet_dir
     assert_same_fit(dgmm.GaussianMixture(**SETTINGS, device="cuda").fit(path), cpu)
     with local_cluster(2, device=DeviceTarget()) as client:
         for cache in ("auto", "none"):
-            gpu = dgmm.GaussianMixture(**SETTINGS, device="cuda", cache=cache, device_cache_gib=0.001,
-                                       client=client).fit(path)
+            gpu = dgmm.GaussianMixture(
+                **SETTINGS, device="cuda", cache=cache, device_cache_gib=0.001, client=client
+            ).fit(path)
             assert_same_fit(gpu, cpu)

@@ -22,8 +22,10 @@ from dgmm.kernels.gaussian import COVARIANCE_TYPES
 from dgmm.kernels.params import MixtureParams
 from dgmm.testing import HostLauncher, assert_stats_match
 
-pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                                reason="no C compiler to build the CUDA kernels' host version")
+pytestmark = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None,
+    reason="no C compiler to build the CUDA kernels' host version",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,10 @@ def data():
 @pytest.fixture(scope="module")
 def fitted(data):
     X, _ = data
-    return {kind: dgmm.GaussianMixture(4, covariance_type=kind, random_state=0, max_iter=3).fit(X).fitted_params()
-            for kind in COVARIANCE_TYPES}
+    return {
+        kind: dgmm.GaussianMixture(4, covariance_type=kind, random_state=0, max_iter=3).fit(X).fitted_params()
+        for kind in COVARIANCE_TYPES
+    }
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -82,8 +86,9 @@ def test_rows_of_weight_zero_and_empty_components_add_nothing(launcher, data, fi
     """A dropped row (weight 0) adds nothing; a component of weight 0 (log π = −inf) gets responsibility 0."""
     X, weights = data
     p = fitted["diag"]
-    emptied = MixtureParams(np.r_[p.weights[:-1], 0.0] / p.weights[:-1].sum(), p.means, p.covariances,
-                            p.precisions_cholesky, "diag")
+    emptied = MixtureParams(
+        np.r_[p.weights[:-1], 0.0] / p.weights[:-1].sum(), p.means, p.covariances, p.precisions_cholesky, "diag"
+    )
     plan = plan_estep(emptied)
     got = fused_chunk_stats_on(launcher, X, plan, weights)
     ref = fused_chunk_stats(X, plan, weights=weights)
@@ -91,8 +96,12 @@ def test_rows_of_weight_zero_and_empty_components_add_nothing(launcher, data, fi
     assert got.n_zero_weight == int(np.sum(weights == 0)) > 0
     assert_stats_match(got, ref, "diag", 1e-12)
     live = weights > 0
-    assert_stats_match(fused_chunk_stats_on(launcher, X[live], plan, weights[live]),
-                       fused_chunk_stats(X[live], plan, weights=weights[live]), "diag", 1e-12)
+    assert_stats_match(
+        fused_chunk_stats_on(launcher, X[live], plan, weights[live]),
+        fused_chunk_stats(X[live], plan, weights=weights[live]),
+        "diag",
+        1e-12,
+    )
 
 
 def test_slices_cover_every_row_once():
@@ -104,8 +113,9 @@ def test_slices_cover_every_row_once():
 
 def test_source_defines_the_shape_and_the_numpy_path_stays_off_the_gpu(data, fitted):
     source = kernel_source(16, 8, "spherical", np.float32, np.float64)
-    assert source.startswith("#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define TRI 1\n"
-                             "#define XT float\n#define REAL double\n")
+    assert source.startswith(
+        "#define D 16\n#define K 8\n#define COV 2\n#define IB 1\n#define TRI 1\n#define XT float\n#define REAL double\n"
+    )
     assert "#define IB 2\n" in kernel_source(16, 8, "full", np.float64, np.float64)
     X, _ = data
     assert gpu_launcher(X, plan_estep(fitted["full"])) is None  # NumPy arrays keep the numba kernel
@@ -131,8 +141,12 @@ def nvrtc():
     from pathlib import Path
 
     spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
-    found = [str(p) for folder in (spec.submodule_search_locations if spec else [])
-             for p in sorted(Path(folder, "lib").glob("libnvrtc.so*")) if "builtins" not in p.name]
+    found = [
+        str(p)
+        for folder in (spec.submodule_search_locations if spec else [])
+        for p in sorted(Path(folder, "lib").glob("libnvrtc.so*"))
+        if "builtins" not in p.name
+    ]
     name = found[0] if found else ctypes.util.find_library("nvrtc")
     if name is None:
         pytest.skip("no NVRTC library (pip install nvidia-cuda-nvrtc-cu12)")
@@ -157,13 +171,17 @@ def nvrtc_compile(lib, source: str, options: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32), (np.float32, np.float64)],
-                         ids=["f64", "f32", "f32-data-f64-compute"])
+@pytest.mark.parametrize(
+    "dtypes",
+    [(np.float64, np.float64), (np.float32, np.float32), (np.float32, np.float64)],
+    ids=["f64", "f32", "f32-data-f64-compute"],
+)
 def test_nvrtc_compiles_the_kernels_for_an_h100_without_spills(covariance_type, dtypes):
     """What CuPy does on a GPU, done on the CPU: NVRTC compiles the source for sm_90 (H100/H200), and at the
     benchmark's shape (d=16, K=8) ptxas keeps every per-thread array in registers: no stack, no spills."""
-    result, log = nvrtc_compile(nvrtc(), kernel_source(16, 8, covariance_type, *dtypes),
-                                ["--gpu-architecture=sm_90", "--ptxas-options=-v"])
+    result, log = nvrtc_compile(
+        nvrtc(), kernel_source(16, 8, covariance_type, *dtypes), ["--gpu-architecture=sm_90", "--ptxas-options=-v"]
+    )
     assert result == 0, log
     assert "warning" not in log.replace("ptxas info", ""), log
     assert log.count(" 0 bytes stack frame, 0 bytes spill stores") == 2, log  # nothing in local memory
@@ -172,8 +190,9 @@ def test_nvrtc_compiles_the_kernels_for_an_h100_without_spills(covariance_type, 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_nvrtc_compiles_wide_shapes(covariance_type):
     """1M x 64 x 64 diag is a benchmark shape; full at that width spills a little to (cached) local memory."""
-    result, log = nvrtc_compile(nvrtc(), kernel_source(64, 64, covariance_type, np.float64, np.float64),
-                                ["--gpu-architecture=sm_90"])
+    result, log = nvrtc_compile(
+        nvrtc(), kernel_source(64, 64, covariance_type, np.float64, np.float64), ["--gpu-architecture=sm_90"]
+    )
     assert result == 0, log
 
 
@@ -191,8 +210,12 @@ def test_precision_factors_that_are_not_triangular_take_every_product(launcher, 
     plan, other = plan_estep(p), plan_estep(lower)
     assert upper_triangular(plan) and not upper_triangular(other)
     for given in (plan, other):
-        assert_stats_match(fused_chunk_stats_on(launcher, X, given, weights),
-                           fused_chunk_stats(X, given, weights=weights), covariance_type, 1e-12)
+        assert_stats_match(
+            fused_chunk_stats_on(launcher, X, given, weights),
+            fused_chunk_stats(X, given, weights=weights),
+            covariance_type,
+            1e-12,
+        )
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "full"])
@@ -206,8 +229,11 @@ def test_many_components_keep_their_log_probabilities_in_the_output_row(launcher
     X = params.means[rng.integers(0, 40, 800)] + rng.normal(size=(800, 3))
     plan = plan_estep(params)
     assert_stats_match(fused_chunk_stats_on(launcher, X, plan), fused_chunk_stats(X, plan), covariance_type, 1e-12)
-    result, log = nvrtc_compile(nvrtc(), kernel_source(40, 1024, "diag", np.float32, np.float32),
-                                ["--gpu-architecture=sm_90", "--ptxas-options=-v"])
+    result, log = nvrtc_compile(
+        nvrtc(),
+        kernel_source(40, 1024, "diag", np.float32, np.float32),
+        ["--gpu-architecture=sm_90", "--ptxas-options=-v"],
+    )
     assert result == 0 and log.count("0 bytes stack frame") == 2, log  # nothing in local memory
 
 
@@ -232,8 +258,9 @@ def test_row_outputs_of_the_fused_kernel_equal_the_numpy_ones(launcher, data, fi
         got = fused_posteriors_on(launcher, np.asfortranarray(X), plan_estep(params), outputs, tile_rows)
         np.testing.assert_array_equal(got["labels"], posterior.labels(X, params))
         np.testing.assert_allclose(got["log_density"], posterior.log_density(X, params), rtol=1e-12)
-        np.testing.assert_allclose(got["responsibilities"], posterior.responsibilities(X, params), rtol=1e-10,
-                                   atol=1e-300)
+        np.testing.assert_allclose(
+            got["responsibilities"], posterior.responsibilities(X, params), rtol=1e-10, atol=1e-300
+        )
 
 
 def test_an_empty_chunk_launches_nothing_and_adds_nothing(launcher, data, fitted):

@@ -30,8 +30,9 @@ def assert_stats_close(got, ref, rtol: float) -> None:
 
 
 def shifted(params: MixtureParams, offset: float) -> MixtureParams:
-    return MixtureParams(params.weights, params.means + offset, params.covariances, params.precisions_cholesky,
-                         params.covariance_type)
+    return MixtureParams(
+        params.weights, params.means + offset, params.covariances, params.precisions_cholesky, params.covariance_type
+    )
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -79,7 +80,20 @@ def test_vectorised_exp_and_log_agree_with_numpy_to_a_few_ulp():
     kept = x >= floor
     np.testing.assert_allclose(got[kept], np.exp(x[kept]), rtol=4e-16, atol=0)
     assert np.all(got[(x < floor)] == 0.0) and np.isnan(got[-1])
-    specials = [0.0, -0.0, -1.0, 5e-324, 1e-310, np.inf, -np.inf, np.nan, 1.0, 2.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 2)]
+    specials = [
+        0.0,
+        -0.0,
+        -1.0,
+        5e-324,
+        1e-310,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1.0,
+        2.0,
+        np.sqrt(2.0),
+        np.nextafter(np.sqrt(2.0), 2),
+    ]
     y = np.concatenate([np.exp(rng.uniform(-700, 700, 100_000)), rng.uniform(1.0, 64.0, 100_000), specials])
     logs = np.empty_like(y)
     log_of(y, logs, np.empty(y.size, np.int64))
@@ -117,8 +131,12 @@ def test_well_separated_offset_components_keep_their_small_variances(covariance_
     rng = np.random.default_rng(13)
     K, d = 3, 4
     means = 1e6 + 100.0 * rng.normal(size=(K, d))
-    cov = {"full": np.repeat(0.01 * np.eye(d)[None], K, 0), "tied": 0.01 * np.eye(d),
-           "diag": np.full((K, d), 0.01), "spherical": np.full(K, 0.01)}[covariance_type]
+    cov = {
+        "full": np.repeat(0.01 * np.eye(d)[None], K, 0),
+        "tied": 0.01 * np.eye(d),
+        "diag": np.full((K, d), 0.01),
+        "spherical": np.full(K, 0.01),
+    }[covariance_type]
     params = MixtureParams.from_covariances(np.full(K, 1 / K), means, cov, covariance_type)
     X = np.vstack([m + 0.1 * rng.normal(size=(400, d)) for m in means])
     plan = plan_estep(params, dtype, 97)
@@ -148,8 +166,14 @@ def test_tiles_on_a_thread_pool_give_bit_identical_results(covariance_type):
 
 
 @settings(max_examples=40, deadline=None)
-@given(data=st.data(), n=st.integers(2, 300), K=st.integers(1, 4), d=st.integers(1, 5),
-       covariance_type=st.sampled_from(COVARIANCE_TYPES), tile_rows=st.integers(1, 64))
+@given(
+    data=st.data(),
+    n=st.integers(2, 300),
+    K=st.integers(1, 4),
+    d=st.integers(1, 5),
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    tile_rows=st.integers(1, 64),
+)
 def test_any_chunking_and_tiling_agree(data, n, K, d, covariance_type, tile_rows):
     rng = np.random.default_rng(n * 17 + K * 5 + d)
     params = random_params(rng, K, d, covariance_type)
@@ -163,8 +187,9 @@ def test_any_chunking_and_tiling_agree(data, n, K, d, covariance_type, tile_rows
 def test_zero_weight_component_and_far_outliers_stay_finite():
     rng = np.random.default_rng(15)
     params = random_params(rng, 3, 2, "full")
-    params = MixtureParams(np.array([0.0, 0.5, 0.5]), params.means, params.covariances,
-                           params.precisions_cholesky, "full")
+    params = MixtureParams(
+        np.array([0.0, 0.5, 0.5]), params.means, params.covariances, params.precisions_cholesky, "full"
+    )
     X = np.vstack([rng.normal(size=(50, 2)), [[1e6, -1e6]]])
     got = fused_chunk_stats(X, plan_estep(params, "float64", 16))
     assert np.isfinite(got.loglik) and got.s0[0] == 0.0
@@ -179,8 +204,9 @@ def test_shares_below_the_floor_are_exactly_zero_never_subnormal(covariance_type
     X = np.zeros((40, 1))
     for distance, zero in ((kept, False), (dropped, True)):
         unit = {"full": (2, 1, 1), "tied": (1, 1), "diag": (2, 1), "spherical": (2,)}[covariance_type]
-        params = MixtureParams.from_covariances(np.array([0.5, 0.5]), np.array([[0.0], [distance]]), np.ones(unit),
-                                                covariance_type)
+        params = MixtureParams.from_covariances(
+            np.array([0.5, 0.5]), np.array([[0.0], [distance]]), np.ones(unit), covariance_type
+        )
         got = fused_chunk_stats(X, plan_estep(params, dtype))
         ref = chunk_stats(X, params)
         assert ref.s0[1] > 0

@@ -27,9 +27,12 @@ def test_log_densities_match_scipy(covariance_type, d):
     for k in range(3):
         expected = multivariate_normal(params.means[k], params.dense_covariances[k]).logpdf(X)
         assert_close(weighted[:, k] - np.log(params.weights[k]), expected, 1e-12)
-    mixture = np.log(sum(
-        params.weights[k] * multivariate_normal(params.means[k], params.dense_covariances[k]).pdf(X) for k in range(3)
-    ))
+    mixture = np.log(
+        sum(
+            params.weights[k] * multivariate_normal(params.means[k], params.dense_covariances[k]).pdf(X)
+            for k in range(3)
+        )
+    )
     assert_close(log_density(X, params), mixture, 1e-12)
 
 
@@ -40,7 +43,9 @@ def test_precision_cholesky_round_trips(covariance_type):
     again = MixtureParams.from_precisions(params.weights, params.means, params.precisions, covariance_type)
     assert_close(again.precisions_cholesky, params.precisions_cholesky, 1e-12)
     assert_close(again.covariances, params.covariances, 1e-12)
-    assert_close(precision_cholesky_from_precisions(params.precisions, covariance_type), params.precisions_cholesky, 1e-12)
+    assert_close(
+        precision_cholesky_from_precisions(params.precisions, covariance_type), params.precisions_cholesky, 1e-12
+    )
 
 
 def test_responsibilities_survive_far_outliers():
@@ -73,7 +78,9 @@ def test_mstep_matches_two_pass_reference(covariance_type, offset):
     params = random_params(rng, 3, 4, covariance_type)
     X = rng.normal(size=(400, 4)) * 2
     resp = np.exp(log_responsibilities(X, params)[1])
-    shifted = MixtureParams(params.weights, params.means + offset, params.covariances, params.precisions_cholesky, covariance_type)
+    shifted = MixtureParams(
+        params.weights, params.means + offset, params.covariances, params.precisions_cholesky, covariance_type
+    )
     stats = accumulate(X + offset, resp, shifted.means, covariance_type)
     new = params_from_stats(stats, shifted.means, covariance_type, 1e-6)
     weights, means, cov = two_pass_params(X + offset, resp, covariance_type, 1e-6)

@@ -21,10 +21,16 @@ def three_blobs():
 
 def test_a_component_started_where_no_data_is_reseeded_and_finds_the_third_blob(three_blobs):
     X, centres = three_blobs
-    start = dict(means_init=[[0.0, 0.0], [4.0, 4.0], [500.0, 500.0]], weights_init=[0.4, 0.4, 0.2],
-                 precisions_init=np.repeat(np.eye(2)[None], 3, axis=0))
-    with pytest.warns(dgmm.ReseedWarning, match=r"component 2 died or collapsed at iteration 1; re-seeded by "
-                                               r"splitting component \d"):
+    start = dict(
+        means_init=[[0.0, 0.0], [4.0, 4.0], [500.0, 500.0]],
+        weights_init=[0.4, 0.4, 0.2],
+        precisions_init=np.repeat(np.eye(2)[None], 3, axis=0),
+    )
+    with pytest.warns(
+        dgmm.ReseedWarning,
+        match=r"component 2 died or collapsed at iteration 1; re-seeded by "
+        r"splitting component \d",
+    ):
         model = dgmm.GaussianMixture(3, max_iter=200, tol=1e-8, **start).fit(X)
     assert model.converged_ and np.all(model.weights_ > 0.3)
     for c in centres:  # every blob has a component on it
@@ -35,8 +41,14 @@ def test_a_component_started_where_no_data_is_reseeded_and_finds_the_third_blob(
 def test_collapse_without_reg_covar_is_reseeded_not_fatal(covariance_type):
     rng = np.random.default_rng(1)
     X = np.concatenate([np.zeros((60, 2)), rng.normal(size=(300, 2)) + 5.0])
-    kwargs = dict(reg_covar=0.0, covariance_type=covariance_type, max_iter=5, tol=0.0,
-                  means_init=[[0.0, 0.0], [5.0, 5.0]], weights_init=[0.2, 0.8])
+    kwargs = dict(
+        reg_covar=0.0,
+        covariance_type=covariance_type,
+        max_iter=5,
+        tol=0.0,
+        means_init=[[0.0, 0.0], [5.0, 5.0]],
+        weights_init=[0.2, 0.8],
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = dgmm.GaussianMixture(2, **kwargs).fit(X)  # before: FitError "ill-defined empirical covariance"

@@ -63,9 +63,12 @@ def test_kmeans_kernels_equal_the_numpy_ones(data, weighted, tile_rows):
     w = weights if weighted else None
     centres = X[[0, 500, 1000, 1500, 2000]]
     device, device_w = on("strict-device1", X), on("strict-device1", w)
-    drawn, expected = (xp_sample_candidates(device, centres, seed=3, round_=1, oversampling=8.0, row_offset=100,
-                                            weights=device_w, tile_rows=tile_rows),
-                       sample_candidates(X, centres, seed=3, round_=1, oversampling=8.0, row_offset=100, weights=w))
+    drawn, expected = (
+        xp_sample_candidates(
+            device, centres, seed=3, round_=1, oversampling=8.0, row_offset=100, weights=device_w, tile_rows=tile_rows
+        ),
+        sample_candidates(X, centres, seed=3, round_=1, oversampling=8.0, row_offset=100, weights=w),
+    )
     np.testing.assert_array_equal(drawn.index, expected.index)
     np.testing.assert_allclose(drawn.cost, expected.cost, rtol=1e-12)
     np.testing.assert_array_equal(drawn.rows, expected.rows)
@@ -119,8 +122,12 @@ def test_initial_statistics_and_posteriors_by_tiles_equal_one_tile(data, method,
     device, device_w = on("strict-device1", X), on("strict-device1", weights)
     centres = X[[0, 500, 1000, 1500]]
     whole = xp_init_stats(device, method, centres, covariance_type, 3, 100, device_w)
-    assert_stats_match(xp_init_stats(device, method, centres, covariance_type, 3, 100, device_w, tile_rows=37),
-                       whole, covariance_type, 1e-12)
+    assert_stats_match(
+        xp_init_stats(device, method, centres, covariance_type, 3, 100, device_w, tile_rows=37),
+        whole,
+        covariance_type,
+        1e-12,
+    )
     params = dgmm.GaussianMixture(4, covariance_type=covariance_type, random_state=0, max_iter=3).fit(X).fitted_params()
     dropped = on("strict-device1", weights == 0)
     outputs = ("labels", "log_density", "responsibilities")

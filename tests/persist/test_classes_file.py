@@ -21,8 +21,9 @@ y = np.repeat(np.array(["ann", "bob", "cy"]), 200)
 
 @pytest.fixture(scope="module")
 def classifier():
-    return dgmm.GaussianMixtureClassifier(2, covariance_type="diag", ubm="fit", random_state=0,
-                                          adapt="means,covariances", relevance_factor=4).fit(X, y)
+    return dgmm.GaussianMixtureClassifier(
+        2, covariance_type="diag", ubm="fit", random_state=0, adapt="means,covariances", relevance_factor=4
+    ).fit(X, y)
 
 
 def assert_same(loaded, model):
@@ -70,10 +71,12 @@ def test_any_flipped_array_byte_and_forged_metadata_are_refused(classifier, tmp_
     with np.load(path) as npz:
         arrays = {name: npz[name] for name in npz.files}
     metadata = json.loads(arrays.pop("metadata").tobytes())
-    for forge, message in [(lambda m: m.update(priors=[0.5, 0.5, 0.5]), "priors"),
-                           (lambda m: m.update(classes=["a", "a", "b"]), "distinct"),
-                           (lambda m: m["members"][1].update(n_components=3), "shape|differ"),
-                           (lambda m: m.update(format_version=2), "newer than this dgmm supports")]:
+    for forge, message in [
+        (lambda m: m.update(priors=[0.5, 0.5, 0.5]), "priors"),
+        (lambda m: m.update(classes=["a", "a", "b"]), "distinct"),
+        (lambda m: m["members"][1].update(n_components=3), "shape|differ"),
+        (lambda m: m.update(format_version=2), "newer than this dgmm supports"),
+    ]:
         forged = json.loads(json.dumps(metadata))
         forge(forged)
         forged["sha256"] = model_file.checksum_of(arrays, forged, list(arrays))

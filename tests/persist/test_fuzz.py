@@ -44,8 +44,9 @@ JSON = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
 DTYPES = ["<f8", ">f8", "<f4", "<f2", "<c16", "<i8", "<i4", "<u1", "|b1", "<U3", "<U1", "|S4", "<M8[s]", "<m8[s]",
           "|V8", [("a", "<f8"), ("b", "<i4")], "O"]  # fmt: skip
 SHAPES = st.lists(st.integers(0, 4), max_size=3).map(tuple)
-MEMBER_NAMES = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/\\"), min_size=1,
-                       max_size=8)  # zip-storable: no NUL or separators, UTF-8 encodable
+MEMBER_NAMES = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/\\"), min_size=1, max_size=8
+)  # zip-storable: no NUL or separators, UTF-8 encodable
 
 
 @st.composite
@@ -234,7 +235,8 @@ def checkpoint_file(folder) -> tuple[Path, bytes, dict[str, np.ndarray], dict[st
 
     with pytest.raises(KeyboardInterrupt):
         dgmm.GaussianMixture(2, tol=0.0, max_iter=3, n_init=2, random_state=0).fit(
-            X, on_iteration=stop, checkpoint=Checkpoint(directory))
+            X, on_iteration=stop, checkpoint=Checkpoint(directory)
+        )
     content = (directory / "checkpoint.npz").read_bytes()
     with np.load(directory / "checkpoint.npz") as npz:
         arrays_ = {name: npz[name] for name in npz.files}
@@ -310,7 +312,9 @@ def test_valid_checkpoint_still_loads(checkpoint_file):
 # ------------------------------------------------------------------ configs
 def parse_config(folder: Path, content: bytes | str) -> dict[str, Any] | None:
     """read_yaml + resolve of ``content``: the settings, or None after a ConfigError naming the file."""
-    path = write(folder, "config.yaml", content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content)
+    path = write(
+        folder, "config.yaml", content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
+    )
     return assert_documented(lambda: resolve(FIT_SETTINGS, read_yaml(path), where=str(path)), ConfigError, path)
 
 
@@ -355,8 +359,15 @@ def test_config_parser_on_random_yaml_documents(folder, document):
 
 
 @fuzz(200)
-@given(st.lists(st.tuples(st.sampled_from(SETTING_NAMES + ["!!python/object:os.system x", "? [a]", "<<"]),
-                          st.sampled_from(TAGS)), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(SETTING_NAMES + ["!!python/object:os.system x", "? [a]", "<<"]), st.sampled_from(TAGS)
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_config_parser_on_yaml_tags_anchors_and_odd_scalars(folder, entries):
     text = "".join(f"{key}: {value}\n" for key, value in entries)
     settings_ = parse_config(folder, text)

@@ -135,58 +135,131 @@ CASES = [
     Case("not a Parquet file", "this is CSV, not Parquet; dgmm reads Parquet: convert it once with", build=text_file),
     Case("directory without Parquet files", "directory holds no Parquet files", build=empty_directory),
     Case("zero rows", "no rows", build=lambda tmp: write(tmp / "data.parquet", {"x0": pa.array([], pa.float64())})),
-    Case("fewer rows than components", "n_samples >= max(2, n_components) but got n_components = 5, n_samples = 3",
-         build=lambda tmp: write(tmp / "data.parquet", good_columns(3)), fit_options=("--n-components", "5"),
-         api={"n_components": 5}),
-    Case("one row group of one row", "but got n_components = 1, n_samples = 1",
-         build=lambda tmp: write(tmp / "data.parquet", good_columns(1))),
-    Case("selected column missing", "column 'zz' not found; columns are x0, x1",
-         fit_options=("--columns", "x0,zz"), fit_kwargs={"columns": ["x0", "zz"]}),
-    Case("non-numeric column", "column 'name' has type string, not a number",
-         build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "name": ["a"] * 600})),
+    Case(
+        "fewer rows than components",
+        "n_samples >= max(2, n_components) but got n_components = 5, n_samples = 3",
+        build=lambda tmp: write(tmp / "data.parquet", good_columns(3)),
+        fit_options=("--n-components", "5"),
+        api={"n_components": 5},
+    ),
+    Case(
+        "one row group of one row",
+        "but got n_components = 1, n_samples = 1",
+        build=lambda tmp: write(tmp / "data.parquet", good_columns(1)),
+    ),
+    Case(
+        "selected column missing",
+        "column 'zz' not found; columns are x0, x1",
+        fit_options=("--columns", "x0,zz"),
+        fit_kwargs={"columns": ["x0", "zz"]},
+    ),
+    Case(
+        "non-numeric column",
+        "column 'name' has type string, not a number",
+        build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "name": ["a"] * 600}),
+    ),
     Case("null values", "column 'x1' has 1 null values", build=with_value(None)),
-    Case("NaN values", "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value nan)",
-         build=with_value(np.nan), found_mid_fit=True),
-    Case("infinite values", "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value inf)",
-         build=with_value(np.inf), found_mid_fit=True),
-    Case("values beyond 1e100 (their squares overflow)", "column 'x1' in row group 0, row 123 of the group, is 1e+300, "
-         "beyond 1e+100 in magnitude, where the second moments overflow; scale the data", build=with_value(1e300)),
-    Case("negative sample weight", "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
-         "(first: row 123 of the group, value -1.0); weights must be finite and >= 0",
-         build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), -1.0, np.ones(476)]}),
-         fit_options=("--weight-column", "w"), fit_kwargs={"sample_weight": "w"}, found_mid_fit=True),
-    Case("NaN sample weight", "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
-         "(first: row 123 of the group, value nan)",
-         build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), np.nan, np.ones(476)]}),
-         fit_options=("--weight-column", "w"), fit_kwargs={"sample_weight": "w"}, found_mid_fit=True),
+    Case(
+        "NaN values",
+        "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value nan)",
+        build=with_value(np.nan),
+        found_mid_fit=True,
+    ),
+    Case(
+        "infinite values",
+        "column 'x1' has 1 NaN or infinite values in row group 0 (first: row 123 of the group, value inf)",
+        build=with_value(np.inf),
+        found_mid_fit=True,
+    ),
+    Case(
+        "values beyond 1e100 (their squares overflow)",
+        "column 'x1' in row group 0, row 123 of the group, is 1e+300, "
+        "beyond 1e+100 in magnitude, where the second moments overflow; scale the data",
+        build=with_value(1e300),
+    ),
+    Case(
+        "negative sample weight",
+        "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
+        "(first: row 123 of the group, value -1.0); weights must be finite and >= 0",
+        build=lambda tmp: write(tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), -1.0, np.ones(476)]}),
+        fit_options=("--weight-column", "w"),
+        fit_kwargs={"sample_weight": "w"},
+        found_mid_fit=True,
+    ),
+    Case(
+        "NaN sample weight",
+        "weight column 'w' has 1 negative, NaN or infinite weights in row group 0 "
+        "(first: row 123 of the group, value nan)",
+        build=lambda tmp: write(
+            tmp / "data.parquet", {**good_columns(), "w": np.r_[np.ones(123), np.nan, np.ones(476)]}
+        ),
+        fit_options=("--weight-column", "w"),
+        fit_kwargs={"sample_weight": "w"},
+        found_mid_fit=True,
+    ),
     Case("unknown nan_policy", "maybe", fit_options=("--nan-policy", "maybe"), api={"nan_policy": "maybe"}),
-    Case("files with mismatched schemas", "column 'x1' has type string, not a number (it is double in",
-         build=mismatched_schemas),
+    Case(
+        "files with mismatched schemas",
+        "column 'x1' has type string, not a number (it is double in",
+        build=mismatched_schemas,
+    ),
     # ----------------------------------------------------------------- the parameters
     Case("n_components < 1", "n_components", fit_options=("--n-components", "0"), api={"n_components": 0}),
     Case("tol < 0", "tol", fit_options=("--tol", "-1"), api={"tol": -1.0}),
     Case("reg_covar < 0", "reg_covar", fit_options=("--reg-covar", "-0.1"), api={"reg_covar": -0.1}),
-    Case("unknown covariance_type", "banana", fit_options=("--covariance-type", "banana"),
-         api={"covariance_type": "banana"}),
+    Case(
+        "unknown covariance_type",
+        "banana",
+        fit_options=("--covariance-type", "banana"),
+        api={"covariance_type": "banana"},
+    ),
     Case("unknown init_params", "banana", fit_options=("--init", "banana"), api={"init_params": "banana"}),
-    Case("unknown device", "tpu", fit_options=("--device", "tpu"),
-         api={"device": "tpu"}),
-    *([] if cuda_devices() else [  # refused before a cluster starts
-        Case("device cuda without a GPU", "device='cuda' needs CuPy and a GPU it sees", fit_options=("--device", "cuda"),
-             api={"device": "cuda"})]),
-    Case("means_init of the wrong shape", "means_init=(3, 2) is invalid; expected shape (2, 2)",
-         api={"n_components": 2, "means_init": np.zeros((3, 2))}, api_only=True),
-    Case("precisions_init not positive definite", "precision matrix 0 is not symmetric positive definite",
-         api={"n_components": 2, "precisions_init": np.array([[[1.0, 2.0], [2.0, 1.0]]] * 2)}, api_only=True),
+    Case("unknown device", "tpu", fit_options=("--device", "tpu"), api={"device": "tpu"}),
+    *(
+        []
+        if cuda_devices()
+        else [  # refused before a cluster starts
+            Case(
+                "device cuda without a GPU",
+                "device='cuda' needs CuPy and a GPU it sees",
+                fit_options=("--device", "cuda"),
+                api={"device": "cuda"},
+            )
+        ]
+    ),
+    Case(
+        "means_init of the wrong shape",
+        "means_init=(3, 2) is invalid; expected shape (2, 2)",
+        api={"n_components": 2, "means_init": np.zeros((3, 2))},
+        api_only=True,
+    ),
+    Case(
+        "precisions_init not positive definite",
+        "precision matrix 0 is not symmetric positive definite",
+        api={"n_components": 2, "precisions_init": np.array([[[1.0, 2.0], [2.0, 1.0]]] * 2)},
+        api_only=True,
+    ),
     # ----------------------------------------------------------------- model files
-    Case("model file truncated", "truncated or corrupt model file", command="inspect",
-         build=model_file(lambda b: b[: len(b) // 2])),
+    Case(
+        "model file truncated",
+        "truncated or corrupt model file",
+        command="inspect",
+        build=model_file(lambda b: b[: len(b) // 2]),
+    ),
     Case("model file tampered", "checksum mismatch", command="inspect", build=model_file(tampered)),
-    Case("model file of another version", "model format version 99 is newer than this dgmm supports",
-         command="inspect", build=model_file(other_version)),
-    Case("model of another number of features", "input has 3 feature columns, the model expects 2",
-         command="predict", build=saved_model,
-         api_message="X has 3 features, but GaussianMixture is expecting 2 features as input"),
+    Case(
+        "model file of another version",
+        "model format version 99 is newer than this dgmm supports",
+        command="inspect",
+        build=model_file(other_version),
+    ),
+    Case(
+        "model of another number of features",
+        "input has 3 feature columns, the model expects 2",
+        command="predict",
+        build=saved_model,
+        api_message="X has 3 features, but GaussianMixture is expecting 2 features as input",
+    ),
     # ----------------------------------------------------------------- outputs
     Case("output exists", "output exists; remove it or pass --overwrite", command="exists", cli_only=True),
     Case("output directory missing", "output directory does not exist", command="no-parent", cli_only=True),
@@ -233,8 +306,11 @@ def run_api(case: Case, tmp: Path, client) -> None:
 
 
 def leftovers(tmp: Path, before: set[Path]) -> list[Path]:
-    return [p for p in tmp.rglob("*") if p not in before and p.name not in ("three.parquet", "model.npz")
-            and not p.name.startswith("data")]
+    return [
+        p
+        for p in tmp.rglob("*")
+        if p not in before and p.name not in ("three.parquet", "model.npz") and not p.name.startswith("data")
+    ]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.api_only], ids=lambda c: c.name)
@@ -289,8 +365,9 @@ def test_degenerate_but_valid_data_fits(name, X, covariance_type, tmp_path, clus
     """Singular empirical covariances are rescued by reg_covar, in memory and from Parquet."""
     in_memory = dgmm.GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
     path = write(tmp_path / "data.parquet", {f"x{j}": X[:, j] for j in range(X.shape[1])}, row_group_size=97)
-    on_cluster = dgmm.GaussianMixture(2, covariance_type=covariance_type, random_state=0,
-                                      client=cluster_client).fit(path)
+    on_cluster = dgmm.GaussianMixture(2, covariance_type=covariance_type, random_state=0, client=cluster_client).fit(
+        path
+    )
     assert np.all(np.isfinite(in_memory.means_)) and np.isfinite(in_memory.lower_bound_)
     np.testing.assert_allclose(on_cluster.means_, in_memory.means_, rtol=1e-8, atol=1e-8)
     if name == "constant column":

@@ -56,7 +56,9 @@ def test_interrupted_fit_resumes_exactly(X, tmp_path, stop_at):
     resumed = dgmm.GaussianMixture(3, **kwargs).fit(X, checkpoint=Checkpoint(tmp_path, resume=True))
     assert_same_fit(resumed, reference)
     # a finished checkpoint resumes to the same model without iterating
-    again = dgmm.GaussianMixture(3, **kwargs).fit(X, on_iteration=stop_after(1), checkpoint=Checkpoint(tmp_path, resume=True))
+    again = dgmm.GaussianMixture(3, **kwargs).fit(
+        X, on_iteration=stop_after(1), checkpoint=Checkpoint(tmp_path, resume=True)
+    )
     assert_same_fit(again, reference)
 
 
@@ -104,17 +106,36 @@ def counted_cli_fit(client, folder, args) -> int:
 def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parquet_dir, cluster_client):
     """A real `dgmm fit --checkpoint` process is killed with SIGKILL mid-fit (by a worker plugin, 10
     passes before the end), then resumed."""
-    data = parquet_dir(sample_mixture(random_mixture(4, 3, seed=3, separation=2.0), 60_000, seed=3)[0], row_group_size=5000)
-    common = ["fit", data, "--n-components", "4", "--seed", "1", "--tol", "0", "--max-iter", "30",
-              "--scheduler", cluster_client.scheduler.address]
+    data = parquet_dir(
+        sample_mixture(random_mixture(4, 3, seed=3, separation=2.0), 60_000, seed=3)[0], row_group_size=5000
+    )
+    common = [
+        "fit",
+        data,
+        "--n-components",
+        "4",
+        "--seed",
+        "1",
+        "--tol",
+        "0",
+        "--max-iter",
+        "30",
+        "--scheduler",
+        cluster_client.scheduler.address,
+    ]
     passes = counted_cli_fit(cluster_client, tmp_path / "count", [*common, "--model", tmp_path / "reference.npz"])
 
     checkpoint_dir, pidfile = tmp_path / "ckpt", tmp_path / "fit.pid"
-    cluster_client.register_plugin(KillAt(tmp_path / "kill", passes - 10, "task", ("pidfile", str(pidfile))),
-                                   name="dgmm-fault")
+    cluster_client.register_plugin(
+        KillAt(tmp_path / "kill", passes - 10, "task", ("pidfile", str(pidfile))), name="dgmm-fault"
+    )
     try:
-        proc = subprocess.Popen([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
-                                 checkpoint_dir], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         pidfile.write_text(str(proc.pid))
         proc.communicate(timeout=300)
     finally:
@@ -123,32 +144,61 @@ def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parque
     killed_at = Checkpoint(checkpoint_dir).peek_iteration()
     assert 1 <= killed_at < 30 and not (tmp_path / "model.npz").exists()
 
-    resumed = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
-                              checkpoint_dir, "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir, "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming=True" in resumed.stderr
     assert f"iteration {killed_at + 1:4d}" in resumed.stderr and "iteration    1 " not in resumed.stderr
     assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))
 
 
-def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_checkpoint(tmp_path, parquet_dir,
-                                                                                       cluster_client):
+def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_checkpoint(
+    tmp_path, parquet_dir, cluster_client
+):
     """A Parquet file vanishes mid-fit (moved away by a worker plugin, 5 passes before the end): exit 2
     naming it, the checkpoint survives, resume ends as if nothing happened."""
-    data = Path(parquet_dir(sample_mixture(random_mixture(3, 2, seed=4, separation=2.0), 40_000, seed=4)[0],
-                            row_group_size=4000, n_files=2))
+    data = Path(
+        parquet_dir(
+            sample_mixture(random_mixture(3, 2, seed=4, separation=2.0), 40_000, seed=4)[0],
+            row_group_size=4000,
+            n_files=2,
+        )
+    )
     victim = sorted(data.glob("*.parquet"))[1]
-    common = ["fit", data, "--n-components", "3", "--seed", "2", "--tol", "0", "--max-iter", "12", "--cache", "none",
-              "--scheduler", cluster_client.scheduler.address]
+    common = [
+        "fit",
+        data,
+        "--n-components",
+        "3",
+        "--seed",
+        "2",
+        "--tol",
+        "0",
+        "--max-iter",
+        "12",
+        "--cache",
+        "none",
+        "--scheduler",
+        cluster_client.scheduler.address,
+    ]
     passes = counted_cli_fit(cluster_client, tmp_path / "count", [*common, "--model", tmp_path / "reference.npz"])
 
     checkpoint_dir = tmp_path / "ckpt"
     hidden = tmp_path / "hidden.parquet"
-    cluster_client.register_plugin(KillAt(tmp_path / "move", passes - 5, "task", ("move", str(victim), str(hidden))),
-                                   name="dgmm-fault")
+    cluster_client.register_plugin(
+        KillAt(tmp_path / "move", passes - 5, "task", ("move", str(victim), str(hidden))), name="dgmm-fault"
+    )
     try:
-        proc = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
-                               checkpoint_dir], capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         cluster_client.unregister_worker_plugin("dgmm-fault")
     assert proc.returncode == 2, proc.stderr
@@ -160,8 +210,12 @@ def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_check
     assert 1 <= stopped_at < 12
 
     hidden.rename(victim)
-    resumed = subprocess.run([DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint",
-                              checkpoint_dir, "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir, "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"iteration {stopped_at + 1:4d}" in resumed.stderr
     assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))

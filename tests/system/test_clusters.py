@@ -25,9 +25,28 @@ def test_fit_through_scheduler_address_client_and_cli(dataset, scheduler_and_wor
         by_client = dgmm.GaussianMixture(3, client=client, **kwargs).fit(dataset)
         assert len(client.scheduler_info()["workers"]) == 2
     assert_identical(by_address, by_client)
-    proc = subprocess.run([BIN / "dgmm", "fit", dataset, "--n-components", "3", "--tol", "0", "--max-iter", "5",
-                           "--seed", "0", "--scheduler", scheduler_and_workers, "--model", tmp_path / "m.npz"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            BIN / "dgmm",
+            "fit",
+            dataset,
+            "--n-components",
+            "3",
+            "--tol",
+            "0",
+            "--max-iter",
+            "5",
+            "--seed",
+            "0",
+            "--scheduler",
+            scheduler_and_workers,
+            "--model",
+            tmp_path / "m.npz",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "cluster: scheduler=" in proc.stderr and "workers=2" in proc.stderr
     assert_identical(dgmm.load_model(tmp_path / "m.npz"), by_address)
@@ -48,8 +67,16 @@ def test_bit_identical_across_1_2_and_4_workers(tmp_path):
     write_parquet(X, dataset, row_group_size=2_500, n_files=2)
     fits = []
     for n_workers in (1, 2, 4):
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster, set_as_default=False) as client:
+        with (
+            LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster, set_as_default=False) as client,
+        ):
             fits.append(dgmm.GaussianMixture(3, tol=0.0, max_iter=4, random_state=2, client=client).fit(dataset))
     for other in fits[1:]:
         assert_identical(other, fits[0])

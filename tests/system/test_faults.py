@@ -48,8 +48,9 @@ def fit_with_fault(client, dataset, fault: KillAt, **kwargs):
         client.unregister_worker_plugin("dgmm-fault")
 
 
-@pytest.mark.parametrize("cache, moment", [("none", "task"), ("memory", "task"), ("none", "payload-made"),
-                                           ("memory", "payload-fetch")])
+@pytest.mark.parametrize(
+    "cache, moment", [("none", "task"), ("memory", "task"), ("none", "payload-made"), ("memory", "payload-fetch")]
+)
 def test_worker_killed_mid_pass_changes_nothing(dataset, scheduler_and_workers, undisturbed, tmp_path, cache, moment):
     expected, passes = undisturbed[cache]
     with Client(scheduler_and_workers, set_as_default=False) as client:
@@ -61,7 +62,10 @@ def test_worker_killed_mid_pass_changes_nothing(dataset, scheduler_and_workers, 
 
 def test_nanny_and_worker_lost_mid_pass_finish_on_the_rest(dataset, undisturbed, tmp_path):
     expected, passes = undisturbed["none"]
-    with dask_processes(tmp_path / "dask", n_workers=2, pythonpath=[FOLDER]) as address, Client(address, set_as_default=False) as client:
+    with (
+        dask_processes(tmp_path / "dask", n_workers=2, pythonpath=[FOLDER]) as address,
+        Client(address, set_as_default=False) as client,
+    ):
         disturbed = fit_with_fault(client, dataset, KillAt(tmp_path, passes - 2, "task", "nanny"), cache="none")
         assert killed(tmp_path)
         assert len(client.scheduler_info()["workers"]) == 1
@@ -82,8 +86,10 @@ def test_paused_workers_end_the_fit_with_exit_5_and_resume_gives_the_same_bits(d
     expected, passes = undisturbed["none"]
     no_auto_resume = {"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"}  # only the fault pauses them
     common = [dataset, *CLI_FIT, "--cache", "none", "--model", tmp_path / "m.npz", "--checkpoint", tmp_path / "ck"]
-    with dask_processes(tmp_path / "dask", n_workers=2, env=no_auto_resume, pythonpath=[FOLDER]) as address, \
-            Client(address, set_as_default=False) as client:
+    with (
+        dask_processes(tmp_path / "dask", n_workers=2, env=no_auto_resume, pythonpath=[FOLDER]) as address,
+        Client(address, set_as_default=False) as client,
+    ):
         client.register_plugin(KillAt(tmp_path / "faults", passes - 2, target="pause"), name="dgmm-fault")
         proc = run_fit(*common, "--scheduler", address, "--stall-timeout", "3")
         assert proc.returncode == 5, proc.stderr
@@ -101,7 +107,10 @@ def test_paused_workers_end_the_fit_with_exit_5_and_resume_gives_the_same_bits(d
 def test_lost_scheduler_is_exit_5_and_resume_on_a_new_cluster_gives_the_same_bits(dataset, undisturbed, tmp_path):
     expected, passes = undisturbed["none"]
     common = [dataset, *CLI_FIT, "--cache", "none", "--model", tmp_path / "m.npz", "--checkpoint", tmp_path / "ck"]
-    with dask_processes(tmp_path / "first", n_workers=2, pythonpath=[FOLDER]) as address, Client(address, set_as_default=False) as client:
+    with (
+        dask_processes(tmp_path / "first", n_workers=2, pythonpath=[FOLDER]) as address,
+        Client(address, set_as_default=False) as client,
+    ):
         scheduler = client.run_on_scheduler(os.getpid)
         client.register_plugin(KillAt(tmp_path / "faults", passes - 2, "task", scheduler), name="dgmm-fault")
         proc = run_fit(*common, "--scheduler", address)
@@ -132,10 +141,12 @@ def test_stall_watch_forgives_brief_pauses_and_ends_long_ones():
 
 def test_idle_workers_of_the_local_cluster_hold_at_most_250_mib(tmp_path):
     """Resident memory of every worker after start and before its first task (psutil, on the worker)."""
-    code = ("import psutil\nfrom dgmm.execution import local_cluster\n"
-            "def rss():\n    return psutil.Process().memory_info().rss\n"
-            "if __name__ == '__main__':\n    with local_cluster(2) as client:\n"
-            "        print(max(client.run(rss).values()))\n")
+    code = (
+        "import psutil\nfrom dgmm.execution import local_cluster\n"
+        "def rss():\n    return psutil.Process().memory_info().rss\n"
+        "if __name__ == '__main__':\n    with local_cluster(2) as client:\n"
+        "        print(max(client.run(rss).values()))\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout.split()[-1]) <= 250 * 2**20

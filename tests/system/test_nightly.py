@@ -42,17 +42,19 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[-1]
 
 
-
-def test_a_model_file_appearing_during_the_fit_is_kept_and_resume_publishes_without_refitting(dataset, expected,
-                                                                                              tmp_path):
+def test_a_model_file_appearing_during_the_fit_is_kept_and_resume_publishes_without_refitting(
+    dataset, expected, tmp_path
+):
     model, checkpoint = tmp_path / "m.npz", tmp_path / "ck"
     env = preload_env(tmp_path / "faults", n=LATE_PASS, moment="task", target=f"write:{model}")
     proc = fit(dataset, *FIT, "--model", model, "--checkpoint", checkpoint, env=env)
     assert proc.returncode == 2, proc.stderr
     line = error_line(proc)
-    assert line.startswith(f"dgmm fit: error: {model}: appeared while this fit ran (another run writing there?) and "
-                           "is not replaced without --overwrite; the fitted model is kept in the checkpoint "
-                           f"{checkpoint / 'checkpoint.npz'}: fix that, then run the same command with --resume")
+    assert line.startswith(
+        f"dgmm fit: error: {model}: appeared while this fit ran (another run writing there?) and "
+        "is not replaced without --overwrite; the fitted model is kept in the checkpoint "
+        f"{checkpoint / 'checkpoint.npz'}: fix that, then run the same command with --resume"
+    )
     assert model.read_bytes() == b"another run's model"  # not replaced
 
     model.unlink()
@@ -89,7 +91,8 @@ def test_a_stale_checkpoint_is_refused_with_the_difference_before_any_cluster_st
     assert proc.returncode == 2
     assert error_line(proc) == (
         f"dgmm fit: error: {checkpoint / 'checkpoint.npz'}: written for other input (1 file added: "
-        f"{data / 'part-00002.parquet'}; n_rows: 60000 now 60004); delete the checkpoint or run without resuming")
+        f"{data / 'part-00002.parquet'}; n_rows: 60000 now 60004); delete the checkpoint or run without resuming"
+    )
     assert "local cluster" not in proc.stderr
 
     proc = fit(data, *FIT, "--model", tmp_path / "m.npz", "--checkpoint", checkpoint)
@@ -103,6 +106,7 @@ def test_a_checkpoint_in_use_by_another_run_is_refused(dataset, tmp_path):
     with checkpoint.claimed():
         proc = fit(dataset, *FIT, "--model", tmp_path / "m.npz", "--checkpoint", tmp_path / "ck")
     assert proc.returncode == 2
-    assert "in use by another run; wait for it to end, or give this run its own --checkpoint directory" in \
-        error_line(proc)
+    assert "in use by another run; wait for it to end, or give this run its own --checkpoint directory" in error_line(
+        proc
+    )
     assert not (tmp_path / "m.npz").exists()

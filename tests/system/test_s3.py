@@ -35,8 +35,13 @@ def s3(tmp_path_factory):
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                 region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
     options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
     X, _ = sample_mixture(random_mixture(3, 3, seed=5, separation=4.0), 12_000, seed=5)
     local = tmp_path_factory.mktemp("s3data") / "data"
@@ -52,8 +57,9 @@ def s3(tmp_path_factory):
 def cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     base["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance metadata service to ask for credentials
-    return subprocess.run([BIN / "dgmm", *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**base, **(env or {})})
+    return subprocess.run(
+        [BIN / "dgmm", *map(str, args)], capture_output=True, text=True, timeout=300, env={**base, **(env or {})}
+    )
 
 
 def storage_args(options: dict) -> list[str]:
@@ -69,8 +75,18 @@ def one_line(proc: subprocess.CompletedProcess, command: str) -> str:
 def test_fit_predict_sample_through_s3_match_local_files(s3, tmp_path, cluster_client):
     fs, args = s3["fs"], storage_args(s3["options"])
     url = f"s3://{BUCKET}/data"
-    common = ["--n-components", "3", "--seed", "0", "--max-iter", "5", "--tol", "0",
-              "--scheduler", cluster_client.scheduler.address]
+    common = [
+        "--n-components",
+        "3",
+        "--seed",
+        "0",
+        "--max-iter",
+        "5",
+        "--tol",
+        "0",
+        "--scheduler",
+        cluster_client.scheduler.address,
+    ]
     model_url, checkpoint_url = f"s3://{BUCKET}/run1/model.npz", f"s3://{BUCKET}/run1/ck"
     proc = cli("fit", url, *common, "--model", model_url, "--checkpoint", checkpoint_url, *args)
     assert proc.returncode == 0, proc.stderr
@@ -132,13 +148,30 @@ def test_a_model_object_that_appears_during_the_write_is_not_replaced(s3):
 
 def test_missing_credentials_and_unreachable_endpoints_are_one_line_errors(s3, tmp_path):
     url = f"s3://{BUCKET}/data"
-    proc = cli("fit", url, "--n-components", "2", "--model", tmp_path / "m.npz",
-               "--storage-option", f"endpoint_url={s3['endpoint']}")
+    proc = cli(
+        "fit",
+        url,
+        "--n-components",
+        "2",
+        "--model",
+        tmp_path / "m.npz",
+        "--storage-option",
+        f"endpoint_url={s3['endpoint']}",
+    )
     assert proc.returncode == 2
-    assert one_line(proc, "fit") == f"dgmm fit: error: {url}: no credentials found; set them (AWS_ACCESS_KEY_ID / " \
-                                    "AWS_SECRET_ACCESS_KEY, a profile, or storage_options key/secret)"
-    proc = cli("fit", url, "--n-components", "2", "--model", tmp_path / "m.npz",
-               *storage_args({**s3["options"], "endpoint_url": "http://127.0.0.1:9"}))
+    assert (
+        one_line(proc, "fit") == f"dgmm fit: error: {url}: no credentials found; set them (AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY, a profile, or storage_options key/secret)"
+    )
+    proc = cli(
+        "fit",
+        url,
+        "--n-components",
+        "2",
+        "--model",
+        tmp_path / "m.npz",
+        *storage_args({**s3["options"], "endpoint_url": "http://127.0.0.1:9"}),
+    )
     assert proc.returncode == 2
     assert "cannot reach the storage endpoint; check endpoint_url and the network" in one_line(proc, "fit")
     proc = cli("inspect", f"s3://{BUCKET}/nowhere/model.npz", *storage_args({**s3["options"], "secret": "wrong"}))
@@ -149,9 +182,12 @@ def test_missing_credentials_and_unreachable_endpoints_are_one_line_errors(s3, t
 
 def test_storage_options_from_a_config_file(s3, tmp_path, cluster_client):
     config = tmp_path / "run.yaml"
-    config.write_text("data: s3://{b}/data\nn_components: 2\nmax_iter: 2\nmodel: s3://{b}/cfg/model.npz\n"
-                      "scheduler: {s}\nstorage_options:\n  key: testing\n  secret: testing\n  endpoint_url: {e}\n"
-                      .format(b=BUCKET, s=cluster_client.scheduler.address, e=s3["endpoint"]))
+    config.write_text(
+        "data: s3://{b}/data\nn_components: 2\nmax_iter: 2\nmodel: s3://{b}/cfg/model.npz\n"
+        "scheduler: {s}\nstorage_options:\n  key: testing\n  secret: testing\n  endpoint_url: {e}\n".format(
+            b=BUCKET, s=cluster_client.scheduler.address, e=s3["endpoint"]
+        )
+    )
     proc = cli("fit", "--config", config)
     assert proc.returncode == 0, proc.stderr
     assert s3["fs"].exists(f"{BUCKET}/cfg/model.npz")

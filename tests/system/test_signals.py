@@ -24,8 +24,13 @@ def dataset(fit_data):
 
 
 def hidden_files(*folders) -> list[str]:
-    return [name for folder in folders if os.path.isdir(folder) for name in os.listdir(folder) if name.startswith(".")
-            and not name.endswith(".lock")]
+    return [
+        name
+        for folder in folders
+        if os.path.isdir(folder)
+        for name in os.listdir(folder)
+        if name.startswith(".") and not name.endswith(".lock")
+    ]
 
 
 def assert_gone(pids: list[int]) -> None:
@@ -57,8 +62,14 @@ def test_sigterm_mid_fit_is_one_line_exit_143_and_resume_gives_the_same_bits(dat
 
 def test_ctrl_c_to_the_process_group_prints_one_line_and_no_worker_traceback(dataset, tmp_path):
     env = preload_env(tmp_path / "faults", n=10, moment="task", target="group", signal="SIGINT")
-    proc = subprocess.run([BIN / "dgmm", "fit", dataset, *FIT, "--model", tmp_path / "m.npz"], capture_output=True,
-                          text=True, timeout=300, env=env, start_new_session=True)  # its own group, as in a terminal
+    proc = subprocess.run(
+        [BIN / "dgmm", "fit", dataset, *FIT, "--model", tmp_path / "m.npz"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        start_new_session=True,
+    )  # its own group, as in a terminal
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "dgmm fit: interrupted"
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
@@ -72,8 +83,13 @@ def test_sigterm_during_predict_leaves_no_temporary_file(dataset, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(HOOKS), "DGMM_SIGNAL_AT": "SIGTERM:3"}
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run([BIN / "dgmm", "predict", tmp_path / "m.npz", dataset, "--output", out / "labels.parquet"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [BIN / "dgmm", "predict", tmp_path / "m.npz", dataset, "--output", out / "labels.parquet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 143, proc.stderr
     assert proc.stderr.strip().splitlines() == ["dgmm predict: terminated (SIGTERM)"]
     assert os.listdir(out) == []

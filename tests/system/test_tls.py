@@ -24,7 +24,9 @@ from dgmm.errors import ConfigError
 from dgmm.execution import connect
 from dgmm.testing import BIN, dask_processes
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
+pytestmark = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="needs the openssl command to make certificates"
+)
 
 FIT = dict(n_components=3, tol=0.0, max_iter=5, seed=0, cache="none")
 TIMEOUT = "10s"
@@ -37,12 +39,30 @@ def openssl(*args: str | Path) -> None:
 def make_ca_and_cert(folder: Path, name: str) -> dict[str, str]:
     """A self-signed CA and a certificate for 127.0.0.1 signed by it (EC P-256 keys, valid 2 days)."""
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    ca, ca_key, cert, key, csr = (folder / f"{name}{suffix}" for suffix in ("-ca.pem", "-ca.key", ".pem", ".key", ".csr"))
+    ca, ca_key, cert, key, csr = (
+        folder / f"{name}{suffix}" for suffix in ("-ca.pem", "-ca.key", ".pem", ".key", ".csr")
+    )
     openssl("req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", f"/CN=dgmm test CA {name}")
     openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1")
     (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", "2", "-out", cert, "-days", "2",
-            "-extfile", folder / "san.cnf")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-set_serial",
+        "2",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        folder / "san.cnf",
+    )
     return {"ca": str(ca), "cert": str(cert), "key": str(key)}
 
 
@@ -77,8 +97,14 @@ def reference(data) -> dgmm.GaussianMixture:
 
 
 def estimator(**extra) -> dgmm.GaussianMixture:
-    return dgmm.GaussianMixture(FIT["n_components"], tol=FIT["tol"], max_iter=FIT["max_iter"],
-                                random_state=FIT["seed"], cache=FIT["cache"], **extra)
+    return dgmm.GaussianMixture(
+        FIT["n_components"],
+        tol=FIT["tol"],
+        max_iter=FIT["max_iter"],
+        random_state=FIT["seed"],
+        cache=FIT["cache"],
+        **extra,
+    )
 
 
 def assert_same_model(model: dgmm.GaussianMixture, reference: dgmm.GaussianMixture) -> None:
@@ -96,17 +122,22 @@ def write_config(path: Path, **settings) -> Path:
 def run_fit(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`dgmm fit ARGS` in a subprocess without any inherited Dask TLS settings."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
-    return subprocess.run([BIN / "dgmm", "fit", *map(str, args)], capture_output=True, text=True, timeout=300,
-                          env={**clean, **(env or {})})
+    return subprocess.run(
+        [BIN / "dgmm", "fit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**clean, **(env or {})},
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The CLI's one error line for a user error (exit code 2), without its prefix; before it only progress lines."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("dgmm fit: error: ") and [line[20:] for line in lines[:-1]] == ["input: files=2, rows=12000, columns=3, seed=0"], (
-        proc.stderr
-    )
+    assert lines[-1].startswith("dgmm fit: error: ") and [line[20:] for line in lines[:-1]] == [
+        "input: files=2, rows=12000, columns=3, seed=0"
+    ], proc.stderr
     return lines[-1].removeprefix("dgmm fit: error: ")
 
 
@@ -116,11 +147,18 @@ def cli_error(*args: str | Path) -> str:
     return one_line_error(subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr))
 
 
-def test_cli_fit_over_tls_from_a_config_file_matches_an_in_process_fit(certs, tls_scheduler, data, reference,
-                                                                       tmp_path):
+def test_cli_fit_over_tls_from_a_config_file_matches_an_in_process_fit(certs, tls_scheduler, data, reference, tmp_path):
     good = certs["good"]
-    config = write_config(tmp_path / "tls.yaml", data=data[1], model=str(tmp_path / "m.npz"), scheduler=tls_scheduler,
-                          tls_ca_file=good["ca"], tls_cert=good["cert"], tls_key=good["key"], **FIT)
+    config = write_config(
+        tmp_path / "tls.yaml",
+        data=data[1],
+        model=str(tmp_path / "m.npz"),
+        scheduler=tls_scheduler,
+        tls_ca_file=good["ca"],
+        tls_cert=good["cert"],
+        tls_key=good["key"],
+        **FIT,
+    )
     proc = run_fit("--config", config)
     assert proc.returncode == 0, proc.stderr
     assert f"cluster: scheduler={tls_scheduler}, workers=2" in proc.stderr
@@ -131,8 +169,24 @@ def test_cli_fit_over_tls_from_dask_environment_variables(certs, tls_scheduler, 
     good = certs["good"]
     env = {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": good["ca"], "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": good["cert"],
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": good["key"]}  # fmt: skip
-    proc = run_fit(data[1], "--scheduler", tls_scheduler, "--model", tmp_path / "m.npz", "--n-components", "3",
-                   "--tol", "0", "--max-iter", "5", "--seed", "0", "--cache", "none", env=env)
+    proc = run_fit(
+        data[1],
+        "--scheduler",
+        tls_scheduler,
+        "--model",
+        tmp_path / "m.npz",
+        "--n-components",
+        "3",
+        "--tol",
+        "0",
+        "--max-iter",
+        "5",
+        "--seed",
+        "0",
+        "--cache",
+        "none",
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     assert_same_model(dgmm.load_model(tmp_path / "m.npz"), reference)
 
@@ -177,8 +231,13 @@ def test_wrong_ca_fails_clearly_within_the_timeout(certs, tls_scheduler, data, t
                        r"scheduler's CA signed tls_cert and that tls_ca_file is that CA$"):  # fmt: skip
         connect(tls_scheduler, TIMEOUT, tls_ca_file=good["ca"], tls_cert=other["cert"], tls_key=other["key"])
     assert time.monotonic() - started < 10
-    config = write_config(tmp_path / "wrong-ca.yaml", scheduler=tls_scheduler, tls_ca_file=other["ca"],
-                          tls_cert=good["cert"], tls_key=good["key"])
+    config = write_config(
+        tmp_path / "wrong-ca.yaml",
+        scheduler=tls_scheduler,
+        tls_ca_file=other["ca"],
+        tls_cert=good["cert"],
+        tls_key=good["key"],
+    )
     message = cli_error(data[1], "--config", config, "--model", tmp_path / "m.npz")
     assert message == str(wrong_ca.value)
 
@@ -203,15 +262,20 @@ def test_bad_tls_settings_are_config_errors_before_connecting(certs, tmp_path):
         with pytest.raises(ConfigError) as error:
             connect(address, "1s", **kwargs)
         assert str(error.value).startswith(message) and "\n" not in str(error.value)
-    with pytest.raises(ConfigError, match=r"^scheduler tcp://127.0.0.1:9: tls_ca_file, tls_cert, tls_key given but "
-                       r"the address is not tls://; use tls://HOST:PORT for a TLS scheduler or drop the TLS settings$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^scheduler tcp://127.0.0.1:9: tls_ca_file, tls_cert, tls_key given but "
+        r"the address is not tls://; use tls://HOST:PORT for a TLS scheduler or drop the TLS settings$",
+    ):
         connect("tcp://127.0.0.1:9", "1s", tls_ca_file=good["ca"], tls_cert=good["cert"], tls_key=good["key"])
 
 
 def test_tls_settings_without_a_scheduler_are_refused(certs, data, tmp_path):
     message = cli_error(data[1], "--model", tmp_path / "m.npz", "--tls-ca-file", certs["good"]["ca"])
-    assert message == ("tls_ca_file given without --scheduler; TLS settings apply only to a tls:// scheduler: "
-                       "add --scheduler tls://HOST:PORT or drop them")
+    assert message == (
+        "tls_ca_file given without --scheduler; TLS settings apply only to a tls:// scheduler: "
+        "add --scheduler tls://HOST:PORT or drop them"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +286,9 @@ def plain_scheduler(tmp_path_factory) -> str:
         yield address
 
 
-def test_dask_tls_configuration_with_a_plaintext_address_is_refused_before_connecting(certs, plain_scheduler, data,
-                                                                                      tmp_path):
+def test_dask_tls_configuration_with_a_plaintext_address_is_refused_before_connecting(
+    certs, plain_scheduler, data, tmp_path
+):
     good = certs["good"]
     files = {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": good["ca"], "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": good["cert"],
              "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": good["key"]}  # fmt: skip
@@ -238,10 +303,19 @@ def test_dask_tls_configuration_with_a_plaintext_address_is_refused_before_conne
         "tls://; use tls://HOST:PORT for a TLS scheduler or unset it (Dask config or DASK_DISTRIBUTED__COMM__* variables)"
     )
     assert not (tmp_path / "m.npz").exists()
-    for key, value in [("distributed.comm.tls.client.cert", good["cert"]), ("distributed.comm.require-encryption", True)]:
+    for key, value in [
+        ("distributed.comm.tls.client.cert", good["cert"]),
+        ("distributed.comm.require-encryption", True),
+    ]:
         bare = plain_scheduler.removeprefix("tcp://")  # Dask's default scheme: plaintext too
-        with dask.config.set({key: value}), pytest.raises(ConfigError, match=rf"^scheduler {bare}: Dask's {key} is "
-                                                                              r"set but the address is not tls://; "):
+        with (
+            dask.config.set({key: value}),
+            pytest.raises(
+                ConfigError,
+                match=rf"^scheduler {bare}: Dask's {key} is "
+                r"set but the address is not tls://; ",
+            ),
+        ):
             connect(bare, TIMEOUT)
 
 
@@ -256,8 +330,9 @@ PLAINTEXT_ANSWER = (r"TLS handshake failed, the scheduler answered in plaintext 
                     r"--tls-ca-file, --tls-cert, --tls-key\)$")  # fmt: skip
 
 
-def test_tls_address_against_a_plaintext_scheduler_is_one_line_within_the_timeout(certs, plain_scheduler, data,
-                                                                                   tmp_path):
+def test_tls_address_against_a_plaintext_scheduler_is_one_line_within_the_timeout(
+    certs, plain_scheduler, data, tmp_path
+):
     good = certs["good"]
     address = "tls://" + plain_scheduler.removeprefix("tcp://")
     proc = run_fit(data[1], "--scheduler", address, "--tls-ca-file", good["ca"], "--tls-cert", good["cert"],

@@ -32,8 +32,9 @@ def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any
     return xp.concat([xp.astype(block[:, :n_features], xp.float64), weights[:, None]], axis=1)
 
 
-def xp_class_stats(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool,
-                   tile_rows: int | None = None) -> list[Stats]:
+def xp_class_stats(
+    block: Any, ubm: MixtureParams, n_classes: int, weighted: bool, tile_rows: int | None = None
+) -> list[Stats]:
     """:func:`dgmm.kernels.adapt.class_stats` on the block's device: by tiles of ``tile_rows`` (default:
     intermediates of 4d + 4K values a row within a quarter of the block), one E-step of ``ubm`` for all the
     tile's rows, then each class's statistics from its rows (sorted by class once: each row accumulated once)."""
@@ -63,8 +64,16 @@ def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: 
         if w is not None:
             r, lse = r * w[:, None], lse * w
         loglik = float(to_numpy(xp.sum(lse)))
-        out.append(xp_accumulate(xp.take(X, rows, axis=0), r, centres, ubm.covariance_type, loglik,
-                                 xp_weight_totals(xp, rows.shape[0], w)))
+        out.append(
+            xp_accumulate(
+                xp.take(X, rows, axis=0),
+                r,
+                centres,
+                ubm.covariance_type,
+                loglik,
+                xp_weight_totals(xp, rows.shape[0], w),
+            )
+        )
     return out
 
 
@@ -113,8 +122,9 @@ def xp_group_sums(block: Any, payload: tuple, row_offset: int) -> GroupSums:
     return GroupSums.of_rows(codes[kept], scores[kept])
 
 
-def xp_select_rows(block: Any, n_features: int, seed: int, fraction: float, held: bool,
-                   block_info: dict | None = None) -> Any:
+def xp_select_rows(
+    block: Any, n_features: int, seed: int, fraction: float, held: bool, block_info: dict | None = None
+) -> Any:
     """:func:`dgmm.kernels.row_weights.select_rows` on the block's device: the part's mask goes there."""
     xp = namespace(block)
     X = block[:, :n_features]

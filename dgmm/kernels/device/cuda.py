@@ -38,13 +38,25 @@ COV_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 2}
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 
-def kernel_source(n_features: int, n_components: int, covariance_type: str, data_dtype: Any,
-                  compute_dtype: Any, triangular: bool = True) -> str:
+def kernel_source(
+    n_features: int,
+    n_components: int,
+    covariance_type: str,
+    data_dtype: Any,
+    compute_dtype: Any,
+    triangular: bool = True,
+) -> str:
     """The kernels' text for one shape: :file:`cuda.cu` after its defines (``triangular``: the precision
     factors are upper triangular, so the distances take half the products)."""
-    defines = {"D": n_features, "K": n_components, "COV": COV_CODES[covariance_type],
-               "IB": rows_per_thread(n_features, covariance_type), "TRI": int(triangular),
-               "XT": C_TYPES[np.dtype(data_dtype)], "REAL": C_TYPES[np.dtype(compute_dtype)]}
+    defines = {
+        "D": n_features,
+        "K": n_components,
+        "COV": COV_CODES[covariance_type],
+        "IB": rows_per_thread(n_features, covariance_type),
+        "TRI": int(triangular),
+        "XT": C_TYPES[np.dtype(data_dtype)],
+        "REAL": C_TYPES[np.dtype(compute_dtype)],
+    }
     return "".join(f"#define {name} {value}\n" for name, value in defines.items()) + SOURCE.read_text()
 
 
@@ -117,8 +129,9 @@ class Operands:
         self.empty = xp.zeros(1)
 
 
-def fused_chunk_stats_on(launcher: "Launcher", X: Any, plan: EStepPlan, weights: Any = None,
-                         tile_rows: int | None = None) -> Stats:
+def fused_chunk_stats_on(
+    launcher: "Launcher", X: Any, plan: EStepPlan, weights: Any = None, tile_rows: int | None = None
+) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d), float32 or float64, by the fused kernels.
 
     Parameters
@@ -152,8 +165,9 @@ def fused_chunk_stats_on(launcher: "Launcher", X: Any, plan: EStepPlan, weights:
     return Stats(n, loglik, s0, s1, s2, *totals)
 
 
-def fused_posteriors_on(launcher: "Launcher", X: Any, plan: EStepPlan, outputs: tuple[str, ...],
-                        tile_rows: int | None = None) -> dict[str, Any]:
+def fused_posteriors_on(
+    launcher: "Launcher", X: Any, plan: EStepPlan, outputs: tuple[str, ...], tile_rows: int | None = None
+) -> dict[str, Any]:
     """Row outputs of the mixture by ``dgmm_resp`` alone, on the launcher's device, in its library.
 
     Parameters
@@ -172,8 +186,11 @@ def fused_posteriors_on(launcher: "Launcher", X: Any, plan: EStepPlan, outputs: 
     parts: dict[str, list] = {name: [] for name in outputs}
     for start, stop in row_tiles(n, tile_rows or fused_tile_rows(n, d, K)):
         R, LL = _responsibilities(launcher, X[start:stop], ops, None, key)
-        got = {"labels": lambda: xp.argmax(R, axis=1).astype(xp.int64), "log_density": lambda: LL,
-               "responsibilities": lambda: R}
+        got = {
+            "labels": lambda: xp.argmax(R, axis=1).astype(xp.int64),
+            "log_density": lambda: LL,
+            "responsibilities": lambda: R,
+        }
         for name in outputs:
             parts[name].append(got[name]())
     return {name: values[0] if len(values) == 1 else xp.concatenate(values) for name, values in parts.items()}
@@ -261,15 +278,44 @@ class CupyLauncher:
 
     def resp(self, key, n, X, sr, sc, W, has_w, ops: Operands, R, LL) -> None:
         self._function(key, "dgmm_resp")(
-            (-(-n // BLOCK),), (BLOCK,),
-            (np.int64(n), X, np.int64(sr), np.int64(sc), np.int32(has_w), W, ops.centre, ops.shift, ops.matrix,
-             ops.shift_u, ops.log_norm, np.float64(ops.floor), R, LL))
+            (-(-n // BLOCK),),
+            (BLOCK,),
+            (
+                np.int64(n),
+                X,
+                np.int64(sr),
+                np.int64(sc),
+                np.int32(has_w),
+                W,
+                ops.centre,
+                ops.shift,
+                ops.matrix,
+                ops.shift_u,
+                ops.log_norm,
+                np.float64(ops.floor),
+                R,
+                LL,
+            ),
+        )
 
     def stats(self, key, threads, n, rows, X, sr, sc, ops: Operands, R, S1P, S2P) -> None:
         self._function(key, "dgmm_stats")(
-            (-(-threads // BLOCK),), (BLOCK,),
-            (np.int64(threads), np.int64(n), np.int64(rows), X, np.int64(sr), np.int64(sc), ops.centre, ops.shift,
-             R, S1P, S2P))
+            (-(-threads // BLOCK),),
+            (BLOCK,),
+            (
+                np.int64(threads),
+                np.int64(n),
+                np.int64(rows),
+                X,
+                np.int64(sr),
+                np.int64(sc),
+                ops.centre,
+                ops.shift,
+                R,
+                S1P,
+                S2P,
+            ),
+        )
 
 
 _GPU: dict[str, Any] = {}
@@ -289,7 +335,11 @@ def gpu_launcher(X: Any, plan: EStepPlan) -> CupyLauncher | None:
             launcher.compile(kernel_key(X, plan))
         except Exception as error:  # NVRTC missing or refusing the source: the fit still runs, unfused
             _GPU["failed"] = True
-            warnings.warn(f"dgmm's fused CUDA E-step did not compile ({type(error).__name__}: {error}); "
-                          "using the array-API kernels, several times slower", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"dgmm's fused CUDA E-step did not compile ({type(error).__name__}: {error}); "
+                "using the array-API kernels, several times slower",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return None
     return launcher

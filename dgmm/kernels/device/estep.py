@@ -31,8 +31,14 @@ from .cuda import fused_chunk_stats_on, gpu_launcher
 from .tiles import row_tiles, rows_for_width, xp_tile_rows, xp_weight_totals
 
 
-def xp_chunk_stats(X: Any, params: MixtureParams | EStepPlan, weights: Any = None, dtype: str = "float64",
-                   tile_rows: int | None = None, fused: bool = True) -> Stats:
+def xp_chunk_stats(
+    X: Any,
+    params: MixtureParams | EStepPlan,
+    weights: Any = None,
+    dtype: str = "float64",
+    tile_rows: int | None = None,
+    fused: bool = True,
+) -> Stats:
     """E-step statistics of one chunk ``X`` (n, d) of any array-API library, centred on the old means.
 
     A CuPy array goes to the fused CUDA kernels (:mod:`dgmm.kernels.device.cuda`) unless ``fused`` is
@@ -147,8 +153,16 @@ def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
     return loglik, s0, s1, s2
 
 
-def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
-                  weights: Any = None, tile_rows: int | None = None) -> Stats:
+def xp_init_stats(
+    X: Any,
+    method: str,
+    centres: np.ndarray,
+    covariance_type: str,
+    seed: int,
+    row_offset: int,
+    weights: Any = None,
+    tile_rows: int | None = None,
+) -> Stats:
     """:func:`dgmm.kernels.init.init_chunk_stats` for any array-API chunk: statistics about ``centres`` (K, d)
     under hard assignments to the nearest centre, or for "random" the hashed responsibilities of
     :func:`dgmm.kernels.hashing.random_resp` (drawn on the host from the global row index). By tiles of
@@ -156,13 +170,18 @@ def xp_init_stats(X: Any, method: str, centres: np.ndarray, covariance_type: str
     n, d = X.shape
     K = centres.shape[0]
     tile_rows = tile_rows or rows_for_width(n, d, 3 * d + 3 * K)
-    parts = [_init_tile(X[a:b, :], method, centres, covariance_type, seed, row_offset + a,
-                        None if weights is None else weights[a:b]) for a, b in row_tiles(n, tile_rows)]
+    parts = [
+        _init_tile(
+            X[a:b, :], method, centres, covariance_type, seed, row_offset + a, None if weights is None else weights[a:b]
+        )
+        for a, b in row_tiles(n, tile_rows)
+    ]
     return merge_stats(parts)
 
 
-def _init_tile(X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int,
-               weights: Any) -> Stats:
+def _init_tile(
+    X: Any, method: str, centres: np.ndarray, covariance_type: str, seed: int, row_offset: int, weights: Any
+) -> Stats:
     xp = namespace(X)
     where = getattr(X, "device", None)
     n, d = X.shape
@@ -180,8 +199,9 @@ def _init_tile(X: Any, method: str, centres: np.ndarray, covariance_type: str, s
     return xp_accumulate(X, resp, c, covariance_type, 0.0, xp_weight_totals(xp, n, weights))
 
 
-def xp_accumulate(X: Any, resp: Any, centres: Any, covariance_type: str, loglik: float,
-                  totals: tuple[float, int]) -> Stats:
+def xp_accumulate(
+    X: Any, resp: Any, centres: Any, covariance_type: str, loglik: float, totals: tuple[float, int]
+) -> Stats:
     """:func:`dgmm.kernels.stats.accumulate` on X's device: statistics of float64 rows ``X`` (n, d) with
     responsibilities ``resp`` (n, K) already multiplied by the row weights, centred on ``centres`` (K, d) there;
     ``totals`` is (total weight, rows of weight 0)."""
@@ -192,8 +212,11 @@ def xp_accumulate(X: Any, resp: Any, centres: Any, covariance_type: str, loglik:
         centred = X - centres[k, :]
         r = resp[:, k][:, None]
         s1_rows.append(xp.sum(r * centred, axis=0))
-        s2_parts.append(xp.matrix_transpose(centred * r) @ centred if covariance_type in ("full", "tied")
-                        else xp.sum(r * centred * centred, axis=0))
+        s2_parts.append(
+            xp.matrix_transpose(centred * r) @ centred
+            if covariance_type in ("full", "tied")
+            else xp.sum(r * centred * centred, axis=0)
+        )
     s2 = xp.stack(s2_parts, axis=0)
     if covariance_type == "tied":
         s2 = xp.sum(s2, axis=0)

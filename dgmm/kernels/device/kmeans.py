@@ -45,8 +45,17 @@ def _tiles(X: Any, m: int, tile_rows: int | None) -> list[tuple[int, int]]:
     return row_tiles(n, tile_rows or rows_for_width(n, d, 3 * d + 3 * m))
 
 
-def xp_sample_candidates(X: Any, candidates: np.ndarray, *, seed: int, round_: int, oversampling: float,
-                         row_offset: int = 0, weights: Any = None, tile_rows: int | None = None) -> CandidateSample:
+def xp_sample_candidates(
+    X: Any,
+    candidates: np.ndarray,
+    *,
+    seed: int,
+    round_: int,
+    oversampling: float,
+    row_offset: int = 0,
+    weights: Any = None,
+    tile_rows: int | None = None,
+) -> CandidateSample:
     """:func:`dgmm.kernels.kmeans.sample_candidates` of an array-API chunk (the uniforms hashed on the host)."""
     xp = namespace(X)
     where = getattr(X, "device", None)
@@ -57,13 +66,19 @@ def xp_sample_candidates(X: Any, candidates: np.ndarray, *, seed: int, round_: i
     uniform = xp.asarray(row_uniforms(seed, round_, row_offset, X.shape[0]), device=where)
     kept = xp.nonzero(uniform * cost < oversampling * score)[0]
     index = to_numpy(kept).astype(np.int64)
-    return CandidateSample(float(oversampling), cost, to_numpy(xp.astype(xp.take(X, kept, axis=0), xp.float64)),
-                           index + row_offset, to_numpy(xp.take(score, kept, axis=0)),
-                           to_numpy(xp.take(uniform, kept, axis=0)))
+    return CandidateSample(
+        float(oversampling),
+        cost,
+        to_numpy(xp.astype(xp.take(X, kept, axis=0), xp.float64)),
+        index + row_offset,
+        to_numpy(xp.take(score, kept, axis=0)),
+        to_numpy(xp.take(uniform, kept, axis=0)),
+    )
 
 
-def xp_count_nearest(X: Any, candidates: np.ndarray, weights: Any = None,
-                     tile_rows: int | None = None) -> CandidateCounts:
+def xp_count_nearest(
+    X: Any, candidates: np.ndarray, weights: Any = None, tile_rows: int | None = None
+) -> CandidateCounts:
     """:func:`dgmm.kernels.kmeans.count_nearest` of an array-API chunk."""
     xp = namespace(X)
     w = _weights(xp, X, weights)
@@ -76,8 +91,9 @@ def xp_count_nearest(X: Any, candidates: np.ndarray, weights: Any = None,
     return CandidateCounts(counts, cost)
 
 
-def xp_lloyd_chunk(X: Any, centres: np.ndarray, row_offset: int = 0, weights: Any = None,
-                   tile_rows: int | None = None) -> LloydStats:
+def xp_lloyd_chunk(
+    X: Any, centres: np.ndarray, row_offset: int = 0, weights: Any = None, tile_rows: int | None = None
+) -> LloydStats:
     """:func:`dgmm.kernels.kmeans.lloyd_chunk` of an array-API chunk: per-cluster sums, and the K rows of
     weight > 0 farthest from their centres (ties to the lower row index), the farthest of each tile merged."""
     xp = namespace(X)

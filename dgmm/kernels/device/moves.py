@@ -17,8 +17,9 @@ from .posterior import xp_posterior
 from .tiles import row_tiles, rows_for_width
 
 
-def xp_move_stats(X: Any, params: MixtureParams, axes: np.ndarray, weights: Any = None,
-                  tile_rows: int | None = None) -> MoveStats:
+def xp_move_stats(
+    X: Any, params: MixtureParams, axes: np.ndarray, weights: Any = None, tile_rows: int | None = None
+) -> MoveStats:
     """:class:`~dgmm.kernels.moves.MoveStats` of rows ``X`` (n, d) on their device, with weights (n,) on the
     same device (default 1) and principal ``axes`` (K, d) (NumPy), by tiles of ``tile_rows`` (default:
     intermediates of 3d + 6K values a row within a quarter of the chunk)."""

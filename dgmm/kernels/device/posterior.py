@@ -28,8 +28,14 @@ def xp_posterior(X: Any, params: MixtureParams, output: str, dropped: Any = None
     return xp_posteriors(X, params, (output,), dropped)[output]
 
 
-def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any = None,
-                  tile_rows: int | None = None, fused: bool = True) -> dict[str, Any]:
+def xp_posteriors(
+    X: Any,
+    params: MixtureParams,
+    outputs: tuple[str, ...],
+    dropped: Any = None,
+    tile_rows: int | None = None,
+    fused: bool = True,
+) -> dict[str, Any]:
     """Row outputs of the mixture on X's device, in X's library, from one computation of the log-probabilities,
     by tiles of ``tile_rows`` (default: intermediates of 3d + 4K values a row within a quarter of the chunk);
     a CuPy array by the fused CUDA kernel unless ``fused`` is False (:func:`~dgmm.kernels.device.cuda.fused_posteriors_on`).
@@ -50,17 +56,23 @@ def xp_posteriors(X: Any, params: MixtureParams, outputs: tuple[str, ...], dropp
             return {name: _mark_dropped(xp, out, dropped) for name, out in got.items()}
     n, d = X.shape
     tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 3 * d + 4 * params.n_components))
-    parts = [_posterior_tile(xp, X[a:b, :], params, outputs, None if dropped is None else dropped[a:b])
-             for a, b in tiles]
-    return {name: parts[0][name] if len(parts) == 1 else xp.concat([part[name] for part in parts], axis=0)
-            for name in outputs}
+    parts = [
+        _posterior_tile(xp, X[a:b, :], params, outputs, None if dropped is None else dropped[a:b]) for a, b in tiles
+    ]
+    return {
+        name: parts[0][name] if len(parts) == 1 else xp.concat([part[name] for part in parts], axis=0)
+        for name in outputs
+    }
 
 
 def _posterior_tile(xp, X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any) -> dict[str, Any]:
     weighted = xp_weighted_log_prob(X, params)
     lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
-    computed = {"labels": lambda: xp.argmax(weighted, axis=1), "log_density": lambda: lse,
-                "responsibilities": lambda: xp.exp(weighted - lse[:, None])}
+    computed = {
+        "labels": lambda: xp.argmax(weighted, axis=1),
+        "log_density": lambda: lse,
+        "responsibilities": lambda: xp.exp(weighted - lse[:, None]),
+    }
     return {output: _mark_dropped(xp, computed[output](), dropped) for output in outputs}
 
 
