@@ -24,7 +24,6 @@ from ..kernels.device.classes import (
     xp_class_scores,
     xp_group_sums,
     xp_most_probable,
-    xp_normalised_rows,
 )
 from ..kernels.groups import group_kernel
 from ..kernels.posterior import class_scores, most_probable, normalised_rows
@@ -137,10 +136,8 @@ class ClassScoringMixin:
     def predict_log_proba(self, X: Any):
         """Log posterior probability of each class, shape (n, C)."""
         joint = self._joint_log_likelihood(X)
-        if isinstance(joint, np.ndarray):
+        if isinstance(joint, np.ndarray) or is_device_array(joint):  # one definition for both
             return normalised_rows(joint)
-        if is_device_array(joint):
-            return xp_normalised_rows(joint)
         return joint.map_blocks(normalised_rows, dtype=np.float64)
 
     def predict_proba(self, X: Any):

@@ -5,22 +5,25 @@ All functions take ``X`` of shape (n, d) and :class:`~dgmm.kernels.params.Mixtur
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import DataError
+from .arrays import namespace
 from .gaussian import log_gaussian_prob
 from .params import MixtureParams
 from .row_weights import split_weights
 
 
-def logsumexp_rows(a: np.ndarray) -> np.ndarray:
-    """``log Σ_k exp(a_nk)`` per row, shape (n,), stable for any finite or -inf entries."""
-    peak = np.max(a, axis=1)
-    peak[~np.isfinite(peak)] = 0.0
+def logsumexp_rows(a: Any) -> Any:
+    """``log Σ_k exp(a_nk)`` per row, shape (n,), stable for any finite or -inf entries; one definition for
+    NumPy and any array-API array (on its device, in its library)."""
+    xp = namespace(a)
+    peak = xp.max(a, axis=1, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
     with np.errstate(under="ignore", divide="ignore"):
-        return np.log(np.sum(np.exp(a - peak[:, None]), axis=1)) + peak
+        return xp.log(xp.sum(xp.exp(a - peak), axis=1)) + peak[:, 0]
 
 
 def weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
@@ -81,8 +84,8 @@ def class_scores(block: np.ndarray, payload: tuple) -> np.ndarray:
     return scores
 
 
-def normalised_rows(joint: np.ndarray) -> np.ndarray:
-    """Log-probabilities from joint log-likelihoods (n, C): each row minus its log-sum-exp."""
+def normalised_rows(joint: Any) -> Any:
+    """Log-probabilities from joint log-likelihoods (n, C): each row minus its log-sum-exp (any array library)."""
     return joint - logsumexp_rows(joint)[:, None]
 
 

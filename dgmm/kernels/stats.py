@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from .arrays import namespace, to_numpy
 from .gaussian import CovarianceType, covariance_shape
 
 
@@ -128,8 +129,10 @@ def accumulate(
     return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, *weight_totals(n, weights))
 
 
-def weight_totals(n_rows: int, weights: np.ndarray | None) -> tuple[float, int]:
-    """The total weight of ``n_rows`` rows and how many weigh 0 (``weights`` (n,), or None: every weight 1)."""
+def weight_totals(n_rows: int, weights: Any) -> tuple[float, int]:
+    """The total weight of ``n_rows`` rows and how many weigh 0, on the host (``weights`` (n,) of NumPy or any
+    array-API library, or None: every weight 1)."""
     if weights is None:
         return float(n_rows), 0
-    return float(weights.sum()), int(n_rows - np.count_nonzero(weights))
+    xp = namespace(weights)
+    return float(to_numpy(xp.sum(weights))), n_rows - int(to_numpy(xp.count_nonzero(weights)))

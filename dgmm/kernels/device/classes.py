@@ -18,10 +18,10 @@ from ..hashing import heldout_rows
 from ..params import MixtureParams
 from ..posterior import most_probable
 from ..row_weights import block_row_offset
-from ..stats import Stats, merge_stats
-from .estep import xp_accumulate, xp_logsumexp_rows
+from ..stats import Stats, merge_stats, weight_totals
+from .estep import xp_accumulate
 from .posterior import xp_posterior, xp_posteriors
-from .tiles import row_tiles, rows_for_width, xp_weight_totals
+from .tiles import row_tiles, rows_for_width
 
 
 def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any:
@@ -71,7 +71,7 @@ def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: 
                 centres,
                 ubm.covariance_type,
                 loglik,
-                xp_weight_totals(xp, rows.shape[0], w),
+                weight_totals(rows.shape[0], w),
             )
         )
     return out
@@ -96,11 +96,6 @@ def xp_class_scores(block: Any, payload: tuple) -> Any:
 def host_class_scores(block: Any, payload: tuple) -> np.ndarray:
     """:func:`xp_class_scores` of a chunk on a GPU, copied back as NumPy (a task of ``map_block_rows``)."""
     return to_numpy(xp_class_scores(block, payload))
-
-
-def xp_normalised_rows(joint: Any) -> Any:
-    """:func:`dgmm.kernels.posterior.normalised_rows` on the array's device."""
-    return joint - xp_logsumexp_rows(joint)[:, None]
 
 
 def xp_most_probable(joint: Any, classes: np.ndarray) -> np.ndarray:

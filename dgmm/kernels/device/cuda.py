@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..arrays import namespace, to_numpy
+from ..arrays import to_numpy
 from ..estep import EStepPlan, component_chols
-from ..stats import Stats, s2_shape
-from .tiles import row_tiles, rows_for_width, xp_weight_totals
+from ..stats import Stats, s2_shape, weight_totals
+from .tiles import row_tiles, rows_for_width
 
 SOURCE = Path(__file__).with_name("cuda.cu")
 STATS_THREADS = 1 << 18  # dgmm_stats threads a tile aims at: an H200's 132 SMs hold 270,336
@@ -161,7 +161,7 @@ def fused_chunk_stats_on(
         s0 += to_numpy(parts[1])
         s1 += to_numpy(parts[2])
         s2 += _mirrored(to_numpy(parts[3]), plan.covariance_type)
-    totals = xp_weight_totals(namespace(X), n, weights)
+    totals = weight_totals(n, weights)
     return Stats(n, loglik, s0, s1, s2, *totals)
 
 

@@ -26,9 +26,10 @@ from ..arrays import namespace, to_numpy
 from ..estep import EStepPlan, component_chols, plan_estep
 from ..hashing import random_resp
 from ..params import MixtureParams
-from ..stats import Stats, merge_stats, s2_shape
+from ..posterior import logsumexp_rows
+from ..stats import Stats, merge_stats, s2_shape, weight_totals
 from .cuda import fused_chunk_stats_on, gpu_launcher
-from .tiles import row_tiles, rows_for_width, xp_tile_rows, xp_weight_totals
+from .tiles import row_tiles, rows_for_width, xp_tile_rows
 
 
 def xp_chunk_stats(
@@ -78,7 +79,7 @@ def xp_chunk_stats(
         w = None if weights is None else xp.astype(weights[start:stop], xp.float64)
         part = _tile(xp, constants, X[start:stop, :], w)
         loglik, s0, s1, s2 = loglik + part[0], s0 + part[1], s1 + part[2], s2 + part[3]
-    total, zero = xp_weight_totals(xp, n, weights)
+    total, zero = weight_totals(n, weights)
     return Stats(n, float(to_numpy(loglik)), to_numpy(s0), to_numpy(s1), to_numpy(s2), total, zero)
 
 
@@ -123,7 +124,7 @@ def _tile(xp, c: _Constants, X: Any, w: Any) -> tuple[Any, Any, Any, Any]:
     Z = xp.astype(xp.astype(X, xp.float64) - c.centre, c.compute)
     kind = plan.covariance_type
     log_prob = _log_prob(xp, c, Z)
-    lse = xp_logsumexp_rows(log_prob)
+    lse = logsumexp_rows(log_prob)
     log_resp = log_prob - lse[:, None]
     resp = xp.where(log_resp < plan.floor, xp.zeros_like(log_resp), xp.exp(log_resp))
     if w is not None:
@@ -196,7 +197,7 @@ def _init_tile(
         resp = xp.astype(labels[:, None] == xp.arange(K, device=where)[None, :], xp.float64)
     if weights is not None:
         resp = resp * xp.astype(weights, xp.float64)[:, None]
-    return xp_accumulate(X, resp, c, covariance_type, 0.0, xp_weight_totals(xp, n, weights))
+    return xp_accumulate(X, resp, c, covariance_type, 0.0, weight_totals(n, weights))
 
 
 def xp_accumulate(
@@ -221,11 +222,3 @@ def xp_accumulate(
     if covariance_type == "tied":
         s2 = xp.sum(s2, axis=0)
     return Stats(X.shape[0], loglik, to_numpy(s0), to_numpy(xp.stack(s1_rows, axis=0)), to_numpy(s2), *totals)
-
-
-def xp_logsumexp_rows(a: Any) -> Any:
-    """``log Σ_k exp(a_nk)`` per row, (n,), on a's device."""
-    xp = namespace(a)
-    peak = xp.max(a, axis=1, keepdims=True)
-    peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
-    return xp.log(xp.sum(xp.exp(a - peak), axis=1)) + peak[:, 0]

@@ -11,8 +11,9 @@ from array_api_compat import is_cupy_array
 from ..arrays import namespace
 from ..estep import plan_estep
 from ..params import MixtureParams
+from ..posterior import logsumexp_rows
 from .cuda import fused_posteriors_on, gpu_launcher
-from .estep import _Constants, _log_prob, xp_logsumexp_rows
+from .estep import _Constants, _log_prob
 from .tiles import row_tiles, rows_for_width
 
 
@@ -67,7 +68,7 @@ def xp_posteriors(
 
 def _posterior_tile(xp, X: Any, params: MixtureParams, outputs: tuple[str, ...], dropped: Any) -> dict[str, Any]:
     weighted = xp_weighted_log_prob(X, params)
-    lse = xp_logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
+    lse = logsumexp_rows(weighted) if {"log_density", "responsibilities"} & set(outputs) else None
     computed = {
         "labels": lambda: xp.argmax(weighted, axis=1),
         "log_density": lambda: lse,

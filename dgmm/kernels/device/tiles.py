@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..arrays import to_numpy
-
 # A tile costs ~10 kernel launches per component, each ~10 µs of Python and driver time holding the GIL:
 # tiles are as large as keeping their intermediates within XP_TILE_SHARE of the chunk's bytes allows
 # (GPU memory ≈ 1.25x the data), and never smaller than XP_MIN_TILE_ROWS rows or 1 GiB of intermediates.
@@ -30,10 +26,3 @@ def rows_for_width(n_rows: int, n_features: int, width: int) -> int:
 def row_tiles(n_rows: int, tile_rows: int) -> list[tuple[int, int]]:
     """``[(start, stop), …]`` of consecutive tiles of ``tile_rows`` covering ``n_rows`` (one empty tile for 0)."""
     return [(start, min(start + tile_rows, n_rows)) for start in range(0, max(n_rows, 1), max(1, tile_rows))]
-
-
-def xp_weight_totals(xp, n_rows: int, weights: Any) -> tuple[float, int]:
-    """The total row weight and the rows of weight 0, on the host (``weights`` None: every weight 1)."""
-    if weights is None:
-        return float(n_rows), 0
-    return float(to_numpy(xp.sum(weights))), int(to_numpy(xp.sum(xp.astype(weights == 0, xp.int64))))
