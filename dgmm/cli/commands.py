@@ -86,15 +86,22 @@ def predict(
     click.echo(f"wrote {n} rows to {output}", err=True)
 
 
-def scoring_data(model, data: str, columns: str | None, options: dict | None):
+def scoring_data(model, data: str, columns: str | None, options: dict | None, exclude: str | None = None):
     """DATA as a command scores it: the Parquet path itself, or with --columns the data set of those
-    feature columns (a model fitted with feature names reads those names; --columns must agree)."""
+    feature columns (a model fitted with feature names reads those names; --columns must agree); ``exclude``
+    (a label column) is never a feature."""
     from ..data.parquet import ParquetDataset
 
     chosen = feature_columns(columns)
-    if chosen is None:
+    if chosen is None and (exclude is None or getattr(model, "feature_names_in_", None) is not None):
         return data
-    return ParquetDataset.open(data, chosen, nan_policy=model.nan_policy, storage_options=options)
+    return ParquetDataset.open(
+        data,
+        chosen,
+        nan_policy=model.nan_policy,
+        storage_options=options,
+        exclude_columns=[exclude] if exclude and chosen is None else None,
+    )
 
 
 def predict_groups(
@@ -121,6 +128,9 @@ def predict_groups(
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@click.option(
+    "--label-column", help="a classifier: column (or hive key) of each row's class, for the accuracy (not a feature)"
+)
 @COLUMNS_OPTION
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
@@ -129,17 +139,25 @@ def score(
     model_path: str,
     data: str,
     as_json: bool,
+    label_column: str | None,
     columns: str | None,
     nan_policy: str | None,
     storage_options: tuple[str, ...],
 ) -> None:
-    """Mean log-likelihood, BIC and AIC of the model on DATA (over the rows not dropped)."""
+    """Mean log-likelihood, BIC and AIC of a mixture on DATA (over the rows not dropped); of a classifier, the mean
+    log-likelihood under its classes and, with --label-column, its accuracy."""
     from ..estimator.files import load_model
 
     options = storage(storage_options)
     model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
-    summary = model.score_summary(scoring_data(model, data, columns, options))
+    if hasattr(model, "classes_"):
+        summary = model.score_summary(scoring_data(model, data, columns, options, exclude=label_column), label_column)
+    elif label_column is not None:
+        raise ConfigError("--label-column needs a classifier model (fitted with --label-column); this model is one "
+                          "mixture: leave --label-column out")  # fmt: skip
+    else:
+        summary = model.score_summary(scoring_data(model, data, columns, options))
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -152,13 +170,20 @@ def score(
 @click.option("--n-samples", "-n", type=click.IntRange(min=1), required=True)
 @click.option("--output", "-o", required=True, help="Parquet file to write")
 @click.option("--seed", type=click.IntRange(min=0), default=CLI_SEED, show_default=True, help="seed of the draws")
+@click.option("--class", "label", help="a classifier: draw every row from this class (default: classes by prior)")
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @STORAGE_OPTION
 @handle_errors("sample")
 def sample(
-    model_path: str, n_samples: int, output: str, seed: int | None, overwrite: bool, storage_options: tuple[str, ...]
+    model_path: str,
+    n_samples: int,
+    output: str,
+    seed: int | None,
+    label: str | None,
+    overwrite: bool,
+    storage_options: tuple[str, ...],
 ) -> None:
-    """Draw rows from the model; columns are its features plus `component`."""
+    """Draw rows from the model; columns are its features plus `component` (a mixture) or `class` (a classifier)."""
     import pyarrow as pa
 
     from ..data.outputs import check_destination, model_summary, write_table
@@ -166,12 +191,21 @@ def sample(
 
     options = storage(storage_options)
     model = load_model(model_path, options)
+    classifier = hasattr(model, "classes_")
+    if label is not None and not classifier:
+        raise ConfigError("--class needs a classifier model (fitted with --label-column); this model is one mixture")
     check_destination(output, overwrite, options)
-    X, labels = model.set_params(random_state=seed).sample(n_samples)
+    model.set_params(random_state=seed)
+    if classifier:
+        X, labels = model.sample(n_samples, label=label)
+        last = {"class": labels.tolist() if labels.dtype.kind in "OU" else labels}
+    else:
+        X, labels = model.sample(n_samples)
+        last = {"component": labels}
     names = getattr(model, "feature_names_in_", None)
     names = list(names) if names is not None else [f"x{j}" for j in range(X.shape[1])]
     table = pa.table(
-        {**{n: X[:, j] for j, n in enumerate(names)}, "component": labels},
+        {**{n: X[:, j] for j, n in enumerate(names)}, **last},
         metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()},
     )
     write_table(table, output, overwrite, storage_options=options)

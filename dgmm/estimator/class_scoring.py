@@ -1,5 +1,6 @@
 """What a fitted :class:`~dgmm.GaussianMixtureClassifier` computes on data: posteriors over classes,
-decisions, likelihood ratios against the background model, and decisions per group of rows.
+decisions, likelihood ratios against the background model, decisions per group of rows, its totals (mean
+log-likelihood, accuracy); and the rows it draws.
 
 NumPy input is scored eagerly by blocks of rows; Dask and Parquet input lazily, block by block,
 with the kernels of :mod:`dgmm.kernels.posterior` and :mod:`dgmm.kernels.groups` (no scikit-learn on workers).
@@ -24,13 +25,17 @@ from ..kernels.device.classes import (
     xp_class_scores,
     xp_group_sums,
     xp_most_probable,
+    xp_score_totals,
 )
-from ..kernels.groups import group_kernel
+from ..kernels.groups import ScoreTotals, group_kernel, score_totals
 from ..kernels.posterior import class_scores, most_probable, normalised_rows
+from ..kernels.sampling import draw
+from .parameters import check_random_state, param_error
 from .runtime import runtime
 from .scoring import device_chunks
 
 GROUP_SUMS = ByBackend(group_kernel, xp_group_sums)  # a chunk on the host or, placed by the runtime, on a device
+SCORE_TOTALS = ByBackend(score_totals, xp_score_totals)
 
 
 class ClassScoringMixin:
@@ -100,6 +105,69 @@ class ClassScoringMixin:
         for c, label in enumerate(self.classes_):
             frame[f"score_{label}"] = scores[:, c]
         return frame
+
+    def score_summary(self, X: Any, y: Any = None) -> dict[str, Any]:
+        """The rows scored, their mean log-likelihood under the classifier (``log Σ_c π_c p(x | c)``) and, given
+        their classes ``y`` (labels, or the name of a label column of a DataFrame or of Parquet input), the
+        accuracy over the rows of a class the model knows; one pass over the data, out of core for Parquet."""
+        mixtures = self._fitted()
+        X, y = frame_column(X, y)
+        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
+        if y is None:
+            codes = np.full(data.n_rows, -1.0)
+            if data.kind not in ("numpy", "xp"):
+                import dask.array as da
+
+                codes = da.from_array(codes, chunks=(data.array.chunks[0],))
+        else:
+            labels = as_labels(y, data)
+            lookup = self._class_indices(labels.classes)
+            codes = lookup[labels.codes.astype(np.int64)] if isinstance(labels.codes, np.ndarray) else (
+                labels.codes.map_blocks(lambda block: lookup[block.astype(np.int64)], dtype=np.float64))  # fmt: skip
+        payload = (tuple(m.fitted_params() for m in mixtures), np.log(self.class_prior_), data.weighted)
+        with runtime(self, with_codes(data, codes)) as where:
+            totals: ScoreTotals = where.executor.map_reduce(where.array, SCORE_TOTALS, payload, self.split_every)
+        summary = {"n_samples": totals.n_rows, "n_classes": len(self.classes_),
+                   "mean_log_likelihood": totals.loglik / totals.n_rows if totals.n_rows else float("nan")}  # fmt: skip
+        if y is not None:
+            summary["n_labelled"] = totals.labelled
+            summary["accuracy"] = totals.correct / totals.labelled if totals.labelled else float("nan")
+        return summary
+
+    def _class_indices(self, labels: np.ndarray) -> np.ndarray:
+        """The index in ``classes_`` of each label (C',), float64; -1 for a label the model has no class for.
+        Labels match as they are, or as text when their types differ (``1`` read from Parquet as ``"1"``)."""
+        index = {label: i for i, label in enumerate(self.classes_.tolist())}
+        if labels.dtype.kind != self.classes_.dtype.kind:
+            index = {str(label): i for label, i in index.items()}
+            return np.asarray([index.get(str(label), -1) for label in labels.tolist()], dtype=np.float64)
+        return np.asarray([index.get(label, -1) for label in labels.tolist()], dtype=np.float64)
+
+    def sample(self, n_samples: int = 1, label: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` rows: classes by their priors and each row from its class's mixture, or all from
+        the class ``label``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, d)
+        y : ndarray of shape (n_samples,), the class of each row
+        """
+        mixtures = self._fitted()
+        if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+            raise param_error("n_samples", n_samples, "an int >= 1")
+        rng = check_random_state(self.random_state)
+        if label is None:
+            counts = rng.multinomial(n_samples, self.class_prior_)
+        else:
+            c = int(self._class_indices(np.asarray([label]))[0])
+            if c < 0:
+                raise ParameterError(f"label={label!r} is not a class of this model; its classes are "
+                                     f"{', '.join(map(str, self.classes_[:10].tolist()))}"
+                                     f"{', ...' if len(self.classes_) > 10 else ''}")  # fmt: skip
+            counts = np.bincount([c], minlength=len(self.classes_)) * n_samples
+        chosen = np.flatnonzero(counts)
+        parts = [draw(mixtures[c].fitted_params(), int(counts[c]), rng)[0] for c in chosen]
+        return np.vstack(parts), np.repeat(self.classes_[chosen], counts[chosen])
 
     def _fitted(self) -> list:
         if not hasattr(self, "estimators_"):

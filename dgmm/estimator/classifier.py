@@ -48,7 +48,8 @@ from ..kernels.estep import ComputeDType
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.row_weights import no_rows_left
-from ..persist.classes_file import is_classifier, member_arrays
+from ..persist import classes_file
+from ..persist.classes_file import is_classifier
 from ..persist.formats import read_model_file, save_model
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
@@ -408,23 +409,19 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
     ) -> "GaussianMixtureClassifier":
         """The fitted classifier of a classifier file's checked arrays and metadata: every class's mixture, and
         the background model, built as mixtures."""
-        members = [
-            GaussianMixture.from_file_contents(member_arrays(arrays, f"c{i}"), member, storage_options)
-            for i, member in enumerate(metadata["members"])
-        ]
+        class_members, ubm = classes_file.mixtures(arrays, metadata)
+        members = [GaussianMixture.from_file_contents(a, m, storage_options) for a, m in class_members]
         settings = {k: v for k, v in members[0].get_params().items() if k in cls().get_params()}
         model = cls(**{**settings, **metadata["params"]})
         model.estimators_ = members
         model.classes_ = np.asarray(metadata["classes"])
-        model.class_prior_ = np.asarray(metadata["priors"], dtype=np.float64)
+        model.class_prior_ = classes_file.priors(arrays, metadata)
         model.n_iter_ = np.asarray([m.n_iter_ for m in members])
         model.n_features_in_ = members[0].n_features_in_
         if hasattr(members[0], "feature_names_in_"):
             model.feature_names_in_ = members[0].feature_names_in_
-        if metadata["ubm"] is not None:
-            model.ubm_ = GaussianMixture.from_file_contents(
-                member_arrays(arrays, "ubm"), metadata["ubm"], storage_options
-            )
+        if ubm is not None:
+            model.ubm_ = GaussianMixture.from_file_contents(*ubm, storage_options)
         return model
 
     def __sklearn_tags__(self):

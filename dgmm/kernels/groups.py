@@ -1,4 +1,4 @@
-"""Per-group sums of per-row scores, mergeable across chunks (pure NumPy).
+"""Per-group sums of per-row scores, and a classifier's totals, mergeable across chunks (pure NumPy).
 
 Rows belong to groups (the frames of an utterance); a group may span chunks and files. Each chunk
 gives the sums of its rows' scores for the groups it holds, keyed by group code; partial sums merge
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .posterior import class_log_likelihoods
+from .posterior import class_log_likelihoods, logsumexp_rows
 from .row_weights import split_weights
 
 
@@ -61,3 +61,46 @@ def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSum
         kept = weights > 0
         scores, codes = scores[kept], codes[kept]
     return GroupSums.of_rows(codes, scores)
+
+
+@dataclass(frozen=True)
+class ScoreTotals:
+    """A classifier's totals over rows, mergeable across chunks with ``+``.
+
+    Attributes
+    ----------
+    n_rows : rows scored (rows dropped by nan_policy are left out)
+    loglik : Σ_n log Σ_c π_c p(x_n | c), the rows' log-likelihood under the classifier's mixture of classes
+    labelled : rows with a known class (a class of the model)
+    correct : rows whose most probable class is their class
+    """
+
+    n_rows: int
+    loglik: float
+    labelled: int
+    correct: int
+
+    @classmethod
+    def of_rows(cls, joint: np.ndarray, truth: np.ndarray) -> "ScoreTotals":
+        """From joint log-likelihoods ``log π_c + log p(x | c)`` (n, C) and the class index of each row (n,), -1
+        where it has none."""
+        known = truth >= 0
+        correct = np.count_nonzero((np.argmax(joint, axis=1) == truth) & known) if joint.shape[0] else 0
+        return cls(joint.shape[0], float(logsumexp_rows(joint).sum()), int(np.count_nonzero(known)), int(correct))
+
+    def __add__(self, other: "ScoreTotals") -> "ScoreTotals":
+        return ScoreTotals(self.n_rows + other.n_rows, self.loglik + other.loglik, self.labelled + other.labelled,
+                           self.correct + other.correct)  # fmt: skip
+
+
+def score_totals(block: np.ndarray, payload: tuple, row_offset: int) -> ScoreTotals:
+    """:class:`ScoreTotals` of a chunk (n, d [+ 1] + 1) whose last column is the class index of each row (-1:
+    none). ``payload`` is ``(mixtures, log priors, weighted)``."""
+    params, log_priors, weighted = payload
+    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
+    joint = class_log_likelihoods(X, params) + log_priors
+    truth = block[:, -1]
+    if weights is not None:
+        kept = weights > 0
+        joint, truth = joint[kept], truth[kept]
+    return ScoreTotals.of_rows(joint, truth)

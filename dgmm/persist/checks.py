@@ -19,6 +19,7 @@ from scipy import linalg
 
 from ..kernels.gaussian import covariance_shape, log_det_cholesky, precision_cholesky
 from .archive import Invalid
+from .fitted import PARAMETER_ARRAYS
 
 MAX_FEATURES = 100_000
 MAX_COMPONENTS = 100_000
@@ -70,9 +71,6 @@ def check_limits(kind: str, K: int, d: int, n_iter: int) -> None:
     if largest > MAX_PARAMETER_ELEMENTS:
         raise TooLarge(f"covariance_type {kind!r} with n_components={K}, n_features={d} needs an array of {largest} "
                         f"values, more than MAX_PARAMETER_ELEMENTS={MAX_PARAMETER_ELEMENTS}")  # fmt: skip
-
-
-PARAMETER_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
 def check_values(arrays: Mapping[str, np.ndarray], kind: str, names: tuple[str, ...] = PARAMETER_ARRAYS) -> None:

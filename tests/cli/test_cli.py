@@ -335,3 +335,54 @@ def test_classifier_fit_inspect_predict_rows_and_groups(tmp_path, scheduler_addr
         check_code=2,
     )
     assert "--checkpoint applies to a single mixture" in one_line_error(refused, "fit")
+
+
+def test_every_command_takes_a_classifier_file_of_many_classes(tmp_path):
+    """200 speakers MAP-adapted from one background model in one file: inspect, score (accuracy with
+    --label-column), predict by row and by utterance, sample (by prior, or one --class) and plot each take it;
+    a one-mixture model refuses the classifier-only options in one line, exit 2."""
+    import pandas as pd
+
+    rng = np.random.default_rng(7)
+    n_speakers, frames = 200, 40
+    speakers = np.repeat([f"spk{c:03d}" for c in range(n_speakers)], frames)
+    X = rng.normal(size=(speakers.size, 3)) + np.repeat(rng.normal(scale=4.0, size=(n_speakers, 3)), frames, axis=0)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "speaker": speakers})
+    frame["utterance"] = [f"{s}-{i % 2}" for i, s in enumerate(speakers)]
+    data = tmp_path / "frames.parquet"
+    frame.to_parquet(data, row_group_size=1000, index=False)
+    model = tmp_path / "speakers.npz"
+    run("fit", data, "--label-column", "speaker", "--exclude-columns", "utterance", "--n-components", 4,
+        "--covariance-type", "diag", "--ubm", "fit", "--model", model, "--seed", 0)  # fmt: skip
+    loaded = load_model(model)
+    assert len(loaded.classes_) == n_speakers
+    assert json.loads(run("inspect", model, "--json").stdout)["classes"][:2] == ["spk000", "spk001"]
+    scored = json.loads(run("score", model, data, "--label-column", "speaker", "--json").stdout)
+    features = frame[["a", "b", "c"]]
+    assert scored["n_samples"] == scored["n_labelled"] == len(frame) and scored["n_classes"] == n_speakers
+    assert scored["accuracy"] == pytest.approx(np.mean(loaded.predict(features) == speakers), abs=1e-12)
+    joint = loaded.predict_log_proba(features)  # log-posteriors; the mean log-likelihood adds back the evidence
+    assert np.isfinite(joint).all() and scored["mean_log_likelihood"] == pytest.approx(
+        loaded.score_summary(features)["mean_log_likelihood"], rel=1e-12
+    )
+    assert "accuracy" not in json.loads(run("score", model, data, "--json").stdout)
+    run("predict", model, data, "--output", tmp_path / "rows.parquet")
+    rows = pq.read_table(tmp_path / "rows.parquet").column("class").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(rows, loaded.predict(features))
+    run("predict", model, data, "--output", tmp_path / "utterances.parquet", "--group-column", "utterance")
+    assert len(pq.read_table(tmp_path / "utterances.parquet")) == 2 * n_speakers
+    run("sample", model, "-n", 50, "--class", "spk007", "--output", tmp_path / "one.parquet")
+    one = pq.read_table(tmp_path / "one.parquet")
+    assert one.column_names == ["a", "b", "c", "class"] and set(one.column("class").to_pylist()) == {"spk007"}
+    run("sample", model, "-n", 500, "--output", tmp_path / "all.parquet")
+    assert len(set(pq.read_table(tmp_path / "all.parquet").column("class").to_pylist())) > 100
+    unknown = run("sample", model, "-n", 5, "--class", "nobody", "--output", tmp_path / "x.parquet", check_code=2)
+    assert "label='nobody' is not a class of this model" in one_line_error(unknown, "sample")
+    run("plot", model, data, "--output", tmp_path / "classes.png")
+    assert (tmp_path / "classes.png").stat().st_size > 0
+    mixture = tmp_path / "mixture.npz"
+    run("fit", data, "--exclude-columns", "speaker,utterance", "--n-components", 2, "--model", mixture)
+    refused = run("score", mixture, data, "--label-column", "speaker", check_code=2)
+    assert "--label-column needs a classifier model" in one_line_error(refused, "score")
+    refused = run("sample", mixture, "-n", 5, "--class", "spk001", "--output", tmp_path / "y.parquet", check_code=2)
+    assert "--class needs a classifier model" in one_line_error(refused, "sample")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..arrays import namespace, to_numpy
-from ..groups import GroupSums
+from ..groups import GroupSums, ScoreTotals
 from ..hashing import heldout_rows
 from ..params import MixtureParams
 from ..posterior import most_probable
@@ -128,3 +128,13 @@ def xp_select_rows(
     part = xp.asarray((keep == held).astype(np.float64), device=X.device)
     weights = part if weights is None else xp.astype(weights, xp.float64) * part
     return xp.concat([xp.astype(X, xp.float64), weights[:, None]], axis=1)
+
+
+def xp_score_totals(block: Any, payload: tuple, row_offset: int) -> ScoreTotals:
+    """:func:`dgmm.kernels.groups.score_totals` of a block on its device: the joint scores (n, C) come back to the
+    host and are totalled there."""
+    params, log_priors, weighted = payload
+    joint = host_class_scores(block[:, :-1], (params, (log_priors, False)))
+    truth = to_numpy(block[:, -1])
+    kept = ~np.isnan(joint[:, 0]) if weighted else slice(None)  # rows dropped by nan_policy weigh 0
+    return ScoreTotals.of_rows(joint[kept], truth[kept])
