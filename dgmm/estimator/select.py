@@ -259,20 +259,12 @@ def select(
 SELECT_ROWS = ByBackend(select_rows, xp_select_rows)
 
 
-def _select_block(
-    block: Any, n_features: int, seed: int, fraction: float, held: bool, block_info: dict | None = None
-) -> Any:
-    """:data:`SELECT_ROWS` of one Dask block; named ``block_info`` so that Dask passes it (the block's global row
-    offset decides which rows are held out)."""
-    return SELECT_ROWS(block, n_features, seed, fraction, held, block_info)
-
-
 def _split(array, n_features: int, seed: int, fraction: float, held: bool):
     """Training (``held=False``) or held-out rows of ``array`` as weighted data (others weight 0)."""
     if not hasattr(array, "map_blocks"):  # in memory, or on a device in this process
         return SELECT_ROWS(array, n_features, seed, fraction, held)
     return array.map_blocks(
-        _select_block, n_features, seed, fraction, held, dtype=np.float64, chunks=(array.chunks[0], (n_features + 1,))
+        SELECT_ROWS, n_features, seed, fraction, held, dtype=np.float64, chunks=(array.chunks[0], (n_features + 1,))
     )
 
 

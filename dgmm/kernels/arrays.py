@@ -22,12 +22,15 @@ def on_host(block: Any) -> bool:
 @dataclass(frozen=True)
 class ByBackend:
     """One kernel in two definitions, chosen by its first argument: ``host`` for a NumPy block, ``device``
-    for any other array-API block. Picklable when both are module-level functions (Dask ships it)."""
+    for any other array-API block. Picklable when both are module-level functions (Dask ships it, and a
+    worker imports only their modules). ``map_blocks`` hands it a ``block_info``, passed on when given."""
 
     host: Callable
     device: Callable
 
-    def __call__(self, block: Any, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, block: Any, *args: Any, block_info: dict | None = None, **kwargs: Any) -> Any:
+        if block_info is not None:
+            kwargs["block_info"] = block_info
         return (self.host if on_host(block) else self.device)(block, *args, **kwargs)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import DataError
 from .arrays import namespace
-from .gaussian import log_gaussian_prob
+from .gaussian import log_det_cholesky, log_gaussian_prob
 from .params import MixtureParams
 from .row_weights import split_weights
 
@@ -63,10 +63,55 @@ def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 
 
 def class_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
-    """``log p(x_n | class c)`` under each class's mixture, shape (n, C)."""
+    """``log p(x_n | class c)`` under each class's mixture, shape (n, C): diagonal and spherical mixtures of one
+    size all at once (:func:`stacked_log_likelihoods`), others one class at a time."""
+    kinds = {(p.covariance_type, p.n_components) for p in class_params}
+    if len(kinds) == 1 and next(iter(kinds))[0] in ("diag", "spherical"):
+        return stacked_log_likelihoods(X, class_params)
     out = np.empty((X.shape[0], len(class_params)), dtype=np.float64)
     for c, params in enumerate(class_params):
         out[:, c] = log_density(X, params)
+    return out
+
+
+STACKED_TILE_ELEMENTS = 1 << 21  # rows x components of a tile's log-probabilities: 16 MiB of float64
+
+
+def stacked_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
+    """``log p(x_n | class c)`` (n, C) of C diagonal or spherical mixtures of K components each, every class's
+    components at once: per tile of rows, the squared distances to all C·K means are two matrix products of the
+    rows centred on the mean of every mean (the E-step's expansion, so a common offset of the data cancels no
+    digits: ``Σ_j (z_j − a_j)² P_j = (z∘z)·P − 2 z·(a∘P) + a·(a∘P)``), then each class's log-sum-exp over its K.
+    """
+    K, d = class_params[0].n_components, class_params[0].n_features
+    means = np.concatenate([p.means for p in class_params])  # (C·K, d)
+    factors = np.concatenate([p.precisions_cholesky for p in class_params])
+    precisions = factors**2 if factors.ndim == 2 else np.repeat((factors**2)[:, None], d, axis=1)
+    kind = class_params[0].covariance_type
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(np.concatenate([p.weights for p in class_params]))
+    centre = means.mean(axis=0)
+    shift = means - centre
+    scaled = shift * precisions
+    log_norm = (
+        log_weights + log_det_cholesky(factors, kind, d) - 0.5 * (d * np.log(2.0 * np.pi) + np.sum(shift * scaled, 1))
+    )
+    gemm = np.concatenate([precisions.T, -2.0 * scaled.T])  # (2d, C·K)
+    n, C = X.shape[0], len(class_params)
+    out = np.empty((n, C), dtype=np.float64)
+    step = max(1, STACKED_TILE_ELEMENTS // max(C * K, 1))
+    for start in range(0, n, step):
+        Z = np.asarray(X[start : start + step], dtype=np.float64) - centre
+        log_prob = np.concatenate([Z * Z, Z], axis=1) @ gemm
+        log_prob *= -0.5
+        log_prob += log_norm
+        by_class = log_prob.reshape(-1, C, K)  # each class's log-sum-exp, in place (the tile is written once)
+        peak = by_class.max(axis=2, keepdims=True)
+        peak[~np.isfinite(peak)] = 0.0
+        by_class -= peak
+        with np.errstate(under="ignore", divide="ignore"):
+            np.exp(by_class, out=by_class)
+            out[start : start + step] = np.log(by_class.sum(axis=2)) + peak[:, :, 0]
     return out
 
 

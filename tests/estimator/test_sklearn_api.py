@@ -174,4 +174,7 @@ def test_workers_never_import_scikit_learn(cluster_client, tmp_path):
     classifier.fit(str(tmp_path / "data"), y)
     classifier.predict_proba(str(tmp_path / "data")).compute()
     classifier.predict_groups(str(tmp_path / "data"), groups)
+    classifier.score_summary(str(tmp_path / "data"), y)
+    # the held-out split of model selection (its kernel travels as a ByBackend pair of kernels)
+    dgmm.select(str(tmp_path / "data"), n_components=[2], criterion="heldout", random_state=0, client=cluster_client)
     assert not any(cluster_client.run(lambda: "sklearn" in sys.modules).values())

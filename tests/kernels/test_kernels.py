@@ -117,3 +117,26 @@ def test_singular_covariance_is_a_clear_error():
         precision_cholesky(np.zeros((1, 2, 2)), "full")
     with pytest.raises(FitError, match="increase reg_covar"):
         precision_cholesky(np.array([1.0, 0.0]), "spherical")
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_stacked_class_scores_equal_each_class_scored_alone(covariance_type):
+    """Every class's components at once (two matrix products per tile of rows, centred on the mean of the means)
+    give each class's log-likelihood as scoring the classes one by one does, also for data far from zero."""
+    from dgmm.kernels.posterior import class_log_likelihoods, log_density, stacked_log_likelihoods
+
+    rng = np.random.default_rng(4)
+    for offset in (0.0, 1e4):
+        classes = tuple(random_params(rng, 16, 12, covariance_type) for _ in range(300))
+        classes = tuple(MixtureParams(p.weights, p.means + offset, p.covariances, p.precisions_cholesky,
+                                      covariance_type) for p in classes)  # fmt: skip
+        X = rng.normal(size=(2_000, 12)) * 2.0 + offset  # several tiles of rows
+        got = stacked_log_likelihoods(X, classes)
+        want = np.stack([log_density(X, p) for p in classes], axis=1)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
+        np.testing.assert_array_equal(class_log_likelihoods(X, classes), got)
+    mixed = (random_params(rng, 2, 3, covariance_type), random_params(rng, 3, 3, covariance_type))
+    X = rng.normal(size=(50, 3))
+    np.testing.assert_array_equal(  # classes of different sizes are scored one by one
+        class_log_likelihoods(X, mixed), np.stack([log_density(X, p) for p in mixed], axis=1)
+    )
