@@ -19,13 +19,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..kernels.adapt import class_stats, map_adapt
+from ..kernels.adapt import ClassStats, class_stats, map_adapt
 from ..kernels.arrays import ByBackend, on_host
 from ..kernels.device.classes import xp_class_rows, xp_class_stats
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import class_rows, with_weight_column
 from ..kernels.stats import Stats
-from .programs import Bundle, Gather, Pass, Steps, T
+from .programs import Gather, Pass, Steps, T
 
 CLASS_ROWS = ByBackend(class_rows, xp_class_rows)
 CLASS_STATS = ByBackend(class_stats, xp_class_stats)
@@ -90,9 +90,9 @@ class AdaptPlan:
     weighted: bool
 
 
-def adapt_kernel(block: np.ndarray, plan: AdaptPlan, row_offset: int) -> Bundle:
-    """Every class's statistics under the background model: one E-step for the chunk."""
-    return Bundle(tuple(CLASS_STATS(block, plan.ubm, plan.n_classes, plan.weighted)))
+def adapt_kernel(block: np.ndarray, plan: AdaptPlan, row_offset: int) -> ClassStats:
+    """The statistics of the classes in the chunk under the background model: one E-step for the chunk."""
+    return CLASS_STATS(block, plan.ubm, plan.weighted)
 
 
 def adapt_steps(
@@ -105,5 +105,6 @@ def adapt_steps(
     reg_covar: float,
 ) -> Steps[list[tuple[MixtureParams, Stats]]]:
     """One pass: every class's MAP-adapted parameters and the statistics they came from."""
-    bundle = yield Pass(adapt_kernel, AdaptPlan(ubm, n_classes, weighted))
-    return [(map_adapt(stats, ubm, relevance_factor, adapt, reg_covar), stats) for stats in bundle.parts]
+    sparse = yield Pass(adapt_kernel, AdaptPlan(ubm, n_classes, weighted))
+    every = sparse.dense(n_classes, ubm.n_components, ubm.n_features, ubm.covariance_type)
+    return [(map_adapt(stats, ubm, relevance_factor, adapt, reg_covar), stats) for stats in every]

@@ -18,6 +18,7 @@ ordinary M-step (:func:`dgmm.kernels.mstep.m_step`) from the UBM on the class's 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
@@ -26,7 +27,7 @@ from ..errors import ParameterError
 from .params import MixtureParams
 from .posterior import log_responsibilities
 from .row_weights import split_weights
-from .stats import Stats, accumulate
+from .stats import Stats, accumulate, zero_stats
 
 ADAPTABLE = ("means", "weights", "covariances")
 
@@ -42,23 +43,55 @@ def check_adapt(adapt: str | Iterable[str]) -> frozenset[str]:
     return frozenset(parts)
 
 
-def class_stats(block: np.ndarray, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
-    """Statistics of every class's rows under ``ubm``, centred on its means, from one E-step.
+@dataclass(frozen=True)
+class ClassStats:
+    """Statistics of the classes present in some rows, by class code: a chunk's hold only its own classes (frames
+    are usually stored speaker by speaker), and ``+`` merges them class by class, so a task of the pass's tree
+    holds the classes of its rows, never every class.
 
-    ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, the class code.
-    Returns one :class:`~dgmm.kernels.stats.Stats` per class (a class absent from the block: zeros).
+    Attributes
+    ----------
+    codes : (m,) int64, sorted codes of the classes present
+    stats : one :class:`~dgmm.kernels.stats.Stats` per code
+    """
+
+    codes: np.ndarray
+    stats: tuple[Stats, ...]
+
+    def __add__(self, other: "ClassStats") -> "ClassStats":
+        merged = dict(zip(self.codes.tolist(), self.stats))
+        for code, stats in zip(other.codes.tolist(), other.stats):
+            merged[code] = merged[code] + stats if code in merged else stats
+        codes = sorted(merged)
+        return ClassStats(np.asarray(codes, dtype=np.int64), tuple(merged[c] for c in codes))
+
+    def dense(self, n_classes: int, n_components: int, n_features: int, covariance_type: str) -> list[Stats]:
+        """One Stats per class code 0..n_classes-1; zeros for a class with no rows."""
+        present = dict(zip(self.codes.tolist(), self.stats))
+        zero = zero_stats(n_components, n_features, covariance_type)
+        return [present.get(c, zero) for c in range(n_classes)]
+
+
+def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassStats:
+    """Statistics of every class's rows under ``ubm``, centred on its means, from one E-step, for the classes
+    present in the block.
+
+    ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, the class code. Each
+    class's rows are taken in their order (a stable sort by code), so its statistics are those of its rows
+    alone, bit for bit.
     """
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
-    codes = block[:, -1]
+    codes = block[:, -1].astype(np.int64)
     log_norm, log_resp = log_responsibilities(X, ubm)
     resp = np.exp(log_resp)
+    order = np.argsort(codes, kind="stable")
+    present, starts = np.unique(codes[order], return_index=True)
     out = []
-    for c in range(n_classes):
-        rows = codes == c
+    for rows in np.split(order, starts[1:]) if len(order) else []:
         w = None if weights is None else weights[rows]
         loglik = float(log_norm[rows].sum() if w is None else w @ log_norm[rows])
         out.append(accumulate(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))
-    return out
+    return ClassStats(present, tuple(out))
 
 
 def map_adapt(

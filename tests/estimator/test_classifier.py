@@ -331,3 +331,34 @@ def test_label_and_group_columns_of_dataframes(close_speakers):
     pd.testing.assert_frame_equal(decided, from_frame.predict_groups(frame[["a", "b", "c"]], frame["utterance"]))
     with pytest.raises(dgmm.DataError, match="column 'spk' not found; columns are a, b, c, speaker"):
         dgmm.GaussianMixtureClassifier(2).fit(features, "spk")
+
+
+def test_adaptation_statistics_hold_only_the_classes_of_their_rows_and_merge_bit_for_bit():
+    """1,000 speakers stored speaker by speaker: each chunk's statistics hold its few speakers, never all 1,000;
+    merged sparsely they equal, bit for bit, the dense merge of every class's statistics (zeros where absent)."""
+    from functools import reduce
+
+    from dgmm.algorithms.classes import AdaptPlan, adapt_kernel
+    from dgmm.kernels.adapt import class_stats
+    from dgmm.kernels.stats import zero_stats
+
+    rng = np.random.default_rng(11)
+    n_classes, frames, d = 1_000, 30, 4
+    codes = np.repeat(np.arange(n_classes), frames).astype(np.float64)
+    X = rng.normal(size=(codes.size, d)) + rng.normal(scale=3.0, size=(n_classes, d))[codes.astype(int)]
+    ubm = dgmm.GaussianMixture(8, covariance_type="diag", random_state=0, max_iter=5).fit(X).fitted_params()
+    block = np.column_stack([X, codes])
+    chunks = [block[start : start + 1_000] for start in range(0, len(block), 1_000)]
+    parts = [adapt_kernel(chunk, AdaptPlan(ubm, n_classes, False), 0) for chunk in chunks]
+    assert max(len(part.codes) for part in parts) <= 35  # a chunk's own speakers (1,000 rows of 30 frames each)
+    sparse = reduce(lambda a, b: a + b, parts).dense(n_classes, 8, d, "diag")
+    zero = zero_stats(8, d, "diag")
+    dense = [
+        reduce(lambda a, b: a + b, [p.dense(n_classes, 8, d, "diag")[c] for p in parts], zero) for c in range(n_classes)
+    ]
+    for mine, theirs in zip(sparse, dense):
+        assert (mine.n_rows, mine.loglik, mine.weight) == (theirs.n_rows, theirs.loglik, theirs.weight)
+        for name in ("s0", "s1", "s2"):
+            np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
+    alone = class_stats(block[codes == 123], ubm, False)  # a speaker's rows alone, in one chunk
+    np.testing.assert_array_equal(alone.stats[0].s1, sparse[123].s1)

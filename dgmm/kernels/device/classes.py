@@ -8,17 +8,19 @@ data is weighted, and last the class (or group) code of the row as a float.
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import Any
 
 import numpy as np
 
+from ..adapt import ClassStats
 from ..arrays import namespace, to_numpy
 from ..groups import GroupSums, ScoreTotals
 from ..hashing import heldout_rows
 from ..params import MixtureParams
 from ..posterior import most_probable
 from ..row_weights import block_row_offset
-from ..stats import Stats, merge_stats, weight_totals
+from ..stats import weight_totals
 from .estep import xp_accumulate
 from .posterior import xp_posterior, xp_posteriors
 from .tiles import row_tiles, rows_for_width
@@ -32,49 +34,38 @@ def xp_class_rows(block: Any, n_features: int, weighted: bool, code: int) -> Any
     return xp.concat([xp.astype(block[:, :n_features], xp.float64), weights[:, None]], axis=1)
 
 
-def xp_class_stats(
-    block: Any, ubm: MixtureParams, n_classes: int, weighted: bool, tile_rows: int | None = None
-) -> list[Stats]:
+def xp_class_stats(block: Any, ubm: MixtureParams, weighted: bool, tile_rows: int | None = None) -> ClassStats:
     """:func:`dgmm.kernels.adapt.class_stats` on the block's device: by tiles of ``tile_rows`` (default:
     intermediates of 4d + 4K values a row within a quarter of the block), one E-step of ``ubm`` for all the
-    tile's rows, then each class's statistics from its rows (sorted by class once: each row accumulated once)."""
+    tile's rows, then the statistics of each class present from its rows (sorted by class once: each row
+    accumulated once)."""
     n, d = block.shape[0], ubm.n_features
     tiles = row_tiles(n, tile_rows or rows_for_width(n, d, 4 * d + 4 * ubm.n_components))
-    parts = [_class_stats_tile(block[a:b, :], ubm, n_classes, weighted) for a, b in tiles]
-    return [merge_stats([part[c] for part in parts]) for c in range(n_classes)]
+    return reduce(lambda a, b: a + b, [_class_stats_tile(block[a:b, :], ubm, weighted) for a, b in tiles])
 
 
-def _class_stats_tile(block: Any, ubm: MixtureParams, n_classes: int, weighted: bool) -> list[Stats]:
+def _class_stats_tile(block: Any, ubm: MixtureParams, weighted: bool) -> ClassStats:
     xp = namespace(block)
-    where = block.device
     d = ubm.n_features
     X = xp.astype(block[:, :d], xp.float64)
     codes = xp.astype(block[:, -1], xp.float64)
     rows_out = xp_posteriors(X, ubm, ("log_density", "responsibilities"))  # fused on a GPU
     log_norm, resp = rows_out["log_density"], rows_out["responsibilities"]
     order = xp.argsort(codes, stable=True)
-    edges = xp.asarray(np.arange(n_classes + 1, dtype=np.float64) - 0.5, device=where)
-    bounds = to_numpy(xp.searchsorted(xp.take(codes, order), edges))
-    centres = xp.asarray(np.asarray(ubm.means, dtype=np.float64), device=where)
+    present, starts = np.unique(to_numpy(xp.take(codes, order)).astype(np.int64), return_index=True)
+    bounds = [*starts.tolist(), block.shape[0]]
+    centres = xp.asarray(np.asarray(ubm.means, dtype=np.float64), device=block.device)
     out = []
-    for c in range(n_classes):
-        rows = order[int(bounds[c]) : int(bounds[c + 1])]
+    for c in range(len(present)):
+        rows = order[bounds[c] : bounds[c + 1]]
         r, lse = xp.take(resp, rows, axis=0), xp.take(log_norm, rows)
         w = xp.take(xp.astype(block[:, d], xp.float64), rows) if weighted else None
         if w is not None:
             r, lse = r * w[:, None], lse * w
         loglik = float(to_numpy(xp.sum(lse)))
-        out.append(
-            xp_accumulate(
-                xp.take(X, rows, axis=0),
-                r,
-                centres,
-                ubm.covariance_type,
-                loglik,
-                weight_totals(rows.shape[0], w),
-            )
-        )
-    return out
+        totals = weight_totals(rows.shape[0], w)
+        out.append(xp_accumulate(xp.take(X, rows, axis=0), r, centres, ubm.covariance_type, loglik, totals))
+    return ClassStats(present, tuple(out))
 
 
 def xp_class_scores(block: Any, payload: tuple) -> Any:
