@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..errors import ConfigError
+from ..estimator.parameters import TOP_C
 from .app import (
     COLUMNS_OPTION,
     NAN_POLICY_OPTION,
@@ -19,6 +20,8 @@ from .app import (
     storage,
 )
 from .config import CLI_SEED
+
+TOP_C_OPTION = click.option("--top-c", type=click.IntRange(min=1), help="a classifier: " + TOP_C.help)
 
 
 @main.command()
@@ -40,6 +43,7 @@ from .config import CLI_SEED
     help="with --group-column: each class's score of a group, the mean or sum of its rows'",
 )
 @click.option("--ratio", is_flag=True, help="with --group-column: scores against the background model")
+@TOP_C_OPTION
 @click.option("--overwrite", is_flag=True, help="replace an existing output")
 @COLUMNS_OPTION
 @NAN_POLICY_OPTION
@@ -55,6 +59,7 @@ def predict(
     group_column: str | None,
     reduce: str,
     ratio: bool,
+    top_c: int | None,
     overwrite: bool,
     columns: str | None,
     nan_policy: str | None,
@@ -68,6 +73,7 @@ def predict(
     options = storage(storage_options)
     model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
+    with_top_c(model, top_c)
     if group_column:
         return predict_groups(
             model, scoring_data(model, data, columns, options), output, group_column, reduce, ratio, overwrite, options
@@ -84,6 +90,15 @@ def predict(
         columns=feature_columns(columns),
     )
     click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+def with_top_c(model, top_c: int | None) -> None:
+    """--top-c: a classifier's Gaussian selection; refused in one line for a one-mixture model."""
+    if top_c is None:
+        return
+    if not hasattr(model, "classes_"):
+        raise ConfigError("--top-c needs a classifier model with a background model; this model is one mixture")
+    model.set_params(top_c=top_c)
 
 
 def scoring_data(model, data: str, columns: str | None, options: dict | None, exclude: str | None = None):
@@ -131,6 +146,7 @@ def predict_groups(
 @click.option(
     "--label-column", help="a classifier: column (or hive key) of each row's class, for the accuracy (not a feature)"
 )
+@TOP_C_OPTION
 @COLUMNS_OPTION
 @NAN_POLICY_OPTION
 @STORAGE_OPTION
@@ -140,6 +156,7 @@ def score(
     data: str,
     as_json: bool,
     label_column: str | None,
+    top_c: int | None,
     columns: str | None,
     nan_policy: str | None,
     storage_options: tuple[str, ...],
@@ -151,6 +168,7 @@ def score(
     options = storage(storage_options)
     model = load_model(model_path, options)
     model.set_params(nan_policy=nan_policy or model.nan_policy)
+    with_top_c(model, top_c)
     if hasattr(model, "classes_"):
         summary = model.score_summary(scoring_data(model, data, columns, options, exclude=label_column), label_column)
     elif label_column is not None:

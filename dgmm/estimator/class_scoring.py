@@ -28,9 +28,10 @@ from ..kernels.device.classes import (
     xp_score_totals,
 )
 from ..kernels.groups import ScoreTotals, group_kernel, score_totals
-from ..kernels.posterior import class_scores, most_probable, normalised_rows
+from ..kernels.posterior import Scorer, class_scores, most_probable, normalised_rows
 from ..kernels.sampling import draw
-from .parameters import check_random_state, param_error
+from ..kernels.selection import plan_selection
+from .parameters import TOP_C, check_random_state, param_error
 from .runtime import runtime
 from .scoring import device_chunks
 
@@ -45,7 +46,25 @@ class ClassScoringMixin:
 
     def _joint_log_likelihood(self, X: Any):
         """``log prior_c + log p(x | c)``, shape (n, C): NumPy for in-memory input, else lazy Dask."""
-        return self._log_likelihoods(X, tuple(m.fitted_params() for m in self._fitted()), np.log(self.class_prior_))
+        return self._log_likelihoods(X, self._scorer(), np.log(self.class_prior_))
+
+    def _scorer(self, ratio: bool = False) -> Scorer:
+        """The classes' mixtures, and with ``ratio`` the background model's last; with ``top_c``, their plan of
+        Gaussian selection (:mod:`dgmm.kernels.selection`)."""
+        classes = tuple(m.fitted_params() for m in self._fitted())
+        ubm = self.ubm_.fitted_params() if hasattr(self, "ubm_") else None
+        if self.top_c is None:
+            return classes + ((ubm,) if ratio else ())
+        TOP_C.validate(self.top_c)
+        if ubm is None:
+            raise ParameterError(
+                f"top_c={self.top_c} needs a background model (fit with ubm=...): Gaussian selection scores each "
+                "class on the background model's best components; leave top_c unset to score every component"
+            )
+        try:
+            return plan_selection(ubm, classes, self.top_c, with_ubm=ratio)
+        except ValueError as exc:
+            raise ParameterError(f"top_c={self.top_c}: {exc}; leave top_c unset to score every component") from None
 
     def score_ratio(self, X: Any):
         """Log-likelihood ratio of every class against the background model, ``log p(x | c) − log p(x | UBM)``,
@@ -53,10 +72,7 @@ class ClassScoringMixin:
         mixtures = self._fitted()
         if not hasattr(self, "ubm_"):
             raise NotFittedError("score_ratio needs a background model: fit with ubm='fit', a fitted model or a file")
-        params = tuple(m.fitted_params() for m in mixtures)
-        return self._log_likelihoods(
-            X, params + (self.ubm_.fitted_params(),), np.zeros(len(params) + 1), against_last=True
-        )
+        return self._log_likelihoods(X, self._scorer(ratio=True), np.zeros(len(mixtures) + 1), against_last=True)
 
     def predict_groups(self, X: Any, groups: Any, *, reduce: str = "mean", ratio: bool = False):
         """One decision per group of rows (the frames of an utterance), out of core.
@@ -88,7 +104,8 @@ class ClassScoringMixin:
         X, groups = frame_column(X, groups)  # a DataFrame's group column
         data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
         grouping = as_labels(groups, data, what="groups")
-        params = tuple(m.fitted_params() for m in mixtures) + ((self.ubm_.fitted_params(),) if ratio else ())
+        params = self._scorer(ratio)
+        _on_the_host(params, data)
         coded = with_codes(data, grouping.codes)
         with runtime(self, coded) as where:
             sums = where.executor.map_reduce(where.array, GROUP_SUMS, (params, ratio, data.weighted), self.split_every)
@@ -124,7 +141,8 @@ class ClassScoringMixin:
             lookup = self._class_indices(labels.classes)
             codes = lookup[labels.codes.astype(np.int64)] if isinstance(labels.codes, np.ndarray) else (
                 labels.codes.map_blocks(lambda block: lookup[block.astype(np.int64)], dtype=np.float64))  # fmt: skip
-        payload = (tuple(m.fitted_params() for m in mixtures), np.log(self.class_prior_), data.weighted)
+        payload = (self._scorer(), np.log(self.class_prior_), data.weighted)
+        _on_the_host(payload[0], data)
         with runtime(self, with_codes(data, codes)) as where:
             totals: ScoreTotals = where.executor.map_reduce(where.array, SCORE_TOTALS, payload, self.split_every)
         summary = {"n_samples": totals.n_rows, "n_classes": len(self.classes_),
@@ -183,7 +201,8 @@ class ClassScoringMixin:
         # checked as a fitted mixture checks them; a Dask DataFrame is scored as a Dask array
         data = self.estimators_[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
         payload = (params, (offset, against_last))
-        n_out = len(params) - against_last
+        n_out = len(self.estimators_)
+        _on_the_host(params, data)
         if data.kind == "xp":  # on the array's device, in its library
             scores = xp_class_scores(data.values, payload)
             return to_numpy(scores) if data.host_output else scores
@@ -224,3 +243,9 @@ class ClassScoringMixin:
         if is_device_array(joint):
             return xp_most_probable(joint, self.classes_)
         return joint.map_blocks(most_probable, self.classes_, drop_axis=1, dtype=self.classes_.dtype)
+
+
+def _on_the_host(scorer: Scorer, data: Any) -> None:
+    """Refuse Gaussian selection (a plan, not mixtures) for data scored on a device: it runs on the CPU."""
+    if not isinstance(scorer, tuple) and (data.kind == "xp" or data.device is not None):
+        raise ParameterError("top_c (Gaussian selection) scores on the CPU; use device='cpu', or leave top_c unset")

@@ -89,6 +89,10 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         ``n_k / (n_k + r)`` of the way, ``n_k`` its responsibility mass there (0: all the way).
     adapt : "means", "weights", "covariances", or several (a list or "means,weights"), default "means"
         Which parts of the background model are adapted; the others are kept.
+    top_c : int or None, default None
+        Gaussian selection when scoring (Reynolds et al. 2000): each row scored against every class on the
+        ``top_c`` components of the background model that score it highest (5 is usual); None scores every
+        component (exact). Needs a background model and diagonal or spherical covariances; on the CPU.
 
     Attributes
     ----------
@@ -130,6 +134,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         ubm: Any = None,
         relevance_factor: float = 16.0,
         adapt: Any = "means",
+        top_c: int | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -157,6 +162,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.ubm = ubm
         self.relevance_factor = relevance_factor
         self.adapt = adapt
+        self.top_c = top_c
 
     # ------------------------------------------------------------------ fitting
     def fit(

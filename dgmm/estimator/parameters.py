@@ -313,6 +313,14 @@ CLASSIFIER_PARAMETERS: tuple[Parameter, ...] = (
     ),
 )
 CLASSIFIER_BY_NAME = {parameter.name: parameter for parameter in CLASSIFIER_PARAMETERS}
+# a scoring setting of the classifier (not stored in its file): predict, score and their commands take it
+TOP_C = Parameter(
+    "top_c",
+    int,
+    None,
+    "Gaussian selection: score each row on its top_c background components (5 is usual); default: all, exact",
+    minimum=1,
+)
 
 
 def validate_params(est: Any) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .posterior import class_log_likelihoods, logsumexp_rows
+from .posterior import class_log_likelihoods, logsumexp_rows, n_features_of
 from .row_weights import split_weights
 
 
@@ -52,7 +52,7 @@ def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSum
     over a chunk (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy
     are left out. ``payload`` is ``(mixtures, ratio, weighted)``."""
     params, ratio, weighted = payload
-    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
+    X, weights = split_weights(block[:, :-1], n_features_of(params)) if weighted else (block[:, :-1], None)
     scores = class_log_likelihoods(X, params)
     if ratio:
         scores = scores[:, :-1] - scores[:, -1:]
@@ -97,7 +97,7 @@ def score_totals(block: np.ndarray, payload: tuple, row_offset: int) -> ScoreTot
     """:class:`ScoreTotals` of a chunk (n, d [+ 1] + 1) whose last column is the class index of each row (-1:
     none). ``payload`` is ``(mixtures, log priors, weighted)``."""
     params, log_priors, weighted = payload
-    X, weights = split_weights(block[:, :-1], params[0].n_features) if weighted else (block[:, :-1], None)
+    X, weights = split_weights(block[:, :-1], n_features_of(params)) if weighted else (block[:, :-1], None)
     joint = class_log_likelihoods(X, params) + log_priors
     truth = block[:, -1]
     if weights is not None:

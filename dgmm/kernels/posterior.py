@@ -5,7 +5,7 @@ All functions take ``X`` of shape (n, d) and :class:`~dgmm.kernels.params.Mixtur
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -62,9 +62,20 @@ def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
 
 
-def class_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
+Scorer = Union[tuple[MixtureParams, ...], Callable[[np.ndarray], np.ndarray]]  # the mixtures, or a scoring plan
+
+
+def n_features_of(scorer: Scorer) -> int:
+    """The features a scorer takes: its mixtures', or a plan's (:class:`dgmm.kernels.selection.SelectionPlan`)."""
+    return scorer[0].n_features if isinstance(scorer, tuple) else scorer.n_features
+
+
+def class_log_likelihoods(X: np.ndarray, class_params: Scorer) -> np.ndarray:
     """``log p(x_n | class c)`` under each class's mixture, shape (n, C): diagonal and spherical mixtures of one
-    size all at once (:func:`stacked_log_likelihoods`), others one class at a time."""
+    size all at once (:func:`stacked_log_likelihoods`), others one class at a time; a plan (Gaussian selection)
+    scores the rows itself."""
+    if not isinstance(class_params, tuple):
+        return class_params(X)
     kinds = {(p.covariance_type, p.n_components) for p in class_params}
     if len(kinds) == 1 and next(iter(kinds))[0] in ("diag", "spherical"):
         return stacked_log_likelihoods(X, class_params)
@@ -120,7 +131,7 @@ def class_scores(block: np.ndarray, payload: tuple) -> np.ndarray:
     mixture's column is subtracted from the others and dropped (n, C - 1). Rows of weight 0 (dropped
     by nan_policy) get NaN. ``payload`` is ``(mixtures, (offset, against_last))``."""
     params, (offset, against_last) = payload
-    X, weights = split_weights(block, params[0].n_features)
+    X, weights = split_weights(block, n_features_of(params))
     scores = class_log_likelihoods(X, params) + offset
     if against_last:
         scores = scores[:, :-1] - scores[:, -1:]

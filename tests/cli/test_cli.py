@@ -370,7 +370,14 @@ def test_every_command_takes_a_classifier_file_of_many_classes(tmp_path):
     rows = pq.read_table(tmp_path / "rows.parquet").column("class").to_numpy(zero_copy_only=False)
     np.testing.assert_array_equal(rows, loaded.predict(features))
     run("predict", model, data, "--output", tmp_path / "utterances.parquet", "--group-column", "utterance")
-    assert len(pq.read_table(tmp_path / "utterances.parquet")) == 2 * n_speakers
+    decided = pq.read_table(tmp_path / "utterances.parquet").to_pandas()
+    assert len(decided) == 2 * n_speakers
+    # Gaussian selection on every background component decides as full scoring
+    selected = tmp_path / "selected.parquet"
+    run("predict", model, data, "--output", selected, "--group-column", "utterance", "--top-c", 4)
+    assert (pq.read_table(selected).to_pandas()["class"] == decided["class"]).all()
+    top = json.loads(run("score", model, data, "--label-column", "speaker", "--top-c", 4, "--json").stdout)
+    assert top["accuracy"] == pytest.approx(scored["accuracy"], abs=1e-12)
     run("sample", model, "-n", 50, "--class", "spk007", "--output", tmp_path / "one.parquet")
     one = pq.read_table(tmp_path / "one.parquet")
     assert one.column_names == ["a", "b", "c", "class"] and set(one.column("class").to_pylist()) == {"spk007"}
@@ -386,3 +393,5 @@ def test_every_command_takes_a_classifier_file_of_many_classes(tmp_path):
     assert "--label-column needs a classifier model" in one_line_error(refused, "score")
     refused = run("sample", mixture, "-n", 5, "--class", "spk001", "--output", tmp_path / "y.parquet", check_code=2)
     assert "--class needs a classifier model" in one_line_error(refused, "sample")
+    refused = run("predict", mixture, data, "--output", tmp_path / "z.parquet", "--top-c", 2, check_code=2)
+    assert "--top-c needs a classifier model" in one_line_error(refused, "predict")

@@ -362,3 +362,46 @@ def test_adaptation_statistics_hold_only_the_classes_of_their_rows_and_merge_bit
             np.testing.assert_array_equal(getattr(mine, name), getattr(theirs, name))
     alone = class_stats(block[codes == 123], ubm, False)  # a speaker's rows alone, in one chunk
     np.testing.assert_array_equal(alone.stats[0].s1, sparse[123].s1)
+
+
+def test_gaussian_selection_with_every_component_is_full_scoring_and_a_few_agree(tmp_path):
+    """top_c = K scores exactly as without selection (posteriors, ratios, group decisions, also on Parquet);
+    top_c = 3 of 32 decides as full scoring on speakers adapted from one background model."""
+    from dgmm.data.synthetic import write_parquet
+
+    rng = np.random.default_rng(5)
+    n_speakers, d = 40, 6
+    world = rng.normal(scale=4.0, size=(32, d))
+    shifts = rng.normal(scale=1.0, size=(n_speakers, d))
+    codes = np.repeat(np.arange(n_speakers), 200)
+    X = world[rng.integers(0, 32, codes.size)] + shifts[codes] + rng.normal(size=(codes.size, d))
+    model = dgmm.GaussianMixtureClassifier(32, covariance_type="diag", ubm="fit", random_state=0, max_iter=20)
+    model.fit(X, codes)
+    full = {
+        "proba": model.predict_log_proba(X),
+        "ratio": model.score_ratio(X),
+        "groups": model.predict_groups(X, codes // 1),
+    }
+    model.set_params(top_c=32)
+    np.testing.assert_allclose(model.predict_log_proba(X), full["proba"], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(model.score_ratio(X), full["ratio"], rtol=1e-9, atol=1e-9)
+    pd.testing.assert_frame_equal(model.predict_groups(X, codes), full["groups"], rtol=1e-9)
+    write_parquet(X, tmp_path / "frames", row_group_size=1_000)
+    np.testing.assert_allclose(model.predict_log_proba(str(tmp_path / "frames")).compute(), full["proba"],
+                               rtol=1e-9, atol=1e-9)  # fmt: skip
+    model.set_params(top_c=3)
+    selected = model.predict(X)
+    assert np.mean(selected == np.argmax(full["proba"], axis=1)) > 0.99
+    assert (model.predict_groups(X, codes)["class"] == full["groups"]["class"]).all()
+
+
+def test_gaussian_selection_is_refused_where_it_does_not_apply(speakers):
+    X, y = speakers
+    no_background = dgmm.GaussianMixtureClassifier(2, covariance_type="diag", random_state=0, top_c=1).fit(X, y)
+    with pytest.raises(dgmm.ParameterError, match="top_c=1 needs a background model"):
+        no_background.predict(X)
+    full = dgmm.GaussianMixtureClassifier(2, ubm="fit", random_state=0, top_c=1).fit(X, y)
+    with pytest.raises(dgmm.ParameterError, match="diagonal or spherical covariances"):
+        full.predict(X)
+    with pytest.raises(dgmm.ParameterError, match="top_c=0 is invalid"):
+        full.set_params(top_c=0, covariance_type="diag").predict(X)
