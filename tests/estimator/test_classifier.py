@@ -166,13 +166,13 @@ def test_scikit_learn_classifier_checks(estimator, check):
 def test_the_classifier_takes_every_mixture_parameter_with_its_default():
     import inspect
 
-    from dgmm.estimator.parameters import MIXTURE_PARAMETERS
+    from dgmm.estimator.parameters import CLASSIFIER_PARAMETERS, MIXTURE_PARAMETERS, TOP_C
 
     signature = inspect.signature(dgmm.GaussianMixtureClassifier).parameters
     per_class = {p.name: p.default for p in MIXTURE_PARAMETERS}
-    own = {"client", "priors", "ubm", "relevance_factor", "adapt"}
-    assert set(signature) == set(per_class) | own  # not the initial arrays, nor warm_start
-    for name, default in per_class.items():
+    own = {p.name: p.default for p in (*CLASSIFIER_PARAMETERS, TOP_C)}
+    assert set(signature) == set(per_class) | set(own) | {"client"}  # not the initial arrays, nor warm_start
+    for name, default in {**per_class, **own}.items():
         assert signature[name].default == default, name
     with pytest.raises(dgmm.ParameterError, match="covariance_type='banana' is invalid"):
         dgmm.GaussianMixtureClassifier(covariance_type="banana").fit(np.zeros((10, 2)), [0, 1] * 5)
