@@ -36,6 +36,10 @@ _LAZY = {
     "Selection": "dgmm.estimator.select",
     "load_model": "dgmm.estimator.files",
     "save_model": "dgmm.persist.formats",
+    "score_trials": "dgmm.estimator.verification",
+    "verification_report": "dgmm.estimator.verification",
+    "identification_accuracy": "dgmm.estimator.verification",
+    "plot_det": "dgmm.estimator.verification",
     "read_parquet": "dgmm.data.parquet",
     "ParquetDataset": "dgmm.data.parquet",
     "predict_to_parquet": "dgmm.data.outputs",
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
     from .estimator.files import load_model
     from .estimator.mixture import GaussianMixture
     from .estimator.select import Selection, select
+    from .estimator.verification import identification_accuracy, plot_det, score_trials, verification_report
     from .kernels.params import MixtureParams
     from .persist.checkpoint import Checkpoint
     from .persist.formats import save_model
