@@ -67,6 +67,16 @@ def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
     return Labels(classes, counts, codes)
 
 
+def no_codes(data: Input) -> Any:
+    """A code of -1 (no class) for every row, on the data's chunks: NumPy for in-memory data, else Dask."""
+    codes = np.full(data.n_rows, -1.0)
+    if data.kind in ("numpy", "xp"):
+        return codes
+    import dask.array as da
+
+    return da.from_array(codes, chunks=(data.array.chunks[0],))
+
+
 def with_codes(data: Input, codes: Any) -> Input:
     """The data with the class codes as its last column, chunk for chunk (the layout of ``class_rows``); data on a
     device (an array-API array, a Dask array of CuPy chunks) gets its codes there, and lazy data keeps its GPU."""

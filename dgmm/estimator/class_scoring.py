@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
-from ..data.labels import as_labels, frame_column, with_codes
+from ..data.labels import as_labels, frame_column, no_codes, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.rows import map_block_rows, map_rows
 from ..kernels.arrays import ByBackend, namespace, to_numpy
@@ -131,11 +131,7 @@ class ClassScoringMixin:
         X, y = frame_column(X, y)
         data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
         if y is None:
-            codes = np.full(data.n_rows, -1.0)
-            if data.kind not in ("numpy", "xp"):
-                import dask.array as da
-
-                codes = da.from_array(codes, chunks=(data.array.chunks[0],))
+            codes = no_codes(data)
         else:
             labels = as_labels(y, data)
             lookup = self._class_indices(labels.classes)
