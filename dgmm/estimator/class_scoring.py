@@ -112,16 +112,13 @@ class ClassScoringMixin:
         # the background model's term is the same for every class: the decision is the same with ratio
         decision = sums.sums + np.log(self.class_prior_)
         scores = sums.sums / sums.counts[:, None] if reduce == "mean" else sums.sums
-        frame = pd.DataFrame(
-            {
-                "group": grouping.classes[sums.codes],
-                "n_rows": sums.counts,
-                "class": self.classes_[np.argmax(decision, axis=1)],
-            }
-        )
-        for c, label in enumerate(self.classes_):
-            frame[f"score_{label}"] = scores[:, c]
-        return frame
+        columns = {
+            "group": grouping.classes[sums.codes],
+            "n_rows": sums.counts,
+            "class": self.classes_[np.argmax(decision, axis=1)],
+        }
+        columns.update({f"score_{label}": scores[:, c] for c, label in enumerate(self.classes_)})
+        return pd.DataFrame(columns)
 
     def score_summary(self, X: Any, y: Any = None) -> dict[str, Any]:
         """The rows scored, their mean log-likelihood under the classifier (``log Σ_c π_c p(x | c)``) and, given

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .params import MixtureParams
-from .posterior import log_responsibilities
+from .posterior import log_responsibilities, logsumexp_rows, stacked_weighted_log_prob
 from .row_weights import split_weights
 from .stats import Stats, accumulate, zero_stats
 
@@ -82,8 +82,7 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassS
     """
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
     codes = block[:, -1].astype(np.int64)
-    log_norm, log_resp = log_responsibilities(X, ubm)
-    resp = np.exp(log_resp)
+    log_norm, resp = _responsibilities(X, ubm)
     order = np.argsort(codes, kind="stable")
     present, starts = np.unique(codes[order], return_index=True)
     out = []
@@ -92,6 +91,20 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassS
         loglik = float(log_norm[rows].sum() if w is None else w @ log_norm[rows])
         out.append(accumulate(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))
     return ClassStats(present, tuple(out))
+
+
+def _responsibilities(X: np.ndarray, ubm: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """``log p(x_n | ubm)`` (n,) and the responsibilities (n, K): for diagonal and spherical covariances from one
+    matrix product of the rows centred on the mean of the means (:func:`stacked_log_likelihoods`'s expansion),
+    otherwise component by component (:func:`log_responsibilities`)."""
+    if ubm.covariance_type not in ("diag", "spherical"):
+        log_norm, log_resp = log_responsibilities(X, ubm)
+        return log_norm, np.exp(log_resp)
+    weighted = stacked_weighted_log_prob(X, ubm)
+    log_norm = logsumexp_rows(weighted)
+    weighted -= log_norm[:, None]
+    with np.errstate(under="ignore"):
+        return log_norm, np.exp(weighted, out=weighted)
 
 
 def map_adapt(

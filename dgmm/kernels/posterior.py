@@ -88,26 +88,45 @@ def class_log_likelihoods(X: np.ndarray, class_params: Scorer) -> np.ndarray:
 STACKED_TILE_ELEMENTS = 1 << 21  # rows x components of a tile's log-probabilities: 16 MiB of float64
 
 
+def expanded_components(params: MixtureParams, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A diagonal or spherical mixture's squared distances as one matrix product of ``[z∘z, z]`` (rows centred on
+    ``centre``): the matrix ``[P ; −2 a∘P]`` (2d, K), ``a_k = μ_k − centre``, and the constants (K,)
+    ``log π_k + log det U_k − ½ d log 2π − ½ a_k·(a_k∘P_k)`` (the E-step's expansion: no offset cancels)."""
+    d = params.n_features
+    factors = params.precisions_cholesky
+    precisions = factors**2 if factors.ndim == 2 else np.repeat((factors**2)[:, None], d, axis=1)
+    shift = params.means - centre
+    scaled = shift * precisions
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    log_det = log_det_cholesky(factors, params.covariance_type, d)
+    log_norm = log_weights + log_det - 0.5 * (d * np.log(2.0 * np.pi) + np.sum(shift * scaled, axis=1))
+    return np.concatenate([precisions.T, -2.0 * scaled.T]), log_norm
+
+
+def stacked_weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log π_k + log N(x_n | μ_k, Σ_k)`` (n, K) of a diagonal or spherical mixture by one matrix product of the
+    rows centred on the mean of the means (:func:`expanded_components`)."""
+    centre = params.means.mean(axis=0)
+    gemm, log_norm = expanded_components(params, centre)
+    Z = np.asarray(X, dtype=np.float64) - centre
+    out = np.concatenate([Z * Z, Z], axis=1) @ gemm
+    out *= -0.5
+    out += log_norm
+    return out
+
+
 def stacked_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
     """``log p(x_n | class c)`` (n, C) of C diagonal or spherical mixtures of K components each, every class's
     components at once: per tile of rows, the squared distances to all C·K means are two matrix products of the
     rows centred on the mean of every mean (the E-step's expansion, so a common offset of the data cancels no
     digits: ``Σ_j (z_j − a_j)² P_j = (z∘z)·P − 2 z·(a∘P) + a·(a∘P)``), then each class's log-sum-exp over its K.
     """
-    K, d = class_params[0].n_components, class_params[0].n_features
-    means = np.concatenate([p.means for p in class_params])  # (C·K, d)
-    factors = np.concatenate([p.precisions_cholesky for p in class_params])
-    precisions = factors**2 if factors.ndim == 2 else np.repeat((factors**2)[:, None], d, axis=1)
-    kind = class_params[0].covariance_type
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(np.concatenate([p.weights for p in class_params]))
-    centre = means.mean(axis=0)
-    shift = means - centre
-    scaled = shift * precisions
-    log_norm = (
-        log_weights + log_det_cholesky(factors, kind, d) - 0.5 * (d * np.log(2.0 * np.pi) + np.sum(shift * scaled, 1))
-    )
-    gemm = np.concatenate([precisions.T, -2.0 * scaled.T])  # (2d, C·K)
+    K = class_params[0].n_components
+    centre = np.concatenate([p.means for p in class_params]).mean(axis=0)
+    parts = [expanded_components(p, centre) for p in class_params]
+    gemm = np.concatenate([g for g, _ in parts], axis=1)  # (2d, C·K)
+    log_norm = np.concatenate([n for _, n in parts])
     n, C = X.shape[0], len(class_params)
     out = np.empty((n, C), dtype=np.float64)
     step = max(1, STACKED_TILE_ELEMENTS // max(C * K, 1))

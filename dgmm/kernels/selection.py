@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gaussian import log_det_cholesky
 from .params import MixtureParams
+from .posterior import expanded_components
 
 # rows scored at once: a tile's (rows, top_c, C) log-terms hold about this many values (64 MiB of float64)
 SELECTION_ELEMENTS = 1 << 23
@@ -56,20 +56,6 @@ class SelectionPlan:
         return selected_log_likelihoods(X, self)
 
 
-def _expanded(params: MixtureParams, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``[P ; −2 a∘P]`` (2d, K) and the constants (K,) of a diagonal or spherical mixture about ``centre``."""
-    d = params.n_features
-    factors = params.precisions_cholesky
-    precisions = factors**2 if factors.ndim == 2 else np.repeat((factors**2)[:, None], d, axis=1)
-    shift = params.means - centre
-    scaled = shift * precisions
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
-    log_det = log_det_cholesky(factors, params.covariance_type, d)
-    log_norm = log_weights + log_det - 0.5 * (d * np.log(2.0 * np.pi) + np.sum(shift * scaled, axis=1))
-    return np.concatenate([precisions.T, -2.0 * scaled.T]), log_norm
-
-
 def plan_selection(ubm: MixtureParams, classes: tuple[MixtureParams, ...], top_c: int, with_ubm: bool = False
                    ) -> SelectionPlan:  # fmt: skip
     """The plan of :func:`selected_log_likelihoods`; ValueError unless every mixture is diagonal or spherical with
@@ -80,8 +66,8 @@ def plan_selection(ubm: MixtureParams, classes: tuple[MixtureParams, ...], top_c
     if any((p.n_components, p.n_features) != (K, d) for p in classes):
         raise ValueError("Gaussian selection needs classes with the background model's components and features")
     centre = ubm.means.mean(axis=0)
-    ubm_gemm, ubm_log_norm = _expanded(ubm, centre)
-    parts = [_expanded(p, centre) for p in classes]
+    ubm_gemm, ubm_log_norm = expanded_components(ubm, centre)
+    parts = [expanded_components(p, centre) for p in classes]
     class_gemm = np.ascontiguousarray(np.stack([g for g, _ in parts], axis=2).transpose(1, 0, 2))  # (K, 2d, C)
     class_log_norm = np.stack([n for _, n in parts], axis=1)  # (K, C)
     return SelectionPlan(min(int(top_c), K), centre, ubm_gemm, ubm_log_norm, class_gemm, class_log_norm, with_ubm)
