@@ -27,7 +27,7 @@ from ..errors import ParameterError
 from .params import MixtureParams
 from .posterior import log_responsibilities, logsumexp_rows, stacked_weighted_log_prob
 from .row_weights import split_weights
-from .stats import Stats, accumulate, zero_stats
+from .stats import Stats, accumulate, accumulate_expanded, zero_stats
 
 ADAPTABLE = ("means", "weights", "covariances")
 
@@ -83,13 +83,14 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassS
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
     codes = block[:, -1].astype(np.int64)
     log_norm, resp = _responsibilities(X, ubm)
+    add_up = accumulate_expanded if ubm.covariance_type in ("diag", "spherical") else accumulate
     order = np.argsort(codes, kind="stable")
     present, starts = np.unique(codes[order], return_index=True)
     out = []
     for rows in np.split(order, starts[1:]) if len(order) else []:
         w = None if weights is None else weights[rows]
         loglik = float(log_norm[rows].sum() if w is None else w @ log_norm[rows])
-        out.append(accumulate(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))
+        out.append(add_up(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))
     return ClassStats(present, tuple(out))
 
 

@@ -129,6 +129,32 @@ def accumulate(
     return Stats(n, float(loglik), resp.sum(axis=0), s1, s2, *weight_totals(n, weights))
 
 
+def accumulate_expanded(
+    X: np.ndarray,
+    resp: np.ndarray,
+    centres: np.ndarray,
+    covariance_type: CovarianceType,
+    loglik: float = 0.0,
+    weights: np.ndarray | None = None,
+) -> Stats:
+    """:func:`accumulate` for diagonal and spherical covariances by two matrix products instead of a loop over
+    components: with ``Z = X − c`` and ``a_k = centre_k − c`` (``c`` the mean of the centres),
+    ``S1_k = rᵀZ − S0_k a_k`` and ``S2_k = rᵀ(Z∘Z) − 2 a_k∘(rᵀZ) + S0_k a_k²``: the E-step's expansion, whose
+    rounding is ``eps · (a_kj² + σ_kj²)`` per entry, relative to the spread of the components, never to an
+    offset of the data."""
+    n = X.shape[0]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        resp = resp * weights[:, None]
+    centre = centres.mean(axis=0)
+    Z = X - centre
+    shift = centres - centre
+    s0 = resp.sum(axis=0)
+    g1 = resp.T @ Z
+    s2 = resp.T @ (Z * Z) - 2.0 * shift * g1 + s0[:, None] * shift**2
+    return Stats(n, float(loglik), s0, g1 - s0[:, None] * shift, s2, *weight_totals(n, weights))
+
+
 def weight_totals(n_rows: int, weights: Any) -> tuple[float, int]:
     """The total weight of ``n_rows`` rows and how many weigh 0, on the host (``weights`` (n,) of NumPy or any
     array-API library, or None: every weight 1)."""

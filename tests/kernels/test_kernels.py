@@ -140,3 +140,25 @@ def test_stacked_class_scores_equal_each_class_scored_alone(covariance_type):
     np.testing.assert_array_equal(  # classes of different sizes are scored one by one
         class_log_likelihoods(X, mixed), np.stack([log_density(X, p) for p in mixed], axis=1)
     )
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_expanded_statistics_equal_the_component_loop_also_far_from_zero(covariance_type):
+    """accumulate_expanded (two matrix products about the mean of the centres) gives accumulate's statistics to
+    rounding relative to the components' spread, with and without weights, whatever the offset of the data."""
+    from dgmm.kernels.stats import accumulate_expanded
+
+    rng = np.random.default_rng(8)
+    for offset in (0.0, 1e5):
+        centres = rng.normal(scale=3.0, size=(32, 6)) + offset
+        X = centres[rng.integers(0, 32, 5_000)] + rng.normal(size=(5_000, 6))
+        resp = rng.dirichlet(np.ones(32), size=5_000)
+        for weights in (None, rng.uniform(0, 2, 5_000)):
+            got = accumulate_expanded(X, resp, centres, covariance_type, 1.5, weights)
+            want = accumulate(X, resp, centres, covariance_type, 1.5, weights)
+            np.testing.assert_array_equal(got.s0, want.s0)
+            scale = np.abs(want.s2).max()
+            np.testing.assert_allclose(got.s1, want.s1, atol=1e-11 * np.sqrt(scale * want.s0.max()))
+            np.testing.assert_allclose(got.s2, want.s2, rtol=1e-10, atol=1e-11 * scale)
+            assert (got.n_rows, got.loglik, got.weight, got.n_zero_weight) == (
+                want.n_rows, want.loglik, want.weight, want.n_zero_weight)  # fmt: skip
