@@ -128,20 +128,20 @@ def stacked_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ..
     K = class_params[0].n_components
     centre = np.concatenate([p.means for p in class_params]).mean(axis=0)
     parts = [expanded_components(p, centre) for p in class_params]
-    gemm = np.concatenate([g for g, _ in parts], axis=1)  # (2d, C·K)
-    log_norm = np.concatenate([n for _, n in parts])
+    # one product gives the log-probabilities: [z∘z, z, 1] by [−½ P ; a∘P ; constants] (a weight of 0, whose
+    # constant is −inf, as −1e300: BLAS need not meet an infinity, and its exp is 0 all the same)
+    log_norm = np.maximum(np.concatenate([n for _, n in parts]), -1e300)
+    gemm = np.concatenate([-0.5 * np.concatenate([g for g, _ in parts], axis=1), log_norm[None, :]])  # (2d+1, C·K)
     n, C = X.shape[0], len(class_params)
     out = np.empty((n, C), dtype=np.float64)
     per_block = max(1, STACKED_BLOCK_COLUMNS // K)  # classes per block: its slice of the matrix stays in cache
     step = max(1, STACKED_TILE_ELEMENTS // (per_block * K))
     for start in range(0, n, step):
         Z = np.asarray(X[start : start + step], dtype=np.float64) - centre
-        expanded = np.concatenate([Z * Z, Z], axis=1)
+        expanded = np.concatenate([Z * Z, Z, np.ones((Z.shape[0], 1))], axis=1)
         for first in range(0, C, per_block):
             last = min(C, first + per_block)
             log_prob = expanded @ gemm[:, first * K : last * K]
-            log_prob *= -0.5
-            log_prob += log_norm[first * K : last * K]
             by_class = log_prob.reshape(-1, last - first, K)  # each class's log-sum-exp, in place
             peak = by_class.max(axis=2, keepdims=True)
             peak[~np.isfinite(peak)] = 0.0
