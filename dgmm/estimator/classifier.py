@@ -39,7 +39,7 @@ from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..data.validation import NanPolicy
-from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ModelFileError, ParameterError, spell
+from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
 from ..execution.deadlines import STALL_TIMEOUT
 from ..execution.executor import CountingExecutor
 from ..kernels.adapt import check_adapt
@@ -49,7 +49,6 @@ from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.row_weights import no_rows_left
 from ..persist import classes_file
-from ..persist.classes_file import is_classifier
 from ..persist.formats import read_model_file, save_model
 from .base import Estimator
 from .class_scoring import ClassScoringMixin
@@ -398,12 +397,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
     ) -> "GaussianMixtureClassifier":
         """Read a classifier written by :meth:`save` (a path or an fsspec URL); every inconsistency is a
         ModelFileError, and so is a model file of one mixture (:func:`dgmm.load_model` reads either)."""
-        arrays, metadata = read_model_file(path, storage_options)
-        if not is_classifier(metadata):
-            raise ModelFileError(
-                f"{os.fspath(path)}: a model file of one mixture, not a classifier; load it with "
-                "dgmm.load_model or GaussianMixture.load"
-            )
+        arrays, metadata = read_model_file(path, storage_options, classifier=True)
         return cls.from_file_contents(arrays, metadata, storage_options)
 
     @classmethod

@@ -17,7 +17,7 @@ from ..algorithms.em import EMResult, IterationCallback
 from ..algorithms.smem import AcceptedMove
 from ..data.inputs import Input, as_input, on_device, warn_id_like
 from ..data.validation import NanPolicy
-from ..errors import ConvergenceWarning, DataError, ModelFileError, ParameterError
+from ..errors import ConvergenceWarning, DataError, ParameterError
 from ..execution.deadlines import STALL_TIMEOUT
 from ..kernels import posterior
 from ..kernels.estep import ComputeDType
@@ -25,7 +25,6 @@ from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.sampling import draw
 from ..persist.checkpoint import Checkpoint, FitState
-from ..persist.classes_file import is_classifier
 from ..persist.fitted import FittedState
 from ..persist.formats import read_model_file, save_model
 from ..persist.model_file import fitted_state
@@ -345,12 +344,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     def load(cls, path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> "GaussianMixture":
         """Read a model written by :meth:`save` (a path or an fsspec URL); every inconsistency is a ModelFileError,
         and so is a classifier file (:func:`dgmm.load_model` reads either)."""
-        arrays, metadata = read_model_file(path, storage_options)
-        if is_classifier(metadata):
-            raise ModelFileError(
-                f"{os.fspath(path)}: a classifier file, not one mixture; load it with "
-                "dgmm.load_model or GaussianMixtureClassifier.load"
-            )
+        arrays, metadata = read_model_file(path, storage_options, classifier=False)
         return cls.from_file_contents(arrays, metadata, storage_options)
 
     @classmethod

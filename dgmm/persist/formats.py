@@ -97,14 +97,27 @@ def read_metadata(path: str | os.PathLike[str], storage_options: Mapping[str, An
     return read_model_file(path, storage_options)[1]
 
 
+READERS = {False: "dgmm.load_model or GaussianMixture.load", True: "dgmm.load_model or GaussianMixtureClassifier.load"}
+
+
 def read_model_file(
-    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None, classifier: bool | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays and metadata of a model file, fully checked; any problem is a ModelFileError.
+    """Arrays and metadata of a model file, fully checked; any problem is a ModelFileError, and so is a file of
+    the other format when ``classifier`` says which one is expected (None: either).
 
     :func:`dgmm.load_model` builds the estimator from them.
     """
-    path = os.fspath(path)
+    arrays, metadata = _read_checked(os.fspath(path), storage_options)
+    found = classes_file.is_classifier(metadata)
+    if classifier is not None and found != classifier:
+        what = "a classifier file, not one mixture" if found else "a model file of one mixture, not a classifier"
+        raise ModelFileError(f"{os.fspath(path)}: {what}; load it with {READERS[found]}")
+    return arrays, metadata
+
+
+def _read_checked(path: str, storage_options: Mapping[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`read_model_file` of either format."""
     try:
         arrays, metadata = _read(path, storage_options)
         if classes_file.is_classifier(metadata):

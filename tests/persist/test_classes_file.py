@@ -147,3 +147,16 @@ def test_thousands_of_classes_round_trip_bit_for_bit(tmp_path):
         )
     np.testing.assert_array_equal(loaded.class_prior_, model.class_prior_)
     np.testing.assert_array_equal(loaded.predict_log_proba(rows[:50]), model.predict_log_proba(rows[:50]))
+
+
+def test_each_class_loads_only_its_own_format(classifier, tmp_path):
+    """GaussianMixture.load and GaussianMixtureClassifier.load read their own format; the other is refused in one
+    line naming what reads it (dgmm.load_model reads either)."""
+    classifier.save(tmp_path / "c.npz")
+    classifier.ubm_.save(tmp_path / "m.npz")
+    assert type(dgmm.GaussianMixtureClassifier.load(tmp_path / "c.npz")) is dgmm.GaussianMixtureClassifier
+    assert type(dgmm.GaussianMixture.load(tmp_path / "m.npz")) is dgmm.GaussianMixture
+    with pytest.raises(ModelFileError, match="a classifier file, not one mixture; load it with dgmm.load_model"):
+        dgmm.GaussianMixture.load(tmp_path / "c.npz")
+    with pytest.raises(ModelFileError, match="one mixture, not a classifier; load it with dgmm.load_model"):
+        dgmm.GaussianMixtureClassifier.load(tmp_path / "m.npz")
