@@ -67,6 +67,21 @@ def as_labels(y: Any, data: Input, what: str = "y") -> Labels:
     return Labels(classes, counts, codes)
 
 
+def label_positions(wanted: Any, known: np.ndarray) -> np.ndarray:
+    """The index in ``known`` of each of ``wanted`` (int64), -1 where it is not there. Labels match as they are;
+    numbers whatever their type (a group read back as ``3.0`` is ``3``); others as text when the types differ
+    (``1`` read from Parquet as ``"1"``)."""
+    wanted, known = np.asarray(wanted), np.asarray(known)
+    if wanted.dtype.kind in "iuf" and known.dtype.kind in "iuf":
+        key = float
+    elif wanted.dtype.kind != known.dtype.kind:
+        key = str
+    else:
+        key = lambda value: value  # noqa: E731
+    index = {key(value): i for i, value in enumerate(known.tolist())}
+    return np.asarray([index.get(key(value), -1) for value in wanted.tolist()], dtype=np.int64)
+
+
 def no_codes(data: Input) -> Any:
     """A code of -1 (no class) for every row, on the data's chunks: NumPy for in-memory data, else Dask."""
     codes = np.full(data.n_rows, -1.0)

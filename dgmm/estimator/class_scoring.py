@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
-from ..data.labels import as_labels, frame_column, no_codes, with_codes
+from ..data.labels import as_labels, frame_column, label_positions, no_codes, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.rows import map_block_rows, map_rows
 from ..kernels.arrays import ByBackend, namespace, to_numpy
@@ -131,7 +131,7 @@ class ClassScoringMixin:
             codes = no_codes(data)
         else:
             labels = as_labels(y, data)
-            lookup = self._class_indices(labels.classes)
+            lookup = label_positions(labels.classes, self.classes_).astype(np.float64)
             codes = lookup[labels.codes.astype(np.int64)] if isinstance(labels.codes, np.ndarray) else (
                 labels.codes.map_blocks(lambda block: lookup[block.astype(np.int64)], dtype=np.float64))  # fmt: skip
         payload = (self._scorer(), np.log(self.class_prior_), data.weighted)
@@ -144,15 +144,6 @@ class ClassScoringMixin:
             summary["n_labelled"] = totals.labelled
             summary["accuracy"] = totals.correct / totals.labelled if totals.labelled else float("nan")
         return summary
-
-    def _class_indices(self, labels: np.ndarray) -> np.ndarray:
-        """The index in ``classes_`` of each label (C',), float64; -1 for a label the model has no class for.
-        Labels match as they are, or as text when their types differ (``1`` read from Parquet as ``"1"``)."""
-        index = {label: i for i, label in enumerate(self.classes_.tolist())}
-        if labels.dtype.kind != self.classes_.dtype.kind:
-            index = {str(label): i for label, i in index.items()}
-            return np.asarray([index.get(str(label), -1) for label in labels.tolist()], dtype=np.float64)
-        return np.asarray([index.get(label, -1) for label in labels.tolist()], dtype=np.float64)
 
     def sample(self, n_samples: int = 1, label: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` rows: classes by their priors and each row from its class's mixture, or all from
@@ -170,7 +161,7 @@ class ClassScoringMixin:
         if label is None:
             counts = rng.multinomial(n_samples, self.class_prior_)
         else:
-            c = int(self._class_indices(np.asarray([label]))[0])
+            c = int(label_positions([label], self.classes_)[0])
             if c < 0:
                 raise ParameterError(f"label={label!r} is not a class of this model; its classes are "
                                      f"{', '.join(map(str, self.classes_[:10].tolist()))}"

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..data.labels import label_positions
 from ..errors import DataError, ParameterError
 from ..kernels.detection import NORMS, SRE_COSTS, detection_rates, equal_error_rate, min_dcf, normalise, top_k_accuracy
 
@@ -25,15 +26,8 @@ def group_scores(model: Any, X: Any, groups: Any) -> tuple[np.ndarray, np.ndarra
 
 def _positions(wanted: np.ndarray, known: np.ndarray, what: str) -> np.ndarray:
     """The index in ``known`` of each of ``wanted``; DataError naming the first one missing."""
-    wanted, known = np.asarray(wanted), np.asarray(known)
-    if wanted.dtype.kind in "iuf" and known.dtype.kind in "iuf":  # 3 and 3.0 (a group column read as floats)
-        key = float
-    elif wanted.dtype.kind != known.dtype.kind:  # e.g. integer labels read back as text
-        key = str
-    else:
-        key = lambda value: value  # noqa: E731
-    index = {key(value): i for i, value in enumerate(known.tolist())}
-    found = np.asarray([index.get(key(value), -1) for value in wanted.tolist()], dtype=np.int64)
+    wanted = np.asarray(wanted)
+    found = label_positions(wanted, known)
     if np.any(found < 0):
         missing = np.asarray(wanted)[np.argmax(found < 0)]
         missing = missing.item() if isinstance(missing, np.generic) else missing
