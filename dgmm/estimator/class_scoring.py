@@ -18,6 +18,8 @@ from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
 from ..data.labels import as_labels, frame_column, label_positions, no_codes, with_codes
 from ..errors import NotFittedError, ParameterError
+from ..execution.blas import single_threaded_blas
+from ..execution.local import in_process_threads, thread_pool
 from ..execution.rows import map_block_rows, map_rows
 from ..kernels.arrays import ByBackend, namespace, to_numpy
 from ..kernels.device.classes import (
@@ -192,11 +194,13 @@ class ClassScoringMixin:
             return to_numpy(scores) if data.host_output else scores
         if data.device is not None:  # Parquet or Dask chunks scored on a GPU, each chunk's scores back on the host
             return map_block_rows(device_chunks(data), host_class_scores, payload, n_out, np.float64)
-        if data.kind == "numpy":
-            step = IN_MEMORY_CHUNK_ROWS
-            return np.concatenate(
-                [class_scores(data.values[i : i + step], payload) for i in range(0, data.n_rows, step)]
-            )
+        if data.kind == "numpy":  # the row tiles of each block on every core, BLAS on one thread in each
+            step, pool = IN_MEMORY_CHUNK_ROWS, thread_pool(in_process_threads())
+            with single_threaded_blas():
+                return np.concatenate([
+                    class_scores(data.values[i : i + step], payload, map if pool is None else pool.map)
+                    for i in range(0, data.n_rows, step)
+                ])  # fmt: skip
         return map_rows(data.array, class_scores, payload, n_out, np.float64)
 
     def decision_function(self, X: Any):

@@ -38,6 +38,28 @@ SYRK_MIN_WIDTH = 24  # below this width OpenBLAS's GEMM beats its SYRK for VᵀV
 _UPPER_NOTRANS = np.array([ord("U"), ord("N")], dtype=np.uint8)
 
 
+@njit(inline="always", **_JIT)
+def _exp_parts(v):  # pragma: no cover - compiled
+    """``exp(v) = 2^k · p`` for −700 ≤ v ≤ 0: returns ``(p, k)`` (see :func:`exp_above`)."""
+    k = math.floor(v * _LOG2E + 0.5)
+    f = v - k * _LN2_HI - k * _LN2_LO
+    p = 1.6059043836821613e-10
+    p = p * f + 2.08767569878681e-09
+    p = p * f + 2.505210838544172e-08
+    p = p * f + 2.755731922398589e-07
+    p = p * f + 2.7557319223985893e-06
+    p = p * f + 2.48015873015873e-05
+    p = p * f + 1.984126984126984e-04
+    p = p * f + 1.388888888888889e-03
+    p = p * f + 8.333333333333333e-03
+    p = p * f + 4.1666666666666664e-02
+    p = p * f + 1.6666666666666666e-01
+    p = p * f + 0.5
+    p = p * f + 1.0
+    p = p * f + 1.0
+    return p, k
+
+
 @njit(**_JIT)
 def exp_above(x, floor, out, bits):  # pragma: no cover - compiled
     """``out[i] = exp(x[i])`` for ``floor ≤ x[i] ≤ 0``, and exactly 0 below ``floor`` (x, out 1-D).
@@ -50,23 +72,7 @@ def exp_above(x, floor, out, bits):  # pragma: no cover - compiled
     """
     n = x.shape[0]
     for i in range(n):
-        v = max(np.float64(x[i]), floor)
-        k = math.floor(v * _LOG2E + 0.5)
-        f = v - k * _LN2_HI - k * _LN2_LO
-        p = 1.6059043836821613e-10
-        p = p * f + 2.08767569878681e-09
-        p = p * f + 2.505210838544172e-08
-        p = p * f + 2.755731922398589e-07
-        p = p * f + 2.7557319223985893e-06
-        p = p * f + 2.48015873015873e-05
-        p = p * f + 1.984126984126984e-04
-        p = p * f + 1.388888888888889e-03
-        p = p * f + 8.333333333333333e-03
-        p = p * f + 4.1666666666666664e-02
-        p = p * f + 1.6666666666666666e-01
-        p = p * f + 0.5
-        p = p * f + 1.0
-        p = p * f + 1.0
+        p, k = _exp_parts(max(np.float64(x[i]), floor))
         bits[i] = (np.int64(k) + 1023) << 52
         out[i] = p
     scale = bits.view(np.float64)
@@ -318,3 +324,51 @@ def diag_tile(X, centre, gemm, log_norm, floor, shift, weights, s0, s1, s2, cbuf
             s1[k, j] += first - t0[k] * a
             s2[k, j] += np.float64(G[k, d + j]) - 2.0 * a * first + t0[k] * a * a
     return loglik
+
+
+@njit(**_JIT)
+def _exp_sum(E, bits, m, floor):  # pragma: no cover - compiled
+    """``Σ_{i<m} exp(E[i])`` for ``E[i] ≤ 0``, entries below ``floor`` counted as 0 (E overwritten; bits int64)."""
+    for i in range(m):
+        p, k = _exp_parts(max(E[i], floor))
+        bits[i] = (np.int64(k) + 1023) << 52
+        E[i] = p if E[i] >= floor else (E[i] if E[i] != E[i] else 0.0)  # NaN stays NaN
+    scale = bits.view(np.float64)
+    total = 0.0
+    for i in range(m):
+        total += E[i] * scale[i]
+    return total
+
+
+@njit(**_JIT)
+def segment_logsumexp(L, K, floor, out, E, bits):  # pragma: no cover - compiled
+    """``out[n, c] = log Σ_k exp(L[n, c·K + k])``: the log-sum-exp of each run of K columns, (T, C·K) -> (T, C).
+
+    One read of L from memory: a pass for each run's maximum, then the entries within ``−floor`` of it
+    are gathered while the run is still in cache and exponentiated together (as :func:`exp_above`); the
+    rest, each below ``e^floor`` of the largest term, count as 0. The NumPy equivalent reads and writes
+    the whole (T, C·K) block four times, more than its matrix product costs. A run with no finite maximum
+    (every entry −inf, or an infinity, or NaN among −inf) is summed as it is, so −inf, inf and NaN keep
+    their meaning; NaN beside finite entries gives NaN. E : float64, bits : int64 scratch of K elements.
+    """
+    T = L.shape[0]
+    C = L.shape[1] // K
+    for n in range(T):
+        for c in range(C):
+            base = c * K
+            top = -np.inf
+            for k in range(K):
+                v = L[n, base + k]
+                top = v if v > top else top
+            if not math.isfinite(top):
+                total = 0.0
+                for k in range(K):
+                    total += math.exp(L[n, base + k])
+                out[n, c] = math.log(total)
+                continue
+            m = 0
+            for k in range(K):
+                v = L[n, base + k] - top
+                E[m] = v
+                m += not v < floor  # NaN is kept, and makes the sum NaN
+            out[n, c] = top + math.log(_exp_sum(E, bits, m, floor))

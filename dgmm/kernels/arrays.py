@@ -28,10 +28,18 @@ class ByBackend:
     host: Callable
     device: Callable
 
+    @property
+    def maps_tiles(self) -> bool:
+        """Whether the host kernel takes a ``map`` for its row tiles (the device kernel never gets one)."""
+        return getattr(self.host, "maps_tiles", False)
+
     def __call__(self, block: Any, *args: Any, block_info: dict | None = None, **kwargs: Any) -> Any:
         if block_info is not None:
             kwargs["block_info"] = block_info
-        return (self.host if on_host(block) else self.device)(block, *args, **kwargs)
+        if on_host(block):
+            return self.host(block, *args, **kwargs)
+        kwargs.pop("map", None)
+        return self.device(block, *args, **kwargs)
 
 
 def namespace(*arrays: Any):

@@ -7,7 +7,9 @@ with ``+`` in the pass's tree, so memory holds the groups, never the rows.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -47,13 +49,13 @@ class GroupSums:
         return GroupSums(keys, counts.astype(np.int64), sums)
 
 
-def group_kernel(block: np.ndarray, payload: tuple, row_offset: int) -> GroupSums:
+def group_kernel(block: np.ndarray, payload: tuple, row_offset: int, map: Callable = builtins.map) -> GroupSums:
     """Per-group sums of every mixture's log-likelihoods (with ``ratio``: of the others' against the last)
     over a chunk (n, d [+ 1] + 1) whose last column is the group code; rows dropped by nan_policy
-    are left out. ``payload`` is ``(mixtures, ratio, weighted)``."""
+    are left out. ``payload`` is ``(mixtures, ratio, weighted)``; ``map`` runs the row tiles (a thread pool's)."""
     params, ratio, weighted = payload
     X, weights = split_weights(block[:, :-1], n_features_of(params)) if weighted else (block[:, :-1], None)
-    scores = class_log_likelihoods(X, params)
+    scores = class_log_likelihoods(X, params, map)
     if ratio:
         scores = scores[:, :-1] - scores[:, -1:]
     codes = block[:, -1]
@@ -93,14 +95,18 @@ class ScoreTotals:
                            self.correct + other.correct)  # fmt: skip
 
 
-def score_totals(block: np.ndarray, payload: tuple, row_offset: int) -> ScoreTotals:
+def score_totals(block: np.ndarray, payload: tuple, row_offset: int, map: Callable = builtins.map) -> ScoreTotals:
     """:class:`ScoreTotals` of a chunk (n, d [+ 1] + 1) whose last column is the class index of each row (-1:
-    none). ``payload`` is ``(mixtures, log priors, weighted)``."""
+    none). ``payload`` is ``(mixtures, log priors, weighted)``; ``map`` as :func:`group_kernel`."""
     params, log_priors, weighted = payload
     X, weights = split_weights(block[:, :-1], n_features_of(params)) if weighted else (block[:, :-1], None)
-    joint = class_log_likelihoods(X, params) + log_priors
+    joint = class_log_likelihoods(X, params, map) + log_priors
     truth = block[:, -1]
     if weights is not None:
         kept = weights > 0
         joint, truth = joint[kept], truth[kept]
     return ScoreTotals.of_rows(joint, truth)
+
+
+group_kernel.maps_tiles = True  # the in-process executor may hand them a thread pool's map
+score_totals.maps_tiles = True

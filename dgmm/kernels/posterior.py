@@ -5,11 +5,14 @@ All functions take ``X`` of shape (n, d) and :class:`~dgmm.kernels.params.Mixtur
 
 from __future__ import annotations
 
+import builtins
+import math
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from ..errors import DataError
+from ._numba_tiles import segment_logsumexp
 from .arrays import namespace
 from .gaussian import log_det_cholesky, log_gaussian_prob
 from .params import MixtureParams
@@ -70,15 +73,16 @@ def n_features_of(scorer: Scorer) -> int:
     return scorer[0].n_features if isinstance(scorer, tuple) else scorer.n_features
 
 
-def class_log_likelihoods(X: np.ndarray, class_params: Scorer) -> np.ndarray:
+def class_log_likelihoods(X: np.ndarray, class_params: Scorer, map: Callable = builtins.map) -> np.ndarray:
     """``log p(x_n | class c)`` under each class's mixture, shape (n, C): diagonal and spherical mixtures of one
     size all at once (:func:`stacked_log_likelihoods`), others one class at a time; a plan (Gaussian selection)
-    scores the rows itself."""
+    scores the rows itself. ``map`` runs the row tiles of the first two (a thread pool's: the result does not
+    depend on it)."""
     if not isinstance(class_params, tuple):
-        return class_params(X)
+        return class_params(X, map)
     kinds = {(p.covariance_type, p.n_components) for p in class_params}
     if len(kinds) == 1 and next(iter(kinds))[0] in ("diag", "spherical"):
-        return stacked_log_likelihoods(X, class_params)
+        return stacked_log_likelihoods(X, class_params, map)
     out = np.empty((X.shape[0], len(class_params)), dtype=np.float64)
     for c, params in enumerate(class_params):
         out[:, c] = log_density(X, params)
@@ -119,11 +123,15 @@ def stacked_weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarra
     return out
 
 
-def stacked_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ...]) -> np.ndarray:
+def stacked_log_likelihoods(
+    X: np.ndarray, class_params: tuple[MixtureParams, ...], map: Callable = builtins.map
+) -> np.ndarray:
     """``log p(x_n | class c)`` (n, C) of C diagonal or spherical mixtures of K components each, every class's
     components at once: per tile of rows and block of classes, the squared distances to their means are two matrix products of the
     rows centred on the mean of every mean (the E-step's expansion, so a common offset of the data cancels no
-    digits: ``Σ_j (z_j − a_j)² P_j = (z∘z)·P − 2 z·(a∘P) + a·(a∘P)``), then each class's log-sum-exp over its K.
+    digits: ``Σ_j (z_j − a_j)² P_j = (z∘z)·P − 2 z·(a∘P) + a·(a∘P)``), then each class's log-sum-exp over its K
+    (:func:`~dgmm.kernels._numba_tiles.segment_logsumexp`). ``map`` runs the tiles of rows, whose bounds depend
+    on the sizes only.
     """
     K = class_params[0].n_components
     centre = np.concatenate([p.means for p in class_params]).mean(axis=0)
@@ -134,31 +142,32 @@ def stacked_log_likelihoods(X: np.ndarray, class_params: tuple[MixtureParams, ..
     gemm = np.concatenate([-0.5 * np.concatenate([g for g, _ in parts], axis=1), log_norm[None, :]])  # (2d+1, C·K)
     n, C = X.shape[0], len(class_params)
     out = np.empty((n, C), dtype=np.float64)
+    # terms below eps / 8K of a class's largest count as 0: together less than an eighth of its last digit
+    floor = math.log(np.finfo(np.float64).eps / (8 * K))
     per_block = max(1, STACKED_BLOCK_COLUMNS // K)  # classes per block: its slice of the matrix stays in cache
     step = max(1, STACKED_TILE_ELEMENTS // (per_block * K))
-    for start in range(0, n, step):
+
+    def tile(start: int) -> None:
+        scratch = np.empty(K), np.empty(K, dtype=np.int64)
         Z = np.asarray(X[start : start + step], dtype=np.float64) - centre
         expanded = np.concatenate([Z * Z, Z, np.ones((Z.shape[0], 1))], axis=1)
         for first in range(0, C, per_block):
             last = min(C, first + per_block)
             log_prob = expanded @ gemm[:, first * K : last * K]
-            by_class = log_prob.reshape(-1, last - first, K)  # each class's log-sum-exp, in place
-            peak = by_class.max(axis=2, keepdims=True)
-            peak[~np.isfinite(peak)] = 0.0
-            by_class -= peak
-            with np.errstate(under="ignore", divide="ignore"):
-                np.exp(by_class, out=by_class)
-                out[start : start + step, first:last] = np.log(by_class.sum(axis=2)) + peak[:, :, 0]
+            segment_logsumexp(log_prob, K, floor, out[start : start + step, first:last], *scratch)
+
+    for _ in map(tile, range(0, n, step)):
+        pass
     return out
 
 
-def class_scores(block: np.ndarray, payload: tuple) -> np.ndarray:
+def class_scores(block: np.ndarray, payload: tuple, map: Callable = builtins.map) -> np.ndarray:
     """``log p(x | mixture_c) + offset_c`` (n, C) of a block (n, d [+ 1]); with ``against_last`` the last
     mixture's column is subtracted from the others and dropped (n, C - 1). Rows of weight 0 (dropped
     by nan_policy) get NaN. ``payload`` is ``(mixtures, (offset, against_last))``."""
     params, (offset, against_last) = payload
     X, weights = split_weights(block, n_features_of(params))
-    scores = class_log_likelihoods(X, params) + offset
+    scores = class_log_likelihoods(X, params, map) + offset
     if against_last:
         scores = scores[:, :-1] - scores[:, -1:]
     if weights is not None:

@@ -14,7 +14,9 @@ squared distances expanded as the E-step expands them (``(z∘z)·P − 2 z·(a�
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -51,9 +53,9 @@ class SelectionPlan:
     def n_features(self) -> int:
         return int(self.centre.shape[0])
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def __call__(self, X: np.ndarray, map: Callable = builtins.map) -> np.ndarray:
         """``log p(x_n | class c)`` (n, C), and the background model's in a last column when ``with_ubm``."""
-        return selected_log_likelihoods(X, self)
+        return selected_log_likelihoods(X, self, map)
 
 
 def plan_selection(ubm: MixtureParams, classes: tuple[MixtureParams, ...], top_c: int, with_ubm: bool = False
@@ -73,13 +75,15 @@ def plan_selection(ubm: MixtureParams, classes: tuple[MixtureParams, ...], top_c
     return SelectionPlan(min(int(top_c), K), centre, ubm_gemm, ubm_log_norm, class_gemm, class_log_norm, with_ubm)
 
 
-def selected_log_likelihoods(X: np.ndarray, plan: SelectionPlan) -> np.ndarray:
+def selected_log_likelihoods(X: np.ndarray, plan: SelectionPlan, map: Callable = builtins.map) -> np.ndarray:
     """Every class's log-likelihood of each row (n, C) from the row's ``plan.top_c`` best background components
-    (and the background model's full log-likelihood last, (n, C + 1), when ``plan.with_ubm``)."""
+    (and the background model's full log-likelihood last, (n, C + 1), when ``plan.with_ubm``). ``map`` runs the
+    tiles of rows, whose bounds depend on the sizes only."""
     K, C = plan.class_log_norm.shape
     out = np.empty((X.shape[0], C + plan.with_ubm), dtype=np.float64)
     step = min(16_384, max(256, SELECTION_ELEMENTS // (plan.top_c * C)))
-    for start in range(0, X.shape[0], step):
+
+    def tile(start: int) -> None:
         Z = np.asarray(X[start : start + step], dtype=np.float64) - plan.centre
         expanded = np.concatenate([Z * Z, Z], axis=1)
         ubm_log_prob = -0.5 * (expanded @ plan.ubm_gemm) + plan.ubm_log_norm  # (t, K)
@@ -103,4 +107,7 @@ def selected_log_likelihoods(X: np.ndarray, plan: SelectionPlan) -> np.ndarray:
                 out[start : start + Z.shape[0], C] = (
                     np.log(np.exp(ubm_log_prob - ubm_peak).sum(axis=1)) + ubm_peak[:, 0]
                 )
+
+    for _ in map(tile, range(0, X.shape[0], step)):
+        pass
     return out

@@ -14,7 +14,7 @@ import dgmm
 from dgmm.algorithms.em import em_kernel
 from dgmm.errors import ParameterError
 from dgmm.execution import InProcessExecutor
-from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of
+from dgmm.kernels._numba_tiles import SYRK_MIN_WIDTH, exp_above, log_of, segment_logsumexp
 from dgmm.kernels.estep import fused_chunk_stats, plan_estep, tile_bounds
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.reference import reference_chunk_stats as chunk_stats
@@ -102,6 +102,32 @@ def test_vectorised_exp_and_log_agree_with_numpy_to_a_few_ulp():
     finite = np.isfinite(ref) & (ref != 0)
     np.testing.assert_allclose(logs[finite], ref[finite], rtol=4e-16, atol=0)
     np.testing.assert_array_equal(logs[~finite], ref[~finite])
+
+
+@pytest.mark.parametrize("K", [1, 7, 512])
+def test_segment_logsumexp_agrees_with_scipy_also_for_infinities_and_nan(K):
+    """Each run of K columns: a close spread, a wide one (most terms far below the largest, gathered out),
+    every entry -inf, an infinity, NaN beside finite entries and beside -inf only."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(15)
+    C = 6
+    L = np.concatenate([rng.normal(size=(50, C * K)) * 0.3 - 80, rng.normal(size=(50, C * K)) * 300 + 1e4])
+    L[0, :K] = -np.inf
+    L[1, K] = np.inf
+    L[2, 2 * K] = np.nan
+    L[3, 3 * K : 4 * K] = -np.inf
+    L[3, 4 * K - 1] = np.nan
+    L[4, 4 * K : 5 * K] = np.nan
+    out = np.empty((L.shape[0], C))
+    floor = np.log(np.finfo(np.float64).eps / (8 * K))
+    segment_logsumexp(L, K, floor, out, np.empty(K), np.empty(K, np.int64))
+    with np.errstate(invalid="ignore"):
+        want = logsumexp(L.reshape(L.shape[0], C, K), axis=2)
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(out[finite], want[finite], rtol=4e-16, atol=2e-12)
+    np.testing.assert_array_equal(out[~finite], want[~finite])  # -inf, inf and NaN where SciPy has them
+    assert not finite[:5].all() and finite[5:].all()
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])

@@ -123,6 +123,8 @@ def test_singular_covariance_is_a_clear_error():
 def test_stacked_class_scores_equal_each_class_scored_alone(covariance_type):
     """Every class's components at once (two matrix products per tile of rows, centred on the mean of the means)
     give each class's log-likelihood as scoring the classes one by one does, also for data far from zero."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from dgmm.kernels.posterior import class_log_likelihoods, log_density, stacked_log_likelihoods
 
     rng = np.random.default_rng(4)
@@ -135,6 +137,8 @@ def test_stacked_class_scores_equal_each_class_scored_alone(covariance_type):
         want = np.stack([log_density(X, p) for p in classes], axis=1)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
         np.testing.assert_array_equal(class_log_likelihoods(X, classes), got)
+        with ThreadPoolExecutor(3) as pool:  # row tiles on threads: the same bits
+            np.testing.assert_array_equal(stacked_log_likelihoods(X, classes, pool.map), got)
     mixed = (random_params(rng, 2, 3, covariance_type), random_params(rng, 3, 3, covariance_type))
     X = rng.normal(size=(50, 3))
     np.testing.assert_array_equal(  # classes of different sizes are scored one by one
