@@ -256,6 +256,8 @@ def inspect(model_path: str, as_json: bool, storage_options: tuple[str, ...]) ->
         f"converged: {report['converged']} after {report['n_iter']} iterations, "
         f"mean log-likelihood {report['mean_log_likelihood']}{dropped}{seed}"
     )
+    if report["cmvn"] is not None:
+        click.echo(f"features normalised per group of column {report['cmvn']!r} (cmvn), in fitting and scoring")
     click.echo(components_text(report))
     print_input(report["input"])
 
@@ -308,6 +310,7 @@ def mixture_report(model) -> dict:
         "mean_log_likelihood": finite(model.lower_bound_),
         "n_rows_dropped": getattr(model, "n_rows_dropped_", None),
         "seed": model.random_state if isinstance(model.random_state, int) else None,
+        "cmvn": getattr(model, "cmvn", None),
         "components": components,
     }
 

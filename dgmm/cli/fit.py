@@ -23,6 +23,7 @@ from .config import FIT_SETTINGS, SELECT_SETTINGS, SET_BY_SELECT, estimator_para
 def fit(settings: dict[str, Any]) -> None:
     """Fit a mixture to Parquet DATA and write the model (--model)."""
     from ..data.devices import device_target
+    from ..data.labels import check_label_column
     from ..data.parquet import ParquetDataset
     from ..data.publish import check_destination
     from ..estimator.mixture import GaussianMixture
@@ -41,12 +42,12 @@ def fit(settings: dict[str, Any]) -> None:
             raise ConfigError(
                 "--checkpoint applies to a single mixture; a classifier (--label-column) is fitted without one"
             )
-        from ..data.labels import check_label_column
-
         check_label_column(settings["data"], label, storage)
+    if settings["cmvn"]:
+        check_label_column(settings["data"], settings["cmvn"], storage)
     excluded = settings["exclude_columns"]
-    if label and not settings["columns"]:
-        excluded = [*(excluded or []), label]
+    if not settings["columns"]:  # the label and group columns are never features
+        excluded = [*(excluded or []), *(c for c in (label, settings["cmvn"]) if c)] or excluded
     dataset = ParquetDataset.open(
         settings["data"],
         settings["columns"],
@@ -248,8 +249,9 @@ def select_command(settings: dict[str, Any]) -> None:
         settings["weight_column"],
         settings["nan_policy"],
         storage,
-        settings["exclude_columns"],
-    )
+        settings["exclude_columns"] if settings["columns"] or not settings["cmvn"]
+        else [*(settings["exclude_columns"] or []), settings["cmvn"]],
+    )  # fmt: skip
     log = ProgressLog(settings["log_format"])
     log.event(
         "input", files=len(dataset.files), rows=dataset.n_rows, columns=len(dataset.columns), seed=settings["seed"]

@@ -144,6 +144,7 @@ def as_input(
     nan_policy: NanPolicy = "raise",
     storage_options: dict | None = None,
     keep_frame: bool = False,
+    exclude_columns: Sequence[str] | None = None,
 ) -> Input:
     """Validate and convert ``X``.
 
@@ -152,7 +153,8 @@ def as_input(
     column; ``nan_policy="drop"`` gives rows with nulls or NaN weight 0 instead of refusing them.
     ``storage_options`` are fsspec's options for Parquet paths given as URLs. ``keep_frame``
     (scoring, no weights) keeps a Dask DataFrame as it is (:attr:`Input.frame`) instead of
-    computing its partitions' lengths.
+    computing its partitions' lengths. ``exclude_columns`` are never features of Parquet paths read without
+    ``columns`` (a group column).
     """
     check_nan_policy(nan_policy)
     if isinstance(X, ParquetDataset) or is_path_input(X):
@@ -165,7 +167,7 @@ def as_input(
                     list(X.files), list(X.columns), X.chunk_rows, column, nan_policy, X.storage_options
                 )
         else:
-            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options)
+            dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options, exclude_columns)
         data = Input(
             "parquet",
             np.asarray(dataset.columns, dtype=object),

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data.devices import is_device_array
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS
-from ..data.labels import as_labels, frame_column, label_positions, no_codes, with_codes
+from ..data.labels import as_labels, label_positions, no_codes, with_codes
 from ..errors import NotFittedError, ParameterError
 from ..execution.blas import single_threaded_blas
 from ..execution.local import in_process_threads, thread_pool
@@ -33,6 +33,7 @@ from ..kernels.groups import ScoreTotals, group_kernel, score_totals
 from ..kernels.posterior import Scorer, class_scores, most_probable, normalised_rows
 from ..kernels.sampling import draw
 from ..kernels.selection import plan_selection
+from .normalisation import label_and_groups
 from .parameters import TOP_C, check_random_state, param_error
 from .runtime import runtime
 from .scoring import device_chunks
@@ -103,8 +104,10 @@ class ClassScoringMixin:
             raise ParameterError(f"reduce={reduce!r} is invalid; expected 'mean' or 'sum'")
         if ratio and not hasattr(self, "ubm_"):
             raise NotFittedError("ratio scores need a background model: fit with ubm='fit', a fitted model or a file")
-        X, groups = frame_column(X, groups)  # a DataFrame's group column
-        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
+        X, groups, cmvn_groups = label_and_groups(X, groups, self.cmvn)  # a DataFrame's group columns
+        data = mixtures[0]._scoring_input(
+            X, keep_frame=False, nan_policy=self.nan_policy, device=self.device, cmvn_groups=cmvn_groups
+        )
         grouping = as_labels(groups, data, what="groups")
         params = self._scorer(ratio)
         _on_the_host(params, data)
@@ -127,8 +130,10 @@ class ClassScoringMixin:
         their classes ``y`` (labels, or the name of a label column of a DataFrame or of Parquet input), the
         accuracy over the rows of a class the model knows; one pass over the data, out of core for Parquet."""
         mixtures = self._fitted()
-        X, y = frame_column(X, y)
-        data = mixtures[0]._scoring_input(X, keep_frame=False, nan_policy=self.nan_policy, device=self.device)
+        X, y, cmvn_groups = label_and_groups(X, y, self.cmvn)
+        data = mixtures[0]._scoring_input(
+            X, keep_frame=False, nan_policy=self.nan_policy, device=self.device, cmvn_groups=cmvn_groups
+        )
         if y is None:
             codes = no_codes(data)
         else:

@@ -36,7 +36,7 @@ from ..algorithms.em import EMResult
 from ..algorithms.programs import run_steps, run_together
 from ..algorithms.smem import best_fit_steps
 from ..data.inputs import Input, as_input, on_device, warn_id_like
-from ..data.labels import Labels, as_labels, check_label_column, frame_column, with_codes
+from ..data.labels import Labels, as_labels, check_label_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..data.validation import NanPolicy
 from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
@@ -54,6 +54,7 @@ from .base import Estimator
 from .class_scoring import ClassScoringMixin
 from .fitting import init_settings
 from .mixture import GaussianMixture
+from .normalisation import label_and_groups, normalised, without_group_column
 from .parameters import (
     BY_NAME,
     CLASSIFIER_BY_NAME,
@@ -123,6 +124,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         chunk_rows: int | None = None,
         cache: CachePolicy = "auto",
         nan_policy: NanPolicy = "raise",
+        cmvn: str | None = None,
         dtype: ComputeDType = "float64",
         split_merge: int = 0,
         stall_timeout: float = STALL_TIMEOUT,
@@ -151,6 +153,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.chunk_rows = chunk_rows
         self.cache = cache
         self.nan_policy = nan_policy
+        self.cmvn = cmvn
         self.dtype = dtype
         self.split_merge = split_merge
         self.stall_timeout = stall_timeout
@@ -181,8 +184,13 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         background = self._background()
         adapt = check_adapt(self.adapt)
         CLASSIFIER_BY_NAME["relevance_factor"].validate(self.relevance_factor)  # the others may be Python objects
-        X, y = frame_column(X, y)  # a DataFrame's label column
-        data = on_device(self._features(X, y, columns, sample_weight), self.device)
+        if isinstance(background, GaussianMixture) and getattr(background, "cmvn", None) != self.cmvn:
+            raise ParameterError(
+                f"the background model (ubm) was fitted with cmvn={background.cmvn!r} and this classifier has "
+                f"cmvn={self.cmvn!r}; both normalise the features the same way or neither does"
+            )
+        X, y, cmvn_groups = label_and_groups(X, y, self.cmvn)  # a DataFrame's label and group columns
+        data = normalised(self, on_device(self._features(X, y, columns, sample_weight), self.device), cmvn_groups)
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         self._check_classes(labels, data)
@@ -274,7 +282,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 weight,
                 self.nan_policy,
                 self.storage_options,
-                exclude_columns=None if columns is not None else [y],
+                exclude_columns=None if columns is not None else [y, *(without_group_column(None, self.cmvn) or [])],
             )
             sample_weight = None if weight is not None else sample_weight
             columns = None

@@ -31,6 +31,7 @@ from ..persist.model_file import fitted_state
 from . import interop, plots
 from .base import Estimator
 from .fitting import run_fit
+from .normalisation import cmvn_column, normalised, without_group_column
 from .parameters import (
     CachePolicy,
     Device,
@@ -91,6 +92,12 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         On a cluster: seconds in a row without a running worker (all paused at their memory
         limit, or none connected) after which the fit ends with a ClusterError instead of
         waiting forever (see :mod:`dgmm.execution.deadlines`). A checkpoint, if given, is kept.
+    cmvn : str, optional
+        The name of a column of group ids (utterances) of DataFrame or Parquet input, never a feature: each
+        group's rows are normalised to mean 0 and variance 1 per feature (cepstral mean and variance
+        normalisation), computed in one pass before the fit and applied to every chunk as it is read, in
+        the fit and whenever the model scores (the model file keeps the column's name). A feature constant
+        within a group is only centred. On the CPU only.
     storage_options : dict, optional
         fsspec options (credentials, ``endpoint_url``, ...) for Parquet input and model files
         given as URLs (``s3://...``); never written to model files or checkpoints.
@@ -138,6 +145,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         chunk_rows: int | None = None,
         cache: CachePolicy = "auto",
         nan_policy: NanPolicy = "raise",
+        cmvn: str | None = None,
         dtype: ComputeDType = "float64",
         split_merge: int = 0,
         stall_timeout: float = STALL_TIMEOUT,
@@ -165,6 +173,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         self.chunk_rows = chunk_rows
         self.cache = cache
         self.nan_policy = nan_policy
+        self.cmvn = cmvn
         self.dtype = dtype
         self.split_merge = split_merge
         self.stall_timeout = stall_timeout
@@ -247,9 +256,20 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         and whether it initialises (not a warm start).
         """
         validate_params(self)
+        X, cmvn_groups = cmvn_column(X, self.cmvn)
         data = on_device(
-            as_input(X, columns, self.chunk_rows, sample_weight, self.nan_policy, self.storage_options), self.device
+            as_input(
+                X,
+                columns,
+                self.chunk_rows,
+                sample_weight,
+                self.nan_policy,
+                self.storage_options,
+                exclude_columns=without_group_column(columns, self.cmvn),
+            ),
+            self.device,
         )
+        data = normalised(self, data, cmvn_groups)
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))

@@ -241,6 +241,13 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
     ),
     Parameter("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=NAN_POLICIES),
     Parameter(
+        "cmvn",
+        str,
+        None,
+        "column of group ids (utterances): each group's features normalised to mean 0 and variance 1 before "
+        "fitting and scoring (CMVN)",
+    ),
+    Parameter(
         "dtype",
         str,
         "float64",

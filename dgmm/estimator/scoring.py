@@ -17,6 +17,7 @@ from ..kernels.arrays import to_numpy
 from ..kernels.criteria import information_criteria
 from ..kernels.device.posterior import xp_posterior
 from ..kernels.params import MixtureParams
+from .normalisation import FROM_X, cmvn_column, normalised, without_group_column
 from .runtime import scoring_input
 
 
@@ -84,19 +85,29 @@ class ScoringMixin:
         return self.score_summary(X)["aic"]
 
     def _scoring_input(
-        self, X: Any, keep_frame: bool = True, nan_policy: str | None = None, device: str | None = None
+        self,
+        X: Any,
+        keep_frame: bool = True,
+        nan_policy: str | None = None,
+        device: str | None = None,
+        cmvn_groups: Any = FROM_X,
     ) -> Input:
         """``X`` as input to score, its features checked against the fit's, placed where ``device`` (default:
         the model's) says (a Dask DataFrame kept as it is unless ``keep_frame`` is False; ``nan_policy``
-        default: the model's)."""
+        default: the model's), normalised per group as the fit was (``cmvn``: the groups are the column of
+        ``X`` the model names, unless ``cmvn_groups`` gives them, taken from ``X`` already)."""
         self.fitted_params()
         names = getattr(self, "feature_names_in_", None)
+        if cmvn_groups is FROM_X:
+            X, cmvn_groups = cmvn_column(X, getattr(self, "cmvn", None))
+        chosen = list(names) if names is not None and is_path_input(X) else None
         data = as_input(
             X,
-            list(names) if names is not None and is_path_input(X) else None,
+            chosen,
             nan_policy=nan_policy or getattr(self, "nan_policy", "raise"),
             storage_options=self.storage_options,
-            keep_frame=keep_frame,
+            keep_frame=keep_frame and cmvn_groups is None,
+            exclude_columns=without_group_column(chosen, getattr(self, "cmvn", None)),
         )
         data = scoring_input(data, device or getattr(self, "device", "cpu"))
         if data.n_features != self.n_features_in_:
@@ -106,7 +117,7 @@ class ScoringMixin:
             )
         if names is not None and data.feature_names is not None and list(data.feature_names) != list(names):
             raise DataError(f"feature names {list(data.feature_names)} differ from those seen in fit {list(names)}")
-        return data
+        return normalised(self, data, cmvn_groups)
 
     def _apply(self, data: Input, kernel: Callable, columns: str | list[str], dtype) -> Any:
         """Apply a posterior kernel by row blocks: NumPy in, NumPy out; Dask in, lazy Dask out.

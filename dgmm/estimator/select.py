@@ -38,6 +38,7 @@ from ..kernels.gaussian import COVARIANCE_TYPES, CovarianceType
 from ..kernels.row_weights import select_rows
 from .fitting import init_settings
 from .mixture import GaussianMixture
+from .normalisation import cmvn_column, normalised, without_group_column
 from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
 from .runtime import runtime
 from .tables import format_table
@@ -179,9 +180,17 @@ def select(
             f"heldout_fraction={heldout_fraction!r} is invalid; expected 0 <= f < 1 (and > 0 for criterion='heldout')"
         )
     model = cells[0]  # the settings every cell shares
-    data = on_device(
-        as_input(X, columns, model.chunk_rows, sample_weight, model.nan_policy, model.storage_options), model.device
+    X, cmvn_groups = cmvn_column(X, model.cmvn)
+    data = as_input(
+        X,
+        columns,
+        model.chunk_rows,
+        sample_weight,
+        model.nan_policy,
+        model.storage_options,
+        exclude_columns=without_group_column(columns, model.cmvn),
     )
+    data = normalised(model, on_device(data, model.device), cmvn_groups)
     warn_id_like(data, stacklevel=2)
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features

@@ -63,8 +63,8 @@ HASHED = NUMERIC + ("feature_names",)
 PARAMS = {"n_components": INT, "covariance_type": STR, "tol": REAL, "reg_covar": REAL, "max_iter": INT,
            "n_init": INT, "init_params": STR, "random_state": INT + NONE, "warm_start": (bool,),
            "verbose": INT, "verbose_interval": INT, "split_every": INT, "nan_policy": STR,
-           "split_merge": INT}  # fmt: skip
-OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge")  # absent from files of dgmm <= 0.1
+           "split_merge": INT, "cmvn": STR + NONE}  # fmt: skip
+OPTIONAL_PARAMS = ("random_state", "nan_policy", "split_merge", "cmvn")  # absent from older files
 METADATA = {"format": STR, "format_version": INT, "dgmm_version": STR, "covariance_type": STR,
              "n_components": INT, "n_features": INT, "converged": (bool,), "n_iter": INT,
              "lower_bound": REAL + NONE, "params": (dict,), "extra": (dict,), "sha256": STR,
