@@ -104,6 +104,7 @@ def main() -> None:
     parser.add_argument("--impostors", type=int, default=10, help="impostor trials per test utterance")
     parser.add_argument("--cohort", type=int, default=100, help="impostor speakers of the S-norm cohort")
     parser.add_argument("--full-utterances", type=int, default=100, help="test utterances scored in full (0: all)")
+    parser.add_argument("--cmvn", action="store_true", help="normalise each utterance's features (cmvn='utterance')")
     parser.add_argument("--folder", help="where the Parquet data goes (default: a temporary folder)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -124,15 +125,17 @@ def main() -> None:
 
     features = [f"f{j:02d}" for j in range(d)]
     train = dgmm.ParquetDataset.open(str(folder / "train"), features)
+    cmvn = "utterance" if args.cmvn else None
     ubm = dgmm.GaussianMixture(K, covariance_type="diag", max_iter=args.iterations, tol=0.0, random_state=0,
-                               init_params="random_from_data")  # fmt: skip
+                               init_params="random_from_data", cmvn=cmvn)  # fmt: skip
     iterations: list[float] = []
     _, seconds = timed(ubm.fit, train, on_iteration=lambda report: iterations.append(report.seconds))
     per_iteration = float(np.median(iterations))  # an iteration's pass and M-step, the data read once before
     products = 2 * gemm_seconds(n_train, d, K)  # distances, then the statistics: two (n x 2d)(2d x K) products
     rows.append(("background model: EM iteration", per_iteration, products))
 
-    classifier = dgmm.GaussianMixtureClassifier(K, covariance_type="diag", ubm=ubm, adapt="means", random_state=0)
+    classifier = dgmm.GaussianMixtureClassifier(K, covariance_type="diag", ubm=ubm, adapt="means", random_state=0,
+                                                cmvn=cmvn)  # fmt: skip
     _, seconds = timed(classifier.fit, str(folder / "train"), "speaker", columns=features)
     rows.append((f"adaptation of {args.speakers} speakers (one pass)", seconds, None))
 
@@ -140,11 +143,12 @@ def main() -> None:
     utterances = test["utterance"].unique()
     chosen = utterances if args.full_utterances == 0 else utterances[: args.full_utterances]
     subset = test[test["utterance"].isin(chosen)]
-    full, seconds_full = timed(classifier.set_params(top_c=None).predict_groups, subset[features], subset["utterance"])
+    full, seconds_full = timed(classifier.set_params(top_c=None).predict_groups, subset[[*features, "utterance"]],
+                            "utterance")  # fmt: skip
     products = gemm_seconds(len(subset), d, args.speakers * K, repeats=1)
     rows.append((f"full scoring, {len(chosen)} utterances", seconds_full, products))
-    top, seconds_top = timed(classifier.set_params(top_c=args.top_c).predict_groups, subset[features],
-                             subset["utterance"])  # fmt: skip
+    top, seconds_top = timed(classifier.set_params(top_c=args.top_c).predict_groups,
+                             subset[[*features, "utterance"]], "utterance")  # fmt: skip
     rows.append((f"top-{args.top_c} scoring, same utterances", seconds_top, None))
     truth = subset.groupby("utterance")["speaker"].first()
     accuracy_full = float(np.mean(full["class"].to_numpy() == truth[full["group"]].to_numpy()))
