@@ -1,7 +1,7 @@
 """Speaker identification with GMMs on synthetic speech: ML per speaker against UBM-MAP, and the cost
 of fitting every speaker in shared passes.
 
-    python benchmarks/bench_speakers.py [--out DIR] [--plot speakers.png] [--quick]
+    python benchmarks/bench_speakers.py [--out DIR] [--plot speakers.png] [--det det.png] [--channels] [--quick]
 
 Needs ``espeak-ng`` (Debian: ``apt-get install espeak-ng``) and the ``speech`` extra
 (``pip install dgmm[speech]``: python_speech_features). Not run in CI.
@@ -21,7 +21,14 @@ Needs ``espeak-ng`` (Debian: ``apt-get install espeak-ng``) and the ``speech`` e
    diagonal and full covariances.
 4. Identification accuracy of test segments of 0.25, 0.5, 1 and 2 s (consecutive voiced frames of
    one test sentence), each decided by ``predict_groups`` (the sum of frame log-likelihoods).
-5. Cost of fitting S speakers: dgmm's classifier (every speaker in each pass) against S separate
+5. Verification: every 1 s test segment against every speaker's UBM-MAP model (K = 32 diag), one
+   target and eleven non-target trials each, scored by ``dgmm.score_trials`` (mean frame log-likelihood
+   ratio to the background model), raw and T-normalised (cohort: the other speakers' models); EER and
+   minDCF (C_miss = 10, C_fa = 1, P_target = 0.01), with and without per-sentence CMVN (``cmvn=
+   "utterance"``); DET curves to ``--det``. ``--channels`` passes every sentence through its own
+   channel (a random gain of 0.3-3 and first-order filter ``1 + a z^-1``, ``a`` in [-0.6, 0.6]: a
+   microphone or telephone line), the case CMVN is for.
+6. Cost of fitting S speakers: dgmm's classifier (every speaker in each pass) against S separate
    dgmm fits and S scikit-learn fits in memory, all ML, K = 32 diag, the same machine and run.
 """
 
@@ -107,9 +114,11 @@ def features(signal: np.ndarray, rate: int, rng: np.random.Generator, snr_db: fl
     return frames[energy > energy.max() - np.log(10**3)]  # within 30 dB of the loudest frame
 
 
-def make_corpus(out: str, quick: bool) -> dict:
-    """Parquet files of training and test frames; returns their paths and sizes."""
+def make_corpus(out: str, quick: bool, channels: bool = False) -> dict:
+    """Parquet files of training and test frames; returns their paths and sizes. With ``channels`` each
+    sentence passes through a channel of its own (a gain and a first-order filter)."""
     import pandas as pd
+    from scipy.signal import lfilter
 
     train_text, test_text = sentences()
     if quick:
@@ -124,6 +133,9 @@ def make_corpus(out: str, quick: bool) -> dict:
                 parts = []
                 for i, text in enumerate(texts):
                     rate, signal = synthesise(text, voice, os.path.join(tmp, "s.wav"))
+                    if channels:
+                        tilt, gain = rng.uniform(-0.6, 0.6), np.exp(rng.uniform(np.log(0.3), np.log(3.0)))
+                        signal = gain * lfilter([1.0, tilt], [1.0], signal)
                     frames = features(signal, rate, rng)
                     frame = pd.DataFrame(frames, columns=names)
                     frame["speaker"] = voice
@@ -188,6 +200,43 @@ def accuracy_table(corpus: dict, client, quick: bool) -> list[dict]:
                     )
                 rows.append(row)
                 print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return rows
+
+
+def verification_table(corpus: dict, client, quick: bool, det: str | None) -> list[dict]:
+    """EER and minDCF of 1 s test segments against every speaker, raw and T-normalised, with and without CMVN."""
+    import pandas as pd
+
+    test = pd.read_parquet(corpus["test"])
+    groups = segments(test, 1.0)
+    kept = groups >= 0
+    frames, groups = test[kept].drop(columns=["speaker"]), groups[kept]
+    truth = test[kept].groupby(groups)["speaker"].first()
+    trials = pd.DataFrame(
+        [(speaker, segment, speaker == truth[segment]) for segment in truth.index for speaker in VOICES],
+        columns=["model", "test", "target"],
+    )
+    rows, curves = [], {}
+    for cmvn in (None, "utterance"):
+        model = dgmm.GaussianMixtureClassifier(
+            32, covariance_type="diag", ubm="fit", adapt="means", random_state=0, max_iter=50 if quick else 200,
+            client=client, cmvn=cmvn,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dgmm.ConvergenceWarning)
+            model.fit(corpus["train"], "speaker", columns=[c for c in frames.columns if c != "utterance"])
+        data = frames if cmvn else frames.drop(columns=["utterance"])
+        for norm in ("none", "t"):
+            scored = dgmm.score_trials(model, data, groups, trials, norm=norm)
+            report = dgmm.verification_report(scored)
+            name = f"{'CMVN' if cmvn else 'raw features'}, {'T-norm' if norm == 't' else 'no norm'}"
+            curves[name] = scored
+            rows.append({"features": "CMVN" if cmvn else "raw", "norm": norm, "eer": report["eer"],
+                         "min_dcf": report["min_dcf"], "trials": len(scored)})  # fmt: skip
+            print("  ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+    if det:
+        dgmm.plot_det(curves, det, overwrite=True)
+        print(f"DET curves: {det}")
     return rows
 
 
@@ -256,12 +305,14 @@ def main() -> None:
     parser.add_argument("--plot", default="speakers.png", help="accuracy plot (PNG); '' for none")
     parser.add_argument("--quick", action="store_true", help="fewer sentences and iterations (a smoke test)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cost comparison (median)")
+    parser.add_argument("--det", default="det.png", help="DET curves of the verification trials (PNG); '' for none")
+    parser.add_argument("--channels", action="store_true", help="a random channel per sentence (gain and tilt)")
     args = parser.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("bench_speakers: espeak-ng is not installed (Debian: apt-get install espeak-ng)")
     out = args.out or tempfile.mkdtemp(prefix="dgmm-speakers-")
     started = time.perf_counter()
-    corpus = make_corpus(out, args.quick)
+    corpus = make_corpus(out, args.quick, args.channels)
     print(
         f"corpus: {len(VOICES)} speakers, {corpus['train_frames']:,} training and {corpus['test_frames']:,} test frames "
         f"(26 features) in {out}, {time.perf_counter() - started:.0f} s"
@@ -270,6 +321,8 @@ def main() -> None:
 
     with local_cluster(2) as client:
         rows = accuracy_table(corpus, client, args.quick)
+        print("\nverification of 1 s segments against every speaker (UBM-MAP, K = 32 diag)")
+        verification = verification_table(corpus, client, args.quick, args.det or None)
     print("\nidentification accuracy by test segment length")
     header = ["K", "covariance", "method", *[f"{s:g}s" for s in SEGMENT_SECONDS], "passes", "fit_s"]
     print(" | ".join(header))
@@ -280,6 +333,9 @@ def main() -> None:
                 for h in header
             )
         )
+    print("features | norm | EER | minDCF | trials")
+    for row in verification:
+        print(f"{row['features']} | {row['norm']} | {100 * row['eer']:.2f}% | {row['min_dcf']:.3f} | {row['trials']}")
     if args.plot:
         plot(rows, args.plot)
         print(f"plot: {args.plot}")
