@@ -62,6 +62,11 @@ class ClusterError(DgmmError, RuntimeError):
     of the last finished iteration is kept, so the fit can resume."""
 
 
+class InputChanged(DataError):
+    """An input file changed while a run was reading it (rewritten, truncated, replaced or removed since the
+    run started): the run reads the files as they were when it started, or stops."""
+
+
 class OutputExists(DataError):
     """An output's destination is taken, and ``overwrite`` was not given."""
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from ..errors import ClusterError, ConfigError, DgmmError, FitError, command_line
+from ..errors import ClusterError, ConfigError, DgmmError, FitError, InputChanged, command_line
 from ..estimator.parameters import BY_NAME, Parameter
 from ..execution.clusters import cluster_log_level, quiet_cluster_logs
 from .config import read_yaml, resolve
@@ -35,6 +35,7 @@ EXIT_USER_ERROR = 2
 EXIT_NOT_CONVERGED = 3
 EXIT_FIT_FAILED = 4
 EXIT_CLUSTER = 5
+EXIT_INPUT_CHANGED = 6  # not the user's error: another job wrote to the input; a scheduler may retry later
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -79,6 +80,8 @@ def handle_errors(command: str) -> Callable:
                 fail(command, str(exc), EXIT_FIT_FAILED)
             except ClusterError as exc:
                 fail(command, str(exc), EXIT_CLUSTER)
+            except InputChanged as exc:
+                fail(command, str(exc), EXIT_INPUT_CHANGED)
             except DgmmError as exc:
                 fail(command, str(exc), EXIT_USER_ERROR)
             except KeyboardInterrupt as exc:

@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -40,12 +40,15 @@ from .parquet_checks import (
     not_parquet,  # fmt: skip
     pandas_index_columns,
 )
-from .row_groups import RowGroupReader, read_row_group, read_table
+from .row_groups import RowGroupReader, footer_shape, read_row_group, read_table
 from .sources import (
+    FileVersion,
     PathLike,
     RowGroup,
     SourceFile,
+    check_version,
     file_size,
+    file_version,
     find_parquet_files,
     is_path_input,
     open_input,
@@ -72,6 +75,7 @@ def _check_value_ranges(
     columns: list[str],
     weight_column: str | None,
     storage_options: Mapping[str, Any] | None = None,
+    version: FileVersion | None = None,
 ) -> None:
     """Refuse, from the footer statistics, what reading would refuse later on a worker: 64-bit integers
     float64 cannot hold exactly, and values beyond MAX_MAGNITUDE.
@@ -93,7 +97,7 @@ def _check_value_ranges(
             if not (-limit <= stats.min and stats.max <= limit):  # NaN statistics say nothing: checked on read
                 if isinstance(stats.min, float) and not (np.isfinite(stats.min) and np.isfinite(stats.max)):
                     continue
-                group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options)
+                group = RowGroup(source.path, rg, row_group.num_rows, source.partitions, storage_options, version)
                 if is_wide_int(field_type):
                     check_exact_integers(group, name, read_table(group, [name]).column(name), name == weight_column)
                 else:
@@ -174,10 +178,13 @@ class ParquetDataset:
         ids = IdColumns()
         for source in sources:
             try:
+                version = file_version(source.path, storage_options)  # the run's snapshot of the file
                 with open_input(source.path, storage_options) as handle:
                     metadata = pq.read_metadata(handle)
             except (OSError, pa.ArrowException) as exc:
                 raise storage_error(source.path, exc) or not_parquet(source.path, exc) from None
+            check_version(source.path, version, storage_options)  # not written to while its footer was read
+            version = replace(version, footer=footer_shape(metadata))
             schema = metadata.schema.to_arrow_schema()
             index = pandas_index_columns(metadata, schema)
             if selected is None:
@@ -202,11 +209,11 @@ class ParquetDataset:
                 check_not_index(source.path, index, selected, first)
             if nan_policy == "raise":
                 check_null_counts(source.path, metadata, wanted, weight_column)
-            _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options)
+            _check_value_ranges(source, metadata, schema, wanted, weight_column, storage_options, version)
             ids.add(metadata, schema, selected)
             first = first or (source.path, schema)
             row_groups.extend(
-                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options)
+                RowGroup(source.path, i, metadata.row_group(i).num_rows, source.partitions, storage_options, version)
                 for i in range(metadata.num_row_groups)
                 if metadata.row_group(i).num_rows > 0
             )

@@ -12,9 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import DataError
+from ..errors import DataError, InputChanged
 from .parquet_checks import check_exact_integers, check_values, is_wide_int, null_message
-from .sources import RowGroup, open_input, storage_error
+from .sources import RERUN, RowGroup, check_version, open_input, storage_error
 from .validation import NanPolicy, is_weighted, within_range
 
 
@@ -83,11 +83,22 @@ def read_row_group(
 
 
 def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
-    """The named file columns of one row group, as Arrow; a file changed or removed since it was opened is a DataError."""
+    """The named file columns of one row group, as Arrow. The file's version is checked before and after the read
+    (:func:`~dgmm.data.sources.check_version`): a file changed, truncated, replaced or removed since the run
+    started is :class:`~dgmm.errors.InputChanged`, never rows of another version."""
+    check_version(row_group.path, row_group.version, row_group.storage_options)
     try:
         with open_input(row_group.path, row_group.storage_options) as handle:
-            table = pq.ParquetFile(handle).read_row_group(row_group.index, columns=names)
+            parquet = pq.ParquetFile(handle)
+            footer = footer_shape(parquet.metadata)
+            if row_group.version is not None and row_group.version.footer not in ((), footer):
+                raise InputChanged(
+                    f"{row_group.path}: changed while in use: its footer is another (size, rows, row groups, "
+                    f"columns {row_group.version.footer} when the run started, {footer} now); {RERUN}"
+                )
+            table = parquet.read_row_group(row_group.index, columns=names)
     except (OSError, pa.ArrowException, IndexError) as exc:
+        check_version(row_group.path, row_group.version, row_group.storage_options)  # the reason, when it is that
         trouble = storage_error(row_group.path, exc)
         if trouble is not None:
             raise trouble from None
@@ -96,12 +107,18 @@ def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
             f"{row_group.path}: cannot read row group {row_group.index} ({reason}); the input was removed or "
             "changed while in use: restore it and run again (a fit with a checkpoint can --resume)"
         ) from None
+    check_version(row_group.path, row_group.version, row_group.storage_options)
     if table.num_rows != row_group.n_rows:
         raise DataError(
             f"{row_group.path}: row group {row_group.index} now has {table.num_rows} rows, not "
             f"{row_group.n_rows}; the input changed while in use: restore it and run again"
         )
     return table
+
+
+def footer_shape(metadata: pq.FileMetaData) -> tuple[int, ...]:
+    """A Parquet footer's size in bytes, rows, row groups and columns (:attr:`FileVersion.footer`)."""
+    return (metadata.serialized_size, metadata.num_rows, metadata.num_row_groups, metadata.num_columns)
 
 
 def _as_numpy(column: pa.ChunkedArray) -> np.ndarray:

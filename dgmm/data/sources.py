@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator, Mapping, Sequence, Union
 
-from ..errors import DataError
+from ..errors import DataError, InputChanged
 
 PathLike = Union[str, os.PathLike]
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -200,8 +200,70 @@ def find_parquet_files(
 
 
 @dataclass(frozen=True)
+class FileVersion:
+    """What tells one version of a file's bytes from another, as its filesystem reports it.
+
+    Locally the size, the inode (a file renamed over the old one is another file) and the modification time in
+    nanoseconds; on an object store the size and whichever of the ETag, version id and modification time it
+    gives (S3, GCS and Azure give an ETag that changes with every write). The footer's shape is compared
+    on every read too, so even a rewrite that kept the size and the time is seen when its layout differs.
+    """
+
+    size: int
+    stamp: tuple[tuple[str, str], ...]
+    footer: tuple[int, ...] = ()  # the Parquet footer's size, rows, row groups and columns, when it was read
+
+    def change_from(self, old: "FileVersion") -> str | None:
+        """What changed since ``old``, in words; None when nothing did."""
+        if self.size != old.size:
+            return f"{old.size} bytes when the run started, {self.size} now"
+        ours, theirs = dict(self.stamp), dict(old.stamp)
+        for key in ("inode", "etag", "version_id", "modified"):
+            if key in theirs and ours.get(key) != theirs[key]:
+                what = {"inode": "replaced by another file", "modified": "modified"}.get(key, f"a new {key}")
+                return f"{what} ({key} {theirs[key]} when the run started, {ours.get(key)} now)"
+        return None
+
+
+_REMOTE_STAMPS = {"ETag": "etag", "etag": "etag", "VersionId": "version_id", "version_id": "version_id",
+                  "generation": "version_id", "LastModified": "modified", "mtime": "modified",
+                  "last_modified": "modified", "updated": "modified"}  # fmt: skip
+
+
+def file_version(path: str, storage_options: Mapping[str, Any] | None = None) -> FileVersion:
+    """The version of ``path`` now: a removed file is :class:`InputChanged` (it was found when the run started)."""
+    try:
+        if not is_remote(path):
+            info = os.stat(_local(path))
+            return FileVersion(info.st_size, (("inode", str(info.st_ino)), ("modified", str(info.st_mtime_ns))))
+        fs, inner = filesystem(path, storage_options)
+        fs.invalidate_cache(inner)
+        details = remote_call(path, fs.info, inner)
+    except FileNotFoundError:
+        raise InputChanged(f"{path}: removed while in use; {RERUN}") from None
+    stamp = {_REMOTE_STAMPS[k]: str(v) for k, v in details.items() if k in _REMOTE_STAMPS and v is not None}
+    return FileVersion(int(details.get("size") or 0), tuple(sorted(stamp.items())))
+
+
+RERUN = (
+    "the run reads its files as they were when it started: run again once the writer is done (a fit with a "
+    "checkpoint can --resume)"
+)
+
+
+def check_version(path: str, version: "FileVersion | None", storage_options: Mapping[str, Any] | None = None) -> None:
+    """Refuse (:class:`InputChanged`, one line) a file whose version is not ``version`` any more."""
+    if version is None:
+        return
+    change = file_version(path, storage_options).change_from(version)
+    if change is not None:
+        raise InputChanged(f"{path}: changed while in use: {change}; {RERUN}")
+
+
+@dataclass(frozen=True)
 class RowGroup:
-    """One row group of one file: the unit a chunk is read from."""
+    """One row group of one file: the unit a chunk is read from; ``version`` is the file's when the run started
+    (:class:`FileVersion`), checked around every read."""
 
     path: str
     index: int
@@ -209,3 +271,4 @@ class RowGroup:
     partitions: tuple[tuple[str, str], ...] = ()
     # fsspec options of a URL path (credentials: kept out of reprs and comparisons)
     storage_options: Mapping[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+    version: FileVersion | None = field(default=None, compare=False, hash=False, repr=False)

@@ -156,11 +156,13 @@ def test_kill_9_during_cli_fit_then_resume_equals_uninterrupted(tmp_path, parque
     assert_same_fit(dgmm.load_model(tmp_path / "model.npz"), dgmm.load_model(tmp_path / "reference.npz"))
 
 
-def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_checkpoint(
-    tmp_path, parquet_dir, cluster_client
+@pytest.mark.parametrize("change", ["removed", "rewritten"])
+def test_input_file_changed_between_iterations_fails_clearly_and_keeps_the_checkpoint(
+    tmp_path, parquet_dir, cluster_client, change
 ):
-    """A Parquet file vanishes mid-fit (moved away by a worker plugin, 5 passes before the end): exit 2
-    naming it, the checkpoint survives, resume ends as if nothing happened."""
+    """A Parquet file vanishes or is overwritten mid-fit (by a worker plugin, 5 passes before the end): exit 6
+    naming it and what changed, the checkpoint survives, resume on the restored file ends as if nothing
+    happened."""
     data = Path(
         parquet_dir(
             sample_mixture(random_mixture(3, 2, seed=4, separation=2.0), 40_000, seed=4)[0],
@@ -189,9 +191,9 @@ def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_check
 
     checkpoint_dir = tmp_path / "ckpt"
     hidden = tmp_path / "hidden.parquet"
-    cluster_client.register_plugin(
-        KillAt(tmp_path / "move", passes - 5, "task", ("move", str(victim), str(hidden))), name="dgmm-fault"
-    )
+    original = victim.read_bytes()
+    target = ("move", str(victim), str(hidden)) if change == "removed" else f"write:{victim}"
+    cluster_client.register_plugin(KillAt(tmp_path / "move", passes - 5, "task", target), name="dgmm-fault")
     try:
         proc = subprocess.run(
             [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir],
@@ -201,15 +203,16 @@ def test_input_file_deleted_between_iterations_fails_clearly_and_keeps_the_check
         )
     finally:
         cluster_client.unregister_worker_plugin("dgmm-fault")
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 6, proc.stderr
     error = proc.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"dgmm fit: error: {victim}: cannot read row group ") and "Traceback" not in proc.stderr
-    assert "the input was removed or changed while in use" in error and "--resume" in error
+    what = "removed while in use" if change == "removed" else f"changed while in use: {len(original)} bytes when"
+    assert error.startswith(f"dgmm fit: error: {victim}: {what}") and "Traceback" not in proc.stderr
+    assert "run again once the writer is done" in error and "--resume" in error
     assert not (tmp_path / "model.npz").exists()
     stopped_at = Checkpoint(checkpoint_dir).peek_iteration()
     assert 1 <= stopped_at < 12
 
-    hidden.rename(victim)
+    victim.write_bytes(original)  # the same bytes again: the checkpoint's input
     resumed = subprocess.run(
         [DGMM, *map(str, common), "--model", tmp_path / "model.npz", "--checkpoint", checkpoint_dir, "--resume"],
         capture_output=True,

@@ -191,3 +191,25 @@ def test_storage_options_from_a_config_file(s3, tmp_path, cluster_client):
     proc = cli("fit", "--config", config)
     assert proc.returncode == 0, proc.stderr
     assert s3["fs"].exists(f"{BUCKET}/cfg/model.npz")
+
+
+def test_an_object_overwritten_or_deleted_during_a_run_ends_it_in_one_line(s3):
+    """The run's snapshot holds each object's ETag: an object written again (the same bytes too: a new write)
+    or deleted after the run opened the data set is refused at its next read, never read as the new version."""
+    from dgmm.data.parquet import ParquetDataset
+    from dgmm.data.row_groups import read_row_group
+    from dgmm.errors import InputChanged
+
+    fs = s3["fs"]
+    fs.put(s3["local"], f"{BUCKET}/moving", recursive=True)
+    url = f"s3://{BUCKET}/moving"
+    dataset = ParquetDataset.open(url, storage_options=s3["options"])
+    first, last = dataset.row_groups[0], dataset.row_groups[-1]
+    read_row_group(first, dataset.columns)  # as it was: read
+    key = last.path.removeprefix("s3://")
+    fs.pipe(key, fs.cat(key)[:-8] + b"12345678")  # another job's write: the same size, new bytes
+    with pytest.raises(InputChanged, match=r"changed while in use: a new etag"):
+        read_row_group(last, dataset.columns)
+    fs.rm(first.path.removeprefix("s3://"))
+    with pytest.raises(InputChanged, match="removed while in use"):
+        read_row_group(first, dataset.columns)
