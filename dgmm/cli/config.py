@@ -18,7 +18,13 @@ from ..estimator.parameters import CLASSIFIER_PARAMETERS, MIXTURE_PARAMETERS, Pa
 from ..estimator.select import SELECTION_PARAMETERS
 
 # Settings of a command run that are not estimator parameters.
-DATA = Parameter("data", str, None, "Parquet file or directory to fit")
+DATA = Parameter("data", str, None, "Parquet file or directory, or a Delta Lake or Iceberg table, to fit")
+TABLE_VERSION = Parameter(
+    "table_version", int, None, "of a Delta Lake or Iceberg table: the version (Delta) or snapshot id (Iceberg) to read"
+)
+AS_OF = Parameter(
+    "as_of", str, None, "of a Delta Lake or Iceberg table: read the snapshot current at this ISO 8601 time"
+)
 MODEL = Parameter("model", str, None, "where to write the fitted model (.npz)")
 OVERWRITE = Parameter("overwrite", bool, False, "replace an existing model file")
 COLUMNS = Parameter("columns", str, None, "feature columns (default: all)", is_list=True)
@@ -60,6 +66,8 @@ def seeded(parameters: tuple[Parameter, ...]) -> tuple[Parameter, ...]:
 
 FIT_SETTINGS: tuple[Parameter, ...] = (
     DATA,
+    TABLE_VERSION,
+    AS_OF,
     MODEL,
     OVERWRITE,
     *seeded(MIXTURE_PARAMETERS),
@@ -76,9 +84,11 @@ FIT_SETTINGS: tuple[Parameter, ...] = (
 )
 # dgmm select: the grid and the criterion, then every estimator parameter but the two the grid sets
 # and the per-iteration printing (a selection prints its table; --log-format its progress).
-SET_BY_SELECT = ("n_components", "covariance_type", "verbose", "verbose_interval")
+SET_BY_SELECT = ("n_components", "covariance_type", "verbose", "verbose_interval", "init_model")
 SELECT_SETTINGS: tuple[Parameter, ...] = (
-    replace(DATA, help="Parquet file or directory to select a model on"),
+    replace(DATA, help="Parquet file or directory, or a table, to select a model on"),
+    TABLE_VERSION,
+    AS_OF,
     Parameter("n_components", str, "1-10", "K to try: 1-10 or 2,4,8"),
     Parameter("covariance_types", str, "full", "covariance types to try, comma-separated", is_list=True),
     *SELECTION_PARAMETERS,

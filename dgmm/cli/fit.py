@@ -56,6 +56,8 @@ def fit(settings: dict[str, Any]) -> None:
         settings["nan_policy"],
         storage,
         excluded,
+        version=settings["table_version"],
+        as_of=settings["as_of"],
     )
     if label:
         return fit_classifier(settings, dataset)
@@ -251,6 +253,8 @@ def select_command(settings: dict[str, Any]) -> None:
         storage,
         settings["exclude_columns"] if settings["columns"] or not settings["cmvn"]
         else [*(settings["exclude_columns"] or []), settings["cmvn"]],
+        version=settings["table_version"],
+        as_of=settings["as_of"],
     )  # fmt: skip
     log = ProgressLog(settings["log_format"])
     log.event(

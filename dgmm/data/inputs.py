@@ -163,9 +163,7 @@ def as_input(
             column = column or (X.weight_column if sample_weight is None else None)
             dataset = X
             if (column, nan_policy) != (X.weight_column, X.nan_policy):
-                dataset = ParquetDataset.open(
-                    list(X.files), list(X.columns), X.chunk_rows, column, nan_policy, X.storage_options
-                )
+                dataset = X.reopened(column, nan_policy)
         else:
             dataset = ParquetDataset.open(X, columns, chunk_rows, column, nan_policy, storage_options, exclude_columns)
         data = Input(

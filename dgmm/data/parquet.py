@@ -55,6 +55,7 @@ from .sources import (
     read_tail,
     storage_error,
 )
+from .tables import TableSnapshot, table_format, table_snapshot
 from .validation import MAX_MAGNITUDE, NanPolicy, check_nan_policy, is_weighted
 
 __all__ = [
@@ -66,6 +67,24 @@ __all__ = [
     "read_row_group",
     "read_table",
 ]
+
+
+def _snapshot(path: Any, storage_options: Any, version: Any, as_of: Any) -> TableSnapshot:
+    """The files behind ``path``: a table's snapshot (``version``, ``as_of``), or the Parquet files found there."""
+    single = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    kind = table_format(single, storage_options) if single is not None else None
+    if kind is not None:
+        return table_snapshot(single, kind, storage_options, version, as_of)
+    if single is None:
+        for element in map(os.fspath, path):
+            if table_format(element, storage_options) is not None:
+                raise DataError(f"{element}: a table directory; give a table alone, not in a list of paths")
+    if version is not None or as_of is not None:
+        raise DataError(
+            f"{single or 'these paths'}: version and as_of apply to Delta Lake and Iceberg tables; this input is "
+            "Parquet files, read as they are"
+        )
+    return TableSnapshot(tuple(find_parquet_files(path, storage_options)), {})
 
 
 def _check_value_ranges(
@@ -127,6 +146,20 @@ class ParquetDataset:
     nan_policy: NanPolicy = "raise"
     storage_options: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     id_like_columns: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # the files as found (with their hive keys) and, for a Delta or Iceberg table, its snapshot's identity
+    snapshot: TableSnapshot | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def table(self) -> dict | None:
+        """``{"format": "delta", "version": ...}`` or ``{"format": "iceberg", "snapshot_id": ...}``; None for files."""
+        return None if self.snapshot is None or not self.snapshot.identity else dict(self.snapshot.identity)
+
+    def reopened(self, weight_column: str | None, nan_policy: NanPolicy) -> "ParquetDataset":
+        """The same files (the same table snapshot) and columns, rows weighted another way."""
+        return ParquetDataset.open(
+            list(self.files), list(self.columns), self.chunk_rows, weight_column, nan_policy, self.storage_options,
+            snapshot=self.snapshot,
+        )  # fmt: skip
 
     @property
     def float64_bytes(self) -> int:
@@ -148,6 +181,10 @@ class ParquetDataset:
         nan_policy: NanPolicy = "raise",
         storage_options: Mapping[str, Any] | None = None,
         exclude_columns: Sequence[str] | None = None,
+        *,
+        version: int | None = None,
+        as_of: Any = None,
+        snapshot: TableSnapshot | None = None,
     ) -> "ParquetDataset":
         """Find the files, read their footers and check the selected columns.
 
@@ -160,8 +197,14 @@ class ParquetDataset:
         ``nan_policy="drop"`` skips rows with nulls or NaN instead of refusing them.
         ``storage_options`` are fsspec's options for URL paths (credentials, ``endpoint_url``),
         used for every read, on the workers too.
+
+        A Delta Lake or Iceberg table directory is read as its table: the files of its current snapshot, or of
+        ``version`` (a Delta version, an Iceberg snapshot id) or ``as_of`` (a time), through ``deltalake`` or
+        ``pyiceberg`` (:mod:`dgmm.data.tables`); ``snapshot`` reuses the files another dataset found.
         """
-        sources = find_parquet_files(path, storage_options)
+        if snapshot is None:
+            snapshot = _snapshot(path, storage_options, version, as_of)
+        sources = list(snapshot.files)
         selected = [columns] if isinstance(columns, str) else (list(columns) if columns is not None else None)
         if chunk_rows is not None and chunk_rows < 1:
             raise DataError(f"chunk_rows={chunk_rows} is invalid; expected an int >= 1")
@@ -228,6 +271,7 @@ class ParquetDataset:
             nan_policy,
             storage_options,
             ids.found(ID_MIN_ROWS),
+            snapshot,
         )
 
     @property
@@ -262,6 +306,7 @@ class ParquetDataset:
             "columns": list(self.columns),
             "n_rows": self.n_rows,
             **({"weight_column": self.weight_column} if self.weight_column else {}),
+            **({"table": self.table} if self.table else {}),
         }
 
     def summary(self) -> dict:
@@ -276,6 +321,7 @@ class ParquetDataset:
             "n_rows": fingerprint["n_rows"],
             "columns": list(fingerprint["columns"]),
             **({"weight_column": self.weight_column} if self.weight_column else {}),
+            **({"table": self.table} if self.table else {}),
         }
 
     def to_dask(self, device: Any = None, cache_bytes: int | None = 0):

@@ -116,6 +116,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         n_init: int = 1,
         init_params: InitMethod = "kmeans",
         random_state: Any = None,
+        init_model: Any = None,
         verbose: int = 0,
         verbose_interval: int = 10,
         client: Any = None,
@@ -145,6 +146,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         self.n_init = n_init
         self.init_params = init_params
         self.random_state = random_state
+        self.init_model = init_model
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.client = client
@@ -188,6 +190,10 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
             raise ParameterError(
                 f"the background model (ubm) was fitted with cmvn={background.cmvn!r} and this classifier has "
                 f"cmvn={self.cmvn!r}; both normalise the features the same way or neither does"
+            )
+        if self.init_model is not None:
+            raise ParameterError(
+                "init_model starts one mixture; a classifier starts every class from its background model (ubm=)"
             )
         X, y, cmvn_groups = label_and_groups(X, y, self.cmvn)  # a DataFrame's label and group columns
         data = normalised(self, on_device(self._features(X, y, columns, sample_weight), self.device), cmvn_groups)

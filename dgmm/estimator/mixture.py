@@ -25,7 +25,7 @@ from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod
 from ..kernels.sampling import draw
 from ..persist.checkpoint import Checkpoint, FitState
-from ..persist.fitted import FittedState
+from ..persist.fitted import PARAMETER_ARRAYS, FittedState
 from ..persist.formats import read_model_file, save_model
 from ..persist.model_file import fitted_state
 from . import interop, plots
@@ -51,6 +51,13 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
 
     Parameters have scikit-learn's names and meanings, plus:
 
+    init_model : str, os.PathLike or GaussianMixture, optional
+        A model file (a path or an fsspec URL, read with ``storage_options``), or a fitted mixture, to start EM
+        from: yesterday's model for today's data. Its weights, means and covariances (and its lower bound, for
+        the first convergence test) start EM as a warm start does, so ``n_init`` and ``init_params`` are ignored,
+        and a warm start from a file equals a warm start from the same model in memory bit for bit. Its
+        components, covariance type and features (count, and names when both have them) must be this model's:
+        each difference is refused in one line. A checkpoint may be combined with it.
     client : distributed.Client, optional
         Cluster to fit on. Defaults: the current client if there is one; else a
         local cluster of worker processes on 127.0.0.1 for Parquet input; else
@@ -136,6 +143,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         means_init: np.ndarray | None = None,
         precisions_init: np.ndarray | None = None,
         random_state: Any = None,
+        init_model: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
@@ -164,6 +172,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.random_state = random_state
+        self.init_model = init_model
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
@@ -272,11 +281,17 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         data = normalised(self, data, cmvn_groups)
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        source = self._starting_model(data)
+        if source is not None:
+            FittedState.of(source).apply(self)
+        do_init = source is None and not (self.warm_start and hasattr(self, "converged_"))
         if not do_init and self.means_.shape[1] != data.n_features:
             raise DataError(f"X has {data.n_features} features, but the warm-started model has {self.means_.shape[1]}")
-        if not do_init and checkpoint is not None:
-            raise ParameterError("checkpoint cannot be combined with a warm start; fit without warm_start")
+        if not do_init and checkpoint is not None and source is None:
+            raise ParameterError(
+                "checkpoint cannot be combined with a warm start from memory; fit without warm_start, or start "
+                "from a model file (init_model=, --init-model)"
+            )
         random_state = check_random_state(self.random_state)
         seeds = tuple(int(random_state.randint(np.iinfo(np.int32).max)) for _ in range(self.n_init if do_init else 1))
         state = FitState(seeds, 0)
@@ -284,6 +299,29 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
             checkpoint.bind(self._settings(inits), data.fingerprint())
             state = checkpoint.load() or state
         return data, inits, state, do_init
+
+    def _starting_model(self, data: Input) -> "GaussianMixture | None":
+        """The model ``init_model`` names (read from its file), checked against this model and ``data``; or None."""
+        source = self.init_model
+        if source is None:
+            return None
+        where = f"init_model {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "init_model"
+        if isinstance(source, (str, os.PathLike)):
+            source = GaussianMixture.load(source, storage_options=self.storage_options)
+        elif not hasattr(source, "converged_"):
+            raise ParameterError(f"{where} is not fitted; give a fitted mixture or a model file")
+        theirs = (int(source.n_components), source.covariance_type)
+        if theirs != (self.n_components, self.covariance_type):
+            raise ParameterError(
+                f"{where} has {theirs[0]} {theirs[1]} components; this model has n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r}: set them to the file's, or leave init_model out"
+            )
+        if int(source.n_features_in_) != data.n_features:
+            raise DataError(f"X has {data.n_features} features, but {where} has {source.n_features_in_}")
+        names = getattr(source, "feature_names_in_", None)
+        if names is not None and data.feature_names is not None and list(names) != list(data.feature_names):
+            raise DataError(f"feature names {list(data.feature_names)} differ from those of {where}: {list(names)}")
+        return source
 
     def check_checkpoint(
         self, X: Any, checkpoint: Checkpoint, *, columns: Sequence[str] | None = None, sample_weight: Any = None
@@ -320,6 +358,9 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
             "device_cache_gib",
         )
         settings = {k: v for k, v in self.get_params().items() if k not in ignored}
+        if settings["init_model"] is not None:  # what it holds, not where it was read from
+            arrays = (np.ascontiguousarray(getattr(self, f"{name}_")).tobytes() for name in PARAMETER_ARRAYS)
+            settings["init_model"] = hashlib.sha256(b"".join(arrays)).hexdigest()
         for name, value in zip(("weights_init", "means_init", "precisions_init"), inits):
             settings[name] = (
                 None if value is None else hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()

@@ -20,6 +20,7 @@ a test fails when they differ from this table, or when a parameter is neither he
 from __future__ import annotations
 
 import numbers
+import os
 import reprlib
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
@@ -203,6 +204,13 @@ def check_random_state(seed: Any) -> np.random.RandomState:
     raise ParameterError(f"random_state={seed!r} must be None, an int or a numpy RandomState")
 
 
+def _check_init_model(value: Any) -> None:
+    """A model file (a path or an fsspec URL) or a fitted mixture, or None."""
+    if value is None or isinstance(value, (str, os.PathLike)) or hasattr(value, "means_"):
+        return
+    raise param_error("init_model", value, "a model file (path or URL), a fitted GaussianMixture, or None")
+
+
 def _check_seed(seed: Any) -> None:
     if seed is not None and not isinstance(seed, np.random.RandomState):
         check_random_state(seed)
@@ -224,6 +232,14 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
         minimum=0,
         setting="seed",
         check=_check_seed,
+    ),
+    Parameter(
+        "init_model",
+        str,
+        None,
+        "a model file (or, in Python, a fitted mixture) whose weights, means and covariances start EM: a warm "
+        "start, so n_init and init_params are ignored",
+        check=_check_init_model,
     ),
     Parameter("verbose", int, 0, "print progress to stdout: 1 per initialisation, 2 per iteration", minimum=0),
     Parameter("verbose_interval", int, 10, "with verbose 2: print every this many iterations", minimum=1),

@@ -169,6 +169,8 @@ def select(
             f"select got {', '.join(map(repr, unknown))}; the grid sets n_components and "
             f"covariance_type, and the other parameters are: {allowed}"
         )
+    if params.get("init_model") is not None:
+        raise ParameterError("select fits a grid of K from scratch; init_model starts one fit (GaussianMixture.fit)")
     cells = [GaussianMixture(k, covariance_type=c, client=client, **params) for k, c in grid]
     for cell in cells:
         validate_params(cell)
