@@ -213,3 +213,43 @@ def test_an_object_overwritten_or_deleted_during_a_run_ends_it_in_one_line(s3):
     fs.rm(first.path.removeprefix("s3://"))
     with pytest.raises(InputChanged, match="removed while in use"):
         read_row_group(first, dataset.columns)
+
+
+def test_delta_and_iceberg_tables_on_s3_read_as_their_libraries_read_them(s3):
+    """Tables written to the S3 server by deltalake and by pyiceberg (a SQLite catalog, S3 warehouse) are read
+    with the same storage_options as files: the rows of their current and pinned versions."""
+    deltalake = pytest.importorskip("deltalake")
+    pytest.importorskip("pyiceberg")
+    import numpy as np
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from dgmm.data.parquet import ParquetDataset
+    from dgmm.data.tables import _delta_options
+
+    rng = np.random.default_rng(62)
+    tables = [pa.table({"a": rng.normal(size=n), "b": rng.normal(size=n)}) for n in (3_000, 5_000, 1_000)]
+    options = s3["options"]
+    url = f"s3://{BUCKET}/delta-table"
+    deltalake.write_deltalake(url, tables[0], storage_options=_delta_options(options))
+    deltalake.write_deltalake(url, tables[1], mode="overwrite", storage_options=_delta_options(options))
+    deltalake.write_deltalake(url, tables[2], mode="append", storage_options=_delta_options(options))
+    for version, rows in ((None, 6_000), (0, 3_000), (1, 5_000)):
+        dataset = ParquetDataset.open(url, ["a", "b"], storage_options=options, version=version)
+        assert dataset.n_rows == rows and dataset.table["version"] == (2 if version is None else version)
+        np.testing.assert_allclose(np.sort(dataset.to_dask().compute()[:, 0]), np.sort(np.concatenate(
+            [t.column("a").to_numpy() for t in ([tables[1], tables[2]] if version is None else [tables[version]])]
+        )))  # fmt: skip
+
+    catalog = SqlCatalog("s3", uri="sqlite:///:memory:", warehouse=f"s3://{BUCKET}/warehouse",
+                         **{"s3.endpoint": s3["endpoint"], "s3.access-key-id": "testing",
+                            "s3.secret-access-key": "testing", "s3.region": "us-east-1"})  # fmt: skip
+    catalog.create_namespace("ns")
+    table = catalog.create_table("ns.frames", schema=tables[0].schema)
+    table.append(tables[0])
+    table.overwrite(tables[1])
+    location = table.metadata_location.rsplit("/metadata/", 1)[0]
+    dataset = ParquetDataset.open(location, ["a", "b"], storage_options=options)
+    assert dataset.table["format"] == "iceberg" and dataset.n_rows == 5_000
+    first = ParquetDataset.open(location, ["a", "b"], storage_options=options, version=table.snapshots()[0].snapshot_id)
+    np.testing.assert_allclose(np.sort(first.to_dask().compute()[:, 0]), np.sort(tables[0].column("a").to_numpy()))
