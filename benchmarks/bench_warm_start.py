@@ -41,13 +41,14 @@ def main() -> None:
     parser.add_argument("--components", type=int, default=8)
     parser.add_argument("--features", type=int, default=16)
     parser.add_argument("--covariance-type", default="full")
+    parser.add_argument("--separation", type=float, default=1.5, help="mean distance of the components' means")
     parser.add_argument("--tol", type=float, default=1e-4)
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
     rows = []
     folder = Path(tempfile.mkdtemp(prefix="dgmm-warm-"))
     for seed in range(args.seeds):
-        truth = random_mixture(args.components, args.features, seed=seed, separation=2.5)
+        truth = random_mixture(args.components, args.features, seed=seed, separation=args.separation)
         yesterday, _ = sample_mixture(truth, args.rows, seed=seed)
         drifted = replace(truth, weights=np.random.default_rng(seed).dirichlet(50 * truth.weights))
         new, _ = sample_mixture(drifted, int(args.rows * args.new), seed=seed + 1000)
@@ -64,6 +65,7 @@ def main() -> None:
               f"({warm.n_iter_} iterations) {warm_seconds:.1f} s, lower bound {warm.lower_bound_:.6f}", flush=True)  # fmt: skip
     median = [statistics.median(column) for column in zip(*rows)]
     print(f"\n{args.rows:,} rows + {args.new:.0%} new, K={args.components}, d={args.features}, "
+          f"separation {args.separation:g}, "
           f"{args.covariance_type}, tol={args.tol:g}, median of {args.seeds} seeds: fresh fit {median[0]:.0f} passes "
           f"({median[2]:.1f} s), from yesterday's model {median[1]:.0f} passes ({median[3]:.1f} s): "
           f"{median[0] / median[1]:.1f}x fewer")  # fmt: skip
