@@ -245,6 +245,11 @@ def not_parquet(path: str, exc: Exception) -> DataError:
     suffix = next((s for s in _CONVERTERS if name.endswith(s)), None)
     if suffix is None and name.endswith((".txt", ".dat")) or suffix is None and _looks_like_text(path):
         suffix = ".csv"
+    if suffix is None and _looks_unfinished(path):
+        return DataError(
+            f"{path}: not a complete Parquet file ({exc}): empty or cut short, perhaps still being written; run "
+            "again once its writer is done, or move it out of the input"
+        )
     if suffix is None:
         return DataError(
             f"{path}: not a readable Parquet file ({exc}); dgmm reads Parquet files: write the data "
@@ -261,6 +266,15 @@ def not_parquet(path: str, exc: Exception) -> DataError:
         f"{path}: this is {kind}, not Parquet; dgmm reads Parquet: convert it once with {convert}, "
         f"then give {stem}.parquet"
     )
+
+
+def _looks_unfinished(path: str) -> bool:
+    """A local file that is empty or starts as Parquet does (``PAR1``) but has no footer: a write in progress."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4) in (b"", b"PAR1")
+    except OSError:
+        return False
 
 
 def _looks_like_text(path: str) -> bool:

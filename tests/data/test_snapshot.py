@@ -145,3 +145,22 @@ def test_a_file_written_to_while_its_footer_is_read_is_refused_at_open(folder, m
     monkeypatch.setattr(pq, "read_metadata", while_reading)
     with pytest.raises(InputChanged, match="part-004.parquet: changed while in use"):
         ParquetDataset.open(str(folder))
+
+
+def test_a_directory_mid_write_is_read_for_its_finished_files_only(folder):
+    """What a writer leaves in a directory while it works — Spark's _temporary attempt files and _SUCCESS,
+    Flink's hidden in-progress part files, .crc side files, a sync job's .tmp — is never input; a .parquet
+    file still empty (a copy just begun) is refused in one line naming it, not skipped in silence."""
+    attempt = folder / "_temporary" / "0" / "_temporary" / "attempt_202612060001_0001_m_000000_0"
+    attempt.mkdir(parents=True)
+    (attempt / "part-00000.snappy.parquet").write_bytes(b"PAR1 half a file")
+    (folder / ".part-0-1.parquet.inprogress.8c2e").write_bytes(b"PAR1 partial")
+    (folder / ".part-000.parquet.crc").write_bytes(b"crc")
+    (folder / "part-100.parquet.tmp").write_bytes(b"PAR1 partial")
+    (folder / "_SUCCESS").write_text("")
+    dataset = ParquetDataset.open(str(folder))
+    assert len(dataset.files) == N_FILES and dataset.n_rows == N_FILES * 3_000
+    (folder / "part-200.parquet").write_bytes(b"")
+    with pytest.raises(dgmm.DataError, match=r"part-200.parquet: not a complete Parquet file .*still being") as caught:
+        ParquetDataset.open(str(folder))
+    assert "\n" not in str(caught.value)
