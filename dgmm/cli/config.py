@@ -66,14 +66,14 @@ def seeded(parameters: tuple[Parameter, ...]) -> tuple[Parameter, ...]:
 
 FIT_SETTINGS: tuple[Parameter, ...] = (
     DATA,
-    TABLE_VERSION,
-    AS_OF,
     MODEL,
     OVERWRITE,
     *seeded(MIXTURE_PARAMETERS),
     COLUMNS,
     EXCLUDE_COLUMNS,
     WEIGHT_COLUMN,
+    TABLE_VERSION,
+    AS_OF,
     LABEL_COLUMN,
     *CLASSIFIER_PARAMETERS,
     CHECKPOINT,
@@ -87,8 +87,6 @@ FIT_SETTINGS: tuple[Parameter, ...] = (
 SET_BY_SELECT = ("n_components", "covariance_type", "verbose", "verbose_interval", "init_model")
 SELECT_SETTINGS: tuple[Parameter, ...] = (
     replace(DATA, help="Parquet file or directory, or a table, to select a model on"),
-    TABLE_VERSION,
-    AS_OF,
     Parameter("n_components", str, "1-10", "K to try: 1-10 or 2,4,8"),
     Parameter("covariance_types", str, "full", "covariance types to try, comma-separated", is_list=True),
     *SELECTION_PARAMETERS,
@@ -97,6 +95,8 @@ SELECT_SETTINGS: tuple[Parameter, ...] = (
     COLUMNS,
     EXCLUDE_COLUMNS,
     WEIGHT_COLUMN,
+    TABLE_VERSION,
+    AS_OF,
     *seeded(tuple(p for p in MIXTURE_PARAMETERS if p.name not in SET_BY_SELECT)),
     *CLUSTER_SETTINGS,
     Parameter("json", bool, False, "print the table as JSON"),
