@@ -9,7 +9,7 @@ log-likelihood of the data (``score(X)``, the same measure for every method), an
 dgmm used (what an out-of-core fit pays). Methods: dgmm's default (``kmeans``: k-means|| then Lloyd), its
 other initialisations (``k-means++``, ``random_from_data``), the default followed by split/merge rounds
 (``split_merge=5``), and scikit-learn's default (k-means, its own restarts). Printed: per data set and
-method, the median and the range over the seeds, the number of distinct optima the seeds reached (to 1e-6),
+method, the median and the range over the seeds, the number of distinct optima the seeds reached (gaps over tol),
 and dgmm's median passes; then, per method, on how many data sets its median is at least scikit-learn's.
 """
 
@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 import dgmm
+from dgmm.estimator.fitting import distinct_optima
 from dgmm.testing import counted_in_process
 
 DATASETS = ("USArrests", "faithful", "iris", "quakes", "Boston", "crabs", "geyser", "swiss", "LifeCycleSavings", "rock")
@@ -56,11 +57,6 @@ def sklearn_fit(X: np.ndarray, k: int, n_init: int, seed: int) -> float:
         return float(GaussianMixture(k, n_init=n_init, random_state=seed).fit(X).score(X))
 
 
-def distinct(values: list[float], tolerance: float = 1e-6) -> int:
-    ordered = sorted(values)
-    return 1 + sum(b - a > tolerance for a, b in zip(ordered, ordered[1:]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=3)
@@ -86,7 +82,7 @@ def main() -> None:
                     wins[method, n_init][0] += median >= target - 1e-9
                     wins[method, n_init][1] += median > target + 1e-6
                 print(f"{name:18s} {f'{X.shape[0]}, {X.shape[1]}':>9s} {method:30s} {n_init:6d} {median:11.5f} "
-                      f"{min(scores):11.5f} {max(scores):11.5f} {distinct(scores):6d} "
+                      f"{min(scores):11.5f} {max(scores):11.5f} {distinct_optima(scores, 1e-3):6d} "
                       f"{'' if passes is None else f'{passes:.0f}':>6s}", flush=True)  # fmt: skip
     n = len(args.datasets.split(","))
     print(f"\nmedian final mean log-likelihood at least scikit-learn's (better by > 1e-6), of {n} data sets:")

@@ -69,6 +69,7 @@ class EMResult:
     lower_bounds: list[float] = field(default_factory=list)
     weight: float = math.nan  # total row weight the last pass saw
     n_zero_weight: int = 0  # rows of weight 0 it saw: dropped for NaN, or of sample weight 0
+    restart_bounds: tuple[float, ...] = ()  # of a fit's best run: every restart's final lower bound, by seed
 
 
 def em_kernel(

@@ -15,7 +15,7 @@ every trial runs full EM, which needs no other kernel and costs the same passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -106,4 +106,5 @@ def best_fit_steps(
     """Restarts from every seed together (:func:`~dgmm.algorithms.em.fit_steps` with the keywords ``init``
     and ``em``), the best by lower bound, then ``split_merge`` candidates per round on it."""
     runs = yield from together([fit_steps(shape, {**init, "seed": seed}, **em) for seed in seeds])
-    return (yield from split_merge_steps(best_run(runs), n_candidates=split_merge, **em))
+    result, moves = yield from split_merge_steps(best_run(runs), n_candidates=split_merge, **em)
+    return replace(result, restart_bounds=tuple(run.lower_bound for run in runs)), moves

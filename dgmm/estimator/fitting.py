@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from ..algorithms.programs import run_steps
@@ -48,6 +51,7 @@ def run_fit(
                 **em,
             )
         else:
+            bounds = []  # of the restarts run here (a resumed fit's earlier ones are not known)
             for init in range(state.init_index, len(state.seeds)):
                 result = run_init(
                     model,
@@ -62,13 +66,45 @@ def run_fit(
                     checkpoint,
                     stage,
                 )
+                bounds.append(result.lower_bound)
                 best = state.best if state.best is not None and state.best.lower_bound >= result.lower_bound else result
                 state = FitState(state.seeds, init + 1, None, best)
                 if checkpoint is not None:
                     checkpoint.save(state, model.covariance_type)
-            program = split_merge_steps(state.best, n_candidates=model.split_merge, **em)
+            program = with_bounds(split_merge_steps(state.best, n_candidates=model.split_merge, **em), bounds)
             stage[0] = "split/merge"
         return (*run_steps(executor, array, model.split_every, program), cache_used)
+
+
+def distinct_optima(bounds, tol: float = 0.0) -> int:
+    """How many different optima final lower bounds show: runs that stopped when the mean log-likelihood changed by
+    less than ``tol`` may end that far apart on one optimum, so only gaps wider than ``tol`` (and than 1e-6 of the
+    value, at least 1e-6) separate optima."""
+    ordered = sorted(float(b) for b in bounds)
+    gap = lambda b: max(tol, 1e-6 * max(1.0, abs(b)))  # noqa: E731
+    return len(ordered) and 1 + sum(b - a > gap(b) for a, b in zip(ordered, ordered[1:]))
+
+
+def restarts_reached(model: Any, bounds: tuple[float, ...]) -> tuple[np.ndarray, int | None]:
+    """The restarts' final lower bounds (by seed; empty when none ran here) and how many distinct optima they
+    reached (None for fewer than two), logged and, when verbose, printed."""
+    if len(bounds) < 2:
+        return np.asarray(bounds, dtype=np.float64), None
+    optima = distinct_optima(bounds, model.tol)
+    message = (
+        f"restarts: {len(bounds)} reached {optima} distinct optim{'um' if optima == 1 else 'a'} "
+        f"(final mean log-likelihoods {', '.join(f'{b:.6f}' for b in bounds)})"
+    )
+    logger.info(message, extra={EVENT: ("restarts", {"restarts": len(bounds), "distinct_optima": optima})})
+    if model.verbose:
+        print(message)
+    return np.asarray(bounds, dtype=np.float64), optima
+
+
+def with_bounds(program, bounds: list[float]):
+    """``program`` (a fit's last steps), its result carrying the restarts' final lower bounds."""
+    result, moves = yield from program
+    return replace(result, restart_bounds=tuple(bounds)), moves
 
 
 def reporting_passes(executor, stage: list[str]) -> CountingExecutor:

@@ -30,7 +30,7 @@ from ..persist.formats import read_model_file, save_model
 from ..persist.model_file import fitted_state
 from . import interop, plots
 from .base import Estimator
-from .fitting import run_fit
+from .fitting import restarts_reached, run_fit
 from .normalisation import cmvn_column, normalised, without_group_column
 from .parameters import (
     CachePolicy,
@@ -127,6 +127,8 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
     weights_ : (K,), means_ : (K, d), covariances_, precisions_, precisions_cholesky_
     converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_, feature_names_in_
     n_rows_dropped_ : rows the fit left out: with nulls or NaN under ``nan_policy="drop"``, or of sample weight 0
+    restart_lower_bounds_ : (n_init,) each restart's final lower bound; n_distinct_optima_ : how many optima they
+        reached (gaps wider than ``tol``), None for one restart; logged, printed when verbose (not in model files)
     """
 
     def __init__(
@@ -245,6 +247,7 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
                 if checkpoint is not None:
                     finished = tuple((*m.move, m.before, m.after) for m in moves)
                     checkpoint.save(FitState(state.seeds, len(state.seeds), None, best, finished), self.covariance_type)
+        self.restart_lower_bounds_, self.n_distinct_optima_ = restarts_reached(self, best.restart_bounds)
         self._report_moves(moves)
         self._set_fitted(best, data)
         if not best.converged and self.max_iter > 0:

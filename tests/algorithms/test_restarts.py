@@ -34,3 +34,43 @@ def test_shared_restarts_equal_one_at_a_time_and_cost_far_fewer_reads(counting, 
     # initialisation costs 2 passes per restart; EM passes are shared
     assert shared_passes <= single_passes + 2 * 3 + max(0, one_at_a_time.n_iter_)
     assert shared_passes < 0.6 * sequential_passes, (shared_passes, sequential_passes, single_passes)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_distinct_seeds_give_distinct_starts(init_params):
+    """Every initialisation draws from its seed: five seeds, five different starting points (max_iter=0 keeps the
+    start), at several sizes of K."""
+    X = sample_mixture(random_mixture(6, 4, seed=12, separation=1.0), 3_000, seed=12)[0]
+    for k in (2, 6):
+        starts = [
+            dgmm.GaussianMixture(k, init_params=init_params, max_iter=0, random_state=seed).fit(X).means_
+            for seed in range(5)
+        ]
+        assert len({np.round(np.sort(m, axis=0), 9).tobytes() for m in starts}) == 5
+
+
+def test_the_restarts_final_bounds_and_their_distinct_optima_are_reported(capsys):
+    """``restart_lower_bounds_`` (by seed) and ``n_distinct_optima_``: the same from shared passes and one at a
+    time, the best bound the model's; printed when verbose."""
+    from dgmm.estimator.fitting import distinct_optima
+
+    X = sample_mixture(random_mixture(5, 3, seed=13, separation=1.0), 2_000, seed=13)[0]
+    kwargs = dict(n_init=6, init_params="random_from_data", random_state=4, tol=1e-4, max_iter=200)
+    together = dgmm.GaussianMixture(4, **kwargs).fit(X)
+    one_at_a_time = dgmm.GaussianMixture(4, verbose=1, **kwargs).fit(X)
+    np.testing.assert_array_equal(together.restart_lower_bounds_, one_at_a_time.restart_lower_bounds_)
+    assert together.restart_lower_bounds_.shape == (6,)
+    assert together.restart_lower_bounds_.max() == together.lower_bound_
+    assert together.n_distinct_optima_ == distinct_optima(together.restart_lower_bounds_, 1e-4) >= 2
+    assert f"restarts: 6 reached {together.n_distinct_optima_} distinct optima" in capsys.readouterr().out
+    single = dgmm.GaussianMixture(4, random_state=4).fit(X)
+    assert single.n_distinct_optima_ is None and single.restart_lower_bounds_.shape == (1,)
+
+
+def test_distinct_optima_counts_gaps_wider_than_the_tolerance():
+    from dgmm.estimator.fitting import distinct_optima
+
+    assert distinct_optima([-14.69443, -14.69440, -14.81377, -14.81362], tol=1e-3) == 2
+    assert distinct_optima([-14.69443, -14.69440, -14.81377, -14.81362], tol=1e-6) == 4
+    assert distinct_optima([-1e6, -1e6 - 0.5], tol=0.0) == 1  # 1e-6 of the value
+    assert distinct_optima([]) == 0
