@@ -83,10 +83,10 @@ def read_row_group(
 
 
 def read_table(row_group: RowGroup, names: list[str]) -> pa.Table:
-    """The named file columns of one row group, as Arrow. The file's version is checked before and after the read
-    (:func:`~dgmm.data.sources.check_version`): a file changed, truncated, replaced or removed since the run
-    started is :class:`~dgmm.errors.InputChanged`, never rows of another version."""
-    check_version(row_group.path, row_group.version, row_group.storage_options)
+    """The named file columns of one row group, as Arrow. The file's version is checked once the rows are read
+    (:func:`~dgmm.data.sources.check_version`; a change before the read is still there after it) and the footer
+    read against the snapshot's: a file changed, truncated, replaced or removed since the run started is
+    :class:`~dgmm.errors.InputChanged`, never rows of another version."""
     try:
         with open_input(row_group.path, row_group.storage_options) as handle:
             parquet = pq.ParquetFile(handle)

@@ -109,12 +109,14 @@ def _delta(path: str, storage_options: Any, version: int | None, when: dt.dateti
             f"{path}: version {table.version()} has deletion vectors (rows deleted inside files), which dgmm "
             "cannot honour; purge them first (OPTIMIZE ... / REORG TABLE ... APPLY (PURGE))"
         )
-    actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-    keys = {action["path"]: _partitions(action) for action in actions}
+    # an add action's path is relative to the table (percent-encoded once more than the name on storage) or,
+    # in a shallow clone, a URI of its own; local tables' files are named by their paths, as everywhere in dgmm
+    root = table.table_uri.rstrip("/") + "/"
+    root = root.removeprefix("file://") if root.startswith("file:///") else root
     files = []
-    for uri in table.file_uris():
-        relative = next((p for p in keys if uri.endswith(p) or unquote(uri).endswith(unquote(p))), None)
-        files.append(SourceFile(uri, keys.get(relative, ())))
+    for action in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        path = unquote(action["path"])
+        files.append(SourceFile(path if "://" in path else root + path, _partitions(action)))
     return TableSnapshot(tuple(files), {"format": "delta", "version": int(table.version())})
 
 

@@ -9,16 +9,14 @@ model records the column (``cmvn``), so scoring with it normalises as its fit di
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from ..data.group_tables import group_normalised
 from ..data.inputs import Input
 from ..data.labels import as_labels, frame_column, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..errors import DataError, ParameterError
-from ..execution.clusters import connect, current_client
-from ..execution.executor import Executor
+from ..execution.executor import executor_for
 from ..kernels.moments import moments_kernel
 
 FROM_X = object()  # the groups of cmvn are X's column, found where X is read
@@ -62,9 +60,7 @@ def normalised(estimator: Any, data: Input, groups: Any) -> Input:
     """``data`` with each row's features normalised by its group's mean and standard deviation (``groups``: one
     group per row, or the name of a Parquet column); ``data`` as it is when ``groups`` is None.
 
-    In-memory input is normalised at once; Parquet and Dask input lazily, after one pass for the moments on
-    the estimator's client (or the current one, or its ``scheduler_address``; else Dask's local threads,
-    streaming chunk by chunk)."""
+    In-memory input is normalised at once; Parquet and Dask input lazily, after one pass for the moments."""
     if groups is None:
         return data
     if data.kind == "xp" or data.device is not None:
@@ -74,17 +70,10 @@ def normalised(estimator: Any, data: Input, groups: Any) -> Input:
     payload = (data.n_features, data.weighted)
     if data.kind == "numpy":
         moments = moments_kernel(coded.values, payload, 0)
-    else:
-        with _executor(estimator) as executor:
+    else:  # where the estimator's passes over lazy data run (its client, its scheduler, a current client), else
+        # on Dask's local threads, chunk by chunk: no local cluster is started for one pass
+        with executor_for(
+            estimator.client, "dask", data.chunk_rows, estimator.scheduler_address, estimator.stall_timeout
+        ) as executor:
             moments = executor.map_reduce(coded.array, moments_kernel, payload, estimator.split_every)
     return group_normalised(data, coded, moments.normaliser(len(labels.classes)))
-
-
-@contextlib.contextmanager
-def _executor(estimator: Any) -> Iterator[Executor]:
-    client = estimator.client if estimator.client is not None else current_client()
-    if client is None and estimator.scheduler_address:
-        with connect(estimator.scheduler_address) as remote:
-            yield Executor(remote, stall_timeout=estimator.stall_timeout)
-        return
-    yield Executor(client, stall_timeout=estimator.stall_timeout)

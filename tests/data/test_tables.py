@@ -182,3 +182,19 @@ def test_the_command_line_fits_a_pinned_version_and_records_it(delta_table, tmp_
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert wrong.returncode == 2 and "as_of='yesterday' is not a time" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_a_delta_table_of_many_files_with_awkward_partition_values(tmp_path):
+    """300 partitions, one file each, keyed by values with spaces, slashes and accents (percent-encoded on
+    storage, twice in the log): every file found, every value as the table holds it."""
+    from deltalake import DeltaTable, write_deltalake
+
+    rng = np.random.default_rng(63)
+    keys = np.array([f"utt {i:03d}/é%" for i in range(300)])
+    rows = batch(rng, 6_000, 0.0).append_column("speaker", pa.array(keys[np.arange(6_000) % 300]))
+    path = str(tmp_path / "table")
+    write_deltalake(path, rows, partition_by=["speaker"])
+    dataset = dgmm.ParquetDataset.open(path, FEATURES)
+    assert len(dataset.files) == 300 and dataset.n_rows == 6_000
+    assert {dict(rg.partitions)["speaker"] for rg in dataset.row_groups} == set(keys)
+    np.testing.assert_array_equal(rows_read(dataset), rows_of(DeltaTable(path).to_pyarrow_table()))
