@@ -33,7 +33,7 @@ from ..kernels.params import MixtureParams
 from ..kernels.row_weights import no_rows_left, split_weights
 from ..kernels.stats import Stats
 from .programs import Gather, Pass, PassRunner, Steps, run_steps
-from .seeding import initial_centres
+from .seeding import LONE_RESTART_REDUCTIONS, initial_centres
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ def init_steps(
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
     split_em: Mapping[str, Any] | None = None,
+    reductions: int = LONE_RESTART_REDUCTIONS,
 ) -> Steps[MixtureParams]:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
@@ -127,6 +128,8 @@ def init_steps(
     nearest given mean, whatever the method, so a row of weight w counts exactly as w repeated rows. The data has ``shape``: ``n_features`` columns
     (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.row_weights`).
     "split" grows the mixture from one component (:func:`split_steps`, EM settings ``split_em``).
+    ``reductions``: how many reductions of the k-means|| candidates a restart keeps the best of
+    (:func:`~dgmm.algorithms.seeding.reductions_per_restart`).
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
@@ -143,7 +146,12 @@ def init_steps(
             centres, method = np.asarray(means_init, dtype=np.float64), "k-means++"  # (any hard-assigning method)
         else:  # 1. K centres: from a uniform sample of rows, or k-means|| (+ Lloyd) passes over all rows
             centres = yield from initial_centres(
-                shape, n_components=n_components, n_features=n_features or shape[1], method=method, seed=seed
+                shape,
+                n_components=n_components,
+                n_features=n_features or shape[1],
+                method=method,
+                seed=seed,
+                reductions=reductions,
             )
         # 2. one statistics pass under the initial (hard or random) responsibilities -> ordinary M-step
         stats = yield Pass(init_kernel, InitPlan(method, centres, seed, covariance_type))

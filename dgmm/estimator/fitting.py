@@ -14,6 +14,7 @@ import numpy as np
 
 from ..algorithms.em import EMResult, IterationCallback, IterationReport, initial_params, run_em
 from ..algorithms.programs import run_steps
+from ..algorithms.seeding import reductions_per_restart
 from ..algorithms.smem import best_fit_steps, split_merge_steps
 from ..data.inputs import Input
 from ..execution.executor import CountingExecutor
@@ -197,6 +198,7 @@ def init_settings(model: Any, n_features: int, inits: tuple) -> dict[str, Any]:
         means_init=means_init,
         precisions_init=precisions_init,
         split_em=dict(tol=model.tol, max_iter=model.max_iter, dtype=model.dtype),
+        reductions=reductions_per_restart(model.n_init),
     )
 
 

@@ -118,9 +118,10 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         With Parquet on GPUs: GiB of chunks each GPU worker keeps on its device; the rest are
         read every iteration. Default: half the device's free memory.
 
-    ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding and a few
-    Lloyd passes over all rows, out of core (:mod:`dgmm.algorithms.seeding`); "k-means||" stops after
-    the seeding; "k-means++", "random_from_data" and "random" work on a row sample.
+    ``init_params`` defaults to "kmeans", as scikit-learn's: k-means|| seeding (each of several restarts
+    reducing its candidates by its own draw, so restarts explore) and a few Lloyd passes over all rows, out
+    of core (:mod:`dgmm.algorithms.seeding`); "k-means||" stops after the seeding; "k-means++",
+    "random_from_data" and "random" work on a row sample.
 
     Attributes
     ----------
