@@ -44,6 +44,7 @@ _LAZY = {
     "read_parquet": "dgmm.data.parquet",
     "ParquetDataset": "dgmm.data.parquet",
     "predict_to_parquet": "dgmm.data.outputs",
+    "impute_to_parquet": "dgmm.data.outputs",
     "Checkpoint": "dgmm.persist.checkpoint",
     "IterationReport": "dgmm.algorithms.em",
     "MixtureParams": "dgmm.kernels.params",
@@ -53,7 +54,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from .algorithms.em import IterationReport
-    from .data.outputs import predict_to_parquet
+    from .data.outputs import impute_to_parquet, predict_to_parquet
     from .data.parquet import ParquetDataset, read_parquet
     from .errors import ConvergenceWarning, NotFittedError
     from .estimator.classifier import GaussianMixtureClassifier

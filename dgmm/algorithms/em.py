@@ -21,19 +21,28 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import FitError, ReseedWarning
+from ..errors import DataError, FitError, ReseedWarning
 from ..kernels.arrays import on_host
 from ..kernels.device.estep import xp_chunk_stats, xp_init_stats
 from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
+from ..kernels.missing import (
+    FilledPlan,
+    ObservedMoments,
+    fill_missing,
+    filled_kernel,
+    has_missing,
+    marginal_stats,
+    observed_moments,
+)
 from ..kernels.moves import split_heaviest_components
 from ..kernels.mstep import m_step
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import no_rows_left, split_weights
 from ..kernels.stats import Stats
 from .programs import Gather, Pass, PassRunner, Steps, run_steps
-from .seeding import LONE_RESTART_REDUCTIONS, initial_centres
+from .seeding import LONE_RESTART_REDUCTIONS, counting_kernel, initial_centres, lloyd_kernel, sampling_kernel
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ def em_kernel(
     X, weights = split_weights(block, plan.n_features)
     if not on_host(X):  # an array-API array on its device (CuPy, torch, ...)
         return xp_chunk_stats(X, plan, weights)
+    if has_missing(X):  # nan_policy="marginalize": only chunks with a missing value leave the fused kernel
+        return marginal_stats(X, plan.params, weights)
     return fused_chunk_stats(X, plan, map, weights)
 
 
@@ -118,6 +129,7 @@ def init_steps(
     precisions_init: np.ndarray | None = None,
     split_em: Mapping[str, Any] | None = None,
     reductions: int = LONE_RESTART_REDUCTIONS,
+    marginalize: bool = False,
 ) -> Steps[MixtureParams]:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
@@ -129,10 +141,35 @@ def init_steps(
     (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.row_weights`).
     "split" grows the mixture from one component (:func:`split_steps`, EM settings ``split_em``).
     ``reductions``: how many reductions of the k-means|| candidates a restart keeps the best of
-    (:func:`~dgmm.algorithms.seeding.reductions_per_restart`).
+    (:func:`~dgmm.algorithms.seeding.reductions_per_restart`). ``marginalize`` (data with missing values): one
+    pass more, for each feature's mean over its observed values, then the initialisation on filled rows
+    (:func:`filled_steps`): k-means on the observed values; EM then marginalises.
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
+    if marginalize:
+        d = n_features or shape[1]
+        moments = yield Pass(observed_moments_kernel, d)
+        empty = np.flatnonzero(moments.weights <= 0)
+        if empty.size:
+            raise DataError(
+                f"feature {int(empty[0])} has no observed value (every row is missing it): leave that column out"
+            )
+        inner = init_steps(
+            shape,
+            n_components=n_components,
+            covariance_type=covariance_type,
+            method=method,
+            reg_covar=reg_covar,
+            seed=seed,
+            n_features=n_features,
+            weights_init=weights_init,
+            means_init=means_init,
+            precisions_init=precisions_init,
+            split_em=split_em,
+            reductions=reductions,
+        )
+        return (yield from filled_steps(inner, moments.fill))
     if means_init is None and method == "split":
         fitted = yield from split_steps(
             n_components=n_components,
@@ -162,6 +199,44 @@ def init_steps(
     if precisions_init is None:
         return MixtureParams(weights, means, fitted.covariances, fitted.precisions_cholesky, covariance_type)
     return MixtureParams.from_precisions(weights, means, precisions_init, covariance_type)
+
+
+def to_centres(request: Pass) -> np.ndarray | None:
+    """The centres a pass measures rows against (k-means|| candidates, Lloyd's centres, the initial hard
+    assignment's), None for the other passes (random responsibilities)."""
+    if request.kernel is sampling_kernel:
+        return request.payload.candidates
+    if request.kernel in (counting_kernel, lloyd_kernel):
+        return request.payload.centres
+    if request.kernel is init_kernel and request.payload.method != "random":
+        return request.payload.centres
+    return None
+
+
+def observed_moments_kernel(block: np.ndarray, n_features: int, row_offset: int) -> ObservedMoments:
+    return observed_moments(block, n_features)
+
+
+def filled_steps(program: Steps, fill: np.ndarray) -> Steps:
+    """An initialisation ``program`` on data with missing values: every pass that measures rows against centres
+    (k-means|| draws and weights, Lloyd, the hard assignment) sees each row completed from its nearest centre
+    over the observed coordinates, so its distance is the observed part's (k-means on the observed values,
+    :func:`~dgmm.kernels.missing.completed_by_nearest`); random responsibilities and gathers (a first centre, a
+    row sample) see each missing value as its feature's mean ``fill`` (d,); EM passes (of "split") see the rows
+    as they are."""
+    answer = None
+    try:
+        while True:
+            request = program.send(answer)
+            if isinstance(request, Pass) and request.kernel is em_kernel:  # EM ("split" grows by it) marginalises
+                answer = yield request
+            elif isinstance(request, Pass):
+                centres = to_centres(request)
+                answer = yield Pass(filled_kernel, FilledPlan(request.kernel, request.payload, fill, centres))
+            else:
+                answer = fill_missing((yield request), fill)
+    except StopIteration as stop:
+        return stop.value
 
 
 def split_steps(

@@ -1,4 +1,4 @@
-"""The ``dgmm`` command line: fit, predict, score, sample, inspect, generate.
+"""The ``dgmm`` command line: fit, predict, score, impute, sample, inspect, generate.
 
 Exit codes: 0 success; 2 user error (bad option, config, input or model file);
 3 the fit ended at max_iter without converging and ``--require-convergence`` was
@@ -381,7 +381,8 @@ NAN_POLICY_OPTION = click.option(
     "--nan-policy",
     type=click.Choice(BY_NAME["nan_policy"].choices),
     default=None,
-    help="rows with nulls or NaN: refuse them, or drop them [default: the model's, as fitted]",
+    help="rows with nulls or NaN: refuse them, drop them, or score their observed values (marginalize) "
+    "[default: the model's, as fitted]",
 )
 
 

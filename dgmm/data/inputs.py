@@ -115,9 +115,9 @@ class Input:
         return int(self.shape[1]) - self.weighted
 
 
-def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
-    """A Dask block, refused if it holds NaN or infinities (named by global row); a block on a GPU is
-    checked there.
+def _checked_block(block: np.ndarray, nan_policy: NanPolicy = "raise", block_info=None) -> np.ndarray:
+    """A Dask block, refused if it holds NaN (but for "marginalize") or infinities (named by global row); a block
+    on a GPU is checked there.
 
     Parquet chunks are checked by the reader and NumPy input up front, so passes and
     scoring never check again; a cached (persisted) array is checked once.
@@ -125,7 +125,7 @@ def _checked_block(block: np.ndarray, block_info=None) -> np.ndarray:
     if is_device_array(block):
         check_device_values(block, block_row_offset(block_info))
     else:
-        check_finite_block(block, block_row_offset(block_info))
+        check_finite_block(block, block_row_offset(block_info), nan_policy)
     return block
 
 
@@ -199,7 +199,7 @@ def as_input(
         check_2d(X.shape, "Dask array")
         X = X.astype(np.float64).rechunk({0: chunk_rows, 1: -1} if chunk_rows else {1: -1})
         if not weighted:
-            return Input("dask", names, lazy=X.map_blocks(_checked_block, dtype=np.float64))
+            return Input("dask", names, lazy=X.map_blocks(_checked_block, nan_policy=nan_policy, dtype=np.float64))
         return _with_weight_array(Input("dask", names, lazy=X), sample_weight, nan_policy)
     else:
         try:
@@ -221,7 +221,7 @@ def as_input(
         weights = None if sample_weight is None else np.asarray(weight_vector(sample_weight, values.shape[0]))
         values = attach_weights(values, weights, nan_policy)
     else:
-        check_finite_block(values, 0)
+        check_finite_block(values, 0, nan_policy)
     return Input(
         "numpy", names, values, chunk_rows=chunk_rows or IN_MEMORY_CHUNK_ROWS, weighted=weighted, id_like=id_like
     )
@@ -251,6 +251,11 @@ def device_input(X: Any, sample_weight: Any, nan_policy: NanPolicy, chunk_rows: 
     """Array-API input left on its device, checked there; row weights appended as a last column as for
     NumPy input."""
     xp = namespace(X)
+    if nan_policy == "marginalize":
+        raise InputTypeError(
+            "nan_policy='marginalize' runs on the CPU: give NumPy, pandas, Dask or Parquet input (e.g. the "
+            "array copied to the host), or nan_policy='drop'"
+        )
     check_2d(tuple(X.shape), "array")
     if 0 in X.shape:
         raise DataError(f"Found array with shape {tuple(X.shape)}; the input needs at least one row and one column")

@@ -18,6 +18,7 @@ from ..errors import DataError, spell
 from ..kernels import posterior
 from ..kernels.arrays import to_numpy
 from ..kernels.device.posterior import xp_posteriors
+from ..kernels.missing import conditional_means, nothing_observed
 from ..kernels.row_weights import split_weights
 from .devices import device_target
 from .parquet import ParquetDataset, PathLike, read_row_group, read_table
@@ -25,7 +26,7 @@ from .parquet_checks import not_parquet
 from .publish import check_destination, published
 from .sources import open_input, storage_error
 
-__all__ = ["atomic_parquet_writer", "check_destination", "predict_to_parquet", "write_table"]
+__all__ = ["atomic_parquet_writer", "check_destination", "impute_to_parquet", "predict_to_parquet", "write_table"]
 
 
 @contextlib.contextmanager
@@ -60,6 +61,7 @@ def predict_to_parquet(
     overwrite: bool = False,
     storage_options: dict | None = None,
     columns: Sequence[str] | None = None,
+    impute: bool = False,
 ) -> int:
     """Label every row of a Parquet input and write the labels, in input order.
 
@@ -73,8 +75,10 @@ def predict_to_parquet(
     (int64, as ``predict``), with ``proba`` ``proba_0 … proba_{K-1}`` (as
     ``predict_proba``), with ``log_likelihood`` the column ``log_likelihood`` (as
     ``score_samples``). Memory holds one row group at a time. With the model's
-    ``nan_policy="drop"``, rows holding nulls or NaN get null in every output column.
-    ``dest`` may be an fsspec URL; ``storage_options`` (default: the model's) serve the input
+    ``nan_policy="drop"``, rows holding nulls or NaN get null in every output column; with
+    ``"marginalize"`` rows are scored on their observed values, and rows with nothing observed get null.
+    With ``impute`` (:func:`impute_to_parquet`) the output columns are the features instead, each missing value
+    replaced by its conditional mean (``GaussianMixture.impute``). ``dest`` may be an fsspec URL; ``storage_options`` (default: the model's) serve the input
     and the output. An existing ``dest`` is never replaced unless ``overwrite``.
 
     Returns
@@ -109,7 +113,15 @@ def predict_to_parquet(
                 )
     file_keep = [n for n in keep if n in schemas[0].names] if keep else []
     fields = [schemas[0].field(n) if n in file_keep else pa.field(n, pa.string()) for n in keep]
-    rows = _ClassRows(model) if hasattr(model, "classes_") else _ComponentRows(model)
+    if impute:
+        if hasattr(model, "classes_"):
+            raise DataError("impute needs one mixture; a classifier's mixtures disagree on the missing values")
+        rows = _ImputedRows(model, dataset.columns)
+        clash = sorted(set(keep) & set(dataset.columns))
+        if clash:
+            raise DataError(f"--keep-columns {clash} are features: the output has them, imputed; keep other columns")
+    else:
+        rows = _ClassRows(model) if hasattr(model, "classes_") else _ComponentRows(model)
     fields += rows.fields(proba, log_likelihood)
     n_rows = 0
     schema = pa.schema(fields, metadata={b"dgmm": json.dumps(model_summary(model), sort_keys=True).encode()})
@@ -117,6 +129,8 @@ def predict_to_parquet(
         for rg in dataset.row_groups:
             X, weights = split_weights(read_row_group(rg, dataset.columns, nan_policy=nan_policy), len(dataset.columns))
             dropped = None if weights is None else weights == 0
+            if nan_policy == "marginalize" and not impute:
+                dropped = nothing_observed(X) if dropped is None else dropped | nothing_observed(X)
             columns = {}
             if keep:
                 kept = read_table(rg, file_keep)
@@ -174,6 +188,52 @@ class _ComponentRows:
         if log_likelihood:
             columns["log_likelihood"] = pa.array(got["log_density"], mask=dropped)
         return columns
+
+
+def impute_to_parquet(
+    model,
+    source: PathLike | Sequence[PathLike],
+    dest: PathLike,
+    *,
+    keep_columns: Sequence[str] = (),
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    columns: Sequence[str] | None = None,
+) -> int:
+    """Write a Parquet input's rows with every missing value (null or NaN) replaced by its conditional mean under
+    ``model`` (a mixture with ``nan_policy="marginalize"``), in input order, one row group in memory at a time:
+    the ``keep_columns`` then the features, under their names. Arguments as :func:`predict_to_parquet`'s.
+    Returns the rows written."""
+    if getattr(model, "nan_policy", "raise") != "marginalize":
+        raise DataError(
+            f"impute needs a model with nan_policy='marginalize' (this one has {model.nan_policy!r}): "
+            "set it (--nan-policy marginalize); the fitted parameters impute whatever policy fitted them"
+        )
+    return predict_to_parquet(
+        model,
+        source,
+        dest,
+        keep_columns=keep_columns,
+        overwrite=overwrite,
+        storage_options=storage_options,
+        columns=columns,
+        impute=True,
+    )
+
+
+class _ImputedRows:
+    """The output columns of imputation: the features, missing values replaced by conditional means."""
+
+    def __init__(self, model: Any, names: Sequence[str]):
+        self.params = model.fitted_params()
+        self.names = list(names)
+
+    def fields(self, proba: bool, log_likelihood: bool) -> list[pa.Field]:
+        return [pa.field(n, pa.float64()) for n in self.names]
+
+    def columns(self, X: np.ndarray, dropped: np.ndarray | None, proba: bool, log_likelihood: bool) -> dict:
+        filled = conditional_means(X, self.params)
+        return {n: pa.array(filled[:, j]) for j, n in enumerate(self.names)}
 
 
 class _ClassRows:

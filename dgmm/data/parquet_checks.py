@@ -205,7 +205,11 @@ def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy:
                 values[row],
             )
         )
-    bad = np.isinf(values) if nan_policy == "drop" else ~np.isfinite(values)
+    bad = (
+        np.isinf(values)
+        if nan_policy == "drop" or (nan_policy == "marginalize" and not is_weight)
+        else ~np.isfinite(values)
+    )
     if is_weight:
         bad |= values < 0
     if not bad.any():
@@ -215,9 +219,10 @@ def check_values(row_group: RowGroup, name: str, values: np.ndarray, nan_policy:
     first = f"in row group {row_group.index} (first: row {row} of the group, value {values[row]})"
     if is_weight:
         raise DataError(f"{where} negative, NaN or infinite weights {first}; weights must be finite and >= 0")
-    if nan_policy == "drop":
+    if nan_policy in ("drop", "marginalize"):
+        what = "skips only nulls and NaN" if nan_policy == "drop" else "treats only nulls and NaN as missing"
         raise DataError(
-            f"{where} infinite values {first}; nan_policy='drop' skips only nulls and NaN: "
+            f"{where} infinite values {first}; nan_policy={nan_policy!r} {what}: "
             "replace or remove infinities before fitting"
         )
     raise DataError(

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ..errors import DataError, InputChanged
 from .parquet_checks import check_exact_integers, check_values, is_wide_int, null_message
 from .sources import RERUN, RowGroup, check_version, open_input, storage_error
-from .validation import NanPolicy, is_weighted, within_range
+from .validation import NanPolicy, dropped_rows, is_weighted, within_range
 
 
 def column_values(
@@ -55,7 +55,8 @@ def read_row_group(
 
     Infinite values, negative weights, values beyond MAX_MAGNITUDE and 64-bit integers beyond
     2**53 in magnitude (float64 cannot hold them exactly) are always refused. Nulls and NaN are refused with
-    ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0).
+    ``nan_policy="raise"``; with ``"drop"`` their rows get weight 0 (and features 0); with ``"marginalize"``
+    they are NaN (missing values), and with a weight column a row with no feature observed gets weight 0.
 
     Returns
     -------
@@ -78,6 +79,8 @@ def read_row_group(
             check_values(row_group, name, out[:, j], nan_policy, is_weight=j == d)
             if nan_policy == "drop":
                 dropped |= np.isnan(out[:, j])
+    if nan_policy == "marginalize" and weighted:  # unweighted, such rows are the kernels' to leave out
+        dropped = dropped_rows(out[:, :d], nan_policy)
     out[dropped] = 0.0
     return out
 

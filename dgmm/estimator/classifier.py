@@ -63,6 +63,7 @@ from .parameters import (
     Device,
     check_n_samples,
     check_random_state,
+    passes_device,
     validate_params,
 )
 from .runtime import runtime
@@ -196,7 +197,9 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 "init_model starts one mixture; a classifier starts every class from its background model (ubm=)"
             )
         X, y, cmvn_groups = label_and_groups(X, y, self.cmvn)  # a DataFrame's label and group columns
-        data = normalised(self, on_device(self._features(X, y, columns, sample_weight), self.device), cmvn_groups)
+        data = normalised(
+            self, on_device(self._features(X, y, columns, sample_weight), passes_device(self)), cmvn_groups
+        )
         warn_id_like(data, stacklevel=2)
         labels = as_labels(y, data)
         self._check_classes(labels, data)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..algorithms.programs import run_steps
 from ..algorithms.seeding import reductions_per_restart
 from ..algorithms.smem import best_fit_steps, split_merge_steps
 from ..data.inputs import Input
+from ..errors import DataError, ParameterError
 from ..execution.executor import CountingExecutor
 from ..persist.checkpoint import Checkpoint, FitState, saving_callback
 from .runtime import EVENT, runtime
@@ -199,6 +201,7 @@ def init_settings(model: Any, n_features: int, inits: tuple) -> dict[str, Any]:
         precisions_init=precisions_init,
         split_em=dict(tol=model.tol, max_iter=model.max_iter, dtype=model.dtype),
         reductions=reductions_per_restart(model.n_init),
+        marginalize=getattr(model, "nan_policy", "raise") == "marginalize",
     )
 
 
@@ -213,3 +216,28 @@ def iteration_callback(model: Any, extra: IterationCallback | None) -> Iteration
             extra(it)
 
     return report
+
+
+def starting_model(model: Any, data: Input) -> Any:
+    """The mixture ``model.init_model`` names (read from its file), checked against ``model`` and ``data``; or
+    None."""
+    source = model.init_model
+    if source is None:
+        return None
+    where = f"init_model {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "init_model"
+    if isinstance(source, (str, os.PathLike)):
+        source = type(model).load(source, storage_options=model.storage_options)
+    elif not hasattr(source, "converged_"):
+        raise ParameterError(f"{where} is not fitted; give a fitted mixture or a model file")
+    theirs = (int(source.n_components), source.covariance_type)
+    if theirs != (model.n_components, model.covariance_type):
+        raise ParameterError(
+            f"{where} has {theirs[0]} {theirs[1]} components; this model has n_components={model.n_components}, "
+            f"covariance_type={model.covariance_type!r}: set them to the file's, or leave init_model out"
+        )
+    if int(source.n_features_in_) != data.n_features:
+        raise DataError(f"X has {data.n_features} features, but {where} has {source.n_features_in_}")
+    names = getattr(source, "feature_names_in_", None)
+    if names is not None and data.feature_names is not None and list(names) != list(data.feature_names):
+        raise DataError(f"feature names {list(data.feature_names)} differ from those of {where}: {list(names)}")
+    return source

@@ -30,7 +30,7 @@ from ..persist.formats import read_model_file, save_model
 from ..persist.model_file import fitted_state
 from . import interop, plots
 from .base import Estimator
-from .fitting import restarts_reached, run_fit
+from .fitting import restarts_reached, run_fit, starting_model
 from .normalisation import cmvn_column, normalised, without_group_column
 from .parameters import (
     CachePolicy,
@@ -39,6 +39,7 @@ from .parameters import (
     check_random_state,
     checked_inits,
     param_error,
+    passes_device,
     validate_params,
 )
 from .scoring import ScoringMixin
@@ -78,10 +79,13 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
         when verbose); "device" when Parquet is fitted on GPUs, whose workers keep
         ``device_cache_gib`` of chunks there (none with "none"). In-memory input on a
         cluster is always sent once.
-    nan_policy : "raise" or "drop", default "raise"
+    nan_policy : "raise", "drop" or "marginalize", default "raise"
         Rows holding nulls or NaN: "raise" refuses them (naming file, column and row);
         "drop" leaves them out of the fit and of ``score``/``bic``/``aic``, and gives them
-        label -1 and NaN probabilities and log-likelihoods. Infinities are always refused.
+        label -1 and NaN probabilities and log-likelihoods; "marginalize" fits and scores every row on its
+        observed values (exact EM over the observed margin, :mod:`dgmm.kernels.missing`; ``impute`` and
+        ``sample_missing`` fill the holes), leaving out only rows with nothing observed. Infinities are always
+        refused.
     dtype : "float64" or "float32", default "float64"
         Compute dtype of the E-step (densities and responsibilities, tile by tile);
         "float32" is faster, while the statistics are still accumulated in float64 and
@@ -280,12 +284,12 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
                 self.storage_options,
                 exclude_columns=without_group_column(columns, self.cmvn),
             ),
-            self.device,
+            passes_device(self),
         )
         data = normalised(self, data, cmvn_groups)
         check_n_samples(data.n_rows, self.n_components)
         inits = checked_inits(self, data.n_features)
-        source = self._starting_model(data)
+        source = starting_model(self, data)
         if source is not None:
             FittedState.of(source).apply(self)
         do_init = source is None and not (self.warm_start and hasattr(self, "converged_"))
@@ -303,29 +307,6 @@ class GaussianMixture(ScoringMixin, DensityMixin, Estimator):
             checkpoint.bind(self._settings(inits), data.fingerprint())
             state = checkpoint.load() or state
         return data, inits, state, do_init
-
-    def _starting_model(self, data: Input) -> "GaussianMixture | None":
-        """The model ``init_model`` names (read from its file), checked against this model and ``data``; or None."""
-        source = self.init_model
-        if source is None:
-            return None
-        where = f"init_model {os.fspath(source)!r}" if isinstance(source, (str, os.PathLike)) else "init_model"
-        if isinstance(source, (str, os.PathLike)):
-            source = GaussianMixture.load(source, storage_options=self.storage_options)
-        elif not hasattr(source, "converged_"):
-            raise ParameterError(f"{where} is not fitted; give a fitted mixture or a model file")
-        theirs = (int(source.n_components), source.covariance_type)
-        if theirs != (self.n_components, self.covariance_type):
-            raise ParameterError(
-                f"{where} has {theirs[0]} {theirs[1]} components; this model has n_components={self.n_components}, "
-                f"covariance_type={self.covariance_type!r}: set them to the file's, or leave init_model out"
-            )
-        if int(source.n_features_in_) != data.n_features:
-            raise DataError(f"X has {data.n_features} features, but {where} has {source.n_features_in_}")
-        names = getattr(source, "feature_names_in_", None)
-        if names is not None and data.feature_names is not None and list(names) != list(data.feature_names):
-            raise DataError(f"feature names {list(data.feature_names)} differ from those of {where}: {list(names)}")
-        return source
 
     def check_checkpoint(
         self, X: Any, checkpoint: Checkpoint, *, columns: Sequence[str] | None = None, sample_weight: Any = None

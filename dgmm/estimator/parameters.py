@@ -255,7 +255,13 @@ MIXTURE_PARAMETERS: tuple[Parameter, ...] = (
     Parameter(
         "cache", str, "auto", "keep the data in cluster memory, or stream it every iteration", choices=CACHE_POLICIES
     ),
-    Parameter("nan_policy", str, "raise", "rows with nulls or NaN: refuse them, or drop them", choices=NAN_POLICIES),
+    Parameter(
+        "nan_policy",
+        str,
+        "raise",
+        "rows with nulls or NaN: refuse them, drop them, or fit on their observed values (marginalize)",
+        choices=NAN_POLICIES,
+    ),
     Parameter(
         "cmvn",
         str,
@@ -347,9 +353,27 @@ TOP_C = Parameter(
 
 
 def validate_params(est: Any) -> None:
-    """Check every table parameter of a GaussianMixture; ParameterError names the bad one."""
+    """Check every table parameter of a GaussianMixture; ParameterError names the bad one, or the combination."""
     for parameter in MIXTURE_PARAMETERS:
         parameter.validate(getattr(est, parameter.name))
+    if est.nan_policy == "marginalize":
+        refused = [
+            (est.device == "cuda", "device='cuda' (missing values are marginalised on the CPU)", "device='cpu'"),
+            (bool(est.split_merge), f"split_merge={est.split_merge}", "split_merge=0"),
+            (getattr(est, "cmvn", None) is not None, f"cmvn={est.cmvn!r}", "normalise before the fit"),
+        ]
+        for bad, what, fix in refused:
+            if bad:
+                raise ParameterError(
+                    f"nan_policy='marginalize' does not combine with {what} in this version; use {fix}, or "
+                    "nan_policy='drop'"
+                )
+
+
+def passes_device(est: Any) -> str:
+    """Where a model's passes run: its ``device``, but the CPU for "auto" under nan_policy="marginalize" (its
+    kernels are the CPU's)."""
+    return "cpu" if getattr(est, "nan_policy", "raise") == "marginalize" and est.device == "auto" else est.device
 
 
 def check_n_samples(n_samples: int, n_components: int) -> None:

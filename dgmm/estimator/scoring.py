@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any, Callable
 
 import numpy as np
@@ -10,14 +11,15 @@ import numpy as np
 from ..data.devices import device_route
 from ..data.inputs import IN_MEMORY_CHUNK_ROWS, Input, as_input
 from ..data.parquet import is_path_input
-from ..errors import DataError, NotFittedError
+from ..errors import DataError, NotFittedError, ParameterError
 from ..execution.rows import finite_total, map_block_rows, map_partitions_rows, map_rows
-from ..kernels import posterior
+from ..kernels import missing, posterior
 from ..kernels.arrays import to_numpy
 from ..kernels.criteria import information_criteria
 from ..kernels.device.posterior import xp_posterior
 from ..kernels.params import MixtureParams
 from .normalisation import FROM_X, cmvn_column, normalised, without_group_column
+from .parameters import check_random_state, passes_device
 from .runtime import scoring_input
 
 
@@ -61,6 +63,41 @@ class ScoringMixin:
     def score_samples(self, X: Any):
         """Log-likelihood ``log p(x_n)`` of each row, shape (n,); a Series ``log_likelihood`` for a Dask DataFrame."""
         return self._apply(self._scoring_input(X), posterior.log_density, "log_likelihood", np.float64)
+
+    def impute(self, X: Any):
+        """``X`` with each missing value (NaN; null in Parquet) replaced by its conditional mean under the mixture,
+        ``E[x_m | x_o] = Σ_k p(k | x_o) (μ_km + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_ko))``, shape (n, d), in the input's kind
+        (lazy for Dask and Parquet input; :func:`dgmm.impute_to_parquet` writes Parquet). A row with nothing observed
+        gets the mixture's mean. Needs ``nan_policy="marginalize"`` (missing values are otherwise refused)."""
+        self._needs_marginalize("impute")
+        columns = [str(c) for c in getattr(self, "feature_names_in_", range(self.n_features_in_))]
+        return self._apply(self._scoring_input(X), missing.conditional_means, columns, np.float64)
+
+    def sample_missing(self, X: Any, n_imputations: int = 5, random_state: Any = None) -> np.ndarray:
+        """Multiple imputation: ``n_imputations`` completions of in-memory ``X`` (NumPy or pandas), each missing
+        value drawn from p(x_m | x_o) under the mixture (a component from p(k | x_o), then its conditional
+        Gaussian), shape (n_imputations, n, d); observed values are kept. Needs ``nan_policy="marginalize"``."""
+        self._needs_marginalize("sample_missing")
+        data = self._scoring_input(X)
+        if data.kind != "numpy":
+            raise DataError(
+                "sample_missing takes in-memory input (NumPy or pandas); for Dask or Parquet input use impute "
+                "(conditional means) or read the rows to impute into memory"
+            )
+        if not (isinstance(n_imputations, numbers.Integral) and n_imputations >= 1):
+            raise ParameterError(f"n_imputations must be an int >= 1, got {n_imputations!r}")
+        rng = check_random_state(random_state)
+        seed = np.random.default_rng(int(rng.randint(np.iinfo(np.int32).max)))
+        return np.stack(
+            [missing.sample_conditional(data.values, self.fitted_params(), seed) for _ in range(n_imputations)]
+        )
+
+    def _needs_marginalize(self, what: str) -> None:
+        if getattr(self, "nan_policy", "raise") != "marginalize":
+            raise ParameterError(
+                f"{what} needs nan_policy='marginalize' (this model has {getattr(self, 'nan_policy', 'raise')!r}): "
+                "set_params(nan_policy='marginalize') first; a model fitted otherwise imputes just as well"
+            )
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per row (a float; lazy input is computed)."""
@@ -109,7 +146,7 @@ class ScoringMixin:
             keep_frame=keep_frame and cmvn_groups is None,
             exclude_columns=without_group_column(chosen, getattr(self, "cmvn", None)),
         )
-        data = scoring_input(data, device or getattr(self, "device", "cpu"))
+        data = scoring_input(data, device or passes_device(self))
         if data.n_features != self.n_features_in_:
             raise DataError(
                 f"X has {data.n_features} features, but {type(self).__name__} is expecting "
@@ -137,7 +174,8 @@ class ScoringMixin:
                 dtype,
             )
         if data.frame is not None:
-            return map_partitions_rows(data.frame, kernel, params, columns, dtype, data.weighted)
+            policy = "drop" if data.weighted else getattr(self, "nan_policy", "raise")
+            return map_partitions_rows(data.frame, kernel, params, columns, dtype, policy)
         if data.weighted:  # rows dropped by nan_policy get -1 / NaN
             kernel = functools.partial(posterior.kept_rows_only, kernel)
         if data.kind == "numpy":

@@ -39,7 +39,7 @@ from ..kernels.row_weights import select_rows
 from .fitting import init_settings
 from .mixture import GaussianMixture
 from .normalisation import cmvn_column, normalised, without_group_column
-from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, validate_params
+from .parameters import BY_NAME, Parameter, check_n_samples, check_random_state, passes_device, validate_params
 from .runtime import runtime
 from .tables import format_table
 
@@ -192,7 +192,7 @@ def select(
         model.storage_options,
         exclude_columns=without_group_column(columns, model.cmvn),
     )
-    data = normalised(model, on_device(data, model.device), cmvn_groups)
+    data = normalised(model, on_device(data, passes_device(model)), cmvn_groups)
     warn_id_like(data, stacklevel=2)
     check_n_samples(data.n_rows, max(k for k, _ in grid))
     d = data.n_features

@@ -40,12 +40,13 @@ def map_block_rows(array: Any, kernel: Callable, payload: Any, n_out: int | None
 
 
 def map_partitions_rows(
-    frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any, drop_nan: bool
+    frame: Any, kernel: Callable, payload: Any, columns: Sequence[str] | str, dtype: Any, nan_policy: str
 ) -> Any:
     """``kernel(values, payload)`` on every partition of a Dask DataFrame, lazily, keeping partitions and index.
 
     Returns a Dask Series named ``columns`` (a str) or a Dask DataFrame of those columns.
-    With ``drop_nan`` rows holding NaN give -1 (integers) or NaN; otherwise they are refused.
+    ``nan_policy``: "drop", rows holding NaN give -1 (integers) or NaN; "marginalize", NaN reaches the kernel
+    (a missing value); "raise", they are refused.
     """
     import pandas as pd
     from dask import delayed
@@ -53,7 +54,7 @@ def map_partitions_rows(
     shared = delayed(payload, traverse=False)
     empty = np.empty((0,) if isinstance(columns, str) else (0, len(columns)), dtype=dtype)
     meta = pd.Series(empty, name=columns) if isinstance(columns, str) else pd.DataFrame(empty, columns=list(columns))
-    return frame.map_partitions(_partition_rows, kernel, shared, columns, drop_nan, meta=meta, enforce_metadata=False)
+    return frame.map_partitions(_partition_rows, kernel, shared, columns, nan_policy, meta=meta, enforce_metadata=False)
 
 
 def _partition_rows(
@@ -61,7 +62,7 @@ def _partition_rows(
     kernel: Callable,
     payload: Any,
     columns: Sequence[str] | str,
-    drop_nan: bool,
+    nan_policy: str,
     partition_info: dict | None = None,
 ):
     """One partition of :func:`map_partitions_rows`, as pandas."""
@@ -73,10 +74,10 @@ def _partition_rows(
 
     values = part.to_numpy(dtype=np.float64, na_value=np.nan)
     try:
-        if drop_nan:
+        if nan_policy == "drop":
             out = pinned(kept_rows_only)(kernel, attach_weights(values, None, "drop"), payload)
         else:
-            check_finite_block(values, 0)
+            check_finite_block(values, 0, nan_policy)
             out = pinned(kernel)(values, payload)
     except DataError as exc:  # rows are counted within the partition: its global offset is not known
         number = partition_info["number"] if partition_info else "?"

@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ParameterError
+from .missing import has_missing, marginal_stats
 from .params import MixtureParams
 from .posterior import log_responsibilities, logsumexp_rows, stacked_weighted_log_prob
 from .row_weights import split_weights
@@ -78,10 +79,18 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassS
 
     ``block`` has shape (n, d [+ 1] + 1): features, the row weight when ``weighted``, the class code. Each
     class's rows are taken in their order (a stable sort by code), so its statistics are those of its rows
-    alone, bit for bit.
+    alone, bit for bit. Rows with missing values (NaN) give expected statistics over their observed values
+    (:func:`~dgmm.kernels.missing.marginal_stats`).
     """
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
     codes = block[:, -1].astype(np.int64)
+    if has_missing(X):
+        order = np.argsort(codes, kind="stable")
+        present, starts = np.unique(codes[order], return_index=True)
+        groups = np.split(order, starts[1:]) if len(order) else []
+        return ClassStats(
+            present, tuple(marginal_stats(X[r], ubm, None if weights is None else weights[r]) for r in groups)
+        )
     log_norm, resp = _responsibilities(X, ubm)
     add_up = accumulate_expanded if ubm.covariance_type in ("diag", "spherical") else accumulate
     order = np.argsort(codes, kind="stable")

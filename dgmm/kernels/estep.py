@@ -132,6 +132,7 @@ class EStepPlan:
         the compute dtype (−43.7 for float32, −354 for float64), so neither ``r`` nor
         ``r·z²`` is subnormal, which would slow the GEMMs many times over
     gemm_rows : full/tied, rows per Mahalanobis GEMM (:func:`default_gemm_rows`), at most ``T``
+    params : the old parameters themselves, for chunks with missing values (:mod:`dgmm.kernels.missing`)
     """
 
     covariance_type: CovarianceType
@@ -145,6 +146,7 @@ class EStepPlan:
     shift_c: np.ndarray
     floor: float
     gemm_rows: int
+    params: MixtureParams | None = None
 
     @property
     def n_components(self) -> int:
@@ -213,6 +215,7 @@ def plan_estep(
         np.ascontiguousarray(shift, dtype=ctype),
         float(0.5 * np.log(np.finfo(ctype).tiny)),
         int(gemm_rows),
+        params,
     )
 
 

@@ -15,6 +15,7 @@ from ..errors import DataError
 from ._numba_tiles import segment_logsumexp
 from .arrays import namespace
 from .gaussian import log_det_cholesky, log_gaussian_prob
+from .missing import has_missing, marginal_log_prob, nothing_observed
 from .params import MixtureParams
 from .row_weights import split_weights
 
@@ -30,7 +31,10 @@ def logsumexp_rows(a: Any) -> Any:
 
 
 def weighted_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """``log π_k + log N(x_n | μ_k, Σ_k)``, shape (n, K)."""
+    """``log π_k + log N(x_n | μ_k, Σ_k)``, shape (n, K); over each row's observed coordinates where ``X`` has
+    missing values (NaN, :func:`dgmm.kernels.missing.marginal_log_prob`)."""
+    if has_missing(X):
+        return marginal_log_prob(X, params)
     log_prob = log_gaussian_prob(X, params.means, params.precisions_cholesky, params.covariance_type)
     with np.errstate(divide="ignore"):
         return log_prob + np.log(params.weights)
@@ -61,8 +65,11 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 
 
 def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """Most probable component per row, shape (n,), int64."""
-    return np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
+    """Most probable component per row, shape (n,), int64; -1 for a row with nothing observed."""
+    out = np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
+    if has_missing(X):
+        out[nothing_observed(X)] = -1
+    return out
 
 
 Scorer = Union[tuple[MixtureParams, ...], Callable[[np.ndarray], np.ndarray]]  # the mixtures, or a scoring plan
@@ -77,11 +84,17 @@ def class_log_likelihoods(X: np.ndarray, class_params: Scorer, map: Callable = b
     """``log p(x_n | class c)`` under each class's mixture, shape (n, C): diagonal and spherical mixtures of one
     size all at once (:func:`stacked_log_likelihoods`), others one class at a time; a plan (Gaussian selection)
     scores the rows itself. ``map`` runs the row tiles of the first two (a thread pool's: the result does not
-    depend on it)."""
+    depend on it). Rows with missing values (NaN) are scored on their observed values, one class at a time."""
+    missing = has_missing(X)
     if not isinstance(class_params, tuple):
+        if missing:
+            raise DataError(
+                "Gaussian selection (top_c) scores complete rows only, and this block has missing values: "
+                "leave top_c unset to score them on their observed values"
+            )
         return class_params(X, map)
     kinds = {(p.covariance_type, p.n_components) for p in class_params}
-    if len(kinds) == 1 and next(iter(kinds))[0] in ("diag", "spherical"):
+    if len(kinds) == 1 and next(iter(kinds))[0] in ("diag", "spherical") and not missing:
         return stacked_log_likelihoods(X, class_params, map)
     out = np.empty((X.shape[0], len(class_params)), dtype=np.float64)
     for c, params in enumerate(class_params):
@@ -185,8 +198,8 @@ def most_probable(joint: np.ndarray, classes: np.ndarray) -> np.ndarray:
     missing = np.isnan(joint).any(axis=1)
     if missing.any():
         raise DataError(
-            f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped "
-            "(nan_policy='drop'): it has no class; remove such rows before predict"
+            f"row {int(np.argmax(missing))} of this block holds nulls or NaN and was dropped by nan_policy ('drop'; "
+            "with 'marginalize': nothing observed): it has no class; remove such rows before predict"
         )
     return classes[np.argmax(joint, axis=1)]
 

@@ -1,0 +1,336 @@
+"""EM over the observed coordinates of each row: missing values (NaN) marginalised out (Ghahramani & Jordan).
+
+Pure NumPy, no Dask. For a row with observed coordinates o and missing ones m, and a component with mean μ
+and precision Λ = Σ⁻¹, let ``z`` be the row minus μ with its missing entries set to 0 and ``q = Λ z``. Then::
+
+    E[x_m | x_o] − μ_m = ẑ_m = −Λ_mm⁻¹ q_m            Cov[x_m | x_o] = Λ_mm⁻¹
+    (x_o − μ_o)ᵀ Σ_oo⁻¹ (x_o − μ_o) = zᵀq + q_mᵀ ẑ_m     log det Σ_oo = log det Σ + log det Λ_mm
+
+so only the |m| x |m| block of the precision is inverted, once per missingness pattern and component (the
+Schur complement of Σ_oo in Σ is Λ_mm⁻¹), and every row still costs one d x d product per component, as a
+complete row does. The expected statistics about the old means (the rows completed by ``ẑ``)::
+
+    S1_k = Σ_n r_nk ẑ_nk          S2_k = Σ_n r_nk (ẑ_nk ẑ_nkᵀ + Λ_mm⁻¹ on the row's missing block)
+
+go into the ordinary M-step. Diagonal and spherical precisions have a diagonal Λ_mm: a missing coordinate is
+μ in expectation and adds σ² to S2 (closed forms, no patterns). Everything is float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ._numba_missing import missing_index, tile_log_prob, tile_stats
+from .params import MixtureParams
+from .row_weights import split_weights, with_weight_column
+from .stats import Stats, s2_shape, weight_totals
+
+LOG_2PI = math.log(2.0 * math.pi)
+TILE_ELEMENTS = 1 << 18  # K x T x d completed deviations kept per tile, 2 MiB of float64: within L2
+
+
+def has_missing(X: np.ndarray) -> bool:
+    """Whether any entry of ``X`` is NaN: a sum first (no temporary; infinities are refused before any kernel),
+    the elementwise test only when the sum is NaN."""
+    return bool(np.isnan(np.sum(X))) and bool(np.isnan(X).any())
+
+
+@dataclass(frozen=True)
+class ObservedMoments:
+    """Per feature the weighted sum of its observed values and their weight, (d,) each; additive over chunks."""
+
+    sums: np.ndarray
+    weights: np.ndarray
+
+    def __add__(self, other: "ObservedMoments") -> "ObservedMoments":
+        return ObservedMoments(self.sums + other.sums, self.weights + other.weights)
+
+    @property
+    def fill(self) -> np.ndarray:
+        """Each feature's mean over its observed values, rounded to float32: a chunking changes the sums' last
+        bits, and the initialisation's draws, which compare distances to these values, must not see them."""
+        return (self.sums / self.weights).astype(np.float32).astype(np.float64)
+
+
+def observed_moments(block: np.ndarray, n_features: int) -> ObservedMoments:
+    """:class:`ObservedMoments` of one chunk (n, d [+ 1])."""
+    X, weights = split_weights(block, n_features)
+    observed = ~np.isnan(X)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    return ObservedMoments(w @ np.where(observed, X, 0.0), w @ observed)
+
+
+@dataclass(frozen=True)
+class FilledPlan:
+    """A kernel and its payload, run on chunks whose missing values are filled: from the nearest of ``centres``
+    (K, d) over the observed coordinates when given, otherwise by ``fill`` (d,), each feature's mean."""
+
+    kernel: Callable
+    payload: Any
+    fill: np.ndarray
+    centres: np.ndarray | None = None
+
+
+def fill_missing(rows: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """``rows`` (n, d [+ 1]) with NaN among the first d columns replaced by ``fill`` (d,); a copy when any is."""
+    d = fill.shape[0]
+    holes = np.isnan(rows[:, :d])
+    if not holes.any():
+        return rows
+    rows = np.array(rows, dtype=np.float64)
+    rows[:, :d] = np.where(holes, fill, rows[:, :d])
+    return rows
+
+
+def completed_by_nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """``X`` (n, d) with each row's missing values taken from the centre (K, d) nearest over its observed
+    coordinates (k-POD's completion): a complete row's nearest centre is then that same one, so Lloyd passes and
+    hard assignments on completed rows are k-means on the observed values (their fixed point: each centre
+    the mean of its rows' observed values, feature by feature)."""
+    holes = np.isnan(X)
+    if not holes.any():
+        return X
+    seen = (~holes).astype(np.float64)
+    reference = centres.mean(axis=0)
+    Z = np.where(holes, 0.0, X - reference)
+    C = centres - reference
+    out = np.array(X, dtype=np.float64)
+    step = max(1, (1 << 21) // max(1, centres.shape[0]))
+    for start in range(0, X.shape[0], step):
+        rows = slice(start, start + step)
+        d2 = -2.0 * (Z[rows] @ C.T) + seen[rows] @ (C * C).T  # + Σ_o z², the same for every centre
+        labels = np.argmin(d2, axis=1)
+        out[rows] = np.where(holes[rows], centres[labels], X[rows])
+    return out
+
+
+def filled_kernel(block: np.ndarray, plan: FilledPlan, row_offset: int) -> Any:
+    """``plan.kernel`` on the chunk with its missing values filled; rows with nothing observed weigh 0 (a weight
+    column is added for them when the chunk has none: kernels take either layout)."""
+    d = plan.fill.shape[0]
+    empty = nothing_observed(block[:, :d])
+    if empty.any():
+        X, weights = split_weights(block, d)
+        block = with_weight_column(X, np.where(empty, 0.0, 1.0 if weights is None else weights))
+    if plan.centres is None:
+        return plan.kernel(fill_missing(block, plan.fill), plan.payload, row_offset)
+    X, weights = split_weights(block, d)
+    if empty.any():  # (weight 0 now) filled, so that the completion has an observed value to go by
+        X = np.where(empty[:, None], plan.fill, X)
+    X = completed_by_nearest(X, plan.centres)
+    return plan.kernel(X if weights is None else with_weight_column(X, weights), plan.payload, row_offset)
+
+
+def _dense_precisions(params: MixtureParams) -> np.ndarray:
+    """(K, d, d) C-contiguous precisions of a full or tied mixture."""
+    K, d = params.n_components, params.n_features
+    precisions = params.precisions
+    if params.covariance_type == "tied":
+        precisions = np.broadcast_to(precisions, (K, d, d))
+    return np.ascontiguousarray(precisions, dtype=np.float64)
+
+
+def _diagonal_precisions(params: MixtureParams) -> np.ndarray:
+    """(K, d) per-feature precisions of a diag or spherical mixture."""
+    K, d = params.n_components, params.n_features
+    if params.covariance_type == "diag":
+        return params.precisions_cholesky**2
+    return np.broadcast_to((params.precisions_cholesky**2)[:, None], (K, d))
+
+
+def dense_log_prob(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Full or tied: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (n, K) and the completed deviations ẑ (K, n, d)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    count, index = missing_index(X)
+    completed = np.empty((params.n_components, *X.shape))
+    log_prob = np.empty((X.shape[0], params.n_components))
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    tile_log_prob(
+        X,
+        count,
+        index,
+        np.ascontiguousarray(params.means),
+        _dense_precisions(params),
+        -2.0 * _log_det_cholesky_dense(params),
+        log_weights,
+        completed,
+        log_prob,
+    )
+    return log_prob, completed
+
+
+def _log_det_cholesky_dense(params: MixtureParams) -> np.ndarray:
+    """(K,) ``log det U_k`` = −½ log det Σ_k for full or tied."""
+    U = params.precisions_cholesky
+    if params.covariance_type == "tied":
+        return np.full(params.n_components, np.sum(np.log(np.diag(U))))
+    return np.sum(np.log(np.diagonal(U, axis1=1, axis2=2)), axis=1)
+
+
+def diagonal_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """Diag or spherical: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)``, shape (n, K), about the mean of the means."""
+    observed = ~np.isnan(X)
+    P = _diagonal_precisions(params)
+    centre = params.means.mean(axis=0)
+    Z = np.where(observed, X - centre, 0.0)
+    shift = params.means - centre
+    seen = observed.astype(np.float64)
+    maha = (Z * Z) @ P.T - 2.0 * Z @ (shift * P).T + seen @ (shift**2 * P).T
+    log_det = -(seen @ np.log(P).T)
+    with np.errstate(divide="ignore"):
+        return -0.5 * (seen.sum(axis=1)[:, None] * LOG_2PI + log_det + maha) + np.log(params.weights)
+
+
+def marginal_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` over each row's observed coordinates, shape (n, K); NaN for a row
+    with nothing observed (left out, as a dropped row is)."""
+    if params.covariance_type in ("diag", "spherical"):
+        out = diagonal_log_prob(X, params)
+    else:
+        out = dense_log_prob(X, params)[0]
+    out[nothing_observed(X)] = np.nan
+    return out
+
+
+def nothing_observed(X: np.ndarray) -> np.ndarray:
+    """(n,) rows whose every feature is missing."""
+    return np.isnan(X).all(axis=1)
+
+
+def _normalise(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log p(x_n)`` (n,) and responsibilities (n, K)."""
+    peak = log_prob.max(axis=1, keepdims=True)
+    with np.errstate(under="ignore"):
+        e = np.exp(log_prob - peak)
+        total = e.sum(axis=1, keepdims=True)
+        return (np.log(total) + peak)[:, 0], e / total
+
+
+def marginal_stats(X: np.ndarray, params: MixtureParams, weights: np.ndarray | None = None) -> Stats:
+    """E-step over the observed coordinates and the expected statistics about the old means, one chunk.
+
+    X : (n, d), NaN where missing; weights : (n,) or None. Rows of weight 0 are not computed on; rows with
+    nothing observed count as rows of weight 0.
+    Returns Stats with ``s0`` (K,), ``s1`` (K, d), ``s2`` (``s2_shape``), float64.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_rows, d = X.shape
+    K, covariance_type = params.n_components, params.covariance_type
+    empty = nothing_observed(X)
+    if empty.any():  # left out and counted, as rows of weight 0
+        weights = np.where(empty, 0.0, 1.0 if weights is None else np.asarray(weights, dtype=np.float64))
+    totals = weight_totals(n_rows, weights)
+    if weights is not None:
+        live = np.asarray(weights, dtype=np.float64) > 0
+        X, weights = X[live], np.asarray(weights, dtype=np.float64)[live]
+    loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
+    s2 = np.zeros(s2_shape(K, d, covariance_type))
+    tile = min(8192, max(256, TILE_ELEMENTS // max(1, K * d)))
+    for start in range(0, X.shape[0], tile):
+        part = X[start : start + tile]
+        w = None if weights is None else weights[start : start + tile]
+        if covariance_type in ("diag", "spherical"):
+            t = _diagonal_tile(part, params, w)
+        else:
+            t = _dense_tile(part, params, w)
+        loglik += t[0]
+        s0 += t[1]
+        s1 += t[2]
+        s2 += t[3]
+    return Stats(n_rows, loglik, s0, s1, s2, *totals)
+
+
+def _dense_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):
+    log_prob, completed = dense_log_prob(X, params)
+    log_norm, resp = _normalise(log_prob)
+    if w is not None:
+        resp = resp * w[:, None]
+    loglik = float(log_norm @ (np.ones(len(log_norm)) if w is None else w))
+    K, d = params.n_components, params.n_features
+    s1, s2 = np.zeros((K, d)), np.zeros((K, d, d))
+    count, index = missing_index(np.ascontiguousarray(X))
+    tile_stats(count, index, _dense_precisions(params), completed, np.ascontiguousarray(resp), s1, s2)
+    if params.covariance_type == "tied":
+        s2 = s2.sum(axis=0)
+    return loglik, resp.sum(axis=0), s1, s2
+
+
+def _diagonal_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):
+    log_norm, resp = _normalise(diagonal_log_prob(X, params))
+    if w is not None:
+        resp = resp * w[:, None]
+    loglik = float(log_norm @ (np.ones(len(log_norm)) if w is None else w))
+    observed = ~np.isnan(X)
+    seen = observed.astype(np.float64)
+    centre = params.means.mean(axis=0)
+    Z = np.where(observed, X - centre, 0.0)
+    a = params.means - centre
+    s0 = resp.sum(axis=0)
+    g1, go, g2 = resp.T @ Z, resp.T @ seen, resp.T @ (Z * Z)
+    variances = 1.0 / _diagonal_precisions(params)
+    s1 = g1 - a * go
+    s2 = g2 - 2.0 * a * g1 + a**2 * go + variances * (s0[:, None] - go)
+    return loglik, s0, s1, s2
+
+
+def conditional_means(X: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """``E[x_m | x_o]`` under the mixture filled into each row's missing coordinates, shape (n, d): the
+    responsibilities (of the observed margin) weigh each component's conditional mean. A row with nothing
+    observed gets the mixture's mean."""
+    X = np.asarray(X, dtype=np.float64)
+    empty = nothing_observed(X)
+    if empty.any():
+        out = np.empty_like(X)
+        out[empty] = params.weights @ params.means
+        out[~empty] = conditional_means(X[~empty], params)
+        return out
+    mask = np.isnan(X)
+    if params.covariance_type in ("diag", "spherical"):
+        _, resp = _normalise(diagonal_log_prob(X, params))
+        expected = resp @ params.means
+    else:
+        log_prob, completed = dense_log_prob(X, params)
+        _, resp = _normalise(log_prob)
+        expected = np.einsum("nk,knd->nd", resp, completed + params.means[:, None, :])
+    return np.where(mask, expected, X)
+
+
+def sample_conditional(X: np.ndarray, params: MixtureParams, rng: np.random.Generator) -> np.ndarray:
+    """One draw of every missing value of ``X`` (n, d) from p(x_m | x_o) under the mixture: a component from the
+    responsibilities of the observed margin, then its conditional Gaussian N(μ_m + ẑ_m, Λ_mm⁻¹). A row with
+    nothing observed is drawn from the mixture. Observed values are kept; returns a new (n, d) array."""
+    X = np.asarray(X, dtype=np.float64)
+    out = X.copy()
+    mask = np.isnan(X)
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return out
+    holes = mask[rows]
+    log_prob = marginal_log_prob(X[rows], params)
+    empty = nothing_observed(X[rows])
+    log_prob[empty] = np.log(params.weights)
+    _, resp = _normalise(log_prob)
+    component = np.minimum((resp.cumsum(axis=1) < rng.random(rows.size)[:, None]).sum(axis=1), params.n_components - 1)
+    if params.covariance_type in ("diag", "spherical"):
+        mean, sd = params.means[component], np.sqrt(1.0 / _diagonal_precisions(params))[component]
+        out[rows] = np.where(holes, mean + sd * rng.standard_normal(holes.shape), X[rows])
+        return out
+    completed = dense_log_prob(np.where(empty[:, None], 0.0, X[rows]), params)[1]  # empty rows: conditioned below
+    precisions = _dense_precisions(params)
+    patterns, pattern = np.unique(holes, axis=0, return_inverse=True)
+    for p, k in sorted(set(zip(pattern.reshape(-1).tolist(), component.tolist()))):
+        members = np.flatnonzero((pattern.reshape(-1) == p) & (component == k))
+        m = np.flatnonzero(patterns[p])
+        if m.size == params.n_features:  # nothing observed: the component itself
+            mean = np.broadcast_to(params.means[k], (members.size, m.size))
+        else:
+            mean = params.means[k, m] + completed[k][members][:, m]
+        conditional = np.linalg.inv(precisions[k][np.ix_(m, m)])
+        factor = np.linalg.cholesky(0.5 * (conditional + conditional.T))
+        out[rows[members][:, None], m] = mean + rng.standard_normal((members.size, m.size)) @ factor.T
+    return out
