@@ -95,7 +95,7 @@ def em_kernel(
     if not on_host(X):  # an array-API array on its device (CuPy, torch, ...)
         return xp_chunk_stats(X, plan, weights)
     if has_missing(X):  # nan_policy="marginalize": only chunks with a missing value leave the fused kernel
-        return marginal_stats(X, plan.params, weights)
+        return marginal_stats(X, plan.params, weights, map)
     return fused_chunk_stats(X, plan, map, weights)
 
 

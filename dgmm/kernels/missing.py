@@ -18,19 +18,28 @@ go into the ordinary M-step. Diagonal and spherical precisions have a diagonal �
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from ._numba_missing import missing_index, tile_log_prob, tile_stats
+from ._numba_missing import (
+    add_pattern_covariances,
+    missing_index,
+    normalise,
+    pattern_inverses,
+    tile_log_prob,
+    tile_stats,
+)
 from .params import MixtureParams
 from .row_weights import split_weights, with_weight_column
 from .stats import Stats, s2_shape, weight_totals
 
 LOG_2PI = math.log(2.0 * math.pi)
 TILE_ELEMENTS = 1 << 18  # K x T x d completed deviations kept per tile, 2 MiB of float64: within L2
+BLOCK_CACHE_ELEMENTS = 1 << 22  # a chunk's pattern blocks (P x K x s x s), 32 MiB of float64, at most
 
 
 def has_missing(X: np.ndarray) -> bool:
@@ -142,10 +151,69 @@ def _diagonal_precisions(params: MixtureParams) -> np.ndarray:
     return np.broadcast_to((params.precisions_cholesky**2)[:, None], (K, d))
 
 
-def dense_log_prob(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
-    """Full or tied: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (n, K) and the completed deviations ẑ (K, n, d)."""
+@dataclass(frozen=True)
+class MissingBlocks:
+    """Which values each row misses and its patterns' precision blocks (full and tied covariances).
+
+    count : (n,) missing values per row; index : (n, d) their coordinates, ascending in the first ``count``;
+    pattern : (n,) the row's pattern, -1 where its block is factorised row by row; inverse : (P, K, s, s)
+    Λ_mm⁻¹ and log_det : (P, K) log det Λ_mm per pattern and component; pattern_count, pattern_index : (P,),
+    (P, d) the patterns' missing coordinates.
+    """
+
+    count: np.ndarray
+    index: np.ndarray
+    pattern: np.ndarray
+    inverse: np.ndarray
+    log_det: np.ndarray
+    pattern_count: np.ndarray
+    pattern_index: np.ndarray
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.count[start:stop], self.index[start:stop], self.pattern[start:stop]
+
+
+def missing_blocks(X: np.ndarray, precisions: np.ndarray) -> MissingBlocks:
+    """:class:`MissingBlocks` of rows ``X`` (n, d) under precisions (K, d, d): each pattern of two or more missing
+    values inverted once per component, unless their blocks would exceed :data:`BLOCK_CACHE_ELEMENTS` (then every
+    row factorises its own)."""
+    count, index, code = missing_index(X)
+    K, d = precisions.shape[0], precisions.shape[1]
+    pattern = np.full(X.shape[0], -1, dtype=np.int64)
+    several = np.flatnonzero(count > 1)
+    none = np.zeros((0, K, 0, 0)), np.zeros((0, K)), np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=np.int64)
+    if several.size == 0:
+        return MissingBlocks(count, index, pattern, *none)
+    if d <= 62:  # the pattern's bits as one integer
+        keys = code[several]
+    else:
+        packed = np.packbits(np.isnan(X[several]), axis=1)
+        keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse_of_row = np.unique(keys, return_index=True, return_inverse=True)
+    patterns = several[first]
+    widest = int(count[patterns].max())
+    if len(patterns) * K * widest * widest > BLOCK_CACHE_ELEMENTS:
+        return MissingBlocks(count, index, pattern, *none)
+    pattern[several] = inverse_of_row.reshape(-1)
+    p_count, p_index = count[patterns], np.ascontiguousarray(index[patterns])
+    inverse = np.zeros((len(patterns), K, widest, widest))
+    log_det = np.empty((len(patterns), K))
+    pattern_inverses(precisions, p_count, p_index, inverse, log_det)
+    return MissingBlocks(count, index, pattern, inverse, log_det, p_count, p_index)
+
+
+def dense_log_prob(
+    X: np.ndarray, params: MixtureParams, blocks: MissingBlocks | None = None, rows: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full or tied: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (n, K) and the completed deviations ẑ (K, n, d).
+
+    ``blocks``: :func:`missing_blocks` of the rows ``X`` belongs to, and ``rows`` the (start, stop) of ``X`` among
+    them (default: computed for ``X``)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
-    count, index = missing_index(X)
+    precisions = _dense_precisions(params)
+    if blocks is None:
+        blocks, rows = missing_blocks(X, precisions), (0, X.shape[0])
+    count, index, pattern = blocks.rows(*rows)
     completed = np.empty((params.n_components, *X.shape))
     log_prob = np.empty((X.shape[0], params.n_components))
     with np.errstate(divide="ignore"):
@@ -154,8 +222,11 @@ def dense_log_prob(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarray, np
         X,
         count,
         index,
+        pattern,
+        blocks.inverse,
+        blocks.log_det,
         np.ascontiguousarray(params.means),
-        _dense_precisions(params),
+        precisions,
         -2.0 * _log_det_cholesky_dense(params),
         log_weights,
         completed,
@@ -211,11 +282,14 @@ def _normalise(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (np.log(total) + peak)[:, 0], e / total
 
 
-def marginal_stats(X: np.ndarray, params: MixtureParams, weights: np.ndarray | None = None) -> Stats:
+def marginal_stats(
+    X: np.ndarray, params: MixtureParams, weights: np.ndarray | None = None, map: Callable = builtins.map
+) -> Stats:
     """E-step over the observed coordinates and the expected statistics about the old means, one chunk.
 
     X : (n, d), NaN where missing; weights : (n,) or None. Rows of weight 0 are not computed on; rows with
-    nothing observed count as rows of weight 0.
+    nothing observed count as rows of weight 0. ``map`` runs the row tiles (a thread pool's: the tiles are
+    summed in order, so the result does not depend on it).
     Returns Stats with ``s0`` (K,), ``s1`` (K, d), ``s2`` (``s2_shape``), float64.
     """
     X = np.asarray(X, dtype=np.float64)
@@ -228,36 +302,53 @@ def marginal_stats(X: np.ndarray, params: MixtureParams, weights: np.ndarray | N
     if weights is not None:
         live = np.asarray(weights, dtype=np.float64) > 0
         X, weights = X[live], np.asarray(weights, dtype=np.float64)[live]
-    loglik, s0, s1 = 0.0, np.zeros(K), np.zeros((K, d))
+    X = np.ascontiguousarray(X)
+    s0, s1 = np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, covariance_type))
     tile = min(8192, max(256, TILE_ELEMENTS // max(1, K * d)))
-    for start in range(0, X.shape[0], tile):
-        part = X[start : start + tile]
-        w = None if weights is None else weights[start : start + tile]
-        if covariance_type in ("diag", "spherical"):
-            t = _diagonal_tile(part, params, w)
-        else:
-            t = _dense_tile(part, params, w)
-        loglik += t[0]
-        s0 += t[1]
-        s1 += t[2]
-        s2 += t[3]
+    bounds = [(i, min(i + tile, X.shape[0])) for i in range(0, X.shape[0], tile)]
+    if covariance_type in ("diag", "spherical"):
+        parts = map(
+            lambda b: _diagonal_tile(X[b[0] : b[1]], params, None if weights is None else weights[b[0] : b[1]]), bounds
+        )
+        blocks = None
+    else:
+        blocks = missing_blocks(X, _dense_precisions(params))
+        mass = np.zeros(blocks.log_det.shape)
+        parts = map(
+            lambda b: _dense_tile(X, params, None if weights is None else weights[b[0] : b[1]], blocks, b), bounds
+        )
+    loglik = 0.0
+    for part in parts:  # in tile order, whatever ``map`` runs them
+        loglik += part[0]
+        s0 += part[1]
+        s1 += part[2]
+        s2 += part[3]
+        if blocks is not None:
+            mass += part[4]
+    if blocks is not None and len(mass):
+        full = np.zeros((K, d, d))
+        add_pattern_covariances(blocks.pattern_count, blocks.pattern_index, blocks.inverse, mass, full)
+        s2 += full.sum(axis=0) if covariance_type == "tied" else full
     return Stats(n_rows, loglik, s0, s1, s2, *totals)
 
 
-def _dense_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):
-    log_prob, completed = dense_log_prob(X, params)
-    log_norm, resp = _normalise(log_prob)
-    if w is not None:
-        resp = resp * w[:, None]
-    loglik = float(log_norm @ (np.ones(len(log_norm)) if w is None else w))
+def _dense_tile(
+    X: np.ndarray, params: MixtureParams, w: np.ndarray | None, blocks: MissingBlocks, rows: tuple[int, int]
+):
+    """One tile (rows ``rows`` of ``X``): log-likelihood, s0, s1, s2 and the responsibility mass of each cached
+    pattern (P, K)."""
+    log_prob, completed = dense_log_prob(X[rows[0] : rows[1]], params, blocks, rows)
+    resp = np.empty_like(log_prob)
+    loglik = normalise(log_prob, np.empty(0) if w is None else np.ascontiguousarray(w), resp)
     K, d = params.n_components, params.n_features
     s1, s2 = np.zeros((K, d)), np.zeros((K, d, d))
-    count, index = missing_index(np.ascontiguousarray(X))
-    tile_stats(count, index, _dense_precisions(params), completed, np.ascontiguousarray(resp), s1, s2)
+    mass = np.zeros(blocks.log_det.shape)
+    count, index, pattern = blocks.rows(*rows)
+    tile_stats(count, index, pattern, _dense_precisions(params), completed, np.ascontiguousarray(resp), s1, s2, mass)
     if params.covariance_type == "tied":
         s2 = s2.sum(axis=0)
-    return loglik, resp.sum(axis=0), s1, s2
+    return loglik, resp.sum(axis=0), s1, s2, mass
 
 
 def _diagonal_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):

@@ -81,7 +81,11 @@ def reference_stats(X, params: MixtureParams, weights=None):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
-def test_statistics_match_the_formulas_row_by_row(covariance_type, fraction):
+@pytest.mark.parametrize("pattern_cache", [True, False])
+def test_statistics_match_the_formulas_row_by_row(covariance_type, fraction, pattern_cache, monkeypatch):
+    """Patterns' blocks inverted once per chunk, or (a chunk with too many patterns) every row's factorised."""
+    if not pattern_cache:
+        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
     params = mixture(covariance_type)
     X = with_holes(sample_mixture(random_mixture(4, 6, seed=0, separation=3.0), 400, seed=1)[0], fraction, seed=2)
     weights = np.random.default_rng(3).uniform(0.0, 2.0, len(X))
