@@ -111,8 +111,23 @@ def init_kernel(block: np.ndarray, plan: InitPlan, row_offset: int) -> Stats:
 
 
 def initial_params(executor: PassRunner, X, *, split_every: int, **kwargs) -> MixtureParams:
-    """Starting parameters on ``executor``: :func:`init_steps` driven alone."""
-    return run_steps(executor, X, split_every, init_steps(X.shape, **kwargs))
+    """Starting parameters on ``executor``: :func:`start_steps` driven alone."""
+    return run_steps(executor, X, split_every, start_steps(X.shape, **kwargs))
+
+
+def start_steps(shape: tuple[int, int], *, marginalize: bool = False, **init: Any) -> Steps[MixtureParams]:
+    """:func:`init_steps` with the keywords ``init``; with ``marginalize`` (data with missing values) after one
+    pass more, for each feature's mean over its observed values, on filled rows (:func:`filled_steps`: k-means
+    on the observed values); EM then marginalises."""
+    if not marginalize:
+        return (yield from init_steps(shape, **init))
+    moments = yield Pass(observed_moments_kernel, init.get("n_features") or shape[1])
+    empty = np.flatnonzero(moments.weights <= 0)
+    if empty.size:
+        raise DataError(
+            f"feature {int(empty[0])} has no observed value (every row is missing it): leave that column out"
+        )
+    return (yield from filled_steps(init_steps(shape, **init), moments.fill))
 
 
 def init_steps(
@@ -129,7 +144,6 @@ def init_steps(
     precisions_init: np.ndarray | None = None,
     split_em: Mapping[str, Any] | None = None,
     reductions: int = LONE_RESTART_REDUCTIONS,
-    marginalize: bool = False,
 ) -> Steps[MixtureParams]:
     """Starting parameters: user-given ones where present, the init method for the rest.
 
@@ -141,35 +155,10 @@ def init_steps(
     (default: all), plus a last one of row weights when weighted (:mod:`dgmm.kernels.row_weights`).
     "split" grows the mixture from one component (:func:`split_steps`, EM settings ``split_em``).
     ``reductions``: how many reductions of the k-means|| candidates a restart keeps the best of
-    (:func:`~dgmm.algorithms.seeding.reductions_per_restart`). ``marginalize`` (data with missing values): one
-    pass more, for each feature's mean over its observed values, then the initialisation on filled rows
-    (:func:`filled_steps`): k-means on the observed values; EM then marginalises.
+    (:func:`~dgmm.algorithms.seeding.reductions_per_restart`). Data with missing values: :func:`start_steps`.
     """
     if weights_init is not None and means_init is not None and precisions_init is not None:
         return MixtureParams.from_precisions(weights_init, means_init, precisions_init, covariance_type)
-    if marginalize:
-        d = n_features or shape[1]
-        moments = yield Pass(observed_moments_kernel, d)
-        empty = np.flatnonzero(moments.weights <= 0)
-        if empty.size:
-            raise DataError(
-                f"feature {int(empty[0])} has no observed value (every row is missing it): leave that column out"
-            )
-        inner = init_steps(
-            shape,
-            n_components=n_components,
-            covariance_type=covariance_type,
-            method=method,
-            reg_covar=reg_covar,
-            seed=seed,
-            n_features=n_features,
-            weights_init=weights_init,
-            means_init=means_init,
-            precisions_init=precisions_init,
-            split_em=split_em,
-            reductions=reductions,
-        )
-        return (yield from filled_steps(inner, moments.fill))
     if means_init is None and method == "split":
         fitted = yield from split_steps(
             n_components=n_components,
@@ -268,8 +257,8 @@ def split_steps(
 
 
 def fit_steps(shape: tuple[int, int], init: dict, **em_kwargs) -> Steps[EMResult]:
-    """One restart: :func:`init_steps` with the keywords ``init``, then :func:`em_steps`."""
-    params = yield from init_steps(shape, **init)
+    """One restart: :func:`start_steps` with the keywords ``init``, then :func:`em_steps`."""
+    params = yield from start_steps(shape, **init)
     return (yield from em_steps(params, **em_kwargs))
 
 
