@@ -67,6 +67,15 @@ def class_kernel(block: np.ndarray, payload: tuple[ClassView, Callable, Any], ro
     return kernel(view.rows(block), inner, row_offset)
 
 
+def class_codes_in(block: np.ndarray) -> frozenset | None:
+    """The class codes a chunk holds (its last column), None for a block on a device (every class computes)."""
+    return frozenset(np.unique(block[:, -1]).astype(np.int64).tolist()) if on_host(block) else None
+
+
+class_kernel.rows_key = lambda payload: payload[0].code  # (None: every row, the background model's view)
+class_kernel.keys_in = class_codes_in
+
+
 def for_class(program: Steps[T], view: ClassView) -> Steps[T]:
     """``program`` run on the class's rows only (other rows weigh 0); its result unchanged."""
     answer = None

@@ -56,17 +56,35 @@ class PassRunner(Protocol):
 
 @dataclass(frozen=True)
 class Bundle:
-    """The results of several kernels on the same rows; bundles merge part by part."""
+    """The results of several kernels on the same rows; bundles merge part by part. A part is None where its
+    kernel had nothing to compute on the chunk (the neutral element of its merge)."""
 
     parts: tuple
 
     def __add__(self, other: "Bundle") -> "Bundle":
-        return Bundle(tuple(a + b for a, b in zip(self.parts, other.parts)))
+        return Bundle(tuple(b if a is None else a if b is None else a + b for a, b in zip(self.parts, other.parts)))
 
 
 def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...], row_offset: int) -> Bundle:
-    """Every ``(kernel, payload)`` request on one chunk (the chunk is read once)."""
-    return Bundle(tuple(kernel(block, payload, row_offset) for kernel, payload in requests))
+    """Every ``(kernel, payload)`` request on one chunk (the chunk is read once).
+
+    A kernel that sees only some rows (``kernel.rows_key(payload)``: a class's code) and can tell which keys a
+    chunk holds (``kernel.keys_in(block)``, once per chunk for all such requests) is not called on a chunk
+    without its key: its part is None, which adds nothing. So a pass of C classes over many chunks calls each
+    class's kernel only where the class has rows, not C times per chunk."""
+    held: dict[Callable, Any] = {}
+    parts = []
+    for kernel, payload in requests:
+        key = kernel.rows_key(payload) if hasattr(kernel, "rows_key") else None
+        if key is not None:
+            keys_in = kernel.keys_in
+            if keys_in not in held:
+                held[keys_in] = keys_in(block)
+            if held[keys_in] is not None and key not in held[keys_in]:
+                parts.append(None)
+                continue
+        parts.append(kernel(block, payload, row_offset))
+    return Bundle(tuple(parts))
 
 
 def run_steps(executor: PassRunner, X, split_every: int, program: Steps[T]) -> T:

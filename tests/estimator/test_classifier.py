@@ -405,3 +405,44 @@ def test_gaussian_selection_is_refused_where_it_does_not_apply(speakers):
         full.predict(X)
     with pytest.raises(dgmm.ParameterError, match="top_c=0 is invalid"):
         full.set_params(top_c=0, covariance_type="diag").predict(X)
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "split"])
+def test_classes_absent_from_a_chunk_skip_it_and_stay_bit_identical(speakers, init_params):
+    """Rows grouped by class (one speaker per file): a class's kernels run only on the chunks holding its rows,
+    and each class is still the mixture fitted with the other rows at weight 0, bit for bit."""
+    X, y = speakers
+    order = np.argsort(y, kind="stable")
+    X, y = X[order], y[order]
+    settings = dict(n_components=3, init_params=init_params, random_state=5, chunk_rows=300, n_init=2)
+    model = dgmm.GaussianMixtureClassifier(**settings).fit(X, y)
+    for c, mixture in zip(model.classes_, model.estimators_):
+        assert_identical(mixture, dgmm.GaussianMixture(**settings).fit(X, sample_weight=(y == c).astype(float)))
+
+
+def test_thousands_of_classes_cost_kernel_calls_per_chunk_they_hold(monkeypatch):
+    """2,000 classes over 1,000 chunks, two classes a chunk: a pass calls a class's kernel where the class has
+    rows (about 2 per chunk), not 2,000 times per chunk."""
+    from dgmm.algorithms import classes
+
+    calls = [0]
+    original = classes.class_kernel
+
+    def counted(block, payload, row_offset):
+        calls[0] += 1
+        return original(block, payload, row_offset)
+
+    counted.rows_key, counted.keys_in = original.rows_key, original.keys_in
+    monkeypatch.setattr(classes, "class_kernel", counted)
+    rng = np.random.default_rng(0)
+    n_classes, per_class = 2_000, 40
+    y = np.repeat(np.arange(n_classes), per_class)
+    X = rng.normal(scale=10.0, size=(n_classes, 6))[y] + rng.normal(size=(len(y), 6))
+    with counted_in_process() as counter:
+        model = dgmm.GaussianMixtureClassifier(
+            2, covariance_type="diag", random_state=0, chunk_rows=2 * per_class, max_iter=5
+        ).fit(X, y)
+    chunks = len(y) // (2 * per_class)
+    assert len(model.estimators_) == n_classes and counter.passes > 3
+    assert calls[0] <= counter.passes * 2 * chunks, (calls[0], counter.passes, chunks)
+    assert (model.predict(X[::97]) == y[::97]).mean() > 0.8  # chance: 1 in 2,000
