@@ -73,23 +73,27 @@ class ScoringMixin:
         columns = [str(c) for c in getattr(self, "feature_names_in_", range(self.n_features_in_))]
         return self._apply(self._scoring_input(X), missing.conditional_means, columns, np.float64)
 
-    def sample_missing(self, X: Any, n_imputations: int = 5, random_state: Any = None) -> np.ndarray:
-        """Multiple imputation: ``n_imputations`` completions of in-memory ``X`` (NumPy or pandas), each missing
-        value drawn from p(x_m | x_o) under the mixture (a component from p(k | x_o), then its conditional
-        Gaussian), shape (n_imputations, n, d); observed values are kept. Needs ``nan_policy="marginalize"``."""
+    def sample_missing(self, X: Any, n_imputations: int = 5, random_state: Any = None):
+        """Multiple imputation: ``n_imputations`` completions of ``X``, each missing value drawn from p(x_m | x_o)
+        under the mixture (a component from p(k | x_o), then its conditional Gaussian), shape
+        (n_imputations, n, d); observed values are kept. NumPy for in-memory input, a lazy Dask array of the same
+        row chunks for Dask and Parquet input; the draws are functions of the seed and the global row index, so
+        no chunking changes them. Needs ``nan_policy="marginalize"``."""
         self._needs_marginalize("sample_missing")
-        data = self._scoring_input(X)
-        if data.kind != "numpy":
-            raise DataError(
-                "sample_missing takes in-memory input (NumPy or pandas); for Dask or Parquet input use impute "
-                "(conditional means) or read the rows to impute into memory"
-            )
         if not (isinstance(n_imputations, numbers.Integral) and n_imputations >= 1):
             raise ParameterError(f"n_imputations must be an int >= 1, got {n_imputations!r}")
-        rng = check_random_state(random_state)
-        seed = np.random.default_rng(int(rng.randint(np.iinfo(np.int32).max)))
-        return np.stack(
-            [missing.sample_conditional(data.values, self.fitted_params(), seed) for _ in range(n_imputations)]
+        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+        data, params = self._scoring_input(X, keep_frame=False), self.fitted_params()
+        if data.kind == "numpy":
+            return missing.draw_imputations(data.values, params, seed, int(n_imputations))
+        return data.array.map_blocks(
+            missing.draw_imputations,  # (its block_info places each block among the rows)
+            params,
+            seed,
+            int(n_imputations),
+            new_axis=0,
+            chunks=((int(n_imputations),), data.array.chunks[0], data.array.chunks[1]),
+            dtype=np.float64,
         )
 
     def _needs_marginalize(self, what: str) -> None:

@@ -33,6 +33,7 @@ from ._numba_missing import (
     tile_log_prob,
     tile_stats,
 )
+from .hashing import row_uniforms
 from .params import MixtureParams
 from .row_weights import split_weights, with_weight_column
 from .stats import Stats, s2_shape, weight_totals
@@ -196,7 +197,7 @@ def missing_blocks(X: np.ndarray, precisions: np.ndarray) -> MissingBlocks:
         return MissingBlocks(count, index, pattern, *none)
     pattern[several] = inverse_of_row.reshape(-1)
     p_count, p_index = count[patterns], np.ascontiguousarray(index[patterns])
-    inverse = np.zeros((len(patterns), K, widest, widest))
+    inverse = np.empty((len(patterns), K, widest, widest))  # each pattern fills its top-left s x s
     log_det = np.empty((len(patterns), K))
     pattern_inverses(precisions, p_count, p_index, inverse, log_det)
     return MissingBlocks(count, index, pattern, inverse, log_det, p_count, p_index)
@@ -391,37 +392,64 @@ def conditional_means(X: np.ndarray, params: MixtureParams) -> np.ndarray:
     return np.where(mask, expected, X)
 
 
-def sample_conditional(X: np.ndarray, params: MixtureParams, rng: np.random.Generator) -> np.ndarray:
-    """One draw of every missing value of ``X`` (n, d) from p(x_m | x_o) under the mixture: a component from the
-    responsibilities of the observed margin, then its conditional Gaussian N(μ_m + ẑ_m, Λ_mm⁻¹). A row with
-    nothing observed is drawn from the mixture. Observed values are kept; returns a new (n, d) array."""
+def draw_normals(seed: int, stream: int, row_offset: int, shape: tuple[int, int]) -> np.ndarray:
+    """Standard normals (n, d), a pure function of (seed, stream, global row index, column): Box-Muller on two
+    hashed uniforms per entry."""
+    n, d = shape
+    u1 = np.stack([row_uniforms(seed, stream + 2 * j, row_offset, n) for j in range(d)], axis=1)
+    u2 = np.stack([row_uniforms(seed, stream + 2 * j + 1, row_offset, n) for j in range(d)], axis=1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * math.pi * u2)
+
+
+def sample_conditional(
+    X: np.ndarray, params: MixtureParams, seed: int, imputation: int = 0, row_offset: int = 0
+) -> np.ndarray:
+    """Draw ``imputation`` of every missing value of ``X`` (n, d) from p(x_m | x_o) under the mixture: a component
+    from the responsibilities of the observed margin, then its conditional Gaussian N(μ_m + ẑ_m, Λ_mm⁻¹). A row
+    with nothing observed is drawn from the mixture. Observed values are kept; returns a new (n, d) array. The
+    draws are functions of (seed, imputation, global row index: ``row_offset`` is X's first), so no chunking
+    changes them."""
     X = np.asarray(X, dtype=np.float64)
     out = X.copy()
     mask = np.isnan(X)
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return out
+    n, d = X.shape
+    stream = imputation * (2 * d + 1)  # one for the component, two per coordinate
+    choice = row_uniforms(seed, stream, row_offset, n)[rows]
+    normals = draw_normals(seed, stream + 1, row_offset, (n, d))[rows]
     holes = mask[rows]
     log_prob = marginal_log_prob(X[rows], params)
     empty = nothing_observed(X[rows])
     log_prob[empty] = np.log(params.weights)
     _, resp = _normalise(log_prob)
-    component = np.minimum((resp.cumsum(axis=1) < rng.random(rows.size)[:, None]).sum(axis=1), params.n_components - 1)
+    component = np.minimum((resp.cumsum(axis=1) < choice[:, None]).sum(axis=1), params.n_components - 1)
     if params.covariance_type in ("diag", "spherical"):
         mean, sd = params.means[component], np.sqrt(1.0 / _diagonal_precisions(params))[component]
-        out[rows] = np.where(holes, mean + sd * rng.standard_normal(holes.shape), X[rows])
+        out[rows] = np.where(holes, mean + sd * normals, X[rows])
         return out
     completed = dense_log_prob(np.where(empty[:, None], 0.0, X[rows]), params)[1]  # empty rows: conditioned below
     precisions = _dense_precisions(params)
     patterns, pattern = np.unique(holes, axis=0, return_inverse=True)
-    for p, k in sorted(set(zip(pattern.reshape(-1).tolist(), component.tolist()))):
-        members = np.flatnonzero((pattern.reshape(-1) == p) & (component == k))
+    pattern = pattern.reshape(-1)
+    for p, k in sorted(set(zip(pattern.tolist(), component.tolist()))):
+        members = np.flatnonzero((pattern == p) & (component == k))
         m = np.flatnonzero(patterns[p])
-        if m.size == params.n_features:  # nothing observed: the component itself
+        if m.size == d:  # nothing observed: the component itself
             mean = np.broadcast_to(params.means[k], (members.size, m.size))
         else:
             mean = params.means[k, m] + completed[k][members][:, m]
         conditional = np.linalg.inv(precisions[k][np.ix_(m, m)])
         factor = np.linalg.cholesky(0.5 * (conditional + conditional.T))
-        out[rows[members][:, None], m] = mean + rng.standard_normal((members.size, m.size)) @ factor.T
+        out[rows[members][:, None], m] = mean + normals[members][:, m] @ factor.T
     return out
+
+
+def draw_imputations(
+    block: np.ndarray, params: MixtureParams, seed: int, n_imputations: int, block_info: dict | None = None
+) -> np.ndarray:
+    """(n_imputations, n, d) draws of a block's missing values (:func:`sample_conditional`); ``block_info`` (Dask's)
+    places the block among the rows."""
+    offset = block_info[0]["array-location"][0][0] if block_info else 0
+    return np.stack([sample_conditional(block, params, seed, i, offset) for i in range(n_imputations)])

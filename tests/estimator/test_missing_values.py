@@ -187,6 +187,11 @@ def test_impute_gives_conditional_means_and_sample_missing_draws_around_them():
     spread = draws[:, holes].std(axis=0)
     assert np.abs(draws[:, holes].mean(axis=0) - filled[holes]).max() < 5 * spread.max() / np.sqrt(200)
     np.testing.assert_array_equal(draws, model.sample_missing(holed, 200, random_state=3))
+    import dask.array as da
+
+    lazy = model.sample_missing(da.from_array(holed, chunks=(777, -1)), 200, random_state=3)
+    assert lazy.chunks[1] == da.from_array(holed, chunks=(777, -1)).chunks[0]
+    np.testing.assert_allclose(lazy.compute(), draws, rtol=1e-12, atol=1e-12)  # drawn by global row index
 
 
 def test_parquet_nulls_are_missing_values_and_outputs_stream(tmp_path):
