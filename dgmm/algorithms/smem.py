@@ -23,6 +23,7 @@ import numpy as np
 from ..kernels.arrays import on_host
 from ..kernels.device.moves import xp_move_stats
 from ..kernels.estep import ComputeDType
+from ..kernels.missing import conditional_means, has_missing, nothing_observed
 from ..kernels.moves import Move, MoveStats, apply_move, move_stats, principal_axes, rank_moves
 from ..kernels.params import MixtureParams
 from ..kernels.row_weights import split_weights
@@ -53,6 +54,9 @@ def move_kernel(block: np.ndarray, plan: MovePlan, row_offset: int) -> MoveStats
     X, weights = split_weights(block, plan.params.n_features)
     if not on_host(X):  # an array-API array on its device
         return xp_move_stats(X, plan.params, plan.axes, weights)
+    if has_missing(X):  # ranked on the rows completed by their conditional means; the trials' EM marginalises
+        keep = ~nothing_observed(X)
+        X, weights = conditional_means(X[keep], plan.params), None if weights is None else weights[keep]
     return move_stats(X, plan.params, plan.axes, weights)
 
 

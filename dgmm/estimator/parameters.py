@@ -359,7 +359,6 @@ def validate_params(est: Any) -> None:
     if est.nan_policy == "marginalize":
         refused = [
             (est.device == "cuda", "device='cuda' (missing values are marginalised on the CPU)", "device='cpu'"),
-            (bool(est.split_merge), f"split_merge={est.split_merge}", "split_merge=0"),
             (getattr(est, "cmvn", None) is not None, f"cmvn={est.cmvn!r}", "normalise before the fit"),
         ]
         for bad, what, fix in refused:
