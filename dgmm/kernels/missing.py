@@ -98,9 +98,9 @@ def fill_missing(rows: np.ndarray, fill: np.ndarray) -> np.ndarray:
 
 def completed_by_nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """``X`` (n, d) with each row's missing values taken from the centre (K, d) nearest over its observed
-    coordinates (k-POD's completion): a complete row's nearest centre is then that same one, so Lloyd passes and
-    hard assignments on completed rows are k-means on the observed values (their fixed point: each centre
-    the mean of its rows' observed values, feature by feature)."""
+    coordinates (k-POD's completion): over all coordinates, a completed row's nearest centre is then that same
+    one, so Lloyd passes and hard assignments on completed rows are k-means on the observed values (their fixed
+    point: each centre the mean of its rows' observed values, feature by feature)."""
     holes = np.isnan(X)
     if not holes.any():
         return X
