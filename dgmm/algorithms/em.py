@@ -23,19 +23,12 @@ import numpy as np
 
 from ..errors import DataError, FitError, ReseedWarning
 from ..kernels.arrays import on_host
+from ..kernels.completion import FilledPlan, ObservedMoments, fill_missing, filled_kernel, observed_moments
 from ..kernels.device.estep import xp_chunk_stats, xp_init_stats
 from ..kernels.estep import ComputeDType, EStepPlan, fused_chunk_stats, plan_estep
 from ..kernels.gaussian import CovarianceType
 from ..kernels.init import InitMethod, InitPlan, init_chunk_stats
-from ..kernels.missing import (
-    FilledPlan,
-    ObservedMoments,
-    fill_missing,
-    filled_kernel,
-    has_missing,
-    marginal_stats,
-    observed_moments,
-)
+from ..kernels.missing import has_missing, marginal_stats
 from ..kernels.moves import split_heaviest_components
 from ..kernels.mstep import m_step
 from ..kernels.params import MixtureParams
@@ -210,7 +203,7 @@ def filled_steps(program: Steps, fill: np.ndarray) -> Steps:
     """An initialisation ``program`` on data with missing values: every pass that measures rows against centres
     (k-means|| draws and weights, Lloyd, the hard assignment) sees each row completed from its nearest centre
     over the observed coordinates, so its distance is the observed part's (k-means on the observed values,
-    :func:`~dgmm.kernels.missing.completed_by_nearest`); random responsibilities and gathers (a first centre, a
+    :func:`~dgmm.kernels.completion.completed_by_nearest`); random responsibilities and gathers (a first centre, a
     row sample) see each missing value as its feature's mean ``fill`` (d,); EM passes (of "split") see the rows
     as they are."""
     answer = None

@@ -273,3 +273,8 @@ def _read_labels(row_group: RowGroup, name: str) -> np.ndarray:
             f"{row_group.index}; every row needs a value (drop those rows first)"
         )
     return column.to_numpy(zero_copy_only=False)
+
+
+def shown(label: Any) -> str:
+    """A class label as users wrote it (``'ann'``, not ``np.str_('ann')``)."""
+    return repr(label.item() if isinstance(label, np.generic) else label)

@@ -36,7 +36,7 @@ from ..algorithms.em import EMResult
 from ..algorithms.programs import run_steps, run_together
 from ..algorithms.smem import best_fit_steps
 from ..data.inputs import Input, as_input, on_device, warn_id_like
-from ..data.labels import Labels, as_labels, check_label_column, with_codes
+from ..data.labels import Labels, as_labels, check_label_column, shown, with_codes
 from ..data.parquet import ParquetDataset, is_path_input
 from ..data.validation import NanPolicy
 from ..errors import COLUMNS_HINT, ConvergenceWarning, DataError, ParameterError, spell
@@ -223,7 +223,7 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
         """At least two classes, each with rows of weight > 0 (in-memory weights are checked now) and
         at least ``n_components`` rows."""
         if len(labels.classes) < 2:
-            raise DataError(f"y holds one class ({_show(labels.classes[0])}); a classifier needs at least 2 classes")
+            raise DataError(f"y holds one class ({shown(labels.classes[0])}); a classifier needs at least 2 classes")
         if data.kind in ("numpy", "xp") and data.weighted:  # a class of total weight 0 has nothing to fit
             weights = to_numpy(data.values[:, data.n_features])
             totals = np.bincount(labels.codes.astype(np.int64), weights=weights, minlength=len(labels.classes))
@@ -231,14 +231,14 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
                 raise no_rows_left()
             if not np.all(totals > 0):
                 raise DataError(
-                    f"class {_show(labels.classes[int(np.argmin(totals > 0))])}: every row has weight "
+                    f"class {shown(labels.classes[int(np.argmin(totals > 0))])}: every row has weight "
                     "zero (sample weight 0, or dropped for NaN); leave the class out or give its rows weight"
                 )
         for label, count in zip(labels.classes, labels.counts):
             try:
                 check_n_samples(int(count), self.n_components)
             except DataError as exc:
-                raise DataError(f"class {_show(label)}: {exc}") from None
+                raise DataError(f"class {shown(label)}: {exc}") from None
 
     def _set_fitted(
         self,
@@ -443,10 +443,5 @@ class GaussianMixtureClassifier(ClassScoringMixin, ClassifierMixin, Estimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = self.nan_policy == "drop"
+        tags.input_tags.allow_nan = self.nan_policy in ("drop", "marginalize")
         return tags
-
-
-def _show(label: Any) -> str:
-    """A class label as users wrote it (``'ann'``, not ``np.str_('ann')``)."""
-    return repr(label.item() if isinstance(label, np.generic) else label)

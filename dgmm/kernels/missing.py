@@ -21,7 +21,7 @@ from __future__ import annotations
 import builtins
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -35,7 +35,6 @@ from ._numba_missing import (
 )
 from .hashing import row_uniforms
 from .params import MixtureParams
-from .row_weights import split_weights, with_weight_column
 from .stats import Stats, s2_shape, weight_totals
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -47,92 +46,6 @@ def has_missing(X: np.ndarray) -> bool:
     """Whether any entry of ``X`` is NaN: a sum first (no temporary; infinities are refused before any kernel),
     the elementwise test only when the sum is NaN."""
     return bool(np.isnan(np.sum(X))) and bool(np.isnan(X).any())
-
-
-@dataclass(frozen=True)
-class ObservedMoments:
-    """Per feature the weighted sum of its observed values and their weight, (d,) each; additive over chunks."""
-
-    sums: np.ndarray
-    weights: np.ndarray
-
-    def __add__(self, other: "ObservedMoments") -> "ObservedMoments":
-        return ObservedMoments(self.sums + other.sums, self.weights + other.weights)
-
-    @property
-    def fill(self) -> np.ndarray:
-        """Each feature's mean over its observed values, rounded to float32: a chunking changes the sums' last
-        bits, and the initialisation's draws, which compare distances to these values, must not see them."""
-        return (self.sums / self.weights).astype(np.float32).astype(np.float64)
-
-
-def observed_moments(block: np.ndarray, n_features: int) -> ObservedMoments:
-    """:class:`ObservedMoments` of one chunk (n, d [+ 1])."""
-    X, weights = split_weights(block, n_features)
-    observed = ~np.isnan(X)
-    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-    return ObservedMoments(w @ np.where(observed, X, 0.0), w @ observed)
-
-
-@dataclass(frozen=True)
-class FilledPlan:
-    """A kernel and its payload, run on chunks whose missing values are filled: from the nearest of ``centres``
-    (K, d) over the observed coordinates when given, otherwise by ``fill`` (d,), each feature's mean."""
-
-    kernel: Callable
-    payload: Any
-    fill: np.ndarray
-    centres: np.ndarray | None = None
-
-
-def fill_missing(rows: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    """``rows`` (n, d [+ 1]) with NaN among the first d columns replaced by ``fill`` (d,); a copy when any is."""
-    d = fill.shape[0]
-    holes = np.isnan(rows[:, :d])
-    if not holes.any():
-        return rows
-    rows = np.array(rows, dtype=np.float64)
-    rows[:, :d] = np.where(holes, fill, rows[:, :d])
-    return rows
-
-
-def completed_by_nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """``X`` (n, d) with each row's missing values taken from the centre (K, d) nearest over its observed
-    coordinates (k-POD's completion): over all coordinates, a completed row's nearest centre is then that same
-    one, so Lloyd passes and hard assignments on completed rows are k-means on the observed values (their fixed
-    point: each centre the mean of its rows' observed values, feature by feature)."""
-    holes = np.isnan(X)
-    if not holes.any():
-        return X
-    seen = (~holes).astype(np.float64)
-    reference = centres.mean(axis=0)
-    Z = np.where(holes, 0.0, X - reference)
-    C = centres - reference
-    out = np.array(X, dtype=np.float64)
-    step = max(1, (1 << 21) // max(1, centres.shape[0]))
-    for start in range(0, X.shape[0], step):
-        rows = slice(start, start + step)
-        d2 = -2.0 * (Z[rows] @ C.T) + seen[rows] @ (C * C).T  # + Σ_o z², the same for every centre
-        labels = np.argmin(d2, axis=1)
-        out[rows] = np.where(holes[rows], centres[labels], X[rows])
-    return out
-
-
-def filled_kernel(block: np.ndarray, plan: FilledPlan, row_offset: int) -> Any:
-    """``plan.kernel`` on the chunk with its missing values filled; rows with nothing observed weigh 0 (a weight
-    column is added for them when the chunk has none: kernels take either layout)."""
-    d = plan.fill.shape[0]
-    empty = nothing_observed(block[:, :d])
-    if empty.any():
-        X, weights = split_weights(block, d)
-        block = with_weight_column(X, np.where(empty, 0.0, 1.0 if weights is None else weights))
-    if plan.centres is None:
-        return plan.kernel(fill_missing(block, plan.fill), plan.payload, row_offset)
-    X, weights = split_weights(block, d)
-    if empty.any():  # (weight 0 now) filled, so that the completion has an observed value to go by
-        X = np.where(empty[:, None], plan.fill, X)
-    X = completed_by_nearest(X, plan.centres)
-    return plan.kernel(X if weights is None else with_weight_column(X, weights), plan.payload, row_offset)
 
 
 def _dense_precisions(params: MixtureParams) -> np.ndarray:
@@ -215,10 +128,16 @@ def dense_log_prob(
     if blocks is None:
         blocks, rows = missing_blocks(X, precisions), (0, X.shape[0])
     count, index, pattern = blocks.rows(*rows)
-    completed = np.empty((params.n_components, *X.shape))
-    log_prob = np.empty((X.shape[0], params.n_components))
+    K, d = params.n_components, params.n_features
+    completed = np.empty((K, *X.shape))
+    log_prob = np.empty((X.shape[0], K))
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
+    centre = params.means.mean(axis=0)
+    shift = params.means - centre
+    gemm = np.concatenate(  # (d + 1, K·d): [Λ_1 … Λ_K] over −[a_1 Λ_1 … a_K Λ_K]
+        [np.concatenate(list(precisions), axis=1), -np.einsum("kd,kde->ke", shift, precisions).reshape(1, K * d)]
+    )
     tile_log_prob(
         X,
         count,
@@ -226,8 +145,10 @@ def dense_log_prob(
         pattern,
         blocks.inverse,
         blocks.log_det,
-        np.ascontiguousarray(params.means),
+        centre,
+        np.ascontiguousarray(shift),
         precisions,
+        np.ascontiguousarray(gemm),
         -2.0 * _log_det_cholesky_dense(params),
         log_weights,
         completed,
