@@ -135,91 +135,59 @@ def pattern_inverses(precisions, count, index, inverse, log_det):  # pragma: no 
 
 @njit(**_JIT)
 def tile_log_prob(
-    X,
-    count,
-    index,
-    pattern,
-    inverse,
-    block_log_det,
-    centre,
-    shift,
-    precisions,
-    gemm,
-    log_det_sigma,
-    log_weights,
-    completed,
-    log_prob,
+    X, count, index, pattern, inverse, block_log_det, means, precisions, log_det_sigma, log_weights, completed, log_prob
 ):  # pragma: no cover - compiled
     """Per component k: ``completed[k]`` (T, d) the rows minus μ_k completed by ẑ_m, and ``log_prob[:, k]`` the
     log π_k + log-density of each row's observed margin.
 
     X (T, d) with NaN; count, index, pattern: each row's missing values and pattern (-1: factorise the row);
-    inverse (P, K, s, s), block_log_det (P, K) of the patterns; centre (d,) the mean of the means; shift (K, d)
-    a_k = μ_k − centre; precisions (K, d, d); gemm (d + 1, K·d) ``[Λ_1 … Λ_K]`` over ``−[a_1 Λ_1 … a_K Λ_K]``;
-    log_det_sigma (K,) log det Σ_k; log_weights (K,). One GEMM gives every component's ``(x − μ_k) Λ_k`` with
-    each missing value at the centre; each row then moves its missing coordinates' terms (s·d flops) so that
-    they count as 0 in ``z``, as the formulas have them.
+    inverse (P, K, s, s), block_log_det (P, K) of the patterns; means (K, d); precisions (K, d, d);
+    log_det_sigma (K,) log det Σ_k; log_weights (K,).
     """
     T, d = X.shape
-    K = shift.shape[0]
+    K = means.shape[0]
     L = np.empty((d, d))
     y = np.empty(d)
-    qi = np.empty(d)
     log_2pi = math.log(2.0 * math.pi)
-    A = np.empty((T, d + 1))
-    for i in range(T):
-        for j in range(d):
-            v = X[i, j]
-            A[i, j] = 0.0 if math.isnan(v) else v - centre[j]
-        A[i, d] = 1.0
-    Q = np.dot(A, gemm)
     for k in range(K):
         z = completed[k]
-        first = k * d
         for i in range(T):
-            s = count[i]
             for j in range(d):
-                qi[j] = Q[i, first + j]
-            for a in range(s):  # the GEMM saw x_m at the centre, z_m = −a_km: take those terms back out
-                m = index[i, a]
-                am = shift[k, m]
-                for j in range(d):
-                    qi[j] += am * precisions[k, m, j]
+                z[i, j] = X[i, j] - means[k, j]
+            for a in range(count[i]):
+                z[i, index[i, a]] = 0.0
+        q = np.dot(z, precisions[k])
+        for i in range(T):
             maha = 0.0
             for j in range(d):
-                zj = A[i, j] - shift[k, j]
-                z[i, j] = zj
-                maha += zj * qi[j]
-            for a in range(s):
-                m = index[i, a]
-                maha -= z[i, m] * qi[m]
-                z[i, m] = 0.0
+                maha += z[i, j] * q[i, j]
+            s = count[i]
             log_det = log_det_sigma[k]
             p = pattern[i]
             if s == 1:  # Λ_mm is one number
                 m = index[i, 0]
                 pivot = precisions[k, m, m]
                 log_det += math.log(pivot)
-                maha -= qi[m] * qi[m] / pivot
-                z[i, m] = -qi[m] / pivot
+                maha -= q[i, m] * q[i, m] / pivot
+                z[i, m] = -q[i, m] / pivot
             elif s > 1 and p >= 0:
                 log_det += block_log_det[p, k]
                 for a in range(s):
                     v = 0.0
                     for b in range(s):
-                        v += inverse[p, k, a, b] * qi[index[i, b]]
+                        v += inverse[p, k, a, b] * q[i, index[i, b]]
                     y[a] = v
                 for a in range(s):
-                    maha -= qi[index[i, a]] * y[a]
+                    maha -= q[i, index[i, a]] * y[a]
                 for a in range(s):
                     z[i, index[i, a]] = -y[a]
             elif s > 1:
                 log_det += _block_cholesky(precisions[k], index, i, s, L)
                 for a in range(s):
-                    y[a] = qi[index[i, a]]
+                    y[a] = q[i, index[i, a]]
                 _solve(L, s, y)
                 for a in range(s):  # ẑ_m = −y; the margin's distance is zᵀq − q_mᵀ Λ_mm⁻¹ q_m
-                    maha -= qi[index[i, a]] * y[a]
+                    maha -= q[i, index[i, a]] * y[a]
                     z[i, index[i, a]] = -y[a]
             log_prob[i, k] = log_weights[k] - 0.5 * ((d - s) * log_2pi + log_det + maha)
 

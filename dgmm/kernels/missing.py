@@ -128,16 +128,11 @@ def dense_log_prob(
     if blocks is None:
         blocks, rows = missing_blocks(X, precisions), (0, X.shape[0])
     count, index, pattern = blocks.rows(*rows)
-    K, d = params.n_components, params.n_features
+    K = params.n_components
     completed = np.empty((K, *X.shape))
     log_prob = np.empty((X.shape[0], K))
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
-    centre = params.means.mean(axis=0)
-    shift = params.means - centre
-    gemm = np.concatenate(  # (d + 1, K·d): [Λ_1 … Λ_K] over −[a_1 Λ_1 … a_K Λ_K]
-        [np.concatenate(list(precisions), axis=1), -np.einsum("kd,kde->ke", shift, precisions).reshape(1, K * d)]
-    )
     tile_log_prob(
         X,
         count,
@@ -145,10 +140,8 @@ def dense_log_prob(
         pattern,
         blocks.inverse,
         blocks.log_det,
-        centre,
-        np.ascontiguousarray(shift),
+        np.ascontiguousarray(params.means),
         precisions,
-        np.ascontiguousarray(gemm),
         -2.0 * _log_det_cholesky_dense(params),
         log_weights,
         completed,
