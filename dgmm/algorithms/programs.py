@@ -56,13 +56,17 @@ class PassRunner(Protocol):
 
 @dataclass(frozen=True)
 class Bundle:
-    """The results of several kernels on the same rows; bundles merge part by part. A part is None where its
-    kernel had nothing to compute on the chunk (the neutral element of its merge)."""
+    """The results of several kernels on the same rows, by request number; bundles merge part by part, each
+    part ``left + right`` in that order. A request with no part had nothing to compute on those rows (the
+    neutral element of its merge), so a merge costs the parts present, not every request."""
 
-    parts: tuple
+    parts: dict[int, Any]
 
     def __add__(self, other: "Bundle") -> "Bundle":
-        return Bundle(tuple(b if a is None else a if b is None else a + b for a, b in zip(self.parts, other.parts)))
+        merged = dict(self.parts)
+        for i, part in other.parts.items():
+            merged[i] = merged[i] + part if i in merged else part
+        return Bundle(merged)
 
 
 def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...], row_offset: int) -> Bundle:
@@ -71,20 +75,19 @@ def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...],
     A kernel that sees only some rows (``kernel.rows_key(payload)``: a class's code) and can tell which keys a
     chunk holds (``kernel.keys_in(block)``, once per chunk for all such requests) is not called on a chunk
     without its key: its part is None, which adds nothing. So a pass of C classes over many chunks calls each
-    class's kernel only where the class has rows, not C times per chunk."""
+    class's kernel only where the class has rows, not C times per chunk (and merges only those parts)."""
     held: dict[Callable, Any] = {}
-    parts = []
-    for kernel, payload in requests:
+    parts = {}
+    for i, (kernel, payload) in enumerate(requests):
         key = kernel.rows_key(payload) if hasattr(kernel, "rows_key") else None
         if key is not None:
             keys_in = kernel.keys_in
             if keys_in not in held:
                 held[keys_in] = keys_in(block)
             if held[keys_in] is not None and key not in held[keys_in]:
-                parts.append(None)
                 continue
-        parts.append(kernel(block, payload, row_offset))
-    return Bundle(tuple(parts))
+        parts[i] = kernel(block, payload, row_offset)
+    return Bundle(parts)
 
 
 def run_steps(executor: PassRunner, X, split_every: int, program: Steps[T]) -> T:
@@ -130,8 +133,8 @@ def together(programs: Sequence[Steps]) -> Steps[list]:
             _advance(programs, i, (yield request), pending, results)
         elif passes:
             bundle = yield Pass(bundle_kernel, tuple((r.kernel, r.payload) for _, r in passes))
-            for (i, _), part in zip(passes, bundle.parts):
-                _advance(programs, i, part, pending, results)
+            for j, (i, _) in enumerate(passes):
+                _advance(programs, i, bundle.parts[j], pending, results)
     return results
 
 

@@ -435,12 +435,12 @@ def test_thousands_of_classes_cost_kernel_calls_per_chunk_they_hold(monkeypatch)
     counted.rows_key, counted.keys_in = original.rows_key, original.keys_in
     monkeypatch.setattr(classes, "class_kernel", counted)
     rng = np.random.default_rng(0)
-    n_classes, per_class = 2_000, 40
+    n_classes, per_class = 2_000, 20
     y = np.repeat(np.arange(n_classes), per_class)
     X = rng.normal(scale=10.0, size=(n_classes, 6))[y] + rng.normal(size=(len(y), 6))
     with counted_in_process() as counter:
         model = dgmm.GaussianMixtureClassifier(
-            2, covariance_type="diag", random_state=0, chunk_rows=2 * per_class, max_iter=5
+            2, covariance_type="diag", init_params="k-means||", random_state=0, chunk_rows=2 * per_class, max_iter=3
         ).fit(X, y)
     chunks = len(y) // (2 * per_class)
     assert len(model.estimators_) == n_classes and counter.passes > 3
