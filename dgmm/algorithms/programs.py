@@ -74,8 +74,8 @@ def bundle_kernel(block: np.ndarray, requests: tuple[tuple[Callable, Any], ...],
 
     A kernel that sees only some rows (``kernel.rows_key(payload)``: a class's code) and can tell which keys a
     chunk holds (``kernel.keys_in(block)``, once per chunk for all such requests) is not called on a chunk
-    without its key: its part is None, which adds nothing. So a pass of C classes over many chunks calls each
-    class's kernel only where the class has rows, not C times per chunk (and merges only those parts)."""
+    without its key: it has no part there, which adds nothing. So a pass of C classes over many chunks calls
+    each class's kernel only where the class has rows, not C times per chunk (and merges only those parts)."""
     held: dict[Callable, Any] = {}
     parts = {}
     for i, (kernel, payload) in enumerate(requests):

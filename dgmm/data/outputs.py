@@ -129,7 +129,7 @@ def predict_to_parquet(
         for rg in dataset.row_groups:
             X, weights = split_weights(read_row_group(rg, dataset.columns, nan_policy=nan_policy), len(dataset.columns))
             dropped = None if weights is None else weights == 0
-            if nan_policy == "marginalize" and not impute:
+            if nan_policy == "marginalize":
                 dropped = nothing_observed(X) if dropped is None else dropped | nothing_observed(X)
             columns = {}
             if keep:

@@ -111,6 +111,22 @@ def _solve(L, s, y):  # pragma: no cover - compiled
         y[a] = v / L[a, a]
 
 
+@njit(inline="always", **_JIT)
+def _block_inverse(precision, index, i, s, L, M, out):  # pragma: no cover - compiled
+    """out (first s x s) = Λ_mm⁻¹ for row (or pattern) i's missing coordinates, as L⁻ᵀ L⁻¹ from the Cholesky
+    factor L (entry (a, b) = Σ_c M[c, a] M[c, b], M = L⁻¹); returns log det Λ_mm."""
+    log_det = _block_cholesky(precision, index, i, s, L)
+    _invert_lower(L, s, M)
+    for a in range(s):
+        for b in range(a + 1):
+            v = 0.0
+            for c in range(a, s):
+                v += M[c, a] * M[c, b]
+            out[a, b] = v
+            out[b, a] = v
+    return log_det
+
+
 @njit(**_JIT)
 def pattern_inverses(precisions, count, index, inverse, log_det):  # pragma: no cover - compiled
     """For each pattern p (``count[p]`` missing coordinates ``index[p, :count[p]]``) and component k:
@@ -120,17 +136,8 @@ def pattern_inverses(precisions, count, index, inverse, log_det):  # pragma: no 
     L = np.empty((d, d))
     M = np.empty((d, d))
     for p in range(P):
-        s = count[p]
         for k in range(K):
-            log_det[p, k] = _block_cholesky(precisions[k], index, p, s, L)
-            _invert_lower(L, s, M)
-            for a in range(s):
-                for b in range(a + 1):
-                    v = 0.0
-                    for c in range(a, s):
-                        v += M[c, a] * M[c, b]
-                    inverse[p, k, a, b] = v
-                    inverse[p, k, b, a] = v
+            log_det[p, k] = _block_inverse(precisions[k], index, p, count[p], L, M, inverse[p, k])
 
 
 @njit(**_JIT)
@@ -199,6 +206,7 @@ def tile_stats(count, index, pattern, precisions, completed, resp, s1, s2, mass)
     K, T, d = completed.shape
     L = np.empty((d, d))
     M = np.empty((d, d))
+    block = np.empty((d, d))
     weighted = np.empty((T, d))
     for k in range(K):
         z = completed[k]
@@ -220,17 +228,10 @@ def tile_stats(count, index, pattern, precisions, completed, resp, s1, s2, mass)
             if pattern[i] >= 0:
                 mass[pattern[i], k] += r
                 continue
-            _block_cholesky(precisions[k], index, i, s, L)
-            _invert_lower(L, s, M)  # Λ_mm⁻¹ = M Mᵀ... with M = L⁻ᵀ: entries Σ_c M[c, a] M[c, b]
+            _block_inverse(precisions[k], index, i, s, L, M, block)
             for a in range(s):
-                for b in range(a + 1):
-                    v = 0.0
-                    for c in range(a, s):
-                        v += M[c, a] * M[c, b]
-                    v *= r
-                    s2[k, index[i, a], index[i, b]] += v
-                    if a != b:
-                        s2[k, index[i, b], index[i, a]] += v
+                for b in range(s):
+                    s2[k, index[i, a], index[i, b]] += r * block[a, b]
 
 
 @njit(**_JIT)

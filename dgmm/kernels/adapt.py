@@ -84,19 +84,17 @@ def class_stats(block: np.ndarray, ubm: MixtureParams, weighted: bool) -> ClassS
     """
     X, weights = split_weights(block[:, :-1], ubm.n_features) if weighted else (block[:, :-1], None)
     codes = block[:, -1].astype(np.int64)
+    order = np.argsort(codes, kind="stable")
+    present, starts = np.unique(codes[order], return_index=True)
+    groups = np.split(order, starts[1:]) if len(order) else []
     if has_missing(X):
-        order = np.argsort(codes, kind="stable")
-        present, starts = np.unique(codes[order], return_index=True)
-        groups = np.split(order, starts[1:]) if len(order) else []
         return ClassStats(
             present, tuple(marginal_stats(X[r], ubm, None if weights is None else weights[r]) for r in groups)
         )
     log_norm, resp = _responsibilities(X, ubm)
     add_up = accumulate_expanded if ubm.covariance_type in ("diag", "spherical") else accumulate
-    order = np.argsort(codes, kind="stable")
-    present, starts = np.unique(codes[order], return_index=True)
     out = []
-    for rows in np.split(order, starts[1:]) if len(order) else []:
+    for rows in groups:
         w = None if weights is None else weights[rows]
         loglik = float(log_norm[rows].sum() if w is None else w @ log_norm[rows])
         out.append(add_up(X[rows], resp[rows], ubm.means, ubm.covariance_type, loglik, w))

@@ -188,13 +188,12 @@ def nothing_observed(X: np.ndarray) -> np.ndarray:
     return np.isnan(X).all(axis=1)
 
 
-def _normalise(log_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``log p(x_n)`` (n,) and responsibilities (n, K)."""
-    peak = log_prob.max(axis=1, keepdims=True)
-    with np.errstate(under="ignore"):
-        e = np.exp(log_prob - peak)
-        total = e.sum(axis=1, keepdims=True)
-        return (np.log(total) + peak)[:, 0], e / total
+def _responsibilities(log_prob: np.ndarray, w: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """Σ_n w_n log p(x_n) and the responsibilities (n, K) times the row weights ``w`` (n,) (1 when None), from
+    the log π_k + log-densities (n, K) (:func:`~dgmm.kernels._numba_missing.normalise`)."""
+    resp = np.empty(log_prob.shape)
+    weights = np.empty(0) if w is None else np.ascontiguousarray(w, dtype=np.float64)
+    return normalise(np.ascontiguousarray(log_prob), weights, resp), resp
 
 
 def marginal_stats(
@@ -254,8 +253,7 @@ def _dense_tile(
     """One tile (rows ``rows`` of ``X``): log-likelihood, s0, s1, s2 and the responsibility mass of each cached
     pattern (P, K)."""
     log_prob, completed = dense_log_prob(X[rows[0] : rows[1]], params, blocks, rows)
-    resp = np.empty_like(log_prob)
-    loglik = normalise(log_prob, np.empty(0) if w is None else np.ascontiguousarray(w), resp)
+    loglik, resp = _responsibilities(log_prob, w)
     K, d = params.n_components, params.n_features
     s1, s2 = np.zeros((K, d)), np.zeros((K, d, d))
     mass = np.zeros(blocks.log_det.shape)
@@ -267,10 +265,7 @@ def _dense_tile(
 
 
 def _diagonal_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):
-    log_norm, resp = _normalise(diagonal_log_prob(X, params))
-    if w is not None:
-        resp = resp * w[:, None]
-    loglik = float(log_norm @ (np.ones(len(log_norm)) if w is None else w))
+    loglik, resp = _responsibilities(diagonal_log_prob(X, params), w)
     observed = ~np.isnan(X)
     seen = observed.astype(np.float64)
     centre = params.means.mean(axis=0)
@@ -297,11 +292,11 @@ def conditional_means(X: np.ndarray, params: MixtureParams) -> np.ndarray:
         return out
     mask = np.isnan(X)
     if params.covariance_type in ("diag", "spherical"):
-        _, resp = _normalise(diagonal_log_prob(X, params))
+        _, resp = _responsibilities(diagonal_log_prob(X, params))
         expected = resp @ params.means
     else:
         log_prob, completed = dense_log_prob(X, params)
-        _, resp = _normalise(log_prob)
+        _, resp = _responsibilities(log_prob)
         expected = np.einsum("nk,knd->nd", resp, completed + params.means[:, None, :])
     return np.where(mask, expected, X)
 
@@ -334,16 +329,19 @@ def sample_conditional(
     choice = row_uniforms(seed, stream, row_offset, n)[rows]
     normals = draw_normals(seed, stream + 1, row_offset, (n, d))[rows]
     holes = mask[rows]
-    log_prob = marginal_log_prob(X[rows], params)
     empty = nothing_observed(X[rows])
+    dense = params.covariance_type not in ("diag", "spherical")
+    if dense:  # empty rows' zeros are no observation: their scores and completions are replaced below
+        log_prob, completed = dense_log_prob(np.where(empty[:, None], 0.0, X[rows]), params)
+    else:
+        log_prob = diagonal_log_prob(X[rows], params)
     log_prob[empty] = np.log(params.weights)
-    _, resp = _normalise(log_prob)
+    _, resp = _responsibilities(log_prob)
     component = np.minimum((resp.cumsum(axis=1) < choice[:, None]).sum(axis=1), params.n_components - 1)
-    if params.covariance_type in ("diag", "spherical"):
+    if not dense:
         mean, sd = params.means[component], np.sqrt(1.0 / _diagonal_precisions(params))[component]
         out[rows] = np.where(holes, mean + sd * normals, X[rows])
         return out
-    completed = dense_log_prob(np.where(empty[:, None], 0.0, X[rows]), params)[1]  # empty rows: conditioned below
     precisions = _dense_precisions(params)
     patterns, pattern = np.unique(holes, axis=0, return_inverse=True)
     pattern = pattern.reshape(-1)

@@ -15,7 +15,7 @@ from ..errors import DataError
 from ._numba_tiles import segment_logsumexp
 from .arrays import namespace
 from .gaussian import log_det_cholesky, log_gaussian_prob
-from .missing import has_missing, marginal_log_prob, nothing_observed
+from .missing import has_missing, marginal_log_prob
 from .params import MixtureParams
 from .row_weights import split_weights
 
@@ -65,10 +65,10 @@ def responsibilities(X: np.ndarray, params: MixtureParams) -> np.ndarray:
 
 
 def labels(X: np.ndarray, params: MixtureParams) -> np.ndarray:
-    """Most probable component per row, shape (n,), int64; -1 for a row with nothing observed."""
-    out = np.argmax(weighted_log_prob(X, params), axis=1).astype(np.int64)
-    if has_missing(X):
-        out[nothing_observed(X)] = -1
+    """Most probable component per row, shape (n,), int64; -1 for a row with nothing observed (NaN scores)."""
+    weighted = weighted_log_prob(X, params)
+    out = np.argmax(weighted, axis=1).astype(np.int64)
+    out[np.isnan(weighted[:, 0])] = -1
     return out
 
 
