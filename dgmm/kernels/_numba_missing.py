@@ -1,13 +1,16 @@
 """Compiled (numba) row tiles of the marginalised E-step for full and tied covariances; no Dask.
 
-The formulas are :mod:`dgmm.kernels.missing`'s. Per component, the tile's deviations ``z`` (missing entries 0) go
-through one GEMM, ``q = z Λ``; each row with ``s`` missing values then needs ``Λ_mm⁻¹`` of its s x s block to get
-``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis distance of its observed margin and ``log det Λ_mm``: inverted once per
-missingness pattern of the chunk and component (:func:`pattern_inverses`), or, where a chunk has too many
-patterns to keep their blocks, factorised row by row (Cholesky, s³/6 flops beside the d² of the product).
-Statistics: one GEMM per component on the completed deviations weighted by the responsibilities, plus
-``r Λ_mm⁻¹`` on each row's missing block (summed per pattern first). Sums leave a tile in float64; the same
-flags as :mod:`dgmm.kernels._numba_tiles`.
+The formulas are :mod:`dgmm.kernels.missing`'s. A tile's rows minus c (the mean of the means), 0 where missing, go
+through one GEMM per group of components, as complete rows do in :mod:`dgmm.kernels._numba_tiles`, giving
+``Q_k = z Λ_k`` for z = x − μ_k with its missing entries 0 (a row adds ``a_km Λ_k[m]`` for each missing m, what
+the GEMM's −a_k took out). Each row with s missing values then factorises its s x s block ``Λ_mm = L D Lᵀ`` (in
+registers for s ≤ 3, the usual case; a loop beyond) for ``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis distance of its
+observed margin (``zᵀ Q_k − q_mᵀ Λ_mm⁻¹ q_m``) and ``log det Λ_mm`` (from its pattern's, inverted once per chunk
+and component by :func:`pattern_inverses`, where the chunk keeps them). Statistics: ``Vᵀ V`` per component on
+the completed deviations ``V = √r [ẑ, 1]``, as complete rows, plus ``r Λ_mm⁻¹`` on each row's missing block
+(summed per pattern first). Loops run along the components where they can, and the per-row work is written out
+in the tile functions: a call passing arrays costs two atomic reference counts per array. Sums leave a tile in
+float64; the same flags as :mod:`dgmm.kernels._numba_tiles`.
 """
 
 from __future__ import annotations
@@ -17,17 +20,28 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_tiles import block, gram_lower, responsibilities
+
 _JIT = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
 
 
 @njit(**_JIT)
-def missing_index(X):  # pragma: no cover - compiled
-    """(T,) how many values each row misses, (T, d) which, ascending in the first ``count`` columns, and (T,) a
-    code of the pattern (bit j set where feature j is missing; meaningful for d <= 62)."""
+def any_nan(X):  # pragma: no cover - compiled
+    """Whether X (n, d) holds a NaN, stopping at the first one."""
+    n, d = X.shape
+    for i in range(n):
+        for j in range(d):
+            if math.isnan(X[i, j]):
+                return True
+    return False
+
+
+@njit(**_JIT)
+def find_missing(X, count, index, code):  # pragma: no cover - compiled
+    """Writes count (T,) how many values each row of X (T, d) misses, index (T, d) which, ascending in the first
+    ``count`` columns (the rest undefined), and code (T,) the pattern's bits (j set where feature j is missing;
+    meaningful for d <= 62)."""
     T, d = X.shape
-    count = np.zeros(T, dtype=np.int64)
-    index = np.zeros((T, d), dtype=np.int64)
-    code = np.zeros(T, dtype=np.int64)
     for i in range(T):
         c = 0
         bits = 0
@@ -39,7 +53,25 @@ def missing_index(X):  # pragma: no cover - compiled
                     bits |= 1 << j
         count[i] = c
         code[i] = bits
-    return count, index, code
+
+
+@njit(**_JIT)
+def first_seen(keys, bits):  # pragma: no cover - compiled
+    """Distinct values of ``keys`` (m,), each below 2**bits, numbered by first appearance: (P,) the position of
+    each one's first appearance and (m,) each key's number. One pass over a 2**bits table (no sort)."""
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    firsts = np.empty(keys.shape[0], dtype=np.int64)
+    ids = np.empty(keys.shape[0], dtype=np.int64)
+    P = 0
+    for r in range(keys.shape[0]):
+        t = table[keys[r]]
+        if t < 0:
+            t = P
+            table[keys[r]] = P
+            firsts[P] = r
+            P += 1
+        ids[r] = t
+    return firsts[:P].copy(), ids
 
 
 @njit(**_JIT)
@@ -66,177 +98,347 @@ def normalise(log_prob, weights, resp):  # pragma: no cover - compiled
     return total
 
 
-@njit(inline="always", **_JIT)
-def _block_cholesky(precision, index, i, s, L):  # pragma: no cover - compiled
-    """L (lower, in place of the first s x s entries) of Λ_mm for row i's missing coordinates; log det Λ_mm."""
-    log_det = 0.0
-    for a in range(s):
-        for b in range(a + 1):
-            v = precision[index[i, a], index[i, b]]
-            for c in range(b):
-                v -= L[a, c] * L[b, c]
-            if a == b:
-                v = math.sqrt(v)
-                log_det += 2.0 * math.log(v)
-                L[a, a] = v
-            else:
-                L[a, b] = v / L[b, b]
-    return log_det
-
-
-@njit(inline="always", **_JIT)
-def _invert_lower(L, s, M):  # pragma: no cover - compiled
-    """M (first s x s, lower) = L⁻¹ of the lower-triangular L; (L Lᵀ)⁻¹ = L⁻ᵀ L⁻¹, entry (a, b) = Σ_c M[c,a] M[c,b]."""
-    for b in range(s):
-        M[b, b] = 1.0 / L[b, b]
-        for a in range(b + 1, s):
-            v = 0.0
-            for c in range(b, a):
-                v -= L[a, c] * M[c, b]
-            M[a, b] = v / L[a, a]
-
-
-@njit(inline="always", **_JIT)
-def _solve(L, s, y):  # pragma: no cover - compiled
-    """y <- (L Lᵀ)⁻¹ y for the first s entries."""
-    for a in range(s):
-        v = y[a]
-        for c in range(a):
-            v -= L[a, c] * y[c]
-        y[a] = v / L[a, a]
-    for a in range(s - 1, -1, -1):
-        v = y[a]
-        for c in range(a + 1, s):
-            v -= L[c, a] * y[c]
-        y[a] = v / L[a, a]
-
-
-@njit(inline="always", **_JIT)
-def _block_inverse(precision, index, i, s, L, M, out):  # pragma: no cover - compiled
-    """out (first s x s) = Λ_mm⁻¹ for row (or pattern) i's missing coordinates, as L⁻ᵀ L⁻¹ from the Cholesky
-    factor L (entry (a, b) = Σ_c M[c, a] M[c, b], M = L⁻¹); returns log det Λ_mm."""
-    log_det = _block_cholesky(precision, index, i, s, L)
-    _invert_lower(L, s, M)
-    for a in range(s):
-        for b in range(a + 1):
-            v = 0.0
-            for c in range(a, s):
-                v += M[c, a] * M[c, b]
-            out[a, b] = v
-            out[b, a] = v
-    return log_det
-
-
 @njit(**_JIT)
-def pattern_inverses(precisions, count, index, inverse, log_det):  # pragma: no cover - compiled
-    """For each pattern p (``count[p]`` missing coordinates ``index[p, :count[p]]``) and component k:
-    ``inverse[p, k]`` (top-left s x s) = Λ_mm⁻¹ and ``log_det[p, k]`` = log det Λ_mm."""
+def pattern_inverses(precisions, count, index, start, inverse, log_det):  # pragma: no cover - compiled
+    """For each pattern p (``count[p]`` = s missing coordinates ``index[p, :s]``) and component k: Λ_mm⁻¹ entry
+    (a, b) in ``inverse[start[p] + (a s + b) K + k]`` (components innermost, so a row's work runs along them) and
+    ``log_det[p, k]`` = log det Λ_mm (none where log_det has no rows). Cholesky L of Λ_mm, then L⁻ᵀ L⁻¹, every
+    loop along the components."""
     P = count.shape[0]
     K, d = precisions.shape[0], precisions.shape[1]
-    L = np.empty((d, d))
-    M = np.empty((d, d))
+    L = np.empty((d, d, K))
+    M = np.empty((d, d, K))
+    v = np.empty(K)
+    logs = log_det.shape[0] > 0
     for p in range(P):
-        for k in range(K):
-            log_det[p, k] = _block_inverse(precisions[k], index, p, count[p], L, M, inverse[p, k])
+        s = count[p]
+        if logs:
+            for k in range(K):
+                log_det[p, k] = 0.0
+        for a in range(s):
+            for b in range(a + 1):
+                for k in range(K):
+                    v[k] = precisions[k, index[p, a], index[p, b]]
+                for c in range(b):
+                    for k in range(K):
+                        v[k] -= L[a, c, k] * L[b, c, k]
+                if a == b:
+                    for k in range(K):
+                        L[a, a, k] = math.sqrt(v[k])
+                    if logs:
+                        for k in range(K):
+                            log_det[p, k] += math.log(v[k])
+                else:
+                    for k in range(K):
+                        L[a, b, k] = v[k] / L[b, b, k]
+        for b in range(s):  # M = L⁻¹, lower
+            for k in range(K):
+                M[b, b, k] = 1.0 / L[b, b, k]
+            for a in range(b + 1, s):
+                for k in range(K):
+                    v[k] = 0.0
+                for c in range(b, a):
+                    for k in range(K):
+                        v[k] -= L[a, c, k] * M[c, b, k]
+                for k in range(K):
+                    M[a, b, k] = v[k] / L[a, a, k]
+        for a in range(s):  # (L Lᵀ)⁻¹ entry (a, b) = Σ_c M[c, a] M[c, b], c ≥ a ≥ b
+            for b in range(a + 1):
+                for k in range(K):
+                    v[k] = 0.0
+                for c in range(a, s):
+                    for k in range(K):
+                        v[k] += M[c, a, k] * M[c, b, k]
+                ab, ba = start[p] + (a * s + b) * K, start[p] + (b * s + a) * K
+                for k in range(K):
+                    inverse[ab + k] = v[k]
+                    inverse[ba + k] = v[k]
 
 
 @njit(**_JIT)
-def tile_log_prob(
-    X, count, index, pattern, inverse, block_log_det, means, precisions, log_det_sigma, log_weights, completed, log_prob
+def tile_margins(
+    X,
+    count,
+    index,
+    pattern,
+    block_log_det,
+    centre,
+    gemm,
+    restore,
+    gemm_rows,
+    log_norm,
+    shift,
+    shift_t,
+    stacked,
+    log_pivots,
+    A,
+    Q,
+    L,
+    fill,
+    offset,
 ):  # pragma: no cover - compiled
-    """Per component k: ``completed[k]`` (T, d) the rows minus μ_k completed by ẑ_m, and ``log_prob[:, k]`` the
-    log π_k + log-density of each row's observed margin.
+    """E-step of one tile over each row's observed margin (see the module's formulas).
 
-    X (T, d) with NaN; count, index, pattern: each row's missing values and pattern (-1: factorise the row);
-    inverse (P, K, s, s), block_log_det (P, K) of the patterns; means (K, d); precisions (K, d, d);
-    log_det_sigma (K,) log det Σ_k; log_weights (K,).
+    X (T, d) with NaN; count, index, pattern (T,), (T, d), (T,): each row's missing values and pattern (-1: none
+    cached); block_log_det (P, K): the patterns' log det Λ_mm (:func:`pattern_inverses`); centre (d,) c; gemm
+    (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side for the K_g components of a group and restore
+    (groups, d, K_g·d) ``diag(a_k) Λ_k`` likewise (row j: what a missing coordinate j's −a_kj took out of the
+    product); gemm_rows: rows per GEMM; log_norm (K,) log π_k − ½ log det Σ_k − ½ d log 2π; shift (K, d) and
+    shift_t (d, K) a_k = μ_k − c; stacked (d, d, K) Λ_k[i, j] at [i, j, k]; log_pivots (d, K) log Λ_k,jj.
+    Writes A (T, d + 1) = [x − c (0 where missing), 1], L (T, K) log π_k + log N(x_o | μ_ko, Σ_k,oo), offset (T,)
+    where each row's missing values start in fill (Σ count, K): ẑ_m per component. Q: (gemm_rows, gemm.shape[2])
+    scratch.
     """
     T, d = X.shape
-    K = means.shape[0]
-    L = np.empty((d, d))
-    y = np.empty(d)
-    log_2pi = math.log(2.0 * math.pi)
-    for k in range(K):
-        z = completed[k]
-        for i in range(T):
-            for j in range(d):
-                z[i, j] = X[i, j] - means[k, j]
-            for a in range(count[i]):
-                z[i, index[i, a]] = 0.0
-        q = np.dot(z, precisions[k])
-        for i in range(T):
-            maha = 0.0
-            for j in range(d):
-                maha += z[i, j] * q[i, j]
-            s = count[i]
-            log_det = log_det_sigma[k]
-            p = pattern[i]
-            if s == 1:  # Λ_mm is one number
-                m = index[i, 0]
-                pivot = precisions[k, m, m]
-                log_det += math.log(pivot)
-                maha -= q[i, m] * q[i, m] / pivot
-                z[i, m] = -q[i, m] / pivot
-            elif s > 1 and p >= 0:
-                log_det += block_log_det[p, k]
+    K = shift.shape[0]
+    groups, _, width = gemm.shape
+    total = 0
+    for n in range(T):
+        offset[n] = total
+        total += count[n]
+        for j in range(d):
+            A[n, j] = X[n, j] - centre[j]
+        A[n, d] = 1.0
+        for a in range(count[n]):
+            A[n, index[n, a]] = 0.0
+    per_group = -(-K // groups)
+    F = np.empty((d, d, per_group))
+    w = np.empty((d, per_group))
+    extra = np.empty(per_group)
+    half_log_2pi = 0.5 * math.log(2.0 * math.pi)
+    for first in range(0, T, gemm_rows):
+        stop = min(T, first + gemm_rows)
+        for g in range(groups):
+            np.dot(A[first:stop], gemm[g], Q[: stop - first])
+            for n in range(first, stop):  # Q = z Λ_k with z = x − μ_k, 0 where missing
+                for a in range(count[n]):
+                    m = index[n, a]
+                    for c in range(width):
+                        Q[n - first, c] += restore[g, m, c]
+            k0 = g * per_group
+            members = min(per_group, K - k0)
+            for n in range(first, stop):
+                for i in range(members):
+                    m = 0.0
+                    for j in range(d):
+                        m += (A[n, j] - shift[k0 + i, j]) * Q[n - first, i * d + j]
+                    L[n, k0 + i] = log_norm[k0 + i] - 0.5 * m
+            for n in range(first, stop):
+                s = count[n]
+                if s == 0:
+                    continue
+                p = pattern[n]
+                # along the components, what the margin adds to the complete row's log det Σ + Σ_j (z_j − a_kj) Q_j:
+                # Σ_m a_km Q_m + log det Λ_mm − q_mᵀ Λ_mm⁻¹ q_m, with q_m = Q_m (see the module docstring)
+                if s == 1:  # the most common case: Λ_mm is one number
+                    m = index[n, 0]
+                    for i in range(members):
+                        v, pivot = Q[n - first, i * d + m], stacked[m, m, k0 + i]
+                        fill[offset[n], k0 + i] = -v / pivot
+                        more = shift_t[m, k0 + i] * v + log_pivots[m, k0 + i] - v * v / pivot
+                        L[n, k0 + i] += half_log_2pi - 0.5 * more
+                    continue
+                if s == 2:  # Λ_mm = L D Lᵀ in registers
+                    m0, m1 = index[n, 0], index[n, 1]
+                    for i in range(members):
+                        k = k0 + i
+                        q0, q1 = Q[n - first, i * d + m0], Q[n - first, i * d + m1]
+                        d0, e10 = stacked[m0, m0, k], stacked[m1, m0, k]
+                        l10 = e10 / d0
+                        d1 = stacked[m1, m1, k] - e10 * l10
+                        w1 = q1 - l10 * q0
+                        y1 = w1 / d1
+                        fill[offset[n], k] = l10 * y1 - q0 / d0
+                        fill[offset[n] + 1, k] = -y1
+                        log_det = block_log_det[p, k] if p >= 0 else math.log(d0) + math.log(d1)
+                        more = shift_t[m0, k] * q0 + shift_t[m1, k] * q1 + log_det - q0 * q0 / d0 - w1 * y1
+                        L[n, k] += 2.0 * half_log_2pi - 0.5 * more
+                    continue
+                if s == 3:
+                    m0, m1, m2 = index[n, 0], index[n, 1], index[n, 2]
+                    for i in range(members):
+                        k = k0 + i
+                        q0, q1, q2 = Q[n - first, i * d + m0], Q[n - first, i * d + m1], Q[n - first, i * d + m2]
+                        d0, e10, e20 = stacked[m0, m0, k], stacked[m1, m0, k], stacked[m2, m0, k]
+                        l10, l20 = e10 / d0, e20 / d0
+                        d1 = stacked[m1, m1, k] - e10 * l10
+                        e21 = stacked[m2, m1, k] - e20 * l10
+                        l21 = e21 / d1
+                        d2 = stacked[m2, m2, k] - e20 * l20 - e21 * l21
+                        w1 = q1 - l10 * q0
+                        w2 = q2 - l20 * q0 - l21 * w1
+                        y2 = w2 / d2
+                        y1 = w1 / d1 - l21 * y2
+                        fill[offset[n], k] = l10 * y1 + l20 * y2 - q0 / d0
+                        fill[offset[n] + 1, k] = -y1
+                        fill[offset[n] + 2, k] = -y2
+                        log_det = block_log_det[p, k] if p >= 0 else math.log(d0) + math.log(d1) + math.log(d2)
+                        more = shift_t[m0, k] * q0 + shift_t[m1, k] * q1 + shift_t[m2, k] * q2 + log_det
+                        more -= q0 * q0 / d0 + w1 * w1 / d1 + w2 * y2
+                        L[n, k] += 3.0 * half_log_2pi - 0.5 * more
+                    continue
+                for i in range(members):
+                    extra[i] = 0.0
                 for a in range(s):
-                    v = 0.0
-                    for b in range(s):
-                        v += inverse[p, k, a, b] * q[i, index[i, b]]
-                    y[a] = v
-                for a in range(s):
-                    maha -= q[i, index[i, a]] * y[a]
-                for a in range(s):
-                    z[i, index[i, a]] = -y[a]
-            elif s > 1:
-                log_det += _block_cholesky(precisions[k], index, i, s, L)
-                for a in range(s):
-                    y[a] = q[i, index[i, a]]
-                _solve(L, s, y)
-                for a in range(s):  # ẑ_m = −y; the margin's distance is zᵀq − q_mᵀ Λ_mm⁻¹ q_m
-                    maha -= q[i, index[i, a]] * y[a]
-                    z[i, index[i, a]] = -y[a]
-            log_prob[i, k] = log_weights[k] - 0.5 * ((d - s) * log_2pi + log_det + maha)
+                    m = index[n, a]
+                    for i in range(members):
+                        v = Q[n - first, i * d + m]
+                        w[a, i] = v
+                        extra[i] += shift_t[m, k0 + i] * v
+                for a in range(s):  # Λ_mm = L D Lᵀ: F[a, b] = L_ab (b < a), F[a, a] = D_a
+                    ma = index[n, a]
+                    for b in range(a + 1):
+                        mb = index[n, b]
+                        for i in range(members):
+                            v = stacked[ma, mb, k0 + i]
+                            for c in range(b):
+                                v -= F[a, c, i] * F[b, c, i] * F[c, c, i]
+                            F[a, b, i] = v if a == b else v / F[b, b, i]
+                for a in range(s):  # w = L⁻¹ q_m, and q_mᵀ Λ_mm⁻¹ q_m = Σ w² / D
+                    for i in range(members):
+                        v = w[a, i]
+                        for c in range(a):
+                            v -= F[a, c, i] * w[c, i]
+                        w[a, i] = v
+                        extra[i] -= v * v / F[a, a, i]
+                for a in range(s - 1, -1, -1):  # ẑ_m = −Λ_mm⁻¹ q_m = −L⁻ᵀ D⁻¹ w
+                    for i in range(members):
+                        v = w[a, i] / F[a, a, i]
+                        for c in range(a + 1, s):
+                            v -= F[c, a, i] * w[c, i]
+                        w[a, i] = v
+                        fill[offset[n] + a, k0 + i] = -v
+                for i in range(members):
+                    if p >= 0:
+                        extra[i] += block_log_det[p, k0 + i]
+                    else:
+                        for a in range(s):
+                            extra[i] += math.log(F[a, a, i])
+                    L[n, k0 + i] += s * half_log_2pi - 0.5 * extra[i]
 
 
 @njit(**_JIT)
-def tile_stats(count, index, pattern, precisions, completed, resp, s1, s2, mass):  # pragma: no cover - compiled
-    """Adds ``Σ r ẑ`` to s1 (K, d) and ``Σ r (ẑ ẑᵀ + Λ_mm⁻¹ on the missing block)`` to s2 (K, d, d), but for rows
-    of a cached pattern p, whose ``r`` goes to ``mass[p, k]`` (:func:`add_pattern_covariances` adds them)."""
-    K, T, d = completed.shape
-    L = np.empty((d, d))
-    M = np.empty((d, d))
-    block = np.empty((d, d))
-    weighted = np.empty((T, d))
+def missing_tile(
+    X,
+    count,
+    index,
+    pattern,
+    block_log_det,
+    centre,
+    gemm,
+    restore,
+    gemm_rows,
+    log_norm,
+    shift,
+    shift_t,
+    precisions,
+    stacked,
+    log_pivots,
+    floor,
+    weights,
+    s0,
+    s1,
+    s2,
+    mass,
+    buf,
+):  # pragma: no cover - compiled
+    """E-step and centred expected statistics of one tile with missing values, full or tied covariances.
+
+    Arguments as :func:`tile_margins`'s, with precisions (K, d, d) Λ_k, and floor, weights, s0, s1, s2 as
+    :func:`dgmm.kernels._numba_tiles.full_tile`'s (s1, s2 written; tied: every component's S2_k). Per component
+    ``V = √r [ẑ, 1]`` (ẑ: the row minus μ_k completed by its conditional mean) and ``Vᵀ V``, plus ``r Λ_mm⁻¹``
+    on each row's missing block, but for rows of a cached pattern p, whose ``r`` goes to ``mass[p, k]`` (P, K)
+    (:func:`add_pattern_covariances`). buf: float64 scratch of at least
+    ``T·(2d + 4K + 5) + gemm_rows·gemm.shape[2] + (d + 1)² + K·Σ count`` elements. Returns the tile's
+    log-likelihood.
+    """
+    T, d = X.shape
+    K = shift.shape[0]
+    e = d + 1
+    holes = 0
+    for n in range(T):
+        holes += count[n]
+    A = block(buf, 0, T, e)
+    at = T * e
+    V = block(buf, at, T, e)
+    at += T * e
+    R = block(buf, at, T, K)
+    L = block(buf, at + T * K, T, K)
+    at += 2 * T * K
+    G = block(buf, at, e, e)
+    at += e * e
+    Q = block(buf, at, min(gemm_rows, T), gemm.shape[2])
+    at += min(gemm_rows, T) * gemm.shape[2]
+    fill = block(buf, at, holes, K)
+    at += K * holes
+    offset = np.empty(T, dtype=np.int64)
+    tile_margins(
+        X,
+        count,
+        index,
+        pattern,
+        block_log_det,
+        centre,
+        gemm,
+        restore,
+        gemm_rows,
+        log_norm,
+        shift,
+        shift_t,
+        stacked,
+        log_pivots,
+        A,
+        Q,
+        L,
+        fill,
+        offset,
+    )
+    loglik = responsibilities(L, floor, weights, s0, R, buf[at:])
+    holed = np.flatnonzero(count)
     for k in range(K):
-        z = completed[k]
-        for i in range(T):
-            r = resp[i, k]
+        for n in range(T):
+            root = math.sqrt(R[n, k])
             for j in range(d):
-                weighted[i, j] = r * z[i, j]
-                s1[k, j] += weighted[i, j]
-        s2[k] += np.dot(weighted.T, z)
-        for i in range(T):
-            s = count[i]
-            r = resp[i, k]
-            if s == 0 or r == 0.0:
-                continue
-            if s == 1:
-                m = index[i, 0]
-                s2[k, m, m] += r / precisions[k, m, m]
-                continue
-            if pattern[i] >= 0:
-                mass[pattern[i], k] += r
-                continue
-            _block_inverse(precisions[k], index, i, s, L, M, block)
+                V[n, j] = root * (A[n, j] - shift[k, j])
+            V[n, d] = root
+        for n in holed:
+            root = math.sqrt(R[n, k])
+            for a in range(count[n]):
+                V[n, index[n, a]] = root * fill[offset[n] + a, k]
+        gram_lower(V, G)
+        for i in range(d):
+            s1[k, i] = G[d, i]
+            for j in range(i + 1):
+                s2[k, i, j] = G[i, j]
+                s2[k, j, i] = G[i, j]
+    # r Λ_mm⁻¹ of each row's missing block: summed per coordinate (one missing value) or per cached pattern
+    single = np.zeros((d, K))
+    own, no_logs, no_offset = np.empty(d * d * K), np.empty((0, K)), np.zeros(1, dtype=np.int64)
+    for n in holed:
+        s, p = count[n], pattern[n]
+        if s == 1:
+            m = index[n, 0]
+            for k in range(K):
+                single[m, k] += R[n, k]
+        elif p >= 0:
+            for k in range(K):
+                mass[p, k] += R[n, k]
+        else:  # no cached block: the row's own, every component at once
+            pattern_inverses(precisions, count[n : n + 1], index[n : n + 1], no_offset, own, no_logs)
             for a in range(s):
                 for b in range(s):
-                    s2[k, index[i, a], index[i, b]] += r * block[a, b]
+                    ma, mb, at = index[n, a], index[n, b], (a * s + b) * K
+                    for k in range(K):
+                        s2[k, ma, mb] += R[n, k] * own[at + k]
+    for k in range(K):
+        for m in range(d):
+            s2[k, m, m] += single[m, k] / precisions[k, m, m]
+    return loglik
 
 
 @njit(**_JIT)
-def add_pattern_covariances(count, index, inverse, mass, s2):  # pragma: no cover - compiled
-    """s2[k] (K, d, d) += ``mass[p, k] Λ_mm⁻¹`` on each pattern p's missing block."""
+def add_pattern_covariances(count, index, start, inverse, mass, s2):  # pragma: no cover - compiled
+    """s2[k] (K, d, d) += ``mass[p, k] Λ_mm⁻¹`` on each pattern p's missing block (:func:`pattern_inverses`)."""
     P, K = mass.shape
     for p in range(P):
         s = count[p]
@@ -246,4 +448,4 @@ def add_pattern_covariances(count, index, inverse, mass, s2):  # pragma: no cove
                 continue
             for a in range(s):
                 for b in range(s):
-                    s2[k, index[p, a], index[p, b]] += r * inverse[p, k, a, b]
+                    s2[k, index[p, a], index[p, b]] += r * inverse[start[p] + (a * s + b) * K + k]

@@ -252,16 +252,16 @@ def tile_stats(
     s0, s1 = np.zeros(K), np.zeros((K, d))
     row_weights = _NO_WEIGHTS if weights is None else weights
     rows = max(X.shape[0], plan.tile_rows)
-    fbuf = _scratch("work", np.dtype(np.float64), rows * (3 * K + 3))
+    fbuf = scratch("work", np.dtype(np.float64), rows * (3 * K + 3))
     if plan.covariance_type in ("diag", "spherical"):
         s2 = np.zeros((K, d))
-        cbuf = _scratch("tile", plan.dtype, rows * (2 * d + K))
+        cbuf = scratch("tile", plan.dtype, rows * (2 * d + K))
         loglik = _k.diag_tile(
             X, plan.centre, plan.gemm, plan.log_norm, plan.floor, plan.shift, row_weights, s0, s1, s2, cbuf, fbuf
         )
         return loglik, s0, s1, s2
     s2 = np.empty((K, d, d)) if s2_out is None else s2_out
-    cbuf = _scratch("tile", plan.dtype, rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
+    cbuf = scratch("tile", plan.dtype, rows * (2 * (d + 1) + K) + plan.gemm_rows * plan.gemm.shape[2] + (d + 1) ** 2)
     loglik = _k.full_tile(
         X,
         plan.centre,
@@ -285,7 +285,7 @@ _NO_WEIGHTS = np.zeros(0)
 _SCRATCH = threading.local()
 
 
-def _scratch(name: str, dtype: np.dtype, size: int) -> np.ndarray:
+def scratch(name: str, dtype: np.dtype, size: int) -> np.ndarray:
     """This thread's 1-D scratch array ``name`` of ``dtype``, at least ``size`` elements, reused across tiles."""
     buffers = _SCRATCH.__dict__.setdefault("buffers", {})
     buffer = buffers.get((name, dtype))

@@ -27,34 +27,43 @@ import numpy as np
 
 from ._numba_missing import (
     add_pattern_covariances,
-    missing_index,
+    any_nan,
+    find_missing,
+    first_seen,
+    missing_tile,
     normalise,
     pattern_inverses,
-    tile_log_prob,
-    tile_stats,
+    tile_margins,
 )
+from .estep import EStepPlan, default_gemm_rows, group_size, plan_estep, scratch, tile_bounds
 from .hashing import row_uniforms
 from .params import MixtureParams
 from .stats import Stats, s2_shape, weight_totals
 
 LOG_2PI = math.log(2.0 * math.pi)
-TILE_ELEMENTS = 1 << 18  # K x T x d completed deviations kept per tile, 2 MiB of float64: within L2
+TILE_ELEMENTS = 1 << 18  # diag/spherical: a tile's intermediates, 2 MiB of float64: within L2
+TABLE_BITS = 18  # patterns of up to this many features are numbered through a 2**d table, wider ones by a sort
+PATTERN_BATCH = 256  # patterns inverted per job of the chunk's ``map``
 BLOCK_CACHE_ELEMENTS = 1 << 22  # a chunk's pattern blocks (P x K x s x s), 32 MiB of float64, at most
 
 
 def has_missing(X: np.ndarray) -> bool:
-    """Whether any entry of ``X`` is NaN: a sum first (no temporary; infinities are refused before any kernel),
-    the elementwise test only when the sum is NaN."""
-    return bool(np.isnan(np.sum(X))) and bool(np.isnan(X).any())
+    """Whether any entry of ``X`` (n, d) is NaN: a sum first (no temporary; infinities are refused before any
+    kernel), a scan that stops at the first NaN only when the sum is NaN (finite values can overflow to it)."""
+    with np.errstate(over="ignore"):
+        total = np.sum(X)
+    return bool(np.isnan(total)) and bool(any_nan(X))
+
+
+def _dense(matrices: np.ndarray, params: MixtureParams) -> np.ndarray:
+    """(K, d, d) C-contiguous float64 per-component copies of a full or tied mixture's (K, d, d) or (d, d) matrices."""
+    K, d = params.n_components, params.n_features
+    return np.ascontiguousarray(np.broadcast_to(matrices, (K, d, d)), dtype=np.float64)
 
 
 def _dense_precisions(params: MixtureParams) -> np.ndarray:
-    """(K, d, d) C-contiguous precisions of a full or tied mixture."""
-    K, d = params.n_components, params.n_features
-    precisions = params.precisions
-    if params.covariance_type == "tied":
-        precisions = np.broadcast_to(precisions, (K, d, d))
-    return np.ascontiguousarray(precisions, dtype=np.float64)
+    """(K, d, d) precisions Λ_k of a full or tied mixture."""
+    return _dense(params.precisions, params)
 
 
 def _diagonal_precisions(params: MixtureParams) -> np.ndarray:
@@ -70,92 +79,152 @@ class MissingBlocks:
     """Which values each row misses and its patterns' precision blocks (full and tied covariances).
 
     count : (n,) missing values per row; index : (n, d) their coordinates, ascending in the first ``count``;
-    pattern : (n,) the row's pattern, -1 where its block is factorised row by row; inverse : (P, K, s, s)
-    Λ_mm⁻¹ and log_det : (P, K) log det Λ_mm per pattern and component; pattern_count, pattern_index : (P,),
-    (P, d) the patterns' missing coordinates.
+    pattern : (n,) the row's pattern, -1 where its block is factorised row by row; start : (P,) and inverse
+    (Σ_p s_p² K,): pattern p's Λ_mm⁻¹ entry (a, b) of component k at ``start[p] + (a s + b) K + k``; log_det :
+    (P, K) log det Λ_mm; pattern_count, pattern_index : (P,), (P, d) the patterns' missing coordinates.
     """
 
     count: np.ndarray
     index: np.ndarray
     pattern: np.ndarray
+    start: np.ndarray
     inverse: np.ndarray
     log_det: np.ndarray
     pattern_count: np.ndarray
     pattern_index: np.ndarray
 
-    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.count[start:stop], self.index[start:stop], self.pattern[start:stop]
+    def rows(self, first: int, stop: int) -> tuple[np.ndarray, ...]:
+        """count, index and pattern of rows first … stop − 1, then log_det."""
+        return self.count[first:stop], self.index[first:stop], self.pattern[first:stop], self.log_det
 
 
-def missing_blocks(X: np.ndarray, precisions: np.ndarray) -> MissingBlocks:
+def missing_index(X: np.ndarray, map: Callable = builtins.map) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n,) how many values each row of X (n, d) misses, (n, d) which (int32, ascending in the first ``count``
+    columns), and (n,) the pattern's bits (:func:`~dgmm.kernels._numba_missing.find_missing`), row tiles through
+    ``map``."""
+    n, d = X.shape
+    count, index, code = np.empty(n, dtype=np.int64), np.empty((n, d), dtype=np.int32), np.empty(n, dtype=np.int64)
+    step = max(1, TILE_ELEMENTS // max(d, 1))
+    rows = [slice(i, i + step) for i in range(0, n, step)]
+    list(map(lambda r: find_missing(X[r], count[r], index[r], code[r]), rows))
+    return count, index, code
+
+
+def missing_blocks(
+    X: np.ndarray, precisions: np.ndarray, found: tuple | None = None, map: Callable = builtins.map
+) -> MissingBlocks:
     """:class:`MissingBlocks` of rows ``X`` (n, d) under precisions (K, d, d): each pattern of two or more missing
-    values inverted once per component, unless their blocks would exceed :data:`BLOCK_CACHE_ELEMENTS` (then every
-    row factorises its own)."""
-    count, index, code = missing_index(X)
+    values inverted once per component (batches of patterns through ``map``), unless their blocks would exceed
+    :data:`BLOCK_CACHE_ELEMENTS` (then every row factorises its own). ``found``: X's :func:`missing_index`, if
+    known."""
+    count, index, code = missing_index(X, map) if found is None else found
     K, d = precisions.shape[0], precisions.shape[1]
     pattern = np.full(X.shape[0], -1, dtype=np.int64)
     several = np.flatnonzero(count > 1)
-    none = np.zeros((0, K, 0, 0)), np.zeros((0, K)), np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=np.int64)
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros((0, K)), np.zeros(0, dtype=np.int64))
+    none = (*none, np.zeros((0, d), dtype=index.dtype))
     if several.size == 0:
         return MissingBlocks(count, index, pattern, *none)
-    if d <= 62:  # the pattern's bits as one integer
-        keys = code[several]
+    if d <= TABLE_BITS:
+        first, inverse_of_row = first_seen(code[several], d)
     else:
-        packed = np.packbits(np.isnan(X[several]), axis=1)
-        keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse_of_row = np.unique(keys, return_index=True, return_inverse=True)
+        if d <= 62:  # the pattern's bits as one integer
+            keys = code[several]
+        else:
+            packed = np.packbits(np.isnan(X[several]), axis=1)
+            keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+        _, first, inverse_of_row = np.unique(keys, return_index=True, return_inverse=True)
     patterns = several[first]
-    widest = int(count[patterns].max())
-    if len(patterns) * K * widest * widest > BLOCK_CACHE_ELEMENTS:
+    p_count, p_index = count[patterns], np.ascontiguousarray(index[patterns])
+    sizes = p_count**2 * K
+    if sizes.sum() > BLOCK_CACHE_ELEMENTS:
         return MissingBlocks(count, index, pattern, *none)
     pattern[several] = inverse_of_row.reshape(-1)
-    p_count, p_index = count[patterns], np.ascontiguousarray(index[patterns])
-    inverse = np.empty((len(patterns), K, widest, widest))  # each pattern fills its top-left s x s
-    log_det = np.empty((len(patterns), K))
-    pattern_inverses(precisions, p_count, p_index, inverse, log_det)
-    return MissingBlocks(count, index, pattern, inverse, log_det, p_count, p_index)
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    inverse, log_det = np.empty(int(sizes.sum())), np.empty((len(patterns), K))
+
+    def invert(first: int) -> None:
+        batch = slice(first, first + PATTERN_BATCH)
+        pattern_inverses(precisions, p_count[batch], p_index[batch], start[batch], inverse, log_det[batch])
+
+    list(map(invert, range(0, len(patterns), PATTERN_BATCH)))
+    return MissingBlocks(count, index, pattern, start, inverse, log_det, p_count, p_index)
 
 
-def dense_log_prob(
-    X: np.ndarray, params: MixtureParams, blocks: MissingBlocks | None = None, rows: tuple[int, int] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Full or tied: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (n, K) and the completed deviations ẑ (K, n, d).
+@dataclass(frozen=True)
+class _Margins:
+    """The per-iteration constants of the compiled tiles (:func:`tile_margins`), full or tied mixtures.
 
-    ``blocks``: :func:`missing_blocks` of the rows ``X`` belongs to, and ``rows`` the (start, stop) of ``X`` among
-    them (default: computed for ``X``)."""
+    plan : the float64 :class:`~dgmm.kernels.estep.EStepPlan` (centre c, a_k = μ_k − c, log_norm, floor, tile
+    rows); gemm : (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side, and restore : (groups, d, K_g·d)
+    ``diag(a_k) Λ_k`` likewise: ``[x − c (0 where missing), 1]`` times gemm, plus restore's rows of the missing
+    coordinates, is ``z Λ_k`` with z the row minus μ_k, 0 where missing; gemm_rows : rows per GEMM; shift_t :
+    (d, K) a_k; precisions (K, d, d) Λ_k and stacked (d, d, K) the same along the components; log_pivots (d, K)
+    log Λ_k,jj.
+    """
+
+    plan: EStepPlan
+    gemm: np.ndarray
+    restore: np.ndarray
+    gemm_rows: int
+    shift_t: np.ndarray
+    precisions: np.ndarray
+    stacked: np.ndarray
+    log_pivots: np.ndarray
+
+    @classmethod
+    def of(cls, params: MixtureParams) -> "_Margins":
+        plan = plan_estep(params)
+        precisions = _dense_precisions(params)
+        K, d = params.n_components, params.n_features
+        group = group_size(K, d, "full")
+        padded = -(-K // group) * group
+        stacked = np.zeros((2 * d + 1, padded, d))
+        stacked[:d, :K] = precisions.transpose(1, 0, 2)
+        stacked[d, :K] = -np.einsum("ki,kij->kj", plan.shift, precisions)
+        stacked[d + 1 :, :K] = plan.shift.T[:, :, None] * precisions.transpose(1, 0, 2)
+        stacked = np.ascontiguousarray(stacked.reshape(2 * d + 1, padded // group, group * d).transpose(1, 0, 2))
+        log_pivots = np.ascontiguousarray(np.log(np.diagonal(precisions, axis1=1, axis2=2)).T)
+        rows = default_gemm_rows(stacked.shape[2])
+        gemm, restore = np.ascontiguousarray(stacked[:, : d + 1]), np.ascontiguousarray(stacked[:, d + 1 :])
+        shift_t, stacked = np.ascontiguousarray(plan.shift.T), np.ascontiguousarray(precisions.transpose(1, 2, 0))
+        return cls(plan, gemm, restore, rows, shift_t, precisions, stacked, log_pivots)
+
+    def arguments(self, X: np.ndarray, blocks: MissingBlocks, rows: tuple[int, int]) -> tuple:
+        """:func:`tile_margins`'s arguments from ``X`` to ``log_pivots``, for rows ``rows``."""
+        plan = self.plan
+        return (
+            X[rows[0] : rows[1]],
+            *blocks.rows(*rows),
+            plan.centre,
+            self.gemm,
+            self.restore,
+            self.gemm_rows,
+            plan.log_norm,
+            plan.shift,
+            self.shift_t,
+            self.stacked,
+            self.log_pivots,
+        )
+
+
+def dense_log_prob(X: np.ndarray, params: MixtureParams) -> tuple[np.ndarray, np.ndarray]:
+    """Full or tied: ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (n, K) and the rows minus μ_k completed by their
+    conditional means, ẑ (K, n, d)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
-    precisions = _dense_precisions(params)
-    if blocks is None:
-        blocks, rows = missing_blocks(X, precisions), (0, X.shape[0])
-    count, index, pattern = blocks.rows(*rows)
+    margins = _Margins.of(params)
+    n, d = X.shape
     K = params.n_components
-    completed = np.empty((K, *X.shape))
-    log_prob = np.empty((X.shape[0], K))
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(params.weights)
-    tile_log_prob(
-        X,
-        count,
-        index,
-        pattern,
-        blocks.inverse,
-        blocks.log_det,
-        np.ascontiguousarray(params.means),
-        precisions,
-        -2.0 * _log_det_cholesky_dense(params),
-        log_weights,
-        completed,
-        log_prob,
-    )
-    return log_prob, completed
-
-
-def _log_det_cholesky_dense(params: MixtureParams) -> np.ndarray:
-    """(K,) ``log det U_k`` = −½ log det Σ_k for full or tied."""
-    U = params.precisions_cholesky
-    if params.covariance_type == "tied":
-        return np.full(params.n_components, np.sum(np.log(np.diag(U))))
-    return np.sum(np.log(np.diagonal(U, axis1=1, axis2=2)), axis=1)
+    blocks = missing_blocks(X, margins.precisions)
+    A, L = np.empty((n, d + 1)), np.empty((n, K))
+    fill, offset = np.empty((int(blocks.count.sum()), K)), np.empty(n, dtype=np.int64)
+    if n:
+        Q = np.empty((min(margins.gemm_rows, n), margins.gemm.shape[2]))
+        tile_margins(*margins.arguments(X, blocks, (0, n)), A, Q, L, fill, offset)
+    completed = A[None, :, :d] - margins.plan.shift[:, None, :]
+    rows = np.repeat(np.arange(n), blocks.count)
+    completed[:, rows, blocks.index[rows, np.arange(rows.size) - offset[rows]]] = fill.T
+    return L, completed
 
 
 def diagonal_log_prob(X: np.ndarray, params: MixtureParams) -> np.ndarray:
@@ -206,62 +275,80 @@ def marginal_stats(
     summed in order, so the result does not depend on it).
     Returns Stats with ``s0`` (K,), ``s1`` (K, d), ``s2`` (``s2_shape``), float64.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
     n_rows, d = X.shape
     K, covariance_type = params.n_components, params.covariance_type
-    empty = nothing_observed(X)
+    found = None if covariance_type in ("diag", "spherical") else missing_index(X, map)
+    empty = nothing_observed(X) if found is None else found[0] == d
     if empty.any():  # left out and counted, as rows of weight 0
-        weights = np.where(empty, 0.0, 1.0 if weights is None else np.asarray(weights, dtype=np.float64))
+        weights = np.where(empty, 0.0, 1.0 if weights is None else weights)
     totals = weight_totals(n_rows, weights)
     if weights is not None:
-        live = np.asarray(weights, dtype=np.float64) > 0
-        X, weights = X[live], np.asarray(weights, dtype=np.float64)[live]
-    X = np.ascontiguousarray(X)
+        weights = np.asarray(weights, dtype=np.float64)
+        live = weights > 0
+        if not live.all():
+            X, weights = X[live], weights[live]
+            found = None if found is None else tuple(part[live] for part in found)
     s0, s1 = np.zeros(K), np.zeros((K, d))
     s2 = np.zeros(s2_shape(K, d, covariance_type))
-    tile = min(8192, max(256, TILE_ELEMENTS // max(1, K * d)))
-    bounds = [(i, min(i + tile, X.shape[0])) for i in range(0, X.shape[0], tile)]
     if covariance_type in ("diag", "spherical"):
+        tile = min(8192, max(256, TILE_ELEMENTS // max(1, K * d)))
         parts = map(
-            lambda b: _diagonal_tile(X[b[0] : b[1]], params, None if weights is None else weights[b[0] : b[1]]), bounds
+            lambda b: _diagonal_tile(X[b[0] : b[1]], params, None if weights is None else weights[b[0] : b[1]]),
+            tile_bounds(X.shape[0], tile),
         )
         blocks = None
     else:
-        blocks = missing_blocks(X, _dense_precisions(params))
-        mass = np.zeros(blocks.log_det.shape)
+        margins = _Margins.of(params)
+        blocks = missing_blocks(X, margins.precisions, found, map)
         parts = map(
-            lambda b: _dense_tile(X, params, None if weights is None else weights[b[0] : b[1]], blocks, b), bounds
+            lambda b: _dense_tile(X, margins, None if weights is None else weights[b[0] : b[1]], blocks, b),
+            tile_bounds(X.shape[0], margins.plan.tile_rows),
         )
     loglik = 0.0
+    mass = None if blocks is None else np.zeros(blocks.log_det.shape)
     for part in parts:  # in tile order, whatever ``map`` runs them
         loglik += part[0]
         s0 += part[1]
         s1 += part[2]
         s2 += part[3]
-        if blocks is not None:
+        if mass is not None:
             mass += part[4]
     if blocks is not None and len(mass):
         full = np.zeros((K, d, d))
-        add_pattern_covariances(blocks.pattern_count, blocks.pattern_index, blocks.inverse, mass, full)
+        add_pattern_covariances(blocks.pattern_count, blocks.pattern_index, blocks.start, blocks.inverse, mass, full)
         s2 += full.sum(axis=0) if covariance_type == "tied" else full
     return Stats(n_rows, loglik, s0, s1, s2, *totals)
 
 
+_NO_WEIGHTS = np.zeros(0)
+
+
 def _dense_tile(
-    X: np.ndarray, params: MixtureParams, w: np.ndarray | None, blocks: MissingBlocks, rows: tuple[int, int]
-):
-    """One tile (rows ``rows`` of ``X``): log-likelihood, s0, s1, s2 and the responsibility mass of each cached
-    pattern (P, K)."""
-    log_prob, completed = dense_log_prob(X[rows[0] : rows[1]], params, blocks, rows)
-    loglik, resp = _responsibilities(log_prob, w)
-    K, d = params.n_components, params.n_features
-    s1, s2 = np.zeros((K, d)), np.zeros((K, d, d))
+    X: np.ndarray, margins: _Margins, w: np.ndarray | None, blocks: MissingBlocks, rows: tuple[int, int]
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One tile (rows ``rows`` of ``X``, one compiled call): log-likelihood, s0, s1, s2 and the responsibility
+    mass of each cached pattern (P, K)."""
+    plan = margins.plan
+    K, d, e = plan.n_components, plan.n_features, plan.n_features + 1
+    T, holes = rows[1] - rows[0], int(blocks.count[rows[0] : rows[1]].sum())
+    size = T * (2 * d + 4 * K + 5) + e * e + margins.gemm_rows * margins.gemm.shape[2] + K * holes
+    s0, s1, s2 = np.zeros(K), np.empty((K, d)), np.empty((K, d, d))
     mass = np.zeros(blocks.log_det.shape)
-    count, index, pattern = blocks.rows(*rows)
-    tile_stats(count, index, pattern, _dense_precisions(params), completed, np.ascontiguousarray(resp), s1, s2, mass)
-    if params.covariance_type == "tied":
-        s2 = s2.sum(axis=0)
-    return loglik, resp.sum(axis=0), s1, s2, mass
+    arguments = margins.arguments(X, blocks, rows)
+    loglik = missing_tile(
+        *arguments[:-2],
+        margins.precisions,
+        *arguments[-2:],
+        plan.floor,
+        _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64),
+        s0,
+        s1,
+        s2,
+        mass,
+        scratch("missing", np.dtype(np.float64), size),
+    )
+    return loglik, s0, s1, s2.sum(axis=0) if plan.covariance_type == "tied" else s2, mass
 
 
 def _diagonal_tile(X: np.ndarray, params: MixtureParams, w: np.ndarray | None):
