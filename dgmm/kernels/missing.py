@@ -50,7 +50,7 @@ BLOCK_CACHE_ELEMENTS = 1 << 22  # a chunk's pattern blocks (P x K x s x s), 32 M
 def has_missing(X: np.ndarray) -> bool:
     """Whether any entry of ``X`` (n, d) is NaN: a sum first (no temporary; infinities are refused before any
     kernel), a scan that stops at the first NaN only when the sum is NaN (finite values can overflow to it)."""
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(X)
     return bool(np.isnan(total)) and bool(any_nan(X))
 

@@ -8,7 +8,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from dgmm.data.synthetic import random_mixture, sample_mixture
-from dgmm.kernels.missing import conditional_means, marginal_log_prob, marginal_stats
+from dgmm.kernels.missing import conditional_means, has_missing, marginal_log_prob, marginal_stats
 from dgmm.kernels.params import MixtureParams
 from dgmm.kernels.stats import s2_shape
 
@@ -99,6 +99,34 @@ def test_statistics_match_the_formulas_row_by_row(covariance_type, fraction, pat
         np.testing.assert_allclose(stats.s1, s1, rtol=1e-10, atol=1e-10 * np.abs(s1).max())
         np.testing.assert_allclose(stats.s2, s2, rtol=1e-10, atol=1e-10 * np.abs(s2).max())
         assert stats.n_rows == len(X)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("pattern_cache", [True, False])
+def test_wide_rows_in_groups_of_components(covariance_type, pattern_cache, monkeypatch):
+    """d = 100 and K = 5: the product runs in two groups of components (the second padded), the patterns are
+    numbered by a sort of their packed bits (too wide for a table or one integer), every row has its own."""
+    if not pattern_cache:
+        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
+    params = mixture(covariance_type, k=5, d=100, seed=11)
+    X = with_holes(sample_mixture(random_mixture(5, 100, seed=11, separation=3.0), 300, seed=12)[0], 0.05, seed=13)
+    stats = marginal_stats(X, params)
+    loglik, s0, s1, s2 = reference_stats(X, params)
+    np.testing.assert_allclose(stats.loglik, loglik, rtol=1e-10)
+    np.testing.assert_allclose(stats.s0, s0, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stats.s1, s1, rtol=1e-9, atol=1e-10 * np.abs(s1).max())
+    np.testing.assert_allclose(stats.s2, s2, rtol=1e-9, atol=1e-10 * np.abs(s2).max())
+
+
+def test_has_missing_tells_nan_from_an_overflowing_sum():
+    X = np.array([[1e308] * 4, [-1e308] * 4])  # finite, but its sum overflows (to NaN, in NumPy's usual order)
+    assert not has_missing(X)
+    X[1, 0] = np.nan
+    assert has_missing(X) and has_missing(np.asfortranarray(X))
+    Y = np.ones((3, 2), dtype=np.float32)
+    assert not has_missing(Y)
+    Y[2, 1] = np.nan
+    assert has_missing(Y)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
