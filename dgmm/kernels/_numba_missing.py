@@ -22,6 +22,9 @@ from numba import njit
 
 from ._numba_tiles import block, gram_lower, responsibilities
 
+# log det Λ_mm = Σ_a log D_a is taken as one log of the product Π_a D_a (a log costs 10-30 ns, a product
+# nothing) unless the product leaves this range; then term by term
+_LOW, _HIGH = 1e-300, 1e300
 _JIT = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
 
 
@@ -114,7 +117,7 @@ def pattern_inverses(precisions, count, index, start, inverse, log_det):  # prag
         s = count[p]
         if logs:
             for k in range(K):
-                log_det[p, k] = 0.0
+                log_det[p, k] = 1.0  # the product of the pivots, till its log below
         for a in range(s):
             for b in range(a + 1):
                 for k in range(K):
@@ -127,10 +130,19 @@ def pattern_inverses(precisions, count, index, start, inverse, log_det):  # prag
                         L[a, a, k] = math.sqrt(v[k])
                     if logs:
                         for k in range(K):
-                            log_det[p, k] += math.log(v[k])
+                            log_det[p, k] *= v[k]
                 else:
                     for k in range(K):
                         L[a, b, k] = v[k] / L[b, b, k]
+        if logs:
+            for k in range(K):
+                product = log_det[p, k]
+                if _LOW < product < _HIGH:
+                    log_det[p, k] = math.log(product)
+                else:
+                    log_det[p, k] = 0.0
+                    for a in range(s):
+                        log_det[p, k] += 2.0 * math.log(L[a, a, k])
         for b in range(s):  # M = L⁻¹, lower
             for k in range(K):
                 M[b, b, k] = 1.0 / L[b, b, k]
@@ -164,7 +176,6 @@ def tile_margins(
     block_log_det,
     centre,
     gemm,
-    restore,
     gemm_rows,
     log_norm,
     shift,
@@ -181,9 +192,7 @@ def tile_margins(
 
     X (T, d) with NaN; count, index, pattern (T,), (T, d), (T,): each row's missing values and pattern (-1: none
     cached); block_log_det (P, K): the patterns' log det Λ_mm (:func:`pattern_inverses`); centre (d,) c; gemm
-    (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side for the K_g components of a group and restore
-    (groups, d, K_g·d) ``diag(a_k) Λ_k`` likewise (row j: what a missing coordinate j's −a_kj took out of the
-    product); gemm_rows: rows per GEMM; log_norm (K,) log π_k − ½ log det Σ_k − ½ d log 2π; shift (K, d) and
+    (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side for the K_g components of a group; gemm_rows: rows per GEMM; log_norm (K,) log π_k − ½ log det Σ_k − ½ d log 2π; shift (K, d) and
     shift_t (d, K) a_k = μ_k − c; stacked (d, d, K) Λ_k[i, j] at [i, j, k]; log_pivots (d, K) log Λ_k,jj.
     Writes A (T, d + 1) = [x − c (0 where missing), 1], L (T, K) log π_k + log N(x_o | μ_ko, Σ_k,oo), offset (T,)
     where each row's missing values start in fill (Σ count, K): ẑ_m per component. Q: (gemm_rows, gemm.shape[2])
@@ -210,11 +219,6 @@ def tile_margins(
         stop = min(T, first + gemm_rows)
         for g in range(groups):
             np.dot(A[first:stop], gemm[g], Q[: stop - first])
-            for n in range(first, stop):  # Q = z Λ_k with z = x − μ_k, 0 where missing
-                for a in range(count[n]):
-                    m = index[n, a]
-                    for c in range(width):
-                        Q[n - first, c] += restore[g, m, c]
             k0 = g * per_group
             members = min(per_group, K - k0)
             for n in range(first, stop):
@@ -228,43 +232,53 @@ def tile_margins(
                 if s == 0:
                     continue
                 p = pattern[n]
-                # along the components, what the margin adds to the complete row's log det Σ + Σ_j (z_j − a_kj) Q_j:
-                # Σ_m a_km Q_m + log det Λ_mm − q_mᵀ Λ_mm⁻¹ q_m, with q_m = Q_m (see the module docstring)
+                # along the components, what the margin adds to the complete row's log det Σ + Σ_j (A_j − a_kj) Q'_j:
+                # Σ_m a_km (Q'_m + q_m) + log det Λ_mm − q_mᵀ Λ_mm⁻¹ q_m (see the module docstring)
                 if s == 1:  # the most common case: Λ_mm is one number
                     m = index[n, 0]
                     for i in range(members):
-                        v, pivot = Q[n - first, i * d + m], stacked[m, m, k0 + i]
-                        fill[offset[n], k0 + i] = -v / pivot
-                        more = shift_t[m, k0 + i] * v + log_pivots[m, k0 + i] - v * v / pivot
+                        v, pivot, a0 = Q[n - first, i * d + m], stacked[m, m, k0 + i], shift_t[m, k0 + i]
+                        q0 = v + a0 * pivot
+                        fill[offset[n], k0 + i] = -q0 / pivot
+                        more = a0 * (v + q0) + log_pivots[m, k0 + i] - q0 * q0 / pivot
                         L[n, k0 + i] += half_log_2pi - 0.5 * more
                     continue
                 if s == 2:  # Λ_mm = L D Lᵀ in registers
                     m0, m1 = index[n, 0], index[n, 1]
                     for i in range(members):
                         k = k0 + i
-                        q0, q1 = Q[n - first, i * d + m0], Q[n - first, i * d + m1]
-                        d0, e10 = stacked[m0, m0, k], stacked[m1, m0, k]
+                        v0, v1 = Q[n - first, i * d + m0], Q[n - first, i * d + m1]
+                        a0, a1 = shift_t[m0, k], shift_t[m1, k]
+                        d0, e10, f11 = stacked[m0, m0, k], stacked[m1, m0, k], stacked[m1, m1, k]
+                        q0, q1 = v0 + a0 * d0 + a1 * e10, v1 + a0 * e10 + a1 * f11
                         l10 = e10 / d0
-                        d1 = stacked[m1, m1, k] - e10 * l10
+                        d1 = f11 - e10 * l10
                         w1 = q1 - l10 * q0
                         y1 = w1 / d1
                         fill[offset[n], k] = l10 * y1 - q0 / d0
                         fill[offset[n] + 1, k] = -y1
-                        log_det = block_log_det[p, k] if p >= 0 else math.log(d0) + math.log(d1)
-                        more = shift_t[m0, k] * q0 + shift_t[m1, k] * q1 + log_det - q0 * q0 / d0 - w1 * y1
+                        log_det = block_log_det[p, k] if p >= 0 else d0 * d1
+                        if p < 0:
+                            log_det = math.log(log_det) if _LOW < log_det < _HIGH else math.log(d0) + math.log(d1)
+                        more = a0 * (v0 + q0) + a1 * (v1 + q1) + log_det - q0 * q0 / d0 - w1 * y1
                         L[n, k] += 2.0 * half_log_2pi - 0.5 * more
                     continue
                 if s == 3:
                     m0, m1, m2 = index[n, 0], index[n, 1], index[n, 2]
                     for i in range(members):
                         k = k0 + i
-                        q0, q1, q2 = Q[n - first, i * d + m0], Q[n - first, i * d + m1], Q[n - first, i * d + m2]
+                        v0, v1, v2 = Q[n - first, i * d + m0], Q[n - first, i * d + m1], Q[n - first, i * d + m2]
+                        a0, a1, a2 = shift_t[m0, k], shift_t[m1, k], shift_t[m2, k]
                         d0, e10, e20 = stacked[m0, m0, k], stacked[m1, m0, k], stacked[m2, m0, k]
+                        f11, f21, f22 = stacked[m1, m1, k], stacked[m2, m1, k], stacked[m2, m2, k]
+                        q0 = v0 + a0 * d0 + a1 * e10 + a2 * e20
+                        q1 = v1 + a0 * e10 + a1 * f11 + a2 * f21
+                        q2 = v2 + a0 * e20 + a1 * f21 + a2 * f22
                         l10, l20 = e10 / d0, e20 / d0
-                        d1 = stacked[m1, m1, k] - e10 * l10
-                        e21 = stacked[m2, m1, k] - e20 * l10
+                        d1 = f11 - e10 * l10
+                        e21 = f21 - e20 * l10
                         l21 = e21 / d1
-                        d2 = stacked[m2, m2, k] - e20 * l20 - e21 * l21
+                        d2 = f22 - e20 * l20 - e21 * l21
                         w1 = q1 - l10 * q0
                         w2 = q2 - l20 * q0 - l21 * w1
                         y2 = w2 / d2
@@ -272,19 +286,26 @@ def tile_margins(
                         fill[offset[n], k] = l10 * y1 + l20 * y2 - q0 / d0
                         fill[offset[n] + 1, k] = -y1
                         fill[offset[n] + 2, k] = -y2
-                        log_det = block_log_det[p, k] if p >= 0 else math.log(d0) + math.log(d1) + math.log(d2)
-                        more = shift_t[m0, k] * q0 + shift_t[m1, k] * q1 + shift_t[m2, k] * q2 + log_det
+                        log_det = block_log_det[p, k] if p >= 0 else d0 * d1 * d2
+                        if p < 0 and _LOW < log_det < _HIGH:
+                            log_det = math.log(log_det)
+                        elif p < 0:
+                            log_det = math.log(d0) + math.log(d1) + math.log(d2)
+                        more = a0 * (v0 + q0) + a1 * (v1 + q1) + a2 * (v2 + q2) + log_det
                         more -= q0 * q0 / d0 + w1 * w1 / d1 + w2 * y2
                         L[n, k] += 3.0 * half_log_2pi - 0.5 * more
                     continue
                 for i in range(members):
                     extra[i] = 0.0
-                for a in range(s):
+                for a in range(s):  # q_m = Q'_m + Σ_b a_kb Λ_k[m_b, m]
                     m = index[n, a]
                     for i in range(members):
                         v = Q[n - first, i * d + m]
-                        w[a, i] = v
-                        extra[i] += shift_t[m, k0 + i] * v
+                        q = v
+                        for b in range(s):
+                            q += shift_t[index[n, b], k0 + i] * stacked[index[n, b], m, k0 + i]
+                        w[a, i] = q
+                        extra[i] += shift_t[m, k0 + i] * (v + q)
                 for a in range(s):  # Λ_mm = L D Lᵀ: F[a, b] = L_ab (b < a), F[a, a] = D_a
                     ma = index[n, a]
                     for b in range(a + 1):
@@ -309,8 +330,13 @@ def tile_margins(
                         w[a, i] = v
                         fill[offset[n] + a, k0 + i] = -v
                 for i in range(members):
+                    product = 1.0
+                    for a in range(s):
+                        product *= F[a, a, i]
                     if p >= 0:
                         extra[i] += block_log_det[p, k0 + i]
+                    elif _LOW < product < _HIGH:
+                        extra[i] += math.log(product)
                     else:
                         for a in range(s):
                             extra[i] += math.log(F[a, a, i])
@@ -326,7 +352,6 @@ def missing_tile(
     block_log_det,
     centre,
     gemm,
-    restore,
     gemm_rows,
     log_norm,
     shift,
@@ -380,7 +405,6 @@ def missing_tile(
         block_log_det,
         centre,
         gemm,
-        restore,
         gemm_rows,
         log_norm,
         shift,

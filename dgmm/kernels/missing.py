@@ -157,16 +157,14 @@ class _Margins:
     """The per-iteration constants of the compiled tiles (:func:`tile_margins`), full or tied mixtures.
 
     plan : the float64 :class:`~dgmm.kernels.estep.EStepPlan` (centre c, a_k = μ_k − c, log_norm, floor, tile
-    rows); gemm : (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side, and restore : (groups, d, K_g·d)
-    ``diag(a_k) Λ_k`` likewise: ``[x − c (0 where missing), 1]`` times gemm, plus restore's rows of the missing
-    coordinates, is ``z Λ_k`` with z the row minus μ_k, 0 where missing; gemm_rows : rows per GEMM; shift_t :
+    rows); gemm : (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side: ``[x − c (0 where missing), 1]``
+    times it is ``(x − μ_k) Λ_k`` with x's missing entries c_m; gemm_rows : rows per GEMM; shift_t :
     (d, K) a_k; precisions (K, d, d) Λ_k and stacked (d, d, K) the same along the components; log_pivots (d, K)
     log Λ_k,jj.
     """
 
     plan: EStepPlan
     gemm: np.ndarray
-    restore: np.ndarray
     gemm_rows: int
     shift_t: np.ndarray
     precisions: np.ndarray
@@ -180,16 +178,14 @@ class _Margins:
         K, d = params.n_components, params.n_features
         group = group_size(K, d, "full")
         padded = -(-K // group) * group
-        stacked = np.zeros((2 * d + 1, padded, d))
-        stacked[:d, :K] = precisions.transpose(1, 0, 2)
-        stacked[d, :K] = -np.einsum("ki,kij->kj", plan.shift, precisions)
-        stacked[d + 1 :, :K] = plan.shift.T[:, :, None] * precisions.transpose(1, 0, 2)
-        stacked = np.ascontiguousarray(stacked.reshape(2 * d + 1, padded // group, group * d).transpose(1, 0, 2))
+        gemm = np.zeros((d + 1, padded, d))
+        gemm[:d, :K] = precisions.transpose(1, 0, 2)
+        gemm[d, :K] = -np.einsum("ki,kij->kj", plan.shift, precisions)
+        gemm = np.ascontiguousarray(gemm.reshape(d + 1, padded // group, group * d).transpose(1, 0, 2))
         log_pivots = np.ascontiguousarray(np.log(np.diagonal(precisions, axis1=1, axis2=2)).T)
-        rows = default_gemm_rows(stacked.shape[2])
-        gemm, restore = np.ascontiguousarray(stacked[:, : d + 1]), np.ascontiguousarray(stacked[:, d + 1 :])
         shift_t, stacked = np.ascontiguousarray(plan.shift.T), np.ascontiguousarray(precisions.transpose(1, 2, 0))
-        return cls(plan, gemm, restore, rows, shift_t, precisions, stacked, log_pivots)
+        rows = default_gemm_rows(gemm.shape[2])
+        return cls(plan, gemm, rows, shift_t, precisions, stacked, log_pivots)
 
     def arguments(self, X: np.ndarray, blocks: MissingBlocks, rows: tuple[int, int]) -> tuple:
         """:func:`tile_margins`'s arguments from ``X`` to ``log_pivots``, for rows ``rows``."""
@@ -199,7 +195,6 @@ class _Margins:
             *blocks.rows(*rows),
             plan.centre,
             self.gemm,
-            self.restore,
             self.gemm_rows,
             plan.log_norm,
             plan.shift,

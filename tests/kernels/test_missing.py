@@ -118,6 +118,27 @@ def test_wide_rows_in_groups_of_components(covariance_type, pattern_cache, monke
     np.testing.assert_allclose(stats.s2, s2, rtol=1e-9, atol=1e-10 * np.abs(s2).max())
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+@pytest.mark.parametrize("pattern_cache", [True, False])
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_log_determinants_at_extreme_scales(covariance_type, pattern_cache, scale, monkeypatch):
+    """Precisions near 1e±200, whose products of pivots leave float64: the log-likelihood moves by exactly
+    −log(scale) per observed value and the statistics scale as the data."""
+    if not pattern_cache:
+        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
+    params = mixture(covariance_type)
+    X = with_holes(sample_mixture(random_mixture(4, 6, seed=0, separation=3.0), 300, seed=1)[0], 0.4, seed=2)
+    scaled = MixtureParams.from_covariances(
+        params.weights, params.means * scale, params.covariances * scale**2, covariance_type
+    )
+    base, far = marginal_stats(X, params), marginal_stats(X * scale, scaled)
+    observed = int((~np.isnan(X)).sum())
+    np.testing.assert_allclose(far.loglik, base.loglik - observed * np.log(scale), rtol=1e-10)
+    np.testing.assert_allclose(far.s0, base.s0, rtol=1e-9)
+    np.testing.assert_allclose(far.s1, base.s1 * scale, rtol=1e-8, atol=1e-10 * np.abs(base.s1).max() * scale)
+    np.testing.assert_allclose(far.s2, base.s2 * scale**2, rtol=1e-8, atol=1e-10 * np.abs(base.s2).max() * scale**2)
+
+
 def test_has_missing_tells_nan_from_an_overflowing_sum():
     X = np.array([[1e308] * 4, [-1e308] * 4])  # finite, but its sum overflows (to NaN, in NumPy's usual order)
     assert not has_missing(X)
