@@ -25,6 +25,7 @@ from ._numba_tiles import block, gram_lower, responsibilities
 # log det Λ_mm = Σ_a log D_a is taken as one log of the product Π_a D_a (a log costs 10-30 ns, a product
 # nothing) unless the product leaves this range; then term by term
 _LOW, _HIGH = 1e-300, 1e300
+OWN_BLOCK_ELEMENTS = 1 << 17  # rows of no cached pattern: their blocks inverted per batch of at most this many
 _JIT = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
 
 
@@ -437,7 +438,8 @@ def missing_tile(
                 s2[k, j, i] = G[i, j]
     # r Λ_mm⁻¹ of each row's missing block: summed per coordinate (one missing value) or per cached pattern
     single = np.zeros((d, K))
-    own, no_logs, no_offset = np.empty(d * d * K), np.empty((0, K)), np.zeros(1, dtype=np.int64)
+    alone = np.empty(holed.shape[0], dtype=np.int64)  # rows of no cached pattern
+    n_alone = 0
     for n in holed:
         s, p = count[n], pattern[n]
         if s == 1:
@@ -447,11 +449,26 @@ def missing_tile(
         elif p >= 0:
             for k in range(K):
                 mass[p, k] += R[n, k]
-        else:  # no cached block: the row's own, every component at once
-            pattern_inverses(precisions, count[n : n + 1], index[n : n + 1], no_offset, own, no_logs)
+        else:
+            alone[n_alone] = n
+            n_alone += 1
+    # those rows' own blocks, inverted in batches (one call each: a call passing arrays costs atomic refcounts)
+    batch = max(1, OWN_BLOCK_ELEMENTS // (d * d * K))
+    own, no_logs = np.empty(batch * d * d * K), np.empty((0, K))
+    starts = np.empty(batch, dtype=np.int64)
+    for first in range(0, n_alone, batch):
+        rows = alone[first : min(n_alone, first + batch)]
+        at = 0
+        for r in range(rows.shape[0]):
+            starts[r] = at
+            at += count[rows[r]] ** 2 * K
+        pattern_inverses(precisions, count[rows], index[rows], starts[: rows.shape[0]], own, no_logs)
+        for r in range(rows.shape[0]):
+            n = rows[r]
+            s = count[n]
             for a in range(s):
                 for b in range(s):
-                    ma, mb, at = index[n, a], index[n, b], (a * s + b) * K
+                    ma, mb, at = index[n, a], index[n, b], starts[r] + (a * s + b) * K
                     for k in range(K):
                         s2[k, ma, mb] += R[n, k] * own[at + k]
     for k in range(K):
