@@ -2,10 +2,11 @@
 
 The formulas are :mod:`dgmm.kernels.missing`'s. A tile's rows minus c (the mean of the means), 0 where missing, go
 through one GEMM per group of components, as complete rows do in :mod:`dgmm.kernels._numba_tiles`, giving
-``Q_k = z Λ_k`` for z = x − μ_k with its missing entries 0 (a row adds ``a_km Λ_k[m]`` for each missing m, what
-the GEMM's −a_k took out). Each row with s missing values then factorises its s x s block ``Λ_mm = L D Lᵀ`` (in
-registers for s ≤ 3, the usual case; a loop beyond) for ``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis distance of its
-observed margin (``zᵀ Q_k − q_mᵀ Λ_mm⁻¹ q_m``) and ``log det Λ_mm`` (from its pattern's, inverted once per chunk
+``Q'_k = (x − μ_k) Λ_k`` with x's missing entries c; for z = x − μ_k with its missing entries 0, ``Λ_k z`` on the
+missing coordinates is ``q_m = Q'_m + Σ_m' a_km' Λ_k[m', m]`` and ``zᵀ Λ_k z = Σ_j (A_j − a_kj) Q'_j + Σ_m a_km
+(Q'_m + q_m)`` (A: the row minus c, 0 where missing). Each row with s missing values then factorises its s x s
+block ``Λ_mm = L D Lᵀ`` (in registers for s ≤ 3, the usual case; a loop beyond) for ``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis distance of its
+observed margin (``zᵀ Λ_k z − q_mᵀ Λ_mm⁻¹ q_m``) and ``log det Λ_mm`` (from its pattern's, inverted once per chunk
 and component by :func:`pattern_inverses`, where the chunk keeps them). Statistics: ``Vᵀ V`` per component on
 the completed deviations ``V = √r [ẑ, 1]``, as complete rows, plus ``r Λ_mm⁻¹`` on each row's missing block
 (summed per pattern first). Loops run along the components where they can, and the per-row work is written out
