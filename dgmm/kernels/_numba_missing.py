@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._numba_tiles import block, gram_lower, responsibilities
+from ._numba_tiles import block, gram_lower, responsibilities, unpack_gram
 
 # log det Λ_mm = Σ_a log D_a is taken as one log of the product Π_a D_a (a log costs 10-30 ns, a product
 # nothing) unless the product leaves this range; then term by term
@@ -432,11 +432,7 @@ def missing_tile(
             for a in range(count[n]):
                 V[n, index[n, a]] = root * fill[offset[n] + a, k]
         gram_lower(V, G)
-        for i in range(d):
-            s1[k, i] = G[d, i]
-            for j in range(i + 1):
-                s2[k, i, j] = G[i, j]
-                s2[k, j, i] = G[i, j]
+        unpack_gram(G, k, s1, s2)
     # r Λ_mm⁻¹ of each row's missing block: summed per coordinate (one missing value) or per cached pattern
     single = np.zeros((d, K))
     alone = np.empty(holed.shape[0], dtype=np.int64)  # rows of no cached pattern

@@ -148,6 +148,18 @@ def gram_lower(V, G):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
+def unpack_gram(G, k, s1, s2):  # pragma: no cover - compiled
+    """From ``G = Vᵀ V`` (d + 1, d + 1), lower triangle, of ``V = √r [z, 1]``: s1[k] (d,) its last row and s2[k]
+    (d, d) the rest, made symmetric."""
+    d = s1.shape[1]
+    for i in range(d):
+        s1[k, i] = G[d, i]
+        for j in range(i + 1):
+            s2[k, i, j] = G[i, j]
+            s2[k, j, i] = G[i, j]
+
+
+@njit(**_JIT)
 def log_of(x, out, bits):  # pragma: no cover - compiled
     """``out[i] = log(x[i])`` (x, out 1-D float64; bits int64 scratch of the same length).
 
@@ -287,11 +299,7 @@ def full_tile(
                 V[n, j] = root * (Z[n, j] - shift[k, j])
             V[n, d] = root
         gram_lower(V, G)
-        for i in range(d):
-            s1[k, i] = G[d, i]
-            for j in range(i + 1):
-                s2[k, i, j] = G[i, j]
-                s2[k, j, i] = G[i, j]
+        unpack_gram(G, k, s1, s2)
     return loglik
 
 
