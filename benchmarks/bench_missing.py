@@ -14,6 +14,8 @@
    50%, each fit started from the same parameters for 5 iterations; the median iteration of 3 fits, each timed
    by the fit itself (no start-up), one process; in memory,
    and read from a Parquet file (nulls for the holes, row groups of 50,000) every iteration (``cache="none"``).
+   Then the kernels alone, one thread: one 100,000-row chunk's statistics with holes against the complete
+   chunk's (``fused_chunk_stats``), 30 interleaved repetitions, the median of their ratios.
 
 Methods: dgmm ``nan_policy="marginalize"``; dgmm ``nan_policy="drop"`` (complete rows only); column means
 imputed, then dgmm; scikit-learn's ``IterativeImputer`` (its default BayesianRidge, 10 rounds), then
@@ -162,6 +164,34 @@ def cost(args) -> None:
             )
 
 
+def kernel_cost() -> None:
+    """One thread, one 100,000-row chunk: marginal_stats with holes against fused_chunk_stats on the complete
+    chunk, interleaved so that the machine's drift meets both; the median of 30 ratios."""
+    import time
+
+    from threadpoolctl import threadpool_limits
+
+    from dgmm.kernels.estep import fused_chunk_stats, plan_estep
+    from dgmm.kernels.missing import marginal_stats
+
+    params = random_mixture(8, 16, seed=1, separation=3.0)
+    X = sample_mixture(params, 100_000, seed=2)[0]
+    plan = plan_estep(params)
+    print("\nthe kernels alone, one thread, 100,000 rows (median of 30 interleaved ratios):")
+    with threadpool_limits(1):
+        for rate in RATES:
+            holed = with_holes(X, rate, "MCAR", np.random.default_rng(3))
+            fused_chunk_stats(X, plan), marginal_stats(holed, params)
+            ratios = []
+            for _ in range(30):
+                start = time.perf_counter()
+                fused_chunk_stats(X, plan)
+                middle = time.perf_counter()
+                marginal_stats(holed, params)
+                ratios.append((time.perf_counter() - middle) / (middle - start))
+            print(f"  MCAR {rate:4.0%}: {statistics.median(ratios):.2f}x the complete chunk")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -175,6 +205,7 @@ def main() -> None:
         real(args)
     if not args.skip_cost:
         cost(args)
+        kernel_cost()
 
 
 if __name__ == "__main__":
