@@ -358,9 +358,9 @@ def missing_tile(
     log_norm,
     shift,
     shift_t,
-    precisions,
     stacked,
     log_pivots,
+    precisions,
     floor,
     weights,
     s0,
@@ -371,7 +371,7 @@ def missing_tile(
 ):  # pragma: no cover - compiled
     """E-step and centred expected statistics of one tile with missing values, full or tied covariances.
 
-    Arguments as :func:`tile_margins`'s, with precisions (K, d, d) Λ_k, and floor, weights, s0, s1, s2 as
+    Arguments as :func:`tile_margins`'s, then precisions (K, d, d) Λ_k, and floor, weights, s0, s1, s2 as
     :func:`dgmm.kernels._numba_tiles.full_tile`'s (s1, s2 written; tied: every component's S2_k). Per component
     ``V = √r [ẑ, 1]`` (ẑ: the row minus μ_k completed by its conditional mean) and ``Vᵀ V``, plus ``r Λ_mm⁻¹``
     on each row's missing block, but for rows of a cached pattern p, whose ``r`` goes to ``mass[p, k]`` (P, K)

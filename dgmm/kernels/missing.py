@@ -344,11 +344,9 @@ def _dense_tile(
     size = T * (2 * d + 4 * K + 5) + e * e + margins.gemm_rows * margins.gemm.shape[2] + K * holes
     s0, s1, s2 = np.zeros(K), np.empty((K, d)), np.empty((K, d, d))
     mass = np.zeros(blocks.log_det.shape)
-    arguments = margins.arguments(X, blocks, rows)
     loglik = missing_tile(
-        *arguments[:-2],
+        *margins.arguments(X, blocks, rows),
         margins.precisions,
-        *arguments[-2:],
         plan.floor,
         _NO_WEIGHTS if w is None else np.ascontiguousarray(w, dtype=np.float64),
         s0,
