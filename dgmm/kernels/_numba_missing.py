@@ -1,17 +1,17 @@
 """Compiled (numba) row tiles of the marginalised E-step for full and tied covariances; no Dask.
 
 The formulas are :mod:`dgmm.kernels.missing`'s. A tile's rows minus c (the mean of the means), 0 where missing, go
-through one GEMM per group of components, as complete rows do in :mod:`dgmm.kernels._numba_tiles`, giving
-``Q'_k = (x − μ_k) Λ_k`` with x's missing entries c; for z = x − μ_k with its missing entries 0, ``Λ_k z`` on the
-missing coordinates is ``q_m = Q'_m + Σ_m' a_km' Λ_k[m', m]`` and ``zᵀ Λ_k z = Σ_j (A_j − a_kj) Q'_j + Σ_m a_km
-(Q'_m + q_m)`` (A: the row minus c, 0 where missing). Each row with s missing values then factorises its s x s
-block ``Λ_mm = L D Lᵀ`` (in registers for s ≤ 3, the usual case; a loop beyond) for ``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis distance of its
-observed margin (``zᵀ Λ_k z − q_mᵀ Λ_mm⁻¹ q_m``) and ``log det Λ_mm`` (from its pattern's, inverted once per chunk
-and component by :func:`pattern_inverses`, where the chunk keeps them). Statistics: ``Vᵀ V`` per component on
-the completed deviations ``V = √r [ẑ, 1]``, as complete rows, plus ``r Λ_mm⁻¹`` on each row's missing block
-(summed per pattern first). Loops run along the components where they can, and the per-row work is written out
-in the tile functions: a call passing arrays costs two atomic reference counts per array. Sums leave a tile in
-float64; the same flags as :mod:`dgmm.kernels._numba_tiles`.
+through one GEMM per group of components, as complete rows do in :mod:`dgmm.kernels._numba_tiles`, giving ``Q'_k =
+(x − μ_k) Λ_k`` with x's missing entries c; for z = x − μ_k with its missing entries 0, ``Λ_k z`` on the missing
+coordinates is ``q_m = Q'_m + Σ_m' a_km' Λ_k[m', m]`` and ``zᵀ Λ_k z = Σ_j (A_j − a_kj) Q'_j + Σ_m a_km (Q'_m +
+q_m)`` (A: the row minus c, 0 where missing). Each row with s missing values then factorises its s x s block ``Λ_mm
+= L D Lᵀ`` (in registers for s ≤ 3, the usual case; a loop beyond) for ``ẑ_m = −Λ_mm⁻¹ q_m``, the Mahalanobis
+distance of its observed margin (``zᵀ Λ_k z − q_mᵀ Λ_mm⁻¹ q_m``) and ``log det Λ_mm`` (from its pattern's, inverted
+once per chunk and component by :func:`~dgmm.kernels._numba_patterns.pattern_inverses`, where the chunk keeps them).
+Statistics: ``Vᵀ V`` per component on the completed deviations ``V = √r [ẑ, 1]``, as complete rows, plus ``r
+Λ_mm⁻¹`` on each row's missing block (summed per pattern first). Loops run along the components where they can, and
+the per-row work is written out in the tile functions: a call passing arrays costs two atomic reference counts per
+array. Sums leave a tile in float64; the same flags as :mod:`dgmm.kernels._numba_tiles`.
 """
 
 from __future__ import annotations
@@ -21,62 +21,11 @@ import math
 import numpy as np
 from numba import njit
 
+from ._numba_patterns import PRODUCT_HIGH, PRODUCT_LOW, pattern_inverses
 from ._numba_tiles import block, gram_lower, responsibilities, unpack_gram
 
-# log det Λ_mm = Σ_a log D_a is taken as one log of the product Π_a D_a (a log costs 10-30 ns, a product
-# nothing) unless the product leaves this range; then term by term
-_LOW, _HIGH = 1e-300, 1e300
 OWN_BLOCK_ELEMENTS = 1 << 17  # rows of no cached pattern: their blocks inverted per batch of at most this many
 _JIT = dict(cache=True, nogil=True, fastmath={"reassoc", "contract"}, boundscheck=False)
-
-
-@njit(**_JIT)
-def any_nan(X):  # pragma: no cover - compiled
-    """Whether X (n, d) holds a NaN, stopping at the first one."""
-    n, d = X.shape
-    for i in range(n):
-        for j in range(d):
-            if math.isnan(X[i, j]):
-                return True
-    return False
-
-
-@njit(**_JIT)
-def find_missing(X, count, index, code):  # pragma: no cover - compiled
-    """Writes count (T,) how many values each row of X (T, d) misses, index (T, d) which, ascending in the first
-    ``count`` columns (the rest undefined), and code (T,) the pattern's bits (j set where feature j is missing;
-    meaningful for d <= 62)."""
-    T, d = X.shape
-    for i in range(T):
-        c = 0
-        bits = 0
-        for j in range(d):
-            if math.isnan(X[i, j]):
-                index[i, c] = j
-                c += 1
-                if j < 62:
-                    bits |= 1 << j
-        count[i] = c
-        code[i] = bits
-
-
-@njit(**_JIT)
-def first_seen(keys, bits):  # pragma: no cover - compiled
-    """Distinct values of ``keys`` (m,), each below 2**bits, numbered by first appearance: (P,) the position of
-    each one's first appearance and (m,) each key's number. One pass over a 2**bits table (no sort)."""
-    table = np.full(1 << bits, -1, dtype=np.int64)
-    firsts = np.empty(keys.shape[0], dtype=np.int64)
-    ids = np.empty(keys.shape[0], dtype=np.int64)
-    P = 0
-    for r in range(keys.shape[0]):
-        t = table[keys[r]]
-        if t < 0:
-            t = P
-            table[keys[r]] = P
-            firsts[P] = r
-            P += 1
-        ids[r] = t
-    return firsts[:P].copy(), ids
 
 
 @njit(**_JIT)
@@ -104,72 +53,6 @@ def normalise(log_prob, weights, resp):  # pragma: no cover - compiled
 
 
 @njit(**_JIT)
-def pattern_inverses(precisions, count, index, start, inverse, log_det):  # pragma: no cover - compiled
-    """For each pattern p (``count[p]`` = s missing coordinates ``index[p, :s]``) and component k: Λ_mm⁻¹ entry
-    (a, b) in ``inverse[start[p] + (a s + b) K + k]`` (components innermost, so a row's work runs along them) and
-    ``log_det[p, k]`` = log det Λ_mm (none where log_det has no rows). Cholesky L of Λ_mm, then L⁻ᵀ L⁻¹, every
-    loop along the components."""
-    P = count.shape[0]
-    K, d = precisions.shape[0], precisions.shape[1]
-    L = np.empty((d, d, K))
-    M = np.empty((d, d, K))
-    v = np.empty(K)
-    logs = log_det.shape[0] > 0
-    for p in range(P):
-        s = count[p]
-        if logs:
-            for k in range(K):
-                log_det[p, k] = 1.0  # the product of the pivots, till its log below
-        for a in range(s):
-            for b in range(a + 1):
-                for k in range(K):
-                    v[k] = precisions[k, index[p, a], index[p, b]]
-                for c in range(b):
-                    for k in range(K):
-                        v[k] -= L[a, c, k] * L[b, c, k]
-                if a == b:
-                    for k in range(K):
-                        L[a, a, k] = math.sqrt(v[k])
-                    if logs:
-                        for k in range(K):
-                            log_det[p, k] *= v[k]
-                else:
-                    for k in range(K):
-                        L[a, b, k] = v[k] / L[b, b, k]
-        if logs:
-            for k in range(K):
-                product = log_det[p, k]
-                if _LOW < product < _HIGH:
-                    log_det[p, k] = math.log(product)
-                else:
-                    log_det[p, k] = 0.0
-                    for a in range(s):
-                        log_det[p, k] += 2.0 * math.log(L[a, a, k])
-        for b in range(s):  # M = L⁻¹, lower
-            for k in range(K):
-                M[b, b, k] = 1.0 / L[b, b, k]
-            for a in range(b + 1, s):
-                for k in range(K):
-                    v[k] = 0.0
-                for c in range(b, a):
-                    for k in range(K):
-                        v[k] -= L[a, c, k] * M[c, b, k]
-                for k in range(K):
-                    M[a, b, k] = v[k] / L[a, a, k]
-        for a in range(s):  # (L Lᵀ)⁻¹ entry (a, b) = Σ_c M[c, a] M[c, b], c ≥ a ≥ b
-            for b in range(a + 1):
-                for k in range(K):
-                    v[k] = 0.0
-                for c in range(a, s):
-                    for k in range(K):
-                        v[k] += M[c, a, k] * M[c, b, k]
-                ab, ba = start[p] + (a * s + b) * K, start[p] + (b * s + a) * K
-                for k in range(K):
-                    inverse[ab + k] = v[k]
-                    inverse[ba + k] = v[k]
-
-
-@njit(**_JIT)
 def tile_margins(
     X,
     count,
@@ -193,12 +76,13 @@ def tile_margins(
     """E-step of one tile over each row's observed margin (see the module's formulas).
 
     X (T, d) with NaN; count, index, pattern (T,), (T, d), (T,): each row's missing values and pattern (-1: none
-    cached); block_log_det (P, K): the patterns' log det Λ_mm (:func:`pattern_inverses`); centre (d,) c; gemm
-    (groups, d + 1, K_g·d) ``[[Λ_k]; [−a_k Λ_k]]`` side by side for the K_g components of a group; gemm_rows: rows per GEMM; log_norm (K,) log π_k − ½ log det Σ_k − ½ d log 2π; shift (K, d) and
-    shift_t (d, K) a_k = μ_k − c; stacked (d, d, K) Λ_k[i, j] at [i, j, k]; log_pivots (d, K) log Λ_k,jj.
-    Writes A (T, d + 1) = [x − c (0 where missing), 1], L (T, K) log π_k + log N(x_o | μ_ko, Σ_k,oo), offset (T,)
-    where each row's missing values start in fill (Σ count, K): ẑ_m per component. Q: (gemm_rows, gemm.shape[2])
-    scratch.
+    cached); block_log_det (P, K): the patterns' log det Λ_mm
+    (:func:`~dgmm.kernels._numba_patterns.pattern_inverses`); centre (d,) c; gemm (groups, d + 1, K_g·d) ``[[Λ_k];
+    [−a_k Λ_k]]`` side by side for the K_g components of a group; gemm_rows: rows per GEMM; log_norm (K,) log π_k −
+    ½ log det Σ_k − ½ d log 2π; shift (K, d) and shift_t (d, K) a_k = μ_k − c; stacked (d, d, K) Λ_k[i, j] at [i, j,
+    k]; log_pivots (d, K) log Λ_k,jj. Writes A (T, d + 1) = [x − c (0 where missing), 1], L (T, K) log π_k + log
+    N(x_o | μ_ko, Σ_k,oo), offset (T,) where each row's missing values start in fill (Σ count, K): ẑ_m per
+    component. Q: (gemm_rows, gemm.shape[2]) scratch.
     """
     T, d = X.shape
     K = shift.shape[0]
@@ -261,7 +145,11 @@ def tile_margins(
                         fill[offset[n] + 1, k] = -y1
                         log_det = block_log_det[p, k] if p >= 0 else d0 * d1
                         if p < 0:
-                            log_det = math.log(log_det) if _LOW < log_det < _HIGH else math.log(d0) + math.log(d1)
+                            log_det = (
+                                math.log(log_det)
+                                if PRODUCT_LOW < log_det < PRODUCT_HIGH
+                                else math.log(d0) + math.log(d1)
+                            )
                         more = a0 * (v0 + q0) + a1 * (v1 + q1) + log_det - q0 * q0 / d0 - w1 * y1
                         L[n, k] += 2.0 * half_log_2pi - 0.5 * more
                     continue
@@ -289,7 +177,7 @@ def tile_margins(
                         fill[offset[n] + 1, k] = -y1
                         fill[offset[n] + 2, k] = -y2
                         log_det = block_log_det[p, k] if p >= 0 else d0 * d1 * d2
-                        if p < 0 and _LOW < log_det < _HIGH:
+                        if p < 0 and PRODUCT_LOW < log_det < PRODUCT_HIGH:
                             log_det = math.log(log_det)
                         elif p < 0:
                             log_det = math.log(d0) + math.log(d1) + math.log(d2)
@@ -337,7 +225,7 @@ def tile_margins(
                         product *= F[a, a, i]
                     if p >= 0:
                         extra[i] += block_log_det[p, k0 + i]
-                    elif _LOW < product < _HIGH:
+                    elif PRODUCT_LOW < product < PRODUCT_HIGH:
                         extra[i] += math.log(product)
                     else:
                         for a in range(s):
@@ -375,7 +263,7 @@ def missing_tile(
     :func:`dgmm.kernels._numba_tiles.full_tile`'s (s1, s2 written; tied: every component's S2_k). Per component
     ``V = √r [ẑ, 1]`` (ẑ: the row minus μ_k completed by its conditional mean) and ``Vᵀ V``, plus ``r Λ_mm⁻¹``
     on each row's missing block, but for rows of a cached pattern p, whose ``r`` goes to ``mass[p, k]`` (P, K)
-    (:func:`add_pattern_covariances`). buf: float64 scratch of at least
+    (:func:`~dgmm.kernels._numba_patterns.add_pattern_covariances`). buf: float64 scratch of at least
     ``T·(2d + 4K + 5) + gemm_rows·gemm.shape[2] + (d + 1)² + K·Σ count`` elements. Returns the tile's
     log-likelihood.
     """
@@ -472,18 +360,3 @@ def missing_tile(
         for m in range(d):
             s2[k, m, m] += single[m, k] / precisions[k, m, m]
     return loglik
-
-
-@njit(**_JIT)
-def add_pattern_covariances(count, index, start, inverse, mass, s2):  # pragma: no cover - compiled
-    """s2[k] (K, d, d) += ``mass[p, k] Λ_mm⁻¹`` on each pattern p's missing block (:func:`pattern_inverses`)."""
-    P, K = mass.shape
-    for p in range(P):
-        s = count[p]
-        for k in range(K):
-            r = mass[p, k]
-            if r == 0.0:
-                continue
-            for a in range(s):
-                for b in range(s):
-                    s2[k, index[p, a], index[p, b]] += r * inverse[start[p] + (a * s + b) * K + k]

@@ -85,7 +85,7 @@ def reference_stats(X, params: MixtureParams, weights=None):
 def test_statistics_match_the_formulas_row_by_row(covariance_type, fraction, pattern_cache, monkeypatch):
     """Patterns' blocks inverted once per chunk, or (a chunk with too many patterns) every row's factorised."""
     if not pattern_cache:
-        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
+        monkeypatch.setattr("dgmm.kernels.missing_patterns.BLOCK_CACHE_ELEMENTS", 0)
     params = mixture(covariance_type)
     X = with_holes(sample_mixture(random_mixture(4, 6, seed=0, separation=3.0), 400, seed=1)[0], fraction, seed=2)
     weights = np.random.default_rng(3).uniform(0.0, 2.0, len(X))
@@ -107,7 +107,7 @@ def test_wide_rows_in_groups_of_components(covariance_type, pattern_cache, monke
     """d = 100 and K = 5: the product runs in two groups of components (the second padded), the patterns are
     numbered by a sort of their packed bits (too wide for a table or one integer), every row has its own."""
     if not pattern_cache:
-        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
+        monkeypatch.setattr("dgmm.kernels.missing_patterns.BLOCK_CACHE_ELEMENTS", 0)
     params = mixture(covariance_type, k=5, d=100, seed=11)
     X = with_holes(sample_mixture(random_mixture(5, 100, seed=11, separation=3.0), 300, seed=12)[0], 0.05, seed=13)
     stats = marginal_stats(X, params)
@@ -125,7 +125,7 @@ def test_log_determinants_at_extreme_scales(covariance_type, pattern_cache, scal
     """Precisions near 1e±200, whose products of pivots leave float64: the log-likelihood moves by exactly
     −log(scale) per observed value and the statistics scale as the data."""
     if not pattern_cache:
-        monkeypatch.setattr("dgmm.kernels.missing.BLOCK_CACHE_ELEMENTS", 0)
+        monkeypatch.setattr("dgmm.kernels.missing_patterns.BLOCK_CACHE_ELEMENTS", 0)
     params = mixture(covariance_type)
     X = with_holes(sample_mixture(random_mixture(4, 6, seed=0, separation=3.0), 300, seed=1)[0], 0.4, seed=2)
     scaled = MixtureParams.from_covariances(
